@@ -1,0 +1,91 @@
+// COSE_Sign1 (RFC 9052 section 4.2) with EdDSA over Ed25519 (RFC 9053 section 2.2).
+//
+//   COSE_Sign1 = #6.18([ protected: bstr .cbor {1: -8, 4: kid}, unprotected: {}, payload: bstr, signature: bstr ])
+//   Sig_structure = [ "Signature1", protected, external_aad = h'', payload ]
+//
+// Keys are passed in; no I/O here.
+import { sign as edSign, verify as edVerify, type KeyObject } from 'node:crypto';
+import { Encoder, Decoder, Tag } from 'cbor-x';
+
+export const COSE_SIGN1_TAG = 18;
+export const HEADER_ALG = 1;
+export const HEADER_KID = 4;
+export const ALG_EDDSA = -8;
+
+const encoder = new Encoder({ useRecords: false, tagUint8Array: false, mapsAsObjects: false, pack: false, variableMapSize: true });
+const mapDecoder = new Decoder({ useRecords: false, mapsAsObjects: false });
+
+export interface CoseSign1 {
+  /** The protected header exactly as signed. */
+  readonly protectedBytes: Uint8Array;
+  readonly alg: number | undefined;
+  readonly kid: string | undefined;
+  readonly payload: Uint8Array;
+  readonly signature: Uint8Array;
+}
+
+/** Thrown for bytes that are not a well-formed COSE_Sign1; the message says which part. */
+export class CoseFormatError extends Error {
+  override name = 'CoseFormatError';
+}
+
+function toBuffer(u: Uint8Array): Buffer {
+  return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+}
+
+function sigStructure(protectedBytes: Uint8Array, payload: Uint8Array): Buffer {
+  return encoder.encode(['Signature1', toBuffer(protectedBytes), Buffer.alloc(0), toBuffer(payload)]);
+}
+
+/** Signs `payload` with an Ed25519 private key; the kid goes in the protected header. */
+export function signCoseSign1(payload: Uint8Array, privateKey: KeyObject, kid: string): Buffer {
+  if (privateKey.asymmetricKeyType !== 'ed25519') throw new Error(`signing key must be Ed25519, got ${String(privateKey.asymmetricKeyType)}`);
+  const protectedBytes = encoder.encode(new Map<number, unknown>([[HEADER_ALG, ALG_EDDSA], [HEADER_KID, Buffer.from(kid, 'utf8')]]));
+  const signature = edSign(null, sigStructure(protectedBytes, payload), privateKey);
+  return encoder.encode(new Tag([protectedBytes, new Map(), toBuffer(payload), signature], COSE_SIGN1_TAG));
+}
+
+function isBytes(v: unknown): v is Uint8Array {
+  return v instanceof Uint8Array;
+}
+
+/** Parses the envelope (not the payload). Throws CoseFormatError on anything malformed. */
+export function parseCoseSign1(bytes: Uint8Array): CoseSign1 {
+  let outer: unknown;
+  try {
+    outer = mapDecoder.decode(toBuffer(bytes));
+  } catch (err) {
+    throw new CoseFormatError(`not CBOR (${(err as Error).message})`);
+  }
+  // The tag is optional when the context says COSE_Sign1 (RFC 9052 section 2); we accept both.
+  const body = outer instanceof Tag ? (outer.tag === COSE_SIGN1_TAG ? outer.value : undefined) : outer;
+  if (outer instanceof Tag && outer.tag !== COSE_SIGN1_TAG) throw new CoseFormatError(`CBOR tag ${outer.tag} is not COSE_Sign1 (18)`);
+  if (!Array.isArray(body) || body.length !== 4) throw new CoseFormatError('not a COSE_Sign1 array of 4 elements');
+  const [protectedBytes, unprotected, payload, signature] = body as unknown[];
+  if (!isBytes(protectedBytes)) throw new CoseFormatError('protected header is not a byte string');
+  if (!(unprotected instanceof Map)) throw new CoseFormatError('unprotected header is not a map');
+  if (!isBytes(payload)) throw new CoseFormatError('payload is missing or detached');
+  if (!isBytes(signature)) throw new CoseFormatError('signature is not a byte string');
+  let header: unknown;
+  try {
+    header = protectedBytes.length === 0 ? new Map() : mapDecoder.decode(toBuffer(protectedBytes));
+  } catch (err) {
+    throw new CoseFormatError(`protected header is not CBOR (${(err as Error).message})`);
+  }
+  if (!(header instanceof Map)) throw new CoseFormatError('protected header is not a map');
+  const alg = header.get(HEADER_ALG);
+  const kidRaw = header.get(HEADER_KID) ?? unprotected.get(HEADER_KID);
+  return {
+    protectedBytes,
+    alg: typeof alg === 'number' ? alg : undefined,
+    kid: isBytes(kidRaw) ? Buffer.from(kidRaw).toString('utf8') : typeof kidRaw === 'string' ? kidRaw : undefined,
+    payload,
+    signature,
+  };
+}
+
+/** True when the signature verifies with this Ed25519 public key. */
+export function verifyCoseSign1(msg: CoseSign1, publicKey: KeyObject): boolean {
+  if (msg.signature.length !== 64) return false;
+  return edVerify(null, sigStructure(msg.protectedBytes, msg.payload), publicKey, toBuffer(msg.signature));
+}

@@ -1,0 +1,128 @@
+// Signed snapshots: the CBOR payload inside a COSE_Sign1, and the acceptance rules of SPEC section 4.
+// Pure: bytes, keys and clocks are passed in.
+import type { KeyObject } from 'node:crypto';
+import { Encoder, Decoder } from 'cbor-x';
+import { EwError } from '../errors.js';
+import type { SnapshotPayload } from '../policy/schema.js';
+import { validatePayload } from '../policy/validate.js';
+import { CoseFormatError, ALG_EDDSA, parseCoseSign1, signCoseSign1, verifyCoseSign1 } from './cose.js';
+import type { TrustedKeys } from './keys.js';
+
+/** Largest snapshot accepted, in bytes (a 100,000-thing snapshot is about 8 MB). */
+export const DEFAULT_MAX_SNAPSHOT_BYTES = 32 * 1024 * 1024;
+
+const payloadEncoder = new Encoder({ useRecords: false, tagUint8Array: false, pack: false, variableMapSize: true });
+const payloadDecoder = new Decoder({ useRecords: false, mapsAsObjects: true });
+
+export interface VerifiedSnapshot {
+  readonly payload: SnapshotPayload;
+  readonly kid: string;
+  readonly bytes: Uint8Array;
+}
+
+export function encodePayload(payload: SnapshotPayload): Buffer {
+  // Drop undefined members: they have no place in the signed form.
+  const clean = JSON.parse(JSON.stringify(payload)) as SnapshotPayload;
+  return payloadEncoder.encode(clean);
+}
+
+export function signSnapshot(payload: SnapshotPayload, privateKey: KeyObject, kid: string): Buffer {
+  return signCoseSign1(encodePayload(payload), privateKey, kid);
+}
+
+/**
+ * Signature and payload checks only: the bytes are a COSE_Sign1 signed by a trusted key, and the
+ * payload is a well-formed snapshot payload. `where` names the source in errors.
+ */
+export function verifySnapshot(bytes: Uint8Array, trustedKeys: TrustedKeys, opts: { where?: string; maxBytes?: number } = {}): VerifiedSnapshot {
+  const where = opts.where ?? 'snapshot';
+  const maxBytes = opts.maxBytes ?? DEFAULT_MAX_SNAPSHOT_BYTES;
+  if (bytes.length > maxBytes) {
+    throw new EwError('EW_SNAPSHOT_TOO_LARGE', `${bytes.length} bytes is more than the ${maxBytes} allowed`, { where });
+  }
+  if (bytes.length === 0) throw new EwError('EW_SNAPSHOT_MALFORMED', 'empty (0 bytes)', { where });
+  let msg;
+  try {
+    msg = parseCoseSign1(bytes);
+  } catch (err) {
+    if (err instanceof CoseFormatError) throw new EwError('EW_SNAPSHOT_MALFORMED', `not a COSE_Sign1 snapshot: ${err.message}`, { where, cause: err });
+    throw err;
+  }
+  if (msg.alg !== ALG_EDDSA) {
+    throw new EwError('EW_SNAPSHOT_BAD_ALGORITHM', `algorithm ${String(msg.alg)} in the protected header is not EdDSA (-8)`, { where });
+  }
+  if (msg.kid === undefined) throw new EwError('EW_SNAPSHOT_UNKNOWN_KID', 'no kid in the protected header', { where });
+  const key = trustedKeys.get(msg.kid);
+  if (!key) throw new EwError('EW_SNAPSHOT_UNKNOWN_KID', `kid "${msg.kid}" is not a trusted key`, { where });
+  if (!verifyCoseSign1(msg, key)) {
+    throw new EwError('EW_SNAPSHOT_BAD_SIGNATURE', `signature does not match key "${msg.kid}"`, { where });
+  }
+  let payload: unknown;
+  try {
+    payload = payloadDecoder.decode(Buffer.from(msg.payload.buffer, msg.payload.byteOffset, msg.payload.byteLength));
+  } catch (err) {
+    throw new EwError('EW_SNAPSHOT_BAD_PAYLOAD', `payload is not CBOR (${(err as Error).message})`, { where, cause: err });
+  }
+  const issues = validatePayload(payload);
+  if (issues.length > 0) {
+    throw new EwError('EW_SNAPSHOT_BAD_PAYLOAD', `payload is not a valid snapshot (${issues.length} problem${issues.length > 1 ? 's' : ''})`, {
+      where,
+      issues: issues.slice(0, 20),
+    });
+  }
+  return { payload: payload as SnapshotPayload, kid: msg.kid, bytes };
+}
+
+export interface AcceptContext {
+  readonly trustedKeys: TrustedKeys;
+  /** This gateway's id. */
+  readonly gatewayId: string;
+  /** Version of the snapshot in force; 0 when there is none. */
+  readonly heldVersion: number;
+  /** System clock, ms since the epoch. */
+  readonly now: number;
+  /** The persisted time floor (newest issuedAt seen, last time persisted), ms since the epoch. */
+  readonly timeFloor: number;
+  readonly maxBytes?: number;
+  readonly where?: string;
+}
+
+/** The time floor: the highest of the system clock and the persisted floor. */
+export function effectiveNow(now: number, timeFloor: number): number {
+  return now > timeFloor ? now : timeFloor;
+}
+
+/** SPEC section 4: trusted key, this gateway, higher version, not expired against the time floor. */
+export function acceptSnapshot(bytes: Uint8Array, ctx: AcceptContext): VerifiedSnapshot {
+  const where = ctx.where ?? 'snapshot';
+  const verified = verifySnapshot(bytes, ctx.trustedKeys, { where, ...(ctx.maxBytes === undefined ? {} : { maxBytes: ctx.maxBytes }) });
+  const p = verified.payload;
+  if (p.gateway.id !== ctx.gatewayId) {
+    throw new EwError('EW_SNAPSHOT_WRONG_GATEWAY', `snapshot is for gateway "${p.gateway.id}", this is "${ctx.gatewayId}"`, { where });
+  }
+  if (p.version === ctx.heldVersion) {
+    throw new EwError('EW_SNAPSHOT_DUPLICATE', `version ${p.version} is the version already held`, { where });
+  }
+  if (p.version < ctx.heldVersion) {
+    throw new EwError('EW_SNAPSHOT_STALE', `version ${p.version} is older than the held version ${ctx.heldVersion}`, { where });
+  }
+  if (p.expiresAt <= ctx.now) {
+    throw new EwError('EW_SNAPSHOT_EXPIRED', `expired at ${iso(p.expiresAt)}, system clock is ${iso(ctx.now)}`, { where });
+  }
+  if (p.expiresAt <= ctx.timeFloor) {
+    throw new EwError(
+      'EW_SNAPSHOT_EXPIRED_BY_TIME_FLOOR',
+      `expired at ${iso(p.expiresAt)}, before the time floor ${iso(ctx.timeFloor)} (the system clock ${iso(ctx.now)} is behind it)`,
+      { where },
+    );
+  }
+  return verified;
+}
+
+function iso(ms: number): string {
+  return Number.isFinite(ms) ? new Date(ms).toISOString() : String(ms);
+}
+
+export function isExpired(payload: Pick<SnapshotPayload, 'expiresAt'>, now: number, timeFloor: number): boolean {
+  return payload.expiresAt <= effectiveNow(now, timeFloor);
+}
