@@ -126,3 +126,21 @@ function iso(ms: number): string {
 export function isExpired(payload: Pick<SnapshotPayload, 'expiresAt'>, now: number, timeFloor: number): boolean {
   return payload.expiresAt <= effectiveNow(now, timeFloor);
 }
+
+/** Envelope and payload WITHOUT checking the signature: for `snapshot inspect` only, never for enforcement. */
+export function decodeUnverified(bytes: Uint8Array): { kid: string | undefined; alg: number | undefined; payload: unknown } {
+  let msg;
+  try {
+    msg = parseCoseSign1(bytes);
+  } catch (err) {
+    if (err instanceof CoseFormatError) throw new EwError('EW_SNAPSHOT_MALFORMED', `not a COSE_Sign1 snapshot: ${err.message}`, { cause: err });
+    throw err;
+  }
+  let payload: unknown;
+  try {
+    payload = payloadDecoder.decode(Buffer.from(msg.payload.buffer, msg.payload.byteOffset, msg.payload.byteLength));
+  } catch (err) {
+    throw new EwError('EW_SNAPSHOT_BAD_PAYLOAD', `payload is not CBOR (${(err as Error).message})`, { cause: err });
+  }
+  return { kid: msg.kid, alg: msg.alg, payload };
+}

@@ -1,0 +1,129 @@
+// The `edgewarden` command line: one file per command, wired here.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command, CommanderError } from 'commander';
+import { EwError } from '../errors.js';
+import { POLICY_FILE_SCHEMA } from '../policy/schema.js';
+import { catalogCommand } from './catalog.js';
+import { explainCommand } from './explain.js';
+import { hashCommand } from './hash.js';
+import { bundled, packageRoot } from './io.js';
+import { keygenCommand } from './keygen.js';
+import { processIo, type Io } from './output.js';
+import { diffCommand, inspectCommand, signCommand, verifyCommand } from './snapshot.js';
+
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return '0.0.0';
+  }
+}
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+export function buildProgram(io: Io, setExit: (code: number) => void): Command {
+  const program = new Command('edgewarden')
+    .description('IoT gateway agent: local MQTT broker and cloud bridge enforcing signed permission snapshots')
+    .version(packageVersion(), '-V, --version')
+    .enablePositionalOptions()
+    .showHelpAfterError()
+    .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });
+
+  program
+    .command('catalog')
+    .description('print the permission catalog (104 Servitly permissions; --legacy adds the legacy names)')
+    .option('--json', 'print JSON')
+    .option('--legacy', 'include legacy names')
+    .action((o: { json?: boolean; legacy?: boolean }) => catalogCommand(o, io.out));
+
+  program
+    .command('keygen')
+    .description('make an Ed25519 key pair for signing snapshots')
+    .option('-o, --out <dir>', 'directory for the key files', '.')
+    .option('-n, --name <name>', 'file name stem: <name>.key.pem and <name>.pub.pem', 'snapshot-signing')
+    .option('--force', 'overwrite existing key files')
+    .action((o: { out: string; name: string; force?: boolean }) => setExit(keygenCommand(o, io)));
+
+  program
+    .command('hash')
+    .description('print the credential hash of a secret read from standard input, for a policy file')
+    .option('--scrypt', 'slow hash for human passwords (default: sha256 for machine tokens and keys)')
+    .action((o: { scrypt?: boolean }) => setExit(hashCommand(o, io)));
+
+  const policy = program.command('policy').description('policy files');
+  policy
+    .command('schema')
+    .description('print the JSON Schema of the policy file')
+    .action(() => io.out(JSON.stringify(POLICY_FILE_SCHEMA, null, 2)));
+
+  const snapshot = program.command('snapshot').description('signed permission snapshots');
+  snapshot
+    .command('sign <policy>')
+    .description('validate a policy file and write a signed snapshot (COSE_Sign1, EdDSA)')
+    .requiredOption('-k, --key <file>', 'Ed25519 private key (PEM)')
+    .requiredOption('--version <n>', 'snapshot version, strictly increasing per gateway')
+    .requiredOption('-o, --out <file>', 'where to write the snapshot')
+    .option('--issued-at <iso>', 'issue time (default: now)')
+    .option('--kid <kid>', 'key id for the header (default: the key\'s RFC 7638 thumbprint)')
+    .action((file: string, o: { key: string; version: string; out: string; issuedAt?: string; kid?: string }) => setExit(signCommand(file, o, io)));
+  snapshot
+    .command('verify <file>')
+    .description('check signature and payload; with --gateway also the acceptance rules')
+    .option('-t, --trust <key>', 'trusted public key file or directory, or kid=file (repeatable; default: the demo key)', collect)
+    .option('--gateway <id>', 'apply the acceptance rules for this gateway')
+    .option('--held-version <n>', 'version the gateway holds (with --gateway)')
+    .option('--now <iso>', 'system clock to check expiry against (with --gateway)')
+    .option('--time-floor <iso>', 'the gateway\'s time floor (with --gateway)')
+    .option('--json', 'print JSON')
+    .action((file: string, o: Parameters<typeof verifyCommand>[1]) => setExit(verifyCommand(file, o, io)));
+  snapshot
+    .command('inspect <file>')
+    .description('print a snapshot as JSON (says whether the signature verifies)')
+    .option('-t, --trust <key>', 'trusted public key (repeatable; default: the demo key)', collect)
+    .action((file: string, o: { trust?: string[] }) => setExit(inspectCommand(file, o, io)));
+  snapshot
+    .command('diff <a> <b>')
+    .description('which principal gains or loses which permission on which things from a to b')
+    .option('-t, --trust <key>', 'trusted public key (repeatable; default: the demo key)', collect)
+    .option('--json', 'print JSON')
+    .option('--limit <n>', 'things listed per line before "+N more"', '10')
+    .action((a: string, b: string, o: { trust?: string[]; json?: boolean; limit?: string }) => setExit(diffCommand(a, b, o, io)));
+
+  program
+    .command('explain')
+    .description('why a principal may or may not do something on a thing (exit 0 allow, 3 deny)')
+    .option('-s, --snapshot <file>', 'snapshot file', bundled.snapshot())
+    .option('-t, --trust <key>', 'trusted public key (repeatable; default: the demo key)', collect)
+    .requiredOption('-p, --principal <id>', 'user, API key, application, device or gateway id')
+    .requiredOption('-P, --permission <name>', 'permission API name (see `edgewarden catalog`)')
+    .option('--thing <id>', 'the thing acted on')
+    .option('--at <iso>', 'decide as of this time (default: now)')
+    .option('--expired-mode <mode>', 'read-only, deny-all or enforce', 'read-only')
+    .option('--json', 'print JSON')
+    .action((o: Parameters<typeof explainCommand>[0]) => setExit(explainCommand(o, io)));
+
+  return program;
+}
+
+export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
+  let code = 0;
+  const program = buildProgram(io, (c) => (code = c));
+  program.exitOverride();
+  for (const c of program.commands) {
+    c.exitOverride();
+    for (const s of c.commands) s.exitOverride();
+  }
+  try {
+    await program.parseAsync(argv as string[], { from: 'user' });
+    return code;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    if (err instanceof EwError) {
+      io.err(`edgewarden: ${err.describe()}`);
+      return err.code === 'EW_USAGE' ? 2 : 1;
+    }
+    io.err(`edgewarden: unexpected error: ${(err as Error)?.stack ?? String(err)}`);
+    return 1;
+  }
+}
