@@ -74,7 +74,8 @@ export function parseCoseSign1(bytes: Uint8Array): CoseSign1 {
   }
   if (!(header instanceof Map)) throw new CoseFormatError('protected header is not a map');
   const alg = header.get(HEADER_ALG);
-  const kidRaw = header.get(HEADER_KID) ?? unprotected.get(HEADER_KID);
+  // SPEC section 4: the kid is in the protected header; an unprotected kid is not honoured.
+  const kidRaw = header.get(HEADER_KID);
   return {
     protectedBytes,
     alg: typeof alg === 'number' ? alg : undefined,

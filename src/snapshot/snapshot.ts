@@ -70,7 +70,11 @@ export function verifySnapshot(bytes: Uint8Array, trustedKeys: TrustedKeys, opts
       issues: issues.slice(0, 20),
     });
   }
-  return { payload: payload as SnapshotPayload, kid: msg.kid, bytes };
+  const p = payload as SnapshotPayload;
+  if (p.issuedAt >= p.expiresAt) {
+    throw new EwError('EW_SNAPSHOT_BAD_PAYLOAD', `issuedAt ${iso(p.issuedAt)} is not before expiresAt ${iso(p.expiresAt)}`, { where });
+  }
+  return { payload: p, kid: msg.kid, bytes };
 }
 
 export interface AcceptContext {

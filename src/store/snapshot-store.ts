@@ -1,0 +1,231 @@
+// The snapshot in force and its files (SPEC section 4):
+//
+//   <stateDir>/snapshot/current.cose    the snapshot in force
+//   <stateDir>/snapshot/previous.cose   the last valid one before it
+//
+// Power cuts. Each file is only ever replaced with writeFileAtomic (temp file, fsync, rename,
+// fsync of the directory), so each of the two names holds, at every instant, either its whole old
+// content or its whole new content. An install does, in this order:
+//
+//   1. previous.cose := the bytes of the snapshot held in memory (already verified)
+//   2. current.cose  := the new bytes (already accepted)
+//
+// Before step 1 the held snapshot is on disk (it was loaded from current.cose or previous.cose, or
+// installed by step 2 of an earlier install). A cut during step 1 leaves current.cose untouched
+// and previous.cose either as it was or equal to the held snapshot. After step 1, previous.cose is
+// the held (valid) snapshot, so a cut during step 2 leaves previous.cose valid whatever
+// current.cose holds (and current.cose is itself either the held or the new snapshot, both valid).
+// After step 2 both are valid. So a power cut at any point leaves current.cose or previous.cose
+// valid, and load() finds it: current.cose first, previous.cose when current.cose fails.
+// (When nothing is held, step 1 is skipped: there is no valid snapshot to lose.)
+//
+// The held snapshot is always copied from memory, not from current.cose on disk, so a corrupt
+// current.cose is never promoted to previous.cose.
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { EwError, isEwError } from '../errors.js';
+import { acceptSnapshot, DEFAULT_MAX_SNAPSHOT_BYTES, isExpired, verifySnapshot, type VerifiedSnapshot } from '../snapshot/snapshot.js';
+import type { TrustedKeys } from '../snapshot/keys.js';
+import { readFileBounded, removeStaleTempFiles, writeFileAtomic } from './atomic-file.js';
+import type { TimeFloor } from './time-floor.js';
+
+export interface StoreLogEvent {
+  readonly level: 'info' | 'warn' | 'error';
+  readonly msg: string;
+  /** EwError code, when the event is about one. */
+  readonly code?: string;
+  /** The file the event is about. */
+  readonly file?: string;
+}
+
+export type StoreLog = (event: StoreLogEvent) => void;
+
+export interface SnapshotStoreOptions {
+  readonly stateDir: string;
+  readonly trustedKeys: TrustedKeys;
+  /** This gateway's id: a stored snapshot for another gateway is not loaded. */
+  readonly gatewayId: string;
+  readonly timeFloor: TimeFloor;
+  /** Largest snapshot file read or accepted; default DEFAULT_MAX_SNAPSHOT_BYTES. */
+  readonly maxBytes?: number;
+  readonly log?: StoreLog;
+}
+
+export const SNAPSHOT_DIR = 'snapshot';
+export const CURRENT_FILE = 'current.cose';
+export const PREVIOUS_FILE = 'previous.cose';
+
+export class SnapshotStore {
+  readonly dir: string;
+  readonly currentPath: string;
+  readonly previousPath: string;
+  private readonly opts: SnapshotStoreOptions;
+  private readonly maxBytes: number;
+  private readonly log: StoreLog;
+  private snapshot: VerifiedSnapshot | undefined;
+  /** Installs and loads run one at a time, in call order. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(opts: SnapshotStoreOptions) {
+    this.opts = opts;
+    this.dir = join(opts.stateDir, SNAPSHOT_DIR);
+    this.currentPath = join(this.dir, CURRENT_FILE);
+    this.previousPath = join(this.dir, PREVIOUS_FILE);
+    this.maxBytes = opts.maxBytes ?? DEFAULT_MAX_SNAPSHOT_BYTES;
+    this.log = opts.log ?? (() => undefined);
+  }
+
+  /**
+   * Creates <stateDir>/snapshot if needed, removes temp files a crash left there, and loads the
+   * stored snapshot (see load()). Throws EW_STORE_IO only when the directory cannot be made.
+   */
+  static async open(opts: SnapshotStoreOptions): Promise<SnapshotStore> {
+    const store = new SnapshotStore(opts);
+    try {
+      await mkdir(store.dir, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw new EwError('EW_STORE_IO', `cannot create the snapshot directory: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, {
+        where: store.dir,
+        cause: err,
+      });
+    }
+    try {
+      for (const p of await removeStaleTempFiles(store.dir)) {
+        store.log({ level: 'info', msg: 'removed a temp file left by an interrupted write', file: p });
+      }
+    } catch (err) {
+      store.logError('warn', err, store.dir, 'cannot clean up temp files');
+    }
+    await store.load();
+    return store;
+  }
+
+  /** The snapshot in force, if any. */
+  held(): VerifiedSnapshot | undefined {
+    return this.snapshot;
+  }
+
+  /** Version of the snapshot in force; 0 when none. */
+  heldVersion(): number {
+    return this.snapshot?.payload.version ?? 0;
+  }
+
+  /**
+   * Loads and re-verifies the stored snapshot: current.cose, else previous.cose, else nothing.
+   * Checks signature, payload and gateway id; not the version rule (nothing is held yet) and not
+   * expiry (an expired snapshot still loads; the decision engine applies it as expired). Never
+   * throws for the files' content: each refusal is logged with its code and path. Raises the time
+   * floor with the loaded issuedAt. open() calls it; calling it again replaces the held snapshot
+   * with what is on disk (nothing, if neither file verifies).
+   */
+  load(): Promise<VerifiedSnapshot | undefined> {
+    return this.serialized(() => this.loadNow());
+  }
+
+  /**
+   * Accepts `bytes` (SPEC section 4, against the held version and the time floor) and makes it the
+   * snapshot in force. `source` names where it came from in errors and logs. A refusal throws the
+   * EwError and changes nothing, on disk or in memory. A failed write throws EW_STORE_IO and keeps
+   * the held snapshot in force (the files stay consistent: see the top of this file).
+   */
+  install(bytes: Uint8Array, source: string): Promise<VerifiedSnapshot> {
+    return this.serialized(() => this.installNow(bytes, source));
+  }
+
+  private serialized<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(task, task);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async loadNow(): Promise<VerifiedSnapshot | undefined> {
+    const current = await this.readStored(this.currentPath);
+    let loaded = current.snapshot;
+    let file = this.currentPath;
+    if (!loaded) {
+      const previous = await this.readStored(this.previousPath);
+      loaded = previous.snapshot;
+      file = this.previousPath;
+      if (loaded) {
+        this.log({
+          level: 'warn',
+          msg: `current snapshot ${current.missing ? 'missing' : 'refused'}; fell back to the previous one, version ${loaded.payload.version}`,
+          file,
+        });
+      } else if (current.missing && previous.missing) {
+        this.log({ level: 'info', msg: 'no stored snapshot (first start?); none is held', file: this.dir });
+      } else {
+        this.log({ level: 'error', msg: 'no valid stored snapshot; none is held', file: this.dir });
+      }
+    }
+    this.snapshot = loaded;
+    if (!loaded) return undefined;
+    const tf = this.opts.timeFloor;
+    tf.observe(loaded.payload.issuedAt);
+    if (isExpired(loaded.payload, tf.clock(), tf.floor)) {
+      this.log({
+        level: 'warn',
+        msg: `stored snapshot version ${loaded.payload.version} expired at ${new Date(loaded.payload.expiresAt).toISOString()}; loaded, and applied as expired`,
+        code: 'EW_SNAPSHOT_EXPIRED',
+        file,
+      });
+    }
+    this.log({ level: 'info', msg: `loaded stored snapshot version ${loaded.payload.version}`, file });
+    return loaded;
+  }
+
+  /** One stored file, verified for this gateway; no snapshot (and logged) when missing or refused. */
+  private async readStored(path: string): Promise<{ snapshot?: VerifiedSnapshot; missing: boolean }> {
+    try {
+      const bytes = await readFileBounded(path, this.maxBytes, { tooLargeCode: 'EW_SNAPSHOT_TOO_LARGE' });
+      if (bytes === undefined) return { missing: true };
+      const verified = verifySnapshot(bytes, this.opts.trustedKeys, { where: path, maxBytes: this.maxBytes });
+      const gw = verified.payload.gateway.id;
+      if (gw !== this.opts.gatewayId) {
+        throw new EwError('EW_SNAPSHOT_WRONG_GATEWAY', `snapshot is for gateway "${gw}", this is "${this.opts.gatewayId}"`, { where: path });
+      }
+      return { snapshot: verified, missing: false };
+    } catch (err) {
+      this.logError('error', err, path, 'stored snapshot refused');
+      return { missing: false };
+    }
+  }
+
+  private async installNow(input: Uint8Array, source: string): Promise<VerifiedSnapshot> {
+    // Our own copy: the caller's buffer may be reused once this returns.
+    const bytes = Buffer.from(input);
+    const tf = this.opts.timeFloor;
+    const verified = acceptSnapshot(bytes, {
+      trustedKeys: this.opts.trustedKeys,
+      gatewayId: this.opts.gatewayId,
+      heldVersion: this.heldVersion(),
+      now: tf.clock(),
+      timeFloor: tf.floor,
+      maxBytes: this.maxBytes,
+      where: source,
+    });
+    const held = this.snapshot;
+    // Order matters for power cuts: see the top of this file.
+    if (held) await writeFileAtomic(this.previousPath, held.bytes);
+    await writeFileAtomic(this.currentPath, bytes);
+    this.snapshot = verified;
+    tf.observe(verified.payload.issuedAt);
+    try {
+      await tf.persist();
+    } catch (err) {
+      // The snapshot is installed; a floor not yet on disk is persisted again later.
+      this.logError('error', err, tf.path, 'cannot persist the time floor');
+    }
+    this.log({
+      level: 'info',
+      msg: `installed snapshot version ${verified.payload.version} from ${source}` + (held ? ` (was ${held.payload.version})` : ''),
+      file: this.currentPath,
+    });
+    return verified;
+  }
+
+  private logError(level: 'warn' | 'error', err: unknown, file: string, what: string): void {
+    if (isEwError(err)) this.log({ level, msg: `${what}: ${err.message}`, code: err.code, file });
+    else this.log({ level, msg: `${what}: ${(err as Error).message ?? String(err)}`, file });
+  }
+}
