@@ -1,5 +1,5 @@
 // Policy validation: each invalid policy is refused with the exact field and reason.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { EwError } from '../../src/errors.js';
@@ -11,7 +11,7 @@ const EXAMPLE = join(ROOT, 'config', 'example-policy.yaml');
 const exampleText = readFileSync(EXAMPLE, 'utf8');
 const base = () => parseDocument(exampleText).toJS() as Record<string, any>;
 
-function refused(t: Tap.Test, raw: unknown, path: string, message: RegExp, label: string) {
+function refused(t: Test, raw: unknown, path: string, message: RegExp, label: string) {
   try {
     validatePolicy(raw, 'policy.yaml');
     t.fail(`${label}: accepted`);
@@ -25,9 +25,6 @@ function refused(t: Tap.Test, raw: unknown, path: string, message: RegExp, label
   }
 }
 
-declare namespace Tap {
-  type Test = Parameters<Parameters<typeof t.test>[1]>[0];
-}
 
 t.test('the example policy and the decide fixture are valid', async (t) => {
   const { policy, warnings } = loadPolicyText(exampleText, EXAMPLE);
