@@ -1,0 +1,136 @@
+// Signed snapshots: COSE_Sign1 structure, and every refusal reason of SPEC section 4.
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { Decoder, Encoder, Tag } from 'cbor-x';
+import { EwError, type ErrorCode } from '../../src/errors.js';
+import { acceptSnapshot, signSnapshot, verifySnapshot, type AcceptContext } from '../../src/snapshot/snapshot.js';
+import { parseCoseSign1, signCoseSign1 } from '../../src/snapshot/cose.js';
+import { kidOf } from '../../src/snapshot/keys.js';
+import { fixturePayload, testKey, ISSUED_AT } from '../helpers/policy.js';
+
+const key = testKey();
+const other = testKey();
+const trusted = new Map([[key.kid, key.publicKey]]);
+const payload = (version = 5, edit?: (p: ReturnType<typeof fixturePayload>) => void) => {
+  const p = fixturePayload('decide-policy.yaml', version);
+  edit?.(p);
+  return p;
+};
+const EXPIRES = Date.parse('2030-01-01T00:00:00Z');
+const ctx = (over: Partial<AcceptContext> = {}): AcceptContext => ({
+  trustedKeys: trusted,
+  gatewayId: 'gw-test',
+  heldVersion: 4,
+  now: ISSUED_AT + 1000,
+  timeFloor: ISSUED_AT,
+  ...over,
+});
+
+function refusedWith(t: Parameters<Parameters<typeof t.test>[1]>[0], fn: () => unknown, code: ErrorCode, msg: RegExp, label: string) {
+  try {
+    fn();
+    t.fail(`${label}: accepted`);
+  } catch (err) {
+    t.ok(err instanceof EwError, `${label}: EwError (${(err as Error).message})`);
+    t.equal((err as EwError).code, code, label);
+    t.match((err as EwError).message, msg, `${label}: message`);
+  }
+}
+
+t.test('sign then accept', async (t) => {
+  const bytes = signSnapshot(payload(), key.privateKey, key.kid);
+  const v = acceptSnapshot(bytes, ctx());
+  t.equal(v.kid, key.kid);
+  t.equal(v.payload.version, 5);
+  t.equal(v.payload.gateway.id, 'gw-test');
+  t.equal(v.payload.expiresAt, EXPIRES);
+  t.same(v.payload.things!.map((x) => x.id), ['t-1', 't-2', 't-3', 't-4', 't-5', 't-6', 't-rev']);
+});
+
+t.test('the envelope is RFC 9052 COSE_Sign1 with EdDSA and the kid in the protected header', async (t) => {
+  const bytes = signSnapshot(payload(), key.privateKey, key.kid);
+  t.equal(bytes[0], 0xd2, 'CBOR tag 18');
+  const dec = new Decoder({ mapsAsObjects: false, useRecords: false });
+  const outer = dec.decode(bytes) as Tag;
+  t.equal(outer.tag, 18);
+  const [prot, unprot, body, sig] = outer.value as [Uint8Array, Map<number, unknown>, Uint8Array, Uint8Array];
+  const header = dec.decode(Buffer.from(prot)) as Map<number, unknown>;
+  t.equal(header.get(1), -8, 'alg EdDSA');
+  t.equal(Buffer.from(header.get(4) as Uint8Array).toString(), key.kid, 'kid');
+  t.equal(unprot.size, 0, 'empty unprotected header');
+  t.equal(sig.length, 64, 'Ed25519 signature');
+  const inner = new Decoder({ useRecords: false, mapsAsObjects: true }).decode(Buffer.from(body)) as { version: number };
+  t.equal(inner.version, 5, 'payload is a CBOR map');
+  t.equal(kidOf(key.privateKey), key.kid, 'kid is the RFC 7638 thumbprint');
+});
+
+t.test('every refusal has its own error', async (t) => {
+  const good = signSnapshot(payload(), key.privateKey, key.kid);
+  const flip = (b: Buffer, at: number) => {
+    const c = Buffer.from(b);
+    c[at] = c[at]! ^ 0x01;
+    return c;
+  };
+  refusedWith(t, () => acceptSnapshot(flip(good, good.length - 5), ctx()), 'EW_SNAPSHOT_BAD_SIGNATURE', /signature does not match key/, 'bad signature');
+  const msg = parseCoseSign1(good);
+  const payloadAt = good.indexOf(Buffer.from(msg.payload).subarray(0, 32)) + 40;
+  refusedWith(t, () => acceptSnapshot(flip(good, payloadAt), ctx()), 'EW_SNAPSHOT_BAD_SIGNATURE', /signature/, 'tampered payload');
+  refusedWith(t, () => acceptSnapshot(signSnapshot(payload(), other.privateKey, other.kid), ctx()), 'EW_SNAPSHOT_UNKNOWN_KID', /is not a trusted key/, 'unknown kid');
+  refusedWith(t, () => acceptSnapshot(signSnapshot(payload(), other.privateKey, key.kid), ctx()), 'EW_SNAPSHOT_BAD_SIGNATURE', /signature/, 'foreign key claiming a trusted kid');
+  refusedWith(t, () => acceptSnapshot(good, ctx({ gatewayId: 'gw-elsewhere' })), 'EW_SNAPSHOT_WRONG_GATEWAY', /for gateway "gw-test", this is "gw-elsewhere"/, 'other gateway');
+  refusedWith(t, () => acceptSnapshot(good, ctx({ heldVersion: 9 })), 'EW_SNAPSHOT_STALE', /version 5 is older than the held version 9/, 'older version');
+  refusedWith(t, () => acceptSnapshot(good, ctx({ heldVersion: 5 })), 'EW_SNAPSHOT_DUPLICATE', /already held/, 'same version');
+  refusedWith(t, () => acceptSnapshot(good, ctx({ now: EXPIRES + 1 })), 'EW_SNAPSHOT_EXPIRED', /expired at 2030-01-01/, 'expired');
+  refusedWith(
+    t,
+    () => acceptSnapshot(good, ctx({ now: Date.parse('2020-01-01T00:00:00Z'), timeFloor: EXPIRES + 86_400_000 })),
+    'EW_SNAPSHOT_EXPIRED_BY_TIME_FLOOR',
+    /before the time floor .* system clock 2020-01-01.* is behind it/,
+    'clock set back behind the time floor',
+  );
+  refusedWith(t, () => acceptSnapshot(good.subarray(0, good.length - 10), ctx()), 'EW_SNAPSHOT_MALFORMED', /not a COSE_Sign1 snapshot/, 'truncated bytes');
+  refusedWith(t, () => acceptSnapshot(good.subarray(0, 3), ctx()), 'EW_SNAPSHOT_MALFORMED', /COSE_Sign1/, 'truncated to 3 bytes');
+  refusedWith(t, () => acceptSnapshot(Buffer.alloc(0), ctx()), 'EW_SNAPSHOT_MALFORMED', /empty/, 'empty');
+  refusedWith(t, () => acceptSnapshot(Buffer.alloc(50 * 1024 * 1024, 0x5a), ctx()), 'EW_SNAPSHOT_TOO_LARGE', /52428800 bytes is more than the 33554432 allowed/, '50 MB blob');
+  const enc = new Encoder({ useRecords: false, tagUint8Array: false, mapsAsObjects: false });
+  refusedWith(t, () => acceptSnapshot(enc.encode(new Tag([1, 2, 3, 4], 18)), ctx()), 'EW_SNAPSHOT_MALFORMED', /protected header is not a byte string/, 'wrong element types');
+  refusedWith(t, () => acceptSnapshot(enc.encode(new Tag([], 98)), ctx()), 'EW_SNAPSHOT_MALFORMED', /tag 98 is not COSE_Sign1/, 'COSE_Sign (multi-signer) tag');
+  const es256Header = enc.encode(new Map<number, unknown>([[1, -7], [4, Buffer.from(key.kid)]]));
+  const fakeAlg = enc.encode(new Tag([es256Header, new Map(), Buffer.from([0xa0]), Buffer.alloc(64)], 18));
+  refusedWith(t, () => acceptSnapshot(fakeAlg, ctx()), 'EW_SNAPSHOT_BAD_ALGORITHM', /algorithm -7/, 'another algorithm');
+  const unprotectedKid = enc.encode(new Tag([enc.encode(new Map([[1, -8]])), new Map([[4, Buffer.from(key.kid)]]), Buffer.from([0xa0]), Buffer.alloc(64)], 18));
+  refusedWith(t, () => acceptSnapshot(unprotectedKid, ctx()), 'EW_SNAPSHOT_UNKNOWN_KID', /no kid in the protected header/, 'kid only in the unprotected header');
+  const notAPayload = signCoseSign1(enc.encode({ hello: 'world' }), key.privateKey, key.kid);
+  refusedWith(t, () => acceptSnapshot(notAPayload, ctx()), 'EW_SNAPSHOT_BAD_PAYLOAD', /not a valid snapshot/, 'signed but not a snapshot payload');
+  const backwards = signSnapshot(payload(5, (p) => { p.issuedAt = EXPIRES + 1; }), key.privateKey, key.kid);
+  refusedWith(t, () => verifySnapshot(backwards, trusted), 'EW_SNAPSHOT_BAD_PAYLOAD', /is not before expiresAt/, 'issuedAt after expiresAt');
+});
+
+t.test('random and mutated bytes never throw anything but an EwError', async (t) => {
+  const good = signSnapshot(payload(), key.privateKey, key.kid);
+  let refused = 0;
+  for (let i = 0; i < 300; i++) {
+    const bytes = i % 2 === 0 ? randomBytes(1 + (i % 97) * 13) : Buffer.from(good);
+    if (i % 2 === 1) for (let k = 0; k < 1 + (i % 5); k++) bytes[(i * 7919 + k * 104729) % bytes.length] = i & 0xff;
+    try {
+      acceptSnapshot(bytes, ctx());
+    } catch (err) {
+      if (!(err instanceof EwError)) t.fail(`non-EwError for case ${i}: ${String(err)}`);
+      refused++;
+    }
+  }
+  t.equal(refused, 300, 'all 300 refused with an EwError');
+});
+
+t.test('snapshot payload is checked structurally after the signature', async (t) => {
+  const p = payload() as unknown as Record<string, unknown>;
+  p.extra = 1;
+  const bytes = signSnapshot(p as never, key.privateKey, key.kid);
+  try {
+    verifySnapshot(bytes, trusted);
+    t.fail('accepted');
+  } catch (err) {
+    t.equal((err as EwError).code, 'EW_SNAPSHOT_BAD_PAYLOAD');
+    t.match((err as EwError).issues, [{ path: 'extra', message: 'unknown key' }]);
+  }
+});
