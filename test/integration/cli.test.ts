@@ -1,0 +1,118 @@
+// The command line end to end: keygen -> sign -> verify/inspect/diff/explain, and bad input.
+import t from 'tap';
+import { readFileSync, writeFileSync, truncateSync, statSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { cli } from '../helpers/cli.js';
+import { ROOT } from '../helpers/policy.js';
+
+const EXAMPLE = join(ROOT, 'config', 'example-policy.yaml');
+
+t.test('keygen, sign, verify, inspect, explain, diff', async (t) => {
+  const dir = t.testdir({});
+  const kg = cli(['keygen', '-o', dir, '-n', 'cloud']);
+  t.equal(kg.code, 0, kg.stderr);
+  const kid = /kid (\S+)/.exec(kg.stdout)?.[1];
+  t.ok(kid, 'prints the kid');
+  t.equal(statSync(join(dir, 'cloud.key.pem')).mode & 0o777, 0o600, 'private key is 0600');
+  t.equal(cli(['keygen', '-o', dir, '-n', 'cloud']).code, 2, 'refuses to overwrite a key');
+
+  const key = join(dir, 'cloud.key.pem');
+  const pub = join(dir, 'cloud.pub.pem');
+  const v1 = join(dir, 'v1.cose');
+  const sign = cli(['snapshot', 'sign', EXAMPLE, '--key', key, '--version', '1', '-o', v1]);
+  t.equal(sign.code, 0, sign.stderr);
+  t.match(sign.stderr, /signed snapshot version 1 for gateway gw-plant-1/);
+
+  const verify = cli(['snapshot', 'verify', v1, '--trust', pub, '--json']);
+  t.equal(verify.code, 0, verify.stderr);
+  t.match(JSON.parse(verify.stdout), { valid: true, kid, version: 1, gateway: 'gw-plant-1' });
+  const accept = cli(['snapshot', 'verify', v1, '--trust', pub, '--gateway', 'gw-plant-1', '--held-version', '1']);
+  t.equal(accept.code, 1, 'same version as held is refused');
+  t.match(accept.stderr, /EW_SNAPSHOT_DUPLICATE/);
+  const foreign = cli(['snapshot', 'verify', v1]);
+  t.equal(foreign.code, 1, 'not trusted by the demo key');
+  t.match(foreign.stderr, /EW_SNAPSHOT_UNKNOWN_KID.*v1\.cose/);
+
+  const inspect = cli(['snapshot', 'inspect', v1, '--trust', pub]);
+  t.equal(inspect.code, 0, inspect.stderr);
+  const view = JSON.parse(inspect.stdout);
+  t.equal(view.signature, 'verified');
+  t.equal(view.alg, 'EdDSA');
+  t.equal(view.expiresAt, '2036-01-01T00:00:00.000Z');
+  t.notMatch(inspect.stdout, /anna-pass/, 'no plaintext secrets anywhere');
+  t.match(cli(['snapshot', 'inspect', v1]).stdout, /NOT verified: EW_SNAPSHOT_UNKNOWN_KID/);
+
+  const allow = cli(['explain', '-s', v1, '-t', pub, '-p', 'tech-anna', '-P', 'EXECUTE_THING_COMMAND', '--thing', 'oven-1']);
+  t.equal(allow.code, 0);
+  t.match(allow.stdout, /ALLOW/);
+  const deny = cli(['explain', '-s', v1, '-t', pub, '-p', 'op-bob', '-P', 'UPDATE_FIRMWARE', '--thing', 'oven-1', '--json']);
+  t.equal(deny.code, 3, 'exit 3 on deny');
+  t.match(JSON.parse(deny.stdout), { decision: 'deny', reason: 'NOT_GRANTED' });
+
+  // v2: revoke op-bob, give the technician firmware on the dairy, drop a thing
+  const policy = readFileSync(EXAMPLE, 'utf8')
+    .replace('  - id: op-bob\n', '  - id: op-bob\n    revoked: true\n')
+    .replace('    customers: [c-bakery]        # customers assigned to this partner', '    customers: [c-bakery, c-dairy]');
+  const p2 = join(dir, 'policy-v2.yaml');
+  writeFileSync(p2, policy);
+  const v2 = join(dir, 'v2.cose');
+  t.equal(cli(['snapshot', 'sign', p2, '--key', key, '--version', '2', '-o', v2]).code, 0);
+  const diff = cli(['snapshot', 'diff', v1, v2, '--trust', pub]);
+  t.equal(diff.code, 0, diff.stderr);
+  t.match(diff.stdout, /snapshot 1 -> 2/);
+  t.match(diff.stdout, /revoked: op-bob/);
+  t.match(diff.stdout, /- user op-bob loses EXECUTE_THING_COMMAND on mixer-1, oven-1/);
+  t.match(diff.stdout, /\+ user tech-anna gains UPDATE_FIRMWARE on chiller-1, pasteurizer-1/);
+  const dj = JSON.parse(cli(['snapshot', 'diff', v1, v2, '--trust', pub, '--json']).stdout);
+  t.same(dj.revoked, ['op-bob']);
+  t.ok(dj.changes.some((c: { principal: string; change: string }) => c.principal === 'tech-anna' && c.change === 'gains'));
+});
+
+t.test('catalog', async (t) => {
+  const table = cli(['catalog']);
+  t.equal(table.code, 0);
+  t.match(table.stdout, /EXECUTE_THING_COMMAND\s+Thing Remote Control/);
+  const json = JSON.parse(cli(['catalog', '--json']).stdout);
+  t.equal(json.permissions.length, 104);
+  t.equal(JSON.parse(cli(['catalog', '--json', '--legacy']).stdout).permissions.length, 109);
+});
+
+t.test('hash', async (t) => {
+  const h = cli(['hash'], { input: 'oven-1-token' });
+  t.equal(h.stdout.trim(), 'sha256:38fedf34c2dc2cbcf8e19b1fe54327f7905034eb72d77de5784a9edd403a95a0');
+  t.match(cli(['hash', '--scrypt'], { input: 'pw\n' }).stdout, /^scrypt:15:8:1:/);
+  t.equal(cli(['hash']).code, 2, 'no secret on stdin is a usage error');
+});
+
+t.test('bad input never crashes the CLI: named file, field and reason, non-zero exit', async (t) => {
+  const dir = t.testdir({
+    'wrong-type.yaml': readFileSync(EXAMPLE, 'utf8').replace('modules: [CONNECTED_FIELD_SERVICE]', 'modules: 42'),
+    'missing-key.yaml': readFileSync(EXAMPLE, 'utf8').replace('tenant: acme-machines\n', ''),
+    'bomb.yaml': ['a: &a [x,x,x,x,x,x,x,x,x,x]', ...'bcdefghij'.split('').map((c, i) => `${c}: &${c} [${Array(10).fill('*' + 'abcdefghij'[i]).join(',')}]`)].join('\n'),
+    'random.cose': Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 2654435761) & 0xff)),
+  });
+  const demoKey = join(ROOT, 'config', 'demo-keys', 'demo.key.pem');
+  const huge = join(dir, 'huge.yaml');
+  writeFileSync(huge, 'tenant: x\n');
+  truncateSync(huge, 100 * 1024 * 1024);
+  const out = join(dir, 'out.cose');
+  const cases: [string, string[], RegExp][] = [
+    ['wrong type', ['snapshot', 'sign', join(dir, 'wrong-type.yaml'), '-k', demoKey, '--version', '1', '-o', out], /EW_POLICY_INVALID.*\n.*wrong-type\.yaml: modules: must be array, got number/],
+    ['missing key', ['snapshot', 'sign', join(dir, 'missing-key.yaml'), '-k', demoKey, '--version', '1', '-o', out], /missing-key\.yaml: tenant: missing required key/],
+    ['YAML bomb', ['snapshot', 'sign', join(dir, 'bomb.yaml'), '-k', demoKey, '--version', '1', '-o', out], /EW_POLICY_YAML: .*bomb\.yaml: YAML aliases expand without bound/],
+    ['100 MB file', ['snapshot', 'sign', huge, '-k', demoKey, '--version', '1', '-o', out], /EW_POLICY_TOO_LARGE: .*huge\.yaml: 104857600 bytes is more than the 67108864 allowed/],
+    ['missing file', ['snapshot', 'sign', join(dir, 'nope.yaml'), '-k', demoKey, '--version', '1', '-o', out], /EW_POLICY_READ: .*nope\.yaml: cannot read: ENOENT/],
+    ['bad version', ['snapshot', 'sign', EXAMPLE, '-k', demoKey, '--version', 'two', '-o', out], /--version must be a positive integer/],
+    ['not a key', ['snapshot', 'sign', EXAMPLE, '-k', EXAMPLE, '--version', '1', '-o', out], /EW_KEY_READ: .*example-policy\.yaml/],
+    ['random snapshot', ['snapshot', 'verify', join(dir, 'random.cose')], /EW_SNAPSHOT_MALFORMED: .*random\.cose: not a COSE_Sign1 snapshot/],
+    ['unknown option', ['catalog', '--frobnicate'], /unknown option/],
+    ['bad time', ['explain', '-p', 'x', '-P', 'READ_THING', '--at', 'yesterday'], /--at must be an ISO 8601 time/],
+  ];
+  for (const [label, args, re] of cases) {
+    const r = cli(args);
+    t.not(r.code, 0, `${label}: non-zero exit`);
+    t.notMatch(r.stderr, /unexpected error|at .*\.js:\d+/, `${label}: no stack trace`);
+    t.match(r.stderr, re, label);
+  }
+  t.notOk(existsSync(out), 'nothing written');
+});
