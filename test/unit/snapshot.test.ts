@@ -1,5 +1,5 @@
 // Signed snapshots: COSE_Sign1 structure, and every refusal reason of SPEC section 4.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { Decoder, Encoder, Tag } from 'cbor-x';
 import { EwError, type ErrorCode } from '../../src/errors.js';
@@ -26,7 +26,7 @@ const ctx = (over: Partial<AcceptContext> = {}): AcceptContext => ({
   ...over,
 });
 
-function refusedWith(t: Parameters<Parameters<typeof t.test>[1]>[0], fn: () => unknown, code: ErrorCode, msg: RegExp, label: string) {
+function refusedWith(t: Test, fn: () => unknown, code: ErrorCode, msg: RegExp, label: string) {
   try {
     fn();
     t.fail(`${label}: accepted`);

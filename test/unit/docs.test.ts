@@ -1,0 +1,30 @@
+// Docs and code must not drift apart: every error and reason code documented, nothing documented
+// that does not exist, and docs/policy.schema.json is the validator's schema.
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ERROR_CODES } from '../../src/errors.js';
+import { DENY_REASON_CODES } from '../../src/decide/reasons.js';
+import { POLICY_FILE_SCHEMA } from '../../src/policy/schema.js';
+import { ROOT } from '../helpers/policy.js';
+
+const codesIn = (file: string, prefix: RegExp) =>
+  [...readFileSync(join(ROOT, file), 'utf8').matchAll(/^\| `([A-Z_]+)` \|/gm)].map((m) => m[1]!).filter((c) => prefix.test(c));
+
+t.test('docs/errors.md documents exactly the declared error codes', async (t) => {
+  t.same(codesIn('docs/errors.md', /^EW_/).sort(), Object.keys(ERROR_CODES).sort());
+});
+
+t.test('docs/reasons.md documents exactly the reason codes', async (t) => {
+  t.same(codesIn('docs/reasons.md', /./).sort(), [...DENY_REASON_CODES].sort());
+});
+
+t.test('README lists every reason code', async (t) => {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  for (const r of DENY_REASON_CODES) t.match(readme, r, r);
+});
+
+t.test('docs/policy.schema.json is the schema the validator uses (regenerate: edgewarden policy schema)', async (t) => {
+  const committed = JSON.parse(readFileSync(join(ROOT, 'docs', 'policy.schema.json'), 'utf8'));
+  t.same(committed, JSON.parse(JSON.stringify(POLICY_FILE_SCHEMA)));
+});
