@@ -1,0 +1,376 @@
+// `npm run bench` (human-readable) and `npm run -s bench -- --json` (one JSON object on stdout).
+// Measures the decision engine against a two-Map-look-up baseline in the same run, the heap it
+// allocates per decision, and the time and heap to verify and index 10k- and 100k-thing snapshots.
+// Progress goes to stderr; stdout carries only the figures. See bench/README.md.
+import { cpus, totalmem } from 'node:os';
+import type { KeyObject } from 'node:crypto';
+import { decide } from '../src/decide/decide.js';
+import { buildIndex, type PolicyIndex } from '../src/decide/policy-index.js';
+import { checkSemantics } from '../src/policy/semantics.js';
+import type { Issue } from '../src/errors.js';
+import { generateKeyPair, parsePrivateKey, parsePublicKey, type TrustedKeys } from '../src/snapshot/keys.js';
+import { signSnapshot, verifySnapshot } from '../src/snapshot/snapshot.js';
+import { generateQuestions, QUESTION_KINDS, type QuestionKind, type Questions } from './questions.js';
+import { generateTenant } from './synthetic.js';
+import { collect, GcCounter, hasGc, MB, now, settle } from './measure.js';
+
+const TARGET_DECISIONS_PER_SECOND = 5_000_000;
+const TARGET_VERIFY_AND_INDEX_100K_MS = 500;
+const TARGET_HEAP_100K_MB = 200;
+
+const QUESTION_COUNT = 65_536; // a power of two: the loops index with i & MASK
+const MASK = QUESTION_COUNT - 1;
+const ROUNDS = 4; // alternating engine / baseline rounds
+const ROUND_SECONDS = 0.5;
+const ALLOCATION_DECISIONS = 5_000_000;
+const LOAD_RUNS = 3;
+const ISSUED_AT = Date.UTC(2026, 0, 1);
+const NOW = ISSUED_AT + 3600_000; // within validity: decisions take the normal path
+
+const json = process.argv.includes('--json');
+const progress = (line: string): void => void process.stderr.write(`bench: ${line}\n`);
+
+type Figures = Record<string, string | number | boolean | Record<string, number>>;
+
+// --- the two loops ---------------------------------------------------------------------------------
+
+function runEngine(index: PolicyIndex, q: Questions, n: number): number {
+  const P = q.principals;
+  const Q = q.permissions;
+  const T = q.things;
+  let allowed = 0;
+  for (let i = 0; i < n; i++) {
+    const j = i & MASK;
+    if (decide(index, P[j]!, Q[j]!, T[j], NOW).allow) allowed++;
+  }
+  return allowed;
+}
+
+/** The floor: the principal and thing look-ups every engine needs, nothing else. */
+function runBaseline(index: PolicyIndex, q: Questions, n: number): number {
+  const principals = index.principals;
+  const thingIndex = index.thingIndex;
+  const P = q.principals;
+  const T = q.things;
+  let found = 0;
+  for (let i = 0; i < n; i++) {
+    const j = i & MASK;
+    if (principals.get(P[j]!) !== undefined) found++;
+    const t = T[j];
+    if (t !== undefined && thingIndex.get(t) !== undefined) found++;
+  }
+  return found;
+}
+
+// --- sections -------------------------------------------------------------------------------------
+
+interface Signer {
+  readonly privateKey: KeyObject;
+  readonly kid: string;
+  readonly trusted: TrustedKeys;
+}
+
+function makeSigner(): Signer {
+  const kp = generateKeyPair();
+  return { privateKey: parsePrivateKey(kp.privateKeyPem), kid: kp.kid, trusted: new Map([[kp.kid, parsePublicKey(kp.publicKeyPem)]]) };
+}
+
+interface LoadFigures {
+  bytes: number;
+  principals: number;
+  verifyMs: number;
+  indexMs: number;
+  totalMs: number;
+  heapUsedAfterMB: number;
+  heapUsedByIndexMB: number;
+  rssAfterMB: number;
+}
+
+/** Verify + index, best of LOAD_RUNS (the run with the lowest total), GC before each run. */
+function measureLoad(bytes: Uint8Array, trusted: TrustedKeys): { figures: LoadFigures; index: PolicyIndex } {
+  collect();
+  const heapBefore = process.memoryUsage().heapUsed;
+  let best: { verifyMs: number; indexMs: number } | undefined;
+  let index: PolicyIndex | undefined;
+  for (let run = 0; run < LOAD_RUNS; run++) {
+    index = undefined;
+    collect();
+    const t0 = now();
+    const verified = verifySnapshot(bytes, trusted);
+    const t1 = now();
+    index = buildIndex(verified.payload);
+    const t2 = now();
+    if (!best || t2 - t0 < best.verifyMs + best.indexMs) best = { verifyMs: t1 - t0, indexMs: t2 - t1 };
+  }
+  if (!index || !best) throw new Error('no run');
+  if (index.warnings.length > 0) progress(`index warnings (${index.warnings.length}): ${index.warnings.slice(0, 3).join('; ')}`);
+  collect();
+  const mem = process.memoryUsage();
+  return {
+    index,
+    figures: {
+      bytes: bytes.length,
+      principals: index.principals.size,
+      verifyMs: best.verifyMs,
+      indexMs: best.indexMs,
+      totalMs: best.verifyMs + best.indexMs,
+      heapUsedAfterMB: mem.heapUsed / MB,
+      heapUsedByIndexMB: (mem.heapUsed - heapBefore) / MB,
+      rssAfterMB: mem.rss / MB,
+    },
+  };
+}
+
+function makeSnapshot(things: number, principals: number, signer: Signer, withQuestions: boolean): { bytes: Buffer; questions?: Questions; generateMs: number; signMs: number } {
+  const t0 = now();
+  const tenant = generateTenant({ things, principals, seed: 0xed6e + things, issuedAt: ISSUED_AT });
+  const t1 = now();
+  if (withQuestions) {
+    // Not timed: a sanity check that the synthetic tenant is a valid policy.
+    const issues: Issue[] = [];
+    checkSemantics(tenant.payload, issues, []);
+    if (issues.length > 0) throw new Error(`synthetic tenant is invalid: ${issues.slice(0, 3).map((i) => `${i.path}: ${i.message}`).join('; ')}`);
+  }
+  const questions = withQuestions ? generateQuestions(tenant, QUESTION_COUNT, 0x5eed) : undefined;
+  const t2 = now();
+  const bytes = signSnapshot(tenant.payload, signer.privateKey, signer.kid);
+  const t3 = now();
+  return { bytes, ...(questions ? { questions } : {}), generateMs: t1 - t0, signMs: t3 - t2 };
+}
+
+interface DecisionFigures {
+  outcomes: Record<string, number>;
+  allowed: number;
+  engineRate: number;
+  engineBestRoundRate: number;
+  engineDecisions: number;
+  engineSeconds: number;
+  baselineRate: number;
+  baselineBestRoundRate: number;
+}
+
+function measureDecisions(index: PolicyIndex, q: Questions): DecisionFigures {
+  const outcomes: Record<string, number> = {};
+  let allowed = 0;
+  for (let j = 0; j < q.count; j++) {
+    const d = decide(index, q.principals[j]!, q.permissions[j]!, q.things[j], NOW);
+    const key = d.allow ? 'ALLOW' : d.reason;
+    outcomes[key] = (outcomes[key] ?? 0) + 1;
+    if (d.allow) allowed++;
+  }
+  // Warm up both loops (tiering up to optimized code), then calibrate a round to ~ROUND_SECONDS.
+  let sink = 0;
+  for (let k = 0; k < 3; k++) {
+    sink += runEngine(index, q, 1 << 20);
+    sink += runBaseline(index, q, 1 << 20);
+  }
+  const c0 = now();
+  sink += runEngine(index, q, 1 << 21);
+  const calibrated = (1 << 21) / ((now() - c0) / 1000);
+  const perRound = Math.max(QUESTION_COUNT, Math.round((calibrated * ROUND_SECONDS) / QUESTION_COUNT) * QUESTION_COUNT);
+  let engineMs = 0;
+  let baselineMs = 0;
+  let engineBest = 0;
+  let baselineBest = 0;
+  for (let r = 0; r < ROUNDS; r++) {
+    const e0 = now();
+    sink += runEngine(index, q, perRound);
+    const e1 = now();
+    sink += runBaseline(index, q, perRound);
+    const b1 = now();
+    engineMs += e1 - e0;
+    baselineMs += b1 - e1;
+    engineBest = Math.max(engineBest, perRound / ((e1 - e0) / 1000));
+    baselineBest = Math.max(baselineBest, perRound / ((b1 - e1) / 1000));
+  }
+  if (sink === -1) progress('unreachable'); // keeps the results alive
+  return {
+    outcomes,
+    allowed,
+    engineRate: (perRound * ROUNDS) / (engineMs / 1000),
+    engineBestRoundRate: engineBest,
+    engineDecisions: perRound * ROUNDS,
+    engineSeconds: engineMs / 1000,
+    baselineRate: (perRound * ROUNDS) / (baselineMs / 1000),
+    baselineBestRoundRate: baselineBest,
+  };
+}
+
+async function measureAllocation(
+  run: (n: number) => number,
+  n: number,
+  gcs: GcCounter,
+): Promise<{ heapDeltaBytes: number; bytesPerCall: number; gcEvents: number; majorGcEvents: number }> {
+  run(1 << 20); // warm
+  collect();
+  await settle(10);
+  const h0 = process.memoryUsage().heapUsed;
+  const t0 = now();
+  const sink = run(n);
+  const t1 = now();
+  const h1 = process.memoryUsage().heapUsed;
+  if (sink === -1) progress('unreachable');
+  const counted = await gcs.countBetween(t0, t1);
+  return { heapDeltaBytes: h1 - h0, bytesPerCall: (h1 - h0) / n, gcEvents: counted.total, majorGcEvents: counted.major };
+}
+
+// --- output ---------------------------------------------------------------------------------------
+
+const r1 = (x: number): number => Math.round(x * 10) / 10;
+const r3 = (x: number): number => Math.round(x * 1000) / 1000;
+const int = (x: number): string => Math.round(x).toLocaleString('en-US');
+const pct = (a: number, b: number): string => `${((100 * a) / b).toFixed(1)}%`;
+const verdict = (ok: boolean): string => (ok ? 'meets target' : 'MISSES TARGET');
+
+function loadFigures(prefix: string, f: LoadFigures): Figures {
+  return {
+    [`snapshot${prefix}ThingsBytes`]: f.bytes,
+    [`snapshot${prefix}ThingsPrincipalsIncludingDevices`]: f.principals,
+    [`verify${prefix}ThingsMs`]: r1(f.verifyMs),
+    [`index${prefix}ThingsMs`]: r1(f.indexMs),
+    [`verifyAndIndex${prefix}ThingsMs`]: r1(f.totalMs),
+    [`heapUsedAfterIndex${prefix}ThingsMB`]: r1(f.heapUsedAfterMB),
+    [`heapUsedByIndex${prefix}ThingsMB`]: r1(f.heapUsedByIndexMB),
+    [`rssAfterIndex${prefix}ThingsMB`]: r1(f.rssAfterMB),
+  };
+}
+
+function loadLines(title: string, f: LoadFigures, targets: boolean): string[] {
+  const lines = [
+    title,
+    `  snapshot size              ${int(f.bytes)} bytes (${(f.bytes / MB).toFixed(2)} MB), ${int(f.principals)} principals incl. devices`,
+    `  verify                     ${f.verifyMs.toFixed(1)} ms   (COSE signature + CBOR decode + payload schema)`,
+    `  index                      ${f.indexMs.toFixed(1)} ms   (buildIndex)`,
+    `  verify + index             ${f.totalMs.toFixed(1)} ms   best of ${LOAD_RUNS}` +
+      (targets ? `; target < ${TARGET_VERIFY_AND_INDEX_100K_MS} ms: ${verdict(f.totalMs < TARGET_VERIFY_AND_INDEX_100K_MS)}` : ''),
+    `  heap used after (gc)       ${f.heapUsedAfterMB.toFixed(1)} MB  (whole process; the index and its payload: ${f.heapUsedByIndexMB.toFixed(1)} MB; rss ${f.rssAfterMB.toFixed(0)} MB)` +
+      (targets ? `; target < ${TARGET_HEAP_100K_MB} MB: ${verdict(f.heapUsedAfterMB < TARGET_HEAP_100K_MB)}` : ''),
+  ];
+  return lines;
+}
+
+// --- main -----------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  if (!hasGc()) {
+    process.stderr.write('bench: run with node --expose-gc (npm run bench does)\n');
+    process.exit(2);
+  }
+  const started = now();
+  const cpu = cpus();
+  const signer = makeSigner();
+  const gcs = new GcCounter();
+
+  // 1. 10k things: questions from the tenant model, then the tenant is dropped; only bytes remain.
+  progress('generating and signing the 10,000-thing snapshot and 65,536 questions');
+  const small = makeSnapshot(10_000, 2_000, signer, true);
+  const questions = small.questions!;
+  progress(`verifying and indexing 10,000 things (best of ${LOAD_RUNS})`);
+  const load10k = measureLoad(small.bytes, signer.trusted);
+  const index = load10k.index;
+
+  // 2. decisions per second vs the baseline, 3. allocation per decision.
+  progress(`decisions: warm-up, then ${ROUNDS} alternating rounds of engine and baseline`);
+  const d = measureDecisions(index, questions);
+  progress(`allocation: ${int(ALLOCATION_DECISIONS)} decisions, then as many baseline look-ups`);
+  const alloc = await measureAllocation((n) => runEngine(index, questions, n), ALLOCATION_DECISIONS, gcs);
+  const allocBase = await measureAllocation((n) => runBaseline(index, questions, n), ALLOCATION_DECISIONS, gcs);
+  const nonDevicePrincipals = index.principals.size - (index.thingIds.length + 1);
+
+  // 4. 100k things, with nothing else of size held.
+  progress('generating and signing the 100,000-thing snapshot');
+  const large = makeSnapshot(100_000, 20_000, signer, false);
+  progress(`verifying and indexing 100,000 things (best of ${LOAD_RUNS})`);
+  const load100k = measureLoad(large.bytes, signer.trusted).figures;
+  gcs.stop();
+
+  const engineNs = 1e9 / d.engineRate;
+  const baselineNs = 1e9 / d.baselineRate;
+  const outcomes = Object.fromEntries(Object.entries(d.outcomes).sort((a, b) => b[1] - a[1]));
+  const figures: Figures = {
+    benchFormatVersion: 1,
+    nodeVersion: process.version,
+    v8Version: process.versions.v8,
+    platform: process.platform,
+    arch: process.arch,
+    cpuModel: cpu[0]?.model.trim() ?? 'unknown',
+    cpuCores: cpu.length,
+    totalMemoryMB: Math.round(totalmem() / MB),
+
+    decisionSnapshotThings: index.thingIds.length,
+    decisionSnapshotPrincipalsExcludingDevices: nonDevicePrincipals,
+    decisionQuestionCount: questions.count,
+    decisionQuestionsAllowed: d.allowed,
+    decisionQuestionsDenied: questions.count - d.allowed,
+    decisionAllowPercent: r1((100 * d.allowed) / questions.count),
+    decisionOutcomeCounts: outcomes,
+    decisionQuestionKindCounts: { ...questions.kinds },
+
+    decisionsPerSecond: Math.round(d.engineRate),
+    decisionsPerSecondBestRound: Math.round(d.engineBestRoundRate),
+    decisionNanosecondsPerDecision: r1(engineNs),
+    decisionTimedDecisions: d.engineDecisions,
+    decisionTimedSeconds: r3(d.engineSeconds),
+    baselineTwoMapLookupsPerSecond: Math.round(d.baselineRate),
+    baselineTwoMapLookupsPerSecondBestRound: Math.round(d.baselineBestRoundRate),
+    baselineNanosecondsPerQuestion: r1(baselineNs),
+    engineCostRelativeToBaseline: Math.round((engineNs / baselineNs) * 100) / 100,
+    engineNanosecondsAboveBaseline: r1(engineNs - baselineNs),
+
+    decisionAllocationDecisions: ALLOCATION_DECISIONS,
+    decisionAllocationHeapDeltaBytes: alloc.heapDeltaBytes,
+    decisionAllocationBytesPerDecision: r3(alloc.bytesPerCall),
+    decisionAllocationGcEvents: alloc.gcEvents,
+    decisionAllocationMajorGcEvents: alloc.majorGcEvents,
+    baselineAllocationBytesPerQuestion: r3(allocBase.bytesPerCall),
+    baselineAllocationGcEvents: allocBase.gcEvents,
+
+    ...loadFigures('10k', load10k.figures),
+    ...loadFigures('100k', load100k),
+    generateAndSign100kThingsMs: Math.round(large.generateMs + large.signMs),
+
+    targetDecisionsPerSecondMin: TARGET_DECISIONS_PER_SECOND,
+    targetVerifyAndIndex100kThingsMsMax: TARGET_VERIFY_AND_INDEX_100K_MS,
+    targetHeapUsedAfterIndex100kThingsMBMax: TARGET_HEAP_100K_MB,
+    meetsTargetDecisionsPerSecond: d.engineRate > TARGET_DECISIONS_PER_SECOND,
+    meetsTargetVerifyAndIndex100kThings: load100k.totalMs < TARGET_VERIFY_AND_INDEX_100K_MS,
+    meetsTargetHeapUsedAfterIndex100kThings: load100k.heapUsedAfterMB < TARGET_HEAP_100K_MB,
+    benchTotalSeconds: r1((now() - started) / 1000),
+  };
+
+  if (json) {
+    process.stdout.write(JSON.stringify(figures, null, 2) + '\n');
+    return;
+  }
+
+  const kinds = Object.entries(questions.kinds) as [QuestionKind, number][];
+  const out: string[] = [
+    `edgewarden bench — node ${process.version} (V8 ${process.versions.v8}), ${figures.cpuModel} × ${cpu.length} cores, ${process.platform}/${process.arch}, ${(totalmem() / 1024 / MB).toFixed(1)} GB RAM`,
+    '',
+    `Decisions — snapshot of ${int(index.thingIds.length)} things, ${int(nonDevicePrincipals)} principals besides the devices; ${int(questions.count)} fixed questions`,
+    `  mix                        allow ${int(d.allowed)} (${pct(d.allowed, questions.count)}), deny ${int(questions.count - d.allowed)} (${pct(questions.count - d.allowed, questions.count)})`,
+    ...Object.entries(outcomes).map(([k, v]) => `    ${k.padEnd(24)} ${int(v).padStart(7)}  ${pct(v, questions.count).padStart(6)}`),
+    `  question kinds`,
+    ...kinds.map(([k, v]) => `    ${QUESTION_KINDS[k].label.padEnd(46)} ${int(v).padStart(7)}  ${pct(v, questions.count).padStart(6)}`),
+    `  engine   decide()          ${int(d.engineRate).padStart(12)} decisions/s   ${engineNs.toFixed(1).padStart(6)} ns each   (best round ${int(d.engineBestRoundRate)}/s; ${int(d.engineDecisions)} decisions in ${d.engineSeconds.toFixed(2)} s)`,
+    `  baseline 2 Map.get         ${int(d.baselineRate).padStart(12)} questions/s   ${baselineNs.toFixed(1).padStart(6)} ns each   (best round ${int(d.baselineBestRoundRate)}/s; principal + thing look-up only)`,
+    `  engine vs baseline         ${(engineNs / baselineNs).toFixed(2)}× the floor, ${(engineNs - baselineNs).toFixed(1)} ns above it`,
+    `  target                     > ${int(TARGET_DECISIONS_PER_SECOND)} decisions/s: ${verdict(d.engineRate > TARGET_DECISIONS_PER_SECOND)}`,
+    '',
+    `Allocation — ${int(ALLOCATION_DECISIONS)} decisions after a full GC`,
+    `  heap delta                 ${int(alloc.heapDeltaBytes)} bytes = ${alloc.bytesPerCall.toFixed(3)} bytes/decision`,
+    `  GC events during the loop  ${alloc.gcEvents} (${alloc.majorGcEvents} major)` +
+      (alloc.gcEvents > 0 ? '  — the loop allocates; the heap delta undercounts what was collected' : ''),
+    `  baseline, same method      ${allocBase.bytesPerCall.toFixed(3)} bytes/question, ${allocBase.gcEvents} GC events`,
+    '',
+    ...loadLines('Load — 10,000 things, 2,000 principals besides the devices', load10k.figures, false),
+    '',
+    ...loadLines('Load — 100,000 things, 20,000 principals besides the devices', load100k, true),
+    `  (generating and signing it, not part of the figures: ${int(large.generateMs + large.signMs)} ms)`,
+    '',
+    `bench took ${figures.benchTotalSeconds} s`,
+  ];
+  process.stdout.write(out.join('\n') + '\n');
+}
+
+await main();
