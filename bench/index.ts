@@ -48,16 +48,15 @@ function runEngine(index: PolicyIndex, q: Questions, n: number): number {
 
 /** The floor: the principal and thing look-ups every engine needs, nothing else. */
 function runBaseline(index: PolicyIndex, q: Questions, n: number): number {
-  const principals = index.principals;
-  const thingIndex = index.thingIndex;
+  const ids = index.ids;
   const P = q.principals;
   const T = q.things;
   let found = 0;
   for (let i = 0; i < n; i++) {
     const j = i & MASK;
-    if (principals.get(P[j]!) !== undefined) found++;
+    if (ids.get(P[j]!) !== undefined) found++;
     const t = T[j];
-    if (t !== undefined && thingIndex.get(t) !== undefined) found++;
+    if (t !== undefined && ids.get(t) !== undefined) found++;
   }
   return found;
 }
@@ -110,7 +109,7 @@ function measureLoad(bytes: Uint8Array, trusted: TrustedKeys): { figures: LoadFi
     index,
     figures: {
       bytes: bytes.length,
-      principals: index.principals.size,
+      principals: index.records.length,
       verifyMs: best.verifyMs,
       indexMs: best.indexMs,
       totalMs: best.verifyMs + best.indexMs,
@@ -275,7 +274,7 @@ async function main(): Promise<void> {
   progress(`allocation: ${int(ALLOCATION_DECISIONS)} decisions, then as many baseline look-ups`);
   const alloc = await measureAllocation((n) => runEngine(index, questions, n), ALLOCATION_DECISIONS, gcs);
   const allocBase = await measureAllocation((n) => runBaseline(index, questions, n), ALLOCATION_DECISIONS, gcs);
-  const nonDevicePrincipals = index.principals.size - (index.thingIds.length + 1);
+  const nonDevicePrincipals = index.records.length - (index.thingIds.length + 1);
 
   // 4. 100k things, with nothing else of size held.
   progress('generating and signing the 100,000-thing snapshot');

@@ -3,7 +3,7 @@
 // trace (used by `explain`) records each rule; the hot path passes none.
 import { CATALOG, permissionId, requiredModulesFor, USER_TYPES } from '../catalog/index.js';
 import { ALLOW, DENY, type Decision } from './reasons.js';
-import { PrincipalKind, PRINCIPAL_KIND_NAMES, type PolicyIndex, type PrincipalRecord } from './policy-index.js';
+import { PrincipalKind, PRINCIPAL_KIND_NAMES, ScopeKind, Verdict, recordOf, thingNumber, type PolicyIndex, type PrincipalRecord } from './policy-index.js';
 
 export interface TraceStep {
   readonly rule: string;
@@ -11,8 +11,6 @@ export interface TraceStep {
   readonly detail: string;
 }
 export type Trace = TraceStep[];
-
-const PC = CATALOG.length;
 
 /**
  * `now` is the effective time (the time floor: the highest of the system clock, the newest
@@ -37,15 +35,24 @@ export function decide(
   }
   const pid = index.canonical[rawId]!;
   if (trace) trace.push({ rule: 'permission', passed: true, detail: pid === rawId ? `${permission} is in the catalog` : `legacy ${permission} maps to ${CATALOG[pid]!.name}` });
+  return decideById(index, principalId, pid, thing, now, trace);
+}
 
-  const p = index.principals.get(principalId);
-  if (p === undefined) {
+/**
+ * The same decision with the permission already resolved to its canonical catalog id
+ * (`index.canonical[permissionId(name)]`), for callers that resolve names once (the topic map).
+ */
+export function decideById(index: PolicyIndex, principalId: string, pid: number, thing: string | undefined, now: number, trace?: Trace): Decision {
+  const n = index.ids.get(principalId);
+  if (n === undefined) {
     if (trace) trace.push({ rule: 'principal', passed: false, detail: `${principalId} is not in snapshot version ${index.version}` });
     return DENY.UNKNOWN_PRINCIPAL;
   }
-  if (trace) trace.push({ rule: 'principal', passed: true, detail: describePrincipal(p) });
-  if (p.revoked) {
-    if (trace) trace.push({ rule: 'revocation', passed: false, detail: `${p.id} is revoked in snapshot version ${index.version}` });
+  // Only explain reads the record; decisions read the typed arrays.
+  const p = trace ? recordOf(index, n) : undefined;
+  if (p) trace!.push({ rule: 'principal', passed: true, detail: describePrincipal(p) });
+  if (index.pRevoked[n] === 1) {
+    if (p) trace!.push({ rule: 'revocation', passed: false, detail: `${p.id} is revoked in snapshot version ${index.version}` });
     return DENY.REVOKED;
   }
 
@@ -55,31 +62,37 @@ export function decide(
       if (trace) trace.push({ rule: 'expiry', passed: false, detail: `snapshot expired at ${new Date(index.expiresAt).toISOString()}; expired mode ${index.expiredMode} denies ${isRead ? 'reads' : 'writes and commands'}` });
       return DENY.SNAPSHOT_EXPIRED;
     }
-    if (trace) trace.push({ rule: 'expiry', passed: true, detail: `snapshot expired, but expired mode read-only keeps READ_* flowing` });
+    if (trace) trace.push({ rule: 'expiry', passed: true, detail: 'snapshot expired, but expired mode read-only keeps READ_* flowing' });
   } else if (trace) trace.push({ rule: 'expiry', passed: true, detail: `snapshot valid until ${new Date(index.expiresAt).toISOString()}` });
 
-  const ut = p.userType;
-  if (ut >= 0 && index.assignable[ut * PC + pid] === 0) {
-    if (trace) trace.push({ rule: 'user type', passed: false, detail: `${CATALOG[pid]!.name} can be assigned only to ${CATALOG[pid]!.userTypes.join(' and ')} user types; ${p.id} is ${USER_TYPES[ut]}` });
-    return DENY.USER_TYPE_RESTRICTED;
-  }
-  if (p.granted[pid] === 0) {
-    if (trace) trace.push({ rule: 'grant', passed: false, detail: `${grantSource(p)} does not grant ${CATALOG[pid]!.name}` });
-    return DENY.NOT_GRANTED;
-  }
-  if (trace) trace.push({ rule: 'grant', passed: true, detail: `${grantSource(p)} grants ${CATALOG[pid]!.name}` });
-  if (index.available[(ut + 1) * PC + pid] === 0) {
-    if (trace) trace.push({ rule: 'modules', passed: false, detail: `${CATALOG[pid]!.name} needs one of ${modulesNeeded(pid, ut)}; active: ${index.payload.modules.join(', ') || 'none'}` });
+  const verdict = index.verdictTable[index.pVerdictRow[n]! + pid];
+  if (verdict !== Verdict.Ok) {
+    if (verdict === Verdict.UserTypeRestricted) {
+      if (p) trace!.push({ rule: 'user type', passed: false, detail: `${CATALOG[pid]!.name} can be assigned only to ${CATALOG[pid]!.userTypes.join(' and ')} user types; ${p.id} is ${USER_TYPES[p.userType]}` });
+      return DENY.USER_TYPE_RESTRICTED;
+    }
+    if (verdict === Verdict.NotGranted) {
+      if (p) trace!.push({ rule: 'grant', passed: false, detail: `${grantSource(p)} does not grant ${CATALOG[pid]!.name}` });
+      return DENY.NOT_GRANTED;
+    }
+    if (p) {
+      const trace_ = trace!;
+      trace_.push({ rule: 'grant', passed: true, detail: `${grantSource(p)} grants ${CATALOG[pid]!.name}` });
+      trace_.push({ rule: 'modules', passed: false, detail: `${CATALOG[pid]!.name} needs ${modulesNeeded(pid, p.userType)}; active: ${index.payload.modules.join(', ') || 'none'}` });
+    }
     return DENY.MODULE_INACTIVE;
   }
-  if (trace) trace.push({ rule: 'modules', passed: true, detail: `available with active modules ${index.payload.modules.join(', ') || '(none needed)'}` });
+  if (trace && p) {
+    trace.push({ rule: 'grant', passed: true, detail: `${grantSource(p)} grants ${CATALOG[pid]!.name}` });
+    trace.push({ rule: 'modules', passed: true, detail: `available with active modules ${index.payload.modules.join(', ') || '(none needed)'}` });
+  }
 
   if (pid === index.registerThingId) {
     if (!index.privileged) {
       if (trace) trace.push({ rule: 'gateway role', passed: false, detail: 'REGISTER_THING needs a privileged gateway; this one is standard' });
       return DENY.GATEWAY_SCOPE;
     }
-    if (thing === undefined || !index.thingIndex.has(thing)) {
+    if (thing === undefined || thingNumber(index, thing) < 0) {
       if (trace) trace.push({ rule: 'gateway role', passed: true, detail: 'privileged gateway may register new things' });
       return ALLOW;
     }
@@ -88,8 +101,8 @@ export function decide(
     if (trace) trace.push({ rule: 'scope', passed: true, detail: 'no thing named: tenant-level action' });
     return ALLOW;
   }
-  const t = index.thingIndex.get(thing);
-  if (t === undefined) {
+  const t = index.ids.get(thing);
+  if (t === undefined || t >= index.thingCount) {
     if (trace) trace.push({ rule: 'thing', passed: false, detail: `${thing} is not in snapshot version ${index.version}` });
     return DENY.UNKNOWN_THING;
   }
@@ -99,26 +112,37 @@ export function decide(
   }
   if (trace) trace.push({ rule: 'gateway scope', passed: true, detail: index.privileged ? 'privileged gateway serves every thing' : `${thing} is in one of the gateway's resource groups` });
 
-  if (isInScope(index, p, t)) {
-    if (trace) trace.push({ rule: 'scope', passed: true, detail: `${thing} is within ${p.scope.basis}` });
+  if (isInScope(index, n, t)) {
+    if (p) trace!.push({ rule: 'scope', passed: true, detail: `${thing} is within ${p.scopeBasis}` });
     return ALLOW;
   }
   // READ_ALL_THINGS widens read scope to the whole tenant, nothing else.
-  const ra = index.readAllThingsId;
-  if (CATALOG[pid]!.access === 'read' && p.granted[ra] === 1 && index.available[(ut + 1) * PC + ra] === 1) {
-    if (trace) trace.push({ rule: 'scope', passed: true, detail: `${thing} is outside ${p.scope.basis}, but READ_ALL_THINGS widens reads to the whole tenant` });
+  if (index.pWidensReads[n] === 1 && CATALOG[pid]!.access === 'read') {
+    if (p) trace!.push({ rule: 'scope', passed: true, detail: `${thing} is outside ${p.scopeBasis}, but READ_ALL_THINGS widens reads to the whole tenant` });
     return ALLOW;
   }
-  if (trace) trace.push({ rule: 'scope', passed: false, detail: `${thing} (customer ${index.customerIds[index.thingCustomer[t]!] ?? '?'}) is outside ${p.scope.basis}` });
+  if (p) trace!.push({ rule: 'scope', passed: false, detail: `${thing} (customer ${index.customerIds[index.thingCustomer[t]!] ?? '?'}) is outside ${p.scopeBasis}` });
   return DENY.OUT_OF_SCOPE;
 }
 
-export function isInScope(index: PolicyIndex, p: PrincipalRecord, t: number): boolean {
-  const s = p.scope;
-  if (s.all || s.self === t) return true;
-  if (s.customers !== null && s.customers.has(index.thingCustomer[t]!)) return true;
-  if (s.locations !== null && s.locations.has(index.thingLocation[t]!)) return true;
-  return s.things !== null && s.things.has(t);
+/** Whether thing number `t` is in the scope of principal number `n`. */
+export function isInScope(index: PolicyIndex, n: number, t: number): boolean {
+  switch (index.pScopeKind[n]) {
+    case ScopeKind.All:
+      return true;
+    case ScopeKind.Self:
+      return index.pScopeArg[n] === t;
+    case ScopeKind.Customer:
+      return index.pScopeArg[n] === index.thingCustomer[t];
+    case ScopeKind.CustomerMask:
+      return index.records[n]!.scopeMask![index.thingCustomer[t]!] === 1;
+    case ScopeKind.Sets: {
+      const s = index.records[n]!.scopeSets!;
+      return s.things.has(t) || s.customers.has(index.thingCustomer[t]!) || s.locations.has(index.thingLocation[t]!);
+    }
+    default:
+      return false;
+  }
 }
 
 function describePrincipal(p: PrincipalRecord): string {

@@ -2,7 +2,7 @@
 // Pure; built from the same indexes and the same rules as `decide`.
 import { CATALOG, PERMISSION_COUNT } from '../catalog/index.js';
 import { isInScope } from './decide.js';
-import { PRINCIPAL_KIND_NAMES, type PolicyIndex, type PrincipalRecord } from './policy-index.js';
+import { PRINCIPAL_KIND_NAMES, Verdict, principalOf, type PolicyIndex, type PrincipalRecord } from './policy-index.js';
 
 export interface PermissionChange {
   readonly principal: string;
@@ -29,39 +29,35 @@ export interface SnapshotDiff {
 function effective(index: PolicyIndex, p: PrincipalRecord | undefined): Set<number> {
   const out = new Set<number>();
   if (!p || p.revoked) return out;
-  const pc = PERMISSION_COUNT;
-  for (let pid = 0; pid < pc; pid++) {
-    if (index.canonical[pid] !== pid) continue;
-    if (p.granted[pid] !== 1) continue;
-    if (p.userType >= 0 && index.assignable[p.userType * pc + pid] !== 1) continue;
-    if (index.available[(p.userType + 1) * pc + pid] !== 1) continue;
-    out.add(pid);
+  for (let pid = 0; pid < PERMISSION_COUNT; pid++) {
+    if (index.canonical[pid] === pid && p.verdict[pid] === Verdict.Ok) out.add(pid);
   }
   return out;
 }
 
 /** Things the principal may act on for a read (widened) or a write. */
-function thingsInScope(index: PolicyIndex, p: PrincipalRecord | undefined, read: boolean, perms: Set<number>): Set<string> {
+function thingsInScope(index: PolicyIndex, p: PrincipalRecord | undefined, read: boolean): Set<string> {
+  const n = p ? index.ids.get(p.id) : undefined;
   const out = new Set<string>();
-  if (!p || p.revoked) return out;
-  const widened = read && perms.has(index.readAllThingsId);
+  if (!p || p.revoked || n === undefined) return out;
+  const widened = read && p.widensReads;
   for (let t = 0; t < index.thingIds.length; t++) {
     if (index.thingServed[t] !== 1) continue;
-    if (widened || isInScope(index, p, t)) out.add(index.thingIds[t]!);
+    if (widened || isInScope(index, n, t)) out.add(index.thingIds[t]!);
   }
   return out;
 }
 
 export function diffSnapshots(a: PolicyIndex, b: PolicyIndex): SnapshotDiff {
-  const ids = new Set<string>([...a.principals.keys(), ...b.principals.keys()]);
+  const ids = new Set<string>([...a.ids.keys(), ...b.ids.keys()]);
   const changes: PermissionChange[] = [];
   const principalsAdded: string[] = [];
   const principalsRemoved: string[] = [];
   const revoked: string[] = [];
   const reinstated: string[] = [];
   for (const id of [...ids].sort()) {
-    const pa = a.principals.get(id);
-    const pb = b.principals.get(id);
+    const pa = principalOf(a, id);
+    const pb = principalOf(b, id);
     if (!pa) principalsAdded.push(id);
     if (!pb) principalsRemoved.push(id);
     if (pa && pb && !pa.revoked && pb.revoked) revoked.push(id);
@@ -70,10 +66,10 @@ export function diffSnapshots(a: PolicyIndex, b: PolicyIndex): SnapshotDiff {
     const permsA = effective(a, pa);
     const permsB = effective(b, pb);
     const scope = new Map<string, Set<string>>();
-    const things = (idx: PolicyIndex, p: PrincipalRecord | undefined, read: boolean, perms: Set<number>, tag: string) => {
+    const things = (idx: PolicyIndex, p: PrincipalRecord | undefined, read: boolean, tag: string) => {
       const key = `${tag}:${read}`;
       let s = scope.get(key);
-      if (!s) scope.set(key, (s = thingsInScope(idx, p, read, perms)));
+      if (!s) scope.set(key, (s = thingsInScope(idx, p, read)));
       return s;
     };
     for (let pid = 0; pid < PERMISSION_COUNT; pid++) {
@@ -81,8 +77,8 @@ export function diffSnapshots(a: PolicyIndex, b: PolicyIndex): SnapshotDiff {
       const inB = permsB.has(pid);
       if (!inA && !inB) continue;
       const read = CATALOG[pid]!.access === 'read';
-      const ta = inA ? things(a, pa, read, permsA, 'a') : new Set<string>();
-      const tb = inB ? things(b, pb, read, permsB, 'b') : new Set<string>();
+      const ta = inA ? things(a, pa, read, 'a') : new Set<string>();
+      const tb = inB ? things(b, pb, read, 'b') : new Set<string>();
       const name = CATALOG[pid]!.name;
       if (inB && !inA) changes.push({ principal: id, kind, change: 'gains', permission: name, things: [...tb].sort() });
       else if (inA && !inB) changes.push({ principal: id, kind, change: 'loses', permission: name, things: [...ta].sort() });

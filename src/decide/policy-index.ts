@@ -24,23 +24,32 @@ export const enum PrincipalKind {
 export const PRINCIPAL_KIND_NAMES = ['user', 'apiKey', 'application', 'device', 'gateway'] as const;
 export type PrincipalKindName = (typeof PRINCIPAL_KIND_NAMES)[number];
 
-/** What a principal may act on. A thing is in scope if any member says so. */
-export interface Scope {
-  readonly all: boolean;
-  readonly customers: ReadonlySet<number> | null;
-  readonly locations: ReadonlySet<number> | null;
-  readonly things: ReadonlySet<number> | null;
-  /** A device's own thing, or -1. */
-  readonly self: number;
-  /** Human-readable origin of the scope, for `explain`. */
-  readonly basis: string;
+/** How a principal's scope is checked: one small integer switch on the decision path. */
+export const enum ScopeKind {
+  All = 0,
+  /** A device: only its own thing (`scopeArg`). */
+  Self = 1,
+  /** Things of one customer (`scopeArg`). */
+  Customer = 2,
+  /** Things of the customers flagged in `scopeMask` (a partner's assigned customers). */
+  CustomerMask = 3,
+  /** The union of `scopeSets` (organization and user authorizations). */
+  Sets = 4,
+  Nothing = 5,
 }
 
-export interface PrincipalCredentials {
-  readonly passwordHash: string | undefined;
-  readonly tokenHashes: readonly string[];
-  readonly secretHash: string | undefined;
-  readonly certFingerprints: readonly string[];
+export interface ScopeSets {
+  readonly customers: ReadonlySet<number>;
+  readonly locations: ReadonlySet<number>;
+  readonly things: ReadonlySet<number>;
+}
+
+/** Why a decision was OK or not, per permission, precomputed for a (grant set, user type) pair. */
+export const enum Verdict {
+  Ok = 0,
+  UserTypeRestricted = 1,
+  NotGranted = 2,
+  ModuleInactive = 3,
 }
 
 export interface PrincipalRecord {
@@ -49,13 +58,26 @@ export interface PrincipalRecord {
   /** Index in USER_TYPES, or -1 for devices and the gateway. */
   readonly userType: number;
   readonly entity: string | undefined;
-  /** The role for users and applications; undefined for API keys, devices, the gateway. */
+  /** The role for users and applications; the gateway role for the gateway; undefined otherwise. */
   readonly role: string | undefined;
   readonly revoked: boolean;
   /** granted[permissionId] === 1 when the role or the key's own set grants it (shared between holders of one role). */
   readonly granted: Uint8Array;
-  readonly scope: Scope;
-  readonly credentials: PrincipalCredentials;
+  /** verdict[permissionId]: a Verdict, shared between principals with the same grant set and user type. */
+  readonly verdict: Uint8Array;
+  /** READ_ALL_THINGS held and available: reads are widened to the whole tenant. */
+  readonly widensReads: boolean;
+  readonly scopeKind: ScopeKind;
+  readonly scopeArg: number;
+  readonly scopeMask: Uint8Array | null;
+  readonly scopeSets: ScopeSets | null;
+  /** Human-readable origin of the scope, for `explain`. */
+  readonly scopeBasis: string;
+  // credentials (hashes only)
+  readonly passwordHash: string | undefined;
+  readonly tokenHashes: readonly string[];
+  readonly secretHash: string | undefined;
+  readonly certFingerprints: readonly string[];
 }
 
 export type ExpiredMode = 'read-only' | 'deny-all' | 'enforce';
@@ -67,9 +89,25 @@ export interface PolicyIndex {
   readonly privileged: boolean;
   readonly expiresAt: number;
   readonly expiredMode: ExpiredMode;
-  readonly principals: ReadonlyMap<string, PrincipalRecord>;
-  readonly byCertFingerprint: ReadonlyMap<string, PrincipalRecord>;
-  readonly thingIndex: ReadonlyMap<string, number>;
+  /**
+   * Every principal id and thing id to its number. Things (= devices) are 0..thingCount-1, so a
+   * thing's number is its device's principal number; other principals follow. One map serves both
+   * look-ups of a decision.
+   */
+  readonly ids: ReadonlyMap<string, number>;
+  readonly thingCount: number;
+  /** Principal records by number, for authentication, explain and diff; devices' are made on demand: use recordOf. */
+  readonly records: readonly (PrincipalRecord | undefined)[];
+  readonly deviceGrant: Uint8Array;
+  readonly deviceVerdict: Uint8Array;
+  // Per principal number, the fields a decision reads, as typed arrays (no pointer chasing):
+  readonly pRevoked: Uint8Array;
+  /** Offset of the principal's verdict row in `verdictTable`. */
+  readonly pVerdictRow: Int32Array;
+  readonly verdictTable: Uint8Array;
+  readonly pScopeKind: Uint8Array;
+  readonly pScopeArg: Int32Array;
+  readonly pWidensReads: Uint8Array;
   readonly thingIds: readonly string[];
   readonly thingCustomer: Int32Array;
   readonly thingLocation: Int32Array;
@@ -133,7 +171,7 @@ export function buildIndex(payload: SnapshotPayload, opts: { expiredMode?: Expir
   const locationIndex = new Map(locationIds.map((id, i) => [id, i]));
   const things = payload.things ?? [];
   const thingIds = things.map((t) => t.id);
-  const thingIndex = new Map<string, number>();
+  const ids = new Map<string, number>();
   const thingCustomer = new Int32Array(things.length);
   const thingLocation = new Int32Array(things.length);
   const thingServed = new Uint8Array(things.length);
@@ -141,11 +179,17 @@ export function buildIndex(payload: SnapshotPayload, opts: { expiredMode?: Expir
   const groups = new Set(payload.gateway.resourceGroups);
   for (let i = 0; i < things.length; i++) {
     const t = things[i]!;
-    thingIndex.set(t.id, i);
+    if (ids.has(t.id)) warnings.push(`thing id ${t.id} appears twice; the first is kept`);
+    else ids.set(t.id, i);
     thingCustomer[i] = customerIndex.get(t.customer) ?? -1;
     thingLocation[i] = t.location === undefined ? -1 : (locationIndex.get(t.location) ?? -1);
     thingServed[i] = privileged || groups.has(t.resourceGroup) ? 1 : 0;
   }
+
+  const thingNo = (id: string): number => {
+    const n = ids.get(id);
+    return n !== undefined && n < things.length ? n : -1;
+  };
 
   // --- permission sets ---------------------------------------------------------------------------
   const grantSet = (names: readonly string[], userType: number, holder: string): Uint8Array => {
@@ -188,17 +232,46 @@ export function buildIndex(payload: SnapshotPayload, opts: { expiredMode?: Expir
     return { role, granted: g.granted };
   };
 
+  // --- verdicts: one byte per permission for each (grant set, user type) -------------------------
+  const verdicts = new Map<Uint8Array, Map<number, Uint8Array>>();
+  const verdictRows: Uint8Array[] = [];
+  const verdictRowOf = new Map<Uint8Array, number>();
+  const verdictOf = (granted: Uint8Array, userType: number): Uint8Array => {
+    let byType = verdicts.get(granted);
+    if (!byType) verdicts.set(granted, (byType = new Map()));
+    let v = byType.get(userType);
+    if (v) return v;
+    v = new Uint8Array(PC);
+    verdictRowOf.set(v, verdictRows.length);
+    verdictRows.push(v);
+    for (let pid = 0; pid < PC; pid++) {
+      if (userType >= 0 && !assignable[userType * PC + pid]) v[pid] = Verdict.UserTypeRestricted;
+      else if (!granted[pid]) v[pid] = Verdict.NotGranted;
+      else if (!available[(userType + 1) * PC + pid]) v[pid] = Verdict.ModuleInactive;
+    }
+    byType.set(userType, v);
+    return v;
+  };
+  const readAllThingsId = idOf('READ_ALL_THINGS');
+
   // --- scopes ----------------------------------------------------------------------------------
-  const ALL: Scope = { all: true, customers: null, locations: null, things: null, self: -1, basis: 'the whole tenant' };
-  const NOTHING: Scope = { all: false, customers: null, locations: null, things: null, self: -1, basis: 'nothing' };
-  const partnerCustomers = new Map<string, Set<number>>();
+  interface ScopeSpec {
+    kind: ScopeKind;
+    arg: number;
+    mask: Uint8Array | null;
+    sets: ScopeSets | null;
+    basis: string;
+  }
+  const ALL: ScopeSpec = { kind: ScopeKind.All, arg: -1, mask: null, sets: null, basis: 'the whole tenant' };
+  const nothing = (basis: string): ScopeSpec => ({ kind: ScopeKind.Nothing, arg: -1, mask: null, sets: null, basis });
+  const partnerMask = new Map<string, Uint8Array>();
   for (const p of payload.partners ?? []) {
-    const set = new Set<number>();
+    const mask = new Uint8Array(customerIds.length);
     for (const c of p.customers) {
       const ci = customerIndex.get(c);
-      if (ci !== undefined) set.add(ci);
+      if (ci !== undefined) mask[ci] = 1;
     }
-    partnerCustomers.set(p.id, set);
+    partnerMask.set(p.id, mask);
   }
   // Customers with user authorizations, and each user's authorized things.
   const authorizedCustomers = new Set<string>();
@@ -208,8 +281,8 @@ export function buildIndex(payload: SnapshotPayload, opts: { expiredMode?: Expir
     let set = userThings.get(a.user);
     if (!set) userThings.set(a.user, (set = new Set()));
     for (const t of a.things) {
-      const ti = thingIndex.get(t);
-      if (ti !== undefined && thingIds[ti] !== undefined && customerIds[thingCustomer[ti]!] === a.customer) set.add(ti);
+      const ti = thingNo(t);
+      if (ti >= 0 && customerIds[thingCustomer[ti]!] === a.customer) set.add(ti);
     }
   }
   const orgAuth = new Map<string, { customers: Set<number>; locations: Set<number>; things: Set<number> }>();
@@ -225,118 +298,136 @@ export function buildIndex(payload: SnapshotPayload, opts: { expiredMode?: Expir
       if (i !== undefined) e.locations.add(i);
     }
     for (const t of a.things ?? []) {
-      const i = thingIndex.get(t);
-      if (i !== undefined) e.things.add(i);
+      const i = thingNo(t);
+      if (i >= 0) e.things.add(i);
     }
   }
-  const entityScope = (userType: UserType, entity: string, userId: string | undefined): Scope => {
+  const EMPTY_SET: ReadonlySet<number> = new Set();
+  const entityScope = (userType: UserType, entity: string, userId: string | undefined): ScopeSpec => {
     if (userType === 'ORGANIZATION') {
-      if (entity !== payload.organization.id) return { ...NOTHING, basis: `unknown organization ${entity}` };
+      if (entity !== payload.organization.id) return nothing(`unknown organization ${entity}`);
       const a = userId === undefined ? undefined : orgAuth.get(userId);
       if (!a) return ALL;
-      return { all: false, customers: a.customers, locations: a.locations, things: a.things, self: -1, basis: 'organization authorizations' };
+      return { kind: ScopeKind.Sets, arg: -1, mask: null, sets: a, basis: 'organization authorizations' };
     }
     if (userType === 'PARTNER') {
-      const set = partnerCustomers.get(entity);
-      if (!set) return { ...NOTHING, basis: `unknown partner ${entity}` };
-      return { all: false, customers: set, locations: null, things: null, self: -1, basis: `customers assigned to partner ${entity}` };
+      const mask = partnerMask.get(entity);
+      if (!mask) return nothing(`unknown partner ${entity}`);
+      return { kind: ScopeKind.CustomerMask, arg: -1, mask, sets: null, basis: `customers assigned to partner ${entity}` };
     }
     const ci = customerIndex.get(entity);
-    if (ci === undefined) return { ...NOTHING, basis: `unknown customer ${entity}` };
+    if (ci === undefined) return nothing(`unknown customer ${entity}`);
     if (userId !== undefined && authorizedCustomers.has(entity)) {
-      return { all: false, customers: null, locations: null, things: userThings.get(userId) ?? new Set(), self: -1, basis: `user authorizations of customer ${entity}` };
+      const things = userThings.get(userId) ?? EMPTY_SET;
+      return { kind: ScopeKind.Sets, arg: -1, mask: null, sets: { customers: EMPTY_SET, locations: EMPTY_SET, things }, basis: `user authorizations of customer ${entity}` };
     }
-    return { all: false, customers: new Set([ci]), locations: null, things: null, self: -1, basis: `things of customer ${entity}` };
+    return { kind: ScopeKind.Customer, arg: ci, mask: null, sets: null, basis: `things of customer ${entity}` };
   };
 
   // --- principals --------------------------------------------------------------------------------
-  const principals = new Map<string, PrincipalRecord>();
-  const byCertFingerprint = new Map<string, PrincipalRecord>();
-  const add = (rec: PrincipalRecord) => {
-    if (principals.has(rec.id)) {
-      warnings.push(`principal id ${rec.id} appears twice; the first is kept`);
-      return;
-    }
-    principals.set(rec.id, rec);
-    for (const f of rec.credentials.certFingerprints) byCertFingerprint.set(f, rec);
-  };
-  const creds = (c: Partial<PrincipalCredentials>): PrincipalCredentials => ({
-    passwordHash: c.passwordHash,
-    tokenHashes: c.tokenHashes ?? [],
-    secretHash: c.secretHash,
-    certFingerprints: c.certFingerprints ?? [],
-  });
+  // Devices are numbered first, as their things; the others follow in the order added.
+  // Device records are made on demand (recordOf): 100,000 things need no 100,000 objects at load.
+  const records: (PrincipalRecord | undefined)[] = [];
+  records.length = things.length;
 
+  const NONE: readonly string[] = Object.freeze([]);
+  // One factory, so every record has the same shape.
+  const add = (
+    n: number,
+    id: string,
+    kind: PrincipalKind,
+    userType: number,
+    entity: string | undefined,
+    role: string | undefined,
+    revoked: boolean,
+    granted: Uint8Array,
+    scope: ScopeSpec,
+    passwordHash: string | undefined,
+    tokenHashes: readonly string[] | undefined,
+    secretHash: string | undefined,
+    certFingerprints: readonly string[] | undefined,
+  ): void => {
+    const verdict = verdictOf(granted, userType);
+    const rec: PrincipalRecord = {
+      id,
+      kind,
+      userType,
+      entity,
+      role,
+      revoked,
+      granted,
+      verdict,
+      widensReads: granted[readAllThingsId] === 1 && verdict[readAllThingsId] === Verdict.Ok,
+      scopeKind: scope.kind,
+      scopeArg: scope.arg,
+      scopeMask: scope.mask,
+      scopeSets: scope.sets,
+      scopeBasis: scope.basis,
+      passwordHash,
+      tokenHashes: tokenHashes ?? NONE,
+      secretHash,
+      certFingerprints: certFingerprints ?? NONE,
+    };
+    records[n] = rec;
+  };
+  /** The number for a new non-device principal, or -1 when its id is taken. */
+  const claim = (id: string): number => {
+    if (ids.has(id)) {
+      warnings.push(`principal id ${id} appears twice; the first is kept`);
+      return -1;
+    }
+    const n = records.length;
+    records.push(undefined as unknown as PrincipalRecord);
+    ids.set(id, n);
+    return n;
+  };
+
+  const deviceGrant = grantSet(DEVICE_PERMISSIONS, -1, 'devices');
+  const deviceVerdict = verdictOf(deviceGrant, -1);
   const gwPerms = GATEWAY_ROLE_PERMISSIONS[payload.gateway.role];
-  add({
-    id: payload.gateway.id,
-    kind: PrincipalKind.Gateway,
-    userType: -1,
-    entity: payload.organization.id,
-    role: payload.gateway.role,
-    revoked: false,
-    granted: grantSet(gwPerms, -1, 'gateway'),
-    scope: ALL,
-    credentials: creds({}),
-  });
+  let n = claim(payload.gateway.id);
+  if (n >= 0) add(n, payload.gateway.id, PrincipalKind.Gateway, -1, payload.organization.id, payload.gateway.role, false, grantSet(gwPerms, -1, 'gateway'), ALL, undefined, undefined, undefined, undefined);
   for (const u of payload.users ?? []) {
     const ut = userTypeIndex(u.userType);
     const r = roleGrant(u.role, ut, `user ${u.id}`);
-    add({
-      id: u.id,
-      kind: PrincipalKind.User,
-      userType: ut,
-      entity: u.entity,
-      role: r.role,
-      revoked: u.revoked === true,
-      granted: r.granted,
-      scope: entityScope(u.userType, u.entity, u.id),
-      credentials: creds({ passwordHash: u.passwordHash, tokenHashes: u.tokenHashes ?? [] }),
-    });
+    n = claim(u.id);
+    if (n >= 0) add(n, u.id, PrincipalKind.User, ut, u.entity, r.role, u.revoked === true, r.granted, entityScope(u.userType, u.entity, u.id), u.passwordHash, u.tokenHashes, undefined, undefined);
   }
   for (const k of payload.apiKeys ?? []) {
     const ut = userTypeIndex(k.userType);
-    add({
-      id: k.id,
-      kind: PrincipalKind.ApiKey,
-      userType: ut,
-      entity: k.entity,
-      role: undefined,
-      revoked: k.revoked === true,
-      granted: grantSet(k.permissions, ut, `API key ${k.id}`),
-      scope: entityScope(k.userType, k.entity, undefined),
-      credentials: creds({ secretHash: k.secretHash }),
-    });
+    n = claim(k.id);
+    if (n >= 0) add(n, k.id, PrincipalKind.ApiKey, ut, k.entity, undefined, k.revoked === true, grantSet(k.permissions, ut, `API key ${k.id}`), entityScope(k.userType, k.entity, undefined), undefined, undefined, k.secretHash, undefined);
   }
   const orgType = userTypeIndex('ORGANIZATION');
   for (const a of payload.applications ?? []) {
     const r = roleGrant(a.role, orgType, `application ${a.id}`);
-    add({
-      id: a.id,
-      kind: PrincipalKind.Application,
-      userType: orgType,
-      entity: payload.organization.id,
-      role: r.role,
-      revoked: a.revoked === true,
-      granted: r.granted,
-      scope: ALL,
-      credentials: creds({ secretHash: a.secretHash }),
-    });
+    n = claim(a.id);
+    if (n >= 0) add(n, a.id, PrincipalKind.Application, orgType, payload.organization.id, r.role, a.revoked === true, r.granted, ALL, undefined, undefined, a.secretHash, undefined);
   }
-  const deviceGrant = grantSet(DEVICE_PERMISSIONS, -1, 'devices');
-  things.forEach((t, i) => {
-    add({
-      id: t.id,
-      kind: PrincipalKind.Device,
-      userType: -1,
-      entity: t.customer,
-      role: undefined,
-      revoked: t.revoked === true,
-      granted: deviceGrant,
-      scope: { all: false, customers: null, locations: null, things: null, self: i, basis: 'the device itself' },
-      credentials: creds({ tokenHashes: t.tokenHashes ?? [], certFingerprints: t.certFingerprints ?? [] }),
-    });
-  });
+  // --- the decision path's typed arrays ------------------------------------------------------------
+  const count = records.length;
+  const pRevoked = new Uint8Array(count);
+  const pVerdictRow = new Int32Array(count);
+  const pScopeKind = new Uint8Array(count);
+  const pScopeArg = new Int32Array(count);
+  const pWidensReads = new Uint8Array(count);
+  const deviceRow = verdictRowOf.get(deviceVerdict)! * PC;
+  for (let i = 0; i < things.length; i++) {
+    pRevoked[i] = things[i]!.revoked === true ? 1 : 0;
+    pVerdictRow[i] = deviceRow;
+    pScopeKind[i] = ScopeKind.Self;
+    pScopeArg[i] = i;
+  }
+  for (let i = things.length; i < count; i++) {
+    const r = records[i]!;
+    pRevoked[i] = r.revoked ? 1 : 0;
+    pVerdictRow[i] = verdictRowOf.get(r.verdict)! * PC;
+    pScopeKind[i] = r.scopeKind;
+    pScopeArg[i] = r.scopeArg;
+    pWidensReads[i] = r.widensReads ? 1 : 0;
+  }
+  const verdictTable = new Uint8Array(verdictRows.length * PC);
+  verdictRows.forEach((row, i) => verdictTable.set(row, i * PC));
 
   return {
     payload,
@@ -345,9 +436,17 @@ export function buildIndex(payload: SnapshotPayload, opts: { expiredMode?: Expir
     privileged,
     expiresAt: payload.expiresAt,
     expiredMode: opts.expiredMode ?? 'read-only',
-    principals,
-    byCertFingerprint,
-    thingIndex,
+    ids,
+    thingCount: things.length,
+    records,
+    pRevoked,
+    pVerdictRow,
+    verdictTable,
+    deviceGrant,
+    deviceVerdict,
+    pScopeKind,
+    pScopeArg,
+    pWidensReads,
     thingIds,
     thingCustomer,
     thingLocation,
@@ -357,8 +456,65 @@ export function buildIndex(payload: SnapshotPayload, opts: { expiredMode?: Expir
     assignable,
     available,
     canonical,
-    readAllThingsId: idOf('READ_ALL_THINGS'),
+    readAllThingsId,
     registerThingId: idOf('REGISTER_THING'),
     warnings,
   };
+}
+
+/** The principal record for a principal number; a device's is made on demand. */
+export function recordOf(index: PolicyIndex, n: number): PrincipalRecord | undefined {
+  if (n >= index.thingCount) return index.records[n];
+  const t = index.payload.things?.[n];
+  if (!t) return undefined;
+  return {
+    id: t.id,
+    kind: PrincipalKind.Device,
+    userType: -1,
+    entity: t.customer,
+    role: undefined,
+    revoked: t.revoked === true,
+    granted: index.deviceGrant,
+    verdict: index.deviceVerdict,
+    widensReads: false,
+    scopeKind: ScopeKind.Self,
+    scopeArg: n,
+    scopeMask: null,
+    scopeSets: null,
+    scopeBasis: 'the device itself',
+    passwordHash: undefined,
+    tokenHashes: t.tokenHashes ?? [],
+    secretHash: undefined,
+    certFingerprints: t.certFingerprints ?? [],
+  };
+}
+
+/** The principal record for an id (user, API key, application, device or gateway). */
+export function principalOf(index: PolicyIndex, id: string): PrincipalRecord | undefined {
+  const n = index.ids.get(id);
+  return n === undefined ? undefined : recordOf(index, n);
+}
+
+/** The thing's number, or -1 when the snapshot has no such thing. */
+export function thingNumber(index: PolicyIndex, id: string): number {
+  const n = index.ids.get(id);
+  return n !== undefined && n < index.thingCount ? n : -1;
+}
+
+const certIndexes = new WeakMap<PolicyIndex, Map<string, number>>();
+
+/**
+ * The device whose client-certificate fingerprint (sha256:<hex> of the DER) this is. The map is
+ * built on first use, not at load: most gateways authenticate devices by token.
+ */
+export function principalByCertFingerprint(index: PolicyIndex, fingerprint: string): PrincipalRecord | undefined {
+  let map = certIndexes.get(index);
+  if (!map) {
+    map = new Map();
+    const things = index.payload.things ?? [];
+    for (let i = 0; i < things.length; i++) for (const f of things[i]!.certFingerprints ?? []) if (!map.has(f)) map.set(f, i);
+    certIndexes.set(index, map);
+  }
+  const n = map.get(fingerprint);
+  return n === undefined ? undefined : recordOf(index, n);
 }

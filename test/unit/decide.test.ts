@@ -2,7 +2,7 @@
 // (a standard gateway serving resource group g1, only the Connected Field Service module active).
 import t from 'tap';
 import { decide, explain } from '../../src/decide/decide.js';
-import { buildIndex } from '../../src/decide/policy-index.js';
+import { buildIndex, principalOf } from '../../src/decide/policy-index.js';
 import { DENY_REASON_CODES, type DenyReason } from '../../src/decide/reasons.js';
 import { fixtureIndex, fixturePayload } from '../helpers/policy.js';
 
@@ -176,7 +176,7 @@ t.test('a principal whose role is missing from the snapshot falls back to none',
   payload.roles = payload.roles!.filter((r) => r.name !== 'cust-op');
   const index = buildIndex(payload);
   t.equal(decide(index, 'u-cust1', 'READ_THING', 't-1', NOW).reason, 'NOT_GRANTED');
-  t.equal(index.principals.get('u-cust1')!.role, 'none');
+  t.equal(principalOf(index, 'u-cust1')!.role, 'none');
 });
 
 t.test('decide returns shared frozen results', async (t) => {
