@@ -8,7 +8,7 @@ import { validatePayload } from '../policy/validate.js';
 import { CoseFormatError, ALG_EDDSA, parseCoseSign1, signCoseSign1, verifyCoseSign1 } from './cose.js';
 import type { TrustedKeys } from './keys.js';
 
-/** Largest snapshot accepted, in bytes (a 100,000-thing snapshot is about 8 MB). */
+/** Largest snapshot accepted, in bytes: a 100,000-thing snapshot of the benchmark's shape (names, token hashes, some certificates) is about 25 MB. */
 export const DEFAULT_MAX_SNAPSHOT_BYTES = 32 * 1024 * 1024;
 
 const payloadEncoder = new Encoder({ useRecords: false, tagUint8Array: false, pack: false, variableMapSize: true });
