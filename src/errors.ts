@@ -20,6 +20,10 @@ export const ERROR_CODES = {
   EW_SNAPSHOT_STALE: 'the snapshot is older than the one held',
   EW_SNAPSHOT_EXPIRED: 'the snapshot expired before the system clock',
   EW_SNAPSHOT_EXPIRED_BY_TIME_FLOOR: 'the snapshot expired before the time floor (the system clock is behind it)',
+  // the agent's configuration file
+  EW_CONFIG_READ: 'the configuration file cannot be read, is not UTF-8, or is larger than 1 MiB',
+  EW_CONFIG_YAML: 'the configuration file is not valid YAML (duplicate keys, or aliases that expand without bound)',
+  EW_CONFIG_INVALID: 'the configuration does not satisfy the schema; each issue names the key',
   // keys and files
   EW_KEY_READ: 'a key file cannot be read or is not an Ed25519 key',
   EW_STORE_IO: 'a state file cannot be read or written',
