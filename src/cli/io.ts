@@ -1,10 +1,8 @@
 // File reading for the command line: bounded reads, key files, the bundled example files.
-import { readFileSync, statSync, existsSync, readdirSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { readFileSync, statSync, existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { KeyObject } from 'node:crypto';
 import { EwError, type ErrorCode } from '../errors.js';
-import { kidOf, parsePrivateKey, parsePublicKey } from '../snapshot/keys.js';
 import { DEFAULT_MAX_SNAPSHOT_BYTES } from '../snapshot/snapshot.js';
 import { loadPolicyText, MAX_POLICY_BYTES, type ValidatedPolicy } from '../policy/validate.js';
 
@@ -52,44 +50,4 @@ export function readSnapshotFile(path: string, maxBytes = DEFAULT_MAX_SNAPSHOT_B
   return readBounded(path, maxBytes, 'EW_SNAPSHOT_TOO_LARGE', 'EW_STORE_IO');
 }
 
-export function readPrivateKeyFile(path: string): KeyObject {
-  const pem = readBounded(path, 64 * 1024, 'EW_KEY_READ', 'EW_KEY_READ').toString('utf8');
-  try {
-    return parsePrivateKey(pem);
-  } catch (err) {
-    throw new EwError('EW_KEY_READ', `not an Ed25519 private key (${(err as Error).message})`, { where: path, cause: err });
-  }
-}
-
-export function readPublicKeyFile(path: string): KeyObject {
-  const pem = readBounded(path, 64 * 1024, 'EW_KEY_READ', 'EW_KEY_READ').toString('utf8');
-  try {
-    return parsePublicKey(pem);
-  } catch (err) {
-    throw new EwError('EW_KEY_READ', `not an Ed25519 public key (${(err as Error).message})`, { where: path, cause: err });
-  }
-}
-
-/**
- * Trusted keys from files or directories of .pem files. Each key's kid is its RFC 7638 thumbprint;
- * `kid=path` names a key explicitly.
- */
-export function loadTrustedKeys(specs: readonly string[]): Map<string, KeyObject> {
-  const keys = new Map<string, KeyObject>();
-  for (const spec of specs) {
-    const eq = spec.indexOf('=');
-    const explicitKid = eq > 0 && !existsSync(spec) ? spec.slice(0, eq) : undefined;
-    const path = resolve(explicitKid === undefined ? spec : spec.slice(eq + 1));
-    let files = [path];
-    try {
-      if (statSync(path).isDirectory()) files = readdirSync(path).filter((f) => f.endsWith('.pub.pem') || f.endsWith('.pub')).map((f) => join(path, f));
-    } catch {
-      /* readPublicKeyFile reports it */
-    }
-    for (const f of files) {
-      const key = readPublicKeyFile(f);
-      keys.set(explicitKid ?? kidOf(key), key);
-    }
-  }
-  return keys;
-}
+export { readPrivateKeyFile, readPublicKeyFile, loadTrustedKeys } from '../store/keys.js';

@@ -11,6 +11,9 @@ import { bundled, packageRoot } from './io.js';
 import { keygenCommand } from './keygen.js';
 import { processIo, type Io } from './output.js';
 import { diffCommand, inspectCommand, signCommand, verifyCommand } from './snapshot.js';
+import { installCommand } from './snapshot-install.js';
+import { runCommand } from './run.js';
+import { auditTailCommand } from './audit.js';
 
 function packageVersion(): string {
   try {
@@ -89,6 +92,30 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--json', 'print JSON')
     .option('--limit <n>', 'things listed per line before "+N more"', '10')
     .action((a: string, b: string, o: { trust?: string[]; json?: boolean; limit?: string }) => setExit(diffCommand(a, b, o, io)));
+
+  snapshot
+    .command('install <file>')
+    .description('give a snapshot to the running agent (or, with none running, to its state directory)')
+    .option('-c, --config <file>', 'the agent\'s configuration (default: the embedded defaults)')
+    .option('--state-dir <dir>', 'the agent\'s state directory (overrides the configuration)')
+    .action(async (file: string, o: { config?: string; stateDir?: string }) => setExit(await installCommand(file, o, io)));
+
+  program
+    .command('run')
+    .description('run the agent: the local MQTT broker enforcing the stored snapshot (until SIGTERM)')
+    .option('-c, --config <file>', 'configuration file (default: the embedded defaults: bundled example snapshot, demo key)')
+    .option('-p, --port <port>', 'TCP listener port (overrides the configuration; 0 = ephemeral)')
+    .option('--state-dir <dir>', 'state directory (overrides the configuration)')
+    .action(async (o: { config?: string; port?: string; stateDir?: string }) => setExit(await runCommand(o, io)));
+
+  const audit = program.command('audit').description('the audit log');
+  audit
+    .command('tail')
+    .description('the newest audit records')
+    .option('-n, --lines <n>', 'how many', '20')
+    .option('--json', 'one JSON object per line')
+    .option('--state-dir <dir>', 'the agent\'s state directory', '/var/lib/edgewarden')
+    .action(async (o: { lines?: string; json?: boolean; stateDir: string }) => setExit(await auditTailCommand(o, io)));
 
   program
     .command('explain')

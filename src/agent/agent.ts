@@ -1,0 +1,214 @@
+// The running agent: state directory, snapshot in force, audit log, local broker, snapshot intake
+// (inbox, control socket), scheduled jobs. `edgewarden run` starts one.
+//
+// Start order matters: the stored snapshot is loaded and re-verified BEFORE any listener opens, so
+// no client is ever served by an empty or unverified policy.
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Server } from 'node:net';
+import type { Logger } from 'pino';
+import cron, { type ScheduledTask } from 'node-cron';
+import type { AgentConfig } from '../config/load.js';
+import { AuditLog } from '../audit/audit-log.js';
+import { buildIndex, type PolicyIndex } from '../decide/policy-index.js';
+import { EwError, isEwError } from '../errors.js';
+import { SnapshotStore } from '../store/snapshot-store.js';
+import { TimeFloor } from '../store/time-floor.js';
+import { loadTrustedKeys } from '../store/keys.js';
+import { readFileBounded } from '../store/atomic-file.js';
+import type { VerifiedSnapshot } from '../snapshot/snapshot.js';
+import { GatewayBroker, type PolicyView } from '../broker/broker.js';
+import { SnapshotInbox } from './inbox.js';
+import { startControlServer, type ControlRequest, type ControlResponse } from './control.js';
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export interface AgentStatus {
+  readonly gatewayId: string;
+  readonly snapshotVersion: number | null;
+  readonly snapshotIssuedAt: string | null;
+  readonly snapshotExpiresAt: string | null;
+  readonly expired: boolean;
+  readonly timeFloor: string;
+  readonly listeners: { tcp: number | undefined; tls: number | undefined };
+  readonly broker: Record<string, number>;
+  readonly audit: ReturnType<AuditLog['stats']>;
+  readonly startedAt: string;
+}
+
+export class Agent {
+  private index: PolicyIndex | null = null;
+  private epoch = 0;
+  private broker: GatewayBroker | undefined;
+  private inbox: SnapshotInbox | undefined;
+  private control: Server | undefined;
+  private jobs: ScheduledTask[] = [];
+  private expiryTimer: NodeJS.Timeout | undefined;
+  private readonly startedAt = new Date();
+  private stopping: Promise<void> | undefined;
+
+  private constructor(
+    readonly config: AgentConfig,
+    private readonly log: Logger,
+    private readonly timeFloor: TimeFloor,
+    private readonly store: SnapshotStore,
+    readonly audit: AuditLog,
+  ) {}
+
+  static async start(config: AgentConfig, log: Logger): Promise<Agent> {
+    const stateDir = config.stateDir;
+    try {
+      await mkdir(stateDir, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw new EwError('EW_STORE_IO', `cannot create the state directory: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { where: stateDir, cause: err });
+    }
+    const storeLog = log.child({ module: 'store' });
+    const timeFloor = await TimeFloor.load(stateDir, Date.now, { onProblem: (msg) => storeLog.info(msg) });
+    const trustedKeys = loadTrustedKeys(config.trust.keys);
+    if (trustedKeys.size === 0) throw new EwError('EW_KEY_READ', 'no trusted snapshot key: set trust.keys', { where: 'trust.keys' });
+    const store = await SnapshotStore.open({
+      stateDir,
+      trustedKeys,
+      gatewayId: config.gateway.id,
+      timeFloor,
+      maxBytes: config.snapshot.maxBytes,
+      log: (e) => storeLog[e.level]({ code: e.code, file: e.file }, e.msg),
+    });
+    if (!store.held() && config.snapshot.bootstrap) {
+      const file = config.snapshot.bootstrap;
+      try {
+        const bytes = await readFileBounded(file, config.snapshot.maxBytes, { tooLargeCode: 'EW_SNAPSHOT_TOO_LARGE' });
+        if (!bytes) throw new EwError('EW_STORE_IO', 'bootstrap snapshot file does not exist', { where: file });
+        await store.install(bytes, file);
+        storeLog.info({ file, version: store.heldVersion() }, 'bootstrap snapshot installed');
+      } catch (err) {
+        storeLog.error({ file, code: isEwError(err) ? err.code : undefined, err: (err as Error).message }, 'bootstrap snapshot refused');
+      }
+    }
+    const audit = await AuditLog.open({
+      dir: join(stateDir, 'audit'),
+      maxBytes: config.audit.maxBytes,
+      flushIntervalMs: config.audit.flushIntervalMs,
+      onError: (err) => log.error({ err: err.message }, 'audit write failed'),
+    });
+    const agent = new Agent(config, log, timeFloor, store, audit);
+    agent.adopt(store.held());
+    if (!agent.index) log.warn({ stateDir }, 'no valid snapshot: every request is denied (NO_SNAPSHOT) until one is installed');
+    await agent.startServices();
+    return agent;
+  }
+
+  private async startServices(): Promise<void> {
+    const c = this.config;
+    this.broker = await GatewayBroker.start({ config: c, policy: () => this.view(), audit: this.audit, log: this.log.child({ module: 'broker' }) });
+    this.log.info({ tcp: this.broker.ports.tcp, tls: this.broker.ports.tls, gateway: c.gateway.id, snapshotVersion: this.index?.version ?? null }, 'listening');
+    if (c.snapshot.inbox) {
+      this.inbox = new SnapshotInbox(join(c.stateDir, 'inbox'), (bytes, source) => this.installSnapshot(bytes, source), c.snapshot.maxBytes, (file, r) => {
+        if (r.ok) this.log.info({ file }, 'inbox snapshot accepted');
+        else this.log.warn({ file, code: r.code, reason: r.message }, 'inbox snapshot refused');
+      });
+      await this.inbox.start();
+    }
+    this.control = await startControlServer(c.stateDir, (req) => this.handleControl(req));
+    this.jobs.push(
+      cron.schedule(c.schedule.timeFloorPersist, () => this.timeFloor.persist().catch((err: Error) => this.log.error({ err: err.message }, 'time floor not persisted')), {
+        noOverlap: true,
+        name: 'time-floor',
+      } as Parameters<typeof cron.schedule>[2]),
+    );
+  }
+
+  /** The policy view the broker reads on every hook. */
+  private readonly viewObject = { index: null as PolicyIndex | null, epoch: 0, now: () => this.timeFloor.now() };
+  private view(): PolicyView {
+    return this.viewObject;
+  }
+
+  private adopt(v: VerifiedSnapshot | undefined): void {
+    this.index = v ? buildIndex(v.payload, { expiredMode: this.config.snapshot.expiredMode }) : null;
+    this.epoch++;
+    this.viewObject.index = this.index;
+    this.viewObject.epoch = this.epoch;
+    for (const w of this.index?.warnings ?? []) this.log.warn({ version: this.index?.version }, `snapshot: ${w}`);
+    this.armExpiryTimer();
+  }
+
+  /** Decisions change when the snapshot in force expires: bump the epoch then, so caches are dropped. */
+  private armExpiryTimer(): void {
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    const index = this.index;
+    if (!index) return;
+    const wait = index.expiresAt - this.timeFloor.now();
+    if (wait <= 0) return;
+    this.expiryTimer = setTimeout(() => {
+      if (this.index !== index) return;
+      if (this.timeFloor.now() >= index.expiresAt) {
+        this.epoch++;
+        this.viewObject.epoch = this.epoch;
+        this.log.warn({ version: index.version, expiresAt: new Date(index.expiresAt).toISOString(), expiredMode: index.expiredMode }, 'snapshot expired');
+      } else this.armExpiryTimer();
+    }, Math.min(wait + 5, MAX_TIMER_MS));
+    this.expiryTimer.unref();
+  }
+
+  /** SPEC section 4 acceptance, then the new policy takes effect at once; refusals change nothing. */
+  async installSnapshot(bytes: Uint8Array, source: string): Promise<{ version: number }> {
+    try {
+      const v = await this.store.install(bytes, source);
+      this.adopt(v);
+      const dropped = this.broker?.dropStaleSessions(this.index!) ?? 0;
+      this.log.info({ source, version: v.payload.version, kid: v.kid, expiresAt: new Date(v.payload.expiresAt).toISOString(), dropped }, 'snapshot accepted');
+      return { version: v.payload.version };
+    } catch (err) {
+      this.log.warn({ source, code: isEwError(err) ? err.code : undefined, reason: (err as Error).message }, 'snapshot refused');
+      throw err;
+    }
+  }
+
+  private async handleControl(req: ControlRequest): Promise<ControlResponse> {
+    if (req.cmd === 'status') return { ok: true, status: this.status() };
+    if (req.cmd === 'install') {
+      try {
+        const r = await this.installSnapshot(Buffer.from(req.snapshot, 'base64'), req.source ?? 'control socket');
+        return { ok: true, version: r.version };
+      } catch (err) {
+        return { ok: false, code: isEwError(err) ? err.code : 'EW_STORE_IO', message: (err as Error).message };
+      }
+    }
+    return { ok: false, code: 'EW_USAGE', message: `unknown command ${JSON.stringify((req as { cmd?: unknown }).cmd)}` };
+  }
+
+  status(): AgentStatus {
+    const i = this.index;
+    return {
+      gatewayId: this.config.gateway.id,
+      snapshotVersion: i?.version ?? null,
+      snapshotIssuedAt: i ? new Date(i.payload.issuedAt).toISOString() : null,
+      snapshotExpiresAt: i ? new Date(i.expiresAt).toISOString() : null,
+      expired: i ? this.timeFloor.now() >= i.expiresAt : false,
+      timeFloor: new Date(this.timeFloor.now()).toISOString(),
+      listeners: this.broker?.ports ?? { tcp: undefined, tls: undefined },
+      broker: this.broker?.stats() ?? {},
+      audit: this.audit.stats(),
+      startedAt: this.startedAt.toISOString(),
+    };
+  }
+
+  get ports(): { tcp: number | undefined; tls: number | undefined } {
+    return this.broker?.ports ?? { tcp: undefined, tls: undefined };
+  }
+
+  /** Stops listening, flushes the audit log and persists the time floor. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      for (const j of this.jobs) j.stop();
+      if (this.expiryTimer) clearTimeout(this.expiryTimer);
+      await this.inbox?.close();
+      await new Promise<void>((resolve) => (this.control ? this.control.close(() => resolve()) : resolve()));
+      await this.broker?.close();
+      await this.audit.close();
+      await this.timeFloor.persist().catch(() => undefined);
+    })();
+    return this.stopping;
+  }
+}

@@ -1,0 +1,557 @@
+// The local MQTT broker: aedes, with every hook a thin call into the topic map and the decision
+// engine. The broker knows nothing of permissions; `decide` knows nothing of MQTT.
+//
+//   authenticate       credentials (or client certificate) -> principal of the snapshot in force
+//   authorizePublish   topic -> (permission, thing) -> decide; a denied publish is dropped and audited,
+//                      the client stays connected and gets its normal QoS acknowledgement [MQTT-3.3.5-2]
+//   authorizeSubscribe filter -> can it match anything this principal may receive? else SUBACK 0x80
+//   authorizeForward   each delivered message filtered per subscriber by scope
+import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { readFileSync } from 'node:fs';
+import { Aedes, type AuthenticateError, type AuthErrorCode, type Client, type PublishPacket, type Subscription, type AedesPublishPacket } from 'aedes';
+import { LRUCache } from 'lru-cache';
+import type { Logger } from 'pino';
+import type { AgentConfig } from '../config/load.js';
+import type { AuditLog } from '../audit/audit-log.js';
+import { decideById } from '../decide/decide.js';
+import { ALLOW, DENY, type Decision } from '../decide/reasons.js';
+import { PrincipalKind, principalByCertFingerprint, type PolicyIndex } from '../decide/policy-index.js';
+import { compileTopicMap, compileTopicRules, fanOutTopic, type PublishRoute, type TopicMap, type TopicRules } from '../topics/index.js';
+import { permissionId } from '../catalog/index.js';
+import { createGuardedMq } from './mq.js';
+import { FrameGuard } from './frame-guard.js';
+import { RateLimiter } from './rate-limit.js';
+import { CredentialChecker, credentialStillValid } from './credentials.js';
+import { certificateFingerprint } from '../policy/credentials.js';
+
+/** What the broker needs to know about the policy in force, read on every hook. */
+export interface PolicyView {
+  /** The index of the snapshot in force, or null. */
+  readonly index: PolicyIndex | null;
+  /** Changes whenever a decision may change: a new snapshot, or the one in force expiring. */
+  readonly epoch: number;
+  /** Effective time: the time floor. */
+  now(): number;
+}
+
+export interface BrokerOptions {
+  readonly config: AgentConfig;
+  readonly policy: () => PolicyView;
+  readonly audit: AuditLog;
+  readonly log: Logger;
+}
+
+interface Session {
+  /** Principal id; null for an anonymous client. */
+  readonly principal: string | null;
+  readonly kind: PrincipalKind | -1;
+  readonly role: string | null;
+  /** The stored hash that matched, `cert:<fingerprint>`, or `anonymous`. */
+  readonly credential: string;
+  readonly who: { anonymous: boolean; principal: string | null; role: string | null };
+  subscriptions: Set<string>;
+  publishCache: LRUCache<string, PublishVerdict> | null;
+  forwardCache: LRUCache<string, boolean> | null;
+  cacheEpoch: number;
+  denyLogAt: number;
+  denySuppressed: number;
+  limitsLogged: Set<string>;
+}
+
+interface PublishVerdict {
+  readonly route: PublishRoute;
+  readonly decision: Decision;
+  /** Audit action name: a permission, or 'publish' for topic-level decisions. */
+  readonly action: string;
+  readonly thing: string | null;
+}
+
+const DROP = Symbol('edgewarden.drop');
+const EMPTY_ID = Symbol('edgewarden.emptyClientId');
+type Marked = { [DROP]?: boolean };
+type ClientMarks = { [EMPTY_ID]?: boolean };
+
+/** Allowed actions that are audited (SPEC section 6); every deny is audited. */
+const AUDITED_ALLOWS = new Set(['EXECUTE_THING_COMMAND', 'SET_THING_PARAMETER', 'UPDATE_FIRMWARE', 'REGISTER_THING', 'EXECUTE_BULK_UPDATE']);
+const COMMAND_PERMISSIONS = new Set([permissionId('EXECUTE_THING_COMMAND'), permissionId('SET_THING_PARAMETER')]);
+const FIRMWARE_PERMISSION = permissionId('UPDATE_FIRMWARE');
+const BULK_PERMISSION = permissionId('EXECUTE_BULK_UPDATE');
+const DENY_LOG_INTERVAL_MS = 10_000;
+
+export class GatewayBroker {
+  readonly aedes: Aedes;
+  private readonly servers: Server[] = [];
+  private readonly sessions = new WeakMap<Client, Session>();
+  /** Persistent sessions (CleanSession=0) belong to the principal that made them. */
+  private readonly sessionOwners = new Map<string, string | null>();
+  private readonly credentials: CredentialChecker;
+  private readonly topicMap: TopicMap;
+  private readonly rules: TopicRules;
+  private readonly commandLimiter: RateLimiter;
+  private readonly firmwareLimiter: RateLimiter;
+  private readonly log: Logger;
+  private readonly counters = { connections: 0, refusedConnections: 0, publishesIn: 0, publishesDenied: 0, deliveriesFiltered: 0, oversizedPackets: 0 };
+  private tcpPort: number | undefined;
+  private tlsPort: number | undefined;
+
+  private constructor(
+    private readonly opts: BrokerOptions,
+    aedes: Aedes,
+  ) {
+    this.aedes = aedes;
+    const c = opts.config;
+    this.log = opts.log;
+    this.credentials = new CredentialChecker(c.cache.credentials);
+    this.topicMap = compileTopicMap({ enabled: c.topics.thingMap });
+    this.rules = compileTopicRules(c.topics.rules);
+    this.commandLimiter = new RateLimiter(c.rateLimits.commandsPerMinute, 60_000);
+    this.firmwareLimiter = new RateLimiter(c.rateLimits.firmwareUpdatesPerHour, 3_600_000);
+  }
+
+  static async start(opts: BrokerOptions): Promise<GatewayBroker> {
+    const c = opts.config;
+    const aedes = await Aedes.createBroker({
+      mq: createGuardedMq(100) as never,
+      connectTimeout: c.limits.connectTimeoutMs,
+      keepaliveLimit: c.limits.keepaliveLimitSeconds,
+      maxInflightInbound: c.limits.maxInflightPerClient,
+      queueLimit: Math.max(42, c.limits.maxInflightPerClient),
+      maxTopicLevels: c.limits.maxTopicLevels,
+      maxClientsIdLength: 128,
+      drainTimeout: 30_000,
+      heartbeatInterval: 60_000,
+    });
+    const broker = new GatewayBroker(opts, aedes);
+    broker.installHooks();
+    await broker.listen();
+    return broker;
+  }
+
+  get ports(): { tcp: number | undefined; tls: number | undefined } {
+    return { tcp: this.tcpPort, tls: this.tlsPort };
+  }
+
+  stats(): Record<string, number> {
+    return { ...this.counters, connected: Object.keys(this.clients()).length, ...prefixKeys('credentialCache', this.credentials.stats()) };
+  }
+
+  /** aedes' map of connected clients by client id (not in its type declarations). */
+  private clients(): Record<string, Client> {
+    return (this.aedes as unknown as { clients: Record<string, Client> }).clients;
+  }
+
+  // --- listeners -----------------------------------------------------------------------------------
+
+  private async listen(): Promise<void> {
+    const c = this.opts.config;
+    const onSocket = (socket: Socket) => this.accept(socket);
+    if (c.listeners.tcp.enabled) {
+      const server = createTcpServer(onSocket);
+      this.tcpPort = await this.bind(server, c.listeners.tcp.host, c.listeners.tcp.port, 'tcp');
+    }
+    const tls = c.listeners.tls;
+    if (tls.enabled) {
+      const server = createTlsServer(
+        {
+          cert: readFileSync(tls.cert!),
+          key: readFileSync(tls.key!),
+          ...(tls.ca ? { ca: readFileSync(tls.ca) } : {}),
+          requestCert: tls.requestClientCert || tls.requireClientCert,
+          rejectUnauthorized: tls.requireClientCert,
+          minVersion: 'TLSv1.2',
+        },
+        onSocket,
+      );
+      server.on('tlsClientError', (err) => this.log.debug({ err: err.message }, 'TLS handshake failed'));
+      this.tlsPort = await this.bind(server, tls.host, tls.port, 'tls');
+    }
+  }
+
+  private bind(server: Server, host: string, port: number, name: string): Promise<number> {
+    server.maxConnections = this.opts.config.limits.maxConnections;
+    let dropLoggedAt = 0;
+    server.on('drop', () => {
+      this.counters.refusedConnections++;
+      const now = Date.now();
+      if (now - dropLoggedAt > DENY_LOG_INTERVAL_MS) {
+        dropLoggedAt = now;
+        this.log.warn({ listener: name, maxConnections: server.maxConnections }, 'connection limit reached: new connections are refused');
+      }
+    });
+    server.on('error', (err) => this.log.error({ err: err.message, listener: name }, 'listener error'));
+    this.servers.push(server);
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        const addr = server.address();
+        resolve(typeof addr === 'object' && addr ? addr.port : port);
+      });
+    });
+  }
+
+  private accept(socket: Socket): void {
+    this.counters.connections++;
+    socket.setNoDelay(true);
+    socket.on('error', () => undefined); // reported through aedes' clientError
+    const client = this.aedes.handle(socket) as Client & { _parser: { parse(buf: Buffer): unknown } };
+    // Bound packet sizes before mqtt-packet buffers them (see frame-guard.ts).
+    const guard = new FrameGuard(this.opts.config.limits.maxPacketBytes);
+    const parser = client._parser;
+    const parse = parser.parse.bind(parser);
+    parser.parse = (buf: Buffer) => {
+      const problem = guard.check(buf);
+      if (problem !== null) {
+        this.counters.oversizedPackets++;
+        this.log.warn({ clientId: client.id ?? null, remote: socket.remoteAddress, problem }, 'closing connection: packet limit');
+        socket.destroy();
+        return 0;
+      }
+      return parse(buf);
+    };
+  }
+
+  // --- hooks ---------------------------------------------------------------------------------------
+
+  private installHooks(): void {
+    const a = this.aedes;
+    a.preConnect = (client, packet, cb) => {
+      // [MQTT-3.1.3-8]: a zero-byte client id with CleanSession=0 gets CONNACK 0x02. aedes would
+      // invent an id and accept; remember it here, refuse it in authenticate.
+      if (!packet.clientId) (client as ClientMarks)[EMPTY_ID] = true;
+      cb(null, true);
+    };
+    a.authenticate = (client, username, password, cb) => {
+      this.authenticate(client, username, password).then(
+        (err) => cb(err, err === null),
+        (err: Error) => {
+          this.log.error({ err: err.message }, 'authentication failed unexpectedly');
+          cb(Object.assign(new Error('server unavailable'), { returnCode: 3 as AuthErrorCode }), false);
+        },
+      );
+    };
+    a.authorizePublish = (client, packet, cb) => this.authorizePublish(client, packet, cb);
+    a.authorizeSubscribe = (client, sub, cb) => cb(null, this.authorizeSubscribe(client, sub));
+    a.authorizeForward = (client, packet) => (this.authorizeForward(client, packet) ? packet : null);
+
+    // A denied publish is acknowledged (QoS 1/2) but never routed: swallow it here.
+    const publish = a.publish.bind(a);
+    a.publish = ((packet: PublishPacket & Marked, ...rest: unknown[]) => {
+      if (packet[DROP] === true) {
+        const done = rest.find((r) => typeof r === 'function') as ((err?: Error) => void) | undefined;
+        if (done) setImmediate(done);
+        return;
+      }
+      return (publish as (...args: unknown[]) => unknown)(packet, ...rest);
+    }) as typeof a.publish;
+
+    a.on('clientDisconnect', (client) => this.onGone(client));
+    a.on('clientError', (client, err) => this.logClientError(client, err));
+    a.on('connectionError', (client, err) => this.logClientError(client, err));
+  }
+
+  private async authenticate(client: Client, username: string | undefined, password: Buffer | undefined): Promise<AuthenticateError | null> {
+    const refuse = (returnCode: 2 | 3 | 4 | 5, reason: string, principal: string | null) => {
+      this.opts.audit.record({ principal, clientId: client.id ?? null, action: 'connect', decision: 'deny', reason, snapshotVersion: this.opts.policy().index?.version ?? null });
+      return Object.assign(new Error(reason), { returnCode: returnCode as AuthErrorCode });
+    };
+    if ((client as ClientMarks)[EMPTY_ID] && !client.clean) return refuse(2, 'EMPTY_CLIENT_ID_WITH_PERSISTENT_SESSION', username ?? null);
+    const view = this.opts.policy();
+    let session: Session | undefined;
+    const cert = peerCertificateFingerprint(client);
+    if (username || password) {
+      if (!view.index) return refuse(3, 'NO_SNAPSHOT', username ?? null);
+      if (!username) return refuse(4, 'BAD_CREDENTIALS', null);
+      const r = await this.credentials.check(view.index, username, password);
+      if (!r.ok) return refuse(r.returnCode, r.reason, username);
+      session = this.newSession(r.principal.id, r.principal.kind, r.principal.role ?? null, r.credential);
+    } else if (cert && view.index) {
+      const p = principalByCertFingerprint(view.index, cert);
+      if (!p) return refuse(4, 'UNKNOWN_CERTIFICATE', null);
+      if (p.revoked) return refuse(5, 'REVOKED', p.id);
+      session = this.newSession(p.id, p.kind, null, `cert:${cert}`);
+    } else {
+      if (!this.rules.allowsAnonymous) return refuse(5, 'ANONYMOUS_REFUSED', null);
+      session = this.newSession(null, -1, null, 'anonymous');
+    }
+    // A standard gateway serves only the things of its resource groups: other devices cannot connect through it.
+    if (session.kind === PrincipalKind.Device && view.index && view.index.thingServed[view.index.ids.get(session.principal!) ?? 0] !== 1) {
+      return refuse(5, 'GATEWAY_SCOPE', session.principal);
+    }
+    // A client id cannot be taken over by another principal, connected or with a persistent session.
+    const existing = this.clients()[client.id];
+    const existingSession = existing ? this.sessions.get(existing) : undefined;
+    if (existingSession && existingSession.principal !== session.principal) return refuse(2, 'CLIENT_ID_TAKEN', session.principal);
+    if (this.sessionOwners.has(client.id) && this.sessionOwners.get(client.id) !== session.principal) return refuse(2, 'CLIENT_ID_TAKEN', session.principal);
+    if (!client.clean) this.sessionOwners.set(client.id, session.principal);
+    else this.sessionOwners.delete(client.id);
+    this.sessions.set(client, session);
+    return null;
+  }
+
+  private newSession(principal: string | null, kind: PrincipalKind | -1, role: string | null, credential: string): Session {
+    return {
+      principal,
+      kind,
+      role,
+      credential,
+      who: { anonymous: principal === null, principal, role },
+      subscriptions: new Set(),
+      publishCache: null,
+      forwardCache: null,
+      cacheEpoch: -1,
+      denyLogAt: 0,
+      denySuppressed: 0,
+      limitsLogged: new Set(),
+    };
+  }
+
+  /** Caches are valid for one policy epoch: a new snapshot (or its expiry) is never served a stale answer. */
+  private caches(s: Session, epoch: number): void {
+    if (s.cacheEpoch !== epoch) {
+      s.cacheEpoch = epoch;
+      s.publishCache?.clear();
+      s.forwardCache?.clear();
+    }
+  }
+
+  private authorizePublish(client: Client | null, packet: PublishPacket & Marked, cb: (err?: Error | null) => void): void {
+    this.counters.publishesIn++;
+    const session = client ? this.sessions.get(client) : undefined;
+    if (!client || !session) return cb(new Error('publish without an authenticated session'));
+    const view = this.opts.policy();
+    this.caches(session, view.epoch);
+    const topic = packet.topic;
+    let verdict = session.publishCache?.get(topic);
+    if (verdict === undefined) {
+      verdict = this.publishVerdict(session, topic, view);
+      if (verdict.route.kind !== 'bulk') {
+        session.publishCache ??= new LRUCache({ max: this.opts.config.cache.decisionsPerClient });
+        session.publishCache.set(topic, verdict);
+      }
+    }
+    let decision = verdict.decision;
+    const route = verdict.route;
+    if (decision.allow && route.kind === 'action') {
+      if (COMMAND_PERMISSIONS.has(route.permissionId) && !this.commandLimiter.take(session.principal!, Date.now())) decision = DENY.RATE_LIMITED;
+      else if (route.permissionId === FIRMWARE_PERMISSION && !this.firmwareLimiter.take(session.principal!, Date.now())) decision = DENY.RATE_LIMITED;
+    }
+    if (decision.allow && route.kind === 'bulk') {
+      this.fanOutBulk(client, session, route.operation, packet, view);
+      packet[DROP] = true;
+      return cb(null);
+    }
+    const version = view.index?.version ?? null;
+    if (!decision.allow) {
+      this.counters.publishesDenied++;
+      packet[DROP] = true;
+      this.opts.audit.record({ principal: session.principal, clientId: client.id, action: verdict.action, topic, thing: verdict.thing, decision: 'deny', reason: decision.reason, snapshotVersion: version });
+      this.logDeny(client, session, topic, verdict.action, decision.reason);
+      return cb(null);
+    }
+    if (AUDITED_ALLOWS.has(verdict.action)) {
+      this.opts.audit.record({ principal: session.principal, clientId: client.id, action: verdict.action, topic, thing: verdict.thing, decision: 'allow', snapshotVersion: version });
+    }
+    cb(null);
+  }
+
+  private publishVerdict(session: Session, topic: string, view: PolicyView): PublishVerdict {
+    const route = this.topicMap.routePublish(topic);
+    const index = view.index;
+    switch (route.kind) {
+      case 'action': {
+        const decision = this.decideFor(session, index, route.permissionId, route.thing, view);
+        return { route, decision, action: route.permission, thing: route.thing };
+      }
+      case 'bulk': {
+        const decision = this.decideFor(session, index, route.permissionId, undefined, view);
+        return { route, decision, action: route.permission, thing: null };
+      }
+      case 'device-own': {
+        // A device publishes its own telemetry, events and command replies — nothing else.
+        const own = session.kind === PrincipalKind.Device && session.principal === route.thing;
+        const decision = !own ? DENY.TOPIC_DENIED : !index ? DENY.NO_SNAPSHOT : index.pRevoked[index.ids.get(route.thing) ?? -1] !== 0 ? DENY.REVOKED : ALLOW;
+        return { route, decision, action: 'publish', thing: route.thing };
+      }
+      case 'agent-only':
+        return { route, decision: DENY.TOPIC_DENIED, action: 'publish', thing: route.thing };
+      default:
+        return { route, decision: !topic.startsWith('$') && this.rules.canPublish(topic, session.who) ? ALLOW : DENY.TOPIC_DENIED, action: 'publish', thing: null };
+    }
+  }
+
+  private decideFor(session: Session, index: PolicyIndex | null, pid: number, thing: string | undefined, view: PolicyView): Decision {
+    if (!index) return DENY.NO_SNAPSHOT;
+    if (session.principal === null) return DENY.UNKNOWN_PRINCIPAL;
+    return decideById(index, session.principal, index.canonical[pid]!, thing, view.now());
+  }
+
+  /** `bulk/{operation}`: delivered to `things/{t}/bulk/{operation}` for each named (or, if none, each in-scope) thing the publisher may update. */
+  private fanOutBulk(client: Client, session: Session, operation: string, packet: PublishPacket, view: PolicyView): void {
+    const index = view.index!;
+    let targets: string[];
+    try {
+      const body = packet.payload.length > 0 ? (JSON.parse(packet.payload.toString('utf8')) as { things?: unknown }) : {};
+      targets = Array.isArray(body.things) ? body.things.filter((t): t is string => typeof t === 'string') : index.thingIds.slice();
+    } catch {
+      targets = index.thingIds.slice();
+    }
+    let delivered = 0;
+    for (const thing of targets.slice(0, 10_000)) {
+      const d = decideById(index, session.principal!, BULK_PERMISSION, thing, view.now());
+      const topic = fanOutTopic(thing, operation);
+      if (!d.allow) {
+        if (targets.length === index.thingIds.length && (d.reason === 'OUT_OF_SCOPE' || d.reason === 'GATEWAY_SCOPE')) continue; // "all in scope": skip silently
+        this.opts.audit.record({ principal: session.principal, clientId: client.id, action: 'EXECUTE_BULK_UPDATE', topic, thing, decision: 'deny', reason: d.reason, snapshotVersion: index.version });
+        continue;
+      }
+      delivered++;
+      this.opts.audit.record({ principal: session.principal, clientId: client.id, action: 'EXECUTE_BULK_UPDATE', topic, thing, decision: 'allow', snapshotVersion: index.version });
+      this.aedes.publish({ cmd: 'publish', topic, payload: packet.payload, qos: packet.qos, retain: false, dup: false } as PublishPacket, () => undefined);
+    }
+    this.log.info({ principal: session.principal, operation, targets: targets.length, delivered }, 'bulk update fanned out');
+  }
+
+  private authorizeSubscribe(client: Client, sub: Subscription): Subscription | null {
+    const session = this.sessions.get(client);
+    if (!session) return null;
+    const filter = sub.topic;
+    if (!session.subscriptions.has(filter) && session.subscriptions.size >= this.opts.config.limits.maxSubscriptionsPerClient) {
+      this.logLimitOnce(client, session, 'subscriptions', { max: this.opts.config.limits.maxSubscriptionsPerClient }, 'subscription limit reached: further subscriptions are refused');
+      return null;
+    }
+    const view = this.opts.policy();
+    const ok = this.subscriptionAllowed(session, filter, view);
+    if (!ok) {
+      this.opts.audit.record({ principal: session.principal, clientId: client.id, action: 'subscribe', topic: filter, thing: null, decision: 'deny', reason: 'TOPIC_DENIED', snapshotVersion: view.index?.version ?? null });
+      this.logDeny(client, session, filter, 'subscribe', 'TOPIC_DENIED');
+      return null;
+    }
+    session.subscriptions.add(filter);
+    return sub;
+  }
+
+  private subscriptionAllowed(session: Session, filter: string, view: PolicyView): boolean {
+    if (filter.startsWith('$')) return this.rules.canSubscribe(filter, session.who);
+    const r = this.topicMap.routeSubscription(filter);
+    const index = view.index;
+    const isDevice = session.kind === PrincipalKind.Device;
+    if (index && session.principal !== null) {
+      for (const read of r.reads) {
+        if (isDevice) {
+          if (read.ownerMayReceive && read.thing === session.principal) return true;
+        } else if (this.decideFor(session, index, read.permissionId, read.thing ?? undefined, view).allow) return true;
+      }
+      if (isDevice) for (const inbox of r.inbox) if (inbox.thing === session.principal) return true;
+    }
+    return r.outside && this.rules.canSubscribe(filter, session.who);
+  }
+
+  private authorizeForward(client: Client, packet: AedesPublishPacket): boolean {
+    const session = this.sessions.get(client);
+    if (!session) return false;
+    const view = this.opts.policy();
+    this.caches(session, view.epoch);
+    const topic = packet.topic;
+    let ok = session.forwardCache?.get(topic);
+    if (ok === undefined) {
+      ok = this.forwardAllowed(session, topic, view);
+      session.forwardCache ??= new LRUCache({ max: this.opts.config.cache.decisionsPerClient });
+      session.forwardCache.set(topic, ok);
+    }
+    if (!ok) this.counters.deliveriesFiltered++;
+    return ok;
+  }
+
+  private forwardAllowed(session: Session, topic: string, view: PolicyView): boolean {
+    if (topic.startsWith('$')) return this.rules.canReceive(topic, session.who);
+    const r = this.topicMap.routeDelivery(topic);
+    switch (r.kind) {
+      case 'read':
+        if (session.kind === PrincipalKind.Device) return r.ownerMayReceive && session.principal === r.thing;
+        return this.decideFor(session, view.index, r.permissionId, r.thing, view).allow;
+      case 'inbox':
+        return session.kind === PrincipalKind.Device && session.principal === r.thing;
+      case 'nobody':
+        return false;
+      default:
+        return this.rules.canReceive(topic, session.who);
+    }
+  }
+
+  // --- snapshot changes ----------------------------------------------------------------------------
+
+  /** After a new snapshot: sessions whose credentials it no longer contains (or revokes) are dropped. */
+  dropStaleSessions(index: PolicyIndex): number {
+    let dropped = 0;
+    for (const client of Object.values(this.clients())) {
+      const s = this.sessions.get(client);
+      if (!s || s.principal === null) continue;
+      const n = index.ids.get(s.principal);
+      const unserved = s.kind === PrincipalKind.Device && (n === undefined || index.thingServed[n] !== 1);
+      if (unserved || !credentialStillValid(index, s.principal, s.credential)) {
+        dropped++;
+        this.log.info({ principal: s.principal, clientId: client.id, version: index.version }, 'session dropped: credentials gone or revoked in the new snapshot');
+        this.opts.audit.record({ principal: s.principal, clientId: client.id, action: 'connect', decision: 'deny', reason: 'REVOKED', snapshotVersion: index.version });
+        client.close();
+      }
+    }
+    for (const [clientId, owner] of this.sessionOwners) {
+      if (owner !== null && !index.ids.has(owner)) this.sessionOwners.delete(clientId);
+    }
+    this.credentials.clear();
+    this.commandLimiter.clear();
+    this.firmwareLimiter.clear();
+    return dropped;
+  }
+
+  // --- logging, bounded ------------------------------------------------------------------------------
+
+  private logDeny(client: Client, s: Session, topic: string, action: string, reason: string | undefined): void {
+    const now = Date.now();
+    if (now - s.denyLogAt < DENY_LOG_INTERVAL_MS) {
+      s.denySuppressed++;
+      return;
+    }
+    this.log.info({ principal: s.principal, clientId: client.id, action, topic, reason, suppressed: s.denySuppressed }, 'denied');
+    s.denyLogAt = now;
+    s.denySuppressed = 0;
+  }
+
+  private logLimitOnce(client: Client, s: Session, limit: string, fields: Record<string, unknown>, msg: string): void {
+    if (s.limitsLogged.has(limit)) return;
+    s.limitsLogged.add(limit);
+    this.log.warn({ principal: s.principal, clientId: client.id, limit, ...fields }, msg);
+  }
+
+  private readonly errorsLogged = new WeakSet<Client>();
+  private logClientError(client: Client, err: Error): void {
+    if (this.errorsLogged.has(client)) return;
+    this.errorsLogged.add(client);
+    this.log.debug({ clientId: client?.id ?? null, err: err.message }, 'client error');
+  }
+
+  private onGone(client: Client): void {
+    const s = this.sessions.get(client);
+    if (s && s.denySuppressed > 0) this.log.info({ principal: s.principal, clientId: client.id, suppressed: s.denySuppressed }, 'denials not logged individually');
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
+  }
+}
+
+function prefixKeys(prefix: string, o: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(o).map(([k, v]) => [prefix + k[0]!.toUpperCase() + k.slice(1), v]));
+}
+
+/** sha256 fingerprint of a verified client certificate (TLS listener), in the snapshot's form. */
+function peerCertificateFingerprint(client: Client): string | undefined {
+  const conn = client.conn as TLSSocket | undefined;
+  if (!conn || typeof conn.getPeerCertificate !== 'function' || !conn.authorized) return undefined;
+  const cert = conn.getPeerCertificate();
+  if (!cert || !cert.raw) return undefined;
+  return certificateFingerprint(cert.raw);
+}

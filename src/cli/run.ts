@@ -1,0 +1,55 @@
+// `edgewarden run`: the agent, until SIGTERM or SIGINT.
+import { loadConfig, bundledPaths, type AgentConfig } from '../config/load.js';
+import { Agent } from '../agent/agent.js';
+import { createLogger } from '../agent/log.js';
+import { packageRoot } from './io.js';
+import type { Io } from './output.js';
+
+export function parsePort(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^[0-9]{1,5}$/.test(v) || Number(v) > 65535) throw new Error(`--port must be 0-65535, got ${JSON.stringify(v)}`);
+  return Number(v);
+}
+
+/** True when the configuration enforces nothing (config/conformance.yaml). */
+export function isOpenBroker(c: AgentConfig): boolean {
+  return !c.topics.thingMap && c.topics.rules.some((r) => r.pattern === '#' && r.who === 'anonymous' && r.access === 'readwrite');
+}
+
+export async function runCommand(opts: { config?: string; port?: string; stateDir?: string }, io: Io): Promise<number> {
+  const port = parsePort(opts.port);
+  const loaded = loadConfig({
+    ...(opts.config === undefined ? {} : { path: opts.config }),
+    overrides: { ...(port === undefined ? {} : { port }), ...(opts.stateDir === undefined ? {} : { stateDir: opts.stateDir }) },
+    bundled: bundledPaths(packageRoot()),
+  });
+  const config = loaded.config;
+  const log = createLogger(config.log.level);
+  log.info({ config: loaded.source, stateDir: config.stateDir, gateway: config.gateway.id }, 'starting edgewarden');
+  for (const w of loaded.warnings) log.warn(w);
+  if (isOpenBroker(config)) {
+    const banner = 'OPEN BROKER: this configuration enforces NOTHING (anonymous clients may publish and subscribe to every topic); for MQTT conformance testing only';
+    log.warn(banner);
+    io.err(`edgewarden: WARNING: ${banner}`);
+  }
+  const agent = await Agent.start(config, log);
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info({ signal }, 'stopping');
+      agent.stop().then(
+        () => {
+          log.info('stopped');
+          log.flush();
+          resolve();
+        },
+        (err: Error) => {
+          log.error({ err: err.message }, 'stop failed');
+          resolve();
+        },
+      );
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  return 0;
+}

@@ -1,0 +1,34 @@
+// `edgewarden snapshot install FILE`: hands a snapshot to the running agent (control socket); with
+// no agent running, installs it into the state directory directly (first provisioning). Either way
+// the acceptance rules of SPEC section 4 apply.
+import { loadConfig, bundledPaths } from '../config/load.js';
+import { controlRequest } from '../agent/control.js';
+import { SnapshotStore } from '../store/snapshot-store.js';
+import { TimeFloor } from '../store/time-floor.js';
+import { loadTrustedKeys } from '../store/keys.js';
+import { EwError, type ErrorCode } from '../errors.js';
+import { packageRoot, readSnapshotFile } from './io.js';
+import type { Io } from './output.js';
+
+export async function installCommand(file: string, opts: { config?: string; stateDir?: string }, io: Io): Promise<number> {
+  const { config } = loadConfig({
+    ...(opts.config === undefined ? {} : { path: opts.config }),
+    overrides: opts.stateDir === undefined ? {} : { stateDir: opts.stateDir },
+    bundled: bundledPaths(packageRoot()),
+  });
+  const bytes = readSnapshotFile(file, config.snapshot.maxBytes);
+  try {
+    const res = await controlRequest(config.stateDir, { cmd: 'install', snapshot: bytes.toString('base64'), source: file });
+    if (!res.ok) throw new EwError(res.code as ErrorCode, res.message);
+    io.out(`installed snapshot version ${String(res.version)} into the running agent (${config.stateDir})`);
+    return 0;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ECONNREFUSED') throw err;
+  }
+  const timeFloor = await TimeFloor.load(config.stateDir);
+  const store = await SnapshotStore.open({ stateDir: config.stateDir, trustedKeys: loadTrustedKeys(config.trust.keys), gatewayId: config.gateway.id, timeFloor, maxBytes: config.snapshot.maxBytes });
+  const v = await store.install(bytes, file);
+  io.out(`no agent running: installed snapshot version ${v.payload.version} into ${config.stateDir}; it is enforced from the next start`);
+  return 0;
+}

@@ -1,0 +1,125 @@
+// The real agent as a child process, on the bundled example snapshot (gateway gw-plant-1, standard,
+// resource group line-1): who may command which device, who reads what, and the audit trail.
+import t from 'tap';
+import { readAudit } from '../../src/audit/audit-log.js';
+import { join } from 'node:path';
+import { cleanup, connackCode, connectBytes, rawConnack, connect, endAll, mosquitto, mosquittoSub, sleep, startAgent, subscribe, until, type AgentProcess } from '../helpers/agent.js';
+
+let agent: AgentProcess;
+t.before(async () => {
+  agent = await startAgent();
+});
+t.teardown(async () => {
+  await agent.stop();
+  cleanup(agent);
+});
+
+const auditFor = async (pred: (e: { principal: string | null; action: string; thing?: string | null; reason?: string; decision: string }) => boolean) => {
+  const dir = join(agent.stateDir, 'audit');
+  let hit: unknown;
+  await until(() => false, 300); // the agent flushes the audit log every 100 ms in tests
+  for (let i = 0; i < 20 && !hit; i++) {
+    hit = (await readAudit(dir)).find(pred);
+    if (!hit) await sleep(100);
+  }
+  return hit;
+};
+
+t.test('a technician with EXECUTE_THING_COMMAND reaches the device; others never do', async (t) => {
+  const oven = await connect(agent.port, { clientId: 'oven-1', username: 'oven-1', password: 'oven-1-token' });
+  const chiller = await connect(agent.port, { clientId: 'chiller-1', username: 'chiller-1', password: 'chiller-1-token' });
+  t.equal(await subscribe(oven, 'things/oven-1/commands/#'), 1, 'device subscribes to its own commands');
+  t.equal(await subscribe(chiller, 'things/chiller-1/commands/#'), 1);
+
+  const anna = await connect(agent.port, { clientId: 'anna', username: 'tech-anna', password: 'anna-pass' });
+  await anna.client.publishAsync('things/oven-1/commands/reboot', 'now', { qos: 1 });
+  t.ok(await until(() => oven.messages.length === 1), 'the command arrives');
+  t.same(oven.messages[0], { topic: 'things/oven-1/commands/reboot', payload: 'now' });
+
+  // viewer-carl (role viewer) lacks EXECUTE_THING_COMMAND; op-bob's customer is not the dairy;
+  // oven-2 is on line-2, which this standard gateway does not serve.
+  const carl = await connect(agent.port, { clientId: 'carl', username: 'viewer-carl', password: 'carl-pass' });
+  await carl.client.publishAsync('things/chiller-1/commands/defrost', 'x', { qos: 1 });
+  const bob = await connect(agent.port, { clientId: 'bob', username: 'op-bob', password: 'bob-pass' });
+  await bob.client.publishAsync('things/chiller-1/commands/defrost', 'x', { qos: 1 });
+  await anna.client.publishAsync('things/oven-2/firmware/update', 'v2', { qos: 1 });
+  await sleep(500);
+  t.same(chiller.messages, [], 'nothing reaches the chiller');
+  t.ok(carl.client.connected && bob.client.connected, 'a denied publish does not disconnect the client');
+
+  t.ok(await auditFor((e) => e.principal === 'viewer-carl' && e.reason === 'NOT_GRANTED' && e.thing === 'chiller-1'), 'NOT_GRANTED audited');
+  t.ok(await auditFor((e) => e.principal === 'op-bob' && e.reason === 'OUT_OF_SCOPE' && e.thing === 'chiller-1'), 'OUT_OF_SCOPE audited');
+  t.ok(await auditFor((e) => e.principal === 'tech-anna' && e.reason === 'GATEWAY_SCOPE' && e.thing === 'oven-2' && e.action === 'UPDATE_FIRMWARE'), 'GATEWAY_SCOPE audited');
+  t.ok(await auditFor((e) => e.principal === 'tech-anna' && e.decision === 'allow' && e.action === 'EXECUTE_THING_COMMAND'), 'the allowed command is audited');
+  t.equal(await connackCode(agent.port, { clientId: 'oven-2', username: 'oven-2', password: 'oven-2-token' }), 5, 'a device outside the resource groups cannot connect');
+  await endAll(oven, chiller, anna, carl, bob);
+});
+
+t.test('with the mosquitto command-line clients', async (t) => {
+  const sub = mosquittoSub(['-h', '127.0.0.1', '-p', String(agent.port), '-i', 'mixer-1', '-u', 'mixer-1', '-P', 'mixer-1-token', '-t', 'things/mixer-1/parameters/#', '-v']);
+  await sub.ready;
+  const ok = mosquitto('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(agent.port), '-u', 'op-bob', '-P', 'bob-pass', '-t', 'things/mixer-1/parameters/speed/set', '-m', '3', '-q', '1']);
+  t.equal(ok.code, 0, ok.stderr);
+  const denied = mosquitto('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(agent.port), '-u', 'viewer-carl', '-P', 'carl-pass', '-t', 'things/mixer-1/parameters/speed/set', '-m', '9', '-q', '1']);
+  t.equal(denied.code, 0, 'a denied publish is acknowledged, not an error for the client');
+  const badPassword = mosquitto('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(agent.port), '-u', 'op-bob', '-P', 'wrong', '-t', 'x', '-m', '1']);
+  t.not(badPassword.code, 0, 'a wrong password is refused');
+  t.match(badPassword.stderr, /not authori[sz]ed|bad user name or password|Connection Refused/i);
+  const anonymous = mosquitto('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(agent.port), '-t', 'things/mixer-1/parameters/speed/set', '-m', '1']);
+  t.not(anonymous.code, 0, 'anonymous clients are refused (no topic rule lets them in)');
+  await sleep(500);
+  await sub.stop();
+  t.same(sub.lines, ['things/mixer-1/parameters/speed/set 3'], 'only the allowed parameter write arrived');
+});
+
+t.test('a device cannot read another device\'s commands nor publish as another device', async (t) => {
+  const oven = await connect(agent.port, { clientId: 'oven-1b', username: 'oven-1', password: 'oven-1-token' });
+  const mixer = await connect(agent.port, { clientId: 'mixer-1b', username: 'mixer-1', password: 'mixer-1-token' });
+  t.equal(await subscribe(oven, 'things/mixer-1/commands/#'), 128, 'another device\'s commands: SUBACK 0x80');
+  t.equal(await subscribe(oven, 'things/+/commands/#'), 128, 'commands of every device: SUBACK 0x80');
+  t.equal(await subscribe(mixer, 'things/mixer-1/commands/#'), 1);
+  const dashboard = await connect(agent.port, { clientId: 'dash', username: 'dashboard', password: 'dashboard-secret' });
+  t.equal(await subscribe(dashboard, 'things/+/telemetry/#'), 1, 'an application reads telemetry across things');
+
+  await oven.client.publishAsync('things/mixer-1/telemetry/temp', '999', { qos: 1 });
+  await oven.client.publishAsync('things/oven-1/telemetry/temp', '180', { qos: 1 });
+  const anna = await connect(agent.port, { clientId: 'anna2', username: 'tech-anna', password: 'anna-pass' });
+  await anna.client.publishAsync('things/mixer-1/commands/stop', 'now', { qos: 1 });
+  await until(() => mixer.messages.length > 0 && dashboard.messages.length > 0);
+  await sleep(300);
+  t.same(dashboard.messages, [{ topic: 'things/oven-1/telemetry/temp', payload: '180' }], 'only the device\'s own telemetry was routed');
+  t.same(oven.messages, [], 'the oven saw nothing of the mixer');
+  t.same(mixer.messages, [{ topic: 'things/mixer-1/commands/stop', payload: 'now' }]);
+  t.ok(await auditFor((e) => e.principal === 'oven-1' && e.reason === 'TOPIC_DENIED'), 'publishing as another device is audited');
+  await endAll(oven, mixer, dashboard, anna);
+});
+
+t.test('reads are filtered per delivered message by scope', async (t) => {
+  const carl = await connect(agent.port, { clientId: 'carl2', username: 'viewer-carl', password: 'carl-pass' });
+  t.equal(await subscribe(carl, 'things/+/telemetry/#'), 1);
+  const chiller = await connect(agent.port, { clientId: 'chiller-1c', username: 'chiller-1', password: 'chiller-1-token' });
+  const past = await connect(agent.port, { clientId: 'pasteurizer-1', username: 'pasteurizer-1', password: 'pasteurizer-1-token' });
+  await chiller.client.publishAsync('things/chiller-1/telemetry/temp', '4', { qos: 1 });
+  await past.client.publishAsync('things/pasteurizer-1/telemetry/temp', '72', { qos: 1 });
+  await until(() => carl.messages.length > 0);
+  await sleep(300);
+  t.same(carl.messages, [{ topic: 'things/chiller-1/telemetry/temp', payload: '4' }], 'carl is authorized on chiller-1 only');
+  t.equal(await subscribe(carl, 'things/pasteurizer-1/telemetry/#'), 128, 'a subscription to a thing outside scope is refused');
+  await endAll(carl, chiller, past);
+});
+
+t.test('protocol rules the broker enforces in its hooks', async (t) => {
+  t.equal(await rawConnack(agent.port, connectBytes({ clientId: '', clean: false, username: 'tech-anna', password: 'anna-pass' })), 2, '[MQTT-3.1.3-8] empty client id with CleanSession=0: CONNACK 0x02');
+  t.equal(await connackCode(agent.port, { clientId: '', clean: true, username: 'tech-anna', password: 'anna-pass' }), 0, 'empty client id with CleanSession=1 is accepted');
+  const anna = await connect(agent.port, { clientId: 'shared-id', username: 'tech-anna', password: 'anna-pass' });
+  t.equal(await connackCode(agent.port, { clientId: 'shared-id', username: 'op-bob', password: 'bob-pass' }), 2, 'another principal cannot take over a client id');
+  t.ok(anna.client.connected, 'the owner keeps its connection');
+  t.equal(await connackCode(agent.port, { clientId: 'x', username: 'nobody', password: 'x' }), 4, 'unknown principal: bad user name or password');
+  t.equal(await connackCode(agent.port, { clientId: 'x', username: 'tech-anna', password: 'wrong' }), 4, 'wrong password');
+  const pubs = await connect(agent.port, { clientId: 'anna-wild', username: 'tech-anna', password: 'anna-pass' });
+  await pubs.client.publishAsync('$SYS/broker/x', 'x', { qos: 1 }).catch(() => undefined);
+  await pubs.client.publishAsync('outside/the/map', 'x', { qos: 1 });
+  t.ok(pubs.client.connected, 'publishing to $ topics or outside the map does not disconnect');
+  t.equal(await subscribe(pubs, '$SYS/#'), 128, '$SYS is closed to clients by default');
+  await endAll(anna, pubs);
+});
