@@ -95,6 +95,7 @@ export class Agent {
     agent.adopt(store.held());
     if (!agent.index) log.warn({ stateDir }, 'no valid snapshot: every request is denied (NO_SNAPSHOT) until one is installed');
     await agent.startServices();
+    log.info({ tcp: agent.ports.tcp, tls: agent.ports.tls, snapshotVersion: agent.index?.version ?? null }, 'ready');
     return agent;
   }
 

@@ -101,8 +101,8 @@ export async function startAgent(opts: StartOptions = {}): Promise<AgentProcess>
       exited.then(() => setTimeout(() => reject(new Error(`agent exited before logging ${re}; logs:\n${lines.slice(-30).join('\n')}`)), 50));
     });
   };
-  const listening = await waitLog(/"msg":"listening"/);
-  const port = (JSON.parse(listening) as { tcp: number }).tcp;
+  const ready = await waitLog(/"msg":"ready"/);
+  const port = (JSON.parse(ready) as { tcp: number }).tcp;
   return {
     port,
     stateDir,
