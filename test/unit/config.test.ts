@@ -93,7 +93,10 @@ t.test('config/edgewarden.yaml is the documented defaults, every key commented',
   const path = join(ROOT, 'config', 'edgewarden.yaml');
   const { config, warnings, source } = loadConfig({ path, bundled });
   t.equal(source, path);
-  t.same(config, { ...structuredClone(DEFAULT_CONFIG), trust: { keys: ['/etc/edgewarden/keys'] } }, 'defaults, trusting /etc/edgewarden/keys');
+  const expected = structuredClone(DEFAULT_CONFIG) as AgentConfigLike;
+  expected.trust = { keys: ['/etc/edgewarden/keys'] };
+  expected.listeners.tcp.host = '0.0.0.0';
+  t.same(config, expected, 'defaults, trusting /etc/edgewarden/keys, listening on every interface (devices are on the LAN)');
   t.same(warnings, []);
   // Every key is written out (not left to the defaults) and has a comment on its line or just above.
   const lines = readFileSync(path, 'utf8').split('\n');
