@@ -123,3 +123,14 @@ t.test('protocol rules the broker enforces in its hooks', async (t) => {
   t.equal(await subscribe(pubs, '$SYS/#'), 128, '$SYS is closed to clients by default');
   await endAll(anna, pubs);
 });
+
+t.test('no secret ever reaches the log or the audit trail', async (t) => {
+  await sleep(300);
+  const logs = agent.logs().join('\n');
+  const audit = JSON.stringify(await readAudit(join(agent.stateDir, 'audit')));
+  t.ok(logs.length > 1000, 'there are logs to check');
+  for (const secret of ['anna-pass', 'bob-pass', 'carl-pass', 'oven-1-token', 'mixer-1-token', 'chiller-1-token', 'dashboard-secret', 'wrong']) {
+    t.notMatch(logs, secret, `logs do not contain ${secret}`);
+    t.notMatch(audit, secret, `audit does not contain ${secret}`);
+  }
+});
