@@ -1,6 +1,10 @@
 // `npm run bench` (human-readable) and `npm run -s bench -- --json` (one JSON object on stdout).
 // Measures the decision engine against a two-Map-look-up baseline in the same run, the heap it
-// allocates per decision, and the time and heap to verify and index 10k- and 100k-thing snapshots.
+// allocates per decision, and the time and heap to verify and index 10k- and 100k-thing snapshots;
+// then the broker (broker.ts): messages per second through the agent enforcing against the same
+// agent as an open broker, command latency, 1,000 devices connecting, RSS.
+// `--only decisions` / `--only broker` runs one section; `--cpu-prof-dir <dir>` profiles the agents;
+// `--topics-per-publisher <n>` spreads the broker load over more topics (past the agent's decision caches).
 // Progress goes to stderr; stdout carries only the figures. See bench/README.md.
 import { cpus, totalmem } from 'node:os';
 import type { KeyObject } from 'node:crypto';
@@ -13,6 +17,7 @@ import { signSnapshot, verifySnapshot } from '../src/snapshot/snapshot.js';
 import { generateQuestions, QUESTION_KINDS, type QuestionKind, type Questions } from './questions.js';
 import { generateTenant } from './synthetic.js';
 import { collect, GcCounter, hasGc, MB, now, settle } from './measure.js';
+import { brokerSection } from './broker.js';
 
 const TARGET_DECISIONS_PER_SECOND = 5_000_000;
 const TARGET_VERIFY_AND_INDEX_100K_MS = 500;
@@ -30,7 +35,25 @@ const NOW = ISSUED_AT + 3600_000; // within validity: decisions take the normal 
 const json = process.argv.includes('--json');
 const progress = (line: string): void => void process.stderr.write(`bench: ${line}\n`);
 
-type Figures = Record<string, string | number | boolean | Record<string, number>>;
+/** The value of `--name value` or `--name=value`. */
+function flag(name: string): string | undefined {
+  const argv = process.argv;
+  const i = argv.indexOf(name);
+  if (i >= 0) return argv[i + 1];
+  return argv.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
+}
+const SECTIONS = ['decisions', 'broker'] as const;
+type Section = (typeof SECTIONS)[number];
+const only = flag('--only');
+if (only !== undefined && !(SECTIONS as readonly string[]).includes(only)) {
+  process.stderr.write(`bench: --only takes ${SECTIONS.join(' or ')}, not ${JSON.stringify(only)}\n`);
+  process.exit(2);
+}
+const sections: readonly Section[] = only === undefined ? SECTIONS : [only as Section];
+const cpuProfDir = flag('--cpu-prof-dir');
+const topicsPerPublisher = flag('--topics-per-publisher');
+
+type Figures = Record<string, string | number | boolean | number[] | Record<string, number>>;
 
 // --- the two loops ---------------------------------------------------------------------------------
 
@@ -250,13 +273,8 @@ function loadLines(title: string, f: LoadFigures, targets: boolean): string[] {
 
 // --- main -----------------------------------------------------------------------------------------
 
-async function main(): Promise<void> {
-  if (!hasGc()) {
-    process.stderr.write('bench: run with node --expose-gc (npm run bench does)\n');
-    process.exit(2);
-  }
-  const started = now();
-  const cpu = cpus();
+/** Sections 1-4: the decision engine and snapshot loading. */
+async function decisionSection(): Promise<{ figures: Figures; lines: string[] }> {
   const signer = makeSigner();
   const gcs = new GcCounter();
 
@@ -287,15 +305,6 @@ async function main(): Promise<void> {
   const baselineNs = 1e9 / d.baselineRate;
   const outcomes = Object.fromEntries(Object.entries(d.outcomes).sort((a, b) => b[1] - a[1]));
   const figures: Figures = {
-    benchFormatVersion: 1,
-    nodeVersion: process.version,
-    v8Version: process.versions.v8,
-    platform: process.platform,
-    arch: process.arch,
-    cpuModel: cpu[0]?.model.trim() ?? 'unknown',
-    cpuCores: cpu.length,
-    totalMemoryMB: Math.round(totalmem() / MB),
-
     decisionSnapshotThings: index.thingIds.length,
     decisionSnapshotPrincipalsExcludingDevices: nonDevicePrincipals,
     decisionQuestionCount: questions.count,
@@ -334,18 +343,10 @@ async function main(): Promise<void> {
     meetsTargetDecisionsPerSecond: d.engineRate > TARGET_DECISIONS_PER_SECOND,
     meetsTargetVerifyAndIndex100kThings: load100k.totalMs < TARGET_VERIFY_AND_INDEX_100K_MS,
     meetsTargetHeapUsedAfterIndex100kThings: load100k.heapUsedAfterMB < TARGET_HEAP_100K_MB,
-    benchTotalSeconds: r1((now() - started) / 1000),
   };
 
-  if (json) {
-    process.stdout.write(JSON.stringify(figures, null, 2) + '\n');
-    return;
-  }
-
   const kinds = Object.entries(questions.kinds) as [QuestionKind, number][];
-  const out: string[] = [
-    `edgewarden bench — node ${process.version} (V8 ${process.versions.v8}), ${figures.cpuModel} × ${cpu.length} cores, ${process.platform}/${process.arch}, ${(totalmem() / 1024 / MB).toFixed(1)} GB RAM`,
-    '',
+  const lines: string[] = [
     `Decisions — snapshot of ${int(index.thingIds.length)} things, ${int(nonDevicePrincipals)} principals besides the devices; ${int(questions.count)} fixed questions`,
     `  mix                        allow ${int(d.allowed)} (${pct(d.allowed, questions.count)}), deny ${int(questions.count - d.allowed)} (${pct(questions.count - d.allowed, questions.count)})`,
     ...Object.entries(outcomes).map(([k, v]) => `    ${k.padEnd(24)} ${int(v).padStart(7)}  ${pct(v, questions.count).padStart(6)}`),
@@ -366,9 +367,52 @@ async function main(): Promise<void> {
     '',
     ...loadLines('Load — 100,000 things, 20,000 principals besides the devices', load100k, true),
     `  (generating and signing it, not part of the figures: ${int(large.generateMs + large.signMs)} ms)`,
-    '',
-    `bench took ${figures.benchTotalSeconds} s`,
   ];
+  return { figures, lines };
+}
+
+async function main(): Promise<void> {
+  if (!hasGc()) {
+    process.stderr.write('bench: run with node --expose-gc (npm run bench does)\n');
+    process.exit(2);
+  }
+  const started = now();
+  const cpu = cpus();
+  const figures: Figures = {
+    benchFormatVersion: 1,
+    benchSections: sections.join(','),
+    nodeVersion: process.version,
+    v8Version: process.versions.v8,
+    platform: process.platform,
+    arch: process.arch,
+    cpuModel: cpu[0]?.model.trim() ?? 'unknown',
+    cpuCores: cpu.length,
+    totalMemoryMB: Math.round(totalmem() / MB),
+  };
+  const out: string[] = [
+    `edgewarden bench — node ${process.version} (V8 ${process.versions.v8}), ${figures.cpuModel} × ${cpu.length} cores, ${process.platform}/${process.arch}, ${(totalmem() / 1024 / MB).toFixed(1)} GB RAM`,
+  ];
+  if (sections.includes('decisions')) {
+    const d = await decisionSection();
+    Object.assign(figures, d.figures);
+    out.push('', ...d.lines);
+  }
+  if (sections.includes('broker')) {
+    const b = await brokerSection({
+      progress,
+      ...(cpuProfDir === undefined ? {} : { cpuProfDir }),
+      ...(topicsPerPublisher === undefined ? {} : { topicsPerPublisher: Number(topicsPerPublisher) }),
+    });
+    Object.assign(figures, b.figures);
+    out.push('', ...b.lines);
+  }
+  figures.benchTotalSeconds = r1((now() - started) / 1000);
+
+  if (json) {
+    process.stdout.write(JSON.stringify(figures, null, 2) + '\n');
+    return;
+  }
+  out.push('', `bench took ${figures.benchTotalSeconds} s`);
   process.stdout.write(out.join('\n') + '\n');
 }
 

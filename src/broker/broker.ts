@@ -9,6 +9,7 @@
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { readFileSync } from 'node:fs';
+import { pipeline, Transform, type Readable } from 'node:stream';
 import { Aedes, type AuthenticateError, type AuthErrorCode, type Client, type PublishPacket, type Subscription, type AedesPublishPacket } from 'aedes';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
@@ -17,7 +18,7 @@ import type { AuditLog } from '../audit/audit-log.js';
 import { decideById } from '../decide/decide.js';
 import { ALLOW, DENY, type Decision } from '../decide/reasons.js';
 import { PrincipalKind, principalByCertFingerprint, type PolicyIndex } from '../decide/policy-index.js';
-import { compileTopicMap, compileTopicRules, fanOutTopic, type PublishRoute, type TopicMap, type TopicRules } from '../topics/index.js';
+import { compileTopicMap, compileTopicRules, fanOutTopic, matchesValid, type PublishRoute, type TopicMap, type TopicRules } from '../topics/index.js';
 import { permissionId } from '../catalog/index.js';
 import { createGuardedMq } from './mq.js';
 import { FrameGuard } from './frame-guard.js';
@@ -51,6 +52,8 @@ interface Session {
   readonly credential: string;
   readonly who: { anonymous: boolean; principal: string | null; role: string | null };
   subscriptions: Set<string>;
+  /** QoS granted per filter, as last subscribed (aedes' own record is adjusted by routeByGrantedQos). */
+  grantedQos: Map<string, number>;
   publishCache: LRUCache<string, PublishVerdict> | null;
   forwardCache: LRUCache<string, boolean> | null;
   cacheEpoch: number;
@@ -71,6 +74,13 @@ const DROP = Symbol('edgewarden.drop');
 const EMPTY_ID = Symbol('edgewarden.emptyClientId');
 type Marked = { [DROP]?: boolean };
 type ClientMarks = { [EMPTY_ID]?: boolean };
+
+/** The parts of an aedes client that routeByGrantedQos reaches (not in aedes' type declarations). */
+interface AedesDelivery {
+  subscriptions: Record<string, { qos: number }>;
+  deliver0(packet: AedesPublishPacket, cb: () => void): void;
+  deliverQoS(packet: AedesPublishPacket, cb: () => void): void;
+}
 
 /** Allowed actions that are audited (SPEC section 6); every deny is audited. */
 const AUDITED_ALLOWS = new Set(['EXECUTE_THING_COMMAND', 'SET_THING_PARAMETER', 'UPDATE_FIRMWARE', 'REGISTER_THING', 'EXECUTE_BULK_UPDATE']);
@@ -196,6 +206,7 @@ export class GatewayBroker {
     socket.setNoDelay(true);
     socket.on('error', () => undefined); // reported through aedes' clientError
     const client = this.aedes.handle(socket) as Client & { _parser: { parse(buf: Buffer): unknown } };
+    this.routeByGrantedQos(client);
     // Bound packet sizes before mqtt-packet buffers them (see frame-guard.ts).
     const guard = new FrameGuard(this.opts.config.limits.maxPacketBytes);
     const parser = client._parser;
@@ -210,6 +221,46 @@ export class GatewayBroker {
       }
       return parse(buf);
     };
+  }
+
+  /**
+   * [MQTT-3.8.4-6] [MQTT-3.3.5-1]: a message goes to a client at min(its QoS, the highest QoS granted
+   * to the client's subscriptions that match it). aedes 1.2 uses whichever matching subscription it
+   * serves first (the others are deduplicated away) and downgrades only by a subscription whose filter
+   * IS the topic: a QoS 1 `a/#` received QoS 2 messages, and `a/#` QoS 0 next to `a/+` QoS 2 delivered
+   * at QoS 0. Every delivery to a client (each subscription's, and the retained messages sent on
+   * subscribing) calls its deliver0 or deliverQoS, looked up when used: both are routed here.
+   */
+  private routeByGrantedQos(client: Client): void {
+    const c = client as unknown as AedesDelivery;
+    const deliver0 = c.deliver0;
+    const deliverQoS = c.deliverQoS;
+    const route = (packet: AedesPublishPacket, cb: () => void): void => {
+      if (packet.qos === 0) return deliver0(packet, cb);
+      const session = this.sessions.get(client);
+      const granted = session ? this.grantedQosFor(c, session, packet.topic) : undefined;
+      const qos = granted === undefined ? packet.qos : Math.min(packet.qos, granted);
+      if (qos === 0) return deliver0(packet, cb);
+      packet.qos = qos as 1 | 2;
+      // aedes then downgrades by the subscription named like the topic, if any: it must not undercut.
+      const literal = c.subscriptions[packet.topic];
+      if (literal && literal.qos < qos) literal.qos = qos;
+      deliverQoS(packet, cb);
+    };
+    c.deliver0 = route;
+    c.deliverQoS = route;
+  }
+
+  /** The highest QoS granted to the client's subscriptions that match the topic; undefined when none does. */
+  private grantedQosFor(c: AedesDelivery, session: Session, topic: string): number | undefined {
+    let max: number | undefined;
+    for (const filter in c.subscriptions) {
+      if (!matchesValid(filter, topic)) continue;
+      const q = session.grantedQos.get(filter) ?? c.subscriptions[filter]!.qos;
+      if (max === undefined || q > max) max = q;
+      if (max >= 2) break;
+    }
+    return max;
   }
 
   // --- hooks ---------------------------------------------------------------------------------------
@@ -235,6 +286,23 @@ export class GatewayBroker {
     a.authorizeSubscribe = (client, sub, cb) => cb(null, this.authorizeSubscribe(client, sub));
     a.authorizeForward = (client, packet) => (this.authorizeForward(client, packet) ? packet : null);
 
+    // [MQTT-3.3.1-1] [MQTT-4.4.0-1]: a PUBLISH resent when a session resumes carries DUP 1. aedes 1.2
+    // resends the unacknowledged ones from the session's outgoing queue with DUP 0. A queued PUBLISH
+    // that already has a packet identifier is one that was sent before.
+    const persistence = (a as unknown as { persistence: unknown }).persistence as { outgoingStream(client: { id: string }): Readable };
+    const outgoingStream = persistence.outgoingStream.bind(persistence);
+    persistence.outgoingStream = (client) =>
+      pipeline(
+        outgoingStream(client),
+        new Transform({
+          objectMode: true,
+          transform(p: { cmd?: string; messageId?: number }, _enc, done) {
+            done(null, p.cmd === 'publish' && p.messageId ? { ...p, dup: true } : p);
+          },
+        }),
+        () => undefined,
+      );
+
     // A denied publish is acknowledged (QoS 1/2) but never routed: swallow it here.
     const publish = a.publish.bind(a);
     a.publish = ((packet: PublishPacket & Marked, ...rest: unknown[]) => {
@@ -246,6 +314,11 @@ export class GatewayBroker {
       return (publish as (...args: unknown[]) => unknown)(packet, ...rest);
     }) as typeof a.publish;
 
+    // The subscription limit counts the filters a client holds: an UNSUBSCRIBE gives places back.
+    a.on('unsubscribe', (filters, client) => {
+      const s = this.sessions.get(client);
+      if (s) for (const f of filters) s.subscriptions.delete(f);
+    });
     a.on('clientDisconnect', (client) => this.onGone(client));
     a.on('clientError', (client, err) => this.logClientError(client, err));
     a.on('connectionError', (client, err) => this.logClientError(client, err));
@@ -298,6 +371,7 @@ export class GatewayBroker {
       credential,
       who: { anonymous: principal === null, principal, role },
       subscriptions: new Set(),
+      grantedQos: new Map(),
       publishCache: null,
       forwardCache: null,
       cacheEpoch: -1,
@@ -318,6 +392,8 @@ export class GatewayBroker {
 
   private authorizePublish(client: Client | null, packet: PublishPacket & Marked, cb: (err?: Error | null) => void): void {
     this.counters.publishesIn++;
+    // [MQTT-3.3.1-3]: an incoming PUBLISH's DUP flag is not propagated (aedes copies it to every delivery).
+    packet.dup = false;
     const session = client ? this.sessions.get(client) : undefined;
     if (!client || !session) return cb(new Error('publish without an authenticated session'));
     const view = this.opts.policy();
@@ -429,6 +505,7 @@ export class GatewayBroker {
       return null;
     }
     session.subscriptions.add(filter);
+    session.grantedQos.set(filter, sub.qos);
     return sub;
   }
 
@@ -461,6 +538,12 @@ export class GatewayBroker {
       session.forwardCache.set(topic, ok);
     }
     if (!ok) this.counters.deliveriesFiltered++;
+    else if (packet.qos > 0) {
+      // A message queued for an offline session was stored at its published QoS: send it at the
+      // granted one ([MQTT-3.8.4-6]; live deliveries were already routed by routeByGrantedQos).
+      const granted = this.grantedQosFor(client as unknown as AedesDelivery, session, topic);
+      if (granted !== undefined && granted < packet.qos) packet.qos = Math.max(1, granted) as 1 | 2;
+    }
     return ok;
   }
 

@@ -6,8 +6,16 @@
 // so a long queue of such messages recurses once per message and ends in "RangeError: Maximum
 // call stack size exceeded" inside mqemitter/qlobber — bare aedes 1.2 dies of it when a few
 // clients flood QoS 0 publishes and vanish mid-flood. The guard below bounds the recursion: past
-// a small depth, the next message is delivered on a fresh stack (setImmediate) while keeping its
-// concurrency slot, so order is preserved and the stack stays flat.
+// a small depth, the next message goes back to the HEAD of the queue and the slot it would have
+// taken is held and released on a fresh stack (setImmediate). Whichever release comes first takes
+// the head of the queue, so delivery order is the order of emit, and the stack stays flat.
+//
+// While messages wait in the queue, a new emit queues behind them even if a slot is free (the
+// held slot of a deferred message can leave one free): it must not overtake them.
+//
+// The queue itself is a ring buffer instead of mqemitter's arrays: Array#shift copies the whole
+// backing store once an array is large (tens of thousands of entries), so draining a flood's
+// queue of n messages cost O(n^2) — seconds of event-loop time for 200,000 queued messages.
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
@@ -16,32 +24,109 @@ const MQEmitter = require('mqemitter') as (opts: { concurrency?: number }) => Mq
 
 export interface MqEmitter {
   current: number;
+  concurrency: number;
+  closed: boolean;
+  _doing: boolean;
+  _messageQueue: Queue;
+  _messageCallbacks: Queue;
+  _released: () => void;
   _do(message: unknown, callback: unknown): MqEmitter;
   emit(message: unknown, cb?: (err?: Error) => void): MqEmitter;
+  on(topic: string, notify: (message: unknown, done: () => void) => void, done?: () => void): MqEmitter;
+  removeListener(topic: string, notify: (message: unknown, done: () => void) => void, done?: () => void): MqEmitter;
+  close(cb: () => void): MqEmitter;
   readonly length: number;
 }
 
+/** Nested synchronous deliveries allowed on one stack before the next is deferred. */
 export const MAX_SYNC_DEPTH = 64;
+
+const noop = (): void => undefined;
+
+/** What mqemitter does with its queues: push, shift, length; unshift for the guard. */
+interface Queue {
+  readonly length: number;
+  push(item: unknown): number;
+  shift(): unknown;
+  unshift(item: unknown): number;
+}
+
+/** A growable ring buffer: O(1) push, shift and unshift. */
+export class Deque implements Queue {
+  private items: unknown[] = new Array<unknown>(16);
+  private head = 0;
+  private size = 0;
+
+  get length(): number {
+    return this.size;
+  }
+
+  push(item: unknown): number {
+    if (this.size === this.items.length) this.grow();
+    this.items[(this.head + this.size) & (this.items.length - 1)] = item;
+    return ++this.size;
+  }
+
+  shift(): unknown {
+    if (this.size === 0) return undefined;
+    const item = this.items[this.head];
+    this.items[this.head] = undefined;
+    this.head = (this.head + 1) & (this.items.length - 1);
+    this.size--;
+    if (this.size === 0 && this.items.length > 1024) {
+      this.items = new Array<unknown>(16); // a flood's backing store is not kept
+      this.head = 0;
+    }
+    return item;
+  }
+
+  unshift(item: unknown): number {
+    if (this.size === this.items.length) this.grow();
+    this.head = (this.head - 1) & (this.items.length - 1);
+    this.items[this.head] = item;
+    return ++this.size;
+  }
+
+  private grow(): void {
+    const old = this.items;
+    const next = new Array<unknown>(old.length * 2);
+    for (let i = 0; i < this.size; i++) next[i] = old[(this.head + i) & (old.length - 1)];
+    this.items = next;
+    this.head = 0;
+  }
+}
 
 export function createGuardedMq(concurrency = 100): MqEmitter {
   const mq = MQEmitter({ concurrency });
-  const original = mq._do;
+  mq._messageQueue = new Deque();
+  mq._messageCallbacks = new Deque();
+  const originalDo = mq._do;
+  const originalEmit = mq.emit;
   let depth = 0;
   mq._do = function guardedDo(this: MqEmitter, message: unknown, callback: unknown): MqEmitter {
     if (depth >= MAX_SYNC_DEPTH) {
-      this.current++; // keep the slot so newer messages queue behind this one
-      setImmediate(() => {
-        this.current--;
-        mq._do(message, callback);
-      });
+      // Back to the head of the queue; hold the slot (as _do would) and give it back on a fresh stack.
+      this._messageQueue.unshift(message);
+      this._messageCallbacks.unshift(callback);
+      this.current++;
+      this._doing = true;
+      setImmediate(this._released);
       return this;
     }
     depth++;
     try {
-      return original.call(this, message, callback);
+      return originalDo.call(this, message, callback);
     } finally {
       depth--;
     }
+  };
+  mq.emit = function guardedEmit(this: MqEmitter, message: unknown, cb?: (err?: Error) => void): MqEmitter {
+    if (message && !this.closed && this._messageQueue.length > 0 && this.current < this.concurrency) {
+      this._messageQueue.push(message);
+      this._messageCallbacks.push(cb ?? noop);
+      return this;
+    }
+    return originalEmit.call(this, message, cb);
   };
   return mq;
 }

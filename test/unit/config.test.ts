@@ -93,7 +93,7 @@ t.test('config/edgewarden.yaml is the documented defaults, every key commented',
   const path = join(ROOT, 'config', 'edgewarden.yaml');
   const { config, warnings, source } = loadConfig({ path, bundled });
   t.equal(source, path);
-  const expected = structuredClone(DEFAULT_CONFIG) as AgentConfigLike;
+  const expected = structuredClone(DEFAULT_CONFIG) as AgentConfig;
   expected.trust = { keys: ['/etc/edgewarden/keys'] };
   expected.listeners.tcp.host = '0.0.0.0';
   t.same(config, expected, 'defaults, trusting /etc/edgewarden/keys, listening on every interface (devices are on the LAN)');
