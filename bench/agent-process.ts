@@ -1,0 +1,124 @@
+// The real agent (`bin/edgewarden.js run`, built) as a child process of the bench, on an ephemeral
+// loopback port. The bench runs the agent at log level warn, which does not print the "ready" line,
+// so readiness and the port come from the control socket (`status`), which opens after the listeners.
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { controlRequest } from '../src/agent/control.js';
+
+/** bin/edgewarden.js, from dist/bench/ (where this file runs) or bench/. */
+const BIN = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../bin/edgewarden.js' : '../bin/edgewarden.js', import.meta.url));
+
+export interface AgentStatusView {
+  readonly snapshotVersion: number | null;
+  readonly listeners: { readonly tcp?: number };
+  readonly broker: Readonly<Record<string, number>>;
+}
+
+export interface AgentProcess {
+  readonly name: string;
+  readonly pid: number;
+  readonly port: number;
+  readonly child: ChildProcess;
+  status(): Promise<AgentStatusView>;
+  /** Resident set size from /proc/<pid>/status (VmRSS), in bytes; null where there is no /proc. */
+  rssBytes(): number | null;
+  /** User + system CPU time of the whole process (every thread), in ms; null where there is no /proc. */
+  cpuMs(): number | null;
+  /** SIGTERM, then SIGKILL after 10 s. */
+  stop(): Promise<void>;
+  /** The agent's last output lines (it logs JSON lines at warn and above). */
+  logs(): string[];
+}
+
+const CLOCK_TICKS = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Every agent still running, from the moment it is spawned: killAgents() ends them (on any exit of the bench). */
+const live = new Set<ChildProcess>();
+
+export function killAgents(): void {
+  for (const c of live) c.kill('SIGKILL');
+}
+
+export async function startAgentProcess(o: { name: string; configFile: string; stateDir: string; nodeArgs?: readonly string[] }): Promise<AgentProcess> {
+  const child = spawn(process.execPath, [...(o.nodeArgs ?? []), BIN, 'run', '-c', o.configFile, '--state-dir', o.stateDir, '--port', '0'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: string[] = [];
+  const keep = (chunk: Buffer): void => {
+    for (const l of chunk.toString('utf8').split('\n')) if (l.trim()) lines.push(l);
+    if (lines.length > 200) lines.splice(0, lines.length - 200);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  live.add(child);
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      live.delete(child);
+      resolve();
+    }),
+  );
+  const pid = child.pid;
+  if (pid === undefined) throw new Error(`${o.name} agent: could not start ${process.execPath}`);
+
+  const status = async (): Promise<AgentStatusView> => {
+    const r = await controlRequest(o.stateDir, { cmd: 'status' }, 5000);
+    if (!r.ok) throw new Error(`${o.name} agent: status refused: ${r.message}`);
+    return r.status as AgentStatusView;
+  };
+  let port: number | undefined;
+  for (const deadline = Date.now() + 30_000; port === undefined; ) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${o.name} agent exited while starting; output:\n${lines.slice(-20).join('\n')}`);
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`${o.name} agent not ready after 30 s; output:\n${lines.slice(-20).join('\n')}`);
+    }
+    try {
+      port = (await status()).listeners.tcp;
+    } catch {
+      await sleep(50); // the control socket is not there yet
+    }
+  }
+
+  const proc = (file: string): string | null => {
+    try {
+      return readFileSync(`/proc/${pid}/${file}`, 'utf8');
+    } catch {
+      return null;
+    }
+  };
+  return {
+    name: o.name,
+    pid,
+    port,
+    child,
+    status,
+    logs: () => lines.slice(),
+    rssBytes() {
+      const m = /^VmRSS:\s+(\d+) kB/m.exec(proc('status') ?? '');
+      return m ? Number(m[1]) * 1024 : null;
+    },
+    cpuMs() {
+      const stat = proc('stat');
+      if (stat === null) return null;
+      // Fields after the command name (which may hold spaces, hence the last ')'): utime is the 14th field, stime the 15th.
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS;
+    },
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}

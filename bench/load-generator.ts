@@ -1,0 +1,481 @@
+// The broker bench's load generator: a separate process (forked by broker.ts, one request at a time
+// over the IPC channel) so that it and the agent each get a core of their own. It is the same code
+// for both agent configurations; only the credentials and the port differ.
+//
+// Raw TCP sockets and pre-built packets rather than MQTT.js: a publisher writes a ready-made batch
+// of PUBLISH packets per write, a subscriber only splits the byte stream by fixed headers and counts
+// (for QoS 1 it answers with one write of PUBACKs per received chunk). That keeps the generator's
+// cost per message well below the broker's (MQTT.js builds, parses and emits an object per message,
+// which on a 2-core machine makes the client, not the broker, the bottleneck). The generator reports
+// its own CPU use so a run where it became the bottleneck shows up.
+import { createConnection, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import {
+  CONNACK,
+  connectPacket,
+  DISCONNECT,
+  FrameReader,
+  PUBACK,
+  PUBLISH,
+  publishPacket,
+  publishPacketId,
+  publishPayloadStart,
+  publishQos,
+  pubacks,
+  SUBACK,
+  subscribePacket,
+  type Credentials,
+} from './mqtt-wire.js';
+
+// --- the protocol between broker.ts and this process -------------------------------------------------
+
+export interface ThroughputRequest {
+  readonly kind: 'throughput';
+  readonly port: number;
+  readonly qos: 0 | 1;
+  /** Each publishes to its own topics, in turn, as fast as the broker takes it. */
+  readonly publishers: readonly (Credentials & { readonly topics: readonly string[] })[];
+  /** Each subscribes to its filter (at `qos`) and counts what it receives. */
+  readonly subscribers: readonly (Credentials & { readonly filter: string })[];
+  readonly payloadBytes: number;
+  /** QoS 0: PUBLISH packets per socket write. */
+  readonly batch: number;
+  /**
+   * Messages per publisher on their way: QoS 1, unacknowledged PUBLISH packets; QoS 0, written but
+   * not yet received by the subscribers (all publishers share the budget). Without this bound a QoS 0
+   * publisher fills the loopback socket buffers (megabytes each) and the window measures a backlog.
+   */
+  readonly inflight: number;
+  readonly warmupMs: number;
+  readonly windowMs: number;
+}
+
+export interface ThroughputResult {
+  /** Messages received by all subscribers, per second of the window. */
+  readonly deliveredPerSecond: number;
+  /** QoS 0: messages written by the publishers; QoS 1: PUBACKs they received; per second of the window. */
+  readonly acceptedPerSecond: number;
+  readonly windowSeconds: number;
+  /** The whole run, warm-up and drain included: every accepted message should reach every subscriber. */
+  readonly acceptedTotal: number;
+  readonly deliveredTotal: number;
+  /** The generator's CPU time in the window / the window (1 = one core busy). */
+  readonly generatorCpu: number;
+  readonly socketErrors: number;
+}
+
+export interface LatencyRequest {
+  readonly kind: 'latency';
+  readonly port: number;
+  readonly sender: Credentials;
+  readonly device: Credentials;
+  /** The command topic the sender publishes to (QoS 1). */
+  readonly topic: string;
+  /** The device's subscription (QoS 1). */
+  readonly filter: string;
+  readonly warmup: number;
+  readonly count: number;
+  /** Pause between a delivery and the next command. */
+  readonly gapMs: number;
+  readonly payloadBytes: number;
+}
+
+export interface LatencyResult {
+  /** Publisher to device, per command after the warm-up, in order. */
+  readonly samplesMs: number[];
+}
+
+export interface ConnectRequest {
+  readonly kind: 'connect';
+  readonly port: number;
+  readonly devices: readonly Credentials[];
+  readonly keepalive: number;
+  /** At most this many connections between TCP connect and CONNACK at once. */
+  readonly maxPending: number;
+}
+
+export interface ConnectResult {
+  readonly accepted: number;
+  readonly refused: number;
+  /** From the first CONNECT written to the last CONNACK received. */
+  readonly firstConnectToLastConnackMs: number;
+  /** Per device, CONNECT written to CONNACK received. */
+  readonly medianHandshakeMs: number;
+  readonly maxHandshakeMs: number;
+}
+
+/** Disconnects the devices a 'connect' request left connected. */
+export interface ReleaseRequest {
+  readonly kind: 'release';
+}
+
+export type GeneratorRequest = ThroughputRequest | LatencyRequest | ConnectRequest | ReleaseRequest;
+export type GeneratorMessage =
+  | { readonly kind: 'result'; readonly result: unknown }
+  | { readonly kind: 'error'; readonly message: string }
+  /** Sent at the start and the end of a throughput window, so the parent can read the agent's CPU time. */
+  | { readonly kind: 'mark'; readonly phase: 'start' | 'end' };
+
+// --- connections --------------------------------------------------------------------------------------
+
+type FrameHandler = (buf: Buffer, start: number, body: number, end: number) => void;
+
+interface Conn {
+  readonly socket: Socket;
+  handler: FrameHandler;
+  /** Runs after each received chunk's frames (to answer them in one write). */
+  afterChunk: (() => void) | null;
+}
+
+let socketErrors = 0;
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+const ignore: FrameHandler = () => undefined;
+
+/** TCP connect, CONNECT, CONNACK 0; rejects on any other outcome. */
+function dial(port: number, c: Credentials, keepalive = 60): Promise<Conn> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection({ host: '127.0.0.1', port });
+    socket.setNoDelay(true);
+    const conn: Conn = {
+      socket,
+      afterChunk: null,
+      handler: (buf, start, body) => {
+        if (buf[start]! >> 4 !== CONNACK) return;
+        const rc = buf[body + 1]!;
+        conn.handler = ignore;
+        if (rc === 0) resolve(conn);
+        else {
+          socket.destroy();
+          reject(new Error(`${c.clientId}: CONNACK return code ${rc}`));
+        }
+      },
+    };
+    const reader = new FrameReader((b, s, bo, e) => conn.handler(b, s, bo, e));
+    socket.on('data', (d: Buffer) => {
+      reader.feed(d);
+      conn.afterChunk?.();
+    });
+    socket.on('error', (err) => {
+      socketErrors++;
+      reject(err);
+    });
+    socket.on('close', () => reject(new Error(`${c.clientId}: connection closed before CONNACK`)));
+    socket.on('connect', () => socket.write(connectPacket(c, keepalive)));
+  });
+}
+
+function subscribe(conn: Conn, filter: string, qos: 0 | 1): Promise<void> {
+  return new Promise((resolve, reject) => {
+    conn.handler = (buf, start, body) => {
+      if (buf[start]! >> 4 !== SUBACK) return;
+      conn.handler = ignore;
+      const granted = buf[body + 2]!;
+      if (granted === 0x80) reject(new Error(`subscription to ${filter} refused`));
+      else resolve();
+    };
+    conn.socket.write(subscribePacket(1, filter, qos));
+  });
+}
+
+async function closeAll(conns: readonly Conn[]): Promise<void> {
+  await Promise.all(
+    conns.map(
+      (c) =>
+        new Promise<void>((resolve) => {
+          c.handler = ignore;
+          c.afterChunk = null;
+          if (c.socket.destroyed) return resolve();
+          const t = setTimeout(() => {
+            c.socket.destroy();
+            resolve();
+          }, 2000);
+          c.socket.once('close', () => {
+            clearTimeout(t);
+            resolve();
+          });
+          c.socket.end(DISCONNECT);
+        }),
+    ),
+  );
+}
+
+// --- throughput --------------------------------------------------------------------------------------
+
+async function throughput(r: ThroughputRequest): Promise<ThroughputResult> {
+  const errorsBefore = socketErrors;
+  const subs = await Promise.all(r.subscribers.map((s) => dial(r.port, s)));
+  await Promise.all(subs.map((s, i) => subscribe(s, r.subscribers[i]!.filter, r.qos)));
+  const pubs = await Promise.all(r.publishers.map((p) => dial(r.port, p)));
+
+  let delivered = 0;
+  let accepted = 0;
+  let running = true;
+  // QoS 0 flow control: publishers wait here while the shared budget is spent.
+  const budget = r.inflight * r.publishers.length * r.subscribers.length; // in deliveries
+  let waiting: (() => void)[] = [];
+  const wake = (): void => {
+    if (waiting.length === 0) return;
+    const w = waiting;
+    waiting = [];
+    for (const f of w) f();
+  };
+
+  for (const s of subs) {
+    const ids: number[] = [];
+    let n = 0;
+    s.handler = (buf, start, body) => {
+      if (buf[start]! >> 4 !== PUBLISH) return;
+      delivered++;
+      if (publishQos(buf, start) === 1) ids[n++] = publishPacketId(buf, body);
+    };
+    s.afterChunk = () => {
+      wake();
+      if (n === 0) return;
+      s.socket.write(pubacks(ids, n));
+      n = 0;
+    };
+  }
+
+  const payload = Buffer.alloc(r.payloadBytes, 0x61);
+  const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+  pubs.forEach((p, i) => {
+    const topics = r.publishers[i]!.topics;
+    const T = topics.length;
+    if (r.qos === 0) {
+      // Batches of r.batch packets whose topics go round the publisher's list.
+      const packets = topics.map((t) => publishPacket(t, payload, 0));
+      const batches = Array.from({ length: T / gcd(T, r.batch) }, (_, b) => Buffer.concat(Array.from({ length: r.batch }, (_, k) => packets[(b * r.batch + k) % T]!)));
+      let b = 0;
+      const pump = (): void => {
+        if (!running) return;
+        if ((accepted + r.batch) * subs.length - delivered > budget) {
+          waiting.push(pump);
+          return;
+        }
+        accepted += r.batch;
+        const batch = batches[b]!;
+        b = (b + 1) % batches.length;
+        if (p.socket.write(batch)) setImmediate(pump);
+        else p.socket.once('drain', pump);
+      };
+      pump();
+      return;
+    }
+    // QoS 1: a ring of packets with ids 1..RING; a new one goes out for each PUBACK, so at most
+    // `inflight` ids are unacknowledged and an id is reused only long after its PUBACK.
+    const RING = Math.max(1024, 4 * r.inflight);
+    const packets = Array.from({ length: RING }, (_, k) => publishPacket(topics[k % T]!, payload, 1, k + 1));
+    const ring = Buffer.concat(packets);
+    const at = [0]; // at[k]: where packet k starts in the ring; at[RING] = its length
+    for (const pk of packets) at.push(at[at.length - 1]! + pk.length);
+    let next = 0;
+    let acked = 0;
+    const send = (k: number): void => {
+      while (k > 0) {
+        const m = Math.min(k, RING - next);
+        p.socket.write(ring.subarray(at[next]!, at[next + m]!));
+        next = (next + m) % RING;
+        k -= m;
+      }
+    };
+    p.handler = (buf, start) => {
+      if (buf[start]! >> 4 === PUBACK) acked++;
+    };
+    p.afterChunk = () => {
+      if (acked === 0) return;
+      accepted += acked;
+      if (running) send(acked);
+      acked = 0;
+    };
+    send(r.inflight);
+  });
+
+  await sleep(r.warmupMs);
+  send({ kind: 'mark', phase: 'start' });
+  const d0 = delivered;
+  const a0 = accepted;
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  await sleep(r.windowMs);
+  const t1 = performance.now();
+  const c1 = process.cpuUsage(c0);
+  const d1 = delivered;
+  const a1 = accepted;
+  send({ kind: 'mark', phase: 'end' });
+  running = false;
+
+  // Drain: wait until deliveries stop (at most 5 s), so the totals can be compared.
+  let last = -1;
+  for (let waited = 0; waited < 5000 && delivered !== last; waited += 200) {
+    last = delivered;
+    await sleep(200);
+  }
+  const result: ThroughputResult = {
+    deliveredPerSecond: (d1 - d0) / ((t1 - t0) / 1000),
+    acceptedPerSecond: (a1 - a0) / ((t1 - t0) / 1000),
+    windowSeconds: (t1 - t0) / 1000,
+    acceptedTotal: accepted,
+    deliveredTotal: delivered,
+    generatorCpu: (c1.user + c1.system) / 1000 / (t1 - t0),
+    socketErrors: socketErrors - errorsBefore,
+  };
+  await closeAll([...pubs, ...subs]);
+  return result;
+}
+
+// --- latency of one command at a time ---------------------------------------------------------------------
+
+async function latency(r: LatencyRequest): Promise<LatencyResult> {
+  const device = await dial(r.port, r.device);
+  await subscribe(device, r.filter, 1);
+  const sender = await dial(r.port, r.sender);
+  const total = r.warmup + r.count;
+  const samples = new Float64Array(r.count);
+  // One packet, patched in place: packet id, sequence number, then the timestamp just before the write.
+  const payloadBytes = Math.max(16, r.payloadBytes); // timestamp (float64) + sequence number (uint32)
+  const template = publishPacket(r.topic, Buffer.alloc(payloadBytes), 1, 1);
+  const payloadAt = template.length - payloadBytes;
+  const idAt = payloadAt - 2; // the packet id sits between the topic and the payload
+  let seq = 0;
+  const sendOne = (): void => {
+    const packet = Buffer.from(template);
+    const id = (seq % 65535) + 1;
+    packet[idAt] = id >> 8;
+    packet[idAt + 1] = id & 0xff;
+    packet.writeUInt32BE(seq, payloadAt + 8);
+    packet.writeDoubleBE(performance.now(), payloadAt);
+    sender.socket.write(packet);
+  };
+  await new Promise<void>((resolve, reject) => {
+    const ids: number[] = [];
+    let n = 0;
+    device.handler = (buf, start, body) => {
+      if (buf[start]! >> 4 !== PUBLISH) return;
+      const at = publishPayloadStart(buf, start, body);
+      const ms = performance.now() - buf.readDoubleBE(at);
+      const got = buf.readUInt32BE(at + 8);
+      if (publishQos(buf, start) === 1) ids[n++] = publishPacketId(buf, body);
+      if (got !== seq) return reject(new Error(`command ${got} arrived while waiting for ${seq}`));
+      if (seq >= r.warmup) samples[seq - r.warmup] = ms;
+      seq++;
+      if (seq === total) return resolve();
+      setTimeout(sendOne, r.gapMs);
+    };
+    device.afterChunk = () => {
+      if (n === 0) return;
+      device.socket.write(pubacks(ids, n));
+      n = 0;
+    };
+    sendOne();
+  });
+  await closeAll([sender, device]);
+  return { samplesMs: Array.from(samples) };
+}
+
+// --- many devices connecting ------------------------------------------------------------------------------
+
+let held: Conn[] = [];
+
+function connectMany(r: ConnectRequest): Promise<ConnectResult> {
+  return new Promise((resolve) => {
+    let first = -1;
+    let last = 0;
+    let next = 0;
+    let pending = 0;
+    let accepted = 0;
+    let refused = 0;
+    const handshakes: number[] = [];
+    const finish = (): void => {
+      handshakes.sort((a, b) => a - b);
+      resolve({
+        accepted,
+        refused,
+        firstConnectToLastConnackMs: last - first,
+        medianHandshakeMs: handshakes[Math.floor(handshakes.length / 2)] ?? NaN,
+        maxHandshakeMs: handshakes[handshakes.length - 1] ?? NaN,
+      });
+    };
+    const launch = (): void => {
+      while (pending < r.maxPending && next < r.devices.length) {
+        const c = r.devices[next++]!;
+        pending++;
+        let sentAt = 0;
+        let done = false;
+        const settle = (ok: boolean): void => {
+          if (done) return;
+          done = true;
+          pending--;
+          last = performance.now();
+          if (ok) accepted++;
+          else refused++;
+          if (accepted + refused === r.devices.length) finish();
+          else launch();
+        };
+        const socket = createConnection({ host: '127.0.0.1', port: r.port });
+        socket.setNoDelay(true);
+        const conn: Conn = {
+          socket,
+          afterChunk: null,
+          handler: (buf, start, body) => {
+            if (buf[start]! >> 4 !== CONNACK) return;
+            conn.handler = ignore;
+            handshakes.push(performance.now() - sentAt);
+            settle(buf[body + 1] === 0);
+          },
+        };
+        held.push(conn);
+        const reader = new FrameReader((b, s, bo, e) => conn.handler(b, s, bo, e));
+        socket.on('data', (d: Buffer) => reader.feed(d));
+        socket.on('error', () => {
+          socketErrors++;
+          settle(false);
+        });
+        socket.on('close', () => settle(false));
+        socket.on('connect', () => {
+          sentAt = performance.now();
+          if (first < 0) first = sentAt;
+          socket.write(connectPacket(c, r.keepalive));
+        });
+      }
+    };
+    launch();
+  });
+}
+
+async function release(): Promise<{ released: number }> {
+  const conns = held;
+  held = [];
+  await closeAll(conns);
+  return { released: conns.length };
+}
+
+// --- main ---------------------------------------------------------------------------------------------
+
+function send(m: GeneratorMessage): void {
+  process.send?.(m);
+}
+
+async function handle(req: GeneratorRequest): Promise<unknown> {
+  switch (req.kind) {
+    case 'throughput':
+      return throughput(req);
+    case 'latency':
+      return latency(req);
+    case 'connect':
+      return connectMany(req);
+    case 'release':
+      return release();
+  }
+}
+
+if (process.send === undefined) {
+  process.stderr.write('load-generator.js is started by the broker bench (bench/broker.ts), not by hand\n');
+  process.exit(2);
+}
+process.on('message', (req: GeneratorRequest) => {
+  handle(req).then(
+    (result) => send({ kind: 'result', result }),
+    (err: Error) => send({ kind: 'error', message: err.message }),
+  );
+});
+process.on('disconnect', () => process.exit(0));

@@ -1,0 +1,304 @@
+// Packet-level fuzzing of the real agent over raw sockets: thousands of random and mutated MQTT
+// packets (valid ones made with mqtt-packet, then bytes flipped, truncated, duplicated, spliced,
+// lengths changed; and pure random bytes) on many short connections, some after a valid CONNECT of
+// a real principal so the fuzz reaches the authenticated handlers. Afterwards the agent process is
+// alive, its memory bounded, and a well-behaved MQTT.js client is served.
+//
+// Deterministic byte streams: the PRNG seed is in the test name; FUZZ_SEED=<n> replays one.
+import t from 'tap';
+import { createConnection, type Socket } from 'node:net';
+import { readFileSync } from 'node:fs';
+import mqttPacket from 'mqtt-packet';
+import { cleanup, connect, endAll, sleep, startAgent, subscribe, until, type AgentProcess } from '../helpers/agent.js';
+
+const SEED = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) >>> 0 : 0x5eed_f022;
+const DURATION_MS = Number(process.env.FUZZ_MS ?? 15_000);
+const WORKERS = 8;
+const MAX_PACKET = 16 * 1024;
+const RSS_LIMIT_MB = 400;
+
+let agent: AgentProcess;
+t.before(async () => {
+  agent = await startAgent({
+    config: {
+      limits: { maxConnections: 400, maxPacketBytes: MAX_PACKET, connectTimeoutMs: 800, maxSubscriptionsPerClient: 64, maxInflightPerClient: 16, keepaliveLimitSeconds: 60 },
+      rateLimits: { commandsPerMinute: 0, firmwareUpdatesPerHour: 0 },
+      log: { level: 'info' },
+    },
+  });
+});
+t.teardown(async () => {
+  await agent?.stop();
+  if (agent) cleanup(agent);
+});
+
+/** mulberry32 */
+function prng(seed: number) {
+  let a = seed >>> 0;
+  const next = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = Math.imul(a ^ (a >>> 15), 1 | a);
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+  const int = (n: number) => Math.floor(next() * n);
+  return { next, int, pick: <T>(xs: readonly T[]): T => xs[int(xs.length)]!, chance: (p: number) => next() < p };
+}
+type Rng = ReturnType<typeof prng>;
+
+const gen = (p: Record<string, unknown>): Buffer => mqttPacket.generate(p as unknown as mqttPacket.Packet, { protocolVersion: 4 });
+
+const PRINCIPALS: [string, string][] = [
+  ['oven-1', 'oven-1-token'],
+  ['mixer-1', 'mixer-1-token'],
+  ['chiller-1', 'chiller-1-token'],
+  ['oven-2', 'oven-2-token'], // refused: not served by this gateway
+  ['oven-1', 'wrong-token'],
+  ['nobody', 'x'],
+];
+const TOPICS = [
+  'things/oven-1/telemetry/temp',
+  'things/mixer-1/telemetry/speed',
+  'things/oven-1/commands/start',
+  'things/mixer-1/parameters/speed/set',
+  'things/oven-1/firmware/update',
+  'things/oven-1/alerts/a1/ack',
+  'things/chiller-1/cloud-status',
+  'bulk/restart',
+  '$SYS/x',
+  'a/b/c',
+  'things//telemetry',
+  '/',
+];
+const FILTERS = [...TOPICS, '#', '+', 'things/+/telemetry/#', 'things/oven-1/commands/#', '$SYS/#', '+/+/+/+', 'things/#/x', 'a/+/#'];
+
+function validConnect(r: Rng, principal = r.pick(PRINCIPALS)): Buffer {
+  const [username, password] = principal;
+  const anonymous = r.chance(0.05);
+  const clientId = r.chance(0.1) ? '' : `${username}-fz-${r.int(1e9)}`;
+  return gen({
+    cmd: 'connect',
+    protocolId: r.chance(0.05) ? 'MQIsdp' : 'MQTT',
+    protocolVersion: clientId !== '' && r.chance(0.05) ? 3 : 4, // 3.1 needs a client id
+    clean: clientId === '' || r.chance(0.85), // mqtt-packet will not make an empty id with CleanSession=0
+    clientId,
+    keepalive: r.pick([0, 1, 5, 30, 600]),
+    ...(anonymous ? {} : { username, password: Buffer.from(password) }),
+    ...(r.chance(0.2) ? { will: { topic: r.pick(TOPICS), payload: Buffer.from('will'), qos: r.int(3), retain: r.chance(0.3) } } : {}),
+  });
+}
+
+function validPacket(r: Rng): Buffer {
+  const messageId = 1 + r.int(65535);
+  switch (r.int(10)) {
+    case 0:
+    case 1:
+      return gen({ cmd: 'subscribe', messageId, subscriptions: Array.from({ length: 1 + r.int(4) }, () => ({ topic: r.pick(FILTERS), qos: r.int(3) })) });
+    case 2:
+      return gen({ cmd: 'unsubscribe', messageId, unsubscriptions: Array.from({ length: 1 + r.int(3) }, () => r.pick(FILTERS)) });
+    case 3:
+    case 4:
+    case 5: {
+      const qos = r.int(3);
+      const size = r.pick([0, 1, 16, 300, 4000]);
+      return gen({ cmd: 'publish', topic: r.pick(TOPICS), payload: Buffer.alloc(size, r.int(256)), qos, retain: r.chance(0.1), dup: r.chance(0.1), ...(qos > 0 ? { messageId } : {}) });
+    }
+    case 6:
+      return gen({ cmd: r.pick(['puback', 'pubrec', 'pubrel', 'pubcomp']), messageId });
+    case 7:
+      return gen({ cmd: 'pingreq' });
+    case 8:
+      return validConnect(r);
+    default:
+      return r.chance(0.3) ? gen({ cmd: 'disconnect' }) : gen({ cmd: 'pingreq' });
+  }
+}
+
+function varint(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = n % 128;
+    n = Math.floor(n / 128);
+    if (n > 0) b |= 0x80;
+    out.push(b);
+  } while (n > 0);
+  return out;
+}
+
+/** Header length of a well-formed packet (1 + remaining-length bytes). */
+function headerLength(p: Buffer): number {
+  let i = 1;
+  while (i < p.length && i < 5 && p[i]! & 0x80) i++;
+  return Math.min(p.length, i + 1);
+}
+
+function mutate(r: Rng, p: Buffer, other: Buffer): Buffer {
+  const b = Buffer.from(p);
+  switch (r.int(10)) {
+    case 0: // flip bits in a few bytes
+      for (let k = 0; k < 1 + r.int(4); k++) {
+        const i = r.int(b.length);
+        if (i < b.length) b[i] = b[i]! ^ (1 << r.int(8));
+      }
+      return b;
+    case 1: // set bytes to boundary values
+      for (let k = 0; k < 1 + r.int(3); k++) if (b.length) b[r.int(b.length)] = r.pick([0x00, 0xff, 0x7f, 0x80, 0x01]);
+      return b;
+    case 2: // truncate
+      return b.subarray(0, r.int(b.length));
+    case 3: // duplicate
+      return Buffer.concat([b, b]);
+    case 4: // splice with another packet
+      return Buffer.concat([b.subarray(0, r.int(b.length + 1)), other.subarray(r.int(other.length + 1))]);
+    case 5: {
+      // change the remaining length: nearby, random, huge, 5 bytes, non-minimal
+      const body = b.subarray(headerLength(b));
+      const len = r.pick([body.length + 1, Math.max(0, body.length - 1), r.int(200), r.int(MAX_PACKET * 2), 268_435_455]);
+      const lenBytes = r.chance(0.1) ? [0x80, 0x80, 0x80, 0x80, 0x01] : r.chance(0.1) ? [...varint(len).slice(0, -1).map((x) => x | 0x80), 0x80, 0x00] : varint(len);
+      return Buffer.concat([Buffer.from([b[0] ?? 0x30, ...lenBytes]), body]);
+    }
+    case 6: // change the packet type or flags
+      if (b.length) b[0] = r.chance(0.5) ? (r.int(16) << 4) | (b[0]! & 0x0f) : (b[0]! & 0xf0) | r.int(16);
+      return b;
+    case 7: {
+      // insert random bytes
+      const at = r.int(b.length + 1);
+      return Buffer.concat([b.subarray(0, at), randomBytes(r, 1 + r.int(8)), b.subarray(at)]);
+    }
+    case 8: // string length fields: make a 2-byte length huge
+      if (b.length > 4) {
+        const at = headerLength(b) + r.int(Math.max(1, b.length - headerLength(b) - 1));
+        b[at] = 0xff;
+        if (at + 1 < b.length) b[at + 1] = 0xff;
+      }
+      return b;
+    default: // several at once
+      return mutate(r, mutate(r, b, other), other);
+  }
+}
+
+function randomBytes(r: Rng, n: number): Buffer {
+  const b = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) b[i] = r.int(256);
+  return b;
+}
+
+interface Stats {
+  connections: number;
+  packets: number;
+  bytes: number;
+  connacksAccepted: number;
+  responses: Record<string, number>;
+  closedByAgent: number;
+  generatorErrors: string[];
+}
+
+/** One short connection: maybe a valid CONNECT, then a burst of fuzz, then close (or wait for the agent to). */
+function oneConnection(r: Rng, port: number, stats: Stats): Promise<void> {
+  return new Promise((resolve) => {
+    const socket: Socket = createConnection(port, '127.0.0.1');
+    stats.connections++;
+    const parser = mqttPacket.parser({ protocolVersion: 4 });
+    let weClosed = false;
+    parser.on('packet', (p) => {
+      stats.responses[p.cmd] = (stats.responses[p.cmd] ?? 0) + 1;
+      if (p.cmd === 'connack' && (p as { returnCode?: number }).returnCode === 0) stats.connacksAccepted++;
+    });
+    parser.on('error', () => undefined);
+    socket.on('data', (d) => parser.parse(d));
+    socket.on('error', () => undefined);
+    const timer = setTimeout(() => {
+      weClosed = true;
+      socket.destroy();
+    }, 200 + r.int(600));
+    socket.on('close', () => {
+      clearTimeout(timer);
+      if (!weClosed) stats.closedByAgent++;
+      resolve();
+    });
+    socket.once('connect', () => {
+      send().catch((err: Error) => {
+        stats.generatorErrors.push(err.message);
+        weClosed = true;
+        socket.destroy();
+      });
+    });
+    async function send(): Promise<void> {
+      const packets: Buffer[] = [];
+      const startValid = r.chance(0.6);
+      if (startValid) packets.push(validConnect(r, r.chance(0.8) ? PRINCIPALS[r.int(3)] : undefined));
+      const n = 1 + r.int(12);
+      for (let k = 0; k < n; k++) {
+        const roll = r.next();
+        if (roll < 0.35) packets.push(validPacket(r));
+        else if (roll < 0.9) packets.push(mutate(r, validPacket(r), validPacket(r)));
+        else packets.push(randomBytes(r, 1 + r.int(r.chance(0.9) ? 64 : 4096)));
+      }
+      stats.packets += packets.length;
+      const stream = Buffer.concat(packets);
+      stats.bytes += stream.length;
+      // Write in one go, or in random pieces with small pauses (after the CONNECT, wait for CONNACK sometimes).
+      if (r.chance(0.4)) socket.write(stream);
+      else {
+        let pos = 0;
+        while (pos < stream.length && !socket.destroyed) {
+          const len = 1 + r.int(Math.min(stream.length - pos, r.chance(0.5) ? 8 : 512));
+          socket.write(stream.subarray(pos, pos + len));
+          pos += len;
+          if (r.chance(0.2)) await sleep(r.int(15));
+        }
+      }
+      if (r.chance(0.3)) socket.end();
+    }
+  });
+}
+
+const alive = (a: AgentProcess) => a.child.exitCode === null && a.child.signalCode === null;
+const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
+
+t.test(`packet-level fuzz, seed ${SEED} (FUZZ_SEED=${SEED} replays)`, async (t) => {
+  const stats: Stats = { connections: 0, packets: 0, bytes: 0, connacksAccepted: 0, responses: {}, closedByAgent: 0, generatorErrors: [] };
+  const pid = agent.child.pid!;
+  const rssBefore = rssMb(pid);
+  let rssPeak = rssBefore;
+  const end = Date.now() + DURATION_MS;
+  const monitor = setInterval(() => {
+    if (alive(agent)) rssPeak = Math.max(rssPeak, rssMb(pid));
+  }, 250);
+  try {
+    await Promise.all(
+      Array.from({ length: WORKERS }, async (_, w) => {
+        const r = prng((SEED + Math.imul(w + 1, 0x9e3779b9)) >>> 0);
+        while (Date.now() < end && alive(agent)) await oneConnection(r, agent.port, stats);
+      }),
+    );
+  } finally {
+    clearInterval(monitor);
+  }
+  t.comment(`fuzz: ${stats.connections} connections, ${stats.packets} packets, ${Math.round(stats.bytes / 1024)} KiB; ${stats.connacksAccepted} sessions accepted; ${stats.closedByAgent} connections closed by the agent; responses ${JSON.stringify(stats.responses)}`);
+  t.same(stats.generatorErrors.slice(0, 5), [], 'the fuzzer made all its packets');
+  t.ok(alive(agent), 'the agent process is alive');
+  t.ok(stats.packets >= 3000, `${stats.packets} fuzz packets sent`);
+  t.ok(stats.connacksAccepted >= 200, `${stats.connacksAccepted} fuzz sessions got past CONNECT (the fuzz reached the authenticated handlers)`);
+  t.ok((stats.responses.suback ?? 0) > 0 && (stats.responses.puback ?? 0) + (stats.responses.pubrec ?? 0) > 0, 'and got SUBACKs and PUBACKs/PUBRECs');
+  t.ok(stats.closedByAgent > 100, `the agent closed ${stats.closedByAgent} connections on bad input`);
+  const packetLimitHits = agent.logs().filter((l) => l.includes('closing connection: packet limit')).length;
+  t.ok(packetLimitHits > 0, `${packetLimitHits} connections closed by the packet-size guard`);
+  t.ok(rssPeak < RSS_LIMIT_MB, `agent RSS ${Math.round(rssBefore)} MB before, at most ${Math.round(rssPeak)} MB during the run (bound ${RSS_LIMIT_MB} MB)`);
+
+  // Every fuzz connection ends: nothing is left connected.
+  await sleep(1000);
+  t.ok(alive(agent), 'still alive after the fuzz connections are gone');
+  t.ok(rssMb(pid) < RSS_LIMIT_MB, `RSS ${Math.round(rssMb(pid))} MB afterwards`);
+
+  const oven = await connect(agent.port, { clientId: 'oven-1-after-fuzz', username: 'oven-1', password: 'oven-1-token' });
+  const anna = await connect(agent.port, { clientId: 'anna-after-fuzz', username: 'tech-anna', password: 'anna-pass' });
+  t.equal(await subscribe(oven, 'things/oven-1/commands/#'), 1, 'oven-1 subscribes to its commands');
+  await anna.client.publishAsync('things/oven-1/commands/start', 'after-fuzz', { qos: 1 });
+  t.ok(await until(() => oven.messages.some((m) => m.payload === 'after-fuzz'), 3000), 'tech-anna commands oven-1, which receives it');
+  await endAll(oven, anna);
+  t.notOk(
+    agent.logs().some((l) => /RangeError|uncaught|unhandled|FATAL/i.test(l)),
+    'no crash-like errors in its log',
+  );
+});

@@ -1,0 +1,415 @@
+// Hostile input against the real agent (child process, small limits): a 256 MB remaining length,
+// sockets that never send CONNECT, the connection limit, thousands of subscriptions, a flood of
+// denied publishes, malformed packets. The agent never crashes, never buffers what it was not
+// going to accept, logs each limit once per client (or once per listener), and after every case
+// still serves a well-behaved client.
+import t from 'tap';
+import { createConnection, type Socket } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import mqttPacket from 'mqtt-packet';
+import { readAudit } from '../../src/audit/audit-log.js';
+import { cleanup, connect, connectBytes, endAll, sleep, startAgent, subscribe, until, type AgentProcess } from '../helpers/agent.js';
+
+const LIMITS = {
+  maxConnections: 200,
+  maxPacketBytes: 4096,
+  connectTimeoutMs: 1500,
+  maxSubscriptionsPerClient: 50,
+  maxInflightPerClient: 10,
+};
+
+let agent: AgentProcess;
+t.before(async () => {
+  agent = await startAgent({ config: { limits: LIMITS, rateLimits: { commandsPerMinute: 0, firmwareUpdatesPerHour: 0 } } });
+});
+t.teardown(async () => {
+  await agent?.stop();
+  if (agent) cleanup(agent);
+});
+
+// --- helpers ---------------------------------------------------------------------------------------
+
+type Packet = mqttPacket.Packet & { returnCode?: number; granted?: number[]; messageId?: number };
+
+interface Raw {
+  readonly socket: Socket;
+  readonly packets: Packet[];
+  /** ms from open to the close of the socket; undefined while open. */
+  closedAfter(): number | undefined;
+  readonly closed: Promise<void>;
+  /** Resolves with the first received packet of `cmd` not yet taken, or rejects after timeoutMs. */
+  next(cmd: string, timeoutMs?: number): Promise<Packet>;
+}
+
+const sockets = new Set<Socket>();
+t.afterEach(() => {
+  for (const s of sockets) s.destroy();
+  sockets.clear();
+});
+
+function raw(port: number): Promise<Raw> {
+  return new Promise((resolve, reject) => {
+    const opened = Date.now();
+    const socket = createConnection(port, '127.0.0.1');
+    sockets.add(socket);
+    const packets: Packet[] = [];
+    const taken = new Set<Packet>();
+    const parser = mqttPacket.parser({ protocolVersion: 4 });
+    let closedAt: number | undefined;
+    parser.on('packet', (p) => packets.push(p as Packet));
+    parser.on('error', () => undefined);
+    socket.on('data', (d) => parser.parse(d));
+    socket.on('error', () => undefined);
+    const closed = new Promise<void>((r) =>
+      socket.on('close', () => {
+        closedAt = Date.now();
+        sockets.delete(socket);
+        r();
+      }),
+    );
+    socket.once('connect', () =>
+      resolve({
+        socket,
+        packets,
+        closed,
+        closedAfter: () => (closedAt === undefined ? undefined : closedAt - opened),
+        async next(cmd, timeoutMs = 3000) {
+          const end = Date.now() + timeoutMs;
+          for (;;) {
+            const p = packets.find((x) => x.cmd === cmd && !taken.has(x));
+            if (p) {
+              taken.add(p);
+              return p;
+            }
+            if (Date.now() > end) throw new Error(`no ${cmd} within ${timeoutMs} ms (got ${packets.map((x) => x.cmd).join(',')}; closed: ${closedAt !== undefined})`);
+            await sleep(5);
+          }
+        },
+      }),
+    );
+    socket.once('error', reject);
+  });
+}
+
+/** Resolves true if the socket is closed within `ms`. */
+const closesWithin = (r: Raw, ms: number) => Promise.race([r.closed.then(() => true), sleep(ms).then(() => false)]);
+
+const gen = (p: Record<string, unknown>): Buffer => mqttPacket.generate(p as unknown as mqttPacket.Packet, { protocolVersion: 4 });
+const publishBytes = (topic: string, payload: string | Buffer, qos: 0 | 1 | 2 = 0, messageId?: number) =>
+  gen({ cmd: 'publish', topic, payload: typeof payload === 'string' ? Buffer.from(payload) : payload, qos, retain: false, dup: false, ...(qos > 0 ? { messageId: messageId ?? 1 } : {}) });
+const subscribeBytes = (messageId: number, filters: string[]) => gen({ cmd: 'subscribe', messageId, subscriptions: filters.map((topic) => ({ topic, qos: 1 })) });
+
+let idSeq = 0;
+/** A raw connection as a real principal, CONNACK 0 checked. */
+async function rawSession(user: string, secret: string, clientId = `${user}-raw-${++idSeq}`): Promise<Raw> {
+  const r = await raw(agent.port);
+  r.socket.write(connectBytes({ clientId, clean: true, username: user, password: secret }));
+  const connack = await r.next('connack');
+  if (connack.returnCode !== 0) throw new Error(`CONNACK ${connack.returnCode} for ${user}`);
+  return r;
+}
+
+function rssKb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error('no VmRSS');
+  return Number(m[1]);
+}
+
+const alive = (a: AgentProcess) => a.child.exitCode === null && a.child.signalCode === null;
+
+/** Log lines (parsed) whose msg matches. */
+const logsMatching = (a: AgentProcess, msg: RegExp, pred: (l: Record<string, unknown>) => boolean = () => true) =>
+  a
+    .logs()
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((l) => typeof l.msg === 'string' && msg.test(l.msg) && pred(l));
+
+let probeSeq = 0;
+/** tech-anna (MQTT.js) commands oven-1 (MQTT.js), which receives it. */
+async function serves(a: AgentProcess): Promise<boolean> {
+  if (!alive(a)) return false;
+  const tag = `probe-${++probeSeq}`;
+  const oven = await connect(a.port, { clientId: `oven-1-${tag}`, username: 'oven-1', password: 'oven-1-token' });
+  const anna = await connect(a.port, { clientId: `anna-${tag}`, username: 'tech-anna', password: 'anna-pass' }).catch(async (err: Error) => {
+    await endAll(oven);
+    throw err;
+  });
+  try {
+    if ((await subscribe(oven, 'things/oven-1/commands/#')) !== 1) return false;
+    await anna.client.publishAsync('things/oven-1/commands/probe', tag, { qos: 1 });
+    return await until(() => oven.messages.some((m) => m.topic === 'things/oven-1/commands/probe' && m.payload === tag), 3000);
+  } finally {
+    await endAll(oven, anna);
+  }
+}
+
+// --- tests -------------------------------------------------------------------------------------------
+
+t.test('the agent serves a well-behaved client to begin with', async (t) => {
+  t.ok(await serves(agent), 'tech-anna commands oven-1');
+});
+
+/** Writes `header`, then junk in 64 KiB chunks as fast as the socket takes it, up to `total` bytes or until closed. */
+function pushAnnounced(r: Raw, header: Buffer, total: number): Promise<number> {
+  return new Promise((resolve) => {
+    const junk = Buffer.alloc(64 * 1024, 0x41);
+    let sent = 0;
+    let done = false;
+    const finish = () => {
+      if (!done) {
+        done = true;
+        resolve(sent);
+      }
+    };
+    void r.closed.then(finish);
+    r.socket.write(header);
+    const pump = () => {
+      while (!done && !r.socket.destroyed && sent < total) {
+        sent += junk.length;
+        if (!r.socket.write(junk)) return;
+      }
+      if (sent >= total) finish();
+    };
+    r.socket.on('drain', pump);
+    pump();
+  });
+}
+
+t.test('a 256 MB remaining length is refused from its header: closed at once, nothing buffered', async (t) => {
+  const pid = agent.child.pid!;
+  const before = rssKb(pid);
+  const PER_SOCKET = 48 * 1024 * 1024;
+  const N = 6;
+  // A CONNECT announcing 268,435,455 bytes: refused long before the connect timeout would close it.
+  const connects = await Promise.all(Array.from({ length: N }, () => raw(agent.port)));
+  const pushed = connects.map((r) => pushAnnounced(r, Buffer.from([0x10, 0xff, 0xff, 0xff, 0x7f]), PER_SOCKET));
+  // After a valid CONNECT, a PUBLISH announcing 256 MB.
+  const sessions = await Promise.all(Array.from({ length: N }, () => rawSession('oven-1', 'oven-1-token')));
+  const pushedAfter = sessions.map((r) => pushAnnounced(r, Buffer.from([0x30, 0xff, 0xff, 0xff, 0x7f]), PER_SOCKET));
+  await Promise.all([...pushed, ...pushedAfter]);
+  const all = [...connects, ...sessions];
+  t.ok(await until(() => all.every((r) => r.closedAfter() !== undefined), 3000), 'every such connection is closed');
+  const worst = Math.max(...connects.map((r) => r.closedAfter()!));
+  t.ok(worst < LIMITS.connectTimeoutMs / 2, `the CONNECTs are closed in ${worst} ms, not by the ${LIMITS.connectTimeoutMs} ms connect timeout`);
+  t.same(
+    connects.map((r) => r.packets.length),
+    connects.map(() => 0),
+    'no CONNACK for them',
+  );
+  await sleep(300);
+  const after = rssKb(pid);
+  t.ok(after - before < 64 * 1024, `agent RSS ${Math.round(before / 1024)} MB -> ${Math.round(after / 1024)} MB while up to ${(2 * N * PER_SOCKET) / 2 ** 20} MB were pushed at it`);
+  t.equal(logsMatching(agent, /closing connection: packet limit/).length, 2 * N, 'one log line per connection, not per chunk');
+  t.ok(await serves(agent), 'still serves a well-behaved client');
+});
+
+t.test('sockets that never send a (complete) CONNECT are closed after connectTimeoutMs', async (t) => {
+  const silent = await Promise.all(Array.from({ length: 5 }, () => raw(agent.port)));
+  const partial = await raw(agent.port);
+  partial.socket.write(connectBytes({ clientId: 'slow', clean: true, username: 'oven-1', password: 'oven-1-token' }).subarray(0, 7));
+  // A slowloris: one byte of a CONNECT every 200 ms.
+  const slow = await raw(agent.port);
+  const slowBytes = connectBytes({ clientId: 'slowloris', clean: true, username: 'oven-1', password: 'oven-1-token' });
+  let i = 0;
+  const drip = setInterval(() => {
+    if (!slow.socket.destroyed && i < slowBytes.length - 1) slow.socket.write(slowBytes.subarray(i, ++i));
+  }, 200);
+  const all = [...silent, partial, slow];
+  try {
+    t.ok(await until(() => all.every((r) => r.closedAfter() !== undefined), LIMITS.connectTimeoutMs + 2000), 'all closed by the agent');
+  } finally {
+    clearInterval(drip);
+  }
+  const times = all.map((r) => r.closedAfter() ?? Infinity);
+  t.ok(
+    times.every((ms) => ms >= LIMITS.connectTimeoutMs - 100 && ms <= LIMITS.connectTimeoutMs + 1500),
+    `closed after ${times.join(', ')} ms (timeout ${LIMITS.connectTimeoutMs} ms)`,
+  );
+  t.ok(await serves(agent), 'still serves a well-behaved client');
+});
+
+t.test('maxConnections: further connections are refused, and the limit is logged once', async (t) => {
+  const small = await startAgent({ config: { limits: { ...LIMITS, maxConnections: 5 } } });
+  t.teardown(async () => {
+    await small.stop();
+    cleanup(small);
+  });
+  const held: Raw[] = [];
+  for (let k = 0; k < 5; k++) {
+    const r = await raw(small.port);
+    r.socket.write(connectBytes({ clientId: `mixer-1-held-${k}`, clean: true, username: 'mixer-1', password: 'mixer-1-token' }));
+    t.equal((await r.next('connack')).returnCode, 0, `connection ${k + 1} of 5 accepted`);
+    held.push(r);
+  }
+  const extra: Raw[] = [];
+  for (let k = 0; k < 30; k++) {
+    const r = await raw(small.port);
+    r.socket.write(connectBytes({ clientId: `mixer-1-extra-${k}`, clean: true, username: 'mixer-1', password: 'mixer-1-token' }));
+    extra.push(r);
+  }
+  t.ok(await until(() => extra.every((r) => r.closedAfter() !== undefined), 3000), 'the 30 extra connections are closed');
+  t.same(
+    extra.map((r) => r.packets.length),
+    extra.map(() => 0),
+    'none got a CONNACK',
+  );
+  t.ok(
+    held.every((r) => r.closedAfter() === undefined),
+    'the 5 accepted connections are untouched',
+  );
+  await sleep(200);
+  t.equal(logsMatching(small, /connection limit reached/).length, 1, '30 refusals, one log line');
+  // A freed slot can be used again.
+  held.pop()!.socket.destroy();
+  await sleep(300);
+  const again = await raw(small.port);
+  again.socket.write(connectBytes({ clientId: 'mixer-1-again', clean: true, username: 'mixer-1', password: 'mixer-1-token' }));
+  t.equal((await again.next('connack')).returnCode, 0, 'a new connection is accepted once one has gone');
+  for (const r of held) r.socket.destroy();
+  again.socket.destroy();
+  await sleep(300);
+  t.ok(await serves(small), 'and the agent serves a well-behaved client');
+  t.equal(logsMatching(small, /connection limit reached/).length, 1, 'still one log line');
+});
+
+t.test('thousands of subscriptions: 0x80 past maxSubscriptionsPerClient, one log line', async (t) => {
+  const clientId = 'oven-1-subscriber';
+  const r = await rawSession('oven-1', 'oven-1-token', clientId);
+  const granted: number[] = [];
+  const PACKETS = 30;
+  const PER_PACKET = 100;
+  for (let p = 0; p < PACKETS; p++) {
+    const filters = Array.from({ length: PER_PACKET }, (_, k) => `things/oven-1/commands/c${p * PER_PACKET + k}`);
+    r.socket.write(subscribeBytes(p + 1, filters));
+  }
+  for (let p = 0; p < PACKETS; p++) {
+    const suback = await r.next('suback');
+    t.equal(suback.messageId, p + 1);
+    granted.push(...suback.granted!);
+  }
+  t.equal(granted.length, PACKETS * PER_PACKET);
+  const max = LIMITS.maxSubscriptionsPerClient;
+  t.same(granted.slice(0, max), Array(max).fill(1), `the first ${max} granted`);
+  t.ok(
+    granted.slice(max).every((g) => g === 0x80),
+    `the other ${granted.length - max} refused with 0x80`,
+  );
+  t.equal(logsMatching(agent, /subscription limit reached/, (l) => l.clientId === clientId).length, 1, 'one log line for this client');
+  // A filter it already holds is not a new subscription; an unsubscribed one frees a place.
+  r.socket.write(subscribeBytes(1000, ['things/oven-1/commands/c0']));
+  t.same((await r.next('suback')).granted, [1], 'resubscribing to a held filter is granted');
+  r.socket.write(gen({ cmd: 'unsubscribe', messageId: 1001, unsubscriptions: Array.from({ length: 10 }, (_, k) => `things/oven-1/commands/c${k}`) }));
+  await r.next('unsuback');
+  r.socket.write(subscribeBytes(1002, Array.from({ length: 12 }, (_, k) => `things/oven-1/commands/new${k}`)));
+  t.same((await r.next('suback')).granted, [...Array(10).fill(1), 0x80, 0x80], 'after 10 unsubscriptions, 10 new subscriptions fit, no more');
+  t.ok(r.closedAfter() === undefined, 'the client stays connected');
+  t.equal(logsMatching(agent, /subscription limit reached/, (l) => l.clientId === clientId).length, 1, 'still one log line');
+  r.socket.destroy();
+  t.ok(await serves(agent), 'still serves a well-behaved client');
+});
+
+t.test('a flood of denied publishes: dropped, client stays connected, a handful of audit and log lines', async (t) => {
+  const clientId = 'oven-1-flooder';
+  // A device may publish only its own telemetry: mixer-1's telemetry is TOPIC_DENIED for oven-1.
+  const topic = 'things/mixer-1/telemetry/temp';
+  const mixer = await connect(agent.port, { clientId: 'mixer-1-watch', username: 'tech-anna', password: 'anna-pass' });
+  t.equal(await subscribe(mixer, 'things/mixer-1/telemetry/#'), 1, 'a reader of mixer-1 telemetry');
+  const r = await rawSession('oven-1', 'oven-1-token', clientId);
+  const N = 20_000;
+  const one = publishBytes(topic, 'x');
+  const started = Date.now();
+  for (let sent = 0; sent < N; sent += 1000) r.socket.write(Buffer.concat(Array(Math.min(1000, N - sent)).fill(one)));
+  r.socket.write(gen({ cmd: 'pingreq' }));
+  await r.next('pingresp', 20_000);
+  const floodMs = Date.now() - started;
+  t.pass(`${N} denied QoS 0 publishes processed in ${floodMs} ms`);
+  r.socket.write(publishBytes(topic, 'q1', 1, 77));
+  t.equal((await r.next('puback')).messageId, 77, 'a denied QoS 1 publish is still acknowledged');
+  t.ok(r.closedAfter() === undefined, 'the client is still connected');
+  await sleep(500);
+  t.same(mixer.messages, [], 'nothing was delivered');
+
+  // Audit: every denial counted, in a handful of coalesced lines.
+  const dir = join(agent.stateDir, 'audit');
+  let lines: Awaited<ReturnType<typeof readAudit>> = [];
+  const counted = () => lines.reduce((n, e) => n + (e.count ?? 1), 0);
+  await until(() => false, 300);
+  for (let k = 0; k < 30 && counted() < N + 1; k++) {
+    lines = (await readAudit(dir)).filter((e) => e.clientId === clientId);
+    if (counted() < N + 1) await sleep(100);
+  }
+  t.equal(counted(), N + 1, `all ${N + 1} denials are in the audit log`);
+  t.ok(
+    lines.every((e) => e.decision === 'deny' && e.reason === 'TOPIC_DENIED' && e.topic === topic),
+    'as TOPIC_DENIED',
+  );
+  const budget = 3 + Math.ceil(floodMs / 1000) * 2;
+  t.ok(lines.length <= budget, `in ${lines.length} audit lines (counts ${lines.map((e) => e.count ?? 1).join(', ')}), at most ${budget}`);
+
+  // Log: rate-limited; the rest reported as a count when the client goes.
+  r.socket.destroy();
+  await agent.waitLog(/denials not logged individually/, 3000).catch(() => undefined);
+  const denied = logsMatching(agent, /^denied$/, (l) => l.clientId === clientId);
+  const summary = logsMatching(agent, /denials not logged individually/, (l) => l.clientId === clientId);
+  t.ok(denied.length >= 1 && denied.length <= 3, `${denied.length} 'denied' log line(s)`);
+  const suppressed = [...denied, ...summary].reduce((n, l) => n + Number(l.suppressed ?? 0), 0);
+  t.equal(denied.length + suppressed, N + 1, 'logged plus suppressed = every denial');
+  t.ok(summary.length <= 1, 'one summary line when the client goes');
+  await endAll(mixer);
+  t.ok(await serves(agent), 'still serves a well-behaved client');
+});
+
+t.test('malformed packets: the agent stays up and serves a well-behaved client after each', async (t) => {
+  const creds = () => connectBytes({ clientId: `oven-1-bad-${++idSeq}`, clean: true, username: 'oven-1', password: 'oven-1-token' });
+  const withLength = (first: number, body: number[]) => Buffer.from([first, body.length, ...body]);
+  const badUtf8Topic = (() => {
+    const topic = Buffer.from([0x74, 0x2f, 0xc3, 0x28, 0xff, 0xfe]); // "t/" + ill-formed UTF-8
+    return Buffer.concat([Buffer.from([0x30, 2 + topic.length + 1, 0, topic.length]), topic, Buffer.from('x')]);
+  })();
+  const nulTopic = (() => {
+    const topic = Buffer.from('things/oven-1/telemetry/a\u0000b');
+    return Buffer.concat([Buffer.from([0x30, 2 + topic.length + 1, 0, topic.length]), topic, Buffer.from('x')]);
+  })();
+  const connectReservedFlag = (() => {
+    const b = Buffer.from(creds());
+    b[9] = b[9]! | 0x01; // connect flags: the reserved bit
+    return b;
+  })();
+  const cases: { name: string; connect: boolean; bytes: Buffer; end?: boolean; mustClose: boolean }[] = [
+    { name: 'SUBSCRIBE with fixed-header flags 0000', connect: true, bytes: withLength(0x80, [0, 1, 0, 3, 0x61, 0x2f, 0x62, 1]), mustClose: true },
+    { name: 'PUBLISH with QoS 3', connect: true, bytes: withLength(0x36, [0, 3, 0x61, 0x2f, 0x62, 0, 1, 0x78]), mustClose: true },
+    { name: 'PUBREL with flags 0000', connect: true, bytes: withLength(0x60, [0, 1]), mustClose: true },
+    { name: 'PINGREQ with flags 0001', connect: true, bytes: withLength(0xc1, []), mustClose: true },
+    { name: 'CONNECT with the reserved flag set', connect: false, bytes: connectReservedFlag, mustClose: true },
+    { name: 'PUBLISH with an ill-formed UTF-8 topic', connect: true, bytes: badUtf8Topic, mustClose: false },
+    { name: 'PUBLISH with U+0000 in the topic', connect: true, bytes: nulTopic, mustClose: false },
+    { name: 'PUBLISH before CONNECT', connect: false, bytes: publishBytes('things/oven-1/telemetry/t', 'x'), mustClose: true },
+    { name: 'a second CONNECT', connect: true, bytes: creds(), mustClose: true },
+    { name: 'reserved packet type 0 before CONNECT', connect: false, bytes: withLength(0x00, []), mustClose: true },
+    { name: 'reserved packet type 0 after CONNECT', connect: true, bytes: withLength(0x00, [1, 2, 3]), mustClose: true },
+    { name: 'packet type 15 (AUTH, MQTT 5 only) after CONNECT', connect: true, bytes: withLength(0xf0, [0]), mustClose: true },
+    { name: 'packet type 15 before CONNECT', connect: false, bytes: withLength(0xf0, []), mustClose: true },
+    { name: 'SUBSCRIBE with no filters', connect: true, bytes: withLength(0x82, [0, 1]), mustClose: true },
+    { name: 'SUBSCRIBE with a filter length past the end', connect: true, bytes: withLength(0x82, [0, 1, 0, 50, 0x61, 1]), mustClose: true },
+    { name: 'CONNECT with protocol name "MQIsdpX"', connect: false, bytes: withLength(0x10, [0, 7, ...Buffer.from('MQIsdpX'), 4, 2, 0, 30, 0, 1, 0x61]), mustClose: true },
+    { name: 'truncated CONNECT, then close', connect: false, bytes: creds().subarray(0, 12), end: true, mustClose: false },
+    { name: 'truncated PUBLISH, then close', connect: true, bytes: publishBytes('things/oven-1/telemetry/t', Buffer.alloc(200, 1)).subarray(0, 60), end: true, mustClose: false },
+    { name: 'truncated remaining length, then close', connect: true, bytes: Buffer.from([0x30, 0xff, 0xff]), end: true, mustClose: false },
+  ];
+  for (const c of cases) {
+    const r = c.connect ? await rawSession('oven-1', 'oven-1-token') : await raw(agent.port);
+    r.socket.write(c.bytes);
+    if (c.end) r.socket.end();
+    if (c.mustClose) t.ok(await closesWithin(r, 1000), `${c.name}: the agent closes the connection`);
+    else await closesWithin(r, 200);
+    r.socket.destroy();
+    t.ok(await serves(agent), `${c.name}: the agent is up and serves a well-behaved client`);
+  }
+  t.ok(alive(agent), 'the agent process is alive');
+  t.notOk(
+    agent.logs().some((l) => /RangeError|uncaught|unhandled/i.test(l)),
+    'no crash-like errors in its log',
+  );
+});
