@@ -408,10 +408,25 @@ function checkSemantics(value: unknown): Issue[] {
       }
     }
   }
-  const cron = get('schedule', 'timeFloorPersist');
-  if (typeof cron === 'string' && cron !== '' && !isValidCron(cron)) {
-    const why = cronDetails(cron).errors.map((e) => e.message).join('; ');
-    issues.push({ path: 'schedule.timeFloorPersist', message: `${JSON.stringify(cron)} is not a valid cron expression${why ? ` (${why})` : ''}` });
+  const schedule = get('schedule');
+  for (const [job, cron] of Object.entries(isMapping(schedule) ? schedule : {})) {
+    if (typeof cron === 'string' && cron !== '' && !isValidCron(cron)) {
+      const why = cronDetails(cron).errors.map((e) => e.message).join('; ');
+      issues.push({ path: `schedule.${job}`, message: `${JSON.stringify(cron)} is not a valid cron expression${why ? ` (${why})` : ''}` });
+    }
+  }
+  const cloud = get('cloud');
+  if (isMapping(cloud)) {
+    if ((cloud.cert === null) !== (cloud.key === null)) {
+      issues.push({ path: cloud.cert === null ? 'cloud.cert' : 'cloud.key', message: 'cloud.cert and cloud.key go together' });
+    }
+    const tlsOnly = (['ca', 'cert'] as const).find((k) => typeof cloud[k] === 'string');
+    if (tlsOnly && typeof cloud.url === 'string' && cloud.url.startsWith('mqtt://')) {
+      issues.push({ path: `cloud.${tlsOnly}`, message: 'needs an mqtts:// cloud.url (TLS)' });
+    }
+    if (typeof cloud.reconnectMinMs === 'number' && typeof cloud.reconnectMaxMs === 'number' && cloud.reconnectMinMs > cloud.reconnectMaxMs) {
+      issues.push({ path: 'cloud.reconnectMaxMs', message: `${cloud.reconnectMaxMs} is less than cloud.reconnectMinMs (${cloud.reconnectMinMs})` });
+    }
   }
   const rules = get('topics', 'rules');
   const maxLevels = get('limits', 'maxTopicLevels');
@@ -437,6 +452,11 @@ function resolvePaths(c: AgentConfig, baseDir: string): void {
   if (tls.cert !== null) tls.cert = abs(tls.cert);
   if (tls.key !== null) tls.key = abs(tls.key);
   if (tls.ca !== null) tls.ca = abs(tls.ca);
+  const cloud = c.cloud;
+  for (const k of ['passwordFile', 'ca', 'cert', 'key'] as const) {
+    const v = cloud[k];
+    if (v !== null) cloud[k] = abs(v);
+  }
 }
 
 function configWarnings(c: AgentConfig, bundled: BundledPaths): string[] {

@@ -165,9 +165,54 @@ export const CONFIG_SCHEMA = Type.Object(
       },
       'logging (JSON lines on standard output)',
     ),
+    cloud: O(
+      {
+        enabled: Bool(false, 'connect to the cloud MQTT broker (the agent enforces its stored snapshot with or without it)'),
+        url: Type.String({
+          default: 'mqtt://127.0.0.1:1883',
+          pattern: '^(mqtt|mqtts)://[^/?#]+$',
+          description: 'the cloud broker: mqtt://host:port (TCP) or mqtts://host:port (TLS)',
+        }),
+        clientId: Type.String({ default: 'edgewarden-{gatewayId}', minLength: 1, maxLength: 128, description: 'MQTT client id at the cloud broker; {gatewayId} is replaced' }),
+        prefix: Type.String({
+          default: 'edgewarden/{gatewayId}/',
+          minLength: 2,
+          pattern: '^[^+#\\u0000]*/$',
+          description: 'topic prefix of this gateway at the cloud broker, ending in /; {gatewayId} is replaced',
+        }),
+        username: Type.Unsafe<string | null>({ type: ['string', 'null'], minLength: 1, default: null, description: 'username at the cloud broker; null = none' }),
+        passwordFile: PathOrNull('file holding the password for the cloud broker (first line); null = none. Never in this file itself'),
+        ca: PathOrNull('CA certificates (PEM) that the cloud broker\'s certificate must chain to (mqtts); null = the system\'s CAs'),
+        cert: PathOrNull('client certificate (PEM) presented to the cloud broker (mqtts); null = none'),
+        key: PathOrNull('private key (PEM) of the client certificate'),
+        keepaliveSeconds: Int(60, 5, 3600, 'MQTT keepalive with the cloud broker, in seconds'),
+        connectTimeoutMs: Int(30_000, 1000, 600_000, 'give up a connection attempt after this long'),
+        reconnectMinMs: Int(1000, 10, 3_600_000, 'first reconnect delay; doubles on each failure'),
+        reconnectMaxMs: Int(300_000, 100, 86_400_000, 'longest reconnect delay; each delay is drawn at random below the current bound (full jitter)'),
+        inflight: Int(32, 1, 65535, 'queued messages sent and not yet acknowledged by the cloud broker at once'),
+        forward: Type.Array(Type.String({ minLength: 1, maxLength: 65535, pattern: TOPIC_FILTER_PATTERN, description: 'a local MQTT topic filter' }), {
+          default: ['things/+/telemetry/#', 'things/+/alerts/#', 'things/+/commands/+/reply'],
+          description: 'local topic filters whose (allowed) messages are sent up, under <prefix>up/',
+        }),
+        queue: O(
+          {
+            maxBytes: Int(64 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024 * 1024, 'disk bound of the upward queue in bytes; when full the oldest messages are dropped and counted'),
+            syncIntervalMs: Int(20, 0, 10_000, 'how long appends wait to share one fsync; a message is queued once it is on disk'),
+          },
+          'the store-and-forward queue of upward messages (<stateDir>/outbox)',
+        ),
+      },
+      'the link to the cloud MQTT broker (SPEC section 5)',
+    ),
     schedule: O(
-      { timeFloorPersist: Type.String({ default: '*/1 * * * *', minLength: 1, description: 'node-cron expression: when the time floor is written to disk' }) },
-      'periodic jobs',
+      {
+        timeFloorPersist: Type.String({ default: '*/1 * * * *', minLength: 1, description: 'node-cron expression: when the time floor is written to disk' }),
+        snapshotRefresh: Type.String({ default: '17 */6 * * *', minLength: 1, description: 'node-cron expression: when the agent asks the cloud for a fresh snapshot (also on every reconnect)' }),
+        expiryCheck: Type.String({ default: '*/1 * * * *', minLength: 1, description: 'node-cron expression: when the snapshot\'s expiry is checked, logged and reported in the status' }),
+        auditUpload: Type.String({ default: '*/1 * * * *', minLength: 1, description: 'node-cron expression: when new audit records are queued for the cloud' }),
+        queueCompact: Type.String({ default: '*/10 * * * *', minLength: 1, description: 'node-cron expression: when fully sent queue segments are deleted' }),
+      },
+      'periodic jobs (node-cron; none runs twice at once)',
     ),
   },
   {

@@ -68,7 +68,25 @@ t.test('DEFAULT_CONFIG holds the documented defaults, frozen', async (t) => {
     audit: { maxBytes: 10485760, flushIntervalMs: 1000 },
     cache: { decisionsPerClient: 256, credentials: 10000 },
     log: { level: 'info' },
-    schedule: { timeFloorPersist: '*/1 * * * *' },
+    cloud: {
+      enabled: false,
+      url: 'mqtt://127.0.0.1:1883',
+      clientId: 'edgewarden-{gatewayId}',
+      prefix: 'edgewarden/{gatewayId}/',
+      username: null,
+      passwordFile: null,
+      ca: null,
+      cert: null,
+      key: null,
+      keepaliveSeconds: 60,
+      connectTimeoutMs: 30000,
+      reconnectMinMs: 1000,
+      reconnectMaxMs: 300000,
+      inflight: 32,
+      forward: ['things/+/telemetry/#', 'things/+/alerts/#', 'things/+/commands/+/reply'],
+      queue: { maxBytes: 67108864, syncIntervalMs: 20 },
+    },
+    schedule: { timeFloorPersist: '*/1 * * * *', snapshotRefresh: '17 */6 * * *', expiryCheck: '*/1 * * * *', auditUpload: '*/1 * * * *', queueCompact: '*/10 * * * *' },
   };
   t.same(DEFAULT_CONFIG, expected);
   t.ok(Object.isFrozen(DEFAULT_CONFIG.listeners.tcp), 'deeply frozen');
@@ -244,6 +262,15 @@ const cases: Case[] = [
   ['cert is a number', { ...K, listeners: { tls: { cert: 5 } } }, 'listeners.tls.cert', /^must be string or null, got number$/],
   ['bad cron', { ...K, schedule: { timeFloorPersist: '61 * * * *' } }, 'schedule.timeFloorPersist', /^"61 \* \* \* \*" is not a valid cron expression \(61 is a invalid expression for minute\)$/],
   ['cron with too few fields', { ...K, schedule: { timeFloorPersist: 'hourly' } }, 'schedule.timeFloorPersist', /not a valid cron expression \(expected 5 or 6 fields/],
+  ['bad cron in another job', { ...K, schedule: { auditUpload: '* * * * * * *' } }, 'schedule.auditUpload', /not a valid cron expression/],
+  ['cloud url scheme', { ...K, cloud: { url: 'http://cloud.example:1883' } }, 'cloud.url', /must match|mqtt/],
+  ['cloud prefix without a trailing slash', { ...K, cloud: { prefix: 'edgewarden/{gatewayId}' } }, 'cloud.prefix', /./],
+  ['cloud prefix with a wildcard', { ...K, cloud: { prefix: 'edgewarden/+/' } }, 'cloud.prefix', /./],
+  ['cloud cert without key', { ...K, cloud: { url: 'mqtts://cloud.example:8883', cert: 'c.pem' } }, 'cloud.key', /cloud.cert and cloud.key go together/],
+  ['cloud ca over plain TCP', { ...K, cloud: { ca: 'ca.pem' } }, 'cloud.ca', /needs an mqtts:\/\/ cloud.url/],
+  ['cloud reconnect bounds reversed', { ...K, cloud: { reconnectMinMs: 5000, reconnectMaxMs: 1000 } }, 'cloud.reconnectMaxMs', /less than cloud.reconnectMinMs/],
+  ['cloud password in the file', { ...K, cloud: { password: 'secret' } }, 'cloud.password', /unknown key/],
+  ['cloud forward filter', { ...K, cloud: { forward: ['things/#/x'] } }, 'cloud.forward[0]', /not a valid MQTT topic filter/],
   ['bad expiredMode', { ...K, snapshot: { expiredMode: 'lenient' } }, 'snapshot.expiredMode', /^must be one of read-only, deny-all, enforce; got "lenient"$/],
   ['bad log level', { ...K, log: { level: 'verbose' } }, 'log.level', /^must be one of fatal, error, warn, info, debug, trace, silent; got "verbose"$/],
   ['no trusted key in a file', {}, 'trust.keys', /^must name at least one trusted public key/],
@@ -363,7 +390,7 @@ t.test('docs/config.md documents exactly the schema keys', async (t) => {
   for (const key of keys.filter((k) => !k.includes('[]') && k !== 'trust.keys')) {
     const value = leaf(key);
     if (value !== null && typeof value === 'object' && !Array.isArray(value)) continue;
-    t.match(rows.get(key) ?? '', `\`${Array.isArray(value) ? '[]' : String(value)}\``, `${key}: documented default`);
+    t.match(rows.get(key) ?? '', `\`${Array.isArray(value) ? `[${value.join(', ')}]` : String(value)}\``, `${key}: documented default`);
   }
 });
 
