@@ -27,6 +27,7 @@ export const ERROR_CODES = {
   // keys and files
   EW_KEY_READ: 'a key file cannot be read or is not an Ed25519 key',
   EW_STORE_IO: 'a state file cannot be read or written',
+  EW_OUTBOX_RECORD_TOO_LARGE: 'a message for the cloud is larger than the outbox accepts (refused, not queued)',
   // command line
   EW_USAGE: 'the command line is wrong',
 } as const;
