@@ -6,8 +6,17 @@ import { EwError, type ErrorCode } from '../errors.js';
 import { DEFAULT_MAX_SNAPSHOT_BYTES } from '../snapshot/snapshot.js';
 import { loadPolicyText, MAX_POLICY_BYTES, type ValidatedPolicy } from '../policy/validate.js';
 
-/** The package's root directory (where package.json and config/ are). */
+// Defined only in the single-file executable (scripts/package.mjs, esbuild `define`): the version,
+// since there is no package.json beside the executable.
+declare const __EDGEWARDEN_SEA__: { readonly version: string } | undefined;
+export const SEA_BUILD = typeof __EDGEWARDEN_SEA__ === 'undefined' ? undefined : __EDGEWARDEN_SEA__;
+
+/**
+ * The package's root directory (where package.json and config/ are). In the single-file
+ * executable, the executable's own (real) directory: config/ ships beside it (docs/packaging.md).
+ */
 export function packageRoot(): string {
+  if (SEA_BUILD) return dirname(process.execPath);
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 6; i++) {
     if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'config'))) return dir;

@@ -7,15 +7,17 @@ import { POLICY_FILE_SCHEMA } from '../policy/schema.js';
 import { catalogCommand } from './catalog.js';
 import { explainCommand } from './explain.js';
 import { hashCommand } from './hash.js';
-import { bundled, packageRoot } from './io.js';
+import { bundled, packageRoot, SEA_BUILD } from './io.js';
 import { keygenCommand } from './keygen.js';
 import { processIo, type Io } from './output.js';
 import { diffCommand, inspectCommand, signCommand, verifyCommand } from './snapshot.js';
 import { installCommand } from './snapshot-install.js';
+import { publishCommand, type PublishOptions } from './snapshot-publish.js';
 import { runCommand } from './run.js';
 import { auditTailCommand } from './audit.js';
 
 function packageVersion(): string {
+  if (SEA_BUILD) return SEA_BUILD.version;
   try {
     return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
   } catch {
@@ -99,6 +101,21 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('-c, --config <file>', 'the agent\'s configuration (default: the embedded defaults)')
     .option('--state-dir <dir>', 'the agent\'s state directory (overrides the configuration)')
     .action(async (file: string, o: { config?: string; stateDir?: string }) => setExit(await installCommand(file, o, io)));
+
+  snapshot
+    .command('publish <file>')
+    .description('(cloud side) verify a snapshot and publish it, retained, to its gateway\'s snapshot topic on an MQTT broker')
+    .requiredOption('--url <url>', 'the cloud broker: mqtt://host:port or mqtts://host:port')
+    .option('-t, --trust <key>', 'trusted public key to verify it with (repeatable; default: the demo key)', collect)
+    .option('--gateway <id>', 'refuse unless the snapshot is for this gateway')
+    .option('--prefix <prefix>', 'the gateway\'s topic prefix ({gatewayId} is replaced)', 'edgewarden/{gatewayId}/')
+    .option('--username <name>', 'username at the broker')
+    .option('--password-file <file>', 'file whose first line is the password')
+    .option('--ca <file>', 'CA certificates (PEM) for mqtts')
+    .option('--cert <file>', 'client certificate (PEM) for mqtts')
+    .option('--key <file>', 'client key (PEM) for mqtts')
+    .option('--timeout <seconds>', 'give up after this long', '15')
+    .action(async (file: string, o: PublishOptions) => setExit(await publishCommand(file, o, io)));
 
   program
     .command('run')

@@ -48,6 +48,10 @@ export interface StartOptions {
   bootstrap?: string | null;
   configFile?: string;
   port?: number;
+  /** The program and its leading arguments (default: this node and the built bin/edgewarden.js), e.g. a packaged executable. */
+  command?: string[];
+  /** How long to wait for the 'ready' log line (default 15 s). */
+  readyTimeoutMs?: number;
 }
 
 export async function startAgent(opts: StartOptions = {}): Promise<AgentProcess> {
@@ -67,8 +71,9 @@ export async function startAgent(opts: StartOptions = {}): Promise<AgentProcess>
     configFile = join(stateDir, 'test-config.yaml');
     writeFileSync(configFile, parseDocument(JSON.stringify(cfg)).toString());
   }
-  const args = [BIN, 'run', '-c', configFile, '--state-dir', stateDir, '--port', String(opts.port ?? 0)];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const [program, ...leading] = opts.command ?? [process.execPath, BIN];
+  const args = [...leading, 'run', '-c', configFile, '--state-dir', stateDir, '--port', String(opts.port ?? 0)];
+  const child = spawn(program!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
   const onLine = (line: string) => {
@@ -101,7 +106,10 @@ export async function startAgent(opts: StartOptions = {}): Promise<AgentProcess>
       exited.then(() => setTimeout(() => reject(new Error(`agent exited before logging ${re}; logs:\n${lines.slice(-30).join('\n')}`)), 50));
     });
   };
-  const ready = await waitLog(/"msg":"ready"/);
+  const ready = await waitLog(/"msg":"ready"/, opts.readyTimeoutMs).catch((err: Error) => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    throw err;
+  });
   const port = (JSON.parse(ready) as { tcp: number }).tcp;
   return {
     port,

