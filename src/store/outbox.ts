@@ -49,6 +49,12 @@
 // - Corruption never throws: open() verifies every record's CRC, truncates a torn tail (a record cut
 //   by a power cut), skips over a damaged record to the next valid one, sets aside segment files
 //   that are not segments, ignores unknown files, and reports each problem through `onProblem`.
+import { fsync as fsyncCb, closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
+import { mkdir, open as openAsync, readdir, rename, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as zlib from 'node:zlib';
+import { EwError } from '../errors.js';
+import { readFileBounded, removeStaleTempFiles, writeFileAtomic } from './atomic-file.js';
 
 export type OutboxQos = 0 | 1;
 
@@ -65,7 +71,7 @@ export interface OutboxRecord {
 }
 
 export interface OutboxOptions {
-  /** The outbox's own directory (created, mode 0700). Nothing else may write in it. */
+  /** The outbox's own directory (created, mode 0700). Nothing else may write in it; one process at a time. */
   readonly dir: string;
   /** Bound on the segment files' total size, bytes (at least 4096). */
   readonly maxBytes: number;
@@ -75,7 +81,7 @@ export interface OutboxOptions {
   readonly syncIntervalMs?: number;
   /** The persisted ack point is written at most this long after an ack. Default 1000 ms. */
   readonly ackSyncIntervalMs?: number;
-  /** Larger records (25 bytes + topic + payload) are refused. Default and upper bound min(1 MiB, maxBytes / 4). */
+  /** Larger records (25 bytes + topic + payload) are refused. Default and upper bound min(1 MiB, maxBytes / 4); at least 64. */
   readonly maxRecordBytes?: number;
   /** Told about every problem found and recovered from (corrupt records, torn tails, failed writes). */
   readonly onProblem?: (msg: string) => void;
@@ -118,41 +124,818 @@ export interface OutboxLimits {
 
 /** Bytes a record takes on disk besides its topic and payload. */
 export const RECORD_OVERHEAD_BYTES = 25;
+/** The file that holds the persisted ack point and drop count. */
+export const OUTBOX_STATE_FILE = 'state.json';
+
+const MAGIC = Buffer.from('EWOUTBX1', 'latin1');
+const HEADER_BYTES = MAGIC.length;
+const REC_HEADER = 16; // len, crc, seq
+const BODY_FIXED = 9; // flags, enqueuedAt u48, topic length
+const MIB = 1024 * 1024;
+/** No record is ever larger (maxRecordBytes is clamped to it), so a larger length is damage. */
+const HARD_MAX_RECORD = MIB;
+const INDEX_EVERY = 64;
+const READ_CHUNK = 256 * 1024;
+const MAX_STATE_BYTES = 4096;
+const SEGMENT_NAME = /^(\d{1,16})\.seg$/;
+const MAX_U48 = 2 ** 48 - 1;
+const TWO_32 = 2 ** 32;
+
+// --- CRC-32 (zlib.crc32 from Node 20.15; a table for older 20.x) ----------------------------------
+
+type Crc32 = (data: Uint8Array, value?: number) => number;
+
+function tableCrc32(): Crc32 {
+  const table = new Int32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c;
+  }
+  return (data, value = 0) => {
+    let c = ~value;
+    for (let i = 0; i < data.length; i++) c = table[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
+    return ~c >>> 0;
+  };
+}
+
+const crc32: Crc32 = typeof (zlib as { crc32?: unknown }).crc32 === 'function' ? (zlib.crc32 as Crc32) : tableCrc32();
+
+function recordCrc(rec: Uint8Array): number {
+  return crc32(rec.subarray(8), crc32(rec.subarray(0, 4)));
+}
+
+// --- helpers ---------------------------------------------------------------------------------------
+
+function segmentName(firstSeq: number): string {
+  return `${String(firstSeq).padStart(16, '0')}.seg`;
+}
+
+function errText(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  return e?.code ?? (e as Error)?.message ?? String(err);
+}
+
+function ioError(where: string, step: string, err: unknown): EwError {
+  if (err instanceof EwError) return err;
+  return new EwError('EW_STORE_IO', `cannot ${step}: ${errText(err)}`, { where, cause: err });
+}
+
+function fsyncFd(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fsyncCb(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+/** fsync of a directory; a filesystem that refuses it (EINVAL, ENOTSUP, EISDIR) has nothing better to offer. */
+async function syncDir(dir: string): Promise<void> {
+  const handle = await openAsync(dir, 'r');
+  try {
+    await handle.sync();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EISDIR') throw err;
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
+}
+
+function writeAll(fd: number, buf: Uint8Array, position: number): void {
+  let off = 0;
+  while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off, position + off);
+}
+
+function readFull(fd: number, buf: Buffer, length: number, position: number): number {
+  let off = 0;
+  while (off < length) {
+    const n = readSync(fd, buf, off, length - off, position + off);
+    if (n === 0) break;
+    off += n;
+  }
+  return off;
+}
+
+function intOption(name: string, value: number | undefined, fallback: number, min: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min) throw new RangeError(`outbox option ${name} must be a number >= ${min}, not ${String(value)}`);
+  return Math.floor(value);
+}
+
+// --- segments --------------------------------------------------------------------------------------
+
+interface Segment {
+  /** From the file name: no record in it has a lower seq. */
+  readonly firstSeq: number;
+  readonly path: string;
+  fd: number;
+  /** Bytes on disk (header + records); appends go here. */
+  size: number;
+  /** Records are read up to here (below size only after damage found while reading). */
+  readEnd: number;
+  /** Bytes known to be fsynced. */
+  synced: number;
+  count: number;
+  lastSeq: number;
+  /** No more appends (damage found while reading). */
+  sealed: boolean;
+  /** Sparse index: every INDEX_EVERY-th record's seq and offset (the first record always). */
+  readonly idxSeq: number[];
+  readonly idxOff: number[];
+  /** Damaged stretches found at open: offset -> offset of the next valid record. */
+  skips: Map<number, number> | undefined;
+}
+
+function newSegment(firstSeq: number, path: string, fd: number): Segment {
+  return { firstSeq, path, fd, size: HEADER_BYTES, readEnd: HEADER_BYTES, synced: 0, count: 0, lastSeq: 0, sealed: false, idxSeq: [], idxOff: [], skips: undefined };
+}
+
+function noteRecord(seg: Segment, seq: number, offset: number, bytes: number): void {
+  if (seg.count % INDEX_EVERY === 0) {
+    seg.idxSeq.push(seq);
+    seg.idxOff.push(offset);
+  }
+  seg.count++;
+  seg.lastSeq = seq;
+  seg.size = offset + bytes;
+  seg.readEnd = seg.size;
+}
+
+/** One window of one segment file kept in memory, so sequential reads cost one read(2) per chunk. */
+class Reader {
+  private seg: Segment | undefined;
+  private start = 0;
+  private len = 0;
+  private readonly buf = Buffer.allocUnsafe(READ_CHUNK);
+
+  /** [off, off + n) of the segment's file, or undefined when the file is shorter. Valid until the next call. */
+  bytes(seg: Segment, off: number, n: number): Buffer | undefined {
+    if (this.seg === seg && off >= this.start && off + n <= this.start + this.len) return this.buf.subarray(off - this.start, off - this.start + n);
+    if (n > READ_CHUNK) {
+      const big = Buffer.allocUnsafe(n);
+      return readFull(seg.fd, big, n, off) === n ? big : undefined;
+    }
+    this.seg = undefined;
+    this.len = readFull(seg.fd, this.buf, READ_CHUNK, off);
+    this.seg = seg;
+    this.start = off;
+    return n <= this.len ? this.buf.subarray(0, n) : undefined;
+  }
+
+  forget(seg?: Segment): void {
+    if (seg === undefined || this.seg === seg) this.seg = undefined;
+  }
+}
+
+interface RecordHead {
+  readonly seq: number;
+  /** Whole record, header included. */
+  readonly bytes: number;
+}
+
+/**
+ * The record at `off` if it is whole and valid: length in range, CRC, seq above `prevSeq` (and
+ * not below the segment's first seq), known flags, topic within the body.
+ */
+function validRecordAt(reader: Reader, seg: Segment, off: number, end: number, prevSeq: number): RecordHead | undefined {
+  if (off + REC_HEADER + BODY_FIXED > end) return undefined;
+  const head = reader.bytes(seg, off, REC_HEADER + BODY_FIXED);
+  if (!head) return undefined;
+  const len = head.readUInt32BE(0);
+  const bytes = REC_HEADER + len;
+  if (len < BODY_FIXED || bytes > HARD_MAX_RECORD || off + bytes > end) return undefined;
+  const hi = head.readUInt32BE(8);
+  if (hi > 0x1fffff) return undefined;
+  const seq = hi * TWO_32 + head.readUInt32BE(12);
+  if (seq <= prevSeq || seq < seg.firstSeq || seq < 1) return undefined;
+  if ((head[16]! & ~3) !== 0) return undefined;
+  if (head.readUInt16BE(23) > len - BODY_FIXED) return undefined;
+  const stored = head.readUInt32BE(4);
+  const rec = reader.bytes(seg, off, bytes);
+  if (!rec || recordCrc(rec) !== stored) return undefined;
+  return { seq, bytes };
+}
+
+// --- the outbox ------------------------------------------------------------------------------------
+
+interface Waiter {
+  readonly seq: number;
+  readonly resolve: (seq: number) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+interface Limits {
+  maxBytes: number;
+  segmentBytes: number;
+  maxRecordBytes: number;
+  syncIntervalMs: number;
+  ackSyncIntervalMs: number;
+}
+
+function resolveLimits(opts: OutboxOptions): Limits {
+  const maxBytes = intOption('maxBytes', opts.maxBytes, Number.NaN, 4096);
+  if (Number.isNaN(maxBytes)) throw new RangeError('outbox option maxBytes is required');
+  const segLow = Math.max(1024, Math.ceil(maxBytes / 1024));
+  const segHigh = Math.floor(maxBytes / 4);
+  const segmentBytes = Math.min(segHigh, Math.max(segLow, intOption('segmentBytes', opts.segmentBytes, Math.min(8 * MIB, Math.floor(maxBytes / 8)), 0)));
+  const recHigh = Math.min(HARD_MAX_RECORD, Math.floor(maxBytes / 4));
+  const maxRecordBytes = Math.min(recHigh, Math.max(64, intOption('maxRecordBytes', opts.maxRecordBytes, recHigh, 0)));
+  return {
+    maxBytes,
+    segmentBytes,
+    maxRecordBytes,
+    syncIntervalMs: intOption('syncIntervalMs', opts.syncIntervalMs, 5, 0),
+    ackSyncIntervalMs: intOption('ackSyncIntervalMs', opts.ackSyncIntervalMs, 1000, 0),
+  };
+}
 
 export class Outbox {
+  readonly dir: string;
+  private readonly lim: Limits;
+  private readonly report: (msg: string) => void;
+  private readonly clock: () => number;
+  private readonly statePath: string;
+  private readonly reader = new Reader();
+
+  /** Live segments, ascending; the last one takes appends. */
+  private segments: Segment[] = [];
+  /** Removed from the queue; their files go once the state that covers them is persisted. */
+  private doomed: Segment[] = [];
+  private liveBytes = 0;
+
+  private nextSeq = 1;
+  /** Every seq <= floor is acknowledged, dropped or never existed. */
+  private floor = 0;
+  /** Acknowledged out of order, all > floor + 1. */
+  private readonly ackedAbove = new Set<number>();
+  /** Seqs above floor that no record has (lost to damage), [from, to] inclusive, ascending. */
+  private gaps: Array<[number, number]> = [];
+  private durableSeq = 0;
+  private dropped = 0;
+
+  private persistedFloor = -1;
+  private persistedDropped = -1;
+
+  private waiters: Waiter[] = [];
+  private waiterHead = 0;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private flushQueued = false;
+  private stateTimer: NodeJS.Timeout | undefined;
+  private dirDirty = false;
+  /** Every async file operation runs on this chain, one at a time: no fd is closed under an fsync. */
+  private io: Promise<void> = Promise.resolve();
+  private closed = false;
+  private closing: Promise<void> | undefined;
+  private oldestCache: { floor: number; at: number } | undefined;
+
+  private constructor(opts: OutboxOptions, lim: Limits) {
+    this.dir = opts.dir;
+    this.lim = lim;
+    this.clock = opts.now ?? Date.now;
+    const onProblem = opts.onProblem;
+    this.report = (msg) => {
+      try {
+        onProblem?.(`outbox ${opts.dir}: ${msg}`);
+      } catch {
+        // a failing logger must not break the queue
+      }
+    };
+    this.statePath = join(opts.dir, OUTBOX_STATE_FILE);
+  }
+
   /**
    * Opens (or creates) the outbox in `opts.dir`: scans and verifies the segments, recovers what is
-   * valid, and continues the sequence. Rejects only when the directory cannot be created or listed
-   * (EW_STORE_IO) or the options are not numbers in range (RangeError).
+   * valid, and continues the sequence. Rejects only when the directory cannot be created or listed,
+   * or no segment can be created in it (EW_STORE_IO), or an option is not a number in range
+   * (RangeError).
    */
   static async open(opts: OutboxOptions): Promise<Outbox> {
-    void opts;
-    throw new Error('not implemented yet');
+    const ob = new Outbox(opts, resolveLimits(opts));
+    await ob.load();
+    return ob;
   }
 
   /** The effective limits. */
   get limits(): OutboxLimits {
-    throw new Error('not implemented yet');
+    return { ...this.lim };
   }
+
+  // --- open ----------------------------------------------------------------------------------------
+
+  private async load(): Promise<void> {
+    const dir = this.dir;
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw ioError(dir, 'create the outbox directory', err);
+    }
+    try {
+      await removeStaleTempFiles(dir);
+    } catch (err) {
+      this.report(`stale temp files cannot be removed (${errText(err)})`);
+    }
+    await this.loadState();
+
+    let entries;
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      throw ioError(dir, 'list the outbox directory', err);
+    }
+    const found: Array<{ seq: number; name: string }> = [];
+    const unknown: string[] = [];
+    for (const e of entries) {
+      if (e.name === OUTBOX_STATE_FILE || e.name.endsWith('.seg.corrupt')) continue;
+      const m = SEGMENT_NAME.exec(e.name);
+      const seq = m ? Number(m[1]) : Number.NaN;
+      if (m && e.isFile() && Number.isSafeInteger(seq) && seq >= 1) found.push({ seq, name: e.name });
+      else unknown.push(e.name);
+    }
+    if (unknown.length > 0) {
+      const shown = unknown.slice(0, 5).map((n) => JSON.stringify(n)).join(', ');
+      this.report(`ignored ${unknown.length} entr${unknown.length === 1 ? 'y' : 'ies'} that are not outbox files: ${shown}${unknown.length > 5 ? ', ...' : ''}`);
+    }
+    found.sort((a, b) => a.seq - b.seq);
+
+    let prevSeq = 0;
+    const gaps: Array<[number, number]> = [];
+    for (let i = 0; i < found.length; i++) {
+      const { seq, name } = found[i]!;
+      const seg = await this.scanSegment(join(dir, name), seq, i === found.length - 1, prevSeq, gaps);
+      if (!seg) continue;
+      this.segments.push(seg);
+      if (seg.count > 0) prevSeq = seg.lastSeq;
+      this.nextSeq = Math.max(this.nextSeq, seg.firstSeq, seg.lastSeq + 1);
+    }
+    this.nextSeq = Math.max(this.nextSeq, this.floor + 1);
+    this.gaps = gaps;
+    // Records between the ack point and the first record that survived do not exist: a gap.
+    const first = this.segments.find((s) => s.count > 0);
+    if (first && first.idxSeq[0]! > this.floor + 1) this.addGap(this.floor + 1, first.idxSeq[0]! - 1);
+    this.advance();
+
+    // Whole segments at or below the ack point, and empty ones, are not needed (but the last stays).
+    const last = this.segments[this.segments.length - 1];
+    this.segments = this.segments.filter((s) => {
+      if ((s === last && !(s.sealed && s.count === 0)) || (s.count > 0 && s.lastSeq > this.floor)) return true;
+      this.doomed.push(s);
+      return false;
+    });
+    if (last === undefined || last.sealed) this.roll();
+
+    this.liveBytes = this.segments.reduce((n, s) => n + s.size, 0);
+
+    // What a SIGKILL left in the page cache becomes durable now: from here on every record is.
+    for (const s of this.segments) {
+      try {
+        fsyncSync(s.fd);
+        s.synced = s.size;
+      } catch (err) {
+        this.report(`cannot fsync ${s.path} (${errText(err)})`);
+      }
+    }
+    try {
+      await syncDir(dir);
+      this.dirDirty = false;
+    } catch (err) {
+      this.report(`cannot fsync the directory (${errText(err)})`);
+    }
+    this.durableSeq = this.nextSeq - 1;
+
+    // A smaller maxBytes than last time: drop the oldest now.
+    while (this.liveBytes > this.lim.maxBytes && this.segments.length > 1) this.dropOldestSegment();
+    await this.persistAndReap();
+  }
+
+  private async loadState(): Promise<void> {
+    let bytes: Buffer | undefined;
+    try {
+      bytes = await readFileBounded(this.statePath, MAX_STATE_BYTES);
+    } catch (err) {
+      this.report(`${OUTBOX_STATE_FILE} cannot be read (${errText(err)}); every record on disk will be sent again and the drop count starts at 0`);
+      return;
+    }
+    if (bytes === undefined) return;
+    let doc: unknown;
+    try {
+      doc = JSON.parse(bytes.toString('utf8'));
+    } catch {
+      doc = undefined;
+    }
+    const d = doc as { format?: unknown; ackedThrough?: unknown; dropped?: unknown } | undefined;
+    const okInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+    if (typeof d !== 'object' || d === null || d.format !== 1 || !okInt(d.ackedThrough) || !okInt(d.dropped)) {
+      this.report(`${OUTBOX_STATE_FILE} is damaged; ignored: every record on disk will be sent again and the drop count starts at 0`);
+      return;
+    }
+    this.floor = d.ackedThrough;
+    this.dropped = d.dropped;
+    this.persistedFloor = d.ackedThrough;
+    this.persistedDropped = d.dropped;
+  }
+
+  /** Reads and verifies one segment file; repairs its tail when it is the last. Undefined: not usable. */
+  private async scanSegment(path: string, firstSeq: number, isLast: boolean, prevSeq: number, gaps: Array<[number, number]>): Promise<Segment | undefined> {
+    let fd: number;
+    try {
+      fd = openSync(path, 'r+');
+    } catch (err) {
+      this.report(`segment ${path} cannot be opened (${errText(err)}); ignored`);
+      return undefined;
+    }
+    const seg = newSegment(firstSeq, path, fd);
+    let size: number;
+    try {
+      size = fstatSync(fd).size;
+    } catch (err) {
+      closeSync(fd);
+      this.report(`segment ${path} cannot be read (${errText(err)}); ignored`);
+      return undefined;
+    }
+    const head = Buffer.alloc(HEADER_BYTES);
+    const got = readFull(fd, head, Math.min(HEADER_BYTES, size), 0);
+    if (got < HEADER_BYTES) {
+      // Cut while being created: nothing in it. The last one gets its header back.
+      if (!head.subarray(0, got).equals(MAGIC.subarray(0, got))) return await this.setAside(seg, 'is not an outbox segment');
+      if (!isLast) return seg;
+      try {
+        ftruncateSync(fd, 0);
+        writeAll(fd, MAGIC, 0);
+      } catch (err) {
+        this.report(`segment ${path} cannot be repaired (${errText(err)}); a new one is started`);
+        seg.sealed = true;
+      }
+      return seg;
+    }
+    if (!head.equals(MAGIC)) return await this.setAside(seg, 'is not an outbox segment (wrong header)');
+
+    let off = HEADER_BYTES;
+    let prev = prevSeq;
+    while (off < size) {
+      const r = validRecordAt(this.reader, seg, off, size, prev);
+      if (r) {
+        if (prev > 0 && r.seq > prev + 1) gaps.push([prev + 1, r.seq - 1]);
+        noteRecord(seg, r.seq, off, r.bytes);
+        prev = r.seq;
+        off += r.bytes;
+        continue;
+      }
+      const next = this.resync(seg, off + 1, size, prev);
+      if (next === undefined) {
+        const cut = size - off;
+        if (isLast) {
+          try {
+            ftruncateSync(fd, off);
+            this.reader.forget(seg);
+            this.report(`segment ${path}: torn tail of ${cut} bytes after the last valid record (seq ${prev || 'none'}) removed`);
+          } catch (err) {
+            this.report(`segment ${path}: ${cut} damaged bytes at the end cannot be removed (${errText(err)}); a new segment is started`);
+            seg.sealed = true;
+          }
+        } else {
+          this.report(`segment ${path}: the last ${cut} bytes are damaged; ignored`);
+        }
+        break;
+      }
+      this.report(`segment ${path}: damaged record at offset ${off}; ${next - off} bytes skipped to the next valid record`);
+      (seg.skips ??= new Map()).set(off, next);
+      off = next;
+    }
+    // off: the end of the valid data. The file is that long unless its damaged end stayed.
+    seg.readEnd = off;
+    seg.size = isLast && !seg.sealed ? off : size;
+    return seg;
+  }
+
+  /** The offset of the next valid record in [from, end), or undefined. */
+  private resync(seg: Segment, from: number, end: number, prevSeq: number): number | undefined {
+    for (let p = from; p + REC_HEADER + BODY_FIXED <= end; p++) {
+      if (validRecordAt(this.reader, seg, p, end, prevSeq)) return p;
+    }
+    return undefined;
+  }
+
+  private async setAside(seg: Segment, why: string): Promise<undefined> {
+    try {
+      closeSync(seg.fd);
+    } catch {
+      // nothing to do
+    }
+    const to = `${seg.path}.corrupt`;
+    try {
+      await rename(seg.path, to);
+      this.report(`segment ${seg.path} ${why}; moved aside to ${to}`);
+    } catch (err) {
+      this.report(`segment ${seg.path} ${why}; ignored (cannot move it aside: ${errText(err)})`);
+    }
+    return undefined;
+  }
+
+  // --- sequence bookkeeping ------------------------------------------------------------------------
+
+  private addGap(from: number, to: number): void {
+    if (to < from) return;
+    this.gaps.push([from, to]);
+    this.gaps.sort((a, b) => a[0] - b[0]);
+  }
+
+  private inGap(seq: number): boolean {
+    for (const [a, b] of this.gaps) if (seq >= a && seq <= b) return true;
+    return false;
+  }
+
+  /** Seqs of existing records in (a, b]. */
+  private countExisting(a: number, b: number): number {
+    if (b <= a) return 0;
+    let n = b - a;
+    for (const [g0, g1] of this.gaps) {
+      const overlap = Math.min(g1, b) - Math.max(g0, a + 1) + 1;
+      if (overlap > 0) n -= overlap;
+    }
+    return n;
+  }
+
+  /** Moves the floor over acknowledged seqs and gaps. */
+  private advance(): void {
+    for (;;) {
+      while (this.gaps.length > 0 && this.gaps[0]![1] <= this.floor) this.gaps.shift();
+      const next = this.floor + 1;
+      if (this.ackedAbove.delete(next)) {
+        this.floor = next;
+        continue;
+      }
+      const g = this.gaps[0];
+      if (g && g[0] <= next) {
+        this.floor = g[1];
+        this.gaps.shift();
+        continue;
+      }
+      break;
+    }
+  }
+
+  /** Raises the floor to `to` (records dropped or lost), keeping the set and gaps consistent. */
+  private raiseFloor(to: number): void {
+    if (to <= this.floor) return;
+    this.floor = to;
+    for (const s of this.ackedAbove) if (s <= to) this.ackedAbove.delete(s);
+    this.advance();
+  }
+
+  private ackedBetween(a: number, b: number): number {
+    let n = 0;
+    for (const s of this.ackedAbove) if (s > a && s <= b) n++;
+    return n;
+  }
+
+  // --- appending -----------------------------------------------------------------------------------
 
   /**
    * Queues a message. Returns its seq once it is durable (fsynced). The record is written to the
    * file before append returns, so a SIGKILL after the call loses nothing. Rejects with
    * EW_OUTBOX_RECORD_TOO_LARGE for a record over maxRecordBytes (nothing queued), EW_STORE_IO when
-   * the write or its fsync fails or the outbox is closed. May drop the oldest records (counted) to
-   * stay within maxBytes.
+   * the write fails or the outbox is closed (nothing queued), or when the fsync fails (the record
+   * was written and may still be sent). May drop the oldest records (counted) to stay within maxBytes.
    */
-  append(topic: string, payload: Uint8Array | string, opts?: AppendOptions): Promise<number> {
-    void topic;
-    void payload;
-    void opts;
-    throw new Error('not implemented yet');
+  append(topic: string, payload: Uint8Array | string, opts: AppendOptions = {}): Promise<number> {
+    if (this.closed) return Promise.reject(new EwError('EW_STORE_IO', 'the outbox is closed', { where: this.dir }));
+    const qos = opts.qos ?? 0;
+    if (qos !== 0 && qos !== 1) return Promise.reject(new RangeError(`outbox qos must be 0 or 1, not ${String(qos)}`));
+    const body = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
+    const topicBytes = Buffer.byteLength(topic, 'utf8');
+    const total = REC_HEADER + BODY_FIXED + topicBytes + body.length;
+    if (total > this.lim.maxRecordBytes || topicBytes > 0xffff) {
+      return Promise.reject(
+        new EwError(
+          'EW_OUTBOX_RECORD_TOO_LARGE',
+          `message on ${JSON.stringify(topic.length > 200 ? topic.slice(0, 200) + '...' : topic)} refused: ${total} bytes (topic ${topicBytes}, payload ${body.length}, framing ${RECORD_OVERHEAD_BYTES}) is more than the ${Math.min(this.lim.maxRecordBytes, 0xffff + RECORD_OVERHEAD_BYTES + body.length)} allowed`,
+          { where: this.dir },
+        ),
+      );
+    }
+    const rec = Buffer.allocUnsafe(total);
+    rec.writeUInt32BE(total - REC_HEADER, 0);
+    rec[16] = (qos === 1 ? 1 : 0) | (opts.retain ? 2 : 0);
+    const at = Math.min(MAX_U48, Math.max(0, Math.floor(this.clock()) || 0));
+    rec.writeUIntBE(at, 17, 6);
+    rec.writeUInt16BE(topicBytes, 23);
+    rec.write(topic, 25, topicBytes, 'utf8');
+    rec.set(body, 25 + topicBytes);
+
+    let seg: Segment;
+    try {
+      seg = this.makeRoom(total);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const seq = this.nextSeq;
+    rec.writeUInt32BE(Math.floor(seq / TWO_32), 8);
+    rec.writeUInt32BE(seq >>> 0, 12);
+    rec.writeUInt32BE(recordCrc(rec), 4);
+    const at0 = seg.size;
+    try {
+      writeAll(seg.fd, rec, at0);
+    } catch (err) {
+      this.reader.forget(seg);
+      try {
+        ftruncateSync(seg.fd, at0);
+      } catch (e2) {
+        this.report(`after a failed write, ${seg.path} cannot be cut back (${errText(e2)}); a new segment is started`);
+        seg.sealed = true;
+      }
+      return Promise.reject(ioError(seg.path, 'append a record', err));
+    }
+    this.nextSeq = seq + 1;
+    noteRecord(seg, seq, at0, total);
+    this.liveBytes += total;
+    return new Promise<number>((resolve, reject) => {
+      this.waiters.push({ seq, resolve, reject });
+      this.scheduleFlush();
+    });
+  }
+
+  /** The segment the next record of `bytes` goes to, after rolling and dropping as needed. */
+  private makeRoom(bytes: number): Segment {
+    let seg = this.segments[this.segments.length - 1];
+    if (!seg || seg.sealed || (seg.count > 0 && seg.size + bytes > this.lim.segmentBytes)) seg = this.roll();
+    let dropped = false;
+    while (this.liveBytes + bytes > this.lim.maxBytes && this.segments.length > 1) {
+      this.dropOldestSegment();
+      dropped = true;
+    }
+    if (dropped) void this.persistAndReap();
+    return seg;
+  }
+
+  /** Starts a new segment named after the next seq. Throws EW_STORE_IO. */
+  private roll(): Segment {
+    // An empty last segment (sealed after a failed write) is replaced, never left behind: its name may be the new one's.
+    const prevLast = this.segments[this.segments.length - 1];
+    if (prevLast && prevLast.count === 0) {
+      this.segments.pop();
+      this.liveBytes -= prevLast.size;
+      this.reader.forget(prevLast);
+      try {
+        closeSync(prevLast.fd);
+      } catch {
+        // nothing to do
+      }
+    }
+    const path = join(this.dir, segmentName(this.nextSeq));
+    if (prevLast && prevLast.count === 0 && prevLast.path !== path) {
+      try {
+        unlinkSync(prevLast.path);
+      } catch {
+        // an empty segment left behind is removed at the next open
+      }
+    }
+    let fd: number | undefined;
+    try {
+      fd = openSync(path, 'w+', 0o600);
+      writeAll(fd, MAGIC, 0);
+    } catch (err) {
+      if (fd !== undefined) {
+        try {
+          closeSync(fd);
+        } catch {
+          // failing already
+        }
+      }
+      this.report(`cannot create segment ${path} (${errText(err)})`);
+      throw ioError(path, 'create a segment', err);
+    }
+    const seg = newSegment(this.nextSeq, path, fd);
+    this.segments.push(seg);
+    this.liveBytes += seg.size;
+    this.dirDirty = true;
+    return seg;
+  }
+
+  /** Removes the oldest segment from the queue, counting its unacknowledged records as dropped. */
+  private dropOldestSegment(): void {
+    const seg = this.segments.shift();
+    if (!seg) return;
+    this.liveBytes -= seg.size;
+    this.doomed.push(seg);
+    if (seg.count > 0 && seg.lastSeq > this.floor) {
+      const lost = this.countExisting(this.floor, seg.lastSeq) - this.ackedBetween(this.floor, seg.lastSeq);
+      this.dropped += lost;
+      this.raiseFloor(seg.lastSeq);
+    }
+  }
+
+  // --- durability ----------------------------------------------------------------------------------
+
+  private enqueue(task: () => Promise<void>): Promise<void> {
+    const p = this.io.then(task);
+    this.io = p.catch(() => undefined);
+    return p;
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushTimer !== undefined || this.flushQueued) return;
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = undefined;
+      void this.queueFlush();
+    }, this.lim.syncIntervalMs);
+  }
+
+  private queueFlush(): Promise<void> {
+    this.flushQueued = true;
+    return this.enqueue(() => this.doFlush());
+  }
+
+  private async doFlush(): Promise<void> {
+    this.flushQueued = false;
+    const target = this.nextSeq - 1;
+    const dirty = this.segments.filter((s) => s.synced < s.size).map((s) => ({ s, size: s.size }));
+    const dir = this.dirDirty;
+    this.dirDirty = false;
+    let failure: unknown;
+    try {
+      await Promise.all(dirty.map(({ s }) => fsyncFd(s.fd)));
+      for (const { s, size } of dirty) s.synced = Math.max(s.synced, size);
+      if (dir) await syncDir(this.dir);
+    } catch (err) {
+      failure = err;
+      if (dir) this.dirDirty = true;
+      this.report(`fsync failed (${errText(err)}); appends waiting for it are rejected`);
+    }
+    if (failure === undefined && target > this.durableSeq) this.durableSeq = target;
+    const ws = this.waiters;
+    let i = this.waiterHead;
+    for (; i < ws.length && ws[i]!.seq <= target; i++) {
+      const w = ws[i]!;
+      if (failure === undefined) w.resolve(w.seq);
+      else w.reject(ioError(this.dir, 'fsync appended records', failure));
+    }
+    if (i === ws.length) {
+      this.waiters = [];
+      this.waiterHead = 0;
+    } else if (i > 1024 && i * 2 > ws.length) {
+      this.waiters = ws.slice(i);
+      this.waiterHead = 0;
+    } else {
+      this.waiterHead = i;
+    }
+    if (this.waiterHead < this.waiters.length && !this.closed) this.scheduleFlush();
   }
 
   /** Resolves when every record appended so far is durable. */
   flush(): Promise<void> {
-    throw new Error('not implemented yet');
+    if (this.closed) return this.closing ?? Promise.resolve();
+    if (this.flushTimer !== undefined) {
+      clearTimeout(this.flushTimer);
+      this.flushTimer = undefined;
+    }
+    return this.queueFlush();
   }
+
+  /** Writes the state if it changed, then removes the files of doomed segments it covers. Never rejects. */
+  private persistAndReap(): Promise<void> {
+    return this.enqueue(async () => {
+      const floor = this.floor;
+      const dropped = this.dropped;
+      if (floor !== this.persistedFloor || dropped !== this.persistedDropped) {
+        try {
+          await writeFileAtomic(this.statePath, JSON.stringify({ format: 1, ackedThrough: floor, dropped }) + '\n');
+          this.persistedFloor = floor;
+          this.persistedDropped = dropped;
+        } catch (err) {
+          this.report(`cannot persist the ack point (${errText(err)}); will retry`);
+          return;
+        }
+      }
+      const keep: Segment[] = [];
+      for (const seg of this.doomed) {
+        if (seg.count > 0 && seg.lastSeq > this.persistedFloor) {
+          keep.push(seg);
+          continue;
+        }
+        this.reader.forget(seg);
+        try {
+          closeSync(seg.fd);
+        } catch {
+          // already closed
+        }
+        if (this.segments.some((s) => s.path === seg.path)) continue; // the name was reused by a new segment
+        try {
+          await unlink(seg.path);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.report(`cannot remove ${seg.path} (${errText(err)})`);
+        }
+      }
+      this.doomed = keep;
+    });
+  }
+
+  private scheduleStatePersist(): void {
+    if (this.stateTimer !== undefined || this.closed) return;
+    this.stateTimer = setTimeout(() => {
+      this.stateTimer = undefined;
+      void this.persistAndReap();
+    }, this.lim.ackSyncIntervalMs);
+    this.stateTimer.unref();
+  }
+
+  // --- reading -------------------------------------------------------------------------------------
 
   /**
    * Up to `max` durable, unacknowledged records with seq > `afterSeq` (default: from the oldest),
@@ -161,31 +944,219 @@ export class Outbox {
    * as acks free the window.
    */
   peek(max: number, afterSeq?: number): OutboxRecord[] {
-    void max;
-    void afterSeq;
-    throw new Error('not implemented yet');
+    const out: OutboxRecord[] = [];
+    if (this.closed || !(max >= 1)) return out;
+    const after = Math.max(this.floor, afterSeq !== undefined && Number.isFinite(afterSeq) ? Math.floor(afterSeq) : 0);
+    const limit = this.durableSeq;
+    if (after >= limit) return out;
+    const segs = this.segments;
+    for (let i = this.segmentAfter(after); i < segs.length && out.length < max; i++) {
+      const seg = segs[i]!;
+      let off = this.offsetAfter(seg, after);
+      while (off < seg.readEnd && out.length < max) {
+        const skip = seg.skips?.get(off);
+        if (skip !== undefined) {
+          off = skip;
+          continue;
+        }
+        const head = this.reader.bytes(seg, off, REC_HEADER + BODY_FIXED);
+        const len = head ? head.readUInt32BE(0) : 0;
+        const bytes = REC_HEADER + len;
+        const seq = head ? head.readUInt32BE(8) * TWO_32 + head.readUInt32BE(12) : 0;
+        if (!head || len < BODY_FIXED || off + bytes > seg.readEnd || seq < 1) {
+          this.damagedWhileReading(seg, off);
+          break;
+        }
+        if (seq > limit) return out;
+        if (seq > after && !this.ackedAbove.has(seq)) {
+          const rec = this.reader.bytes(seg, off, bytes);
+          if (!rec || recordCrc(rec) !== rec.readUInt32BE(4)) {
+            this.damagedWhileReading(seg, off);
+            break;
+          }
+          const tlen = rec.readUInt16BE(23);
+          out.push({
+            seq,
+            topic: rec.toString('utf8', 25, 25 + tlen),
+            payload: Buffer.from(rec.subarray(25 + tlen)),
+            qos: (rec[16]! & 1) as OutboxQos,
+            retain: (rec[16]! & 2) !== 0,
+            enqueuedAt: rec.readUIntBE(17, 6),
+          });
+        }
+        off += bytes;
+      }
+    }
+    return out;
   }
+
+  /** Index of the first segment holding a record with seq > after (or segments.length). */
+  private segmentAfter(after: number): number {
+    const segs = this.segments;
+    let lo = 0;
+    let hi = segs.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const s = segs[mid]!;
+      if (s.count > 0 && s.lastSeq > after) hi = mid;
+      else if (s.count === 0 && s.firstSeq > after) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  }
+
+  /** An offset in `seg` at or before the first record with seq > after. */
+  private offsetAfter(seg: Segment, after: number): number {
+    const idx = seg.idxSeq;
+    let lo = 0;
+    let hi = idx.length - 1;
+    let best = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      if (idx[mid]! <= after) {
+        best = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return best < 0 ? HEADER_BYTES : seg.idxOff[best]!;
+  }
+
+  /** A record that verified at open (or was written) no longer does: the rest of its segment is lost. */
+  private damagedWhileReading(seg: Segment, off: number): void {
+    // The seq of the last good record before off, by walking from the nearest index entry.
+    let lastGood = seg.firstSeq - 1;
+    let k = -1;
+    for (let j = 0; j < seg.idxOff.length && seg.idxOff[j]! <= off; j++) k = j;
+    if (k >= 0) {
+      let p = seg.idxOff[k]!;
+      lastGood = seg.idxSeq[k]! - 1;
+      while (p < off) {
+        const skip = seg.skips?.get(p);
+        if (skip !== undefined) {
+          p = skip;
+          continue;
+        }
+        const h = this.reader.bytes(seg, p, REC_HEADER);
+        if (!h) break;
+        lastGood = h.readUInt32BE(8) * TWO_32 + h.readUInt32BE(12);
+        p += REC_HEADER + h.readUInt32BE(0);
+      }
+    }
+    const lostTo = seg.lastSeq;
+    this.report(`segment ${seg.path}: record at offset ${off} is damaged (found while reading); records ${lastGood + 1}..${lostTo} are lost`);
+    seg.readEnd = off;
+    seg.sealed = true;
+    while (seg.idxOff.length > 0 && seg.idxOff[seg.idxOff.length - 1]! >= off) {
+      seg.idxOff.pop();
+      seg.idxSeq.pop();
+    }
+    if (seg.idxOff.length === 0) seg.count = 0;
+    seg.lastSeq = Math.max(0, lastGood);
+    if (lostTo > lastGood) {
+      for (const s of this.ackedAbove) if (s > lastGood && s <= lostTo) this.ackedAbove.delete(s);
+      this.addGap(Math.max(lastGood + 1, this.floor + 1), lostTo);
+      this.advance();
+      this.scheduleStatePersist();
+    }
+  }
+
+  // --- acknowledging -------------------------------------------------------------------------------
 
   /**
    * Acknowledges one record (e.g. on its PUBACK); any order. Unknown, already acknowledged or
    * dropped seqs are ignored. Persisted lazily (see the guarantees above).
    */
   ack(seq: number): void {
-    void seq;
-    throw new Error('not implemented yet');
+    if (!Number.isSafeInteger(seq) || seq <= this.floor || seq >= this.nextSeq || this.inGap(seq)) return;
+    this.ackedAbove.add(seq);
+    const before = this.floor;
+    this.advance();
+    if (this.floor !== before) this.scheduleStatePersist();
   }
 
   /** Persists the ack point and removes the segment files whose records are all acknowledged. */
-  compact(): Promise<void> {
-    throw new Error('not implemented yet');
+  async compact(): Promise<void> {
+    if (this.closed) return;
+    const last = this.segments[this.segments.length - 1];
+    if (last && last.count > 0 && last.lastSeq <= this.floor) {
+      try {
+        this.roll();
+      } catch {
+        // reported; the fully acknowledged segment simply stays
+      }
+    }
+    while (this.segments.length > 1) {
+      const s = this.segments[0]!;
+      if (s.count > 0 && s.lastSeq > this.floor) break;
+      this.segments.shift();
+      this.liveBytes -= s.size;
+      this.doomed.push(s);
+    }
+    await this.persistAndReap();
   }
 
   stats(): OutboxStats {
-    throw new Error('not implemented yet');
+    const lastSeq = this.nextSeq - 1;
+    const depth = this.countExisting(this.floor, lastSeq) - this.ackedAbove.size;
+    return {
+      depth,
+      bytes: this.liveBytes,
+      dropped: this.dropped,
+      oldestEnqueuedAt: depth > 0 ? this.oldestAt() : null,
+      segments: this.segments.length,
+      lastSeq,
+      ackedThrough: this.floor,
+    };
+  }
+
+  private oldestAt(): number | null {
+    if (this.oldestCache?.floor === this.floor) return this.oldestCache.at;
+    if (this.closed) return null;
+    const i = this.segmentAfter(this.floor);
+    const seg = this.segments[i];
+    if (!seg) return null;
+    let off = this.offsetAfter(seg, this.floor);
+    while (off < seg.readEnd) {
+      const skip = seg.skips?.get(off);
+      if (skip !== undefined) {
+        off = skip;
+        continue;
+      }
+      const h = this.reader.bytes(seg, off, REC_HEADER + BODY_FIXED);
+      if (!h) return null;
+      const seq = h.readUInt32BE(8) * TWO_32 + h.readUInt32BE(12);
+      if (seq > this.floor) {
+        const at = h.readUIntBE(17, 6);
+        this.oldestCache = { floor: this.floor, at };
+        return at;
+      }
+      off += REC_HEADER + h.readUInt32BE(0);
+    }
+    return null;
   }
 
   /** Fsyncs what was appended, persists the ack point, closes the files. Idempotent. */
   close(): Promise<void> {
-    throw new Error('not implemented yet');
+    if (this.closing) return this.closing;
+    this.closed = true;
+    if (this.flushTimer !== undefined) clearTimeout(this.flushTimer);
+    if (this.stateTimer !== undefined) clearTimeout(this.stateTimer);
+    this.flushTimer = undefined;
+    this.stateTimer = undefined;
+    this.closing = (async () => {
+      await this.queueFlush();
+      await this.persistAndReap();
+      await this.enqueue(async () => {
+        for (const s of [...this.segments, ...this.doomed]) {
+          try {
+            closeSync(s.fd);
+          } catch {
+            // already closed
+          }
+        }
+        this.reader.forget();
+      });
+    })();
+    return this.closing;
   }
 }
