@@ -473,6 +473,9 @@ export class Outbox {
 
     // Whole segments at or below the ack point, and empty ones, are not needed (but the last stays).
     const last = this.segments[this.segments.length - 1];
+    // The last usable segment takes appends only if it ends with its last valid record (it may
+    // have been scanned as a middle one, when the files after it were not segments).
+    if (last && last.readEnd < last.size) last.sealed = true;
     this.segments = this.segments.filter((s) => {
       if ((s === last && !(s.sealed && s.count === 0)) || (s.count > 0 && s.lastSeq > this.floor)) return true;
       this.doomed.push(s);

@@ -1,0 +1,402 @@
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Outbox, OUTBOX_STATE_FILE, RECORD_OVERHEAD_BYTES, type OutboxOptions } from '../../src/store/outbox.js';
+import { isEwError } from '../../src/errors.js';
+import { ROOT } from '../helpers/policy.js';
+
+const TOPIC = 'things/oven-1/telemetry/temperature';
+const T0 = Date.UTC(2026, 0, 1);
+
+interface Opened {
+  ob: Outbox;
+  problems: string[];
+}
+
+async function open(dir: string, extra: Partial<OutboxOptions> = {}): Promise<Opened> {
+  const problems: string[] = [];
+  let clock = T0;
+  const ob = await Outbox.open({ dir, maxBytes: 1 << 20, onProblem: (m) => problems.push(m), now: () => clock++, ...extra });
+  return { ob, problems };
+}
+
+/** Appends `n` messages `msg-<from + k>` and waits until they are durable; returns their seqs. */
+async function fill(ob: Outbox, n: number, from = 0, payloadBytes = 0): Promise<number[]> {
+  const ps: Promise<number>[] = [];
+  for (let k = 0; k < n; k++) {
+    const tag = `msg-${from + k}`;
+    ps.push(ob.append(TOPIC, payloadBytes > 0 ? tag.padEnd(payloadBytes, '.') : tag, { qos: 1 }));
+  }
+  return Promise.all(ps);
+}
+
+function tags(ob: Outbox, max = 1_000_000, after?: number): string[] {
+  return ob.peek(max, after).map((r) => r.payload.toString('utf8').replace(/\.+$/, ''));
+}
+
+const seqsOf = (ob: Outbox, max = 1_000_000, after?: number): number[] => ob.peek(max, after).map((r) => r.seq);
+const range = (a: number, b: number): number[] => Array.from({ length: b - a + 1 }, (_, k) => a + k);
+const segFiles = (dir: string): string[] => readdirSync(dir).filter((n) => n.endsWith('.seg')).sort();
+
+t.test('records come back in order with their fields; acks in any order; seqs continue after a restart', async (t) => {
+  const dir = t.testdir();
+  const { ob, problems } = await open(dir);
+  t.same(ob.stats(), { depth: 0, bytes: 8, dropped: 0, oldestEnqueuedAt: null, segments: 1, lastSeq: 0, ackedThrough: 0 });
+  t.equal(await ob.append('a/b', Buffer.from([0, 1, 2, 255]), { qos: 1, retain: true }), 1);
+  t.equal(await ob.append('c', ''), 2);
+  t.equal(await ob.append('ü/€', 'text'), 3);
+  t.same(
+    ob.peek(10).map((r) => ({ ...r, payload: [...r.payload] })),
+    [
+      { seq: 1, topic: 'a/b', payload: [0, 1, 2, 255], qos: 1, retain: true, enqueuedAt: T0 },
+      { seq: 2, topic: 'c', payload: [], qos: 0, retain: false, enqueuedAt: T0 + 1 },
+      { seq: 3, topic: 'ü/€', payload: [...Buffer.from('text')], qos: 0, retain: false, enqueuedAt: T0 + 2 },
+    ],
+  );
+  t.same(seqsOf(ob, 2), [1, 2], 'max is respected');
+  t.same(seqsOf(ob, 10, 1), [2, 3], 'afterSeq');
+  t.same(seqsOf(ob, 10, 3), [], 'nothing after the last');
+
+  ob.ack(2);
+  t.same(seqsOf(ob, 10), [1, 3], 'an acknowledged record is not returned again');
+  t.equal(ob.stats().ackedThrough, 0, 'out of order: the contiguous point stays');
+  t.equal(ob.stats().depth, 2);
+  ob.ack(1);
+  t.equal(ob.stats().ackedThrough, 2);
+  t.equal(ob.stats().oldestEnqueuedAt, T0 + 2);
+  ob.ack(1);
+  ob.ack(99);
+  ob.ack(-1);
+  ob.ack(Number.NaN);
+  t.equal(ob.stats().depth, 1, 'repeated and unknown acks are ignored');
+  await ob.close();
+  t.same(problems, []);
+  t.rejects(ob.append('x', 'y'), { code: 'EW_STORE_IO' }, 'closed');
+  t.same(ob.peek(10), [], 'closed: nothing');
+
+  const again = await open(dir);
+  t.same(seqsOf(again.ob), [3], 'exactly the unacknowledged record');
+  t.equal(await again.ob.append('d', 'x'), 4, 'the sequence continues');
+  again.ob.ack(3);
+  again.ob.ack(4);
+  await again.ob.close();
+  const third = await open(dir);
+  t.same(seqsOf(third.ob), []);
+  t.equal(await third.ob.append('e', 'x'), 5, 'continues after everything was acknowledged');
+  await third.ob.close();
+  t.same([...again.problems, ...third.problems], []);
+});
+
+t.test('peek returns only durable records; append resolves once they are', async (t) => {
+  const { ob } = await open(t.testdir(), { syncIntervalMs: 50 });
+  const p = ob.append(TOPIC, 'x');
+  t.same(ob.peek(10), [], 'not yet fsynced: not offered for sending');
+  t.equal(ob.stats().depth, 1, 'but counted');
+  t.equal(await p, 1);
+  t.same(seqsOf(ob), [1]);
+  const q = ob.append(TOPIC, 'y');
+  await ob.flush();
+  t.same(seqsOf(ob), [1, 2], 'flush() makes everything appended durable');
+  t.equal(await q, 2);
+  await ob.close();
+});
+
+t.test('the persisted ack point is the highest contiguous one', async (t) => {
+  const dir = t.testdir();
+  const { ob } = await open(dir);
+  await fill(ob, 10);
+  for (const s of [1, 2, 3, 5, 6, 9]) ob.ack(s);
+  t.same(seqsOf(ob), [4, 7, 8, 10]);
+  await ob.compact();
+  t.same(JSON.parse(readFileSync(join(dir, OUTBOX_STATE_FILE), 'utf8')), { format: 1, ackedThrough: 3, dropped: 0 });
+  await ob.close();
+  const again = await open(dir);
+  t.same(tags(again.ob), ['msg-3', 'msg-4', 'msg-5', 'msg-6', 'msg-7', 'msg-8', 'msg-9'], 'out-of-order acks above the point are sent again after a restart');
+  t.equal(again.ob.stats().depth, 7);
+  await again.ob.close();
+});
+
+t.test('drain pattern: a window of in-flight records, peek after the last sent', async (t) => {
+  const { ob } = await open(t.testdir(), { segmentBytes: 4096 });
+  await fill(ob, 500);
+  const seen: number[] = [];
+  let window = ob.peek(32);
+  let last = 0;
+  while (window.length > 0) {
+    for (const r of window) seen.push(r.seq);
+    last = window[window.length - 1]!.seq;
+    // acknowledge in reverse order, as PUBACKs may come
+    for (const r of [...window].reverse()) ob.ack(r.seq);
+    window = ob.peek(32, last);
+  }
+  t.same(seen, range(1, 500), 'every record once, in order, across segments');
+  t.equal(ob.stats().depth, 0);
+  t.equal(ob.stats().ackedThrough, 500);
+  t.ok(ob.stats().segments > 5, 'spread over several segments');
+  await ob.close();
+});
+
+t.test('bound: filling past maxBytes drops the oldest, counts them, and the count survives a reopen', async (t) => {
+  const dir = t.testdir();
+  const opts = { maxBytes: 16384, segmentBytes: 2048 };
+  const { ob, problems } = await open(dir, opts);
+  t.same(ob.limits, { maxBytes: 16384, segmentBytes: 2048, maxRecordBytes: 4096, syncIntervalMs: 5, ackSyncIntervalMs: 1000 });
+  const perRecord = RECORD_OVERHEAD_BYTES + TOPIC.length + 64;
+  const n = 1000;
+  const seqs = await fill(ob, n, 0, 64);
+  t.same(seqs, range(1, n));
+  const st = ob.stats();
+  t.ok(st.bytes <= 16384, `within the bound (${st.bytes} bytes)`);
+  t.ok(st.depth > 16384 / 2 / perRecord, `keeps more than half the bound (${st.depth} records)`);
+  t.equal(st.dropped + st.depth, n, 'every record is either queued or counted as dropped');
+  const queued = seqsOf(ob);
+  t.same(queued, range(n - st.depth + 1, n), 'the newest are kept, contiguous up to the last');
+  t.same(tags(ob, 1), [`msg-${n - st.depth}`]);
+  t.equal(segFiles(dir).length, st.segments);
+  await ob.close();
+  t.same(problems, [], 'dropping is not a problem report');
+
+  const again = await open(dir, opts);
+  t.equal(again.ob.stats().dropped, st.dropped, 'drop count persisted');
+  t.same(seqsOf(again.ob), queued);
+  await fill(again.ob, 100, n, 64);
+  t.ok(again.ob.stats().dropped > st.dropped, 'keeps counting');
+  t.equal(again.ob.stats().dropped + again.ob.stats().depth, n + 100);
+  await again.ob.close();
+});
+
+t.test('bound: acknowledged segments go first, at no loss', async (t) => {
+  const { ob } = await open(t.testdir(), { maxBytes: 16384, segmentBytes: 2048 });
+  const first = await fill(ob, 100, 0, 64);
+  for (const s of first) ob.ack(s);
+  await fill(ob, 20, 100, 64);
+  t.equal(ob.stats().dropped, 0);
+  t.same(seqsOf(ob), range(101, 120));
+  await ob.close();
+});
+
+t.test('a smaller maxBytes at reopen drops the oldest at once', async (t) => {
+  const dir = t.testdir();
+  const big = await open(dir, { maxBytes: 65536, segmentBytes: 2048 });
+  await fill(big.ob, 400, 0, 64);
+  await big.ob.close();
+  const small = await open(dir, { maxBytes: 8192, segmentBytes: 2048 });
+  const st = small.ob.stats();
+  t.ok(st.bytes <= 8192);
+  t.equal(st.dropped + st.depth, 400);
+  t.same(seqsOf(small.ob), range(401 - st.depth, 400));
+  await small.ob.close();
+});
+
+t.test('torn tail: the cut record is removed, everything before it stays, appends continue', async (t) => {
+  const dir = t.testdir();
+  const { ob } = await open(dir);
+  await fill(ob, 10);
+  await ob.close();
+  const [seg] = segFiles(dir);
+  const path = join(dir, seg!);
+  truncateSync(path, statSync(path).size - 7);
+
+  const again = await open(dir);
+  t.same(tags(again.ob), range(0, 8).map((k) => `msg-${k}`));
+  t.equal(again.problems.length, 1);
+  t.match(again.problems[0], /torn tail of \d+ bytes/);
+  t.match(again.problems[0], seg!);
+  t.equal(await again.ob.append(TOPIC, 'after'), 10, 'the lost, never-sent seq is used again');
+  t.same(seqsOf(again.ob), range(1, 10));
+  await again.ob.close();
+  const third = await open(dir);
+  t.same(third.problems, [], 'repaired: nothing to report the next time');
+  t.equal(third.ob.stats().depth, 10);
+  await third.ob.close();
+});
+
+t.test('a damaged record inside a segment: skipped, the valid ones before and after are kept', async (t) => {
+  const dir = t.testdir();
+  const { ob } = await open(dir);
+  await fill(ob, 10, 0, 40);
+  await ob.close();
+  const path = join(dir, segFiles(dir)[0]!);
+  const bytes = readFileSync(path);
+  const recBytes = RECORD_OVERHEAD_BYTES + TOPIC.length + 40;
+  const fifth = 8 + 4 * recBytes; // record seq 5
+  bytes[fifth + RECORD_OVERHEAD_BYTES + TOPIC.length + 3]! ^= 0x55; // a payload byte
+  bytes[fifth + 2 * recBytes + 1]! ^= 0xff; // the length field of seq 7
+  writeFileSync(path, bytes);
+
+  const again = await open(dir);
+  t.same(tags(again.ob), ['msg-0', 'msg-1', 'msg-2', 'msg-3', 'msg-5', 'msg-7', 'msg-8', 'msg-9']);
+  t.equal(again.problems.length, 2);
+  t.match(again.problems[0], /damaged record at offset/);
+  t.equal(again.ob.stats().depth, 8);
+  for (const s of [1, 2, 3, 4, 6]) again.ob.ack(s);
+  t.equal(again.ob.stats().ackedThrough, 7, 'the ack point moves over the lost seqs 5 and 7');
+  t.equal(again.ob.stats().depth, 3);
+  t.same(seqsOf(again.ob), [8, 9, 10]);
+  t.equal(await again.ob.append(TOPIC, 'x'), 11);
+  await again.ob.close();
+});
+
+t.test('damage found while reading: reported, the rest of that segment is lost, nothing throws', async (t) => {
+  const dir = t.testdir();
+  const { ob, problems } = await open(dir, { segmentBytes: 1024 });
+  await fill(ob, 40, 0, 20);
+  const files = segFiles(dir);
+  t.ok(files.length >= 3);
+  const path = join(dir, files[0]!);
+  const bytes = readFileSync(path);
+  const recBytes = RECORD_OVERHEAD_BYTES + TOPIC.length + 20;
+  const inFirst = Math.floor((bytes.length - 8) / recBytes);
+  bytes[8 + 2 * recBytes + 20]! ^= 0x01; // inside record seq 3
+  writeFileSync(path, bytes);
+
+  const seqs = seqsOf(ob);
+  t.same(seqs, [1, 2, ...range(inFirst + 1, 40)]);
+  t.equal(problems.length, 1);
+  t.match(problems[0], new RegExp(`records 3\\.\\.${inFirst} are lost`));
+  t.equal(ob.stats().depth, seqs.length);
+  ob.ack(1);
+  ob.ack(2);
+  t.equal(ob.stats().ackedThrough, inFirst);
+  t.equal(await ob.append(TOPIC, 'x'), 41);
+  await ob.close();
+});
+
+t.test('garbage in the directory and a damaged state file do not stop open', async (t) => {
+  const dir = t.testdir();
+  const { ob } = await open(dir);
+  await fill(ob, 5);
+  ob.ack(1);
+  await ob.close();
+  writeFileSync(join(dir, 'junk.bin'), randomBytes(1000));
+  writeFileSync(join(dir, '0000000000000003.seg.tmp'), randomBytes(100));
+  writeFileSync(join(dir, '0000000000000099.seg'), randomBytes(5000)); // a segment name, not a segment
+  writeFileSync(join(dir, '0000000000000000.seg'), randomBytes(3)); // seq 0: not a valid name
+  mkdirSync(join(dir, '0000000000000077.seg'));
+  writeFileSync(join(dir, OUTBOX_STATE_FILE), randomBytes(200));
+
+  const again = await open(dir);
+  t.same(tags(again.ob), ['msg-0', 'msg-1', 'msg-2', 'msg-3', 'msg-4'], 'the ack point is lost with the state file: at-least-once');
+  t.match(again.problems.join('\n'), /state\.json is damaged/);
+  t.match(again.problems.join('\n'), /ignored 4 entries that are not outbox files/);
+  t.match(again.problems.join('\n'), /0000000000000099\.seg is not an outbox segment \(wrong header\); moved aside/);
+  t.ok(readdirSync(dir).includes('0000000000000099.seg.corrupt'));
+  t.equal(await again.ob.append(TOPIC, 'x'), 6);
+  await again.ob.close();
+  const third = await open(dir);
+  t.same(third.problems.filter((p) => !/ignored 4 entries/.test(p)), [], 'set aside once');
+  await third.ob.close();
+});
+
+t.test('a segment of random bytes and an empty outbox directory of garbage only', async (t) => {
+  const dir = t.testdir();
+  for (let k = 1; k <= 5; k++) writeFileSync(join(dir, `${String(k * 10).padStart(16, '0')}.seg`), randomBytes(k * 700));
+  writeFileSync(join(dir, `${'1'.padStart(16, '0')}.seg`), Buffer.concat([Buffer.from('EWOUTBX1'), randomBytes(3000)]));
+  const { ob, problems } = await open(dir);
+  t.equal(ob.stats().depth, 0);
+  t.ok(problems.length >= 5);
+  const seq = await ob.append(TOPIC, 'x');
+  t.ok(seq >= 1);
+  t.same(seqsOf(ob), [seq]);
+  await ob.close();
+});
+
+t.test('compaction removes the acknowledged segments', async (t) => {
+  const dir = t.testdir();
+  const { ob } = await open(dir, { segmentBytes: 1024 });
+  await fill(ob, 100, 0, 20);
+  const before = segFiles(dir).length;
+  t.ok(before >= 8);
+  for (let s = 1; s <= 50; s++) ob.ack(s);
+  await ob.compact();
+  const mid = segFiles(dir);
+  t.ok(mid.length < before && mid.length > 1, `some removed (${before} -> ${mid.length})`);
+  t.equal(ob.stats().segments, mid.length);
+  t.ok(Number(mid[0]!.slice(0, 16)) <= 51, 'the segment holding seq 51 stays');
+  t.same(seqsOf(ob), range(51, 100));
+  for (let s = 51; s <= 100; s++) ob.ack(s);
+  await ob.compact();
+  t.same(segFiles(dir), ['0000000000000101.seg'], 'one empty segment, named after the next seq');
+  t.equal(ob.stats().bytes, 8);
+  t.equal(await ob.append(TOPIC, 'x'), 101);
+  await ob.close();
+  const again = await open(dir);
+  t.same(seqsOf(again.ob), [101]);
+  await again.ob.close();
+});
+
+t.test('a record over maxRecordBytes is refused with a clear error, nothing queued', async (t) => {
+  const { ob } = await open(t.testdir(), { maxBytes: 65536 });
+  t.equal(ob.limits.maxRecordBytes, 16384);
+  const err = await ob.append(TOPIC, Buffer.alloc(20000)).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  t.ok(isEwError(err));
+  t.match(err, { code: 'EW_OUTBOX_RECORD_TOO_LARGE', message: /20060 bytes .*is more than the 16384 allowed/ });
+  t.rejects(ob.append('t'.repeat(70000), 'x'), { code: 'EW_OUTBOX_RECORD_TOO_LARGE' });
+  t.rejects(ob.append(TOPIC, 'x', { qos: 2 as 0 }), RangeError);
+  t.equal(ob.stats().depth, 0);
+  const fits = 16384 - RECORD_OVERHEAD_BYTES - TOPIC.length;
+  t.equal(await ob.append(TOPIC, Buffer.alloc(fits, 7)), 1, 'exactly the limit fits, and the seq was not used up');
+  t.same(ob.peek(1)[0]?.payload, Buffer.alloc(fits, 7));
+  await ob.close();
+});
+
+t.test('options out of range are refused', async (t) => {
+  const dir = t.testdir();
+  await t.rejects(Outbox.open({ dir, maxBytes: 100 }), RangeError);
+  await t.rejects(Outbox.open({ dir, maxBytes: Number.NaN }), RangeError);
+  await t.rejects(Outbox.open({ dir, maxBytes: 1 << 20, syncIntervalMs: -1 }), RangeError);
+});
+
+/** The `--import` that lets a child node run TypeScript, as tap's own runner does. */
+function tsImport(): string[] {
+  const a = process.execArgv.find((x) => x.includes('@tapjs/typescript'));
+  return a === undefined ? [] : [a];
+}
+
+t.test('SIGKILL mid-stream loses no written record; seqs are in order without duplicates', async (t) => {
+  const dir = t.testdir();
+  t.ok(tsImport().length > 0, 'the TypeScript loader of the runner is found');
+  const env = { ...process.env };
+  delete env.NODE_OPTIONS;
+  const child = spawn(process.execPath, [...tsImport(), join(ROOT, 'test', 'fixtures', 'outbox', 'append-child.ts'), dir], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const written: number[] = [];
+  const durable = new Map<number, number>();
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  let buf = '';
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  child.stdout.on('data', (chunk: Buffer) => {
+    buf += chunk.toString('utf8');
+    const lines = buf.split('\n');
+    buf = lines.pop()!;
+    for (const line of lines) {
+      const [kind, a, b] = line.split(' ');
+      if (kind === 'w') written.push(Number(a));
+      else if (kind === 'd') durable.set(Number(a), Number(b));
+    }
+    if (durable.size >= 3000 && !child.killed) child.kill('SIGKILL');
+  });
+  const { signal } = await exited;
+  t.equal(signal, 'SIGKILL', `killed (stderr: ${stderr.slice(0, 500)})`);
+  t.ok(durable.size >= 3000);
+
+  const { ob, problems } = await open(dir, { maxBytes: 64 * 1024 * 1024 });
+  const recs = ob.peek(1_000_000);
+  const seqs = recs.map((r) => r.seq);
+  t.same(seqs, range(1, seqs.length), 'contiguous from 1, in order, no duplicates');
+  t.ok(recs.every((r) => r.payload.toString() === `msg-${r.seq - 1}`), 'each record holds its message');
+  for (const [seq, n] of durable) {
+    if (seq !== n + 1) t.fail(`durable seq ${seq} was message ${n}`);
+  }
+  t.ok(Math.max(...durable.keys()) <= seqs.length, 'every resolved append is there');
+  t.ok(Math.max(...written) + 1 <= seqs.length, 'every append that returned is there, resolved or not');
+  t.equal(ob.stats().depth, seqs.length);
+  t.same(problems, [], 'a SIGKILL leaves no torn record (each write(2) is whole)');
+  t.equal(await ob.append(TOPIC, 'after'), seqs.length + 1);
+  await ob.close();
+});
