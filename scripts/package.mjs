@@ -56,7 +56,7 @@ export function distName(arch) {
 }
 
 /** Hash of everything that goes into the executables. */
-function inputsHash(arches) {
+function inputsHash() {
   const h = createHash('sha256');
   const add = (rel) => {
     h.update(rel);
@@ -74,7 +74,7 @@ function inputsHash(arches) {
   add('package.json');
   add('package-lock.json');
   add(relative(ROOT, fileURLToPath(import.meta.url)));
-  h.update(JSON.stringify({ nodeVersion, arches }));
+  h.update(nodeVersion);
   return h.digest('hex');
 }
 
@@ -273,7 +273,7 @@ function licenses() {
 
 export async function buildExecutables({ arches = Object.keys(ARCHES), force = false, archive = true } = {}) {
   return withLock(async () => {
-    const hash = inputsHash(arches);
+    const hash = inputsHash();
     const stampFile = join(OUT, '.package-stamp.json');
     const dirs = Object.fromEntries(arches.map((a) => [a, join(OUT, distName(a))]));
     let stamp;
@@ -282,7 +282,7 @@ export async function buildExecutables({ arches = Object.keys(ARCHES), force = f
     } catch {
       stamp = undefined;
     }
-    const fresh = !force && stamp?.hash === hash && arches.every((a) => existsSync(join(dirs[a], 'edgewarden')));
+    const fresh = !force && stamp?.hash === hash && arches.every((a) => stamp.arches?.includes(a) && existsSync(join(dirs[a], 'edgewarden')));
     if (fresh) {
       log(`up to date: ${arches.map((a) => relative(ROOT, dirs[a])).join(', ')}`);
     } else {
