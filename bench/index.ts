@@ -3,7 +3,8 @@
 // allocates per decision, and the time and heap to verify and index 10k- and 100k-thing snapshots;
 // then the broker (broker.ts): messages per second through the agent enforcing against the same
 // agent as an open broker, command latency, 1,000 devices connecting, RSS.
-// `--only decisions` / `--only broker` runs one section; `--cpu-prof-dir <dir>` profiles the agents;
+// then the outbox (outbox.ts): messages queued durably per second, drained per second, disk bytes each.
+// `--only decisions` / `--only broker` / `--only outbox` runs one section; `--cpu-prof-dir <dir>` profiles the agents;
 // `--topics-per-publisher <n>` spreads the broker load over more topics (past the agent's decision caches).
 // Progress goes to stderr; stdout carries only the figures. See bench/README.md.
 import { cpus, totalmem } from 'node:os';
@@ -18,6 +19,7 @@ import { generateQuestions, QUESTION_KINDS, type QuestionKind, type Questions } 
 import { generateTenant } from './synthetic.js';
 import { collect, GcCounter, hasGc, MB, now, settle } from './measure.js';
 import { brokerSection } from './broker.js';
+import { outboxSection } from './outbox.js';
 
 const TARGET_DECISIONS_PER_SECOND = 5_000_000;
 const TARGET_VERIFY_AND_INDEX_100K_MS = 500;
@@ -42,7 +44,7 @@ function flag(name: string): string | undefined {
   if (i >= 0) return argv[i + 1];
   return argv.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
 }
-const SECTIONS = ['decisions', 'broker'] as const;
+const SECTIONS = ['decisions', 'broker', 'outbox'] as const;
 type Section = (typeof SECTIONS)[number];
 const only = flag('--only');
 if (only !== undefined && !(SECTIONS as readonly string[]).includes(only)) {
@@ -405,6 +407,11 @@ async function main(): Promise<void> {
     });
     Object.assign(figures, b.figures);
     out.push('', ...b.lines);
+  }
+  if (sections.includes('outbox')) {
+    const o = await outboxSection({ progress });
+    Object.assign(figures, o.figures);
+    out.push('', ...o.lines);
   }
   figures.benchTotalSeconds = r1((now() - started) / 1000);
 
