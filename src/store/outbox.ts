@@ -22,10 +22,12 @@
 //
 //   25 bytes plus the topic per record: a 64-byte payload on `things/oven-1/telemetry/temperature`
 //   takes 124 bytes. Sequence numbers start at 1, grow by one per append and are never reused for a
-//   record that peek() returned, also across restarts.
-// - `state.json`, written atomically (writeFileAtomic): `{"format":1,"ackedThrough":N,"dropped":D}`.
-//   Every record with seq <= ackedThrough is acknowledged (or dropped); `dropped` counts records
-//   dropped to respect maxBytes over the outbox's whole life.
+//   record that peek() returned, also across restarts (unless the disk damaged that record).
+// - `state.json`, written atomically (writeFileAtomic):
+//   `{"format":1,"ackedThrough":N,"dropped":D,"ackedAbove":[...]}`. Every record with
+//   seq <= ackedThrough is acknowledged (or dropped); `ackedAbove` lists the records above it
+//   acknowledged out of order (the lowest 16384 of them; absent when none); `dropped` counts
+//   records dropped to respect maxBytes over the outbox's whole life.
 //
 // ## Guarantees
 //
@@ -37,12 +39,12 @@
 //   cloud never sees a record the gateway could forget in a power cut.
 // - ack() takes effect at once in memory: peek() never returns an acknowledged record again in this
 //   process, so a reconnect without a restart re-sends only records that were never acknowledged.
-//   Records may be acknowledged out of order; the persisted point is the highest contiguous one,
-//   written atomically at most `ackSyncIntervalMs` after an ack, and at compact() and close().
-//   After a restart, peek() returns exactly the records above the persisted point: after close(),
-//   exactly the unacknowledged ones; after SIGKILL or a power cut, also those acknowledged during
-//   the last `ackSyncIntervalMs` before it, or out of order above a gap (at-least-once between crash
-//   points; the bridge sends the seq with each message so the cloud can drop duplicates).
+//   Records may be acknowledged in any order (a QoS 1 in-flight window). The acknowledgements are
+//   persisted atomically at most `ackSyncIntervalMs` after an ack, and at compact() and close().
+//   After close() and a restart, peek() returns exactly the unacknowledged records. After a SIGKILL
+//   or a power cut, also those acknowledged during the last `ackSyncIntervalMs` before it: no
+//   record is lost, a few may be sent twice (at-least-once between crash points; the seq sent
+//   with each message lets the cloud drop duplicates).
 // - Bounded by `maxBytes` of segment files: when an append would exceed it, whole oldest segments
 //   are removed (acknowledged ones first, at no loss); unacknowledged records in them are dropped
 //   and counted (`dropped`, persisted). The newest records are never dropped.
@@ -136,7 +138,9 @@ const MIB = 1024 * 1024;
 const HARD_MAX_RECORD = MIB;
 const INDEX_EVERY = 64;
 const READ_CHUNK = 256 * 1024;
-const MAX_STATE_BYTES = 4096;
+const MAX_STATE_BYTES = 1024 * 1024;
+/** At most this many out-of-order acknowledgements are persisted (the lowest); the others are sent again after a restart. */
+const MAX_PERSISTED_ACKS = 16384;
 const SEGMENT_NAME = /^(\d{1,16})\.seg$/;
 const MAX_U48 = 2 ** 48 - 1;
 const TWO_32 = 2 ** 32;
@@ -372,6 +376,11 @@ export class Outbox {
 
   private persistedFloor = -1;
   private persistedDropped = -1;
+  /** Bumped whenever the set of out-of-order acknowledgements changes. */
+  private ackVersion = 0;
+  private persistedAckVersion = 0;
+  /** Out-of-order acknowledgements read from the state file, applied once the segments are known. */
+  private loadedAcks: number[] = [];
 
   private waiters: Waiter[] = [];
   private waiterHead = 0;
@@ -469,6 +478,12 @@ export class Outbox {
     // Records between the ack point and the first record that survived do not exist: a gap.
     const first = this.segments.find((s) => s.count > 0);
     if (first && first.idxSeq[0]! > this.floor + 1) this.addGap(this.floor + 1, first.idxSeq[0]! - 1);
+    // Seqs between the last record and a later segment name (its records lost before they were durable) do not exist either.
+    const top = Math.max(prevSeq, this.floor);
+    if (this.nextSeq - 1 > top) this.addGap(top + 1, this.nextSeq - 1);
+    for (const s of this.loadedAcks) if (s > this.floor && s < this.nextSeq && !this.inGap(s)) this.ackedAbove.add(s);
+    this.loadedAcks = [];
+    this.persistedAckVersion = this.ackVersion = this.ackedAbove.size > 0 ? 1 : 0;
     this.advance();
 
     // Whole segments at or below the ack point, and empty ones, are not needed (but the last stays).
@@ -522,7 +537,7 @@ export class Outbox {
     } catch {
       doc = undefined;
     }
-    const d = doc as { format?: unknown; ackedThrough?: unknown; dropped?: unknown } | undefined;
+    const d = doc as { format?: unknown; ackedThrough?: unknown; dropped?: unknown; ackedAbove?: unknown } | undefined;
     const okInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
     if (typeof d !== 'object' || d === null || d.format !== 1 || !okInt(d.ackedThrough) || !okInt(d.dropped)) {
       this.report(`${OUTBOX_STATE_FILE} is damaged; ignored: every record on disk will be sent again and the drop count starts at 0`);
@@ -532,6 +547,10 @@ export class Outbox {
     this.dropped = d.dropped;
     this.persistedFloor = d.ackedThrough;
     this.persistedDropped = d.dropped;
+    if (d.ackedAbove !== undefined) {
+      if (Array.isArray(d.ackedAbove) && d.ackedAbove.every(okInt)) this.loadedAcks = d.ackedAbove;
+      else this.report(`${OUTBOX_STATE_FILE}: "ackedAbove" is damaged; ignored: those records will be sent again`);
+    }
   }
 
   /** Reads and verifies one segment file; repairs its tail when it is the last. Undefined: not usable. */
@@ -896,11 +915,15 @@ export class Outbox {
     return this.enqueue(async () => {
       const floor = this.floor;
       const dropped = this.dropped;
-      if (floor !== this.persistedFloor || dropped !== this.persistedDropped) {
+      const ackVersion = this.ackVersion;
+      if (floor !== this.persistedFloor || dropped !== this.persistedDropped || ackVersion !== this.persistedAckVersion) {
+        const above = [...this.ackedAbove].sort((a, b) => a - b).slice(0, MAX_PERSISTED_ACKS);
+        const doc = above.length > 0 ? { format: 1, ackedThrough: floor, dropped, ackedAbove: above } : { format: 1, ackedThrough: floor, dropped };
         try {
-          await writeFileAtomic(this.statePath, JSON.stringify({ format: 1, ackedThrough: floor, dropped }) + '\n');
+          await writeFileAtomic(this.statePath, JSON.stringify(doc) + '\n');
           this.persistedFloor = floor;
           this.persistedDropped = dropped;
+          this.persistedAckVersion = ackVersion;
         } catch (err) {
           this.report(`cannot persist the ack point (${errText(err)}); will retry`);
           return;
@@ -1057,6 +1080,7 @@ export class Outbox {
     seg.lastSeq = Math.max(0, lastGood);
     if (lostTo > lastGood) {
       for (const s of this.ackedAbove) if (s > lastGood && s <= lostTo) this.ackedAbove.delete(s);
+      this.ackVersion++;
       this.addGap(Math.max(lastGood + 1, this.floor + 1), lostTo);
       this.advance();
       this.scheduleStatePersist();
@@ -1072,9 +1096,9 @@ export class Outbox {
   ack(seq: number): void {
     if (!Number.isSafeInteger(seq) || seq <= this.floor || seq >= this.nextSeq || this.inGap(seq)) return;
     this.ackedAbove.add(seq);
-    const before = this.floor;
+    this.ackVersion++;
     this.advance();
-    if (this.floor !== before) this.scheduleStatePersist();
+    this.scheduleStatePersist();
   }
 
   /** Persists the ack point and removes the segment files whose records are all acknowledged. */
