@@ -246,6 +246,21 @@ t.test('torn tail: the cut record is removed, everything before it stays, append
   await third.ob.close();
 });
 
+t.test('a segment cut while being created (no header yet) is repaired silently', async (t) => {
+  const dir = t.testdir();
+  const { ob } = await open(dir, { segmentBytes: 1024 });
+  await fill(ob, 30, 0, 20);
+  await ob.close();
+  const files = segFiles(dir);
+  writeFileSync(join(dir, '0000000000000031.seg'), '');
+  const again = await open(dir, { segmentBytes: 1024 });
+  t.same(again.problems, []);
+  t.same(seqsOf(again.ob), range(1, 30));
+  t.equal(await again.ob.append(TOPIC, 'x'), 31);
+  t.same(segFiles(dir), [...files, '0000000000000031.seg']);
+  await again.ob.close();
+});
+
 t.test('a damaged record inside a segment: skipped, the valid ones before and after are kept', async (t) => {
   const dir = t.testdir();
   const { ob } = await open(dir);
