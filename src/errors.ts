@@ -28,6 +28,8 @@ export const ERROR_CODES = {
   EW_KEY_READ: 'a key file cannot be read or is not an Ed25519 key',
   EW_STORE_IO: 'a state file cannot be read or written',
   EW_OUTBOX_RECORD_TOO_LARGE: 'a message for the cloud is larger than the outbox accepts (refused, not queued)',
+  // the cloud broker
+  EW_CLOUD_CONNECT: 'the cloud MQTT broker cannot be reached, refused the connection, or did not acknowledge in time',
   // command line
   EW_USAGE: 'the command line is wrong',
 } as const;

@@ -3,7 +3,7 @@
 //
 // Start order matters: the stored snapshot is loaded and re-verified BEFORE any listener opens, so
 // no client is ever served by an empty or unverified policy.
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Server } from 'node:net';
 import type { Logger } from 'pino';
@@ -15,7 +15,10 @@ import { EwError, isEwError } from '../errors.js';
 import { SnapshotStore } from '../store/snapshot-store.js';
 import { TimeFloor } from '../store/time-floor.js';
 import { loadTrustedKeys } from '../store/keys.js';
-import { readFileBounded } from '../store/atomic-file.js';
+import { readFileBounded, writeFileAtomic } from '../store/atomic-file.js';
+import { Outbox } from '../store/outbox.js';
+import { readAuditSince, type AuditCursor } from '../audit/audit-upload.js';
+import { CloudLink, type LinkState } from '../bridge/cloud-link.js';
 import type { VerifiedSnapshot } from '../snapshot/snapshot.js';
 import { GatewayBroker, type PolicyView } from '../broker/broker.js';
 import { SnapshotInbox } from './inbox.js';
@@ -33,8 +36,14 @@ export interface AgentStatus {
   readonly listeners: { tcp: number | undefined; tls: number | undefined };
   readonly broker: Record<string, number>;
   readonly audit: ReturnType<AuditLog['stats']>;
+  /** The cloud link and its queue; null when cloud.enabled is false. */
+  readonly cloud: { link: Record<string, unknown>; queue: ReturnType<Outbox['stats']> } | null;
   readonly startedAt: string;
 }
+
+const AUDIT_CURSOR_FILE = 'audit-upload.json';
+/** How many served things get a retained things/{t}/cloud-status when the link goes up or down. */
+const MAX_CLOUD_STATUS_THINGS = 100_000;
 
 export class Agent {
   private index: PolicyIndex | null = null;
@@ -46,6 +55,9 @@ export class Agent {
   private expiryTimer: NodeJS.Timeout | undefined;
   private readonly startedAt = new Date();
   private stopping: Promise<void> | undefined;
+  private link: CloudLink | undefined;
+  private auditCursor: AuditCursor | null = null;
+  private expiryReported: 'valid' | 'soon' | 'expired' = 'valid';
 
   private constructor(
     readonly config: AgentConfig,
@@ -53,6 +65,7 @@ export class Agent {
     private readonly timeFloor: TimeFloor,
     private readonly store: SnapshotStore,
     readonly audit: AuditLog,
+    private readonly outbox: Outbox | undefined,
   ) {}
 
   static async start(config: AgentConfig, log: Logger): Promise<Agent> {
@@ -91,7 +104,15 @@ export class Agent {
       flushIntervalMs: config.audit.flushIntervalMs,
       onError: (err) => log.error({ err: err.message }, 'audit write failed'),
     });
-    const agent = new Agent(config, log, timeFloor, store, audit);
+    const outbox = config.cloud.enabled
+      ? await Outbox.open({
+          dir: join(stateDir, 'outbox'),
+          maxBytes: config.cloud.queue.maxBytes,
+          syncIntervalMs: config.cloud.queue.syncIntervalMs,
+          onProblem: (msg) => log.warn({ module: 'outbox' }, msg),
+        })
+      : undefined;
+    const agent = new Agent(config, log, timeFloor, store, audit, outbox);
     agent.adopt(store.held());
     if (!agent.index) log.warn({ stateDir }, 'no valid snapshot: every request is denied (NO_SNAPSHOT) until one is installed');
     await agent.startServices();
@@ -111,12 +132,134 @@ export class Agent {
       await this.inbox.start();
     }
     this.control = await startControlServer(c.stateDir, (req) => this.handleControl(req));
-    this.jobs.push(
-      cron.schedule(c.schedule.timeFloorPersist, () => this.timeFloor.persist().catch((err: Error) => this.log.error({ err: err.message }, 'time floor not persisted')), {
-        noOverlap: true,
-        name: 'time-floor',
-      } as Parameters<typeof cron.schedule>[2]),
+    this.job('time-floor', c.schedule.timeFloorPersist, () => this.timeFloor.persist());
+    this.job('expiry-check', c.schedule.expiryCheck, async () => this.checkExpiry());
+    if (this.outbox) await this.startCloudLink(this.outbox);
+  }
+
+  /** A node-cron job that never runs twice at once and never throws. */
+  private job(name: string, expression: string, run: () => Promise<unknown>): void {
+    const task = cron.schedule(
+      expression,
+      () => run().catch((err: Error) => this.log.error({ job: name, err: err.message }, 'scheduled job failed')),
+      { noOverlap: true, name } as Parameters<typeof cron.schedule>[2],
     );
+    this.jobs.push(task);
+  }
+
+  // --- the cloud (SPEC section 5) --------------------------------------------------------------------
+
+  private async startCloudLink(outbox: Outbox): Promise<void> {
+    const c = this.config;
+    const broker = this.broker!;
+    const log = this.log.child({ module: 'bridge' });
+    const link = new CloudLink({
+      config: c.cloud,
+      gatewayId: c.gateway.id,
+      outbox,
+      log,
+      host: {
+        installSnapshot: (bytes, source) => this.installSnapshot(bytes, source),
+        request: (principal, topic, payload, qos) => broker.cloudPublish(principal, topic, payload, qos),
+        snapshotStatus: () => {
+          const s = this.status();
+          return { version: s.snapshotVersion, expiresAt: s.snapshotExpiresAt, expired: s.expired };
+        },
+        onStateChange: (state) => {
+          // Persist the ack point now: what the cloud acknowledged is never sent again after a crash.
+          if (state === 'offline') outbox.compact().catch((err: Error) => log.error({ err: err.message }, 'queue ack point not persisted'));
+          this.publishCloudStatus(state);
+        },
+      },
+    });
+    this.link = link;
+    // Allowed device telemetry and events go up through the queue. aedes waits for this handler
+    // before it sends a QoS 2 PUBREC (the message is then on disk); QoS 0/1 are acknowledged first.
+    for (const filter of c.cloud.forward) {
+      await new Promise<void>((resolve) =>
+        broker.aedes.subscribe(
+          filter,
+          (packet, done) => {
+            if (packet.topic.startsWith('$')) return done();
+            link.enqueue(`up/${packet.topic}`, packet.payload as Buffer, { qos: packet.qos > 0 ? 1 : 0, retain: packet.retain }).then(
+              () => done(),
+              (err: Error) => {
+                log.error({ topic: packet.topic, err: err.message }, 'upward message not queued');
+                done();
+              },
+            );
+          },
+          resolve,
+        ),
+      );
+    }
+    this.auditCursor = await this.loadAuditCursor();
+    this.job('snapshot-refresh', c.schedule.snapshotRefresh, async () => link.requestSnapshot('schedule'));
+    this.job('audit-upload', c.schedule.auditUpload, () => this.uploadAudit());
+    this.job('queue-compact', c.schedule.queueCompact, () => outbox.compact());
+    link.start();
+  }
+
+  /** Retained `things/{t}/cloud-status` for the served things: whether the gateway reaches the cloud. */
+  private publishCloudStatus(state: LinkState): void {
+    if (state !== 'online' && state !== 'offline') return;
+    this.log.info({ state }, `cloud link ${state}`);
+    const index = this.index;
+    const broker = this.broker;
+    if (!index || !broker) return;
+    const payload = Buffer.from(JSON.stringify({ gatewayId: this.config.gateway.id, cloud: state, at: new Date().toISOString() }));
+    let n = 0;
+    for (let i = 0; i < index.thingIds.length && n < MAX_CLOUD_STATUS_THINGS; i++) {
+      const thing = index.thingIds[i]!;
+      if (index.thingServed[index.ids.get(thing)!] !== 1) continue;
+      n++;
+      broker.aedes.publish({ cmd: 'publish', topic: `things/${thing}/cloud-status`, payload, qos: 0, retain: true, dup: false } as never, () => undefined);
+    }
+  }
+
+  private async loadAuditCursor(): Promise<AuditCursor | null> {
+    const file = join(this.config.stateDir, AUDIT_CURSOR_FILE);
+    try {
+      const v = JSON.parse(await readFile(file, 'utf8')) as Partial<AuditCursor>;
+      if (Number.isSafeInteger(v.ino) && Number.isSafeInteger(v.offset) && v.offset! >= 0) return { ino: v.ino!, offset: v.offset! };
+      this.log.warn({ file }, 'audit upload cursor unreadable: uploading the whole audit log again');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ file, err: (err as Error).message }, 'audit upload cursor unreadable: uploading the whole audit log again');
+    }
+    return null;
+  }
+
+  /** Queues the audit records written since the last upload (JSON Lines on <prefix>audit). */
+  private async uploadAudit(): Promise<void> {
+    const link = this.link;
+    const outbox = this.outbox;
+    if (!link || !outbox) return;
+    const chunkBytes = Math.max(4096, Math.min(256 * 1024, outbox.limits.maxRecordBytes - 1024));
+    for (let i = 0; i < 64; i++) {
+      const chunk = await readAuditSince(join(this.config.stateDir, 'audit'), this.auditCursor, chunkBytes);
+      if (chunk.skipped) this.log.warn('audit records were rotated away before they could be uploaded');
+      if (chunk.text.length > 0) await link.enqueue('audit', chunk.text, { qos: 1 });
+      if (chunk.next && (chunk.next.ino !== this.auditCursor?.ino || chunk.next.offset !== this.auditCursor.offset)) {
+        this.auditCursor = chunk.next;
+        await writeFileAtomic(join(this.config.stateDir, AUDIT_CURSOR_FILE), JSON.stringify(chunk.next));
+      }
+      if (chunk.text.length === 0) return;
+    }
+  }
+
+  /** Logs when the snapshot in force expires or is about to (once per change) and refreshes the cloud status. */
+  private async checkExpiry(): Promise<void> {
+    const index = this.index;
+    const now = this.timeFloor.now();
+    const state = !index ? 'valid' : now >= index.expiresAt ? 'expired' : index.expiresAt - now < 24 * 3600_000 ? 'soon' : 'valid';
+    if (state !== this.expiryReported && index) {
+      const fields = { version: index.version, expiresAt: new Date(index.expiresAt).toISOString(), expiredMode: index.expiredMode };
+      if (state === 'expired') this.log.warn(fields, 'snapshot in force has expired: waiting for a fresh one');
+      else if (state === 'soon') this.log.warn(fields, 'snapshot in force expires within 24 hours');
+      if (state !== 'valid') this.link?.requestSnapshot(state === 'expired' ? 'expired' : 'expiring');
+    }
+    this.expiryReported = state;
+    this.link?.publishStatus();
   }
 
   /** The policy view the broker reads on every hook. */
@@ -158,6 +301,7 @@ export class Agent {
       const v = await this.store.install(bytes, source);
       this.adopt(v);
       const dropped = this.broker?.dropStaleSessions(this.index!) ?? 0;
+      this.link?.publishStatus();
       this.log.info({ source, version: v.payload.version, kid: v.kid, expiresAt: new Date(v.payload.expiresAt).toISOString(), dropped }, 'snapshot accepted');
       return { version: v.payload.version };
     } catch (err) {
@@ -191,6 +335,7 @@ export class Agent {
       listeners: this.broker?.ports ?? { tcp: undefined, tls: undefined },
       broker: this.broker?.stats() ?? {},
       audit: this.audit.stats(),
+      cloud: this.link && this.outbox ? { link: this.link.stats(), queue: this.outbox.stats() } : null,
       startedAt: this.startedAt.toISOString(),
     };
   }
@@ -206,8 +351,10 @@ export class Agent {
       if (this.expiryTimer) clearTimeout(this.expiryTimer);
       await this.inbox?.close();
       await new Promise<void>((resolve) => (this.control ? this.control.close(() => resolve()) : resolve()));
+      await this.link?.stop();
       await this.broker?.close();
       await this.audit.close();
+      await this.outbox?.close();
       await this.timeFloor.persist().catch(() => undefined);
     })();
     return this.stopping;

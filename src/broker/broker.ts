@@ -17,7 +17,7 @@ import type { AgentConfig } from '../config/load.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import { decideById } from '../decide/decide.js';
 import { ALLOW, DENY, type Decision } from '../decide/reasons.js';
-import { PrincipalKind, principalByCertFingerprint, type PolicyIndex } from '../decide/policy-index.js';
+import { PrincipalKind, principalByCertFingerprint, principalOf, type PolicyIndex } from '../decide/policy-index.js';
 import { compileTopicMap, compileTopicRules, fanOutTopic, matchesValid, type PublishRoute, type TopicMap, type TopicRules } from '../topics/index.js';
 import { permissionId } from '../catalog/index.js';
 import { createGuardedMq } from './mq.js';
@@ -60,6 +60,8 @@ interface Session {
   denyLogAt: number;
   denySuppressed: number;
   limitsLogged: Set<string>;
+  /** The reason of this session's latest denial (read back by cloudPublish). */
+  lastDeny: string | null;
 }
 
 interface PublishVerdict {
@@ -378,6 +380,7 @@ export class GatewayBroker {
       denyLogAt: 0,
       denySuppressed: 0,
       limitsLogged: new Set(),
+      lastDeny: null,
     };
   }
 
@@ -592,6 +595,7 @@ export class GatewayBroker {
   // --- logging, bounded ------------------------------------------------------------------------------
 
   private logDeny(client: Client, s: Session, topic: string, action: string, reason: string | undefined): void {
+    s.lastDeny = reason ?? null;
     const now = Date.now();
     if (now - s.denyLogAt < DENY_LOG_INTERVAL_MS) {
       s.denySuppressed++;
@@ -618,6 +622,46 @@ export class GatewayBroker {
   private onGone(client: Client): void {
     const s = this.sessions.get(client);
     if (s && s.denySuppressed > 0) this.log.info({ principal: s.principal, clientId: client.id, suppressed: s.denySuppressed }, 'denials not logged individually');
+  }
+
+  // --- requests from the cloud ------------------------------------------------------------------------
+
+  /** One session per cloud principal and policy epoch: rate limits, deny logging and caches as for a local client. */
+  private readonly cloudSessions = new Map<string, { client: Client; session: Session; epoch: number }>();
+
+  /**
+   * A request the cloud issues on behalf of `principal` (SPEC section 5): decided exactly like the same
+   * PUBLISH from a local client of that principal (topic map, decide, rate limits, audit, with the
+   * client id `cloud:<principal>`), then, when allowed, delivered on the local topic. Resolves with the
+   * decision; an allowed bulk update resolves once it is fanned out.
+   */
+  cloudPublish(principal: string, topic: string, payload: Buffer, qos: 0 | 1): Promise<Decision> {
+    const view = this.opts.policy();
+    let entry = this.cloudSessions.get(principal);
+    if (!entry || entry.epoch !== view.epoch) {
+      const p = view.index ? principalOf(view.index, principal) : undefined;
+      const client = { id: `cloud:${principal}` } as unknown as Client;
+      entry = { client, session: this.newSession(principal, p?.kind ?? -1, p?.role ?? null, 'cloud'), epoch: view.epoch };
+      this.sessions.set(client, entry.session);
+      if (this.cloudSessions.size >= 10_000) this.cloudSessions.clear();
+      this.cloudSessions.set(principal, entry);
+    }
+    const { client, session } = entry;
+    const packet = { cmd: 'publish', topic, payload, qos, retain: false, dup: false } as PublishPacket & Marked;
+    if (topic.includes('+') || topic.includes('#') || topic === '' || topic.includes('\u0000')) {
+      this.opts.audit.record({ principal, clientId: client.id, action: 'publish', topic, thing: null, decision: 'deny', reason: 'TOPIC_DENIED', snapshotVersion: view.index?.version ?? null, source: 'cloud' });
+      return Promise.resolve(DENY.TOPIC_DENIED);
+    }
+    session.lastDeny = null;
+    return new Promise((resolve) => {
+      this.authorizePublish(client, packet, () => {
+        if (packet[DROP] === true) {
+          resolve(session.lastDeny === null ? ALLOW : (DENY as Record<string, Decision>)[session.lastDeny] ?? DENY.TOPIC_DENIED);
+          return;
+        }
+        this.aedes.publish(packet, () => resolve(ALLOW));
+      });
+    });
   }
 
   async close(): Promise<void> {
