@@ -2,6 +2,7 @@
 import { loadConfig, bundledPaths, type AgentConfig } from '../config/load.js';
 import { Agent } from '../agent/agent.js';
 import { createLogger } from '../agent/log.js';
+import { sdNotify } from '../agent/sd-notify.js';
 import { packageRoot } from './io.js';
 import type { Io } from './output.js';
 
@@ -33,9 +34,12 @@ export async function runCommand(opts: { config?: string; port?: string; stateDi
     io.err(`edgewarden: WARNING: ${banner}`);
   }
   const agent = await Agent.start(config, log);
+  const notified = (r: { error?: string }) => r.error && log.warn({ err: r.error }, 'systemd notification failed');
+  void sdNotify(['READY=1', 'STATUS=serving MQTT']).then(notified);
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info({ signal }, 'stopping');
+      void sdNotify(['STOPPING=1']).then(notified);
       agent.stop().then(
         () => {
           log.info('stopped');

@@ -36,6 +36,9 @@ t.test('the unit says what the package needs', async (t) => {
   t.same(values('SystemCallArchitectures'), ['native']);
   t.match(values('MemoryMax')[0] ?? '', /^[0-9]+[KMG]?$/, 'a memory limit');
   t.same(values('Restart'), ['on-failure']);
+  // Readiness: the agent spawns systemd-notify (src/agent/sd-notify.ts), a child process.
+  t.same(values('Type'), ['notify']);
+  t.same(values('NotifyAccess'), ['all']);
   // V8's JIT needs writable+executable memory: MemoryDenyWriteExecute=yes would crash the agent.
   t.notOk(values('MemoryDenyWriteExecute').includes('yes'), 'MemoryDenyWriteExecute is not set');
   t.match(text, /MemoryDenyWriteExecute[^\n]*\n?[^\n]*JIT|JIT[\s\S]{0,200}MemoryDenyWriteExecute/, 'and the unit says why');
