@@ -44,7 +44,7 @@ function accepts(port: number): Promise<boolean> {
  * sessions and queued messages survive a stop() and start(): a cloud application with a
  * persistent session misses nothing during the outage.
  */
-export async function startMosquitto(opts: { persistence?: boolean } = {}): Promise<Mosquitto> {
+export async function startMosquitto(opts: { persistence?: boolean; tls?: boolean; listener?: string[]; config?: string[] } = {}): Promise<Mosquitto> {
   const dir = mkdtempSync(join(tmpdir(), 'ew-mosquitto-'));
   const port = await freePort();
   const conf = join(dir, 'mosquitto.conf');
@@ -52,12 +52,28 @@ export async function startMosquitto(opts: { persistence?: boolean } = {}): Prom
     ? ['persistence true', `persistence_location ${dir}/`, 'max_queued_messages 100000', 'max_inflight_messages 100']
     : ['persistence false'];
   // As root, mosquitto would switch to the user "mosquitto", who cannot write the temporary directory.
-  writeFileSync(conf, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', `user ${userInfo().username}`, ...persistence, 'log_dest stderr', 'log_type error', 'log_type warning', ''].join('\n'));
+  // `listener` lines configure the listener (TLS: cafile, certfile, keyfile, require_certificate);
+  // `config` lines replace allow_anonymous true (password_file, ...).
+  writeFileSync(
+    conf,
+    [
+      'per_listener_settings false',
+      ...(opts.config ?? ['allow_anonymous true']),
+      `user ${userInfo().username}`,
+      ...persistence,
+      'log_dest stderr',
+      'log_type error',
+      'log_type warning',
+      `listener ${port} 127.0.0.1`,
+      ...(opts.listener ?? []),
+      '',
+    ].join('\n'),
+  );
   let child: ChildProcess | null = null;
   let out = '';
   const m: Mosquitto = {
     port,
-    url: `mqtt://127.0.0.1:${port}`,
+    url: `${opts.tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${port}`,
     async start() {
       if (child) return;
       const c = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -1,30 +1,12 @@
 // The TLS listener: server certificate, optional client certificates; a device authenticates by the
 // fingerprint of its certificate from the snapshot. Certificates are made with openssl per run.
 import t from 'tap';
-import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import { certificateFingerprint } from '../../src/policy/credentials.js';
+import { makeCertificates } from '../helpers/certs.js';
 import { cleanup, connect, connackCode, endAll, exampleSnapshot, mosquitto, sleep, startAgent, subscribe, until } from '../helpers/agent.js';
-
-function openssl(cwd: string, ...args: string[]): void {
-  execFileSync('openssl', args, { cwd, stdio: 'ignore' });
-}
-
-function makeCertificates(dir: string): void {
-  openssl(dir, 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=edgewarden test CA');
-  const leaf = (name: string, ext: string, ca = 'ca') => {
-    openssl(dir, 'req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
-    writeFileSync(join(dir, `${name}.ext`), ext);
-    openssl(dir, 'x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.pem`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-out', `${name}.pem`, '-days', '2', '-extfile', `${name}.ext`);
-  };
-  leaf('server', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
-  leaf('oven-1', 'extendedKeyUsage=clientAuth\n');
-  // a client certificate from another CA: never trusted
-  openssl(dir, 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'rogue-ca.key', '-out', 'rogue-ca.pem', '-days', '2', '-subj', '/CN=rogue CA');
-  leaf('rogue', 'extendedKeyUsage=clientAuth\n', 'rogue-ca');
-}
 
 t.test('TLS listener with client-certificate authentication', async (t) => {
   const dir = t.testdir({});
