@@ -77,7 +77,7 @@ export interface OutboxOptions {
   readonly dir: string;
   /** Bound on the segment files' total size, bytes (at least 4096). */
   readonly maxBytes: number;
-  /** A segment is closed and a new one started past this size. Default min(8 MiB, maxBytes / 8), kept within [max(1 KiB, maxBytes / 1024), maxBytes / 4]. */
+  /** A segment is closed and a new one started past this size. Default min(8 MiB, maxBytes / 8), kept within [max(1 KiB, maxBytes / 64), maxBytes / 4]: about 4 to 64 segments, each an open file. */
   readonly segmentBytes?: number;
   /** Group commit: the fsync of appended records happens this long after the first of them. Default 5 ms. */
   readonly syncIntervalMs?: number;
@@ -336,7 +336,8 @@ interface Limits {
 function resolveLimits(opts: OutboxOptions): Limits {
   const maxBytes = intOption('maxBytes', opts.maxBytes, Number.NaN, 4096);
   if (Number.isNaN(maxBytes)) throw new RangeError('outbox option maxBytes is required');
-  const segLow = Math.max(1024, Math.ceil(maxBytes / 1024));
+  // At most about 64 segments (each holds a file descriptor open), at least 4.
+  const segLow = Math.max(1024, Math.ceil(maxBytes / 64));
   const segHigh = Math.floor(maxBytes / 4);
   const segmentBytes = Math.min(segHigh, Math.max(segLow, intOption('segmentBytes', opts.segmentBytes, Math.min(8 * MIB, Math.floor(maxBytes / 8)), 0)));
   const recHigh = Math.min(HARD_MAX_RECORD, Math.floor(maxBytes / 4));

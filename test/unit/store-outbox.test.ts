@@ -152,7 +152,7 @@ t.test('seqs below an empty segment whose records never became durable are skipp
 });
 
 t.test('drain pattern: a window of in-flight records, peek after the last sent', async (t) => {
-  const { ob } = await open(t.testdir(), { segmentBytes: 4096 });
+  const { ob } = await open(t.testdir(), { maxBytes: 262144, segmentBytes: 4096 });
   await fill(ob, 500);
   const seen: number[] = [];
   let window = ob.peek(32);
@@ -248,12 +248,12 @@ t.test('torn tail: the cut record is removed, everything before it stays, append
 
 t.test('a segment cut while being created (no header yet) is repaired silently', async (t) => {
   const dir = t.testdir();
-  const { ob } = await open(dir, { segmentBytes: 1024 });
+  const { ob } = await open(dir, { maxBytes: 65536, segmentBytes: 1024 });
   await fill(ob, 30, 0, 20);
   await ob.close();
   const files = segFiles(dir);
   writeFileSync(join(dir, '0000000000000031.seg'), '');
-  const again = await open(dir, { segmentBytes: 1024 });
+  const again = await open(dir, { maxBytes: 65536, segmentBytes: 1024 });
   t.same(again.problems, []);
   t.same(seqsOf(again.ob), range(1, 30));
   t.equal(await again.ob.append(TOPIC, 'x'), 31);
@@ -289,7 +289,7 @@ t.test('a damaged record inside a segment: skipped, the valid ones before and af
 
 t.test('damage found while reading: reported, the rest of that segment is lost, nothing throws', async (t) => {
   const dir = t.testdir();
-  const { ob, problems } = await open(dir, { segmentBytes: 1024 });
+  const { ob, problems } = await open(dir, { maxBytes: 65536, segmentBytes: 1024 });
   await fill(ob, 40, 0, 20);
   const files = segFiles(dir);
   t.ok(files.length >= 3);
@@ -353,7 +353,7 @@ t.test('a segment of random bytes and an empty outbox directory of garbage only'
 
 t.test('compaction removes the acknowledged segments', async (t) => {
   const dir = t.testdir();
-  const { ob } = await open(dir, { segmentBytes: 1024 });
+  const { ob } = await open(dir, { maxBytes: 65536, segmentBytes: 1024 });
   await fill(ob, 100, 0, 20);
   const before = segFiles(dir).length;
   t.ok(before >= 8);
@@ -370,7 +370,7 @@ t.test('compaction removes the acknowledged segments', async (t) => {
   t.equal(ob.stats().bytes, 8);
   t.equal(await ob.append(TOPIC, 'x'), 101);
   await ob.close();
-  const again = await open(dir);
+  const again = await open(dir, { maxBytes: 65536, segmentBytes: 1024 });
   t.same(seqsOf(again.ob), [101]);
   await again.ob.close();
 });
@@ -391,6 +391,21 @@ t.test('a record over maxRecordBytes is refused with a clear error, nothing queu
   t.equal(await ob.append(TOPIC, Buffer.alloc(fits, 7)), 1, 'exactly the limit fits, and the seq was not used up');
   t.same(ob.peek(1)[0]?.payload, Buffer.alloc(fits, 7));
   await ob.close();
+});
+
+t.test('segment size is kept within bounds: at most about 64 segments, at least 4', async (t) => {
+  const dir = t.testdir();
+  const huge = await open(join(dir, 'a'), { maxBytes: 8 * 1024 * 1024 * 1024, segmentBytes: 1024 });
+  t.equal(huge.ob.limits.segmentBytes, 128 * 1024 * 1024);
+  t.equal(huge.ob.limits.maxRecordBytes, 1024 * 1024);
+  await huge.ob.close();
+  const def = await open(join(dir, 'b'), { maxBytes: 64 * 1024 * 1024 });
+  t.same(def.ob.limits, { maxBytes: 64 * 1024 * 1024, segmentBytes: 8 * 1024 * 1024, maxRecordBytes: 1024 * 1024, syncIntervalMs: 5, ackSyncIntervalMs: 1000 });
+  await def.ob.close();
+  const small = await open(join(dir, 'c'), { maxBytes: 8192, segmentBytes: 1 << 20, maxRecordBytes: 1 << 20 });
+  t.equal(small.ob.limits.segmentBytes, 2048);
+  t.equal(small.ob.limits.maxRecordBytes, 2048);
+  await small.ob.close();
 });
 
 t.test('options out of range are refused', async (t) => {
