@@ -51,7 +51,7 @@
 // - Corruption never throws: open() verifies every record's CRC, truncates a torn tail (a record cut
 //   by a power cut), skips over a damaged record to the next valid one, sets aside segment files
 //   that are not segments, ignores unknown files, and reports each problem through `onProblem`.
-import { fsync as fsyncCb, closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
+import { fsync as fsyncCb, closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
 import { mkdir, open as openAsync, readdir, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as zlib from 'node:zlib';
@@ -792,23 +792,13 @@ export class Outbox {
     // An empty last segment (sealed after a failed write) is replaced, never left behind: its name may be the new one's.
     const prevLast = this.segments[this.segments.length - 1];
     if (prevLast && prevLast.count === 0) {
+      // Closed and removed on the I/O chain (a flush may be fsyncing it right now).
       this.segments.pop();
       this.liveBytes -= prevLast.size;
-      this.reader.forget(prevLast);
-      try {
-        closeSync(prevLast.fd);
-      } catch {
-        // nothing to do
-      }
+      this.doomed.push(prevLast);
+      void this.persistAndReap();
     }
     const path = join(this.dir, segmentName(this.nextSeq));
-    if (prevLast && prevLast.count === 0 && prevLast.path !== path) {
-      try {
-        unlinkSync(prevLast.path);
-      } catch {
-        // an empty segment left behind is removed at the next open
-      }
-    }
     let fd: number | undefined;
     try {
       fd = openSync(path, 'w+', 0o600);
