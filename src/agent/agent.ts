@@ -221,7 +221,7 @@ export class Agent {
     const file = join(this.config.stateDir, AUDIT_CURSOR_FILE);
     try {
       const v = JSON.parse(await readFile(file, 'utf8')) as Partial<AuditCursor>;
-      if (Number.isSafeInteger(v.ino) && Number.isSafeInteger(v.offset) && v.offset! >= 0) return { ino: v.ino!, offset: v.offset! };
+      if (Number.isSafeInteger(v.ino) && Number.isSafeInteger(v.offset) && v.offset! >= 0 && typeof v.head === 'string') return { ino: v.ino!, head: v.head, offset: v.offset! };
       this.log.warn({ file }, 'audit upload cursor unreadable: uploading the whole audit log again');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ file, err: (err as Error).message }, 'audit upload cursor unreadable: uploading the whole audit log again');

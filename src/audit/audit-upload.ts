@@ -1,16 +1,21 @@
 // Reading the audit log for upload (SPEC section 6: "uploaded when online"): the JSON Lines written
 // since a cursor, across the one rotation the log does (audit.log -> audit.log.1).
 //
-// The cursor is (inode, offset) of the file last read. A rename keeps the inode, so after a rotation
-// the cursor's file is audit.log.1 and the rest of it is read before audit.log. If the cursor's file
-// is gone (rotated twice between uploads), those records were dropped by the size bound: the read
-// starts at the oldest file still there and says `skipped`. Only whole lines are returned.
+// The cursor is (inode, first line, offset) of the file last read. A rename keeps the inode, so
+// after a rotation the cursor's file is audit.log.1 and the rest of it is read before audit.log. The
+// first line (its hash) tells the file apart from a newer one that got the same inode number after
+// the old one was deleted. If the cursor's file is gone (rotated twice between uploads), those
+// records were dropped by the size bound: the read starts at the oldest file still there and says
+// `skipped`. Only whole lines are returned.
+import { createHash } from 'node:crypto';
 import { open, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AUDIT_FILE, AUDIT_ROTATED_FILE } from './audit-log.js';
 
 export interface AuditCursor {
   readonly ino: number;
+  /** Hash of the file's first line ('' while it has none). */
+  readonly head: string;
   readonly offset: number;
 }
 
@@ -26,13 +31,19 @@ export interface AuditChunk {
 interface FileAt {
   readonly path: string;
   readonly ino: number;
+  readonly head: string;
   readonly size: number;
 }
+
+const HEAD_BYTES = 4096;
 
 async function fileAt(path: string): Promise<FileAt | undefined> {
   try {
     const s = await stat(path);
-    return { path, ino: s.ino, size: s.size };
+    const first = await readRange(path, 0, Math.min(s.size, HEAD_BYTES));
+    const nl = first.indexOf(0x0a);
+    const head = nl < 0 ? '' : createHash('sha256').update(first.subarray(0, nl)).digest('hex').slice(0, 32);
+    return { path, ino: s.ino, head, size: s.size };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
@@ -64,11 +75,11 @@ export async function readAuditSince(dir: string, cursor: AuditCursor | null, ma
   let offset = 0;
   let skipped = false;
   if (cursor !== null) {
-    const i = files.findIndex((f) => f.ino === cursor.ino);
+    const i = files.findIndex((f) => f.ino === cursor.ino && (f.head === cursor.head || cursor.head === ''));
     if (i >= 0) {
       start = i;
       offset = cursor.offset <= files[i]!.size ? cursor.offset : 0;
-    } else skipped = files.length > 0;
+    } else skipped = files.length > 0 && cursor.offset > 0;
   }
   const parts: Buffer[] = [];
   let budget = maxBytes;
@@ -77,7 +88,7 @@ export async function readAuditSince(dir: string, cursor: AuditCursor | null, ma
     const f = files[i]!;
     const to = Math.min(f.size, offset + budget);
     if (to <= offset) {
-      next = { ino: f.ino, offset };
+      next = { ino: f.ino, head: f.head, offset };
       continue;
     }
     const bytes = await readRange(f.path, offset, to);
@@ -86,7 +97,7 @@ export async function readAuditSince(dir: string, cursor: AuditCursor | null, ma
       parts.push(bytes.subarray(0, end));
       budget -= end;
     }
-    next = { ino: f.ino, offset: offset + end };
+    next = { ino: f.ino, head: f.head !== '' || end === 0 ? f.head : createHash('sha256').update(bytes.subarray(0, bytes.indexOf(0x0a))).digest('hex').slice(0, 32), offset: offset + end };
     if (offset + end < f.size) break; // a partial line (still being written) or the budget: stop here
   }
   return { text: Buffer.concat(parts).toString('utf8'), next, skipped };

@@ -1,0 +1,49 @@
+// The pure parts of the cloud link: the back-off (full jitter, bounded), the down request envelope,
+// the prefix template.
+import t from 'tap';
+import { backoffBound, expandGatewayId, MAX_REQUEST_BYTES, parseCloudRequest } from '../../src/bridge/cloud-link.js';
+
+t.test('back-off bound doubles from the minimum to the maximum', async (t) => {
+  t.same([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map((n) => backoffBound(n, 1000, 300_000)), [1000, 2000, 4000, 8000, 16_000, 32_000, 64_000, 128_000, 256_000, 300_000, 300_000]);
+  t.equal(backoffBound(10_000, 1000, 300_000), 300_000, 'no overflow after many failures');
+  t.equal(backoffBound(0, 50, 500), 50);
+});
+
+t.test('expandGatewayId', async (t) => {
+  t.equal(expandGatewayId('edgewarden/{gatewayId}/', 'gw-1'), 'edgewarden/gw-1/');
+  t.equal(expandGatewayId('{gatewayId}/{gatewayId}', 'g'), 'g/g');
+  t.equal(expandGatewayId('fixed/', 'g'), 'fixed/');
+});
+
+type Case = [label: string, body: unknown, expect: Record<string, unknown>];
+const cases: Case[] = [
+  ['text payload', { principal: 'tech-anna', id: 'r1', payload: 'reboot now' }, { principal: 'tech-anna', id: 'r1', qos: 1 }],
+  ['base64 payload, qos 0', { principal: 'p', payloadBase64: Buffer.from([0, 1, 255]).toString('base64'), qos: 0 }, { principal: 'p', id: null, qos: 0 }],
+  ['no payload', { principal: 'p' }, { principal: 'p', id: null }],
+  ['not JSON', '{nope', { error: 'request is not JSON' }],
+  ['an array', [1], { error: 'request must be a JSON object' }],
+  ['null', null, { error: 'request must be a JSON object' }],
+  ['no principal', { id: 'r2' }, { error: 'principal must be a non-empty string', id: 'r2' }],
+  ['principal not a string', { principal: 7 }, { error: 'principal must be a non-empty string' }],
+  ['qos 2', { principal: 'p', qos: 2 }, { error: 'qos must be 0 or 1' }],
+  ['both payloads', { principal: 'p', payload: 'a', payloadBase64: 'YQ==' }, { error: 'give payload or payloadBase64, not both' }],
+  ['payload an object', { principal: 'p', payload: { a: 1 } }, { error: 'payload must be a string (or use payloadBase64)' }],
+  ['id too long', { principal: 'p', id: 'x'.repeat(257) }, { error: 'id must be a string of at most 256 characters' }],
+];
+
+t.test('down request envelopes', async (t) => {
+  for (const [label, body, expect] of cases) {
+    const bytes = Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+    t.match(parseCloudRequest(bytes), expect, label);
+  }
+  const text = parseCloudRequest(Buffer.from(JSON.stringify({ principal: 'p', payload: 'héllo' })));
+  t.ok('payload' in text && text.payload.equals(Buffer.from('héllo')), 'UTF-8 text payload');
+  const bin = parseCloudRequest(Buffer.from(JSON.stringify({ principal: 'p', payloadBase64: Buffer.from([0, 1, 255]).toString('base64') })));
+  t.ok('payload' in bin && bin.payload.equals(Buffer.from([0, 1, 255])), 'binary payload');
+  t.match(parseCloudRequest(Buffer.alloc(MAX_REQUEST_BYTES + 1, 0x20)), { error: /larger than/ }, 'an oversized request');
+  for (let i = 0; i < 500; i++) {
+    const junk = Buffer.from(Array.from({ length: (i % 64) + 1 }, () => Math.floor(Math.random() * 256)));
+    const r = parseCloudRequest(junk);
+    t.ok('error' in r || 'principal' in r, 'random bytes never throw');
+  }
+});
