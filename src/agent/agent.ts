@@ -17,7 +17,7 @@ import { TimeFloor } from '../store/time-floor.js';
 import { loadTrustedKeys } from '../store/keys.js';
 import { readFileBounded, writeFileAtomic } from '../store/atomic-file.js';
 import { Outbox } from '../store/outbox.js';
-import { readAuditSince, type AuditCursor } from '../audit/audit-upload.js';
+import { auditBacklogBytes, readAuditSince, type AuditCursor } from '../audit/audit-upload.js';
 import { CloudLink, type LinkState } from '../bridge/cloud-link.js';
 import type { VerifiedSnapshot } from '../snapshot/snapshot.js';
 import { GatewayBroker, type PolicyView } from '../broker/broker.js';
@@ -311,7 +311,12 @@ export class Agent {
   }
 
   private async handleControl(req: ControlRequest): Promise<ControlResponse> {
-    if (req.cmd === 'status') return { ok: true, status: this.status() };
+    if (req.cmd === 'status') {
+      const status = this.status();
+      if (!this.link) return { ok: true, status };
+      const uploadBacklogBytes = await auditBacklogBytes(join(this.config.stateDir, 'audit'), this.auditCursor).catch(() => null);
+      return { ok: true, status: { ...status, audit: { ...status.audit, uploadBacklogBytes } } };
+    }
     if (req.cmd === 'install') {
       try {
         const r = await this.installSnapshot(Buffer.from(req.snapshot, 'base64'), req.source ?? 'control socket');

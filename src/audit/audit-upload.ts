@@ -102,3 +102,12 @@ export async function readAuditSince(dir: string, cursor: AuditCursor | null, ma
   }
   return { text: Buffer.concat(parts).toString('utf8'), next, skipped };
 }
+
+/** Bytes of the audit log after `cursor`: what the next uploads still have to read. */
+export async function auditBacklogBytes(dir: string, cursor: AuditCursor | null): Promise<number> {
+  const files = [await fileAt(join(dir, AUDIT_ROTATED_FILE)), await fileAt(join(dir, AUDIT_FILE))].filter((f): f is FileAt => f !== undefined);
+  const i = cursor === null ? -1 : files.findIndex((f) => f.ino === cursor.ino && (f.head === cursor.head || cursor.head === ''));
+  let total = 0;
+  for (let k = Math.max(i, 0); k < files.length; k++) total += files[k]!.size - (k === i ? Math.min(cursor!.offset, files[k]!.size) : 0);
+  return total;
+}

@@ -15,6 +15,7 @@ import { installCommand } from './snapshot-install.js';
 import { publishCommand, type PublishOptions } from './snapshot-publish.js';
 import { runCommand } from './run.js';
 import { auditTailCommand } from './audit.js';
+import { statusCommand } from './status.js';
 
 function packageVersion(): string {
   if (SEA_BUILD) return SEA_BUILD.version;
@@ -124,6 +125,14 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('-p, --port <port>', 'TCP listener port (overrides the configuration; 0 = ephemeral)')
     .option('--state-dir <dir>', 'state directory (overrides the configuration)')
     .action(async (o: { config?: string; port?: string; stateDir?: string }) => setExit(await runCommand(o, io)));
+
+  program
+    .command('status')
+    .description('the running agent: snapshot and expiry, time floor, clients, cloud link, queue, audit')
+    .option('-c, --config <file>', 'the agent\'s configuration (default: the embedded defaults)')
+    .option('--state-dir <dir>', 'the agent\'s state directory (overrides the configuration)')
+    .option('--json', 'print JSON')
+    .action(async (o: { config?: string; stateDir?: string; json?: boolean }) => setExit(await statusCommand(o, io)));
 
   const audit = program.command('audit').description('the audit log');
   audit

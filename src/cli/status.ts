@@ -1,0 +1,56 @@
+// `edgewarden status`: the running agent's state, from its control socket: snapshot in force and
+// its expiry, the time floor, connected clients, the cloud link and its queue, the audit log.
+import { loadConfig, bundledPaths } from '../config/load.js';
+import { controlRequest } from '../agent/control.js';
+import type { AgentStatus } from '../agent/agent.js';
+import { EwError, type ErrorCode } from '../errors.js';
+import { packageRoot } from './io.js';
+import type { Io } from './output.js';
+
+export async function statusCommand(opts: { config?: string; stateDir?: string; json?: boolean }, io: Io): Promise<number> {
+  const { config } = loadConfig({
+    ...(opts.config === undefined ? {} : { path: opts.config }),
+    overrides: opts.stateDir === undefined ? {} : { stateDir: opts.stateDir },
+    bundled: bundledPaths(packageRoot()),
+  });
+  let res;
+  try {
+    res = await controlRequest(config.stateDir, { cmd: 'status' }, 10_000);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ECONNREFUSED') {
+      io.err(`no agent is running with the state directory ${config.stateDir} (no control socket)`);
+      return 1;
+    }
+    if (code === 'EACCES') throw new EwError('EW_STORE_IO', 'permission denied on the control socket: run as the agent\'s user (edgewarden) or root', { where: config.stateDir, cause: err });
+    throw err;
+  }
+  if (!res.ok) throw new EwError(res.code as ErrorCode, res.message);
+  const s = res.status as AgentStatus & { audit: AgentStatus['audit'] & { uploadBacklogBytes?: number } };
+  if (opts.json) {
+    io.out(JSON.stringify(s, null, 2));
+    return 0;
+  }
+  const b = s.broker;
+  const lines: [string, string][] = [
+    ['gateway', s.gatewayId],
+    ['snapshot', s.snapshotVersion === null ? 'NONE: every request is denied (NO_SNAPSHOT)' : `version ${s.snapshotVersion}, issued ${s.snapshotIssuedAt}`],
+    ['expires', s.snapshotExpiresAt === null ? '-' : `${s.snapshotExpiresAt}${s.expired ? ' (EXPIRED)' : ''}`],
+    ['time floor', s.timeFloor],
+    ['listeners', [s.listeners.tcp === undefined ? null : `tcp ${s.listeners.tcp}`, s.listeners.tls === undefined ? null : `tls ${s.listeners.tls}`].filter(Boolean).join(', ') || 'none'],
+    ['clients', `${b['connected'] ?? 0} connected (${b['connections'] ?? 0} connections since start, ${b['refusedConnections'] ?? 0} refused)`],
+    ['messages', `${b['publishesIn'] ?? 0} publishes in, ${b['publishesDenied'] ?? 0} denied, ${b['deliveriesFiltered'] ?? 0} deliveries filtered`],
+  ];
+  if (s.cloud) {
+    const l = s.cloud.link as { state: string; url: string; lastError: string | null; sent: number };
+    const q = s.cloud.queue;
+    lines.push(['cloud link', `${l.state} (${l.url})${l.lastError ? `, last error: ${l.lastError}` : ''}`]);
+    lines.push(['queue', `${q.depth} messages (${q.bytes} bytes on disk), ${q.dropped} dropped when full, ${l.sent} sent`]);
+  } else lines.push(['cloud link', 'disabled (cloud.enabled is false)']);
+  const a = s.audit;
+  lines.push(['audit', `${a.recorded} records, ${a.pendingEntries} not yet on disk, ${a.droppedEntries} lost${s.audit.uploadBacklogBytes === undefined ? '' : `, ${s.audit.uploadBacklogBytes} bytes not yet uploaded`}`]);
+  lines.push(['started', s.startedAt]);
+  const w = Math.max(...lines.map(([k]) => k.length));
+  for (const [k, v] of lines) io.out(`${k.padEnd(w)}  ${v}`);
+  return 0;
+}
