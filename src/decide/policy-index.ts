@@ -177,10 +177,17 @@ export function buildIndex(payload: SnapshotPayload, opts: { expiredMode?: Expir
   const thingServed = new Uint8Array(things.length);
   const privileged = payload.gateway.role === 'privileged';
   const groups = new Set(payload.gateway.resourceGroups);
+  // Backwards, one Map operation per thing: of a repeated id, the first is set last and kept.
+  for (let i = things.length - 1; i >= 0; i--) ids.set(things[i]!.id, i);
+  if (ids.size !== things.length) {
+    const seen = new Set<string>();
+    for (const t of things) {
+      if (seen.has(t.id)) warnings.push(`thing id ${t.id} appears twice; the first is kept`);
+      else seen.add(t.id);
+    }
+  }
   for (let i = 0; i < things.length; i++) {
     const t = things[i]!;
-    if (ids.has(t.id)) warnings.push(`thing id ${t.id} appears twice; the first is kept`);
-    else ids.set(t.id, i);
     thingCustomer[i] = customerIndex.get(t.customer) ?? -1;
     thingLocation[i] = t.location === undefined ? -1 : (locationIndex.get(t.location) ?? -1);
     thingServed[i] = privileged || groups.has(t.resourceGroup) ? 1 : 0;
@@ -327,8 +334,9 @@ export function buildIndex(payload: SnapshotPayload, opts: { expiredMode?: Expir
   // --- principals --------------------------------------------------------------------------------
   // Devices are numbered first, as their things; the others follow in the order added.
   // Device records are made on demand (recordOf): 100,000 things need no 100,000 objects at load.
+  // Filled by push: `records.length = 100_000` on an empty array makes later pushes slow.
   const records: (PrincipalRecord | undefined)[] = [];
-  records.length = things.length;
+  for (let i = 0; i < things.length; i++) records.push(undefined);
 
   const NONE: readonly string[] = Object.freeze([]);
   // One factory, so every record has the same shape.

@@ -33,8 +33,35 @@ function toBuffer(u: Uint8Array): Buffer {
   return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 }
 
-function sigStructure(protectedBytes: Uint8Array, payload: Uint8Array): Buffer {
-  return encoder.encode(['Signature1', toBuffer(protectedBytes), Buffer.alloc(0), toBuffer(payload)]);
+/** CBOR head of a byte string of `length` bytes (major type 2, shortest form, RFC 8949 section 3.1). */
+function byteStringHead(length: number): number[] {
+  if (length < 24) return [0x40 + length];
+  if (length < 0x100) return [0x58, length];
+  if (length < 0x10000) return [0x59, length >> 8, length & 0xff];
+  if (length <= 0xffffffff) return [0x5a, (length >>> 24) & 0xff, (length >>> 16) & 0xff, (length >>> 8) & 0xff, length & 0xff];
+  throw new RangeError('payload too large for a Sig_structure');
+}
+
+/** 0x84: array(4); 0x6a "Signature1": text(10). */
+const SIG_STRUCTURE_HEAD = Buffer.from([0x84, 0x6a, ...Buffer.from('Signature1', 'ascii')]);
+
+/**
+ * `["Signature1", protected, h'', payload]` in CBOR, written directly: one allocation and one copy
+ * of the payload (an encoder grows its buffer and copies a 25 MB payload more than once). The bytes
+ * are exactly what cbor-x encodes for that array (a test compares them).
+ */
+export function sigStructure(protectedBytes: Uint8Array, payload: Uint8Array): Buffer {
+  const protectedHead = byteStringHead(protectedBytes.length);
+  const payloadHead = byteStringHead(payload.length);
+  const out = Buffer.allocUnsafe(SIG_STRUCTURE_HEAD.length + protectedHead.length + protectedBytes.length + 1 + payloadHead.length + payload.length);
+  let at = SIG_STRUCTURE_HEAD.copy(out, 0);
+  for (const b of protectedHead) out[at++] = b;
+  out.set(protectedBytes, at);
+  at += protectedBytes.length;
+  out[at++] = 0x40; // external_aad: h''
+  for (const b of payloadHead) out[at++] = b;
+  out.set(payload, at);
+  return out;
 }
 
 /** Signs `payload` with an Ed25519 private key; the kid goes in the protected header. */

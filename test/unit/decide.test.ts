@@ -179,6 +179,21 @@ t.test('a principal whose role is missing from the snapshot falls back to none',
   t.equal(principalOf(index, 'u-cust1')!.role, 'none');
 });
 
+t.test('a repeated thing id: the first is kept, with a warning', async (t) => {
+  const payload = fixturePayload('decide-policy.yaml');
+  const first = payload.things!.find((x) => x.id === 't-1')!;
+  const moved = payload.things!.find((x) => x.id === 't-4')!;
+  payload.things!.push({ ...moved, id: 't-1' }, { ...moved, id: 't-1' });
+  const index = buildIndex(payload);
+  t.equal(index.ids.get('t-1'), payload.things!.indexOf(first), 'the first t-1');
+  t.equal(index.thingServed[index.ids.get('t-1')!], 1, 'served as the first t-1 is');
+  t.equal(decide(index, 'u-admin', 'UPDATE_FIRMWARE', 't-1', NOW).allow, true, 'decided on the first t-1');
+  t.same(
+    index.warnings.filter((w) => /appears twice/.test(w)),
+    ['thing id t-1 appears twice; the first is kept', 'thing id t-1 appears twice; the first is kept'],
+  );
+});
+
 t.test('decide returns shared frozen results', async (t) => {
   const a = decide(standard, 'u-admin', 'READ_THING', 't-1', NOW);
   const b = decide(standard, 'u-cust1', 'READ_THING', 't-2', NOW);

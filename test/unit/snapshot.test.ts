@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { Decoder, Encoder, Tag } from 'cbor-x';
 import { EwError, type ErrorCode } from '../../src/errors.js';
 import { acceptSnapshot, signSnapshot, verifySnapshot, type AcceptContext } from '../../src/snapshot/snapshot.js';
-import { parseCoseSign1, signCoseSign1 } from '../../src/snapshot/cose.js';
+import { parseCoseSign1, sigStructure, signCoseSign1 } from '../../src/snapshot/cose.js';
 import { kidOf } from '../../src/snapshot/keys.js';
 import { fixturePayload, testKey, ISSUED_AT } from '../helpers/policy.js';
 
@@ -37,6 +37,18 @@ function refusedWith(t: Test, fn: () => unknown, code: ErrorCode, msg: RegExp, l
   }
 }
 
+t.test('Sig_structure written by hand is the CBOR encoding of ["Signature1", protected, h\'\', payload]', async (t) => {
+  const enc = new Encoder({ useRecords: false, tagUint8Array: false, mapsAsObjects: false, pack: false, variableMapSize: true });
+  for (const protectedLength of [0, 1, 23, 24, 40, 255, 256]) {
+    for (const payloadLength of [0, 1, 23, 24, 255, 256, 65535, 65536, 300_000]) {
+      const prot = randomBytes(protectedLength);
+      const body = randomBytes(payloadLength);
+      const expected = enc.encode(['Signature1', prot, Buffer.alloc(0), body]);
+      t.ok(sigStructure(prot, body).equals(expected), `protected ${protectedLength} bytes, payload ${payloadLength} bytes`);
+    }
+  }
+});
+
 t.test('sign then accept', async (t) => {
   const bytes = signSnapshot(payload(), key.privateKey, key.kid);
   const v = acceptSnapshot(bytes, ctx());
@@ -45,6 +57,13 @@ t.test('sign then accept', async (t) => {
   t.equal(v.payload.gateway.id, 'gw-test');
   t.equal(v.payload.expiresAt, EXPIRES);
   t.same(v.payload.things!.map((x) => x.id), ['t-1', 't-2', 't-3', 't-4', 't-5', 't-6', 't-rev']);
+});
+
+t.test('string lengths in the payload are counted in characters, not UTF-16 code units', async (t) => {
+  // 256 astral characters (512 code units) is within a name's maxLength of 256; 257 is not.
+  const named = (n: number) => signSnapshot(payload(5, (p) => (p.things![0]!.name = '\u{1F525}'.repeat(n))), key.privateKey, key.kid);
+  t.equal(verifySnapshot(named(256), trusted).payload.things![0]!.name!.length, 512, '256 characters accepted');
+  refusedWith(t, () => verifySnapshot(named(257), trusted), 'EW_SNAPSHOT_BAD_PAYLOAD', /not a valid snapshot/, '257 characters refused');
 });
 
 t.test('the envelope is RFC 9052 COSE_Sign1 with EdDSA and the kid in the protected header', async (t) => {
