@@ -58,6 +58,8 @@ export class Agent {
   private link: CloudLink | undefined;
   private auditCursor: AuditCursor | null = null;
   private expiryReported: 'valid' | 'soon' | 'expired' = 'valid';
+  private readonly childLogs: Logger[] = [];
+  private readonly bridgeLog: Logger;
 
   private constructor(
     readonly config: AgentConfig,
@@ -66,7 +68,9 @@ export class Agent {
     private readonly store: SnapshotStore,
     readonly audit: AuditLog,
     private readonly outbox: Outbox | undefined,
-  ) {}
+  ) {
+    this.bridgeLog = this.childLog('bridge');
+  }
 
   static async start(config: AgentConfig, log: Logger): Promise<Agent> {
     const stateDir = config.stateDir;
@@ -122,7 +126,7 @@ export class Agent {
 
   private async startServices(): Promise<void> {
     const c = this.config;
-    this.broker = await GatewayBroker.start({ config: c, policy: () => this.view(), audit: this.audit, log: this.log.child({ module: 'broker' }) });
+    this.broker = await GatewayBroker.start({ config: c, policy: () => this.view(), audit: this.audit, log: this.childLog('broker') });
     this.log.info({ tcp: this.broker.ports.tcp, tls: this.broker.ports.tls, gateway: c.gateway.id, snapshotVersion: this.index?.version ?? null }, 'listening');
     if (c.snapshot.inbox) {
       this.inbox = new SnapshotInbox(join(c.stateDir, 'inbox'), (bytes, source) => this.installSnapshot(bytes, source), c.snapshot.maxBytes, (file, r) => {
@@ -132,9 +136,27 @@ export class Agent {
       await this.inbox.start();
     }
     this.control = await startControlServer(c.stateDir, (req) => this.handleControl(req));
-    this.job('time-floor', c.schedule.timeFloorPersist, () => this.timeFloor.persist());
-    this.job('expiry-check', c.schedule.expiryCheck, async () => this.checkExpiry());
     if (this.outbox) await this.startCloudLink(this.outbox);
+    this.scheduleJobs();
+  }
+
+  /** The module's logger; its level follows configuration reloads. */
+  private childLog(module: string): Logger {
+    const child = this.log.child({ module });
+    this.childLogs.push(child);
+    return child;
+  }
+
+  private scheduleJobs(): void {
+    const c = this.config.schedule;
+    this.job('time-floor', c.timeFloorPersist, () => this.timeFloor.persist());
+    this.job('expiry-check', c.expiryCheck, async () => this.checkExpiry());
+    const outbox = this.outbox;
+    if (this.link && outbox) {
+      this.job('snapshot-refresh', c.snapshotRefresh, async () => this.link?.requestSnapshot('schedule'));
+      this.job('audit-upload', c.auditUpload, () => this.uploadAudit());
+      this.job('queue-compact', c.queueCompact, () => outbox.compact());
+    }
   }
 
   /** A node-cron job that never runs twice at once and never throws. */
@@ -149,11 +171,11 @@ export class Agent {
 
   // --- the cloud (SPEC section 5) --------------------------------------------------------------------
 
-  private async startCloudLink(outbox: Outbox): Promise<void> {
+  private newCloudLink(outbox: Outbox): CloudLink {
     const c = this.config;
     const broker = this.broker!;
-    const log = this.log.child({ module: 'bridge' });
-    const link = new CloudLink({
+    const log = this.bridgeLog;
+    return new CloudLink({
       config: c.cloud,
       gatewayId: c.gateway.id,
       outbox,
@@ -172,15 +194,22 @@ export class Agent {
         },
       },
     });
-    this.link = link;
+  }
+
+  private async startCloudLink(outbox: Outbox): Promise<void> {
+    const log = this.bridgeLog;
+    const broker = this.broker!;
+    this.link = this.newCloudLink(outbox);
     // Allowed device telemetry and events go up through the queue. aedes waits for this handler
     // before it sends a QoS 2 PUBREC (the message is then on disk); QoS 0/1 are acknowledged first.
-    for (const filter of c.cloud.forward) {
+    for (const filter of this.config.cloud.forward) {
       await new Promise<void>((resolve) =>
         broker.aedes.subscribe(
           filter,
           (packet, done) => {
             if (packet.topic.startsWith('$')) return done();
+            const link = this.link;
+            if (!link) return done();
             link.enqueue(`up/${packet.topic}`, packet.payload as Buffer, { qos: packet.qos > 0 ? 1 : 0, retain: packet.retain }).then(
               () => done(),
               (err: Error) => {
@@ -194,10 +223,7 @@ export class Agent {
       );
     }
     this.auditCursor = await this.loadAuditCursor();
-    this.job('snapshot-refresh', c.schedule.snapshotRefresh, async () => link.requestSnapshot('schedule'));
-    this.job('audit-upload', c.schedule.auditUpload, () => this.uploadAudit());
-    this.job('queue-compact', c.schedule.queueCompact, () => outbox.compact());
-    link.start();
+    this.link.start();
   }
 
   /** Retained `things/{t}/cloud-status` for the served things: whether the gateway reaches the cloud. */
@@ -347,6 +373,70 @@ export class Agent {
 
   get ports(): { tcp: number | undefined; tls: number | undefined } {
     return this.broker?.ports ?? { tcp: undefined, tls: undefined };
+  }
+
+  // --- configuration reload (SIGHUP) ------------------------------------------------------------------
+
+  /**
+   * Applies a new configuration (already validated) to the running agent: log level, trusted keys,
+   * expired-snapshot mode, topic rules, rate limits, schedules and the cloud link take effect at
+   * once, without dropping connections. Listeners, state directory, gateway id, limits, caches and
+   * the queue's bound need a restart: those keep their running values and are named in the result.
+   */
+  async reload(next: AgentConfig): Promise<{ applied: string[]; needsRestart: string[] }> {
+    const cur = this.config;
+    const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+    const needsRestart: string[] = (['gateway', 'stateDir', 'listeners', 'limits', 'cache'] as const).filter((k) => !same(cur[k], next[k]));
+    if (cur.cloud.enabled !== next.cloud.enabled) needsRestart.push('cloud.enabled');
+    if (!same(cur.cloud.queue, next.cloud.queue)) needsRestart.push('cloud.queue');
+    if (!same(cur.cloud.forward, next.cloud.forward)) needsRestart.push('cloud.forward');
+    if (cur.snapshot.inbox !== next.snapshot.inbox) needsRestart.push('snapshot.inbox');
+    const applied: string[] = [];
+    // Checked first: a reload that cannot be applied whole changes nothing.
+    const keys = same(cur.trust, next.trust) ? undefined : loadTrustedKeys(next.trust.keys);
+    if (keys && keys.size === 0) throw new EwError('EW_KEY_READ', 'no trusted snapshot key: set trust.keys', { where: 'trust.keys' });
+    if (cur.log.level !== next.log.level) {
+      cur.log.level = next.log.level;
+      this.log.level = next.log.level;
+      for (const child of this.childLogs) child.level = next.log.level;
+      applied.push('log.level');
+    }
+    if (keys) {
+      this.store.setTrustedKeys(keys);
+      cur.trust = next.trust;
+      applied.push('trust.keys');
+    }
+    cur.snapshot.bootstrap = next.snapshot.bootstrap;
+    cur.snapshot.maxBytes = next.snapshot.maxBytes;
+    if (cur.snapshot.expiredMode !== next.snapshot.expiredMode) {
+      cur.snapshot.expiredMode = next.snapshot.expiredMode;
+      this.adopt(this.store.held());
+      applied.push('snapshot.expiredMode');
+    }
+    if (!same(cur.topics, next.topics) || !same(cur.rateLimits, next.rateLimits)) {
+      cur.topics = next.topics;
+      cur.rateLimits = next.rateLimits;
+      this.broker?.reconfigure();
+      applied.push('topics', 'rateLimits');
+    }
+    if (!same(cur.schedule, next.schedule)) {
+      cur.schedule = next.schedule;
+      for (const j of this.jobs) j.stop();
+      this.jobs = [];
+      this.scheduleJobs();
+      applied.push('schedule');
+    }
+    const linkConfig = (c: AgentConfig['cloud']) => ({ ...c, queue: null, forward: null });
+    if (this.link && this.outbox && next.cloud.enabled && !same(linkConfig(cur.cloud), linkConfig(next.cloud))) {
+      await this.link.stop();
+      cur.cloud = { ...next.cloud, queue: cur.cloud.queue, forward: cur.cloud.forward };
+      this.link = this.newCloudLink(this.outbox);
+      this.link.start();
+      applied.push('cloud');
+    }
+    if (!same(cur.audit, next.audit)) needsRestart.push('audit');
+    this.log.info({ applied, needsRestart }, needsRestart.length > 0 ? 'configuration reloaded; some changes need a restart' : 'configuration reloaded');
+    return { applied, needsRestart };
   }
 
   /** Stops listening, flushes the audit log and persists the time floor. */

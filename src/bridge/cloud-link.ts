@@ -43,8 +43,8 @@ export interface CloudLinkHost {
   request(principal: string, topic: string, payload: Buffer, qos: 0 | 1): Promise<Decision>;
   /** Snapshot facts for the retained status. */
   snapshotStatus(): { version: number | null; expiresAt: string | null; expired: boolean };
-  /** The link went up or down. */
-  onStateChange?(state: LinkState): void;
+  /** The link went up, or down (the first failed attempt after start or after being up). */
+  onStateChange?(state: 'online' | 'offline'): void;
 }
 
 export interface CloudLinkOptions {
@@ -110,6 +110,7 @@ export class CloudLink {
   readonly prefix: string;
   private client: MqttClient | null = null;
   private linkState: LinkState = 'offline';
+  private notified: 'online' | 'offline' | null = null;
   private failures = 0;
   private connectedAt = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
@@ -154,8 +155,12 @@ export class CloudLink {
   private setState(s: LinkState): void {
     if (this.linkState === s) return;
     this.linkState = s;
+    // The host hears of real changes only: up, or down (once, not on every failed attempt).
+    const reached = s === 'online' ? 'online' : s === 'offline' ? 'offline' : null;
+    if (reached === null || reached === this.notified) return;
+    this.notified = reached;
     try {
-      this.opts.host.onStateChange?.(s);
+      this.opts.host.onStateChange?.(reached);
     } catch (err) {
       this.log.error({ err: (err as Error).message }, 'cloud link state handler failed');
     }

@@ -99,9 +99,9 @@ export class GatewayBroker {
   private readonly sessionOwners = new Map<string, string | null>();
   private readonly credentials: CredentialChecker;
   private readonly topicMap: TopicMap;
-  private readonly rules: TopicRules;
-  private readonly commandLimiter: RateLimiter;
-  private readonly firmwareLimiter: RateLimiter;
+  private rules: TopicRules;
+  private commandLimiter: RateLimiter;
+  private firmwareLimiter: RateLimiter;
   private readonly log: Logger;
   private readonly counters = { connections: 0, refusedConnections: 0, publishesIn: 0, publishesDenied: 0, deliveriesFiltered: 0, oversizedPackets: 0 };
   private tcpPort: number | undefined;
@@ -624,6 +624,25 @@ export class GatewayBroker {
     if (s && s.denySuppressed > 0) this.log.info({ principal: s.principal, clientId: client.id, suppressed: s.denySuppressed }, 'denials not logged individually');
   }
 
+  // --- configuration reload (SIGHUP) ----------------------------------------------------------------
+
+  /**
+   * Takes new topic rules and rate limits (the caller has put them into the configuration object
+   * the broker reads). Every cached decision is dropped, since topic rules decide publishes,
+   * subscriptions and deliveries; rate-limit buckets start afresh.
+   */
+  reconfigure(): void {
+    const c = this.opts.config;
+    this.rules = compileTopicRules(c.topics.rules);
+    this.commandLimiter = new RateLimiter(c.rateLimits.commandsPerMinute, 60_000);
+    this.firmwareLimiter = new RateLimiter(c.rateLimits.firmwareUpdatesPerHour, 3_600_000);
+    for (const client of Object.values(this.clients())) {
+      const s = this.sessions.get(client);
+      if (s) s.cacheEpoch = -1;
+    }
+    this.cloudSessions.clear();
+  }
+
   // --- requests from the cloud ------------------------------------------------------------------------
 
   /** One session per cloud principal and policy epoch: rate limits, deny logging and caches as for a local client. */
@@ -664,11 +683,14 @@ export class GatewayBroker {
     });
   }
 
+  /** Stops accepting connections, closes every client connection, and resolves when the listeners are closed. */
   async close(): Promise<void> {
-    await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    // A listener's close() waits for its open connections: stop listening first, then close the
+    // clients (aedes.close), then wait for both.
+    const listeners = Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
     await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
-  }
-}
+    await listeners;
+  }}
 
 function prefixKeys(prefix: string, o: Record<string, number>): Record<string, number> {
   return Object.fromEntries(Object.entries(o).map(([k, v]) => [prefix + k[0]!.toUpperCase() + k.slice(1), v]));

@@ -1,4 +1,5 @@
 // `edgewarden run`: the agent, until SIGTERM or SIGINT.
+import { isEwError } from '../errors.js';
 import { loadConfig, bundledPaths, type AgentConfig } from '../config/load.js';
 import { Agent } from '../agent/agent.js';
 import { createLogger } from '../agent/log.js';
@@ -19,11 +20,13 @@ export function isOpenBroker(c: AgentConfig): boolean {
 
 export async function runCommand(opts: { config?: string; port?: string; stateDir?: string }, io: Io): Promise<number> {
   const port = parsePort(opts.port);
-  const loaded = loadConfig({
-    ...(opts.config === undefined ? {} : { path: opts.config }),
-    overrides: { ...(port === undefined ? {} : { port }), ...(opts.stateDir === undefined ? {} : { stateDir: opts.stateDir }) },
-    bundled: bundledPaths(packageRoot()),
-  });
+  const load = () =>
+    loadConfig({
+      ...(opts.config === undefined ? {} : { path: opts.config }),
+      overrides: { ...(port === undefined ? {} : { port }), ...(opts.stateDir === undefined ? {} : { stateDir: opts.stateDir }) },
+      bundled: bundledPaths(packageRoot()),
+    });
+  const loaded = load();
   const config = loaded.config;
   const log = createLogger(config.log.level);
   log.info({ config: loaded.source, stateDir: config.stateDir, gateway: config.gateway.id }, 'starting edgewarden');
@@ -52,6 +55,22 @@ export async function runCommand(opts: { config?: string; port?: string; stateDi
         },
       );
     };
+    // SIGHUP: read the configuration file again; a bad one is logged with its keys and changes nothing.
+    let reloading = Promise.resolve();
+    const reload = () => {
+      reloading = reloading.then(async () => {
+        log.info({ config: loaded.source }, 'SIGHUP: reloading the configuration');
+        try {
+          const next = load();
+          for (const w of next.warnings) log.warn(w);
+          await agent.reload(next.config);
+        } catch (err) {
+          const issues = isEwError(err) ? err.issues.map((i) => `${i.path}: ${i.message}`) : [];
+          log.error({ code: isEwError(err) ? err.code : undefined, err: (err as Error).message, issues }, 'configuration not reloaded: the running one stays in force');
+        }
+      });
+    };
+    process.on('SIGHUP', reload);
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });

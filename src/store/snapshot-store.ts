@@ -59,7 +59,7 @@ export class SnapshotStore {
   readonly dir: string;
   readonly currentPath: string;
   readonly previousPath: string;
-  private readonly opts: SnapshotStoreOptions;
+  private opts: SnapshotStoreOptions;
   private readonly maxBytes: number;
   private readonly log: StoreLog;
   private snapshot: VerifiedSnapshot | undefined;
@@ -73,6 +73,11 @@ export class SnapshotStore {
     this.previousPath = join(this.dir, PREVIOUS_FILE);
     this.maxBytes = opts.maxBytes ?? DEFAULT_MAX_SNAPSHOT_BYTES;
     this.log = opts.log ?? (() => undefined);
+  }
+
+  /** Snapshots installed from now on are checked against these keys (configuration reload). */
+  setTrustedKeys(trustedKeys: TrustedKeys): void {
+    this.opts = { ...this.opts, trustedKeys };
   }
 
   /**

@@ -1,0 +1,64 @@
+// Operating the agent with signals: SIGHUP reloads the configuration (a bad one changes nothing),
+// SIGTERM drains and stops within seconds without losing queued messages.
+import t from 'tap';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse, stringify } from 'yaml';
+import { controlRequest } from '../../src/agent/control.js';
+import { cleanup, connackCode, connect, endAll, startAgent, subscribe, until } from '../helpers/agent.js';
+import { freePort } from '../helpers/mosquitto.js';
+
+t.test('SIGHUP reloads topic rules and the log level without dropping anyone; a bad file changes nothing', async (t) => {
+  const agent = await startAgent({ config: { log: { level: 'info' } } });
+  t.teardown(async () => {
+    await agent.stop();
+    cleanup(agent);
+  });
+  const file = join(agent.stateDir, 'test-config.yaml');
+  const original = parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  const oven = await connect(agent.port, { clientId: 'oven-1', username: 'oven-1', password: 'oven-1-token' });
+  t.equal(await connackCode(agent.port, { clientId: 'anon-1' }), 5, 'before: anonymous clients are refused');
+
+  writeFileSync(file, stringify({ ...original, log: { level: 'debug' }, topics: { rules: [{ pattern: 'apps/#', who: 'anonymous', access: 'readwrite' }] }, listeners: { tcp: { enabled: true, host: '127.0.0.2', port: 0 } } }));
+  agent.child.kill('SIGHUP');
+  const line = await agent.waitLog(/configuration reloaded/);
+  t.match(line, /"applied":\[[^\]]*"log.level"[^\]]*"topics"/, 'the log level and the rules are applied');
+  t.match(line, /"needsRestart":\["listeners"\]/, 'a listener change waits for a restart');
+  const anon = await connect(agent.port, { clientId: 'anon-2' });
+  t.equal(await subscribe(anon, 'apps/status'), 1, 'after: the new rule lets anonymous clients in');
+  await anon.client.publishAsync('apps/status', 'up', { qos: 1 });
+  t.ok(await until(() => anon.messages.some((m) => m.payload === 'up')), 'and publish on it');
+  t.ok(oven.client.connected, 'nobody was disconnected');
+
+  writeFileSync(file, stringify({ ...original, limits: { maxConnections: 'lots' }, topcs: {} }));
+  agent.child.kill('SIGHUP');
+  const bad = await agent.waitLog(/configuration not reloaded/);
+  t.match(bad, /limits.maxConnections: must be integer/, 'the bad key is named');
+  t.match(bad, /topcs: unknown key; did you mean topics\?/);
+  t.equal(await connackCode(agent.port, { clientId: 'anon-3' }), 0, 'the running configuration stays in force');
+  t.equal(agent.child.exitCode, null, 'the agent keeps running');
+  await endAll(oven, anon);
+});
+
+t.test('SIGTERM stops within seconds and keeps the queue', async (t) => {
+  const agent = await startAgent({ config: { cloud: { enabled: true, url: `mqtt://127.0.0.1:${await freePort()}`, reconnectMinMs: 50, reconnectMaxMs: 200 } } });
+  t.teardown(() => cleanup(agent));
+  const oven = await connect(agent.port, { clientId: 'oven-1', username: 'oven-1', password: 'oven-1-token' });
+  for (let i = 0; i < 50; i++) await oven.client.publishAsync('things/oven-1/telemetry/n', String(i), { qos: 2 });
+  const depth = async () => {
+    const r = await controlRequest(agent.stateDir, { cmd: 'status' });
+    return r.ok ? (r.status as { cloud: { queue: { depth: number } } }).cloud.queue.depth : -1;
+  };
+  t.equal(await depth(), 50, 'QoS 2: each publish was on disk before its PUBREC');
+  const started = Date.now();
+  const code = await agent.stop();
+  const took = Date.now() - started;
+  t.equal(code, 0, 'a clean exit');
+  t.ok(took < 5000, `stopped in ${took} ms`);
+  t.ok(agent.logs().some((l) => /"msg":"stopped"/.test(l)));
+  await endAll(oven);
+  const again = await startAgent({ stateDir: agent.stateDir, bootstrap: null, config: { cloud: { enabled: true, url: `mqtt://127.0.0.1:${await freePort()}` } } });
+  t.teardown(() => again.stop());
+  const r = await controlRequest(again.stateDir, { cmd: 'status' });
+  t.equal(r.ok && (r.status as { cloud: { queue: { depth: number } } }).cloud.queue.depth, 50, 'the 50 queued messages are still there after the restart');
+});
