@@ -22,6 +22,8 @@ import { CloudLink, type LinkState } from '../bridge/cloud-link.js';
 import type { VerifiedSnapshot } from '../snapshot/snapshot.js';
 import { GatewayBroker, type PolicyView } from '../broker/broker.js';
 import { SnapshotInbox } from './inbox.js';
+import { createRegistry, startMetricsServer } from './metrics.js';
+import type { Server as HttpServer } from 'node:http';
 import { startControlServer, type ControlRequest, type ControlResponse } from './control.js';
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -33,7 +35,7 @@ export interface AgentStatus {
   readonly snapshotExpiresAt: string | null;
   readonly expired: boolean;
   readonly timeFloor: string;
-  readonly listeners: { tcp: number | undefined; tls: number | undefined };
+  readonly listeners: { tcp: number | undefined; tls: number | undefined; metrics?: number };
   readonly broker: Record<string, number>;
   readonly audit: ReturnType<AuditLog['stats']>;
   /** The cloud link and its queue; null when cloud.enabled is false. */
@@ -56,6 +58,7 @@ export class Agent {
   private readonly startedAt = new Date();
   private stopping: Promise<void> | undefined;
   private link: CloudLink | undefined;
+  private metrics: { server: HttpServer; port: number } | undefined;
   private auditCursor: AuditCursor | null = null;
   private expiryReported: 'valid' | 'soon' | 'expired' = 'valid';
   private readonly childLogs: Logger[] = [];
@@ -138,6 +141,22 @@ export class Agent {
     this.control = await startControlServer(c.stateDir, (req) => this.handleControl(req));
     if (this.outbox) await this.startCloudLink(this.outbox);
     this.scheduleJobs();
+    if (c.metrics.enabled) await this.startMetrics();
+  }
+
+  private async startMetrics(): Promise<void> {
+    const c = this.config.metrics;
+    const registry = createRegistry({
+      decisions: () => this.audit.decisionCounts(),
+      broker: () => this.broker?.stats() ?? {},
+      clientsByKind: () => this.broker?.clientsByKind() ?? {},
+      snapshot: () => ({ version: this.index?.version ?? null, expiresAt: this.index?.expiresAt ?? null, now: this.timeFloor.now() }),
+      queue: () => this.outbox?.stats() ?? null,
+      link: () => (this.link ? (this.link.stats() as { state: string; sent: number }) : null),
+      audit: () => this.audit.stats(),
+    });
+    this.metrics = await startMetricsServer(registry, c.host, c.port);
+    this.log.info({ host: c.host, port: this.metrics.port, path: '/metrics' }, 'metrics endpoint listening');
   }
 
   /** The module's logger; its level follows configuration reloads. */
@@ -363,7 +382,7 @@ export class Agent {
       snapshotExpiresAt: i ? new Date(i.expiresAt).toISOString() : null,
       expired: i ? this.timeFloor.now() >= i.expiresAt : false,
       timeFloor: new Date(this.timeFloor.now()).toISOString(),
-      listeners: this.broker?.ports ?? { tcp: undefined, tls: undefined },
+      listeners: { ...(this.broker?.ports ?? { tcp: undefined, tls: undefined }), ...(this.metrics ? { metrics: this.metrics.port } : {}) },
       broker: this.broker?.stats() ?? {},
       audit: this.audit.stats(),
       cloud: this.link && this.outbox ? { link: this.link.stats(), queue: this.outbox.stats() } : null,
@@ -386,7 +405,7 @@ export class Agent {
   async reload(next: AgentConfig): Promise<{ applied: string[]; needsRestart: string[] }> {
     const cur = this.config;
     const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
-    const needsRestart: string[] = (['gateway', 'stateDir', 'listeners', 'limits', 'cache'] as const).filter((k) => !same(cur[k], next[k]));
+    const needsRestart: string[] = (['gateway', 'stateDir', 'listeners', 'limits', 'cache', 'metrics'] as const).filter((k) => !same(cur[k], next[k]));
     if (cur.cloud.enabled !== next.cloud.enabled) needsRestart.push('cloud.enabled');
     if (!same(cur.cloud.queue, next.cloud.queue)) needsRestart.push('cloud.queue');
     if (!same(cur.cloud.forward, next.cloud.forward)) needsRestart.push('cloud.forward');
@@ -447,6 +466,7 @@ export class Agent {
       await this.inbox?.close();
       await new Promise<void>((resolve) => (this.control ? this.control.close(() => resolve()) : resolve()));
       await this.link?.stop();
+      await new Promise<void>((resolve) => (this.metrics ? this.metrics.server.close(() => resolve()) : resolve()));
       await this.broker?.close();
       await this.audit.close();
       await this.outbox?.close();

@@ -104,6 +104,8 @@ export const DEFAULT_FLUSH_INTERVAL_MS = 1000;
 export const DEFAULT_MAX_BUFFER_BYTES = 1024 * 1024;
 /** Identical denials closer than this to the first of their line are coalesced into it. */
 export const COALESCE_MS = 1000;
+/** Distinct (decision, action, reason) tallied; actions come from the catalog and a few topic-level names. */
+const MAX_TALLY_KEYS = 4096;
 /** A buffer this full is flushed without waiting for the timer. */
 const FLUSH_AT = 64 * 1024;
 /** Largest single write. */
@@ -292,6 +294,7 @@ export class AuditLog {
   private closed = false;
 
   private recorded = 0;
+  private readonly tally = new Map<string, number>();
   private written = 0;
   private droppedBytes = 0;
   private coalesced = 0;
@@ -399,6 +402,8 @@ export class AuditLog {
       const now = Number.isFinite(given) ? given : this.clock();
       const ms = Number.isFinite(now) ? now : Date.now();
       const entry = toEntry(r);
+      const key = `${entry.decision}\t${entry.action}\t${entry.reason ?? ''}`;
+      if (this.tally.size < MAX_TALLY_KEYS || this.tally.has(key)) this.tally.set(key, (this.tally.get(key) ?? 0) + 1);
       const tail = this.tail;
       if (tail !== undefined && entry.count === undefined && sameDenial(tail.entry, entry) && ms >= tail.ms && ms - tail.ms < COALESCE_MS) {
         tail.entry.count = (tail.entry.count ?? 1) + 1;
@@ -481,6 +486,14 @@ export class AuditLog {
       if (failure !== undefined) throw failure;
     })();
     return this.closing;
+  }
+
+  /**
+   * Records so far by decision, action and reason (before coalescing): every deny, and the audited
+   * allows. Keys are `decision\taction\treason`. For the metrics endpoint.
+   */
+  decisionCounts(): ReadonlyMap<string, number> {
+    return this.tally;
   }
 
   stats(): AuditStats {

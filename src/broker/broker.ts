@@ -17,7 +17,7 @@ import type { AgentConfig } from '../config/load.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import { decideById } from '../decide/decide.js';
 import { ALLOW, DENY, type Decision } from '../decide/reasons.js';
-import { PrincipalKind, principalByCertFingerprint, principalOf, type PolicyIndex } from '../decide/policy-index.js';
+import { PRINCIPAL_KIND_NAMES, PrincipalKind, principalByCertFingerprint, principalOf, type PolicyIndex } from '../decide/policy-index.js';
 import { compileTopicMap, compileTopicRules, fanOutTopic, matchesValid, type PublishRoute, type TopicMap, type TopicRules } from '../topics/index.js';
 import { permissionId } from '../catalog/index.js';
 import { createGuardedMq } from './mq.js';
@@ -103,7 +103,7 @@ export class GatewayBroker {
   private commandLimiter: RateLimiter;
   private firmwareLimiter: RateLimiter;
   private readonly log: Logger;
-  private readonly counters = { connections: 0, refusedConnections: 0, publishesIn: 0, publishesDenied: 0, deliveriesFiltered: 0, oversizedPackets: 0 };
+  private readonly counters = { connections: 0, refusedConnections: 0, publishesIn: 0, publishesDenied: 0, deliveries: 0, deliveriesFiltered: 0, oversizedPackets: 0 };
   private tcpPort: number | undefined;
   private tlsPort: number | undefined;
 
@@ -146,6 +146,19 @@ export class GatewayBroker {
 
   stats(): Record<string, number> {
     return { ...this.counters, connected: Object.keys(this.clients()).length, ...prefixKeys('credentialCache', this.credentials.stats()) };
+  }
+
+  /** Connected clients by principal kind (user, apiKey, application, device, gateway, anonymous); counted when asked. */
+  clientsByKind(): Record<string, number> {
+    const counts: Record<string, number> = { anonymous: 0 };
+    for (const name of PRINCIPAL_KIND_NAMES) counts[name] = 0;
+    for (const client of Object.values(this.clients())) {
+      const s = this.sessions.get(client);
+      if (!s) continue;
+      const kind = s.kind === -1 ? 'anonymous' : PRINCIPAL_KIND_NAMES[s.kind];
+      if (kind !== undefined) counts[kind]!++;
+    }
+    return counts;
   }
 
   /** aedes' map of connected clients by client id (not in its type declarations). */
@@ -540,6 +553,7 @@ export class GatewayBroker {
       session.forwardCache ??= new LRUCache({ max: this.opts.config.cache.decisionsPerClient });
       session.forwardCache.set(topic, ok);
     }
+    if (ok) this.counters.deliveries++;
     if (!ok) this.counters.deliveriesFiltered++;
     else if (packet.qos > 0) {
       // A message queued for an offline session was stored at its published QoS: send it at the

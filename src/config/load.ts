@@ -463,6 +463,9 @@ function configWarnings(c: AgentConfig, bundled: BundledPaths): string[] {
   const warnings: string[] = [];
   if (trustsDemoKey(c.trust.keys, bundled.demoPublicKey)) warnings.push(DEMO_KEY_WARNING);
   if (!c.listeners.tcp.enabled && !c.listeners.tls.enabled) warnings.push('no listener is enabled: no local client can connect');
+  if (c.metrics.enabled && !/^(127\.\d+\.\d+\.\d+|::1|localhost)$/.test(c.metrics.host)) {
+    warnings.push(`metrics.host ${c.metrics.host} is not a loopback address: anyone who reaches it can read the metrics`);
+  }
   if (!c.topics.thingMap) {
     warnings.push("topics.thingMap is false: the snapshot's permissions are not enforced on MQTT topics, only topics.rules apply (conformance mode)");
   }

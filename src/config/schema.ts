@@ -204,6 +204,14 @@ export const CONFIG_SCHEMA = Type.Object(
       },
       'the link to the cloud MQTT broker (SPEC section 5)',
     ),
+    metrics: O(
+      {
+        enabled: Bool(false, 'serve metrics in the Prometheus text format at http://<host>:<port>/metrics'),
+        host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'address to bind; keep it on loopback (a Prometheus agent on the gateway, or an SSH tunnel)' }),
+        port: Port(9464, 'metrics HTTP port'),
+      },
+      'the Prometheus metrics endpoint',
+    ),
     schedule: O(
       {
         timeFloorPersist: Type.String({ default: '*/1 * * * *', minLength: 1, description: 'node-cron expression: when the time floor is written to disk' }),

@@ -86,6 +86,7 @@ t.test('DEFAULT_CONFIG holds the documented defaults, frozen', async (t) => {
       forward: ['things/+/telemetry/#', 'things/+/alerts/#', 'things/+/commands/+/reply'],
       queue: { maxBytes: 67108864, syncIntervalMs: 20 },
     },
+    metrics: { enabled: false, host: '127.0.0.1', port: 9464 },
     schedule: { timeFloorPersist: '*/1 * * * *', snapshotRefresh: '17 */6 * * *', expiryCheck: '*/1 * * * *', auditUpload: '*/1 * * * *', queueCompact: '*/10 * * * *' },
   };
   t.same(DEFAULT_CONFIG, expected);

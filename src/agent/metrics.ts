@@ -1,0 +1,114 @@
+// Metrics in the Prometheus text format (prom-client) on a loopback HTTP port, off by default
+// (`metrics.enabled`). Nothing is counted on the per-message path for them: every figure is read
+// from the agent's own counters when Prometheus scrapes (`collect`), so the endpoint costs nothing
+// between scrapes.
+import { createServer, type Server } from 'node:http';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** What the endpoint reads at each scrape. */
+export interface MetricsSource {
+  /** Audited decisions so far: key `decision\taction\treason` (every deny, and the audited allows). */
+  decisions(): ReadonlyMap<string, number>;
+  broker(): Record<string, number>;
+  clientsByKind(): Record<string, number>;
+  snapshot(): { version: number | null; expiresAt: number | null; now: number };
+  queue(): { depth: number; bytes: number; dropped: number } | null;
+  link(): { state: string; sent: number } | null;
+  audit(): { recorded: number; pendingEntries: number; droppedEntries: number };
+}
+
+export const METRICS_PATH = '/metrics';
+
+export function createRegistry(source: MetricsSource): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'edgewarden_' });
+  /** A counter whose value is read from `get` at scrape time. */
+  const counter = (name: string, help: string, get: () => number) =>
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(get());
+      },
+    });
+  const gauge = (name: string, help: string, get: () => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(get());
+      },
+    });
+
+  new Counter({
+    name: 'edgewarden_decisions_total',
+    help: 'Audited decisions by result, action (permission, or publish/subscribe/connect) and reason code: every deny, and every allowed command, parameter write, firmware update, registration and bulk update',
+    labelNames: ['result', 'action', 'reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [key, n] of source.decisions()) {
+        const [result = '', action = '', reason = ''] = key.split('\t');
+        this.inc({ result, action, reason }, n);
+      }
+    },
+  });
+  new Gauge({
+    name: 'edgewarden_clients_connected',
+    help: 'Connected MQTT clients by principal kind',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      for (const [kind, n] of Object.entries(source.clientsByKind())) this.set({ kind }, n);
+    },
+  });
+  const b = (k: string) => () => source.broker()[k] ?? 0;
+  counter('edgewarden_connections_total', 'TCP/TLS connections accepted by the listeners', b('connections'));
+  counter('edgewarden_connections_refused_total', 'Connections refused at the listener (limits.maxConnections)', b('refusedConnections'));
+  counter('edgewarden_messages_in_total', 'PUBLISH packets received from local clients', b('publishesIn'));
+  counter('edgewarden_messages_denied_total', 'PUBLISH packets dropped by a decision (audited)', b('publishesDenied'));
+  counter('edgewarden_messages_out_total', 'Messages delivered to local clients', b('deliveries'));
+  counter('edgewarden_deliveries_filtered_total', 'Deliveries withheld from a subscriber outside its scope', b('deliveriesFiltered'));
+  counter('edgewarden_oversized_packets_total', 'Connections closed for a packet over limits.maxPacketBytes', b('oversizedPackets'));
+  gauge('edgewarden_snapshot_version', 'Version of the snapshot in force; 0 when none is held', () => source.snapshot().version ?? 0);
+  gauge('edgewarden_snapshot_expiry_seconds', 'Seconds until the snapshot in force expires, against the time floor (negative: expired); 0 when none is held', () => {
+    const s = source.snapshot();
+    return s.expiresAt === null ? 0 : (s.expiresAt - s.now) / 1000;
+  });
+  gauge('edgewarden_queue_depth', 'Upward messages queued on disk and not yet acknowledged by the cloud', () => source.queue()?.depth ?? 0);
+  gauge('edgewarden_queue_bytes', 'Bytes of the upward queue on disk', () => source.queue()?.bytes ?? 0);
+  counter('edgewarden_queue_dropped_total', 'Queued messages dropped, oldest first, because the queue was full (over its life)', () => source.queue()?.dropped ?? 0);
+  gauge('edgewarden_cloud_link_up', '1 when the link to the cloud broker is up, 0 when it is down or disabled', () => (source.link()?.state === 'online' ? 1 : 0));
+  counter('edgewarden_cloud_messages_sent_total', 'Queued messages the cloud broker acknowledged', () => source.link()?.sent ?? 0);
+  counter('edgewarden_audit_records_total', 'Audit records made', () => source.audit().recorded);
+  gauge('edgewarden_audit_pending_records', 'Audit records not yet on disk', () => source.audit().pendingEntries);
+  counter('edgewarden_audit_lost_records_total', 'Audit records lost before reaching the disk (buffer full)', () => source.audit().droppedEntries);
+  return registry;
+}
+
+/** Serves GET /metrics; anything else is 404. Resolves with the bound port. */
+export function startMetricsServer(registry: Registry, host: string, port: number): Promise<{ server: Server; port: number }> {
+  const server = createServer((req, res) => {
+    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== METRICS_PATH) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try GET /metrics\n');
+      return;
+    }
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${err.message}\n`),
+    );
+  });
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 10_000;
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const addr = server.address();
+      resolve({ server, port: typeof addr === 'object' && addr ? addr.port : port });
+    });
+  });
+}
