@@ -80,6 +80,13 @@ t.test('snapshots, commands and refusals through the cloud; telemetry, status an
   t.equal(online['snapshotVersion'], 1, 'the status carries the snapshot version');
   t.ok(obs.of('snapshot/request').length >= 1, 'on connecting it asks for a fresh snapshot');
 
+  // Locally, the served things' retained cloud-status says the gateway reaches the cloud.
+  const dash = await connect(agent.port, { clientId: 'dash', username: 'dashboard', password: 'dashboard-secret' });
+  await dash.client.subscribeAsync('things/+/cloud-status', { qos: 1 });
+  t.ok(await until(() => dash.messages.some((m) => m.topic === 'things/oven-1/cloud-status' && /"cloud":"online"/.test(m.payload))), 'things/oven-1/cloud-status: online');
+  t.notOk(dash.messages.some((m) => m.topic === 'things/oven-2/cloud-status'), 'nothing for a thing the gateway does not serve');
+  await endAll(dash);
+
   const oven = await connect(agent.port, { clientId: 'oven-1', username: 'oven-1', password: 'oven-1-token' });
   await oven.client.subscribeAsync('things/oven-1/commands/#', { qos: 1 });
   const bob = await connect(agent.port, { clientId: 'bob', username: 'op-bob', password: 'bob-pass' });
