@@ -53,6 +53,11 @@ nsenter -t "$C" -a sh -eu -c '
 	[ "$(cat /tmp/device.out)" = "things/oven-1/commands/reboot from-anna" ] || { echo "FAIL: the device got: $(cat /tmp/device.out)"; exit 1; }
 	echo "ok: the device got tech-anna'"'"'s command only"
 	edgewarden audit tail -n 2 --state-dir /var/lib/edgewarden
+	systemctl reload edgewarden
+	sleep 1
+	journalctl -u edgewarden --no-pager | grep -q "SIGHUP: reloading the configuration" || { echo "FAIL: reload did not reach the agent"; exit 1; }
+	[ "$(systemctl is-active edgewarden)" = active ] || { echo "FAIL: not active after reload"; exit 1; }
+	echo "ok: systemctl reload re-read the configuration"
 	systemd-analyze security edgewarden --no-pager | tail -1
 	systemctl stop edgewarden
 	systemctl show -p Result edgewarden
