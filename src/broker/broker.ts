@@ -18,7 +18,7 @@ import type { AuditLog } from '../audit/audit-log.js';
 import { decideById } from '../decide/decide.js';
 import { ALLOW, DENY, type Decision } from '../decide/reasons.js';
 import { PRINCIPAL_KIND_NAMES, PrincipalKind, principalByCertFingerprint, principalOf, type PolicyIndex } from '../decide/policy-index.js';
-import { compileTopicMap, compileTopicRules, fanOutTopic, matchesValid, type PublishRoute, type TopicMap, type TopicRules } from '../topics/index.js';
+import { compileTopicMap, compileTopicRules, fanOutTopic, matchesValid, type DeliveryRoute, type PublishRoute, type TopicMap, type TopicRules } from '../topics/index.js';
 import { permissionId } from '../catalog/index.js';
 import { createGuardedMq } from './mq.js';
 import { FrameGuard } from './frame-guard.js';
@@ -56,6 +56,15 @@ interface Session {
   grantedQos: Map<string, number>;
   publishCache: LRUCache<string, PublishVerdict> | null;
   forwardCache: LRUCache<string, boolean> | null;
+  /**
+   * In front of each LRU, the last topic and its answer: a client publishes, and a subscriber
+   * receives, runs of messages on one topic, and a string comparison is cheaper than the LRU's
+   * hashing and recency bookkeeping. Same epoch as the LRUs, cleared with them.
+   */
+  lastPublishTopic: string | null;
+  lastPublishVerdict: PublishVerdict | null;
+  lastForwardTopic: string | null;
+  lastForward: boolean;
   cacheEpoch: number;
   denyLogAt: number;
   denySuppressed: number;
@@ -70,6 +79,8 @@ interface PublishVerdict {
   /** Audit action name: a permission, or 'publish' for topic-level decisions. */
   readonly action: string;
   readonly thing: string | null;
+  /** An allowed publish of this action is audited (AUDITED_ALLOWS). */
+  readonly audited: boolean;
 }
 
 const DROP = Symbol('edgewarden.drop');
@@ -99,6 +110,8 @@ export class GatewayBroker {
   private readonly sessionOwners = new Map<string, string | null>();
   private readonly credentials: CredentialChecker;
   private readonly topicMap: TopicMap;
+  /** topicMap.routeDelivery by topic, for all sessions; bounded in entries and in topic bytes. */
+  private readonly deliveryRoutes = new LRUCache<string, DeliveryRoute>({ max: 4096, maxSize: 1 << 20, sizeCalculation: (_r, topic) => topic.length + 64 });
   private rules: TopicRules;
   private commandLimiter: RateLimiter;
   private firmwareLimiter: RateLimiter;
@@ -106,6 +119,8 @@ export class GatewayBroker {
   private readonly counters = { connections: 0, refusedConnections: 0, publishesIn: 0, publishesDenied: 0, deliveries: 0, deliveriesFiltered: 0, oversizedPackets: 0 };
   private tcpPort: number | undefined;
   private tlsPort: number | undefined;
+  /** The packet routeByGrantedQos is handing to aedes' deliverQoS, its QoS already the granted one. */
+  private routedPacket: AedesPublishPacket | null = null;
 
   private constructor(
     private readonly opts: BrokerOptions,
@@ -250,9 +265,10 @@ export class GatewayBroker {
     const c = client as unknown as AedesDelivery;
     const deliver0 = c.deliver0;
     const deliverQoS = c.deliverQoS;
+    let session: Session | undefined; // set once, when the client has authenticated
     const route = (packet: AedesPublishPacket, cb: () => void): void => {
       if (packet.qos === 0) return deliver0(packet, cb);
-      const session = this.sessions.get(client);
+      session ??= this.sessions.get(client);
       const granted = session ? this.grantedQosFor(c, session, packet.topic) : undefined;
       const qos = granted === undefined ? packet.qos : Math.min(packet.qos, granted);
       if (qos === 0) return deliver0(packet, cb);
@@ -260,7 +276,13 @@ export class GatewayBroker {
       // aedes then downgrades by the subscription named like the topic, if any: it must not undercut.
       const literal = c.subscriptions[packet.topic];
       if (literal && literal.qos < qos) literal.qos = qos;
-      deliverQoS(packet, cb);
+      // deliverQoS calls authorizeForward synchronously: this packet's QoS is already the granted one.
+      this.routedPacket = packet;
+      try {
+        deliverQoS(packet, cb);
+      } finally {
+        this.routedPacket = null;
+      }
     };
     c.deliver0 = route;
     c.deliverQoS = route;
@@ -389,6 +411,10 @@ export class GatewayBroker {
       grantedQos: new Map(),
       publishCache: null,
       forwardCache: null,
+      lastPublishTopic: null,
+      lastPublishVerdict: null,
+      lastForwardTopic: null,
+      lastForward: false,
       cacheEpoch: -1,
       denyLogAt: 0,
       denySuppressed: 0,
@@ -403,6 +429,9 @@ export class GatewayBroker {
       s.cacheEpoch = epoch;
       s.publishCache?.clear();
       s.forwardCache?.clear();
+      s.lastPublishTopic = null;
+      s.lastPublishVerdict = null;
+      s.lastForwardTopic = null;
     }
   }
 
@@ -415,12 +444,20 @@ export class GatewayBroker {
     const view = this.opts.policy();
     this.caches(session, view.epoch);
     const topic = packet.topic;
-    let verdict = session.publishCache?.get(topic);
-    if (verdict === undefined) {
-      verdict = this.publishVerdict(session, topic, view);
+    let verdict: PublishVerdict | undefined;
+    if (topic === session.lastPublishTopic) verdict = session.lastPublishVerdict!;
+    else {
+      verdict = session.publishCache?.get(topic);
+      if (verdict === undefined) {
+        verdict = this.publishVerdict(session, topic, view);
+        if (verdict.route.kind !== 'bulk') {
+          session.publishCache ??= new LRUCache({ max: this.opts.config.cache.decisionsPerClient });
+          session.publishCache.set(topic, verdict);
+        }
+      }
       if (verdict.route.kind !== 'bulk') {
-        session.publishCache ??= new LRUCache({ max: this.opts.config.cache.decisionsPerClient });
-        session.publishCache.set(topic, verdict);
+        session.lastPublishTopic = topic;
+        session.lastPublishVerdict = verdict;
       }
     }
     let decision = verdict.decision;
@@ -434,16 +471,15 @@ export class GatewayBroker {
       packet[DROP] = true;
       return cb(null);
     }
-    const version = view.index?.version ?? null;
     if (!decision.allow) {
       this.counters.publishesDenied++;
       packet[DROP] = true;
-      this.opts.audit.record({ principal: session.principal, clientId: client.id, action: verdict.action, topic, thing: verdict.thing, decision: 'deny', reason: decision.reason, snapshotVersion: version });
+      this.opts.audit.record({ principal: session.principal, clientId: client.id, action: verdict.action, topic, thing: verdict.thing, decision: 'deny', reason: decision.reason, snapshotVersion: view.index?.version ?? null });
       this.logDeny(client, session, topic, verdict.action, decision.reason);
       return cb(null);
     }
-    if (AUDITED_ALLOWS.has(verdict.action)) {
-      this.opts.audit.record({ principal: session.principal, clientId: client.id, action: verdict.action, topic, thing: verdict.thing, decision: 'allow', snapshotVersion: version });
+    if (verdict.audited) {
+      this.opts.audit.record({ principal: session.principal, clientId: client.id, action: verdict.action, topic, thing: verdict.thing, decision: 'allow', snapshotVersion: view.index?.version ?? null });
     }
     cb(null);
   }
@@ -451,25 +487,22 @@ export class GatewayBroker {
   private publishVerdict(session: Session, topic: string, view: PolicyView): PublishVerdict {
     const route = this.topicMap.routePublish(topic);
     const index = view.index;
+    const verdict = (decision: Decision, action: string, thing: string | null): PublishVerdict => ({ route, decision, action, thing, audited: AUDITED_ALLOWS.has(action) });
     switch (route.kind) {
-      case 'action': {
-        const decision = this.decideFor(session, index, route.permissionId, route.thing, view);
-        return { route, decision, action: route.permission, thing: route.thing };
-      }
-      case 'bulk': {
-        const decision = this.decideFor(session, index, route.permissionId, undefined, view);
-        return { route, decision, action: route.permission, thing: null };
-      }
+      case 'action':
+        return verdict(this.decideFor(session, index, route.permissionId, route.thing, view), route.permission, route.thing);
+      case 'bulk':
+        return verdict(this.decideFor(session, index, route.permissionId, undefined, view), route.permission, null);
       case 'device-own': {
         // A device publishes its own telemetry, events and command replies — nothing else.
         const own = session.kind === PrincipalKind.Device && session.principal === route.thing;
         const decision = !own ? DENY.TOPIC_DENIED : !index ? DENY.NO_SNAPSHOT : index.pRevoked[index.ids.get(route.thing) ?? -1] !== 0 ? DENY.REVOKED : ALLOW;
-        return { route, decision, action: 'publish', thing: route.thing };
+        return verdict(decision, 'publish', route.thing);
       }
       case 'agent-only':
-        return { route, decision: DENY.TOPIC_DENIED, action: 'publish', thing: route.thing };
+        return verdict(DENY.TOPIC_DENIED, 'publish', route.thing);
       default:
-        return { route, decision: !topic.startsWith('$') && this.rules.canPublish(topic, session.who) ? ALLOW : DENY.TOPIC_DENIED, action: 'publish', thing: null };
+        return verdict(!topic.startsWith('$') && this.rules.canPublish(topic, session.who) ? ALLOW : DENY.TOPIC_DENIED, 'publish', null);
     }
   }
 
@@ -547,15 +580,21 @@ export class GatewayBroker {
     const view = this.opts.policy();
     this.caches(session, view.epoch);
     const topic = packet.topic;
-    let ok = session.forwardCache?.get(topic);
-    if (ok === undefined) {
-      ok = this.forwardAllowed(session, topic, view);
-      session.forwardCache ??= new LRUCache({ max: this.opts.config.cache.decisionsPerClient });
-      session.forwardCache.set(topic, ok);
+    let ok: boolean | undefined;
+    if (topic === session.lastForwardTopic) ok = session.lastForward;
+    else {
+      ok = session.forwardCache?.get(topic);
+      if (ok === undefined) {
+        ok = this.forwardAllowed(session, topic, view);
+        session.forwardCache ??= new LRUCache({ max: this.opts.config.cache.decisionsPerClient });
+        session.forwardCache.set(topic, ok);
+      }
+      session.lastForwardTopic = topic;
+      session.lastForward = ok;
     }
     if (ok) this.counters.deliveries++;
     if (!ok) this.counters.deliveriesFiltered++;
-    else if (packet.qos > 0) {
+    else if (packet.qos > 0 && packet !== this.routedPacket) {
       // A message queued for an offline session was stored at its published QoS: send it at the
       // granted one ([MQTT-3.8.4-6]; live deliveries were already routed by routeByGrantedQos).
       const granted = this.grantedQosFor(client as unknown as AedesDelivery, session, topic);
@@ -566,7 +605,14 @@ export class GatewayBroker {
 
   private forwardAllowed(session: Session, topic: string, view: PolicyView): boolean {
     if (topic.startsWith('$')) return this.rules.canReceive(topic, session.who);
-    const r = this.topicMap.routeDelivery(topic);
+    // The route depends on the topic alone (the map is configuration): one look-up serves every
+    // subscriber, also when a subscriber's own decision cache is too small for the topics it receives.
+    // (With the map off every topic is outside, which routeDelivery says at once.)
+    let r = this.topicMap.enabled ? this.deliveryRoutes.get(topic) : undefined;
+    if (r === undefined) {
+      r = this.topicMap.routeDelivery(topic);
+      if (this.topicMap.enabled) this.deliveryRoutes.set(topic, r);
+    }
     switch (r.kind) {
       case 'read':
         if (session.kind === PrincipalKind.Device) return r.ownerMayReceive && session.principal === r.thing;
