@@ -46,8 +46,12 @@ t.test('revocation, refused snapshots, restart after SIGKILL, truncated snapshot
   const r2 = install(v2);
   t.equal(r2.code, 0, r2.stderr);
   t.match(r2.stdout, /installed snapshot version 2 into the running agent/);
-  t.ok(await until(() => bobClosedAt > 0, 1500), 'the revoked session is dropped');
-  t.ok(bobClosedAt - installedAt < 1000 + 500, `dropped ${bobClosedAt - installedAt} ms after the install command started`);
+  t.ok(await until(() => bobClosedAt > 0, 3000), 'the revoked session is dropped');
+  // Measured from the moment the agent accepted the snapshot (its log line), not from the start of
+  // the install command: a loaded machine takes a while to start a Node process.
+  const accepted = agent.logs().map((l) => JSON.parse(l) as { msg?: string; time?: string; version?: number }).find((l) => l.msg === 'snapshot accepted' && l.version === 2);
+  const acceptedAt = accepted?.time ? Date.parse(accepted.time) : installedAt;
+  t.ok(bobClosedAt - acceptedAt < 1000, `dropped ${bobClosedAt - acceptedAt} ms after the agent accepted the snapshot (${bobClosedAt - installedAt} ms after the install command started)`);
   t.ok(anna.client.connected, 'other sessions stay connected');
   t.equal(await connackCode(agent.port, { clientId: 'bob2', username: 'op-bob', password: 'bob-pass' }), 5, 'the revoked user cannot reconnect');
 
@@ -111,7 +115,7 @@ t.test('expired snapshot: devices keep their telemetry and reads, commands are d
     cleanup(agent);
   });
   const expiring = exampleSnapshot(7, (p) => {
-    p.expiresAt = Date.now() + 2500;
+    p.expiresAt = Date.now() + 5000; // long enough to be accepted on a loaded machine
   });
   writeFileSync(join(agent.stateDir, 'inbox', 'expiring.cose'), expiring);
   t.ok(await until(() => agent.logs().some((l) => /inbox snapshot accepted/.test(l)), 5000));
@@ -122,7 +126,7 @@ t.test('expired snapshot: devices keep their telemetry and reads, commands are d
   const anna = await connect(agent.port, { clientId: 'anna', username: 'tech-anna', password: 'anna-pass' });
   await anna.client.publishAsync('things/oven-1/commands/a', 'before', { qos: 1 });
   t.ok(await until(() => oven.messages.length === 1), 'before expiry the command arrives');
-  for (let i = 0; i < 60 && !(await status(agent)).expired; i++) await sleep(100);
+  for (let i = 0; i < 120 && !(await status(agent)).expired; i++) await sleep(100);
   t.ok((await status(agent)).expired, 'the agent reports the snapshot expired');
   t.ok(await until(() => agent.logs().some((l) => /snapshot expired/.test(l)), 3000), 'the expiry is logged');
   await anna.client.publishAsync('things/oven-1/commands/b', 'after', { qos: 1 });
