@@ -69,7 +69,7 @@ t.test('metrics endpoint: scraped from the running agent, figures move', async (
   t.ok(after.value('edgewarden_queue_bytes')! > 0);
 
   writeFileSync(join(agent.stateDir, 'inbox', 'v2.cose'), exampleSnapshot(2));
-  t.ok(await until(() => agent.logs().some((l) => /inbox snapshot accepted/.test(l)), 5000));
+  t.ok(await until(() => agent.logs().some((l) => /inbox snapshot accepted/.test(l)), 15_000), 'the inbox snapshot is taken');
   t.equal((await scrape(port)).value('edgewarden_snapshot_version'), 2, 'a new snapshot shows');
   await endAll(oven, anna, carl);
   let gone = await scrape(port);
