@@ -88,6 +88,9 @@ const EMPTY_ID = Symbol('edgewarden.emptyClientId');
 type Marked = { [DROP]?: boolean };
 type ClientMarks = { [EMPTY_ID]?: boolean };
 
+/** A packet in aedes' outgoing persistence: a QoS 1/2 PUBLISH, or the PUBREL that replaced one. */
+type OutgoingPacket = { cmd?: string; messageId?: number; brokerId?: string; brokerCounter?: number };
+
 /** The parts of an aedes client that routeByGrantedQos reaches (not in aedes' type declarations). */
 interface AedesDelivery {
   subscriptions: Record<string, { qos: number }>;
@@ -326,7 +329,10 @@ export class GatewayBroker {
     // [MQTT-3.3.1-1] [MQTT-4.4.0-1]: a PUBLISH resent when a session resumes carries DUP 1. aedes 1.2
     // resends the unacknowledged ones from the session's outgoing queue with DUP 0. A queued PUBLISH
     // that already has a packet identifier is one that was sent before.
-    const persistence = (a as unknown as { persistence: unknown }).persistence as { outgoingStream(client: { id: string }): Readable };
+    const persistence = (a as unknown as { persistence: unknown }).persistence as {
+      outgoingStream(client: { id: string }): Readable;
+      outgoingUpdate(client: { id: string }, packet: OutgoingPacket, ...rest: unknown[]): unknown;
+    };
     const outgoingStream = persistence.outgoingStream.bind(persistence);
     persistence.outgoingStream = (client) =>
       pipeline(
@@ -338,6 +344,24 @@ export class GatewayBroker {
           },
         }),
         () => undefined,
+      );
+    // [MQTT-4.3.3-1]: after PUBREC the stored QoS 2 PUBLISH is replaced by its PUBREL, cleared by
+    // PUBCOMP. aedes-persistence's outgoingUpdate finds the entry to update by brokerId and
+    // brokerCounter, and by packet identifier only for a packet of another broker; aedes' PUBREL has
+    // neither, so it "matches" the first PUBREL already stored (undefined === undefined) and overwrites
+    // that one's packet identifier instead of replacing its own PUBLISH. With two QoS 2 deliveries
+    // between PUBREC and PUBCOMP at once (a resumed session's queue does that), the second PUBLISH
+    // stays stored although acknowledged and is sent again, DUP 1, on the next resume, and the first
+    // PUBCOMP clears nothing. Keyed by its packet identifier, a PUBREL replaces the PUBLISH (or the
+    // PUBREL, resent) with that identifier and nothing else; the key survives aedes' re-wrapping of
+    // stored packets when a session resumes (aedes-packet copies brokerId and brokerCounter).
+    const pubrelKey = `${a.id}/pubrel/`;
+    const outgoingUpdate = persistence.outgoingUpdate.bind(persistence);
+    persistence.outgoingUpdate = (client, packet, ...rest) =>
+      outgoingUpdate(
+        client,
+        packet.cmd === 'pubrel' && packet.brokerId === undefined && packet.messageId ? { ...packet, brokerId: pubrelKey + packet.messageId, brokerCounter: packet.messageId } : packet,
+        ...rest,
       );
 
     // A denied publish is acknowledged (QoS 1/2) but never routed: swallow it here.

@@ -8,7 +8,11 @@
 // clients flood QoS 0 publishes and vanish mid-flood. The guard below bounds the recursion: past
 // a small depth, the next message goes back to the HEAD of the queue and the slot it would have
 // taken is held and released on a fresh stack (setImmediate). Whichever release comes first takes
-// the head of the queue, so delivery order is the order of emit, and the stack stays flat.
+// the head of the queue, so delivery order is the order of emit, and the stack stays flat. When
+// another release takes the last waiting message, the held ("parked") slots have nothing left to
+// deliver and are given back at once: otherwise a drain that ends that way leaves `current` above
+// the number of deliveries in flight until the next event-loop turn (seen as slots "leaked" at the
+// moment the last message completed, see test/unit/broker-mq.test.ts).
 //
 // While messages wait in the queue, a new emit queues behind them even if a slot is free (the
 // held slot of a deferred message can leave one free): it must not overtake them.
@@ -103,14 +107,31 @@ export function createGuardedMq(concurrency = 100): MqEmitter {
   const originalDo = mq._do;
   const originalEmit = mq.emit;
   let depth = 0;
+  // Slots held by deferred messages, each waiting for its setImmediate (wake). Invariant: parked > 0
+  // only while the queue is not empty, so a parked slot always has a message to take when it wakes.
+  let parked = 0;
+  const wake = (): void => {
+    if (parked === 0) return; // its slot was given back already: the queue ran dry before it woke
+    parked--;
+    mq._released();
+  };
   mq._do = function guardedDo(this: MqEmitter, message: unknown, callback: unknown): MqEmitter {
+    if (parked > 0 && this._messageQueue.length === 0) {
+      // `message` was the last one waiting, taken by another release (an in-flight delivery that
+      // completed, or another parked slot woken first): the parked slots have nothing left to take.
+      // Give them back now, not one event-loop turn later — else `current` counts slots that deliver
+      // nothing, and a drain that ends this way looks (and, under load, acts) like leaked slots.
+      this.current -= parked;
+      parked = 0;
+    }
     if (depth >= MAX_SYNC_DEPTH) {
       // Back to the head of the queue; hold the slot (as _do would) and give it back on a fresh stack.
       this._messageQueue.unshift(message);
       this._messageCallbacks.unshift(callback);
       this.current++;
+      parked++;
       this._doing = true;
-      setImmediate(this._released);
+      setImmediate(wake);
       return this;
     }
     depth++;

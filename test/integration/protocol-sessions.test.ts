@@ -88,8 +88,14 @@ class Raw {
     });
   }
 
-  static async connect(port: number, o: { clientId: string; clean: boolean; keepalive?: number } & Creds): Promise<{ raw: Raw; connack: IConnackPacket }> {
+  /**
+   * CONNECT and wait for CONNACK. `autoAck` is set before CONNECT goes out: a resumed session's
+   * queued PUBLISHes follow the CONNACK at once, often in the same read, ahead of any code that runs
+   * after this promise resolves (setting autoAck then left those first PUBLISHes unacknowledged).
+   */
+  static async connect(port: number, o: { clientId: string; clean: boolean; keepalive?: number; autoAck?: boolean } & Creds): Promise<{ raw: Raw; connack: IConnackPacket }> {
     const raw = await Raw.open(port);
+    raw.autoAck = o.autoAck ?? false;
     raw.send({
       cmd: 'connect',
       protocolId: 'MQTT',
@@ -231,8 +237,7 @@ for (const P of PROFILES) {
     await pub.client.publishAsync(P.topic('ps/other'), 'not subscribed', { qos: 1 });
 
     // [MQTT-3.2.2-2] a resumed session: Session Present 1; [MQTT-3.1.2-5] the stored messages are delivered.
-    const back = await Raw.connect(port, { ...P.reader, clientId: id, clean: false });
-    back.raw.autoAck = true;
+    const back = await Raw.connect(port, { ...P.reader, clientId: id, clean: false, autoAck: true });
     t.equal(back.connack.returnCode, 0);
     t.equal(back.connack.sessionPresent, true, '[MQTT-3.2.2-2] Session Present 1 on resuming');
     await until(() => back.raw.publishes.length >= 24, 3000);
@@ -260,11 +265,9 @@ for (const P of PROFILES) {
     await back.raw.disconnect();
 
     // Everything was acknowledged: nothing comes again.
-    const again = await Raw.connect(port, { ...P.reader, clientId: id, clean: false });
-    again.raw.autoAck = true;
+    const again = await Raw.connect(port, { ...P.reader, clientId: id, clean: false, autoAck: true });
     t.equal(again.connack.sessionPresent, true);
     await sleep(QUIET_MS);
-    if (again.raw.publishes.length) console.error('DEBUG back', JSON.stringify(back.raw.publishes.map((p) => [p.topic, p.payload.toString(), p.messageId, p.dup])), 'again', JSON.stringify(again.raw.publishes.map((p) => [p.topic, p.payload.toString(), p.messageId, p.dup])));
     t.same(again.raw.publishes, [], 'acknowledged messages are not delivered again');
     // The subscriptions survived both reconnections.
     await pub.client.publishAsync(P.topic('ps/q2/c'), 'live', { qos: 2 });
@@ -277,8 +280,7 @@ for (const P of PROFILES) {
     t.equal(clean.connack.sessionPresent, false, '[MQTT-3.2.2-1] CleanSession=1: Session Present 0');
     await clean.raw.disconnect();
     await pub.client.publishAsync(P.topic('ps/q1/after-clean'), 'gone', { qos: 1 });
-    const fresh = await Raw.connect(port, { ...P.reader, clientId: id, clean: false });
-    fresh.raw.autoAck = true;
+    const fresh = await Raw.connect(port, { ...P.reader, clientId: id, clean: false, autoAck: true });
     t.equal(fresh.connack.sessionPresent, false, 'the discarded session is not resumed');
     await sleep(QUIET_MS);
     t.same(fresh.raw.publishes, [], 'nor are its subscriptions');
@@ -334,6 +336,43 @@ for (const P of PROFILES) {
     await sleep(QUIET_MS);
     t.same(e.raw.publishes, [], 'after the flows completed, nothing is resent');
     await e.raw.disconnect();
+  });
+
+  t.test(`${P.name}: two QoS 2 deliveries awaiting PUBCOMP at once: each PUBREC and PUBCOMP completes its own flow`, async (t) => {
+    const port = P.agent.port;
+    const id = `${P.name}-two-pubrels`;
+    const a = await Raw.connect(port, { ...P.reader, clientId: id, clean: false });
+    t.equal(await a.raw.subscribe(P.wild('tp/#'), 2), 2);
+    const pub = await mq(port, { ...P.writer, clientId: `${id}-pub` });
+    await pub.client.publishAsync(P.topic('tp/x'), 'first', { qos: 2 });
+    await pub.client.publishAsync(P.topic('tp/x'), 'second', { qos: 2 });
+    const first = (await a.raw.next((p) => p.cmd === 'publish')) as IPublishPacket;
+    const second = (await a.raw.next((p) => p.cmd === 'publish')) as IPublishPacket;
+    t.same([first.payload.toString(), second.payload.toString()], ['first', 'second']);
+    // Both PUBRECs before either PUBCOMP: the broker then holds two PUBRELs for this session. (aedes'
+    // memory persistence stored the second PUBREL over the first one and kept the second PUBLISH.)
+    a.raw.send({ cmd: 'pubrec', messageId: first.messageId! });
+    t.match(await a.raw.next((p) => p.cmd === 'pubrel'), { messageId: first.messageId });
+    a.raw.send({ cmd: 'pubrec', messageId: second.messageId! });
+    t.match(await a.raw.next((p) => p.cmd === 'pubrel'), { messageId: second.messageId });
+    a.raw.send({ cmd: 'pubcomp', messageId: first.messageId! });
+    await sleep(100);
+    await a.raw.drop();
+
+    // [MQTT-4.4.0-1] only the second flow is unfinished: its PUBREL is resent, and no PUBLISH.
+    const b = await Raw.connect(port, { ...P.reader, clientId: id, clean: false });
+    t.equal(b.connack.sessionPresent, true);
+    t.match(await b.raw.next((p) => p.cmd === 'pubrel' || p.cmd === 'publish'), { cmd: 'pubrel', messageId: second.messageId }, 'the second PUBREL is resent');
+    b.raw.send({ cmd: 'pubcomp', messageId: second.messageId! });
+    await sleep(QUIET_MS);
+    t.same(b.raw.packets.filter((p) => p.cmd === 'publish' || p.cmd === 'pubrel'), [], 'nothing else: the acknowledged PUBLISHes are not resent');
+    await b.raw.disconnect();
+
+    const c = await Raw.connect(port, { ...P.reader, clientId: id, clean: false });
+    await sleep(QUIET_MS);
+    t.same(c.raw.packets.filter((p) => p.cmd === 'publish' || p.cmd === 'pubrel'), [], 'after both PUBCOMPs, nothing is pending');
+    await c.raw.disconnect();
+    await pub.client.endAsync();
   });
 
   t.test(`${P.name}: QoS 2 from the publisher side is delivered once even when the publisher retransmits`, async (t) => {
@@ -463,8 +502,7 @@ t.test('enforcing: commands to a device with a persistent session wait for it', 
   // Someone who may not command the oven: never queued.
   const carl = await mq(port, { username: 'viewer-carl', password: 'carl-pass', clientId: 'carl-persist' });
   await carl.client.publishAsync('things/oven-1/commands/stop', 'x', { qos: 1 });
-  const back = await Raw.connect(port, { username: 'oven-1', password: 'oven-1-token', clientId: 'oven-1-persist', clean: false });
-  back.raw.autoAck = true;
+  const back = await Raw.connect(port, { username: 'oven-1', password: 'oven-1-token', clientId: 'oven-1-persist', clean: false, autoAck: true });
   t.equal(back.connack.sessionPresent, true);
   await until(() => back.raw.publishes.length >= 2);
   await sleep(QUIET_MS);

@@ -125,6 +125,55 @@ t.test('a subscriber that re-emits synchronously: a deferred message is not over
   t.equal(mq.length, 0);
 });
 
+t.test('a deferred message taken by another release: its held slot is given back with the last message', async (t) => {
+  // Two slots, both held by a slow subscriber; MAX_SYNC_DEPTH + 1 unmatched messages queued. The
+  // first release drains MAX_SYNC_DEPTH of them on its stack and defers the last one, holding its
+  // slot until setImmediate; the second release takes that last message at once. The held slot has
+  // nothing left to deliver: it must not stay counted (it did until the next event-loop turn, so a
+  // drain ending this way showed `current` > 0 with nothing in flight).
+  const mq = createGuardedMq(2);
+  const held: (() => void)[] = [];
+  mq.on('slow/#', (_m, done) => held.push(done));
+  mq.emit({ topic: 'slow/a' });
+  mq.emit({ topic: 'slow/b' });
+  t.equal(mq.current, 2, 'both slots held');
+  const completed: number[] = [];
+  for (let seq = 0; seq <= MAX_SYNC_DEPTH; seq++) mq.emit({ topic: 'nobody/listens', seq }, () => completed.push(seq));
+  t.equal(mq.length, MAX_SYNC_DEPTH + 1);
+  held[0]!();
+  t.equal(completed.length, MAX_SYNC_DEPTH, 'the first release drained one stack-full');
+  t.equal(mq.length, 1, 'and deferred the last message');
+  t.equal(mq.current, 2, 'holding its slot meanwhile');
+  held[1]!();
+  t.equal(completed.length, MAX_SYNC_DEPTH + 1, 'the second release delivered the deferred message');
+  t.same(completed, [...Array(MAX_SYNC_DEPTH + 1).keys()], 'in order');
+  t.equal(mq.length, 0, 'queue empty');
+  t.equal(mq.current, 0, 'no slot held once the last message completed');
+  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setTimeout(r, 5));
+  t.equal(mq.current, 0, 'nor after the deferral fired');
+  // Deferred again, and the deferral fires first this time: still balanced.
+  held.length = 0;
+  mq.emit({ topic: 'slow/c' });
+  mq.emit({ topic: 'slow/d' });
+  const again: number[] = [];
+  for (let seq = 0; seq < 3 * MAX_SYNC_DEPTH; seq++) mq.emit({ topic: 'nobody/listens', seq }, () => again.push(seq));
+  held[0]!();
+  t.ok(await settle(() => again.length === 3 * MAX_SYNC_DEPTH), 'drained by the deferrals alone');
+  t.equal(mq.current, 1, 'only the still-held slow delivery counted');
+  held[1]!();
+  t.equal(mq.current, 0);
+  t.same(again, [...Array(3 * MAX_SYNC_DEPTH).keys()], 'in order');
+  const after: number[] = [];
+  mq.on('after/#', (m, done) => {
+    after.push((m as { seq: number }).seq);
+    done();
+  });
+  for (let i = 0; i < 3; i++) mq.emit({ topic: 'after/x', seq: i });
+  t.ok(await settle(() => after.length === 3));
+  t.equal(mq.current, 0, 'still a working emitter with every slot free');
+});
+
 t.test('Deque: push, shift, unshift across growth and wrap-around', async (t) => {
   const d = new Deque();
   const model: number[] = [];
