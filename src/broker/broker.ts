@@ -774,7 +774,8 @@ export class GatewayBroker {
     const listeners = Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
     await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
     await listeners;
-  }}
+  }
+}
 
 function prefixKeys(prefix: string, o: Record<string, number>): Record<string, number> {
   return Object.fromEntries(Object.entries(o).map(([k, v]) => [prefix + k[0]!.toUpperCase() + k.slice(1), v]));
