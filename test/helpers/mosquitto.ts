@@ -102,9 +102,18 @@ export async function startMosquitto(opts: { persistence?: boolean; tls?: boolea
     logs: () => out,
   };
   await m.start();
-  process.once('exit', () => {
+  // Never leave a broker behind: not at exit, nor when tap stops the test file with a signal
+  // (Node then exits without 'exit' handlers): kill it, then die of the same signal.
+  const cleanup = () => {
     (child as ChildProcess | null)?.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
-  });
+  };
+  process.once('exit', cleanup);
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      cleanup();
+      process.kill(process.pid, signal);
+    });
+  }
   return m;
 }
