@@ -122,7 +122,13 @@ export class Agent {
     const agent = new Agent(config, log, timeFloor, store, audit, outbox);
     agent.adopt(store.held());
     if (!agent.index) log.warn({ stateDir }, 'no valid snapshot: every request is denied (NO_SNAPSHOT) until one is installed');
-    await agent.startServices();
+    try {
+      await agent.startServices();
+    } catch (err) {
+      // Whatever started (listeners, sockets, jobs) is stopped: a failed start leaves nothing running.
+      await agent.stop().catch(() => undefined);
+      throw err;
+    }
     log.info({ tcp: agent.ports.tcp, tls: agent.ports.tls, snapshotVersion: agent.index?.version ?? null }, 'ready');
     return agent;
   }

@@ -3,6 +3,7 @@
 import { createServer, createConnection, type Server } from 'node:net';
 import { chmod, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { EwError } from '../errors.js';
 
 export const CONTROL_SOCKET = 'control.sock';
 const MAX_REQUEST_BYTES = 48 * 1024 * 1024;
@@ -14,8 +15,14 @@ export function controlSocketPath(stateDir: string): string {
   return join(stateDir, CONTROL_SOCKET);
 }
 
+/** Longest Unix socket path Linux takes (sun_path is 108 bytes, NUL included). */
+const MAX_SOCKET_PATH_BYTES = 107;
+
 export async function startControlServer(stateDir: string, handle: (req: ControlRequest) => Promise<ControlResponse>): Promise<Server> {
   const path = controlSocketPath(stateDir);
+  if (Buffer.byteLength(path) > MAX_SOCKET_PATH_BYTES) {
+    throw new EwError('EW_STORE_IO', `the control socket path is ${Buffer.byteLength(path)} bytes, more than the ${MAX_SOCKET_PATH_BYTES} a Unix socket allows: use a shorter state directory`, { where: path });
+  }
   await rm(path, { force: true });
   const server = createServer((socket) => {
     let buf = '';

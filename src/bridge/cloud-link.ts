@@ -30,7 +30,7 @@ import type { Logger } from 'pino';
 import type { AgentConfig } from '../config/load.js';
 import type { Outbox, OutboxRecord } from '../store/outbox.js';
 import type { Decision } from '../decide/reasons.js';
-import { isEwError } from '../errors.js';
+import { EwError, isEwError } from '../errors.js';
 
 export type CloudConfig = AgentConfig['cloud'];
 export type LinkState = 'connecting' | 'online' | 'offline' | 'stopped';
@@ -140,7 +140,11 @@ export class CloudLink {
     const c = this.opts.config;
     if (c.passwordFile !== null) {
       // Read once at start; never logged. A missing file is a configuration error worth stopping for.
-      this.password = readFileSync(c.passwordFile, 'utf8').split(/\r?\n/)[0] ?? '';
+      try {
+        this.password = readFileSync(c.passwordFile, 'utf8').split(/\r?\n/)[0] ?? '';
+      } catch (err) {
+        throw new EwError('EW_CONFIG_READ', `cloud.passwordFile cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { where: c.passwordFile, cause: err });
+      }
     }
     this.schedule(Math.floor(this.random() * c.reconnectMinMs));
   }

@@ -2,13 +2,16 @@
 // against mosquitto; config/cloud-tls.yaml is the shipped example of such a site.
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { stringify } from 'yaml';
 import { controlRequest } from '../../src/agent/control.js';
 import { loadConfig, bundledPaths } from '../../src/config/load.js';
 import { makeCertificates } from '../helpers/certs.js';
 import { startMosquitto } from '../helpers/mosquitto.js';
 import { ROOT } from '../helpers/policy.js';
+import { cli } from '../helpers/cli.js';
 import { cleanup, sleep, startAgent, until, type AgentProcess } from '../helpers/agent.js';
 
 const linkState = async (agent: AgentProcess) => {
@@ -80,6 +83,21 @@ t.test('username and password from a file: never logged', async (t) => {
     const logs = agent.logs().join('\n');
     t.notMatch(logs, /s3cret-Pa55|wrong-Pa55/, 'no password in any log line');
   }
+});
+
+t.test('a missing password file stops the agent at start with the file named, leaving nothing running', async (t) => {
+  const dir = t.testdir({});
+  const config = join(dir, 'config.yaml');
+  writeFileSync(config, stringify({ trust: { keys: [join(ROOT, 'config', 'demo-keys', 'demo.pub.pem')] }, cloud: { enabled: true, passwordFile: join(dir, 'missing.txt') } }));
+  const state = mkdtempSync(join(tmpdir(), 'ew-pw-'));
+  t.teardown(() => rmSync(state, { recursive: true, force: true }));
+  const r = cli(['run', '-c', config, '--state-dir', state, '--port', '0']);
+  // The fixture directory's path is too long for a Unix socket: that too is an error, not a hang.
+  const long = cli(['run', '-c', config, '--state-dir', join(dir, 'a-state-directory-whose-control-socket-path-is-too-long-for-linux'), '--port', '0']);
+  t.equal(long.code, 1);
+  t.match(long.stderr, /EW_STORE_IO: .*control\.sock: the control socket path is \d+ bytes, more than the 107 a Unix socket allows/);
+  t.equal(r.code, 1, 'exit 1, not a hang: the listener that had opened is closed again');
+  t.match(r.stderr, /EW_CONFIG_READ: .*missing\.txt: cloud\.passwordFile cannot be read: ENOENT/);
 });
 
 t.test('config/cloud-tls.yaml is a valid configuration', async (t) => {
