@@ -10,6 +10,7 @@ import { createConnection, type Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
 import mqttPacket from 'mqtt-packet';
 import { cleanup, connect, endAll, sleep, startAgent, subscribe, until, type AgentProcess } from '../helpers/agent.js';
+import { remainingLength } from '../helpers/mqtt-bytes.js';
 
 const SEED = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) >>> 0 : 0x5eed_f022;
 const DURATION_MS = Number(process.env.FUZZ_MS ?? 15_000);
@@ -114,16 +115,6 @@ function validPacket(r: Rng): Buffer {
   }
 }
 
-function varint(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return out;
-}
 
 /** Header length of a well-formed packet (1 + remaining-length bytes). */
 function headerLength(p: Buffer): number {
@@ -154,7 +145,7 @@ function mutate(r: Rng, p: Buffer, other: Buffer): Buffer {
       // change the remaining length: nearby, random, huge, 5 bytes, non-minimal
       const body = b.subarray(headerLength(b));
       const len = r.pick([body.length + 1, Math.max(0, body.length - 1), r.int(200), r.int(MAX_PACKET * 2), 268_435_455]);
-      const lenBytes = r.chance(0.1) ? [0x80, 0x80, 0x80, 0x80, 0x01] : r.chance(0.1) ? [...varint(len).slice(0, -1).map((x) => x | 0x80), 0x80, 0x00] : varint(len);
+      const lenBytes = r.chance(0.1) ? [0x80, 0x80, 0x80, 0x80, 0x01] : r.chance(0.1) ? [...remainingLength(len).slice(0, -1).map((x) => x | 0x80), 0x80, 0x00] : remainingLength(len);
       return Buffer.concat([Buffer.from([b[0] ?? 0x30, ...lenBytes]), body]);
     }
     case 6: // change the packet type or flags

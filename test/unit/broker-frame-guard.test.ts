@@ -4,6 +4,7 @@
 import t from 'tap';
 import mqttPacket from 'mqtt-packet';
 import { FrameGuard } from '../../src/broker/frame-guard.js';
+import { remainingLength } from '../helpers/mqtt-bytes.js';
 
 const gen = (p: Record<string, unknown>): Buffer => mqttPacket.generate(p as unknown as mqttPacket.Packet, { protocolVersion: 4 });
 
@@ -12,16 +13,7 @@ function frame(first: number, bodyLen: number, fill = 0xff): Buffer {
   return Buffer.concat([Buffer.from([first]), varint(bodyLen), Buffer.alloc(bodyLen, fill)]);
 }
 
-function varint(n: number): Buffer {
-  const out: number[] = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return Buffer.from(out);
-}
+const varint = (n: number): Buffer => Buffer.from(remainingLength(n));
 
 /** Feeds `chunks` in order; returns the index of the chunk that got an error (or -1) and the message. */
 function feed(guard: FrameGuard, chunks: Buffer[]): { at: number; problem: string | null } {
