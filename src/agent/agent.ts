@@ -209,8 +209,8 @@ export class Agent {
         installSnapshot: (bytes, source) => this.installSnapshot(bytes, source),
         request: (principal, topic, payload, qos) => broker.cloudPublish(principal, topic, payload, qos),
         snapshotStatus: () => {
-          const s = this.status();
-          return { version: s.snapshotVersion, expiresAt: s.snapshotExpiresAt, expired: s.expired };
+          const i = this.index;
+          return { version: i?.version ?? null, expiresAt: i ? new Date(i.expiresAt).toISOString() : null, expired: i ? this.timeFloor.now() >= i.expiresAt : false };
         },
         onStateChange: (state) => {
           // Persist the ack point now: what the cloud acknowledged is never sent again after a crash.
