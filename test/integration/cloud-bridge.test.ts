@@ -78,7 +78,8 @@ t.test('snapshots, commands and refusals through the cloud; telemetry, status an
   t.ok(await until(() => obs.of('status').some((m) => json(m)['state'] === 'online'), 10_000), 'the agent publishes a retained online status');
   const online = json(obs.of('status').find((m) => json(m)['state'] === 'online')!);
   t.equal(online['snapshotVersion'], 1, 'the status carries the snapshot version');
-  t.ok(obs.of('snapshot/request').length >= 1, 'on connecting it asks for a fresh snapshot');
+  // The request follows the status on connect: wait for it, as for the status.
+  t.ok(await until(() => obs.of('snapshot/request').length >= 1, 5000), 'on connecting it asks for a fresh snapshot');
 
   // Locally, the served things' retained cloud-status says the gateway reaches the cloud.
   const dash = await connect(agent.port, { clientId: 'dash', username: 'dashboard', password: 'dashboard-secret' });
