@@ -26,7 +26,7 @@ export function parseTime(v: string, flag: string): number {
 
 export function signCommand(
   policyPath: string,
-  opts: { key: string; version: string; out: string; issuedAt?: string; kid?: string },
+  opts: { key: string; version: string; out: string; issuedAt?: string; kid?: string; plainCbor?: boolean },
   io: Io,
 ): number {
   const version = parseVersion(opts.version);
@@ -39,7 +39,7 @@ export function signCommand(
     throw new EwError('EW_POLICY_INVALID', `validity: the snapshot would expire (${iso(payload.expiresAt)}) before it is issued (${iso(issuedAt)})`, { where: policyPath });
   }
   const kid = opts.kid ?? kidOf(key);
-  const bytes = signSnapshot(payload, key, kid);
+  const bytes = signSnapshot(payload, key, kid, { plain: opts.plainCbor === true });
   const tmp = `${opts.out}.tmp-${process.pid}`;
   writeFileSync(tmp, bytes);
   renameSync(tmp, opts.out);

