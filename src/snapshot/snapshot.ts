@@ -89,7 +89,7 @@ export function verifySnapshot(bytes: Uint8Array, trustedKeys: TrustedKeys, opts
   if (msg.kid === undefined) throw new EwError('EW_SNAPSHOT_UNKNOWN_KID', 'no kid in the protected header', { where });
   const key = trustedKeys.get(msg.kid);
   if (!key) throw new EwError('EW_SNAPSHOT_UNKNOWN_KID', `kid "${msg.kid}" is not a trusted key`, { where });
-  if (!verifyCoseSign1(msg, key)) {
+  if (!verifyCoseSign1(msg, key, bytes)) {
     throw new EwError('EW_SNAPSHOT_BAD_SIGNATURE', `signature does not match key "${msg.kid}"`, { where });
   }
   let payload: unknown;

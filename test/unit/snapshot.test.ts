@@ -5,7 +5,7 @@ import { Decoder, Encoder, Tag } from 'cbor-x';
 import { EwError, type ErrorCode } from '../../src/errors.js';
 import { acceptSnapshot, encodePayload, encodePayloadPlain, signSnapshot, verifySnapshot, type AcceptContext } from '../../src/snapshot/snapshot.js';
 import type { SnapshotPayload } from '../../src/policy/schema.js';
-import { parseCoseSign1, sigStructure, signCoseSign1 } from '../../src/snapshot/cose.js';
+import { parseCoseSign1, sigStructure, signCoseSign1, verifyCoseSign1 } from '../../src/snapshot/cose.js';
 import { kidOf } from '../../src/snapshot/keys.js';
 import { fixturePayload, testKey, ISSUED_AT } from '../helpers/policy.js';
 
@@ -48,6 +48,52 @@ t.test('Sig_structure written by hand is the CBOR encoding of ["Signature1", pro
       t.ok(sigStructure(prot, body).equals(expected), `protected ${protectedLength} bytes, payload ${payloadLength} bytes`);
     }
   }
+});
+
+t.test('verifying inside the envelope gives the same answer and leaves every byte as it was', async (t) => {
+  /** The bytes in an ArrayBuffer of their own (not Node's shared pool), with random bytes around them. */
+  const own = (bytes: Uint8Array, before = 0, after = 0): Buffer => {
+    const whole = Buffer.from(new ArrayBuffer(before + bytes.length + after));
+    randomBytes(before + bytes.length + after).copy(whole);
+    whole.set(bytes, before);
+    return whole.subarray(before, before + bytes.length);
+  };
+  let checked = 0;
+  for (const kid of ['k', 'x'.repeat(20), 'y'.repeat(300)]) {
+    for (const payloadLength of [0, 1, 23, 24, 255, 256, 65535, 65536, 300_000]) {
+      const body = randomBytes(payloadLength);
+      const signed = signCoseSign1(body, key.privateKey, kid);
+      // Tagged and untagged (the tag is optional), alone and as a view into a larger buffer.
+      for (const [label, envelope] of [
+        ['tagged', own(signed)],
+        ['untagged', own(signed.subarray(1))],
+        ['view into a larger buffer', own(signed, 7, 5)],
+      ] as const) {
+        const before = Buffer.from(envelope);
+        const whole = Buffer.from(envelope.buffer, 0, envelope.buffer.byteLength);
+        const wholeBefore = Buffer.from(whole);
+        const msg = parseCoseSign1(envelope);
+        const ok = verifyCoseSign1(msg, key.publicKey, envelope);
+        if (!ok || !envelope.equals(before) || !whole.equals(wholeBefore) || !verifyCoseSign1(msg, key.publicKey)) {
+          t.fail(`kid ${kid.length} chars, payload ${payloadLength} bytes, ${label}: ok=${ok}, unchanged=${envelope.equals(before)}`);
+        }
+        // A flipped payload bit fails in place as in a copy, and is still put back.
+        if (payloadLength > 0) {
+          const bad = own(envelope);
+          const m = parseCoseSign1(bad);
+          m.payload[m.payload.length >> 1]! ^= 1;
+          const tampered = Buffer.from(bad);
+          if (verifyCoseSign1(m, key.publicKey, bad) || verifyCoseSign1(m, key.publicKey) || !bad.equals(tampered)) t.fail(`tampered, payload ${payloadLength} bytes, ${label}`);
+        }
+        checked++;
+      }
+    }
+  }
+  t.equal(checked, 81, 'all layouts verified in place, envelope unchanged');
+  // A payload that is not a view into the envelope is verified from a copy.
+  const signed = signCoseSign1(randomBytes(100), key.privateKey, key.kid);
+  const msg = parseCoseSign1(signed);
+  t.ok(verifyCoseSign1({ ...msg, payload: Uint8Array.from(msg.payload) }, key.publicKey, signed), 'payload elsewhere: still verified');
 });
 
 t.test('sign then accept', async (t) => {
