@@ -1,8 +1,10 @@
 // Snapshots dropped as files into <stateDir>/inbox (sites with no cloud link, first provisioning).
 // An accepted file is removed; a refused one is renamed to <name>.refused with the reason beside it
 // in <name>.refused.txt. The directory is watched, and scanned every few seconds as well (fs.watch
-// misses events on some filesystems).
-import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+// misses events on some filesystems). A file is taken once it has not changed for `settleMs`: `cp`
+// into the inbox creates the file before it writes it, and a half-written snapshot must not be
+// refused as truncated (writing elsewhere and renaming into the inbox is taken as soon as seen).
+import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { readFileBounded } from '../store/atomic-file.js';
@@ -13,6 +15,8 @@ export class SnapshotInbox {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> = Promise.resolve();
   private closed = false;
+  /** A scan scheduled for when the youngest unsettled file will have settled. */
+  private settleTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly dir: string,
@@ -20,6 +24,7 @@ export class SnapshotInbox {
     private readonly maxBytes: number,
     private readonly onResult: (file: string, result: { ok: true } | { ok: false; code: string; message: string }) => void,
     private readonly scanIntervalMs = 2000,
+    private readonly settleMs = 1000,
   ) {}
 
   async start(): Promise<void> {
@@ -50,8 +55,16 @@ export class SnapshotInbox {
     } catch {
       return;
     }
+    let wait = Infinity;
     for (const name of names) {
       const file = join(this.dir, name);
+      // Still being written? (A modification time in the future, after the clock was set back, counts as settled.)
+      const age = await stat(file).then((st) => Date.now() - st.mtimeMs, () => undefined);
+      if (age === undefined) continue;
+      if (age >= 0 && age < this.settleMs) {
+        wait = Math.min(wait, this.settleMs - age);
+        continue;
+      }
       try {
         const bytes = await readFileBounded(file, this.maxBytes, { tooLargeCode: 'EW_SNAPSHOT_TOO_LARGE' });
         if (!bytes) continue;
@@ -66,12 +79,20 @@ export class SnapshotInbox {
         await writeFile(`${file}.refused.txt`, `${code}: ${message}\n`, { mode: 0o600 }).catch(() => undefined);
       }
     }
+    if (wait !== Infinity && !this.closed && this.settleTimer === undefined) {
+      this.settleTimer = setTimeout(() => {
+        this.settleTimer = undefined;
+        void this.scan();
+      }, Math.ceil(wait) + 10);
+      this.settleTimer.unref();
+    }
   }
 
   async close(): Promise<void> {
     this.closed = true;
     this.watcher?.close();
     if (this.timer) clearInterval(this.timer);
+    if (this.settleTimer) clearTimeout(this.settleTimer);
     await this.running;
   }
 }
