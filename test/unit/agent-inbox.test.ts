@@ -40,7 +40,8 @@ async function until(cond: () => boolean, ms: number): Promise<boolean> {
 
 t.test('a file written in two parts is taken whole, once', async (t) => {
   const dir = t.testdir({});
-  const { inbox, installed, results } = harness(dir, 600);
+  // Settling takes 2 s here: the half-written file must still be unsettled when the check below runs.
+  const { inbox, installed, results } = harness(dir, 2000);
   await inbox.start();
   t.teardown(() => inbox.close());
   const file = join(dir, 'v2.cose');
@@ -48,7 +49,7 @@ t.test('a file written in two parts is taken whole, once', async (t) => {
   await sleep(400);
   t.same(results, [], 'nothing taken or refused while it is being written');
   appendFileSync(file, GOOD.subarray(1000));
-  t.ok(await until(() => installed.length === 1, 5000), 'taken once settled');
+  t.ok(await until(() => installed.length === 1, 15_000), 'taken once settled');
   await sleep(400);
   t.equal(installed.length, 1, 'once');
   t.ok(installed[0]!.equals(GOOD), 'the whole file');
