@@ -45,22 +45,21 @@ function byteStringHead(length: number): number[] {
 /** 0x84: array(4); 0x6a "Signature1": text(10). */
 const SIG_STRUCTURE_HEAD = Buffer.from([0x84, 0x6a, ...Buffer.from('Signature1', 'ascii')]);
 
+/** Everything of `["Signature1", protected, h'', payload]` in CBOR but the payload's own bytes. */
+function sigStructureHead(protectedBytes: Uint8Array, payloadLength: number): Buffer {
+  return Buffer.concat([SIG_STRUCTURE_HEAD, Buffer.from(byteStringHead(protectedBytes.length)), protectedBytes, Buffer.from([0x40]), Buffer.from(byteStringHead(payloadLength))]);
+}
+
 /**
  * `["Signature1", protected, h'', payload]` in CBOR, written directly: one allocation and one copy
  * of the payload (an encoder grows its buffer and copies a 25 MB payload more than once). The bytes
  * are exactly what cbor-x encodes for that array (a test compares them).
  */
 export function sigStructure(protectedBytes: Uint8Array, payload: Uint8Array): Buffer {
-  const protectedHead = byteStringHead(protectedBytes.length);
-  const payloadHead = byteStringHead(payload.length);
-  const out = Buffer.allocUnsafe(SIG_STRUCTURE_HEAD.length + protectedHead.length + protectedBytes.length + 1 + payloadHead.length + payload.length);
-  let at = SIG_STRUCTURE_HEAD.copy(out, 0);
-  for (const b of protectedHead) out[at++] = b;
-  out.set(protectedBytes, at);
-  at += protectedBytes.length;
-  out[at++] = 0x40; // external_aad: h''
-  for (const b of payloadHead) out[at++] = b;
-  out.set(payload, at);
+  const head = sigStructureHead(protectedBytes, payload.length);
+  const out = Buffer.allocUnsafe(head.length + payload.length);
+  head.copy(out, 0);
+  out.set(payload, head.length);
   return out;
 }
 
@@ -130,7 +129,7 @@ export function verifyCoseSign1(msg: CoseSign1, publicKey: KeyObject, envelope?:
   const signature = Buffer.from(msg.signature);
   const payload = msg.payload;
   const L = payload.length;
-  const head = Buffer.concat([SIG_STRUCTURE_HEAD, Buffer.from(byteStringHead(msg.protectedBytes.length)), msg.protectedBytes, Buffer.from([0x40]), Buffer.from(byteStringHead(L))]);
+  const head = sigStructureHead(msg.protectedBytes, L);
   const K = head.length;
   const pOff = envelope !== undefined && payload.buffer === envelope.buffer ? payload.byteOffset - envelope.byteOffset : -1;
   const d = Math.max(0, K - pOff); // how far the payload moves right
