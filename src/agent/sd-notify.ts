@@ -1,5 +1,5 @@
 // Service notifications to systemd (sd_notify(3)): READY=1 once the agent serves, STOPPING=1 when it
-// drains, WATCHDOG=1 for a watchdog. Node has no AF_UNIX datagram sockets, so each notification
+// drains, WATCHDOG=1 every WatchdogSec/2 while the event loop turns. Node has no AF_UNIX datagram sockets, so each notification
 // spawns systemd-notify(1), which (systemd 246+) waits until the manager has taken the message; the
 // unit therefore says NotifyAccess=all (the sender is a child of the agent). Outside a Type=notify
 // service (no NOTIFY_SOCKET) nothing is spawned. A failed notification is reported, never thrown.
@@ -49,4 +49,34 @@ export function sdNotify(assignments: readonly string[], opts: SdNotifyOptions =
       finish(code === 0 ? { sent: true } : { sent: false, error: `systemd-notify exited with ${code ?? signal}${stderr ? `: ${stderr.trim()}` : ''}` }),
     );
   });
+}
+
+/**
+ * The watchdog ping interval systemd asks for, in milliseconds: half of WATCHDOG_USEC (set by
+ * WatchdogSec= in the unit), as sd_watchdog_enabled(3) reads it; undefined when there is no
+ * watchdog, or it is meant for another process (WATCHDOG_PID).
+ */
+export function watchdogIntervalMs(env: NodeJS.ProcessEnv = process.env, pid = process.pid): number | undefined {
+  const usec = env.WATCHDOG_USEC;
+  if (usec === undefined || !/^[1-9][0-9]{0,15}$/.test(usec)) return undefined;
+  if (env.WATCHDOG_PID !== undefined && env.WATCHDOG_PID !== String(pid)) return undefined;
+  return Math.max(1, Math.floor(Number(usec) / 2000));
+}
+
+/**
+ * Pings the systemd watchdog (WATCHDOG=1) every `intervalMs` from a timer: pings stop when the event
+ * loop stops turning, and systemd then restarts the agent. A ping still under way when the next is
+ * due is not doubled. Returns the function that stops the pings.
+ */
+export function startWatchdog(intervalMs: number, ping: () => Promise<unknown>): () => void {
+  let pending = false;
+  const beat = () => {
+    if (pending) return;
+    pending = true;
+    void ping().finally(() => (pending = false));
+  };
+  const timer = setInterval(beat, intervalMs);
+  timer.unref();
+  beat();
+  return () => clearInterval(timer);
 }

@@ -3,7 +3,7 @@ import { isEwError } from '../errors.js';
 import { loadConfig, bundledPaths, type AgentConfig } from '../config/load.js';
 import { Agent } from '../agent/agent.js';
 import { createLogger } from '../agent/log.js';
-import { sdNotify } from '../agent/sd-notify.js';
+import { sdNotify, startWatchdog, watchdogIntervalMs } from '../agent/sd-notify.js';
 import { packageRoot } from './io.js';
 import type { Io } from './output.js';
 
@@ -38,18 +38,31 @@ export async function runCommand(opts: { config?: string; port?: string; stateDi
   }
   const agent = await Agent.start(config, log);
   const notified = (r: { error?: string }) => r.error && log.warn({ err: r.error }, 'systemd notification failed');
-  void sdNotify(['READY=1', 'STATUS=serving MQTT']).then(notified);
+  // WatchdogSec= in the unit: once READY=1 is sent, ping while the event loop turns; a hung agent
+  // is restarted by systemd.
+  const watchdogMs = watchdogIntervalMs();
+  let stopping = false;
+  let stopWatchdog = (): void => undefined;
+  void sdNotify(['READY=1', 'STATUS=serving MQTT']).then((r) => {
+    notified(r);
+    if (watchdogMs === undefined || stopping) return;
+    stopWatchdog = startWatchdog(watchdogMs, () => sdNotify(['WATCHDOG=1']).then(notified));
+    log.info({ intervalMs: watchdogMs }, 'systemd watchdog: pinging');
+  });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
+      stopping = true;
       log.info({ signal }, 'stopping');
       void sdNotify(['STOPPING=1']).then(notified);
       agent.stop().then(
         () => {
+          stopWatchdog();
           log.info('stopped');
           log.flush();
           resolve();
         },
         (err: Error) => {
+          stopWatchdog();
           log.error({ err: err.message }, 'stop failed');
           resolve();
         },

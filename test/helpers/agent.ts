@@ -52,6 +52,8 @@ export interface StartOptions {
   command?: string[];
   /** How long to wait for the 'ready' log line (default 15 s). */
   readyTimeoutMs?: number;
+  /** Environment variables added to this process's for the agent (e.g. NOTIFY_SOCKET). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export async function startAgent(opts: StartOptions = {}): Promise<AgentProcess> {
@@ -73,7 +75,7 @@ export async function startAgent(opts: StartOptions = {}): Promise<AgentProcess>
   }
   const [program, ...leading] = opts.command ?? [process.execPath, BIN];
   const args = [...leading, 'run', '-c', configFile, '--state-dir', stateDir, '--port', String(opts.port ?? 0)];
-  const child = spawn(program!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(program!, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}) });
   const lines: string[] = [];
   const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
   const onLine = (line: string) => {

@@ -1,7 +1,9 @@
 // Operating the agent with signals: SIGHUP reloads the configuration (a bad one changes nothing),
-// SIGTERM drains and stops within seconds without losing queued messages.
+// SIGTERM drains and stops within seconds without losing queued messages; under systemd (a stand-in
+// systemd-notify) it reports READY=1, pings the watchdog and reports STOPPING=1.
 import t from 'tap';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { controlRequest } from '../../src/agent/control.js';
@@ -61,4 +63,27 @@ t.test('SIGTERM stops within seconds and keeps the queue', async (t) => {
   t.teardown(() => again.stop());
   const r = await controlRequest(again.stateDir, { cmd: 'status' });
   t.equal(r.ok && (r.status as { cloud: { queue: { depth: number } } }).cloud.queue.depth, 50, 'the 50 queued messages are still there after the restart');
+});
+
+t.test('under systemd: READY=1 once serving, WATCHDOG=1 every WatchdogSec/2, STOPPING=1 on SIGTERM', async (t) => {
+  // A stand-in systemd-notify on PATH appends what it is given, one notification per line.
+  const bin = mkdtempSync(join(tmpdir(), 'ew-notify-'));
+  t.teardown(() => rmSync(bin, { recursive: true, force: true }));
+  const record = join(bin, 'record');
+  writeFileSync(join(bin, 'systemd-notify'), `#!/bin/sh\necho "$NOTIFY_SOCKET $*" >> ${record}\n`);
+  chmodSync(join(bin, 'systemd-notify'), 0o755);
+  const notes = () => (existsSync(record) ? readFileSync(record, 'utf8').trim().split('\n') : []);
+  // WatchdogSec=0.6s: a ping every 300 ms.
+  const agent = await startAgent({
+    env: { NOTIFY_SOCKET: '/run/systemd/notify', WATCHDOG_USEC: '600000', PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}` },
+  });
+  t.teardown(() => cleanup(agent));
+  t.ok(await until(() => notes().filter((l) => / WATCHDOG=1$/.test(l)).length >= 4, 10_000), 'the watchdog is pinged again and again');
+  t.equal(notes()[0], '/run/systemd/notify READY=1 STATUS=serving MQTT', 'READY=1 first, to the socket systemd gave');
+  t.match(await agent.waitLog(/systemd watchdog: pinging/), /"intervalMs":300/, 'every WatchdogSec/2');
+  await agent.stop();
+  t.ok(notes().includes('/run/systemd/notify STOPPING=1'), 'STOPPING=1 when it drains');
+  const after = notes().length;
+  await new Promise((r) => setTimeout(r, 700));
+  t.equal(notes().length, after, 'no pings once stopped');
 });

@@ -5,7 +5,7 @@ import t from 'tap';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sdNotify, sdNotifyEnabled } from '../../src/agent/sd-notify.js';
+import { sdNotify, sdNotifyEnabled, startWatchdog, watchdogIntervalMs } from '../../src/agent/sd-notify.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ew-sdnotify-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -46,4 +46,40 @@ t.test('failures are reported, not thrown', async (t) => {
   t.match(missing, { sent: false, error: /systemd-notify: .*ENOENT/ });
 
   t.match(await sdNotify(['READY=1\nMAINPID=1'], { env: e }), { sent: false, error: /not a KEY=VALUE/ }, 'one assignment per argument, no newlines');
+});
+
+t.test('the watchdog interval is half of WATCHDOG_USEC, for this process only', async (t) => {
+  t.equal(watchdogIntervalMs({}, 42), undefined, 'no WatchdogSec: no watchdog');
+  t.equal(watchdogIntervalMs({ WATCHDOG_USEC: '30000000' }, 42), 15_000);
+  t.equal(watchdogIntervalMs({ WATCHDOG_USEC: '30000000', WATCHDOG_PID: '42' }, 42), 15_000, 'meant for this pid');
+  t.equal(watchdogIntervalMs({ WATCHDOG_USEC: '30000000', WATCHDOG_PID: '43' }, 42), undefined, 'meant for another process');
+  t.equal(watchdogIntervalMs({ WATCHDOG_USEC: '1000' }, 42), 1, 'never 0');
+  for (const bad of ['0', '', '-5', '1e6', 'x']) t.equal(watchdogIntervalMs({ WATCHDOG_USEC: bad }, 42), undefined, `WATCHDOG_USEC=${JSON.stringify(bad)} is ignored`);
+});
+
+t.test('the watchdog pings at once, then every interval, never two at a time, until stopped', async (t) => {
+  let pings = 0;
+  let inFlight = 0;
+  let maxInFlight = 0;
+  let release: (() => void) | undefined;
+  const stop = startWatchdog(50, () => {
+    pings++;
+    inFlight++;
+    maxInFlight = Math.max(maxInFlight, inFlight);
+    return new Promise<void>((resolve) => (release = () => { inFlight--; resolve(); }));
+  });
+  t.equal(pings, 1, 'the first ping at once');
+  await new Promise((r) => setTimeout(r, 230));
+  t.equal(pings, 1, 'a slow ping is not doubled');
+  release!();
+  await new Promise((r) => setTimeout(r, 130));
+  t.ok(pings >= 2, `pinging again once the slow one finished (${pings})`);
+  release!();
+  await new Promise((r) => setTimeout(r, 10));
+  stop();
+  const n = pings;
+  release?.();
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal(pings, n, 'no pings after stop');
+  t.equal(maxInFlight, 1, 'one at a time');
 });
