@@ -127,6 +127,25 @@ export const CONFIG_SCHEMA = Type.Object(
       },
       'per-principal token buckets',
     ),
+    actions: O(
+      {
+        ttlSeconds: O(
+          {
+            command: Int(300, 1, 31_536_000, 'a command (EXECUTE_THING_COMMAND): seconds it may wait for delivery before it is dropped and audited ACTION_EXPIRED'),
+            parameter: Int(300, 1, 31_536_000, 'a parameter write (SET_THING_PARAMETER): seconds it may wait for delivery before it is dropped and audited ACTION_EXPIRED'),
+            firmware: Int(3600, 1, 31_536_000, 'a firmware update (UPDATE_FIRMWARE): seconds it may wait for delivery before it is dropped and audited ACTION_EXPIRED'),
+            metric: Int(300, 1, 31_536_000, 'a metric write (WRITE_METRIC_VALUE): seconds it may wait for delivery before it is dropped and audited ACTION_EXPIRED'),
+            alert: Int(3600, 1, 31_536_000, 'an alert acknowledgement or clear (WRITE_ALERT_STATUS, CLEAR_ALERT): seconds it may wait for delivery before it is dropped and audited ACTION_EXPIRED'),
+            option: Int(300, 1, 31_536_000, 'a thing option write (WRITE_THING_OPTION): seconds it may wait for delivery before it is dropped and audited ACTION_EXPIRED'),
+            activation: Int(300, 1, 31_536_000, 'an activation (WRITE_THING_ACTIVATION): seconds it may wait for delivery before it is dropped and audited ACTION_EXPIRED'),
+            registration: Int(300, 1, 31_536_000, 'a registration (REGISTER_THING): seconds it may wait for delivery before it is dropped and audited ACTION_EXPIRED'),
+            bulk: Int(900, 1, 31_536_000, 'one thing\'s share of a bulk update (EXECUTE_BULK_UPDATE): seconds it may wait for delivery before it is dropped and audited ACTION_EXPIRED'),
+          },
+          'how long each kind of action may wait for delivery (an offline device with a persistent session)',
+        ),
+      },
+      'actions (commands, writes, firmware, ...): decided again at each delivery for their sender, never retained, dropped after their time to live',
+    ),
     topics: O(
       {
         thingMap: Bool(true, 'the thing topic map of SPEC section 3; false = only the rules apply (conformance mode)'),

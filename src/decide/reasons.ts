@@ -15,6 +15,8 @@ export const DENY_REASONS = {
   OUT_OF_SCOPE: 'the thing is outside the principal\'s scope (customer, partner assignment, authorizations, own thing)',
   RATE_LIMITED: 'the principal exceeded its rate limit for this action',
   TOPIC_DENIED: 'the MQTT topic is outside the topic map or refused by a topic rule',
+  ACTION_EXPIRED: 'the action was not delivered within its time to live (actions.ttlSeconds)',
+  NO_AUTHORITY: 'the action message carries no record of who authorized it (stored by another program or version): it is treated as unauthorized',
 } as const;
 
 export type DenyReason = keyof typeof DENY_REASONS;

@@ -19,10 +19,12 @@
 //     { kind: 'agent-only', thing }                             refused for every client
 //     { kind: 'outside' }                                       rules.canPublish(topic, who)
 //   authorizeForward: map.routeDelivery(topic) ->
-//     { kind: 'read', permission, permissionId, thing, ownerMayReceive }
+//     { kind: 'read', permission, permissionId, thing, ownerMayReceive, action }
 //                                                               decide(subscriber, permission, thing),
 //                                                               or the device `thing` if ownerMayReceive
-//     { kind: 'inbox', thing }                                  only the device `thing` itself
+//     { kind: 'inbox', thing, action }                          only the device `thing` itself
+//     (action: the permission its sender needed, or null: an action message is decided again at
+//     each delivery for its sender, see src/broker/actions.ts)
 //     { kind: 'nobody' }                                        no client (a bulk request)
 //     { kind: 'outside' }                                       rules.canReceive(topic, who)
 //   authorizeSubscribe: map.routeSubscription(filter) -> { reads, inbox, outside }: which kinds of
@@ -61,6 +63,7 @@ export {
   type TopicMapOptions,
   type PublishRoute,
   type DeliveryRoute,
+  type ActionRef,
   type SubscriptionRoute,
   type SubscriptionRead,
   type ThingActionPermission,

@@ -52,11 +52,22 @@ export type PublishRoute =
   /** Not a map topic: topic rules decide (invalid, `$`, wildcard and unknown topics; everything when disabled). */
   | { readonly kind: 'outside' };
 
+/**
+ * The action a message on a topic is (SPEC section 3, "an action never outlives its authority"):
+ * publishing it needed `permission` on the route's thing, and each delivery of it is decided again
+ * for its sender. Commands, parameter/metric/option writes, firmware, alert ack/clear, activation,
+ * registration, and a bulk update's fan-out (EXECUTE_BULK_UPDATE on that thing).
+ */
+export interface ActionRef {
+  readonly permission: ThingActionPermission | 'EXECUTE_BULK_UPDATE';
+  readonly permissionId: number;
+}
+
 export type DeliveryRoute =
   /** Delivered to subscribers holding `permission` on `thing`, and to the device `thing` itself when `ownerMayReceive`. */
-  | { readonly kind: 'read'; readonly permission: ReadPermission; readonly permissionId: number; readonly thing: string; readonly ownerMayReceive: boolean }
+  | { readonly kind: 'read'; readonly permission: ReadPermission; readonly permissionId: number; readonly thing: string; readonly ownerMayReceive: boolean; readonly action: ActionRef | null }
   /** Delivered only to the device `thing` itself (commands, parameter sets, firmware, ..., bulk fan-out). */
-  | { readonly kind: 'inbox'; readonly thing: string }
+  | { readonly kind: 'inbox'; readonly thing: string; readonly action: ActionRef | null }
   /** In the map but delivered to no client (a bulk request: the broker delivers its fan-out instead). */
   | { readonly kind: 'nobody' }
   /** Not a map topic: topic rules decide. */
@@ -313,13 +324,28 @@ export function compileTopicMap(opts: TopicMapOptions = {}): TopicMap {
     return Object.freeze({ kind: p.kind, thing: f.thing });
   };
 
+  // The action each entry's messages are: its publish permission, or EXECUTE_BULK_UPDATE for the fan-out.
+  const actions = new Map<CompiledThingTopic, ActionRef | null>();
+  for (const c of compiled) {
+    const p = c.entry.publish;
+    actions.set(
+      c,
+      p.kind === 'action'
+        ? Object.freeze({ permission: p.permission, permissionId: c.publishPid })
+        : c.entry.suffix === `${FAN_OUT_LEVEL}/+`
+          ? Object.freeze({ permission: 'EXECUTE_BULK_UPDATE' as const, permissionId: PID.EXECUTE_BULK_UPDATE })
+          : null,
+    );
+  }
+
   const routeDelivery = (topic: string): DeliveryRoute => {
     const f = find(topic);
     if (f === null) return OUTSIDE;
     if (f.kind === 'bulk') return NOBODY;
     const d = f.c.entry.delivery;
-    if (d.kind === 'inbox') return Object.freeze({ kind: 'inbox', thing: f.thing });
-    return Object.freeze({ kind: 'read', permission: d.permission, permissionId: f.c.deliveryPid, thing: f.thing, ownerMayReceive: d.ownerMayReceive });
+    const action = actions.get(f.c) ?? null;
+    if (d.kind === 'inbox') return Object.freeze({ kind: 'inbox', thing: f.thing, action });
+    return Object.freeze({ kind: 'read', permission: d.permission, permissionId: f.c.deliveryPid, thing: f.thing, ownerMayReceive: d.ownerMayReceive, action });
   };
 
   const routeSubscription = (filter: string): SubscriptionRoute => {

@@ -14,6 +14,7 @@ import {
   someTopicMatches,
   topicMatches,
   type DeliveryRoute,
+  type ActionRef,
   type PublishRoute,
   type SubscriptionRoute,
 } from '../../src/topics/index.js';
@@ -251,22 +252,23 @@ const bulk = (operation: string): PublishRoute => ({ kind: 'bulk', permission: '
 const own = (thing: string): PublishRoute => ({ kind: 'device-own', thing });
 const agent = (thing: string): PublishRoute => ({ kind: 'agent-only', thing });
 const OUT = { kind: 'outside' } as const;
-const read = (thing: string): DeliveryRoute => ({ kind: 'read', permission: 'READ_THING', permissionId: pid('READ_THING'), thing, ownerMayReceive: true });
-const cloud = (thing: string): DeliveryRoute => ({ kind: 'read', permission: 'READ_CLOUD_STATUS', permissionId: pid('READ_CLOUD_STATUS'), thing, ownerMayReceive: false });
-const inbox = (thing: string): DeliveryRoute => ({ kind: 'inbox', thing });
+const actionRef = (permission: string) => ({ permission, permissionId: pid(permission) }) as ActionRef;
+const read = (thing: string, action: string | null = null): DeliveryRoute => ({ kind: 'read', permission: 'READ_THING', permissionId: pid('READ_THING'), thing, ownerMayReceive: true, action: action === null ? null : actionRef(action) });
+const cloud = (thing: string): DeliveryRoute => ({ kind: 'read', permission: 'READ_CLOUD_STATUS', permissionId: pid('READ_CLOUD_STATUS'), thing, ownerMayReceive: false, action: null });
+const inbox = (thing: string, action: string | null = 'EXECUTE_BULK_UPDATE'): DeliveryRoute => ({ kind: 'inbox', thing, action: action === null ? null : actionRef(action) });
 const NOBODY = { kind: 'nobody' } as const;
 
 /** [topic, what publishing it is, what delivering it is, why] */
 const routes: [string, PublishRoute, DeliveryRoute, string][] = [
-  ['things/oven-1/commands/start', act('EXECUTE_THING_COMMAND', 'oven-1', 'start'), inbox('oven-1'), 'run a command'],
-  ['things/oven-1/parameters/temp/set', act('SET_THING_PARAMETER', 'oven-1', 'temp'), inbox('oven-1'), 'set a parameter'],
-  ['things/oven-1/firmware/update', act('UPDATE_FIRMWARE', 'oven-1'), inbox('oven-1'), 'update firmware'],
-  ['things/oven-1/metrics/hours/set', act('WRITE_METRIC_VALUE', 'oven-1', 'hours'), inbox('oven-1'), 'set a metric value'],
-  ['things/oven-1/alerts/a-17/ack', act('WRITE_ALERT_STATUS', 'oven-1', 'a-17'), read('oven-1'), 'acknowledge an event'],
-  ['things/oven-1/alerts/a-17/clear', act('CLEAR_ALERT', 'oven-1', 'a-17'), read('oven-1'), 'clear an event'],
-  ['things/oven-1/options/mode/set', act('WRITE_THING_OPTION', 'oven-1', 'mode'), inbox('oven-1'), 'set a thing option'],
-  ['things/oven-1/activate', act('WRITE_THING_ACTIVATION', 'oven-1'), inbox('oven-1'), 'activate a thing'],
-  ['things/new-9/register', act('REGISTER_THING', 'new-9'), inbox('new-9'), 'register a new thing'],
+  ['things/oven-1/commands/start', act('EXECUTE_THING_COMMAND', 'oven-1', 'start'), inbox('oven-1', 'EXECUTE_THING_COMMAND'), 'run a command'],
+  ['things/oven-1/parameters/temp/set', act('SET_THING_PARAMETER', 'oven-1', 'temp'), inbox('oven-1', 'SET_THING_PARAMETER'), 'set a parameter'],
+  ['things/oven-1/firmware/update', act('UPDATE_FIRMWARE', 'oven-1'), inbox('oven-1', 'UPDATE_FIRMWARE'), 'update firmware'],
+  ['things/oven-1/metrics/hours/set', act('WRITE_METRIC_VALUE', 'oven-1', 'hours'), inbox('oven-1', 'WRITE_METRIC_VALUE'), 'set a metric value'],
+  ['things/oven-1/alerts/a-17/ack', act('WRITE_ALERT_STATUS', 'oven-1', 'a-17'), read('oven-1', 'WRITE_ALERT_STATUS'), 'acknowledge an event'],
+  ['things/oven-1/alerts/a-17/clear', act('CLEAR_ALERT', 'oven-1', 'a-17'), read('oven-1', 'CLEAR_ALERT'), 'clear an event'],
+  ['things/oven-1/options/mode/set', act('WRITE_THING_OPTION', 'oven-1', 'mode'), inbox('oven-1', 'WRITE_THING_OPTION'), 'set a thing option'],
+  ['things/oven-1/activate', act('WRITE_THING_ACTIVATION', 'oven-1'), inbox('oven-1', 'WRITE_THING_ACTIVATION'), 'activate a thing'],
+  ['things/new-9/register', act('REGISTER_THING', 'new-9'), inbox('new-9', 'REGISTER_THING'), 'register a new thing'],
   ['bulk/reboot', bulk('reboot'), NOBODY, 'bulk update: fanned out, the request itself reaches nobody'],
   ['bulk/', bulk(''), NOBODY, 'an empty operation is a level'],
   ['things/oven-1/bulk/reboot', agent('oven-1'), inbox('oven-1'), 'the fan-out topic: agent-only, inbox of the thing'],
@@ -278,8 +280,8 @@ const routes: [string, PublishRoute, DeliveryRoute, string][] = [
   ['things/oven-1/alerts/a-17/ack/x', own('oven-1'), read('oven-1'), 'deeper than ack: an event sub-topic'],
   ['things/oven-1/commands/start/reply', own('oven-1'), read('oven-1'), 'a command reply'],
   ['things/oven-1/cloud-status', agent('oven-1'), cloud('oven-1'), 'cloud status'],
-  ['things//commands/x', act('EXECUTE_THING_COMMAND', '', 'x'), inbox(''), 'an empty thing level is still the map (decide: UNKNOWN_THING)'],
-  ['things/$x/commands/x', act('EXECUTE_THING_COMMAND', '$x', 'x'), inbox('$x'), '$ after the first level is an ordinary character'],
+  ['things//commands/x', act('EXECUTE_THING_COMMAND', '', 'x'), inbox('', 'EXECUTE_THING_COMMAND'), 'an empty thing level is still the map (decide: UNKNOWN_THING)'],
+  ['things/$x/commands/x', act('EXECUTE_THING_COMMAND', '$x', 'x'), inbox('$x', 'EXECUTE_THING_COMMAND'), '$ after the first level is an ordinary character'],
   ['things/oven-1/telemetry', OUT, OUT, 'telemetry needs one more level'],
   ['things/oven-1/alerts', OUT, OUT, 'alerts needs one more level'],
   ['things/oven-1/commands', OUT, OUT, 'no command name'],
