@@ -207,7 +207,7 @@ export class Agent {
       log,
       host: {
         installSnapshot: (bytes, source) => this.installSnapshot(bytes, source),
-        request: (principal, topic, payload, qos) => broker.cloudPublish(principal, topic, payload, qos),
+        request: (principal, topic, payload, qos, requestId) => broker.cloudPublish(principal, topic, payload, qos, requestId),
         snapshotStatus: () => {
           const i = this.index;
           return { version: i?.version ?? null, expiresAt: i ? new Date(i.expiresAt).toISOString() : null, expired: i ? this.timeFloor.now() >= i.expiresAt : false };
@@ -225,6 +225,9 @@ export class Agent {
     const log = this.bridgeLog;
     const broker = this.broker!;
     this.link = this.newCloudLink(outbox);
+    broker.actions.onLateRefusal = (r) => {
+      this.link?.reportLateRefusal(r).catch((err: Error) => log.error({ err: err.message, id: r.requestId }, 'late refusal of a cloud request not queued'));
+    };
     // Allowed device telemetry and events go up through the queue. aedes waits for this handler
     // before it sends a QoS 2 PUBREC (the message is then on disk); QoS 0/1 are acknowledged first.
     for (const filter of this.config.cloud.forward) {

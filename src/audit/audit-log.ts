@@ -59,6 +59,20 @@ export interface AuditEntry {
   /** Identical denials coalesced into this line (absent: 1). */
   count?: number;
   source?: 'local' | 'cloud';
+  /**
+   * Where an action was decided: absent or 'publish' when published; 'delivery' when decided again
+   * at a delivery (live, from a session's queue, redelivered, after a restart); 'queue' when it was
+   * dropped from a session's queue because its time to live passed.
+   */
+  stage?: 'publish' | 'delivery' | 'queue';
+  /** At delivery: the receiving client id (principal/clientId are the sender's). */
+  receiver?: string;
+  /** At delivery: when the action was authorized at publish (ISO 8601). */
+  authorizedAt?: string;
+  /** The publish had the retain flag, which was ignored: actions are never retained. */
+  retainIgnored?: boolean;
+  /** The publish was the client's will, decided when it fired. */
+  will?: boolean;
 }
 
 export type AuditRecord = Omit<AuditEntry, 'time'> & { time?: string };
@@ -224,6 +238,11 @@ function toEntry(r: AuditRecord): AuditEntry {
   if (typeof r.topic === 'string') e.topic = clamp(r.topic);
   if (typeof r.count === 'number' && Number.isSafeInteger(r.count) && r.count > 1) e.count = r.count;
   if (r.source === 'local' || r.source === 'cloud') e.source = r.source;
+  if (r.stage === 'publish' || r.stage === 'delivery' || r.stage === 'queue') e.stage = r.stage;
+  if (typeof r.receiver === 'string') e.receiver = clamp(r.receiver);
+  if (typeof r.authorizedAt === 'string') e.authorizedAt = clamp(r.authorizedAt);
+  if (r.retainIgnored === true) e.retainIgnored = true;
+  if (r.will === true) e.will = true;
   return e;
 }
 
@@ -239,6 +258,11 @@ function serialize(e: AuditEntry): string {
   o['snapshotVersion'] = e.snapshotVersion;
   if (e.count !== undefined) o['count'] = e.count;
   if (e.source !== undefined) o['source'] = e.source;
+  if (e.stage !== undefined) o['stage'] = e.stage;
+  if (e.receiver !== undefined) o['receiver'] = e.receiver;
+  if (e.authorizedAt !== undefined) o['authorizedAt'] = e.authorizedAt;
+  if (e.retainIgnored !== undefined) o['retainIgnored'] = e.retainIgnored;
+  if (e.will !== undefined) o['will'] = e.will;
   return JSON.stringify(o) + '\n';
 }
 
@@ -254,7 +278,10 @@ function sameDenial(a: AuditEntry, b: AuditEntry): boolean {
     a.thing === b.thing &&
     a.reason === b.reason &&
     a.snapshotVersion === b.snapshotVersion &&
-    a.source === b.source
+    a.source === b.source &&
+    a.stage === b.stage &&
+    a.receiver === b.receiver &&
+    a.will === b.will
   );
 }
 
@@ -871,5 +898,10 @@ function parseEntry(line: Buffer): AuditEntry | undefined {
   if (typeof o['topic'] === 'string') e.topic = o['topic'];
   if (typeof o['count'] === 'number' && Number.isSafeInteger(o['count']) && o['count'] > 1) e.count = o['count'];
   if (o['source'] === 'local' || o['source'] === 'cloud') e.source = o['source'];
+  if (o['stage'] === 'publish' || o['stage'] === 'delivery' || o['stage'] === 'queue') e.stage = o['stage'];
+  if (typeof o['receiver'] === 'string') e.receiver = o['receiver'];
+  if (typeof o['authorizedAt'] === 'string') e.authorizedAt = o['authorizedAt'];
+  if (o['retainIgnored'] === true) e.retainIgnored = true;
+  if (o['will'] === true) e.will = true;
   return e;
 }

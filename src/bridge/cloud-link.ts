@@ -40,7 +40,7 @@ export interface CloudLinkHost {
   /** SPEC section 4 acceptance; throws an EwError with the refusal's code. */
   installSnapshot(bytes: Uint8Array, source: string): Promise<{ version: number }>;
   /** A request for a cloud principal, enforced like a local publish of it, delivered when allowed. */
-  request(principal: string, topic: string, payload: Buffer, qos: 0 | 1): Promise<Decision>;
+  request(principal: string, topic: string, payload: Buffer, qos: 0 | 1, requestId: string | null): Promise<Decision>;
   /** Snapshot facts for the retained status. */
   snapshotStatus(): { version: number | null; expiresAt: string | null; expired: boolean };
   /** The link went up, or down (the first failed attempt after start or after being up). */
@@ -355,12 +355,32 @@ export class CloudLink {
       this.log.warn({ topic: localTopic, err: req.error }, 'cloud request refused: malformed');
       reply = { ...base, id: req.id, outcome: 'invalid', error: req.error };
     } else {
-      const d = await this.opts.host.request(req.principal, localTopic, req.payload, req.qos);
+      const d = await this.opts.host.request(req.principal, localTopic, req.payload, req.qos, req.id);
       if (!d.allow) this.counters.requestsDenied++;
       reply = { ...base, id: req.id, principal: req.principal, outcome: d.allow ? 'delivered' : 'denied', ...(d.allow ? {} : { reason: d.reason }) };
     }
     reply['snapshotVersion'] = this.opts.host.snapshotStatus().version;
     reply['at'] = new Date().toISOString();
+    await this.enqueue('replies', JSON.stringify(reply), { qos: 1 });
+  }
+
+  /**
+   * A request that was delivered (accepted locally) and then refused when it was to reach the
+   * device — its sender revoked or narrowed in between, its time to live passed (stage 'queue': it
+   * expired waiting for an offline device): a second reply with the same id says so.
+   */
+  async reportLateRefusal(r: { requestId: string | null; principal: string; topic: string; reason: string; stage: 'delivery' | 'queue' }): Promise<void> {
+    const reply = {
+      gatewayId: this.opts.gatewayId,
+      topic: r.topic,
+      id: r.requestId,
+      principal: r.principal,
+      outcome: r.reason === 'ACTION_EXPIRED' ? 'expired' : 'denied',
+      reason: r.reason,
+      stage: r.stage,
+      snapshotVersion: this.opts.host.snapshotStatus().version,
+      at: new Date().toISOString(),
+    };
     await this.enqueue('replies', JSON.stringify(reply), { qos: 1 });
   }
 

@@ -5,11 +5,12 @@
 //   authorizePublish   topic -> (permission, thing) -> decide; a denied publish is dropped and audited,
 //                      the client stays connected and gets its normal QoS acknowledgement [MQTT-3.3.5-2]
 //   authorizeSubscribe filter -> can it match anything this principal may receive? else SUBACK 0x80
-//   authorizeForward   each delivered message filtered per subscriber by scope
+//   authorizeForward   each delivered message filtered per subscriber by scope; an action is also
+//                      decided again for its sender at each delivery (./actions.ts)
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { readFileSync } from 'node:fs';
-import { pipeline, Transform, type Readable } from 'node:stream';
+import { randomUUID } from 'node:crypto';
 import { Aedes, type AuthenticateError, type AuthErrorCode, type Client, type PublishPacket, type Subscription, type AedesPublishPacket } from 'aedes';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
@@ -18,13 +19,16 @@ import type { AuditLog } from '../audit/audit-log.js';
 import { decideById } from '../decide/decide.js';
 import { ALLOW, DENY, type Decision } from '../decide/reasons.js';
 import { PRINCIPAL_KIND_NAMES, PrincipalKind, principalByCertFingerprint, principalOf, type PolicyIndex } from '../decide/policy-index.js';
-import { compileTopicMap, compileTopicRules, fanOutTopic, matchesValid, type DeliveryRoute, type PublishRoute, type TopicMap, type TopicRules } from '../topics/index.js';
+import { compileTopicMap, compileTopicRules, fanOutTopic, matchesValid, type ActionRef, type DeliveryRoute, type PublishRoute, type TopicMap, type TopicRules } from '../topics/index.js';
 import { permissionId } from '../catalog/index.js';
 import { createGuardedMq } from './mq.js';
 import { FrameGuard } from './frame-guard.js';
 import { RateLimiter } from './rate-limit.js';
 import { CredentialChecker, credentialStillValid } from './credentials.js';
 import { certificateFingerprint } from '../policy/credentials.js';
+import { ActionGate, type WithAuthority } from './actions.js';
+import { actionTtls } from './authority.js';
+import { SessionStore } from './session-store.js';
 
 /** What the broker needs to know about the policy in force, read on every hook. */
 export interface PolicyView {
@@ -55,7 +59,8 @@ interface Session {
   /** QoS granted per filter, as last subscribed (aedes' own record is adjusted by routeByGrantedQos). */
   grantedQos: Map<string, number>;
   publishCache: LRUCache<string, PublishVerdict> | null;
-  forwardCache: LRUCache<string, boolean> | null;
+  /** Per topic: the delivery route when this session may receive it, false when not. */
+  forwardCache: LRUCache<string, DeliveryRoute | false> | null;
   /**
    * In front of each LRU, the last topic and its answer: a client publishes, and a subscriber
    * receives, runs of messages on one topic, and a string comparison is cheaper than the LRU's
@@ -64,7 +69,7 @@ interface Session {
   lastPublishTopic: string | null;
   lastPublishVerdict: PublishVerdict | null;
   lastForwardTopic: string | null;
-  lastForward: boolean;
+  lastForward: DeliveryRoute | false;
   cacheEpoch: number;
   denyLogAt: number;
   denySuppressed: number;
@@ -85,11 +90,9 @@ interface PublishVerdict {
 
 const DROP = Symbol('edgewarden.drop');
 const EMPTY_ID = Symbol('edgewarden.emptyClientId');
-type Marked = { [DROP]?: boolean };
+const REQUEST_ID = Symbol('edgewarden.cloudRequestId');
+type Marked = { [DROP]?: boolean; [REQUEST_ID]?: string | null } & WithAuthority;
 type ClientMarks = { [EMPTY_ID]?: boolean };
-
-/** A packet in aedes' outgoing persistence: a QoS 1/2 PUBLISH, or the PUBREL that replaced one. */
-type OutgoingPacket = { cmd?: string; messageId?: number; brokerId?: string; brokerCounter?: number };
 
 /** The parts of an aedes client that routeByGrantedQos reaches (not in aedes' type declarations). */
 interface AedesDelivery {
@@ -103,7 +106,12 @@ const AUDITED_ALLOWS = new Set(['EXECUTE_THING_COMMAND', 'SET_THING_PARAMETER', 
 const COMMAND_PERMISSIONS = new Set([permissionId('EXECUTE_THING_COMMAND'), permissionId('SET_THING_PARAMETER')]);
 const FIRMWARE_PERMISSION = permissionId('UPDATE_FIRMWARE');
 const BULK_PERMISSION = permissionId('EXECUTE_BULK_UPDATE');
+const BULK_ACTION: ActionRef = Object.freeze({ permission: 'EXECUTE_BULK_UPDATE', permissionId: BULK_PERMISSION });
 const DENY_LOG_INTERVAL_MS = 10_000;
+/** The route of a topic the topic rules decide (outside the map, `$` topics, the map disabled). */
+const RULES_ROUTE: DeliveryRoute = Object.freeze({ kind: 'outside' as const });
+/** How often queues are swept for actions whose time to live passed. */
+const ACTION_SWEEP_MS = 5_000;
 
 export class GatewayBroker {
   readonly aedes: Aedes;
@@ -124,12 +132,21 @@ export class GatewayBroker {
   private tlsPort: number | undefined;
   /** The packet routeByGrantedQos is handing to aedes' deliverQoS, its QoS already the granted one. */
   private routedPacket: AedesPublishPacket | null = null;
+  /** Actions: authority attached at publish, decided again at delivery, expired in queues. */
+  readonly actions: ActionGate;
+  /** aedes' persistence: sessions, queues (with each action's authority), retained messages. */
+  readonly store: SessionStore;
+  private sweepTimer: NodeJS.Timeout | null = null;
 
   private constructor(
     private readonly opts: BrokerOptions,
     aedes: Aedes,
+    actions: ActionGate,
+    store: SessionStore,
   ) {
     this.aedes = aedes;
+    this.actions = actions;
+    this.store = store;
     const c = opts.config;
     this.log = opts.log;
     this.credentials = new CredentialChecker(c.cache.credentials);
@@ -141,7 +158,30 @@ export class GatewayBroker {
 
   static async start(opts: BrokerOptions): Promise<GatewayBroker> {
     const c = opts.config;
+    const id = randomUUID();
+    const topicMap = compileTopicMap({ enabled: c.topics.thingMap });
+    let broker: GatewayBroker | undefined;
+    const actionOf = (topic: string): DeliveryRoute | null => {
+      const r = broker ? broker.deliveryRoute(topic) : topicMap.routeDelivery(topic);
+      return r.kind === 'read' || r.kind === 'inbox' ? (r.action === null ? null : r) : null;
+    };
+    const actions = new ActionGate({
+      brokerId: id,
+      ttl: actionTtls(c),
+      policy: opts.policy,
+      audit: opts.audit,
+      log: opts.log,
+      thingOf: (topic) => (actionOf(topic) as { thing?: string } | null)?.thing ?? null,
+    });
+    const store = new SessionStore({
+      authorityOf: (brokerId, counter) => actions.inFlight.get(brokerId, counter),
+      isActionTopic: (topic) => actionOf(topic) !== null,
+      isGranted: (client, filter) => broker?.granted(client as Client, filter) ?? true,
+    });
+    actions.attach(store);
     const aedes = await Aedes.createBroker({
+      id,
+      persistence: store as never,
       mq: createGuardedMq(100) as never,
       connectTimeout: c.limits.connectTimeoutMs,
       keepaliveLimit: c.limits.keepaliveLimitSeconds,
@@ -152,10 +192,25 @@ export class GatewayBroker {
       drainTimeout: 30_000,
       heartbeatInterval: 60_000,
     });
-    const broker = new GatewayBroker(opts, aedes);
+    broker = new GatewayBroker(opts, aedes, actions, store);
+    const purged = store.purgeRetained((topic) => actionOf(topic) !== null);
+    if (purged > 0) opts.log.warn({ purged }, 'retained messages on action topics purged: actions are never retained');
     broker.installHooks();
+    broker.sweepTimer = setInterval(() => broker!.sweepExpiredActions(), ACTION_SWEEP_MS);
+    broker.sweepTimer.unref();
     await broker.listen();
     return broker;
+  }
+
+  /** Drops queued actions whose time to live passed (also run every ACTION_SWEEP_MS). */
+  sweepExpiredActions(): number {
+    const clients = this.clients();
+    return this.actions.sweep((clientId) => clients[clientId] !== undefined);
+  }
+
+  /** Whether the client holds `filter` as granted by authorizeSubscribe (its persistent session stores only those). */
+  private granted(client: Client, filter: string): boolean {
+    return this.sessions.get(client)?.subscriptions.has(filter) ?? false;
   }
 
   get ports(): { tcp: number | undefined; tls: number | undefined } {
@@ -163,7 +218,13 @@ export class GatewayBroker {
   }
 
   stats(): Record<string, number> {
-    return { ...this.counters, connected: Object.keys(this.clients()).length, ...prefixKeys('credentialCache', this.credentials.stats()) };
+    return {
+      ...this.counters,
+      connected: Object.keys(this.clients()).length,
+      ...prefixKeys('actions', this.actions.counters),
+      ...prefixKeys('sessions', this.store.stats()),
+      ...prefixKeys('credentialCache', this.credentials.stats()),
+    };
   }
 
   /** Connected clients by principal kind (user, apiKey, application, device, gateway, anonymous); counted when asked. */
@@ -326,51 +387,24 @@ export class GatewayBroker {
     a.authorizeSubscribe = (client, sub, cb) => cb(null, this.authorizeSubscribe(client, sub));
     a.authorizeForward = (client, packet) => (this.authorizeForward(client, packet) ? packet : null);
 
-    // [MQTT-3.3.1-1] [MQTT-4.4.0-1]: a PUBLISH resent when a session resumes carries DUP 1. aedes 1.2
-    // resends the unacknowledged ones from the session's outgoing queue with DUP 0. A queued PUBLISH
-    // that already has a packet identifier is one that was sent before.
-    const persistence = (a as unknown as { persistence: unknown }).persistence as {
-      outgoingStream(client: { id: string }): Readable;
-      outgoingUpdate(client: { id: string }, packet: OutgoingPacket, ...rest: unknown[]): unknown;
-    };
-    const outgoingStream = persistence.outgoingStream.bind(persistence);
-    persistence.outgoingStream = (client) =>
-      pipeline(
-        outgoingStream(client),
-        new Transform({
-          objectMode: true,
-          transform(p: { cmd?: string; messageId?: number }, _enc, done) {
-            done(null, p.cmd === 'publish' && p.messageId ? { ...p, dup: true } : p);
-          },
-        }),
-        () => undefined,
-      );
-    // [MQTT-4.3.3-1]: after PUBREC the stored QoS 2 PUBLISH is replaced by its PUBREL, cleared by
-    // PUBCOMP. aedes-persistence's outgoingUpdate finds the entry to update by brokerId and
-    // brokerCounter, and by packet identifier only for a packet of another broker; aedes' PUBREL has
-    // neither, so it "matches" the first PUBREL already stored (undefined === undefined) and overwrites
-    // that one's packet identifier instead of replacing its own PUBLISH. With two QoS 2 deliveries
-    // between PUBREC and PUBCOMP at once (a resumed session's queue does that), the second PUBLISH
-    // stays stored although acknowledged and is sent again, DUP 1, on the next resume, and the first
-    // PUBCOMP clears nothing. Keyed by its packet identifier, a PUBREL replaces the PUBLISH (or the
-    // PUBREL, resent) with that identifier and nothing else; the key survives aedes' re-wrapping of
-    // stored packets when a session resumes (aedes-packet copies brokerId and brokerCounter).
-    const pubrelKey = `${a.id}/pubrel/`;
-    const outgoingUpdate = persistence.outgoingUpdate.bind(persistence);
-    persistence.outgoingUpdate = (client, packet, ...rest) =>
-      outgoingUpdate(
-        client,
-        packet.cmd === 'pubrel' && packet.brokerId === undefined && packet.messageId ? { ...packet, brokerId: pubrelKey + packet.messageId, brokerCounter: packet.messageId } : packet,
-        ...rest,
-      );
+    // DUP on resent PUBLISHes [MQTT-3.3.1-1] and PUBREL replacing its PUBLISH [MQTT-4.3.3-1] are the
+    // session store's (./session-store.ts).
 
-    // A denied publish is acknowledged (QoS 1/2) but never routed: swallow it here.
+    // A denied publish is acknowledged (QoS 1/2) but never routed: swallow it here. An allowed
+    // action is handed over with its authority (./actions.ts).
     const publish = a.publish.bind(a);
+    const counter = a as unknown as { id: string; counter: number };
     a.publish = ((packet: PublishPacket & Marked, ...rest: unknown[]) => {
+      const at = rest.findIndex((r) => typeof r === 'function');
+      const done = at < 0 ? undefined : (rest[at] as (err?: Error) => void);
       if (packet[DROP] === true) {
-        const done = rest.find((r) => typeof r === 'function') as ((err?: Error) => void) | undefined;
         if (done) setImmediate(done);
         return;
+      }
+      const handed = this.actions.handOver(packet, counter, done);
+      if (handed !== done) {
+        if (at < 0) rest.push(handed);
+        else rest[at] = handed;
       }
       return (publish as (...args: unknown[]) => unknown)(packet, ...rest);
     }) as typeof a.publish;
@@ -438,7 +472,7 @@ export class GatewayBroker {
       lastPublishTopic: null,
       lastPublishVerdict: null,
       lastForwardTopic: null,
-      lastForward: false,
+      lastForward: false as const,
       cacheEpoch: -1,
       denyLogAt: 0,
       denySuppressed: 0,
@@ -495,15 +529,32 @@ export class GatewayBroker {
       packet[DROP] = true;
       return cb(null);
     }
+    // A will is decided here when it fires (aedes authorizes it on the owner's close), for its owner.
+    const will = (client as { will?: unknown }).will === packet;
+    const source = session.credential === 'cloud' ? 'cloud' : undefined;
     if (!decision.allow) {
       this.counters.publishesDenied++;
       packet[DROP] = true;
-      this.opts.audit.record({ principal: session.principal, clientId: client.id, action: verdict.action, topic, thing: verdict.thing, decision: 'deny', reason: decision.reason, snapshotVersion: view.index?.version ?? null });
+      this.opts.audit.record({ principal: session.principal, clientId: client.id, action: verdict.action, topic, thing: verdict.thing, decision: 'deny', reason: decision.reason, snapshotVersion: view.index?.version ?? null, ...(will ? { will } : {}) });
       this.logDeny(client, session, topic, verdict.action, decision.reason);
       return cb(null);
     }
-    if (verdict.audited) {
-      this.opts.audit.record({ principal: session.principal, clientId: client.id, action: verdict.action, topic, thing: verdict.thing, decision: 'allow', snapshotVersion: view.index?.version ?? null });
+    let retainIgnored = false;
+    if (route.kind === 'action') {
+      retainIgnored = this.actions.authorize(packet, session.principal!, client.id, route, source ?? 'local', packet[REQUEST_ID] ?? null);
+    }
+    if (verdict.audited || retainIgnored || (will && route.kind === 'action')) {
+      this.opts.audit.record({
+        principal: session.principal,
+        clientId: client.id,
+        action: verdict.action,
+        topic,
+        thing: verdict.thing,
+        decision: 'allow',
+        snapshotVersion: view.index?.version ?? null,
+        ...(retainIgnored ? { retainIgnored } : {}),
+        ...(will ? { will } : {}),
+      });
     }
     cb(null);
   }
@@ -537,7 +588,7 @@ export class GatewayBroker {
   }
 
   /** `bulk/{operation}`: delivered to `things/{t}/bulk/{operation}` for each named (or, if none, each in-scope) thing the publisher may update. */
-  private fanOutBulk(client: Client, session: Session, operation: string, packet: PublishPacket, view: PolicyView): void {
+  private fanOutBulk(client: Client, session: Session, operation: string, packet: PublishPacket & Marked, view: PolicyView): void {
     const index = view.index!;
     let targets: string[];
     try {
@@ -557,7 +608,9 @@ export class GatewayBroker {
       }
       delivered++;
       this.opts.audit.record({ principal: session.principal, clientId: client.id, action: 'EXECUTE_BULK_UPDATE', topic, thing, decision: 'allow', snapshotVersion: index.version });
-      this.aedes.publish({ cmd: 'publish', topic, payload: packet.payload, qos: packet.qos, retain: false, dup: false } as PublishPacket, () => undefined);
+      const share = { cmd: 'publish', topic, payload: packet.payload, qos: packet.qos, retain: false, dup: false } as PublishPacket & Marked;
+      this.actions.authorize(share, session.principal!, client.id!, BULK_ACTION, session.credential === 'cloud' ? 'cloud' : 'local', packet[REQUEST_ID] ?? null);
+      this.aedes.publish(share, () => undefined);
     }
     this.log.info({ principal: session.principal, operation, targets: targets.length, delivered }, 'bulk update fanned out');
   }
@@ -604,18 +657,20 @@ export class GatewayBroker {
     const view = this.opts.policy();
     this.caches(session, view.epoch);
     const topic = packet.topic;
-    let ok: boolean | undefined;
-    if (topic === session.lastForwardTopic) ok = session.lastForward;
+    let route: DeliveryRoute | false | undefined;
+    if (topic === session.lastForwardTopic) route = session.lastForward;
     else {
-      ok = session.forwardCache?.get(topic);
-      if (ok === undefined) {
-        ok = this.forwardAllowed(session, topic, view);
+      route = session.forwardCache?.get(topic);
+      if (route === undefined) {
+        route = this.forwardRoute(session, topic, view);
         session.forwardCache ??= new LRUCache({ max: this.opts.config.cache.decisionsPerClient });
-        session.forwardCache.set(topic, ok);
+        session.forwardCache.set(topic, route);
       }
       session.lastForwardTopic = topic;
-      session.lastForward = ok;
+      session.lastForward = route;
     }
+    // An action is decided again, for its sender, at every delivery (not cached: it depends on the message).
+    const ok = route !== false && ((route.kind !== 'read' && route.kind !== 'inbox') || route.action === null || this.actions.deliverable(client, packet, route.thing, route.action, view));
     if (ok) this.counters.deliveries++;
     if (!ok) this.counters.deliveriesFiltered++;
     else if (packet.qos > 0 && packet !== this.routedPacket) {
@@ -627,26 +682,31 @@ export class GatewayBroker {
     return ok;
   }
 
-  private forwardAllowed(session: Session, topic: string, view: PolicyView): boolean {
-    if (topic.startsWith('$')) return this.rules.canReceive(topic, session.who);
-    // The route depends on the topic alone (the map is configuration): one look-up serves every
-    // subscriber, also when a subscriber's own decision cache is too small for the topics it receives.
-    // (With the map off every topic is outside, which routeDelivery says at once.)
-    let r = this.topicMap.enabled ? this.deliveryRoutes.get(topic) : undefined;
+  /** The topic's delivery route (one look-up serves every subscriber; the map is configuration). */
+  private deliveryRoute(topic: string): DeliveryRoute {
+    if (!this.topicMap.enabled) return RULES_ROUTE;
+    let r = this.deliveryRoutes.get(topic);
     if (r === undefined) {
       r = this.topicMap.routeDelivery(topic);
-      if (this.topicMap.enabled) this.deliveryRoutes.set(topic, r);
+      this.deliveryRoutes.set(topic, r);
     }
+    return r;
+  }
+
+  /** The delivery route when this session may receive the topic (scope, inbox, rules), else false. */
+  private forwardRoute(session: Session, topic: string, view: PolicyView): DeliveryRoute | false {
+    if (topic.startsWith('$')) return this.rules.canReceive(topic, session.who) ? RULES_ROUTE : false;
+    const r = this.deliveryRoute(topic);
     switch (r.kind) {
       case 'read':
-        if (session.kind === PrincipalKind.Device) return r.ownerMayReceive && session.principal === r.thing;
-        return this.decideFor(session, view.index, r.permissionId, r.thing, view).allow;
+        if (session.kind === PrincipalKind.Device) return r.ownerMayReceive && session.principal === r.thing ? r : false;
+        return this.decideFor(session, view.index, r.permissionId, r.thing, view).allow ? r : false;
       case 'inbox':
-        return session.kind === PrincipalKind.Device && session.principal === r.thing;
+        return session.kind === PrincipalKind.Device && session.principal === r.thing ? r : false;
       case 'nobody':
         return false;
       default:
-        return this.rules.canReceive(topic, session.who);
+        return this.rules.canReceive(topic, session.who) ? r : false;
     }
   }
 
@@ -738,7 +798,7 @@ export class GatewayBroker {
    * client id `cloud:<principal>`), then, when allowed, delivered on the local topic. Resolves with the
    * decision; an allowed bulk update resolves once it is fanned out.
    */
-  cloudPublish(principal: string, topic: string, payload: Buffer, qos: 0 | 1): Promise<Decision> {
+  cloudPublish(principal: string, topic: string, payload: Buffer, qos: 0 | 1, requestId: string | null = null): Promise<Decision> {
     const view = this.opts.policy();
     let entry = this.cloudSessions.get(principal);
     if (!entry || entry.epoch !== view.epoch) {
@@ -750,7 +810,7 @@ export class GatewayBroker {
       this.cloudSessions.set(principal, entry);
     }
     const { client, session } = entry;
-    const packet = { cmd: 'publish', topic, payload, qos, retain: false, dup: false } as PublishPacket & Marked;
+    const packet = { cmd: 'publish', topic, payload, qos, retain: false, dup: false, [REQUEST_ID]: requestId } as PublishPacket & Marked;
     if (topic.includes('+') || topic.includes('#') || topic === '' || topic.includes('\u0000')) {
       this.opts.audit.record({ principal, clientId: client.id, action: 'publish', topic, thing: null, decision: 'deny', reason: 'TOPIC_DENIED', snapshotVersion: view.index?.version ?? null, source: 'cloud' });
       return Promise.resolve(DENY.TOPIC_DENIED);
@@ -769,6 +829,7 @@ export class GatewayBroker {
 
   /** Stops accepting connections, closes every client connection, and resolves when the listeners are closed. */
   async close(): Promise<void> {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
     // A listener's close() waits for its open connections: stop listening first, then close the
     // clients (aedes.close), then wait for both.
     const listeners = Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));

@@ -1,0 +1,153 @@
+// The broker's session store (aedes' persistence interface): queues that keep each action's
+// authority, clear exactly the entry asked for, end with a clean session, and never retain actions.
+import t from 'tap';
+import { SessionStore, type StoredPacket } from '../../src/broker/session-store.js';
+import type { Authority } from '../../src/broker/authority.js';
+
+const authority = (principal: string, expiresAt = Date.now() + 60_000): Authority =>
+  Object.freeze({ principal, source: 'local', clientId: principal, requestId: null, permission: 'EXECUTE_THING_COMMAND', authorizedAt: Date.now(), expiresAt });
+
+const pkt = (counter: number, topic = 'things/oven-1/commands/c', extra: Partial<StoredPacket> = {}): StoredPacket => ({
+  cmd: 'publish',
+  brokerId: 'b1',
+  brokerCounter: counter,
+  topic,
+  payload: Buffer.from(String(counter)),
+  qos: 1,
+  retain: false,
+  dup: false,
+  ...extra,
+});
+
+async function drain(store: SessionStore, id: string): Promise<StoredPacket[]> {
+  const out: StoredPacket[] = [];
+  for await (const p of store.outgoingStream({ id })) out.push(p as StoredPacket);
+  return out;
+}
+
+const isAction = (topic: string) => /^things\/[^/]+\/commands\/[^/]+$/.test(topic);
+
+t.test('a queued action keeps its authority, per client, until it is cleared', async (t) => {
+  const held = new Map<number, Authority>();
+  const store = new SessionStore({ authorityOf: (_b, c) => (c === undefined ? undefined : held.get(c)) });
+  await store.setup({ id: 'b1' });
+  const anna = authority('tech-anna');
+  held.set(1, anna);
+  await store.outgoingEnqueueCombi([{ clientId: 'oven-1' }, { clientId: 'oven-1b' }], pkt(1));
+  held.delete(1);
+  await store.outgoingEnqueueCombi([{ clientId: 'oven-1' }], pkt(2, 'things/oven-1/telemetry/t'));
+  t.equal(store.authorityOf('oven-1', { brokerId: 'b1', brokerCounter: 1 }), anna, 'the action carries its authority');
+  t.equal(store.authorityOf('oven-1b', { brokerId: 'b1', brokerCounter: 1 }), anna, 'each queued copy does');
+  t.equal(store.authorityOf('oven-1', { brokerId: 'b1', brokerCounter: 2 }), null, 'a telemetry message has none');
+  t.equal(store.authorityOf('oven-1', { brokerId: 'b2', brokerCounter: 1 }), undefined, 'another broker\'s packet is not this one');
+  await store.outgoingEnqueueCombi([{ clientId: 'oven-1' }, { clientId: 'oven-1' }], pkt(3));
+  t.equal(store.queued('oven-1'), 3, 'two matching subscriptions of one client queue the message once');
+  t.same((await drain(store, 'oven-1')).map((p) => p.brokerCounter), [1, 2, 3], 'in order');
+  t.same(store.stats().actionsQueued, 2, 'authority-carrying entries counted: oven-1 and oven-1b each hold one of message 1');
+});
+
+t.test('clearing a never-sent entry removes that entry, not the first unsent one', async (t) => {
+  const store = new SessionStore();
+  await store.setup({ id: 'b1' });
+  for (const c of [1, 2, 3]) await store.outgoingEnqueue({ clientId: 'pump' }, pkt(c));
+  const cleared = await store.outgoingClearMessageId({ id: 'pump' }, pkt(2));
+  t.equal(cleared?.brokerCounter, 2);
+  t.same((await drain(store, 'pump')).map((p) => p.brokerCounter), [1, 3], 'message 2 is gone, 1 and 3 stay');
+});
+
+t.test('packet identifiers: assigned when sent, DUP on resume, cleared by PUBACK, PUBREL replaces in place', async (t) => {
+  const store = new SessionStore();
+  await store.setup({ id: 'b1' });
+  for (const c of [1, 2, 3]) await store.outgoingEnqueue({ clientId: 'pump' }, pkt(c, 'things/pump/commands/c', { qos: 2 }));
+  await store.outgoingUpdate({ id: 'pump' }, pkt(1, undefined, { messageId: 11 }));
+  await store.outgoingUpdate({ id: 'pump' }, pkt(2, undefined, { messageId: 12 }));
+  let q = await drain(store, 'pump');
+  t.same(q.map((p) => [p.messageId, p.dup]), [[11, true], [12, true], [undefined, false]], 'sent ones come back with DUP 1 [MQTT-3.3.1-1]');
+  // Two QoS 2 flows between PUBREC and PUBCOMP: each PUBREL replaces its own PUBLISH.
+  await store.outgoingUpdate({ id: 'pump' }, { cmd: 'pubrel', messageId: 12 });
+  await store.outgoingUpdate({ id: 'pump' }, { cmd: 'pubrel', messageId: 11 });
+  q = await drain(store, 'pump');
+  t.same(q.map((p) => [p.cmd, p.messageId]), [['pubrel', 11], ['pubrel', 12], ['publish', undefined]], 'PUBRELs in place of their PUBLISHes [MQTT-4.3.3-1]');
+  t.equal(store.stats().actionsQueued, 0, 'a PUBREL carries no authority');
+  await store.outgoingClearMessageId({ id: 'pump' }, { cmd: 'pubcomp', messageId: 11 });
+  q = await drain(store, 'pump');
+  t.same(q.map((p) => p.messageId), [12, undefined], 'PUBCOMP clears exactly its PUBREL');
+  t.resolves(store.outgoingUpdate({ id: 'pump' }, { cmd: 'pubrel', messageId: 999 }), 'a PUBREL for nothing stored is not an error');
+});
+
+t.test('a clean session discards its queue [MQTT-3.1.2-6]; only granted filters are stored', async (t) => {
+  const store = new SessionStore({ isGranted: (_c, f) => f !== 'things/oven-2/commands/#' });
+  await store.setup({ id: 'b1' });
+  await store.addSubscriptions({ id: 'pump' }, [
+    { topic: 'things/pump/commands/#', qos: 1 },
+    { topic: 'things/oven-2/commands/#', qos: 1 },
+  ]);
+  t.same((await store.subscriptionsByClient({ id: 'pump' })).map((s) => s.topic), ['things/pump/commands/#'], 'the refused filter is not stored');
+  t.same((await store.subscriptionsByTopic('things/oven-2/commands/x')).length, 0, 'and queues nothing');
+  await store.outgoingEnqueue({ clientId: 'pump' }, pkt(1));
+  await store.cleanSubscriptions({ id: 'pump' });
+  t.equal(store.queued('pump'), 0, 'the queue went with the session');
+  t.same(await store.subscriptionsByClient({ id: 'pump' }), []);
+  t.same(await store.countOffline(), { subsCount: 0, clientsCount: 0 });
+});
+
+t.test('actions are never retained; purgeRetained removes old ones', async (t) => {
+  const store = new SessionStore({ isActionTopic: isAction });
+  await store.setup({ id: 'b1' });
+  await store.storeRetained(pkt(1, 'things/pump/commands/start', { retain: true }));
+  await store.storeRetained(pkt(2, 'things/pump/telemetry/t', { retain: true }));
+  const retained = async (pattern: string) => {
+    const out: StoredPacket[] = [];
+    for await (const p of store.createRetainedStream(pattern)) out.push(p as StoredPacket);
+    return out.map((p) => p.topic);
+  };
+  t.same(await retained('#'), ['things/pump/telemetry/t'], 'the command was not stored');
+  const plain = new SessionStore();
+  await plain.storeRetained(pkt(1, 'things/pump/commands/start', { retain: true }));
+  await plain.storeRetained(pkt(2, 'things/pump/telemetry/t', { retain: true }));
+  t.equal(plain.purgeRetained(isAction), 1, 'one action purged');
+  const left: StoredPacket[] = [];
+  for await (const p of plain.createRetainedStreamCombi(['things/#'])) left.push(p as StoredPacket);
+  t.same(left.map((p) => p.topic), ['things/pump/telemetry/t']);
+  await store.storeRetained(pkt(3, 'things/pump/telemetry/t', { payload: Buffer.alloc(0), retain: true }));
+  t.same(await retained('#'), [], 'an empty retained payload clears the topic');
+});
+
+t.test('dropExpired: unsent expired actions go; a connected client keeps what it was sent', async (t) => {
+  const held = new Map<number, Authority>();
+  const store = new SessionStore({ authorityOf: (_b, c) => (c === undefined ? undefined : held.get(c)) });
+  await store.setup({ id: 'b1' });
+  const now = Date.now();
+  held.set(1, authority('tech-anna', now - 1)); // expired, never sent
+  held.set(2, authority('tech-anna', now - 1)); // expired, sent (in flight)
+  held.set(3, authority('tech-anna', now + 60_000)); // alive
+  for (const c of [1, 2, 3]) await store.outgoingEnqueue({ clientId: 'pump' }, pkt(c));
+  await store.outgoingEnqueue({ clientId: 'pump' }, pkt(4, 'things/pump/telemetry/t')); // no authority: not an action
+  await store.outgoingUpdate({ id: 'pump' }, pkt(2, undefined, { messageId: 7 }));
+  let dropped = store.dropExpired(now, () => true);
+  t.same(dropped.map((d) => d.packet.brokerCounter), [1], 'connected: only the unsent one');
+  dropped = store.dropExpired(now, () => false);
+  t.same(dropped.map((d) => [d.clientId, d.packet.brokerCounter, d.authority.principal]), [['pump', 2, 'tech-anna']], 'offline: the sent one too');
+  t.same((await drain(store, 'pump')).map((p) => p.brokerCounter), [3, 4]);
+  t.equal(store.stats().actionsQueued, 1);
+  t.same(store.dropExpired(now + 120_000, () => false).length, 1, 'the last one expires later');
+  t.equal(store.stats().actionsQueued, 0);
+});
+
+t.test('inbound QoS 2 and wills', async (t) => {
+  const store = new SessionStore();
+  await store.setup({ id: 'b1' });
+  await store.incomingStorePacket({ id: 'c' }, pkt(1, 'a/b', { qos: 2, messageId: 5 }));
+  t.equal((await store.incomingGetPacket({ id: 'c' }, { cmd: 'pubrel', messageId: 5 })).messageId, 5);
+  await store.incomingDelPacket({ id: 'c' }, { cmd: 'pubrel', messageId: 5 });
+  await t.rejects(store.incomingGetPacket({ id: 'c' }, { cmd: 'pubrel', messageId: 5 }), /no such packet/);
+  await t.rejects(store.incomingDelPacket({ id: 'c' }, { cmd: 'pubrel', messageId: 5 }), /no such packet/);
+  const will = { cmd: 'publish', topic: 'w', payload: Buffer.from('x'), qos: 0 as const };
+  await store.putWill({ id: 'c' }, will);
+  t.equal((await store.getWill({ id: 'c' }))?.brokerId, 'b1');
+  const fromDead: StoredPacket[] = [];
+  for await (const w of store.streamWill({ b1: Date.now() })) fromDead.push(w as StoredPacket);
+  t.same(fromDead, [], 'a live broker\'s wills are not streamed');
+  t.equal((await store.delWill({ id: 'c' }))?.topic, 'w');
+  t.equal(store.stats().wills, 0);
+});
