@@ -1,0 +1,268 @@
+// An action never outlives its authority (SPEC section 3): a command waiting in a persistent
+// session's queue, redelivered, retained, fired as a will or older than its time to live is
+// decided again for its sender when it is delivered — against the real agent, with MQTT.js and the
+// mosquitto clients.
+import t from 'tap';
+import { join } from 'node:path';
+import { createConnection, type Socket } from 'node:net';
+import mqttPacket from 'mqtt-packet';
+import { controlRequest } from '../../src/agent/control.js';
+import { readAudit, type AuditEntry } from '../../src/audit/audit-log.js';
+import type { SnapshotPayload } from '../../src/policy/schema.js';
+import { cleanup, connect, endAll, exampleSnapshot, mosquitto, startAgent, until, type AgentProcess, type Connected } from '../helpers/agent.js';
+
+const OVEN = { clientId: 'oven-1', username: 'oven-1', password: 'oven-1-token' };
+const ANNA = { clientId: 'anna', username: 'tech-anna', password: 'anna-pass' };
+const INBOX = 'things/oven-1/commands/#';
+
+async function install(agent: AgentProcess, bytes: Buffer): Promise<void> {
+  const r = await controlRequest(agent.stateDir, { cmd: 'install', snapshot: bytes.toString('base64'), source: 'test' });
+  if (!r.ok) throw new Error(`install refused: ${r.code} ${r.message}`);
+}
+
+/** Waits for an audit record matching `pred` (the agent flushes every 100 ms in tests). */
+async function audited(agent: AgentProcess, pred: (e: AuditEntry) => boolean, timeoutMs = 15_000): Promise<AuditEntry | undefined> {
+  let hit: AuditEntry | undefined;
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    hit = (await readAudit(join(agent.stateDir, 'audit'))).find(pred);
+    if (hit) return hit;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return undefined;
+}
+
+const revoke = (id: string) => (p: SnapshotPayload) => {
+  p.users!.find((u) => u.id === id)!.revoked = true;
+};
+const withoutCommands = (p: SnapshotPayload) => {
+  const role = p.roles!.find((r) => r.name === 'technician')!;
+  role.permissions = role.permissions.filter((x) => x !== 'EXECUTE_THING_COMMAND');
+};
+const moveOven = (group: string) => (p: SnapshotPayload) => {
+  p.things!.find((x) => x.id === 'oven-1')!.resourceGroup = group;
+};
+
+/** The oven's persistent session: subscribed at `qos` to its commands, then offline. */
+async function offlineOven(agent: AgentProcess, qos: 1 | 2, filters = [INBOX]): Promise<void> {
+  const oven = await connect(agent.port, { ...OVEN, clean: false });
+  for (const f of filters) await oven.client.subscribeAsync(f, { qos });
+  await endAll(oven);
+}
+
+/** Reconnects the oven's persistent session; `marker` is a live command sent after CONNACK: every queued one arrives before it. */
+async function resumeOven(agent: AgentProcess, anna: Connected, marker: string, resubscribe = false): Promise<Connected> {
+  const oven = await connect(agent.port, { ...OVEN, clean: false });
+  if (resubscribe) await oven.client.subscribeAsync(INBOX, { qos: 1 });
+  await anna.client.publishAsync(`things/oven-1/commands/${marker}`, marker, { qos: 1 });
+  if (!(await until(() => oven.messages.some((m) => m.payload === marker), 10_000))) throw new Error(`marker ${marker} never arrived`);
+  return oven;
+}
+
+const payloads = (c: Connected) => c.messages.map((m) => m.payload);
+
+for (const qos of [1, 2] as const) {
+  t.test(`a QoS ${qos} command queued for an offline device is refused at delivery once its sender is revoked`, async (t) => {
+    const agent = await startAgent();
+    t.teardown(async () => {
+      await agent.stop();
+      cleanup(agent);
+    });
+    await offlineOven(agent, qos);
+    const bob = await connect(agent.port, { clientId: 'bob', username: 'op-bob', password: 'bob-pass' });
+    await bob.client.publishAsync('things/oven-1/commands/from-bob', 'from-bob', { qos });
+    await endAll(bob);
+    await install(agent, exampleSnapshot(2, revoke('op-bob')));
+    const anna = await connect(agent.port, ANNA);
+    const oven = await resumeOven(agent, anna, 'marker-1');
+    t.same(payloads(oven), ['marker-1'], 'the revoked sender\'s command is not delivered; a live one is');
+    const refusal = await audited(agent, (e) => e.stage === 'delivery' && e.principal === 'op-bob');
+    t.match(refusal, { decision: 'deny', reason: 'REVOKED', action: 'EXECUTE_THING_COMMAND', thing: 'oven-1', receiver: 'oven-1', clientId: 'bob', topic: 'things/oven-1/commands/from-bob', snapshotVersion: 2 }, 'audited: sender, receiver, reason, at delivery');
+    t.ok(refusal?.authorizedAt, 'with the time it was authorized');
+    // The refused message is gone from the session: a second resume neither delivers nor refuses it again.
+    await endAll(oven);
+    const again = await resumeOven(agent, anna, 'marker-2');
+    t.same(payloads(again), ['marker-2'], 'nothing left in the queue');
+    const records = (await readAudit(join(agent.stateDir, 'audit'))).filter((e) => e.stage === 'delivery' && e.principal === 'op-bob');
+    t.equal(records.length, 1, 'refused once: the entry was removed, not kept to be refused at every reconnect');
+    await endAll(again, anna);
+  });
+}
+
+t.test('downgraded role, device moved out of the gateway\'s resource groups', async (t) => {
+  const agent = await startAgent();
+  t.teardown(async () => {
+    await agent.stop();
+    cleanup(agent);
+  });
+  await offlineOven(agent, 1);
+  let anna = await connect(agent.port, ANNA);
+  await anna.client.publishAsync('things/oven-1/commands/before-downgrade', 'x', { qos: 1 });
+  await install(agent, exampleSnapshot(2, withoutCommands));
+  const bob = await connect(agent.port, { clientId: 'bob', username: 'op-bob', password: 'bob-pass' });
+  const oven = await resumeOven(agent, bob, 'marker-1');
+  t.same(payloads(oven), ['marker-1'], 'the command of a technician whose role lost EXECUTE_THING_COMMAND is not delivered');
+  t.match(await audited(agent, (e) => e.stage === 'delivery' && e.principal === 'tech-anna'), { reason: 'NOT_GRANTED', receiver: 'oven-1' });
+  await endAll(oven);
+
+  // v3: commands back for technicians; v4: oven-1 moves to line-2 (not served by this standard gateway).
+  await offlineOven(agent, 1);
+  await install(agent, exampleSnapshot(3));
+  await endAll(anna);
+  anna = await connect(agent.port, ANNA);
+  await anna.client.publishAsync('things/oven-1/commands/before-move', 'y', { qos: 1 });
+  await install(agent, exampleSnapshot(4, moveOven('line-2')));
+  const refused = await connect(agent.port, { ...OVEN, clean: false }).then(
+    (c) => endAll(c).then(() => 'connected'),
+    (err: Error & { code?: number }) => `refused ${err.code}`,
+  );
+  t.equal(refused, 'refused 5', 'the device itself cannot connect through this gateway (GATEWAY_SCOPE)');
+  // Back in line-1 (v5): the queued command's sender is still allowed, so it is delivered — decided at delivery, as of now.
+  await install(agent, exampleSnapshot(5));
+  const back = await resumeOven(agent, bob, 'marker-2');
+  t.same(payloads(back), ['y', 'marker-2'], 'decided against the snapshot in force at delivery');
+  await endAll(back, anna, bob);
+});
+
+t.test('a still-authorized queued command arrives exactly once, QoS 1 and 2', async (t) => {
+  const agent = await startAgent();
+  t.teardown(async () => {
+    await agent.stop();
+    cleanup(agent);
+  });
+  for (const qos of [1, 2] as const) {
+    await offlineOven(agent, qos);
+    const anna = await connect(agent.port, ANNA);
+    await anna.client.publishAsync(`things/oven-1/commands/queued-${qos}`, `queued-${qos}`, { qos });
+    const oven = await resumeOven(agent, anna, `marker-${qos}a`);
+    t.same(payloads(oven), [`queued-${qos}`, `marker-${qos}a`], `QoS ${qos}: the queued command, then the live one`);
+    await endAll(oven);
+    const again = await resumeOven(agent, anna, `marker-${qos}b`);
+    t.same(payloads(again), [`marker-${qos}b`], `QoS ${qos}: acknowledged, never sent again`);
+    await endAll(again, anna);
+  }
+  const allowed = (await readAudit(join(agent.stateDir, 'audit'))).filter((e) => e.stage === 'delivery');
+  t.same(allowed, [], 'no refusal at delivery');
+});
+
+/** A raw MQTT 3.1.1 client that does not acknowledge what it receives. */
+function rawClient(port: number): Promise<{ socket: Socket; packets: Record<string, unknown>[]; send(p: object): void }> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection(port, '127.0.0.1');
+    const parser = mqttPacket.parser({ protocolVersion: 4 });
+    const packets: Record<string, unknown>[] = [];
+    parser.on('packet', (p) => packets.push(p as unknown as Record<string, unknown>));
+    socket.on('data', (d) => parser.parse(d));
+    socket.on('error', reject);
+    socket.on('connect', () => resolve({ socket, packets, send: (p) => socket.write(mqttPacket.generate(p as mqttPacket.Packet)) }));
+  });
+}
+
+t.test('an unacknowledged command is decided again when it would be redelivered after a reconnect', async (t) => {
+  const agent = await startAgent();
+  t.teardown(async () => {
+    await agent.stop();
+    cleanup(agent);
+  });
+  const connectPacket = { cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: false, clientId: 'oven-1', keepalive: 30, username: 'oven-1', password: Buffer.from('oven-1-token') };
+  let raw = await rawClient(agent.port);
+  raw.send(connectPacket);
+  raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: INBOX, qos: 1 }] });
+  t.ok(await until(() => raw.packets.some((p) => p['cmd'] === 'suback'), 10_000));
+  const bob = await connect(agent.port, { clientId: 'bob', username: 'op-bob', password: 'bob-pass' });
+  await bob.client.publishAsync('things/oven-1/commands/unacked', 'unacked', { qos: 1 });
+  t.ok(await until(() => raw.packets.some((p) => p['cmd'] === 'publish'), 10_000), 'delivered once, not acknowledged');
+  raw.socket.destroy();
+  await endAll(bob);
+  await install(agent, exampleSnapshot(2, revoke('op-bob')));
+  raw = await rawClient(agent.port);
+  raw.send(connectPacket);
+  t.ok(await until(() => raw.packets.some((p) => p['cmd'] === 'connack'), 10_000));
+  t.match(await audited(agent, (e) => e.stage === 'delivery' && e.principal === 'op-bob'), { reason: 'REVOKED', receiver: 'oven-1' }, 'the redelivery is refused and audited');
+  const anna = await connect(agent.port, ANNA);
+  await anna.client.publishAsync('things/oven-1/commands/marker', 'marker', { qos: 1 });
+  t.ok(await until(() => raw.packets.some((p) => p['cmd'] === 'publish'), 10_000));
+  t.same(raw.packets.filter((p) => p['cmd'] === 'publish').map((p) => String(p['payload'])), ['marker'], 'only the live command; the revoked one is not resent');
+  raw.socket.destroy();
+  await endAll(anna);
+});
+
+t.test('a retained command is delivered once to current subscribers and never stored', async (t) => {
+  const agent = await startAgent();
+  t.teardown(async () => {
+    await agent.stop();
+    cleanup(agent);
+  });
+  const oven = await connect(agent.port, { ...OVEN, clientId: 'oven-live' });
+  await oven.client.subscribeAsync(INBOX, { qos: 1 });
+  const pub = mosquitto('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(agent.port), '-i', 'anna-pub', '-u', 'tech-anna', '-P', 'anna-pass', '-t', 'things/oven-1/commands/stay', '-m', 'retained?', '-q', '1', '-r']);
+  t.equal(pub.code, 0, pub.stderr);
+  t.ok(await until(() => oven.messages.length === 1, 10_000), 'the current subscriber gets it');
+  t.match(await audited(agent, (e) => e.principal === 'tech-anna' && e.retainIgnored === true), { decision: 'allow', action: 'EXECUTE_THING_COMMAND' }, 'the audit record notes that retain was ignored');
+  await endAll(oven);
+  // A later subscription (the device rebooting) gets nothing retained: mosquitto_sub waits 2 s for one message.
+  const sub = mosquitto('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(agent.port), '-i', 'oven-reboot', '-u', 'oven-1', '-P', 'oven-1-token', '-t', INBOX, '-C', '1', '-W', '2', '-v']);
+  t.equal(sub.stdout, '', 'no retained command on resubscribe');
+});
+
+t.test('a will on a command topic is decided for its owner when it fires', async (t) => {
+  const agent = await startAgent();
+  t.teardown(async () => {
+    await agent.stop();
+    cleanup(agent);
+  });
+  const oven = await connect(agent.port, { ...OVEN, clientId: 'oven-live' });
+  await oven.client.subscribeAsync(INBOX, { qos: 1 });
+  const will = (payload: string) => ({ topic: 'things/oven-1/commands/stop', payload: Buffer.from(payload), qos: 1 as const, retain: true });
+  // Anna's will fires while she is allowed: delivered (and not retained).
+  const anna = await connect(agent.port, { ...ANNA, will: will('anna-will') });
+  anna.client.stream.destroy();
+  t.ok(await until(() => oven.messages.some((m) => m.payload === 'anna-will'), 10_000), 'an authorized owner\'s will is delivered');
+  t.match(await audited(agent, (e) => e.will === true && e.principal === 'tech-anna'), { decision: 'allow', retainIgnored: true });
+  // Bob's will fires because a snapshot revokes him (his session is dropped): refused, audited.
+  const bob = await connect(agent.port, { clientId: 'bob', username: 'op-bob', password: 'bob-pass', will: will('bob-will') });
+  await install(agent, exampleSnapshot(2, revoke('op-bob')));
+  t.ok(await until(() => !bob.client.connected, 10_000), 'the revoked session is dropped');
+  t.match(await audited(agent, (e) => e.will === true && e.principal === 'op-bob'), { decision: 'deny', reason: 'REVOKED' }, 'the revoked owner\'s will is refused and audited');
+  const anna2 = await connect(agent.port, ANNA);
+  await anna2.client.publishAsync('things/oven-1/commands/marker', 'marker', { qos: 1 });
+  t.ok(await until(() => oven.messages.some((m) => m.payload === 'marker'), 10_000));
+  t.same(payloads(oven), ['anna-will', 'marker'], 'bob\'s will never reached the device');
+  await endAll(oven, anna2, bob);
+});
+
+t.test('a command older than its time to live is dropped and audited ACTION_EXPIRED', async (t) => {
+  const agent = await startAgent({ config: { actions: { ttlSeconds: { command: 1 } } } });
+  t.teardown(async () => {
+    await agent.stop();
+    cleanup(agent);
+  });
+  await offlineOven(agent, 1, [INBOX, 'things/oven-1/parameters/#']);
+  const anna = await connect(agent.port, ANNA);
+  await anna.client.publishAsync('things/oven-1/commands/stale', 'stale', { qos: 1 });
+  await anna.client.publishAsync('things/oven-1/parameters/temp/set', '180', { qos: 1 }); // its own (default, 5 min) time to live
+  const expired = await audited(agent, (e) => e.reason === 'ACTION_EXPIRED', 20_000);
+  t.match(expired, { decision: 'deny', principal: 'tech-anna', action: 'EXECUTE_THING_COMMAND', thing: 'oven-1', receiver: 'oven-1', topic: 'things/oven-1/commands/stale' }, 'dropped from the queue once its time to live passed');
+  const oven = await resumeOven(agent, anna, 'marker');
+  t.same(payloads(oven), ['180', 'marker'], 'the expired command is not delivered; the parameter write, within its own time to live, is');
+  await endAll(oven, anna);
+});
+
+t.test('queued actions across an agent restart', async (t) => {
+  let agent = await startAgent();
+  t.teardown(async () => {
+    await agent.stop();
+    cleanup(agent);
+  });
+  await offlineOven(agent, 1);
+  const bob = await connect(agent.port, { clientId: 'bob', username: 'op-bob', password: 'bob-pass' });
+  await bob.client.publishAsync('things/oven-1/commands/from-bob', 'from-bob', { qos: 1 });
+  await endAll(bob);
+  await install(agent, exampleSnapshot(2, revoke('op-bob')));
+  await agent.stop();
+  agent = await startAgent({ stateDir: agent.stateDir, bootstrap: null });
+  const anna = await connect(agent.port, ANNA);
+  const oven = await resumeOven(agent, anna, 'marker', true);
+  t.same(payloads(oven), ['marker'], 'the revoked sender\'s command is not delivered after the restart');
+  await endAll(oven, anna);
+});
