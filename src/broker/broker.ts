@@ -11,6 +11,7 @@ import { createServer as createTcpServer, type Server, type Socket } from 'node:
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 import { Aedes, type AuthenticateError, type AuthErrorCode, type Client, type PublishPacket, type Subscription, type AedesPublishPacket } from 'aedes';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
@@ -117,8 +118,6 @@ export class GatewayBroker {
   readonly aedes: Aedes;
   private readonly servers: Server[] = [];
   private readonly sessions = new WeakMap<Client, Session>();
-  /** Persistent sessions (CleanSession=0) belong to the principal that made them. */
-  private readonly sessionOwners = new Map<string, string | null>();
   private readonly credentials: CredentialChecker;
   private readonly topicMap: TopicMap;
   /** topicMap.routeDelivery by topic, for all sessions; bounded in entries and in topic bytes. */
@@ -173,11 +172,22 @@ export class GatewayBroker {
       log: opts.log,
       thingOf: (topic) => (actionOf(topic) as { thing?: string } | null)?.thing ?? null,
     });
-    const store = new SessionStore({
+    const store = await SessionStore.load({
       authorityOf: (brokerId, counter) => actions.inFlight.get(brokerId, counter),
       isActionTopic: (topic) => actionOf(topic) !== null,
       isGranted: (client, filter) => broker?.granted(client as Client, filter) ?? true,
+      ...(c.sessions.persist
+        ? {
+            journal: {
+              dir: join(c.stateDir, 'sessions'),
+              syncIntervalMs: c.sessions.syncIntervalMs,
+              onProblem: (err) => opts.log.error({ code: err.code, where: err.where, err: err.message }, 'session store problem'),
+            },
+          }
+        : {}),
     });
+    const restored = store.stats();
+    if (restored.sessions + restored.queued + restored.retained > 0) opts.log.info(restored, 'sessions restored');
     actions.attach(store);
     const aedes = await Aedes.createBroker({
       id,
@@ -451,9 +461,11 @@ export class GatewayBroker {
     const existing = this.clients()[client.id];
     const existingSession = existing ? this.sessions.get(existing) : undefined;
     if (existingSession && existingSession.principal !== session.principal) return refuse(2, 'CLIENT_ID_TAKEN', session.principal);
-    if (this.sessionOwners.has(client.id) && this.sessionOwners.get(client.id) !== session.principal) return refuse(2, 'CLIENT_ID_TAKEN', session.principal);
-    if (!client.clean) this.sessionOwners.set(client.id, session.principal);
-    else this.sessionOwners.delete(client.id);
+    // Persistent sessions (CleanSession=0) belong to the principal that made them, also across restarts.
+    const owner = this.store.ownerOf(client.id);
+    if (owner !== undefined && owner !== session.principal) return refuse(2, 'CLIENT_ID_TAKEN', session.principal);
+    if (!client.clean) this.store.setOwner(client.id, session.principal);
+    else if (owner !== undefined) this.store.discardSession(client.id);
     this.sessions.set(client, session);
     return null;
   }
@@ -727,8 +739,9 @@ export class GatewayBroker {
         client.close();
       }
     }
-    for (const [clientId, owner] of this.sessionOwners) {
-      if (owner !== null && !index.ids.has(owner)) this.sessionOwners.delete(clientId);
+    // A persistent session whose owner left the snapshot ends, with the messages queued for it.
+    for (const [clientId, owner] of [...this.store.sessionOwners()]) {
+      if (owner !== null && !index.ids.has(owner)) this.store.discardSession(clientId);
     }
     this.credentials.clear();
     this.commandLimiter.clear();
@@ -835,6 +848,7 @@ export class GatewayBroker {
     const listeners = Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
     await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
     await listeners;
+    await this.store.close();
   }
 }
 

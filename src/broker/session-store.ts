@@ -29,10 +29,21 @@
 // - Actions are never retained: storeRetained refuses an action topic (defence in depth behind the
 //   broker, which clears the flag), and purgeRetained removes any from an older store at start.
 //
-// Every method is async (aedes 1.2 calls `.then` on each) and never throws synchronously.
+// - Persistent sessions belong to the principal that made them (`ownerOf`): after a restart too, no
+//   other principal takes over a client id's session and the commands queued for it.
+//
+// Durable (with a SessionJournal, src/store/session-journal.ts): every change to persistent
+// sessions, their queues and retained messages is journaled; `SessionStore.load` rebuilds the
+// state after a restart, each queued action with its authority, so it is decided again at delivery
+// like before the restart. Inbound QoS 2 packets awaiting PUBREL and wills are kept in memory only:
+// a will is a promise of the connection that the restart ended, and a PUBREL for a packet the
+// restart forgot is answered with PUBCOMP all the same.
+//
+// Every aedes method is async (aedes 1.2 calls `.then` on each) and never throws synchronously.
 import { Readable } from 'node:stream';
 import { createRequire } from 'node:module';
 import type { Authority } from './authority.js';
+import { SessionJournal, type SessionJournalOptions } from '../store/session-journal.js';
 
 const require = createRequire(import.meta.url);
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -96,6 +107,8 @@ class OutgoingQueue {
 }
 
 export interface SessionStoreOptions {
+  /** Keep the state on disk (a SessionJournal in this directory); absent: in memory only. */
+  journal?: SessionJournalOptions;
   /** The authority of a message being published now (the broker's InFlightAuthorities). */
   authorityOf?: (brokerId: string | undefined, brokerCounter: number | undefined) => Authority | undefined;
   /** Whether a topic is an action topic: never retained. */
@@ -127,8 +140,42 @@ function copyPacket(p: StoredPacket): StoredPacket {
   return c;
 }
 
+/**
+ * One journaled change. Tuples, to keep records small:
+ *   ['r', topic, packet | null]                 retained message set or cleared
+ *   ['s', clientId, topic, qos, rh, rap, nl]    subscription stored
+ *   ['u', clientId, topic]                      subscription removed
+ *   ['o', clientId, owner | null]               session owner (principal; null = anonymous)
+ *   ['c', clientId]                             session discarded (subscriptions, queue, owner)
+ *   ['e', clientId, key, packet, authority]     message queued
+ *   ['m', clientId, key, messageId]             packet identifier assigned (sent)
+ *   ['p', clientId, key, messageId]             PUBLISH replaced by its PUBREL
+ *   ['x', clientId, key]                        entry removed (acknowledged, refused, expired)
+ */
+type Change =
+  | ['r', string, StoredPacket | null]
+  | ['s', string, string, number, number | undefined, boolean | undefined, boolean | undefined]
+  | ['u', string, string]
+  | ['o', string, string | null]
+  | ['c', string]
+  | ['e', string, string, StoredPacket, Authority | null]
+  | ['m', string, string, number]
+  | ['p', string, string, number]
+  | ['x', string, string];
+
+/** The whole state, as written at a compaction. */
+interface StateDoc {
+  retained: StoredPacket[];
+  owners: [string, string | null][];
+  subscriptions: [string, [string, number, number | undefined, boolean | undefined, boolean | undefined][]][];
+  outgoing: [string, [string, StoredPacket, Authority | null][]][];
+}
+
 export class SessionStore {
   private readonly retained = new Map<string, StoredPacket>();
+  /** Persistent sessions' owners: the principal (null = anonymous) that made each. */
+  private readonly owners = new Map<string, string | null>();
+  private journal: SessionJournal | null = null;
   private readonly subscriptions = new Map<string, Map<string, Omit<StoredSubscription, 'topic'>>>();
   private readonly trie = new QlobberSub(QLOBBER_OPTIONS);
   private readonly outgoing = new Map<string, OutgoingQueue>();
@@ -140,17 +187,152 @@ export class SessionStore {
 
   constructor(private readonly opts: SessionStoreOptions = {}) {}
 
+  /** A store with its state read back from its journal (opts.journal), or an empty one in memory. */
+  static async load(opts: SessionStoreOptions): Promise<SessionStore> {
+    const store = new SessionStore(opts);
+    if (!opts.journal) return store;
+    const { journal, state, changes } = await SessionJournal.open(opts.journal);
+    if (state !== null) store.restore(state as StateDoc);
+    for (const c of changes) store.apply(c as Change);
+    store.journal = journal;
+    return store;
+  }
+
   async setup(broker: { id: string }): Promise<void> {
     this.brokerId = broker.id;
+  }
+
+  /** Writes the whole state and closes the journal (a fast start next time). */
+  async close(): Promise<void> {
+    await this.journal?.close(this.serialize());
+    this.journal = null;
+  }
+
+  /** Journals a change already applied in memory; compacts when the journal has grown past its bound. */
+  private record(change: Change): void {
+    const j = this.journal;
+    if (j === null) return;
+    j.append(change);
+    if (j.wantsCompaction) void j.compact(this.serialize());
+  }
+
+  /** Replays one journaled change (unknown or malformed ones are skipped). */
+  private apply(c: Change): void {
+    if (!Array.isArray(c) || typeof c[1] !== 'string') return;
+    switch (c[0]) {
+      case 'r':
+        if (c[2] === null) this.retained.delete(c[1]);
+        else this.retained.set(c[1], revive(c[2]));
+        return;
+      case 's':
+        this.subscribe(c[1], { topic: c[2], qos: c[3], rh: c[4], rap: c[5], nl: c[6] });
+        return;
+      case 'u':
+        this.unsubscribe(c[1], c[2]);
+        return;
+      case 'o':
+        this.owners.set(c[1], c[2]);
+        return;
+      case 'c':
+        this.discard(c[1]);
+        return;
+      case 'e':
+        this.put(c[1], c[2], revive(c[3]), c[4] ?? null);
+        return;
+      case 'm': {
+        const q = this.outgoing.get(c[1]);
+        const e = q?.entries.get(c[2]);
+        if (q && e) this.assignMessageId(q, c[2], e, c[3]);
+        return;
+      }
+      case 'p': {
+        const q = this.outgoing.get(c[1]);
+        const e = q?.entries.get(c[2]);
+        if (e) this.toPubrel(e, c[3]);
+        return;
+      }
+      case 'x': {
+        const q = this.outgoing.get(c[1]);
+        const e = q?.entries.get(c[2]);
+        if (q && e) this.removeEntry(c[1], q, c[2], e);
+        return;
+      }
+    }
+  }
+
+  private serialize(): StateDoc {
+    return {
+      retained: [...this.retained.values()],
+      owners: [...this.owners],
+      subscriptions: [...this.subscriptions].map(([id, m]) => [id, [...m].map(([topic, s]) => [topic, s.qos, s.rh, s.rap, s.nl])]),
+      outgoing: [...this.outgoing].map(([id, q]) => [id, [...q.entries].map(([key, e]) => [key, e.packet, e.authority])]),
+    };
+  }
+
+  private restore(doc: StateDoc): void {
+    for (const p of doc.retained ?? []) if (typeof p?.topic === 'string') this.retained.set(p.topic, revive(p));
+    for (const [id, owner] of doc.owners ?? []) this.owners.set(id, owner ?? null);
+    for (const [id, subs] of doc.subscriptions ?? []) for (const [topic, qos, rh, rap, nl] of subs) this.subscribe(id, { topic, qos, rh, rap, nl });
+    for (const [id, entries] of doc.outgoing ?? []) {
+      const q = new OutgoingQueue();
+      this.outgoing.set(id, q);
+      for (const [key, packet, authority] of entries) {
+        const p = revive(packet);
+        q.entries.set(key, { packet: p, authority: authority ?? null });
+        if (authority) this.actionsQueued++;
+        if (p.messageId !== undefined) q.byMessageId.set(p.messageId, key);
+      }
+    }
+  }
+
+  // --- owners of persistent sessions -----------------------------------------------------------------
+
+  /** The principal a persistent session belongs to (null: anonymous); undefined: no such session. */
+  ownerOf(clientId: string): string | null | undefined {
+    return this.owners.get(clientId);
+  }
+
+  setOwner(clientId: string, owner: string | null): void {
+    if (this.owners.has(clientId) && this.owners.get(clientId) === owner) return;
+    this.owners.set(clientId, owner);
+    this.record(['o', clientId, owner]);
+  }
+
+  /** Every persistent session's client id and owner. */
+  sessionOwners(): IterableIterator<[string, string | null]> {
+    return this.owners.entries();
+  }
+
+  /** Ends a persistent session: subscriptions, queue, owner (its owner left the snapshot). */
+  discardSession(clientId: string): void {
+    this.discard(clientId);
+    this.record(['c', clientId]);
+  }
+
+  private discard(clientId: string): void {
+    const stored = this.subscriptions.get(clientId);
+    if (stored) {
+      for (const [topic, s] of stored) if (s.qos > 0) this.trie.remove(topic, { clientId, topic });
+      this.subscriptions.delete(clientId);
+    }
+    this.dropQueue(clientId);
+    this.owners.delete(clientId);
   }
 
   // --- retained messages ---------------------------------------------------------------------------
 
   async storeRetained(packet: StoredPacket): Promise<void> {
     const topic = packet.topic ?? '';
-    if (!packet.payload || packet.payload.length === 0) this.retained.delete(topic);
-    else if (this.opts.isActionTopic?.(topic)) return; // actions are never retained
-    else this.retained.set(topic, copyPacket(packet));
+    if (!packet.payload || packet.payload.length === 0) {
+      if (this.retained.delete(topic)) this.record(['r', topic, null]);
+    } else if (this.opts.isActionTopic?.(topic)) {
+      return; // actions are never retained
+    } else {
+      const copy = copyPacket(packet);
+      delete copy.messageId;
+      this.retained.set(topic, copy);
+      this.record(['r', topic, copy]);
+    }
   }
 
   createRetainedStreamCombi(patterns: string[]): Readable {
@@ -172,6 +354,7 @@ export class SessionStore {
     for (const topic of [...this.retained.keys()]) {
       if (drop(topic)) {
         this.retained.delete(topic);
+        this.record(['r', topic, null]);
         n++;
       }
     }
@@ -181,31 +364,39 @@ export class SessionStore {
   // --- subscriptions of persistent sessions ----------------------------------------------------------
 
   async addSubscriptions(client: { id: string }, subs: StoredSubscription[]): Promise<void> {
-    let stored = this.subscriptions.get(client.id);
-    if (!stored) {
-      stored = new Map();
-      this.subscriptions.set(client.id, stored);
-    }
     for (const sub of subs) {
       if (this.opts.isGranted && !this.opts.isGranted(client, sub.topic)) continue;
-      const previous = stored.get(sub.topic);
-      if (sub.qos > 0) this.trie.add(sub.topic, { clientId: client.id, topic: sub.topic, qos: sub.qos, rh: sub.rh, rap: sub.rap, nl: sub.nl });
-      else if (previous && previous.qos > 0) this.trie.remove(sub.topic, { clientId: client.id, topic: sub.topic });
-      stored.set(sub.topic, { qos: sub.qos, rh: sub.rh, rap: sub.rap, nl: sub.nl });
+      const previous = this.subscriptions.get(client.id)?.get(sub.topic);
+      if (previous && previous.qos === sub.qos && previous.rh === sub.rh && previous.rap === sub.rap && previous.nl === sub.nl) continue;
+      this.subscribe(client.id, sub);
+      this.record(['s', client.id, sub.topic, sub.qos, sub.rh, sub.rap, sub.nl]);
     }
-    if (stored.size === 0) this.subscriptions.delete(client.id);
+  }
+
+  private subscribe(clientId: string, sub: StoredSubscription): void {
+    let stored = this.subscriptions.get(clientId);
+    if (!stored) {
+      stored = new Map();
+      this.subscriptions.set(clientId, stored);
+    }
+    const previous = stored.get(sub.topic);
+    if (sub.qos > 0) this.trie.add(sub.topic, { clientId, topic: sub.topic, qos: sub.qos, rh: sub.rh, rap: sub.rap, nl: sub.nl });
+    else if (previous && previous.qos > 0) this.trie.remove(sub.topic, { clientId, topic: sub.topic });
+    stored.set(sub.topic, { qos: sub.qos, rh: sub.rh, rap: sub.rap, nl: sub.nl });
   }
 
   async removeSubscriptions(client: { id: string }, topics: string[]): Promise<void> {
-    const stored = this.subscriptions.get(client.id);
-    if (!stored) return;
-    for (const topic of topics) {
-      const s = stored.get(topic);
-      if (s === undefined) continue;
-      if (s.qos > 0) this.trie.remove(topic, { clientId: client.id, topic });
-      stored.delete(topic);
-    }
-    if (stored.size === 0) this.subscriptions.delete(client.id);
+    for (const topic of topics) if (this.unsubscribe(client.id, topic)) this.record(['u', client.id, topic]);
+  }
+
+  private unsubscribe(clientId: string, topic: string): boolean {
+    const stored = this.subscriptions.get(clientId);
+    const s = stored?.get(topic);
+    if (!stored || s === undefined) return false;
+    if (s.qos > 0) this.trie.remove(topic, { clientId, topic });
+    stored.delete(topic);
+    if (stored.size === 0) this.subscriptions.delete(clientId);
+    return true;
   }
 
   async subscriptionsByClient(client: { id: string }): Promise<StoredSubscription[]> {
@@ -222,14 +413,14 @@ export class SessionStore {
     return this.trie.match(topic);
   }
 
-  /** The session ends ([MQTT-3.1.2-6]): its subscriptions, and the messages queued for it. */
+  /** The session ends ([MQTT-3.1.2-6]): its subscriptions, and the messages queued for it. (Its owner is the broker's to clear.) */
   async cleanSubscriptions(client: { id: string }): Promise<void> {
-    const stored = this.subscriptions.get(client.id);
-    if (stored) {
-      for (const [topic, s] of stored) if (s.qos > 0) this.trie.remove(topic, { clientId: client.id, topic });
-      this.subscriptions.delete(client.id);
-    }
-    this.dropQueue(client.id);
+    if (!this.subscriptions.has(client.id) && !this.outgoing.has(client.id)) return;
+    const owner = this.owners.get(client.id);
+    this.discard(client.id);
+    if (owner !== undefined) this.owners.set(client.id, owner);
+    this.record(['c', client.id]);
+    if (owner !== undefined) this.record(['o', client.id, owner]);
   }
 
   // --- outgoing queues -------------------------------------------------------------------------------
@@ -244,17 +435,38 @@ export class SessionStore {
   }
 
   private enqueue(clientId: string, packet: StoredPacket, authority: Authority | null): void {
+    const key = keyOf(packet.brokerId, packet.brokerCounter);
+    if (this.outgoing.get(clientId)?.entries.has(key)) return; // the same message twice (two matching subscriptions): once
+    const copy = copyPacket(packet);
+    delete copy.messageId;
+    copy.dup = false;
+    this.put(clientId, key, copy, authority);
+    this.record(['e', clientId, key, copy, authority]);
+  }
+
+  private put(clientId: string, key: string, packet: StoredPacket, authority: Authority | null): void {
     let q = this.outgoing.get(clientId);
     if (!q) {
       q = new OutgoingQueue();
       this.outgoing.set(clientId, q);
     }
-    const key = keyOf(packet.brokerId, packet.brokerCounter);
-    if (q.entries.has(key)) return; // the same message twice (two matching subscriptions): once
-    const copy = copyPacket(packet);
-    delete copy.messageId;
-    q.entries.set(key, { packet: copy, authority });
+    if (q.entries.has(key)) return;
+    q.entries.set(key, { packet, authority });
     if (authority) this.actionsQueued++;
+    if (packet.messageId !== undefined) q.byMessageId.set(packet.messageId, key);
+  }
+
+  private assignMessageId(q: OutgoingQueue, key: string, entry: QueuedMessage, messageId: number): void {
+    const old = entry.packet.messageId;
+    if (old !== undefined && old !== messageId && q.byMessageId.get(old) === key) q.byMessageId.delete(old);
+    entry.packet.messageId = messageId;
+    q.byMessageId.set(messageId, key);
+  }
+
+  private toPubrel(entry: QueuedMessage, messageId: number): void {
+    if (entry.authority) this.actionsQueued--;
+    entry.packet = { cmd: 'pubrel', messageId };
+    entry.authority = null;
   }
 
   /** A PUBLISH got its packet identifier (it is being sent), or a PUBREL replaces its PUBLISH. */
@@ -264,9 +476,8 @@ export class SessionStore {
       const key = packet.messageId === undefined ? undefined : q?.byMessageId.get(packet.messageId);
       const entry = key === undefined ? undefined : q!.entries.get(key);
       if (!entry) return; // nothing to replace: the PUBREL is sent all the same
-      if (entry.authority) this.actionsQueued--;
-      entry.packet = { cmd: 'pubrel', messageId: packet.messageId! };
-      entry.authority = null;
+      this.toPubrel(entry, packet.messageId!);
+      this.record(['p', client.id, key!, packet.messageId!]);
       return;
     }
     const key = keyOf(packet.brokerId, packet.brokerCounter);
@@ -277,12 +488,9 @@ export class SessionStore {
       this.enqueue(client.id, packet, this.opts.authorityOf?.(packet.brokerId, packet.brokerCounter) ?? null);
       entry = this.outgoing.get(client.id)!.entries.get(key)!;
     }
-    const queue = this.outgoing.get(client.id)!;
-    const old = entry.packet.messageId;
-    if (old !== undefined && old !== packet.messageId && queue.byMessageId.get(old) === key) queue.byMessageId.delete(old);
-    if (packet.messageId !== undefined) {
-      entry.packet.messageId = packet.messageId;
-      queue.byMessageId.set(packet.messageId, key);
+    if (packet.messageId !== undefined && entry.packet.messageId !== packet.messageId) {
+      this.assignMessageId(this.outgoing.get(client.id)!, key, entry, packet.messageId);
+      this.record(['m', client.id, key, packet.messageId]);
     }
   }
 
@@ -300,6 +508,7 @@ export class SessionStore {
     const entry = q.entries.get(key);
     if (!entry) return undefined;
     this.removeEntry(client.id, q, key, entry);
+    this.record(['x', client.id, key]);
     return entry.packet;
   }
 
@@ -329,6 +538,7 @@ export class SessionStore {
         if (a === null || a.expiresAt > now) continue;
         if (connected && entry.packet.messageId !== undefined) continue;
         this.removeEntry(clientId, q, key, entry);
+        this.record(['x', clientId, key]);
         dropped.push({ clientId, packet: entry.packet, authority: a });
       }
     }
@@ -421,8 +631,17 @@ export class SessionStore {
   }
 
   async destroy(): Promise<void> {
-    this.retained.clear();
+    await this.close();
   }
+}
+
+/** A packet read back from disk: its payload a Buffer again (CBOR gives a Uint8Array view). */
+function revive(p: StoredPacket): StoredPacket {
+  if (p.cmd === 'pubrel') return { cmd: 'pubrel', messageId: p.messageId! };
+  const c = copyPacket(p);
+  if (c.payload !== undefined && !Buffer.isBuffer(c.payload)) c.payload = Buffer.from(c.payload as Uint8Array);
+  if (p.messageId !== undefined) c.messageId = p.messageId;
+  return c;
 }
 
 function* retainedByPattern(retained: Map<string, StoredPacket>, pattern: string): Generator<StoredPacket> {

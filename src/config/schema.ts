@@ -127,6 +127,13 @@ export const CONFIG_SCHEMA = Type.Object(
       },
       'per-principal token buckets',
     ),
+    sessions: O(
+      {
+        persist: Bool(true, 'keep persistent sessions (CleanSession=0), the messages queued for them and retained messages in <stateDir>/sessions across restarts'),
+        syncIntervalMs: Int(100, 0, 10_000, 'how long session changes wait to be written and synced together; a SIGKILL or power cut loses at most this much'),
+      },
+      'the broker\'s session state',
+    ),
     actions: O(
       {
         ttlSeconds: O(

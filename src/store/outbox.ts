@@ -54,9 +54,9 @@
 import { fsync as fsyncCb, closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
 import { mkdir, open as openAsync, readdir, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as zlib from 'node:zlib';
 import { EwError } from '../errors.js';
 import { readFileBounded, removeStaleTempFiles, writeFileAtomic } from './atomic-file.js';
+import { crc32 } from './crc32.js';
 
 export type OutboxQos = 0 | 1;
 
@@ -144,26 +144,6 @@ const MAX_PERSISTED_ACKS = 16384;
 const SEGMENT_NAME = /^(\d{1,16})\.seg$/;
 const MAX_U48 = 2 ** 48 - 1;
 const TWO_32 = 2 ** 32;
-
-// --- CRC-32 (zlib.crc32 from Node 20.15; a table for older 20.x) ----------------------------------
-
-type Crc32 = (data: Uint8Array, value?: number) => number;
-
-function tableCrc32(): Crc32 {
-  const table = new Int32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    table[n] = c;
-  }
-  return (data, value = 0) => {
-    let c = ~value;
-    for (let i = 0; i < data.length; i++) c = table[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
-    return ~c >>> 0;
-  };
-}
-
-const crc32: Crc32 = typeof (zlib as { crc32?: unknown }).crc32 === 'function' ? (zlib.crc32 as Crc32) : tableCrc32();
 
 function recordCrc(rec: Uint8Array): number {
   return crc32(rec.subarray(8), crc32(rec.subarray(0, 4)));

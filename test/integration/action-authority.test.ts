@@ -248,7 +248,7 @@ t.test('a command older than its time to live is dropped and audited ACTION_EXPI
   await endAll(oven, anna);
 });
 
-t.test('queued actions across an agent restart', async (t) => {
+t.test('queued actions across an agent restart: read back, decided again, exactly once', async (t) => {
   let agent = await startAgent();
   t.teardown(async () => {
     await agent.stop();
@@ -257,12 +257,49 @@ t.test('queued actions across an agent restart', async (t) => {
   await offlineOven(agent, 1);
   const bob = await connect(agent.port, { clientId: 'bob', username: 'op-bob', password: 'bob-pass' });
   await bob.client.publishAsync('things/oven-1/commands/from-bob', 'from-bob', { qos: 1 });
-  await endAll(bob);
+  let anna = await connect(agent.port, ANNA);
+  await anna.client.publishAsync('things/oven-1/commands/from-anna', 'from-anna', { qos: 1 });
+  await endAll(bob, anna);
   await install(agent, exampleSnapshot(2, revoke('op-bob')));
   await agent.stop();
   agent = await startAgent({ stateDir: agent.stateDir, bootstrap: null });
-  const anna = await connect(agent.port, ANNA);
-  const oven = await resumeOven(agent, anna, 'marker', true);
-  t.same(payloads(oven), ['marker'], 'the revoked sender\'s command is not delivered after the restart');
+  anna = await connect(agent.port, ANNA);
+  let oven = await resumeOven(agent, anna, 'marker-1');
+  t.same(payloads(oven), ['from-anna', 'marker-1'], 'the session and its queue survived the restart: anna\'s command arrives, the revoked bob\'s does not');
+  t.match(await audited(agent, (e) => e.stage === 'delivery' && e.principal === 'op-bob'), { reason: 'REVOKED', receiver: 'oven-1', clientId: 'bob' }, 'refused at delivery after the restart, audited');
   await endAll(oven, anna);
+
+  // SIGKILL: what was queued before it (and synced, sessions.syncIntervalMs) is read back too.
+  await offlineOven(agent, 1);
+  anna = await connect(agent.port, ANNA);
+  await anna.client.publishAsync('things/oven-1/commands/before-kill', 'before-kill', { qos: 1 });
+  await endAll(anna);
+  const journal = join(agent.stateDir, 'sessions', 'journal.log');
+  const { readFileSync } = await import('node:fs');
+  t.ok(await until(() => readFileSync(journal).includes('before-kill'), 10_000), 'the queued command is in the journal');
+  await agent.kill();
+  agent = await startAgent({ stateDir: agent.stateDir, bootstrap: null });
+  anna = await connect(agent.port, ANNA);
+  oven = await resumeOven(agent, anna, 'marker-2');
+  t.same(payloads(oven), ['before-kill', 'marker-2'], 'after SIGKILL the queued command arrives, once');
+  await endAll(oven);
+  oven = await resumeOven(agent, anna, 'marker-3');
+  t.same(payloads(oven), ['marker-3'], 'and is not sent again');
+  await endAll(oven, anna);
+});
+
+t.test('a persistent session is its owner\'s across a restart', async (t) => {
+  let agent = await startAgent();
+  t.teardown(async () => {
+    await agent.stop();
+    cleanup(agent);
+  });
+  await offlineOven(agent, 1);
+  await agent.stop();
+  agent = await startAgent({ stateDir: agent.stateDir, bootstrap: null });
+  const code = await connect(agent.port, { clientId: 'oven-1', username: 'mixer-1', password: 'mixer-1-token', clean: false }).then(
+    (c) => endAll(c).then(() => 0),
+    (err: Error & { code?: number }) => err.code ?? -1,
+  );
+  t.equal(code, 2, 'another principal cannot take over the client id of oven-1\'s session (CONNACK 0x02)');
 });

@@ -1,0 +1,173 @@
+// The session journal and the session store on top of it: what was queued, subscribed, owned and
+// retained is read back after a close, a crash (torn tail), a compaction cut short and a damaged file.
+import t from 'tap';
+import { appendFileSync, readFileSync, statSync, truncateSync, writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { SessionJournal, SESSION_JOURNAL_FILE, SESSION_STATE_FILE } from '../../src/store/session-journal.js';
+import { SessionStore, type StoredPacket } from '../../src/broker/session-store.js';
+import type { Authority } from '../../src/broker/authority.js';
+import type { EwError } from '../../src/errors.js';
+
+const problems = (): { list: EwError[]; onProblem: (e: EwError) => void } => {
+  const list: EwError[] = [];
+  return { list, onProblem: (e) => list.push(e) };
+};
+
+t.test('journal: changes read back in order; a torn tail is cut off and reported', async (t) => {
+  const dir = t.testdir({});
+  const p = problems();
+  const a = await SessionJournal.open({ dir, syncIntervalMs: 5, onProblem: p.onProblem });
+  t.equal(a.state, null);
+  t.same(a.changes, []);
+  for (let i = 0; i < 5; i++) a.journal.append(['x', `c${i}`, Buffer.from([i])]);
+  await a.journal.flush();
+  await a.journal.close();
+  const size = statSync(join(dir, SESSION_JOURNAL_FILE)).size;
+  truncateSync(join(dir, SESSION_JOURNAL_FILE), size - 3); // a power cut in the middle of the last record
+  const b = await SessionJournal.open({ dir, syncIntervalMs: 5, onProblem: p.onProblem });
+  t.same(
+    b.changes.map((c) => (c as unknown[])[1]),
+    ['c0', 'c1', 'c2', 'c3'],
+    'the four whole records',
+  );
+  t.match(p.list.map((e) => e.message), [/bytes after the last whole record/], 'the cut is reported');
+  b.journal.append(['x', 'c9']);
+  await b.journal.close();
+  const c = await SessionJournal.open({ dir, syncIntervalMs: 5 });
+  t.same(c.changes.map((x) => (x as unknown[])[1]), ['c0', 'c1', 'c2', 'c3', 'c9'], 'appending goes on after the cut');
+  await c.journal.close();
+  // A flipped byte inside a record: the CRC stops the replay there.
+  const bytes = readFileSync(join(dir, SESSION_JOURNAL_FILE));
+  bytes[bytes.length - 2]! ^= 0xff;
+  writeFileSync(join(dir, SESSION_JOURNAL_FILE), bytes);
+  const d = await SessionJournal.open({ dir, syncIntervalMs: 5 });
+  t.equal(d.changes.length, 4, 'the damaged last record is not replayed');
+  await d.journal.close();
+});
+
+t.test('journal: compaction writes the state and a fresh journal; a stale journal is ignored', async (t) => {
+  const dir = t.testdir({});
+  const a = await SessionJournal.open({ dir, syncIntervalMs: 5, compactBytes: 64 });
+  a.journal.append(['before', 1]);
+  await a.journal.flush();
+  const oldJournal = readFileSync(join(dir, SESSION_JOURNAL_FILE));
+  t.ok(a.journal.wantsCompaction === false || a.journal.wantsCompaction === true);
+  await a.journal.compact({ everything: 'so far' });
+  a.journal.append(['after', 2]);
+  await a.journal.close();
+  const b = await SessionJournal.open({ dir, syncIntervalMs: 5 });
+  t.same(b.state, { everything: 'so far' });
+  t.same(b.changes, [['after', 2]], 'only what came after the compaction');
+  await b.journal.close();
+  // A compaction cut short after the state was written: the old journal (older generation) is not replayed on top.
+  writeFileSync(join(dir, SESSION_JOURNAL_FILE), oldJournal);
+  const c = await SessionJournal.open({ dir, syncIntervalMs: 5 });
+  t.same(c.state, { everything: 'so far' });
+  t.same(c.changes, [], 'the stale journal\'s changes are in the state already');
+  await c.journal.close();
+});
+
+t.test('journal: a damaged state is set aside and the sessions start empty', async (t) => {
+  const dir = t.testdir({});
+  const a = await SessionJournal.open({ dir, syncIntervalMs: 5 });
+  await a.journal.compact({ some: 'state' });
+  a.journal.append(['later']);
+  await a.journal.close();
+  writeFileSync(join(dir, SESSION_STATE_FILE), Buffer.from('garbage, not CBOR of ours'));
+  const p = problems();
+  const b = await SessionJournal.open({ dir, syncIntervalMs: 5, onProblem: p.onProblem });
+  t.equal(b.state, null);
+  t.same(b.changes, [], 'nor is its journal replayed on an empty state');
+  t.ok(existsSync(join(dir, `${SESSION_STATE_FILE}.damaged`)), 'set aside');
+  t.match(p.list[0]?.message, /damaged/);
+  await b.journal.close();
+  appendFileSync(join(dir, SESSION_JOURNAL_FILE), Buffer.alloc(0));
+});
+
+const anna: Authority = Object.freeze({ principal: 'tech-anna', source: 'local', clientId: 'anna', requestId: null, permission: 'EXECUTE_THING_COMMAND', authorizedAt: 1000, expiresAt: 9e15 });
+const pkt = (counter: number, topic: string, extra: Partial<StoredPacket> = {}): StoredPacket => ({
+  cmd: 'publish',
+  brokerId: 'old-broker',
+  brokerCounter: counter,
+  topic,
+  payload: Buffer.from(`p${counter}`),
+  qos: 1,
+  retain: false,
+  dup: false,
+  ...extra,
+});
+
+async function drain(store: SessionStore, id: string): Promise<StoredPacket[]> {
+  const out: StoredPacket[] = [];
+  for await (const p of store.outgoingStream({ id })) out.push(p as StoredPacket);
+  return out;
+}
+
+for (const closeCleanly of [true, false]) {
+  t.test(`session store: everything is read back after ${closeCleanly ? 'a close' : 'a crash (journal only)'}`, async (t) => {
+    const dir = t.testdir({});
+    const held = new Map<number, Authority>([[1, anna]]);
+    const opts = { syncIntervalMs: 5, dir };
+    const a = await SessionStore.load({ journal: opts, authorityOf: (_b, c) => (c === undefined ? undefined : held.get(c)) });
+    await a.setup({ id: 'old-broker' });
+    a.setOwner('oven-1', 'oven-1');
+    a.setOwner('app', null);
+    await a.addSubscriptions({ id: 'oven-1' }, [{ topic: 'things/oven-1/commands/#', qos: 1 }, { topic: 'x/y', qos: 0 }]);
+    await a.outgoingEnqueue({ clientId: 'oven-1' }, pkt(1, 'things/oven-1/commands/c'));
+    await a.outgoingEnqueue({ clientId: 'oven-1' }, pkt(2, 'things/oven-1/commands/d'));
+    await a.outgoingEnqueue({ clientId: 'oven-1' }, pkt(3, 'things/oven-1/commands/e', { qos: 2 }));
+    await a.outgoingUpdate({ id: 'oven-1' }, pkt(1, 'things/oven-1/commands/c', { messageId: 41 }));
+    await a.outgoingUpdate({ id: 'oven-1' }, pkt(3, 'things/oven-1/commands/e', { messageId: 43 }));
+    await a.outgoingUpdate({ id: 'oven-1' }, { cmd: 'pubrel', messageId: 43 });
+    await a.outgoingClearMessageId({ id: 'oven-1' }, pkt(2, 'things/oven-1/commands/d'));
+    await a.storeRetained(pkt(9, 'things/oven-1/telemetry/state', { retain: true }));
+    if (closeCleanly) await a.close();
+    else await (a as unknown as { journal: SessionJournal }).journal.flush();
+
+    const b = await SessionStore.load({ journal: opts });
+    await b.setup({ id: 'new-broker' });
+    t.equal(b.ownerOf('oven-1'), 'oven-1');
+    t.equal(b.ownerOf('app'), null, 'an anonymous owner');
+    t.equal(b.ownerOf('nobody'), undefined);
+    t.same((await b.subscriptionsByClient({ id: 'oven-1' })).map((s) => [s.topic, s.qos]), [['things/oven-1/commands/#', 1], ['x/y', 0]]);
+    t.same((await b.subscriptionsByTopic('things/oven-1/commands/z')).map((s) => s.clientId), ['oven-1'], 'QoS > 0 subscriptions match again');
+    const q = await drain(b, 'oven-1');
+    t.same(q.map((p) => [p.cmd, p.brokerCounter, p.messageId, p.dup]), [['publish', 1, 41, true], ['pubrel', undefined, 43, undefined]], 'the sent one (DUP), the PUBREL; the cleared one is gone');
+    t.ok(Buffer.isBuffer(q[0]!.payload) && q[0]!.payload.toString() === 'p1', 'payloads are Buffers again');
+    t.same(b.authorityOf('oven-1', { brokerId: 'old-broker', brokerCounter: 1 }), anna, 'the queued action\'s authority came back with it');
+    t.equal(b.stats().actionsQueued, 1);
+    await b.outgoingClearMessageId({ id: 'oven-1' }, { cmd: 'puback', messageId: 41 });
+    t.equal(b.queued('oven-1'), 1, 'packet identifiers are indexed again');
+    const retained: StoredPacket[] = [];
+    for await (const p of b.createRetainedStream('things/#')) retained.push(p as StoredPacket);
+    t.same(retained.map((p) => p.topic), ['things/oven-1/telemetry/state']);
+    b.discardSession('oven-1');
+    await b.close();
+    const c = await SessionStore.load({ journal: opts });
+    t.equal(c.ownerOf('oven-1'), undefined, 'a discarded session stays discarded');
+    t.equal(c.queued('oven-1'), 0);
+    t.same(await c.subscriptionsByClient({ id: 'oven-1' }), []);
+    await c.close();
+  });
+}
+
+t.test('session store: the journal is compacted as it grows, and stays readable', async (t) => {
+  const dir = t.testdir({});
+  const opts = { syncIntervalMs: 1, dir, compactBytes: 4096 };
+  const a = await SessionStore.load({ journal: opts });
+  await a.setup({ id: 'b' });
+  for (let i = 1; i <= 2000; i++) {
+    await a.outgoingEnqueue({ clientId: 'c' }, pkt(i, 't/x'));
+    await a.outgoingUpdate({ id: 'c' }, pkt(i, 't/x', { messageId: (i % 60000) + 1 }));
+    await a.outgoingClearMessageId({ id: 'c' }, { cmd: 'puback', messageId: (i % 60000) + 1 });
+  }
+  // The changes made while a compaction runs wait for it; the next change after it compacts again.
+  await (a as unknown as { journal: SessionJournal }).journal.flush();
+  await a.outgoingEnqueue({ clientId: 'c' }, pkt(5000, 't/last'));
+  await (a as unknown as { journal: SessionJournal }).journal.flush();
+  t.ok(statSync(join(dir, SESSION_JOURNAL_FILE)).size < 64 * 1024, `journal ${statSync(join(dir, SESSION_JOURNAL_FILE)).size} bytes after 6,000 changes`);
+  const b = await SessionStore.load({ journal: opts });
+  t.same((await drain(b, 'c')).map((p) => p.topic), ['t/last']);
+  await b.close();
+  await a.close().catch(() => undefined);
+});
