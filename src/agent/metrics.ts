@@ -72,6 +72,11 @@ export function createRegistry(source: MetricsSource): Registry {
   counter('edgewarden_messages_denied_total', 'PUBLISH packets dropped by a decision (audited)', b('publishesDenied'));
   counter('edgewarden_messages_out_total', 'Messages delivered to local clients', b('deliveries'));
   counter('edgewarden_deliveries_filtered_total', 'Deliveries withheld from a subscriber outside its scope', b('deliveriesFiltered'));
+  counter('edgewarden_actions_refused_at_delivery_total', 'Actions (commands, writes, firmware, ...) refused when decided again at delivery for their sender (audited, stage delivery)', b('actionsRefusedAtDelivery'));
+  counter('edgewarden_actions_expired_total', 'Actions dropped because they waited longer than their time to live (ACTION_EXPIRED)', b('actionsExpired'));
+  counter('edgewarden_actions_retain_ignored_total', 'Action publishes whose retain flag was ignored (actions are never retained)', b('actionsRetainIgnored'));
+  gauge('edgewarden_sessions_persistent', 'Persistent sessions (CleanSession=0) with subscriptions', b('sessionsSessions'));
+  gauge('edgewarden_sessions_queued_messages', 'QoS 1/2 messages queued for persistent sessions, not yet acknowledged', b('sessionsQueued'));
   counter('edgewarden_oversized_packets_total', 'Connections closed for a packet over limits.maxPacketBytes', b('oversizedPackets'));
   gauge('edgewarden_snapshot_version', 'Version of the snapshot in force; 0 when none is held', () => source.snapshot().version ?? 0);
   gauge('edgewarden_snapshot_expiry_seconds', 'Seconds until the snapshot in force expires, against the time floor (negative: expired); 0 when none is held', () => {

@@ -40,10 +40,10 @@ function row(e: AuditEntry): string[] {
   const cell = (v: string | null | undefined): string => (v === undefined || v === null || v === '' ? '-' : escapeUnsafe(v));
   return [
     cell(e.time),
-    e.decision,
+    e.stage !== undefined && e.stage !== 'publish' ? `${e.decision}@${e.stage}` : e.decision,
     cell(e.reason),
     cell(e.principal),
-    cell(e.clientId),
+    e.receiver !== undefined ? `${cell(e.clientId)}→${cell(e.receiver)}` : cell(e.clientId),
     cell(e.action),
     cell(e.thing),
     cell(e.topic),
