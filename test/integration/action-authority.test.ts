@@ -303,3 +303,54 @@ t.test('a persistent session is its owner\'s across a restart', async (t) => {
   );
   t.equal(code, 2, 'another principal cannot take over the client id of oven-1\'s session (CONNACK 0x02)');
 });
+
+t.test('a bulk update\'s share waiting for an offline device is decided again for the bulk sender', async (t) => {
+  const agent = await startAgent();
+  t.teardown(async () => {
+    await agent.stop();
+    cleanup(agent);
+  });
+  await offlineOven(agent, 1, ['things/oven-1/bulk/#']);
+  const admin = await connect(agent.port, { clientId: 'admin', username: 'plant-admin', password: 'admin-pass' });
+  await admin.client.publishAsync('bulk/reboot', JSON.stringify({ things: ['oven-1'] }), { qos: 1 });
+  t.match(await audited(agent, (e) => e.principal === 'plant-admin' && e.action === 'EXECUTE_BULK_UPDATE' && e.decision === 'allow'), { thing: 'oven-1' }, 'allowed when published');
+  await endAll(admin);
+  await install(agent, exampleSnapshot(2, revoke('plant-admin')));
+  const oven = await connect(agent.port, { ...OVEN, clean: false });
+  t.match(await audited(agent, (e) => e.stage === 'delivery' && e.principal === 'plant-admin'), { reason: 'REVOKED', action: 'EXECUTE_BULK_UPDATE', topic: 'things/oven-1/bulk/reboot', receiver: 'oven-1' });
+  t.same(payloads(oven), [], 'the revoked sender\'s bulk share is not delivered');
+  await endAll(oven);
+});
+
+t.test('a cloud request waiting for an offline device: refused at delivery, reported on the replies topic', async (t) => {
+  const { startMosquitto } = await import('../helpers/mosquitto.js');
+  const mqtt = (await import('mqtt')).default;
+  const cloud = await startMosquitto();
+  t.teardown(() => cloud.stop());
+  const agent = await startAgent({ config: { cloud: { enabled: true, url: cloud.url, reconnectMinMs: 50, reconnectMaxMs: 500 }, schedule: { auditUpload: '0 0 1 1 *' } } });
+  t.teardown(async () => {
+    await agent.stop();
+    cleanup(agent);
+  });
+  const P = 'edgewarden/gw-plant-1/';
+  const replies: Record<string, unknown>[] = [];
+  const obs = mqtt.connect(cloud.url, { clientId: 'observer', protocolVersion: 5 });
+  obs.on('message', (topic, payload) => {
+    if (topic === `${P}replies`) replies.push(JSON.parse(payload.toString()) as Record<string, unknown>);
+  });
+  await new Promise<void>((resolve) => obs.once('connect', () => resolve()));
+  t.teardown(() => obs.endAsync(true));
+  await obs.subscribeAsync(`${P}#`, { qos: 1 });
+  t.ok(await until(() => agent.logs().some((l) => /cloud link online/.test(l)), 15_000), 'the link is up');
+  await offlineOven(agent, 1);
+  await obs.publishAsync(`${P}down/things/oven-1/commands/reboot`, JSON.stringify({ principal: 'op-bob', id: 'req-1', payload: 'from the cloud' }), { qos: 1 });
+  t.ok(await until(() => replies.some((r) => r['id'] === 'req-1'), 15_000));
+  t.match(replies.find((r) => r['id'] === 'req-1'), { outcome: 'delivered', principal: 'op-bob' }, 'accepted for the offline device');
+  await install(agent, exampleSnapshot(2, revoke('op-bob')));
+  const oven = await connect(agent.port, { ...OVEN, clean: false });
+  t.ok(await until(() => replies.filter((r) => r['id'] === 'req-1').length === 2, 15_000), 'a second reply follows');
+  t.match(replies.filter((r) => r['id'] === 'req-1')[1], { outcome: 'denied', reason: 'REVOKED', stage: 'delivery', principal: 'op-bob', topic: 'things/oven-1/commands/reboot' });
+  t.match(await audited(agent, (e) => e.stage === 'delivery' && e.principal === 'op-bob'), { source: 'cloud', clientId: 'cloud:op-bob', receiver: 'oven-1' });
+  t.same(payloads(oven), [], 'nothing reached the device');
+  await endAll(oven);
+});
