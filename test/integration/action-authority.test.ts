@@ -2,7 +2,7 @@
 // session's queue, redelivered, retained, fired as a will or older than its time to live is
 // decided again for its sender when it is delivered — against the real agent, with MQTT.js and the
 // mosquitto clients.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { join } from 'node:path';
 import { createConnection, type Socket } from 'node:net';
 import mqttPacket from 'mqtt-packet';
@@ -30,6 +30,12 @@ async function audited(agent: AgentProcess, pred: (e: AuditEntry) => boolean, ti
     await new Promise((r) => setTimeout(r, 50));
   }
   return undefined;
+}
+
+/** A fresh agent, stopped and removed when the test ends. */
+async function agentFor(t: Test, opts: Parameters<typeof startAgent>[0] = {}): Promise<AgentProcess> {
+  const agent = await agentFor(t, opts);
+  return agent;
 }
 
 const revoke = (id: string) => (p: SnapshotPayload) => {
@@ -63,11 +69,7 @@ const payloads = (c: Connected) => c.messages.map((m) => m.payload);
 
 for (const qos of [1, 2] as const) {
   t.test(`a QoS ${qos} command queued for an offline device is refused at delivery once its sender is revoked`, async (t) => {
-    const agent = await startAgent();
-    t.teardown(async () => {
-      await agent.stop();
-      cleanup(agent);
-    });
+    const agent = await agentFor(t);
     await offlineOven(agent, qos);
     const bob = await connect(agent.port, { clientId: 'bob', username: 'op-bob', password: 'bob-pass' });
     await bob.client.publishAsync('things/oven-1/commands/from-bob', 'from-bob', { qos });
@@ -90,11 +92,7 @@ for (const qos of [1, 2] as const) {
 }
 
 t.test('downgraded role, device moved out of the gateway\'s resource groups', async (t) => {
-  const agent = await startAgent();
-  t.teardown(async () => {
-    await agent.stop();
-    cleanup(agent);
-  });
+  const agent = await agentFor(t);
   await offlineOven(agent, 1);
   let anna = await connect(agent.port, ANNA);
   await anna.client.publishAsync('things/oven-1/commands/before-downgrade', 'x', { qos: 1 });
@@ -125,11 +123,7 @@ t.test('downgraded role, device moved out of the gateway\'s resource groups', as
 });
 
 t.test('a still-authorized queued command arrives exactly once, QoS 1 and 2', async (t) => {
-  const agent = await startAgent();
-  t.teardown(async () => {
-    await agent.stop();
-    cleanup(agent);
-  });
+  const agent = await agentFor(t);
   for (const qos of [1, 2] as const) {
     await offlineOven(agent, qos);
     const anna = await connect(agent.port, ANNA);
@@ -159,11 +153,7 @@ function rawClient(port: number): Promise<{ socket: Socket; packets: Record<stri
 }
 
 t.test('an unacknowledged command is decided again when it would be redelivered after a reconnect', async (t) => {
-  const agent = await startAgent();
-  t.teardown(async () => {
-    await agent.stop();
-    cleanup(agent);
-  });
+  const agent = await agentFor(t);
   const connectPacket = { cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: false, clientId: 'oven-1', keepalive: 30, username: 'oven-1', password: Buffer.from('oven-1-token') };
   let raw = await rawClient(agent.port);
   raw.send(connectPacket);
@@ -188,11 +178,7 @@ t.test('an unacknowledged command is decided again when it would be redelivered 
 });
 
 t.test('a retained command is delivered once to current subscribers and never stored', async (t) => {
-  const agent = await startAgent();
-  t.teardown(async () => {
-    await agent.stop();
-    cleanup(agent);
-  });
+  const agent = await agentFor(t);
   const oven = await connect(agent.port, { ...OVEN, clientId: 'oven-live' });
   await oven.client.subscribeAsync(INBOX, { qos: 1 });
   const pub = mosquitto('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(agent.port), '-i', 'anna-pub', '-u', 'tech-anna', '-P', 'anna-pass', '-t', 'things/oven-1/commands/stay', '-m', 'retained?', '-q', '1', '-r']);
@@ -206,11 +192,7 @@ t.test('a retained command is delivered once to current subscribers and never st
 });
 
 t.test('a will on a command topic is decided for its owner when it fires', async (t) => {
-  const agent = await startAgent();
-  t.teardown(async () => {
-    await agent.stop();
-    cleanup(agent);
-  });
+  const agent = await agentFor(t);
   const oven = await connect(agent.port, { ...OVEN, clientId: 'oven-live' });
   await oven.client.subscribeAsync(INBOX, { qos: 1 });
   const will = (payload: string) => ({ topic: 'things/oven-1/commands/stop', payload: Buffer.from(payload), qos: 1 as const, retain: true });
@@ -232,11 +214,7 @@ t.test('a will on a command topic is decided for its owner when it fires', async
 });
 
 t.test('a command older than its time to live is dropped and audited ACTION_EXPIRED', async (t) => {
-  const agent = await startAgent({ config: { actions: { ttlSeconds: { command: 1 } } } });
-  t.teardown(async () => {
-    await agent.stop();
-    cleanup(agent);
-  });
+  const agent = await agentFor(t, { config: { actions: { ttlSeconds: { command: 1 } } } });
   await offlineOven(agent, 1, [INBOX, 'things/oven-1/parameters/#']);
   const anna = await connect(agent.port, ANNA);
   await anna.client.publishAsync('things/oven-1/commands/stale', 'stale', { qos: 1 });
@@ -305,11 +283,7 @@ t.test('a persistent session is its owner\'s across a restart', async (t) => {
 });
 
 t.test('a bulk update\'s share waiting for an offline device is decided again for the bulk sender', async (t) => {
-  const agent = await startAgent();
-  t.teardown(async () => {
-    await agent.stop();
-    cleanup(agent);
-  });
+  const agent = await agentFor(t);
   await offlineOven(agent, 1, ['things/oven-1/bulk/#']);
   const admin = await connect(agent.port, { clientId: 'admin', username: 'plant-admin', password: 'admin-pass' });
   await admin.client.publishAsync('bulk/reboot', JSON.stringify({ things: ['oven-1'] }), { qos: 1 });
@@ -327,11 +301,7 @@ t.test('a cloud request waiting for an offline device: refused at delivery, repo
   const mqtt = (await import('mqtt')).default;
   const cloud = await startMosquitto();
   t.teardown(() => cloud.stop());
-  const agent = await startAgent({ config: { cloud: { enabled: true, url: cloud.url, reconnectMinMs: 50, reconnectMaxMs: 500 }, schedule: { auditUpload: '0 0 1 1 *' } } });
-  t.teardown(async () => {
-    await agent.stop();
-    cleanup(agent);
-  });
+  const agent = await agentFor(t, { config: { cloud: { enabled: true, url: cloud.url, reconnectMinMs: 50, reconnectMaxMs: 500 }, schedule: { auditUpload: '0 0 1 1 *' } } });
   const P = 'edgewarden/gw-plant-1/';
   const replies: Record<string, unknown>[] = [];
   const obs = mqtt.connect(cloud.url, { clientId: 'observer', protocolVersion: 5 });
@@ -353,4 +323,20 @@ t.test('a cloud request waiting for an offline device: refused at delivery, repo
   t.match(await audited(agent, (e) => e.stage === 'delivery' && e.principal === 'op-bob'), { source: 'cloud', clientId: 'cloud:op-bob', receiver: 'oven-1' });
   t.same(payloads(oven), [], 'nothing reached the device');
   await endAll(oven);
+});
+
+t.test('retained commands an older store kept are purged at start', async (t) => {
+  const { mkdtempSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { SessionJournal } = await import('../../src/store/session-journal.js');
+  const stateDir = mkdtempSync(join(tmpdir(), 'ew-state-'));
+  const { journal } = await SessionJournal.open({ dir: join(stateDir, 'sessions'), syncIntervalMs: 0 });
+  const retained = (topic: string, payload: string) => ['r', topic, { cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain: true, dup: false, brokerId: 'old', brokerCounter: 1 }];
+  journal.append(retained('things/oven-1/commands/reboot', 'stale command'));
+  journal.append(retained('things/oven-1/telemetry/state', 'running'));
+  await journal.close();
+  const agent = await agentFor(t, { stateDir });
+  t.match(await agent.waitLog(/retained messages on action topics purged/), /"purged":1/, 'one purged, logged');
+  const sub = mosquitto('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(agent.port), '-i', 'oven-x', '-u', 'oven-1', '-P', 'oven-1-token', '-t', 'things/oven-1/#', '-C', '2', '-W', '2', '-v']);
+  t.equal(sub.stdout.trim(), 'things/oven-1/telemetry/state running', 'the retained telemetry is still there; the command is gone');
 });

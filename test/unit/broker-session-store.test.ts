@@ -3,27 +3,14 @@
 import t from 'tap';
 import { SessionStore, type StoredPacket } from '../../src/broker/session-store.js';
 import type { Authority } from '../../src/broker/authority.js';
+import { drainQueue, queuedPacket } from '../helpers/session-packets.js';
+
+const pkt = (counter: number, topic = 'things/oven-1/commands/c', extra: Partial<StoredPacket> = {}): StoredPacket => queuedPacket('b1', counter, topic, extra);
 
 const authority = (principal: string, expiresAt = Date.now() + 60_000): Authority =>
   Object.freeze({ principal, source: 'local', clientId: principal, requestId: null, permission: 'EXECUTE_THING_COMMAND', authorizedAt: Date.now(), expiresAt });
 
-const pkt = (counter: number, topic = 'things/oven-1/commands/c', extra: Partial<StoredPacket> = {}): StoredPacket => ({
-  cmd: 'publish',
-  brokerId: 'b1',
-  brokerCounter: counter,
-  topic,
-  payload: Buffer.from(String(counter)),
-  qos: 1,
-  retain: false,
-  dup: false,
-  ...extra,
-});
 
-async function drain(store: SessionStore, id: string): Promise<StoredPacket[]> {
-  const out: StoredPacket[] = [];
-  for await (const p of store.outgoingStream({ id })) out.push(p as StoredPacket);
-  return out;
-}
 
 const isAction = (topic: string) => /^things\/[^/]+\/commands\/[^/]+$/.test(topic);
 
@@ -42,7 +29,7 @@ t.test('a queued action keeps its authority, per client, until it is cleared', a
   t.equal(store.authorityOf('oven-1', { brokerId: 'b2', brokerCounter: 1 }), undefined, 'another broker\'s packet is not this one');
   await store.outgoingEnqueueCombi([{ clientId: 'oven-1' }, { clientId: 'oven-1' }], pkt(3));
   t.equal(store.queued('oven-1'), 3, 'two matching subscriptions of one client queue the message once');
-  t.same((await drain(store, 'oven-1')).map((p) => p.brokerCounter), [1, 2, 3], 'in order');
+  t.same((await drainQueue(store, 'oven-1')).map((p) => p.brokerCounter), [1, 2, 3], 'in order');
   t.same(store.stats().actionsQueued, 2, 'authority-carrying entries counted: oven-1 and oven-1b each hold one of message 1');
 });
 
@@ -52,7 +39,7 @@ t.test('clearing a never-sent entry removes that entry, not the first unsent one
   for (const c of [1, 2, 3]) await store.outgoingEnqueue({ clientId: 'pump' }, pkt(c));
   const cleared = await store.outgoingClearMessageId({ id: 'pump' }, pkt(2));
   t.equal(cleared?.brokerCounter, 2);
-  t.same((await drain(store, 'pump')).map((p) => p.brokerCounter), [1, 3], 'message 2 is gone, 1 and 3 stay');
+  t.same((await drainQueue(store, 'pump')).map((p) => p.brokerCounter), [1, 3], 'message 2 is gone, 1 and 3 stay');
 });
 
 t.test('packet identifiers: assigned when sent, DUP on resume, cleared by PUBACK, PUBREL replaces in place', async (t) => {
@@ -61,16 +48,16 @@ t.test('packet identifiers: assigned when sent, DUP on resume, cleared by PUBACK
   for (const c of [1, 2, 3]) await store.outgoingEnqueue({ clientId: 'pump' }, pkt(c, 'things/pump/commands/c', { qos: 2 }));
   await store.outgoingUpdate({ id: 'pump' }, pkt(1, undefined, { messageId: 11 }));
   await store.outgoingUpdate({ id: 'pump' }, pkt(2, undefined, { messageId: 12 }));
-  let q = await drain(store, 'pump');
+  let q = await drainQueue(store, 'pump');
   t.same(q.map((p) => [p.messageId, p.dup]), [[11, true], [12, true], [undefined, false]], 'sent ones come back with DUP 1 [MQTT-3.3.1-1]');
   // Two QoS 2 flows between PUBREC and PUBCOMP: each PUBREL replaces its own PUBLISH.
   await store.outgoingUpdate({ id: 'pump' }, { cmd: 'pubrel', messageId: 12 });
   await store.outgoingUpdate({ id: 'pump' }, { cmd: 'pubrel', messageId: 11 });
-  q = await drain(store, 'pump');
+  q = await drainQueue(store, 'pump');
   t.same(q.map((p) => [p.cmd, p.messageId]), [['pubrel', 11], ['pubrel', 12], ['publish', undefined]], 'PUBRELs in place of their PUBLISHes [MQTT-4.3.3-1]');
   t.equal(store.stats().actionsQueued, 0, 'a PUBREL carries no authority');
   await store.outgoingClearMessageId({ id: 'pump' }, { cmd: 'pubcomp', messageId: 11 });
-  q = await drain(store, 'pump');
+  q = await drainQueue(store, 'pump');
   t.same(q.map((p) => p.messageId), [12, undefined], 'PUBCOMP clears exactly its PUBREL');
   t.resolves(store.outgoingUpdate({ id: 'pump' }, { cmd: 'pubrel', messageId: 999 }), 'a PUBREL for nothing stored is not an error');
 });
@@ -128,7 +115,7 @@ t.test('dropExpired: unsent expired actions go; a connected client keeps what it
   t.same(dropped.map((d) => d.packet.brokerCounter), [1], 'connected: only the unsent one');
   dropped = store.dropExpired(now, () => false);
   t.same(dropped.map((d) => [d.clientId, d.packet.brokerCounter, d.authority.principal]), [['pump', 2, 'tech-anna']], 'offline: the sent one too');
-  t.same((await drain(store, 'pump')).map((p) => p.brokerCounter), [3, 4]);
+  t.same((await drainQueue(store, 'pump')).map((p) => p.brokerCounter), [3, 4]);
   t.equal(store.stats().actionsQueued, 1);
   t.same(store.dropExpired(now + 120_000, () => false).length, 1, 'the last one expires later');
   t.equal(store.stats().actionsQueued, 0);

@@ -7,6 +7,9 @@ import { SessionJournal, SESSION_JOURNAL_FILE, SESSION_STATE_FILE } from '../../
 import { SessionStore, type StoredPacket } from '../../src/broker/session-store.js';
 import type { Authority } from '../../src/broker/authority.js';
 import type { EwError } from '../../src/errors.js';
+import { drainQueue, queuedPacket } from '../helpers/session-packets.js';
+
+const pkt = (counter: number, topic: string, extra: Partial<StoredPacket> = {}): StoredPacket => queuedPacket('old-broker', counter, topic, extra);
 
 const problems = (): { list: EwError[]; onProblem: (e: EwError) => void } => {
   const list: EwError[] = [];
@@ -85,23 +88,7 @@ t.test('journal: a damaged state is set aside and the sessions start empty', asy
 });
 
 const anna: Authority = Object.freeze({ principal: 'tech-anna', source: 'local', clientId: 'anna', requestId: null, permission: 'EXECUTE_THING_COMMAND', authorizedAt: 1000, expiresAt: 9e15 });
-const pkt = (counter: number, topic: string, extra: Partial<StoredPacket> = {}): StoredPacket => ({
-  cmd: 'publish',
-  brokerId: 'old-broker',
-  brokerCounter: counter,
-  topic,
-  payload: Buffer.from(`p${counter}`),
-  qos: 1,
-  retain: false,
-  dup: false,
-  ...extra,
-});
 
-async function drain(store: SessionStore, id: string): Promise<StoredPacket[]> {
-  const out: StoredPacket[] = [];
-  for await (const p of store.outgoingStream({ id })) out.push(p as StoredPacket);
-  return out;
-}
 
 for (const closeCleanly of [true, false]) {
   t.test(`session store: everything is read back after ${closeCleanly ? 'a close' : 'a crash (journal only)'}`, async (t) => {
@@ -131,7 +118,7 @@ for (const closeCleanly of [true, false]) {
     t.equal(b.ownerOf('nobody'), undefined);
     t.same((await b.subscriptionsByClient({ id: 'oven-1' })).map((s) => [s.topic, s.qos]), [['things/oven-1/commands/#', 1], ['x/y', 0]]);
     t.same((await b.subscriptionsByTopic('things/oven-1/commands/z')).map((s) => s.clientId), ['oven-1'], 'QoS > 0 subscriptions match again');
-    const q = await drain(b, 'oven-1');
+    const q = await drainQueue(b, 'oven-1');
     t.same(q.map((p) => [p.cmd, p.brokerCounter, p.messageId, p.dup]), [['publish', 1, 41, true], ['pubrel', undefined, 43, undefined]], 'the sent one (DUP), the PUBREL; the cleared one is gone');
     t.ok(Buffer.isBuffer(q[0]!.payload) && q[0]!.payload.toString() === 'p1', 'payloads are Buffers again');
     t.same(b.authorityOf('oven-1', { brokerId: 'old-broker', brokerCounter: 1 }), anna, 'the queued action\'s authority came back with it');
@@ -167,7 +154,7 @@ t.test('session store: the journal is compacted as it grows, and stays readable'
   await (a as unknown as { journal: SessionJournal }).journal.flush();
   t.ok(statSync(join(dir, SESSION_JOURNAL_FILE)).size < 64 * 1024, `journal ${statSync(join(dir, SESSION_JOURNAL_FILE)).size} bytes after 6,000 changes`);
   const b = await SessionStore.load({ journal: opts });
-  t.same((await drain(b, 'c')).map((p) => p.topic), ['t/last']);
+  t.same((await drainQueue(b, 'c')).map((p) => p.topic), ['t/last']);
   await b.close();
   await a.close().catch(() => undefined);
 });
