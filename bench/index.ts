@@ -2,7 +2,8 @@
 // Measures the decision engine against a two-Map-look-up baseline in the same run, the heap it
 // allocates per decision, and the time and heap to verify and index 10k- and 100k-thing snapshots;
 // then the broker (broker.ts): messages per second through the agent enforcing against the same
-// agent as an open broker, command latency, 1,000 devices connecting, RSS.
+// agent as an open broker, command latency, persistent sessions receiving their offline queues
+// (half of it commands, decided again at delivery), 1,000 devices connecting, RSS.
 // then the outbox (outbox.ts): messages queued durably per second, drained per second, disk bytes each.
 // `--only decisions` / `--only broker` / `--only outbox` runs one section; `--cpu-prof-dir <dir>` profiles the agents;
 // `--topics-per-publisher <n>` spreads the broker load over more topics (past the agent's decision caches).

@@ -109,11 +109,58 @@ export interface ReleaseRequest {
   readonly kind: 'release';
 }
 
-export type GeneratorRequest = ThroughputRequest | LatencyRequest | ConnectRequest | ReleaseRequest;
+/**
+ * One round of the offline-queue case: persistent sessions (CleanSession=0, fixed client ids) are
+ * wiped (a CleanSession=1 connect), subscribe at QoS 1, disconnect; while they are offline the
+ * publishers queue messages for them (QoS 1, every PUBACK awaited); then all sessions reconnect at
+ * once and receive their queues. The sessions stay, with empty queues, until 'forget-sessions'.
+ */
+export interface OfflineQueueRequest {
+  readonly kind: 'offline-queue';
+  readonly port: number;
+  /** `expect`: messages that will be queued for it; `actions`: whether they are actions (counted apart). */
+  readonly sessions: readonly (Credentials & { readonly filter: string; readonly expect: number; readonly actions: boolean })[];
+  /** Each publishes `count` messages, QoS 1, to its topics in turn, at most `inflight` unacknowledged. */
+  readonly publishers: readonly (Credentials & { readonly topics: readonly string[]; readonly count: number })[];
+  readonly payloadBytes: number;
+  readonly inflight: number;
+  /** The sessions stay offline this long after the last PUBACK (the agent's background work on the queueing settles). */
+  readonly offlineMs: number;
+  /** Stop waiting for the queued messages after this long without one arriving. */
+  readonly idleTimeoutMs: number;
+}
+
+export interface OfflineQueueResult {
+  /** Messages the publishers had acknowledged (PUBACK) before the sessions came back. */
+  readonly queued: number;
+  /** From the first publish to the last PUBACK. */
+  readonly queueMs: number;
+  /** Sessions whose CONNACK said "session present" when they came back (all, expected). */
+  readonly sessionsPresent: number;
+  readonly expectedActions: number;
+  readonly expectedOther: number;
+  /** Messages received after the reconnect, by sessions expecting actions and by the others. */
+  readonly receivedActions: number;
+  readonly receivedOther: number;
+  /** From the first reconnect (TCP connect) to the last queued message received. */
+  readonly reconnectToLastMs: number;
+  /** Sessions that did not receive exactly what they expected: "<client id> <received>/<expected>". */
+  readonly shortfalls: string[];
+  readonly socketErrors: number;
+}
+
+/** Ends the persistent sessions of these client ids (a CleanSession=1 connect and DISCONNECT each). */
+export interface ForgetSessionsRequest {
+  readonly kind: 'forget-sessions';
+  readonly port: number;
+  readonly clients: readonly Credentials[];
+}
+
+export type GeneratorRequest = ThroughputRequest | LatencyRequest | ConnectRequest | ReleaseRequest | OfflineQueueRequest | ForgetSessionsRequest;
 export type GeneratorMessage =
   | { readonly kind: 'result'; readonly result: unknown }
   | { readonly kind: 'error'; readonly message: string }
-  /** Sent at the start and the end of a throughput window, so the parent can read the agent's CPU time. */
+  /** Sent at the start and the end of a throughput window (offline queues: of the reconnect), so the parent can read the agent's CPU time. */
   | { readonly kind: 'mark'; readonly phase: 'start' | 'end' };
 
 // --- connections --------------------------------------------------------------------------------------
@@ -131,8 +178,19 @@ let socketErrors = 0;
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const ignore: FrameHandler = () => undefined;
 
+interface DialOptions {
+  readonly keepalive?: number;
+  /** CleanSession (default true). */
+  readonly clean?: boolean;
+  /**
+   * Runs at the CONNACK, before the rest of its chunk is read: a resumed session's queued
+   * PUBLISHes may arrive in the same chunk, so their handler must be in place by then.
+   */
+  readonly onConnack?: (conn: Conn, sessionPresent: boolean) => void;
+}
+
 /** TCP connect, CONNECT, CONNACK 0; rejects on any other outcome. */
-function dial(port: number, c: Credentials, keepalive = 60): Promise<Conn> {
+function dial(port: number, c: Credentials, o: DialOptions = {}): Promise<Conn> {
   return new Promise((resolve, reject) => {
     const socket = createConnection({ host: '127.0.0.1', port });
     socket.setNoDelay(true);
@@ -143,6 +201,7 @@ function dial(port: number, c: Credentials, keepalive = 60): Promise<Conn> {
         if (buf[start]! >> 4 !== CONNACK) return;
         const rc = buf[body + 1]!;
         conn.handler = ignore;
+        if (rc === 0) o.onConnack?.(conn, (buf[body]! & 1) === 1);
         if (rc === 0) resolve(conn);
         else {
           socket.destroy();
@@ -160,7 +219,7 @@ function dial(port: number, c: Credentials, keepalive = 60): Promise<Conn> {
       reject(err);
     });
     socket.on('close', () => reject(new Error(`${c.clientId}: connection closed before CONNACK`)));
-    socket.on('connect', () => socket.write(connectPacket(c, keepalive)));
+    socket.on('connect', () => socket.write(connectPacket(c, o.keepalive ?? 60, o.clean ?? true)));
   });
 }
 
@@ -449,6 +508,126 @@ async function release(): Promise<{ released: number }> {
   return { released: conns.length };
 }
 
+// --- offline queues: persistent sessions receiving what was queued while they were away --------------
+
+async function forgetSessions(port: number, clients: readonly Credentials[]): Promise<{ forgotten: number }> {
+  await closeAll(await Promise.all(clients.map((c) => dial(port, c, { clean: true }))));
+  return { forgotten: clients.length };
+}
+
+/** Publishes `count` QoS 1 messages to `topics` in turn, at most `inflight` unacknowledged; resolves at the last PUBACK. */
+function publishCounted(conn: Conn, topics: readonly string[], count: number, payload: Buffer, inflight: number): Promise<void> {
+  return new Promise((resolve) => {
+    if (count === 0) return resolve();
+    // One packet per topic, copied and given its packet id (which sits right before the payload) per send.
+    const templates = topics.map((t) => publishPacket(t, payload, 1, 1));
+    let sent = 0;
+    let acked = 0;
+    const sendOne = (): void => {
+      const p = Buffer.from(templates[sent % templates.length]!);
+      const id = (sent % 65535) + 1;
+      p[p.length - payload.length - 2] = id >> 8;
+      p[p.length - payload.length - 1] = id & 0xff;
+      sent++;
+      conn.socket.write(p);
+    };
+    conn.handler = (buf, start) => {
+      if (buf[start]! >> 4 !== PUBACK) return;
+      acked++;
+      if (acked === count) resolve();
+      else if (sent < count) sendOne();
+    };
+    while (sent < Math.min(count, inflight)) sendOne();
+  });
+}
+
+async function offlineQueue(r: OfflineQueueRequest): Promise<OfflineQueueResult> {
+  const errorsBefore = socketErrors;
+  // 1. A clean start (whatever an earlier round left), then the persistent sessions and their subscriptions.
+  await forgetSessions(r.port, r.sessions);
+  const setup = await Promise.all(r.sessions.map((s) => dial(r.port, s, { clean: false })));
+  await Promise.all(setup.map((c, i) => subscribe(c, r.sessions[i]!.filter, 1)));
+  await closeAll(setup);
+  await sleep(100); // the agent has closed them too: nothing below is delivered live
+
+  // 2. While they are offline: the publishers queue their messages.
+  const payload = Buffer.alloc(r.payloadBytes, 0x61);
+  const pubs = await Promise.all(r.publishers.map((p) => dial(r.port, p)));
+  const q0 = performance.now();
+  await Promise.all(pubs.map((c, i) => publishCounted(c, r.publishers[i]!.topics, r.publishers[i]!.count, payload, r.inflight)));
+  const queueMs = performance.now() - q0;
+  await closeAll(pubs);
+  const queued = r.publishers.reduce((n, p) => n + p.count, 0);
+  await sleep(r.offlineMs);
+
+  // 3. All sessions come back at once and receive their queues (PUBACK per received chunk).
+  const received = new Array<number>(r.sessions.length).fill(0);
+  const expected = r.sessions.reduce((n, s) => n + s.expect, 0);
+  let total = 0;
+  let last = 0;
+  let sessionsPresent = 0;
+  let finish: () => void = () => undefined;
+  const done = new Promise<void>((resolve) => (finish = resolve));
+  const counting = (i: number) => (conn: Conn, present: boolean): void => {
+    if (present) sessionsPresent++;
+    const ids: number[] = [];
+    let n = 0;
+    conn.handler = (buf, start, body) => {
+      if (buf[start]! >> 4 !== PUBLISH) return;
+      received[i]!++;
+      total++;
+      last = performance.now();
+      if (publishQos(buf, start) === 1) ids[n++] = publishPacketId(buf, body);
+      if (total === expected) finish();
+    };
+    conn.afterChunk = () => {
+      if (n === 0) return;
+      conn.socket.write(pubacks(ids, n));
+      n = 0;
+    };
+  };
+  send({ kind: 'mark', phase: 'start' });
+  const t0 = performance.now();
+  const sessions = await Promise.all(r.sessions.map((s, i) => dial(r.port, s, { clean: false, onConnack: counting(i) })));
+  // Everything expected, or nothing more for idleTimeoutMs (then the shortfalls say what is missing).
+  const watchdog = setInterval(() => {
+    if (performance.now() - Math.max(last, t0) > r.idleTimeoutMs) finish();
+  }, 50);
+  await done;
+  clearInterval(watchdog);
+  send({ kind: 'mark', phase: 'end' });
+  await sleep(100); // anything beyond the expected (duplicates) shows up in the counts
+  await closeAll(sessions);
+
+  let receivedActions = 0;
+  let receivedOther = 0;
+  let expectedActions = 0;
+  let expectedOther = 0;
+  const shortfalls: string[] = [];
+  r.sessions.forEach((s, i) => {
+    if (s.actions) {
+      receivedActions += received[i]!;
+      expectedActions += s.expect;
+    } else {
+      receivedOther += received[i]!;
+      expectedOther += s.expect;
+    }
+    if (received[i] !== s.expect) shortfalls.push(`${s.clientId} ${received[i]}/${s.expect}`);
+  });
+  return {
+    queued,
+    queueMs,
+    sessionsPresent,
+    expectedActions,
+    expectedOther,
+    receivedActions,
+    receivedOther,
+    reconnectToLastMs: total === 0 ? NaN : last - t0,
+    shortfalls,
+    socketErrors: socketErrors - errorsBefore,
+  };
+}
+
 // --- main ---------------------------------------------------------------------------------------------
 
 function send(m: GeneratorMessage): void {
@@ -465,6 +644,10 @@ async function handle(req: GeneratorRequest): Promise<unknown> {
       return connectMany(req);
     case 'release':
       return release();
+    case 'offline-queue':
+      return offlineQueue(req);
+    case 'forget-sessions':
+      return forgetSessions(req.port, req.clients);
   }
 }
 

@@ -16,12 +16,13 @@ export interface Credentials {
   readonly password?: string;
 }
 
-export function connectPacket(c: Credentials, keepalive = 60): Buffer {
+/** CONNECT; `clean` false resumes (or starts) a persistent session (CleanSession=0). */
+export function connectPacket(c: Credentials, keepalive = 60, clean = true): Buffer {
   return mqttPacket.generate({
     cmd: 'connect',
     protocolId: 'MQTT',
     protocolVersion: 4,
-    clean: true,
+    clean,
     keepalive,
     clientId: c.clientId,
     ...(c.username === undefined ? {} : { username: c.username }),
