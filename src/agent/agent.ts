@@ -414,7 +414,7 @@ export class Agent {
   async reload(next: AgentConfig): Promise<{ applied: string[]; needsRestart: string[] }> {
     const cur = this.config;
     const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
-    const needsRestart: string[] = (['gateway', 'stateDir', 'listeners', 'limits', 'cache', 'metrics'] as const).filter((k) => !same(cur[k], next[k]));
+    const needsRestart: string[] = (['gateway', 'stateDir', 'listeners', 'limits', 'cache', 'metrics', 'sessions'] as const).filter((k) => !same(cur[k], next[k]));
     if (cur.cloud.enabled !== next.cloud.enabled) needsRestart.push('cloud.enabled');
     if (!same(cur.cloud.queue, next.cloud.queue)) needsRestart.push('cloud.queue');
     if (!same(cur.cloud.forward, next.cloud.forward)) needsRestart.push('cloud.forward');
@@ -441,11 +441,12 @@ export class Agent {
       this.adopt(this.store.held());
       applied.push('snapshot.expiredMode');
     }
-    if (!same(cur.topics, next.topics) || !same(cur.rateLimits, next.rateLimits)) {
+    if (!same(cur.topics, next.topics) || !same(cur.rateLimits, next.rateLimits) || !same(cur.actions, next.actions)) {
       cur.topics = next.topics;
       cur.rateLimits = next.rateLimits;
+      cur.actions = next.actions;
       this.broker?.reconfigure();
-      applied.push('topics', 'rateLimits');
+      applied.push('topics', 'rateLimits', 'actions');
     }
     if (!same(cur.schedule, next.schedule)) {
       cur.schedule = next.schedule;

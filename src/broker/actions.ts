@@ -58,6 +58,11 @@ export class ActionGate {
     this.inFlight = new InFlightAuthorities(opts.brokerId);
   }
 
+  /** New times to live (a reloaded configuration): for actions authorized from now on. */
+  setTtls(ttl: Float64Array): void {
+    this.opts.ttl.set(ttl.subarray(0, this.opts.ttl.length));
+  }
+
   attach(store: SessionStore): void {
     this.store = store;
   }

@@ -784,7 +784,7 @@ export class GatewayBroker {
   // --- configuration reload (SIGHUP) ----------------------------------------------------------------
 
   /**
-   * Takes new topic rules and rate limits (the caller has put them into the configuration object
+   * Takes new topic rules, rate limits and action times to live (the caller has put them into the configuration object
    * the broker reads). Every cached decision is dropped, since topic rules decide publishes,
    * subscriptions and deliveries; rate-limit buckets start afresh.
    */
@@ -793,6 +793,7 @@ export class GatewayBroker {
     this.rules = compileTopicRules(c.topics.rules);
     this.commandLimiter = new RateLimiter(c.rateLimits.commandsPerMinute, 60_000);
     this.firmwareLimiter = new RateLimiter(c.rateLimits.firmwareUpdatesPerHour, 3_600_000);
+    this.actions.setTtls(actionTtls(c));
     for (const client of Object.values(this.clients())) {
       const s = this.sessions.get(client);
       if (s) s.cacheEpoch = -1;

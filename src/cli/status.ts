@@ -40,6 +40,8 @@ export async function statusCommand(opts: { config?: string; stateDir?: string; 
     ['listeners', [s.listeners.tcp === undefined ? null : `tcp ${s.listeners.tcp}`, s.listeners.tls === undefined ? null : `tls ${s.listeners.tls}`].filter(Boolean).join(', ') || 'none'],
     ['clients', `${b['connected'] ?? 0} connected (${b['connections'] ?? 0} connections since start, ${b['refusedConnections'] ?? 0} refused)`],
     ['messages', `${b['publishesIn'] ?? 0} publishes in, ${b['publishesDenied'] ?? 0} denied, ${b['deliveriesFiltered'] ?? 0} deliveries filtered`],
+    ['sessions', `${b['sessionsSessions'] ?? 0} persistent, ${b['sessionsQueued'] ?? 0} messages queued (${b['sessionsActionsQueued'] ?? 0} actions), ${b['sessionsRetained'] ?? 0} retained`],
+    ['actions', `${b['actionsRefusedAtDelivery'] ?? 0} refused at delivery, ${b['actionsExpired'] ?? 0} expired, ${b['actionsRetainIgnored'] ?? 0} retain flags ignored`],
   ];
   if (s.cloud) {
     const l = s.cloud.link as { state: string; url: string; lastError: string | null; sent: number };
