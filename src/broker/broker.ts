@@ -208,7 +208,13 @@ export class GatewayBroker {
     broker.installHooks();
     broker.sweepTimer = setInterval(() => broker!.sweepExpiredActions(), ACTION_SWEEP_MS);
     broker.sweepTimer.unref();
-    await broker.listen();
+    try {
+      await broker.listen();
+    } catch (err) {
+      // A listener that cannot open (a port taken): stop what started (aedes, the session journal).
+      await broker.close().catch(() => undefined);
+      throw err;
+    }
     return broker;
   }
 
