@@ -34,7 +34,11 @@ async function audited(agent: AgentProcess, pred: (e: AuditEntry) => boolean, ti
 
 /** A fresh agent, stopped and removed when the test ends. */
 async function agentFor(t: Test, opts: Parameters<typeof startAgent>[0] = {}): Promise<AgentProcess> {
-  const agent = await agentFor(t, opts);
+  const agent = await startAgent(opts);
+  t.teardown(async () => {
+    await agent.stop();
+    cleanup(agent);
+  });
   return agent;
 }
 
