@@ -32,6 +32,7 @@ export interface LateRefusal {
   readonly stage: 'delivery' | 'queue';
 }
 
+
 export interface ActionGateOptions {
   readonly brokerId: string;
   /** Time to live in ms by catalog permission id. */
@@ -49,7 +50,7 @@ export class ActionGate {
   readonly inFlight: InFlightAuthorities;
   /** Set by the agent: a cloud request refused or expired after it was accepted. */
   onLateRefusal: ((r: LateRefusal) => void) | null = null;
-  readonly counters = { refusedAtDelivery: 0, expired: 0, retainIgnored: 0 };
+  readonly counters = { refusedAtDelivery: 0, expired: 0, retainIgnored: 0, droppedQueueFull: 0 };
   private store: SessionStore | null = null;
   private loggedAt = 0;
   private suppressed = 0;
@@ -121,6 +122,11 @@ export class ActionGate {
     return false;
   }
 
+  /** An action a queue bound dropped or did not queue (QUEUE_FULL). */
+  droppedFromQueue(receiver: string, topic: string, authority: Authority, view: PolicyView): void {
+    this.refused(receiver, topic, this.opts.thingOf(topic), authority.permission, authority, 'QUEUE_FULL', 'queue', view);
+  }
+
   /** Drops queued actions whose time to live passed; audits each. */
   sweep(isConnected: (clientId: string) => boolean): number {
     if (!this.store) return 0;
@@ -135,6 +141,7 @@ export class ActionGate {
 
   private refused(receiver: string, topic: string, thing: string | null, permission: string, a: Authority | null, reason: DenyReason, stage: 'delivery' | 'queue', view: PolicyView): void {
     if (reason === 'ACTION_EXPIRED') this.counters.expired++;
+    else if (reason === 'QUEUE_FULL') this.counters.droppedQueueFull++;
     else this.counters.refusedAtDelivery++;
     this.opts.audit.record({
       principal: a?.principal ?? null,
@@ -151,7 +158,7 @@ export class ActionGate {
     });
     const now = Date.now();
     if (now - this.loggedAt >= LOG_INTERVAL_MS) {
-      this.opts.log.info({ principal: a?.principal ?? null, receiver, topic, reason, stage, suppressed: this.suppressed }, stage === 'queue' ? 'queued action expired' : 'action refused at delivery');
+      this.opts.log.info({ principal: a?.principal ?? null, receiver, topic, reason, stage, suppressed: this.suppressed }, stage === 'delivery' ? 'action refused at delivery' : reason === 'QUEUE_FULL' ? 'queued action dropped: queue full' : 'queued action expired');
       this.loggedAt = now;
       this.suppressed = 0;
     } else this.suppressed++;

@@ -29,7 +29,7 @@ import { CredentialChecker, credentialStillValid } from './credentials.js';
 import { certificateFingerprint } from '../policy/credentials.js';
 import { ActionGate, type WithAuthority } from './actions.js';
 import { actionTtls } from './authority.js';
-import { SessionStore } from './session-store.js';
+import { SessionStore, type QueueLimitEvent } from './session-store.js';
 
 /** What the broker needs to know about the policy in force, read on every hook. */
 export interface PolicyView {
@@ -176,6 +176,8 @@ export class GatewayBroker {
       authorityOf: (brokerId, counter) => actions.inFlight.get(brokerId, counter),
       isActionTopic: (topic) => actionOf(topic) !== null,
       isGranted: (client, filter) => broker?.granted(client as Client, filter) ?? true,
+      limits: { maxMessages: c.sessions.maxQueuedMessages, maxBytes: c.sessions.maxQueuedBytes, maxTotalBytes: c.sessions.maxTotalQueuedBytes },
+      onQueueLimit: (e) => broker?.onQueueLimit(e),
       ...(c.sessions.persist
         ? {
             journal: {
@@ -218,11 +220,20 @@ export class GatewayBroker {
     return broker;
   }
 
-  /** Drops queued actions whose time to live passed (also run every ACTION_SWEEP_MS). */
+  /** Drops queued actions whose time to live passed (also run every ACTION_SWEEP_MS), and every minute the abandoned sessions. */
   sweepExpiredActions(): number {
     const clients = this.clients();
-    return this.actions.sweep((clientId) => clients[clientId] !== undefined);
+    const isConnected = (clientId: string) => clients[clientId] !== undefined;
+    const now = Date.now();
+    if (now - this.sessionsSweptAt >= Math.min(60_000, this.opts.config.sessions.expirySeconds * 500)) {
+      this.sessionsSweptAt = now;
+      const expired = this.store.expireSessions(now, this.opts.config.sessions.expirySeconds * 1000, isConnected);
+      if (expired.length > 0) this.log.info({ expired: expired.length, expirySeconds: this.opts.config.sessions.expirySeconds, first: expired.slice(0, 5) }, 'abandoned persistent sessions expired');
+    }
+    return this.actions.sweep(isConnected);
   }
+
+  private sessionsSweptAt = Date.now();
 
   /** Whether the client holds `filter` as granted by authorizeSubscribe (its persistent session stores only those). */
   private granted(client: Client, filter: string): boolean {
@@ -470,6 +481,10 @@ export class GatewayBroker {
     // Persistent sessions (CleanSession=0) belong to the principal that made them, also across restarts.
     const owner = this.store.ownerOf(client.id);
     if (owner !== undefined && owner !== session.principal) return refuse(2, 'CLIENT_ID_TAKEN', session.principal);
+    if (!client.clean && owner === undefined && this.store.sessionCount >= this.opts.config.sessions.maxPersistent) {
+      this.logLimitOnce(client, session, 'persistentSessions', { max: this.opts.config.sessions.maxPersistent }, 'persistent session limit reached: new persistent sessions are refused (CONNACK 0x03)');
+      return refuse(3, 'SESSION_LIMIT', session.principal);
+    }
     if (!client.clean) this.store.setOwner(client.id, session.principal);
     else if (owner !== undefined) this.store.discardSession(client.id);
     this.sessions.set(client, session);
@@ -782,7 +797,29 @@ export class GatewayBroker {
     this.log.debug({ clientId: client?.id ?? null, err: err.message }, 'client error');
   }
 
+  /**
+   * A bound of the session queues kept a message out (the oldest of a full session, or a new one
+   * when all queues together are full): counted (in the store), logged once per session until it
+   * reconnects, and, for an action, audited QUEUE_FULL.
+   */
+  onQueueLimit(e: QueueLimitEvent): void {
+    if (!this.queueLimitLogged.has(e.clientId)) {
+      if (this.queueLimitLogged.size >= 10_000) this.queueLimitLogged.clear();
+      this.queueLimitLogged.add(e.clientId);
+      const c = this.opts.config.sessions;
+      this.log.warn(
+        { clientId: e.clientId, bound: e.bound, maxQueuedMessages: c.maxQueuedMessages, maxQueuedBytes: c.maxQueuedBytes, maxTotalQueuedBytes: c.maxTotalQueuedBytes },
+        e.bound === 'session' ? 'session queue full: its oldest messages are dropped' : 'session queues full: new messages are not queued',
+      );
+    }
+    if (e.authority) this.actions.droppedFromQueue(e.clientId, e.packet.topic ?? '', e.authority, this.opts.policy());
+  }
+
+  private readonly queueLimitLogged = new Set<string>();
+
   private onGone(client: Client): void {
+    if (!client.clean && client.id) this.store.disconnected(client.id, Date.now());
+    this.queueLimitLogged.delete(client.id);
     const s = this.sessions.get(client);
     if (s && s.denySuppressed > 0) this.log.info({ principal: s.principal, clientId: client.id, suppressed: s.denySuppressed }, 'denials not logged individually');
   }
@@ -859,8 +896,8 @@ export class GatewayBroker {
   }
 }
 
-function prefixKeys(prefix: string, o: Record<string, number>): Record<string, number> {
-  return Object.fromEntries(Object.entries(o).map(([k, v]) => [prefix + k[0]!.toUpperCase() + k.slice(1), v]));
+function prefixKeys(prefix: string, o: object): Record<string, number> {
+  return Object.fromEntries(Object.entries(o).map(([k, v]) => [prefix + k[0]!.toUpperCase() + k.slice(1), v as number]));
 }
 
 /** sha256 fingerprint of a verified client certificate (TLS listener), in the snapshot's form. */

@@ -104,6 +104,47 @@ export interface QueuedMessage {
 class OutgoingQueue {
   readonly entries = new Map<string, QueuedMessage>();
   readonly byMessageId = new Map<number, string>();
+  /** Sum of entryBytes of the entries. */
+  bytes = 0;
+}
+
+/** What a queued message is counted as against the bounds: payload, topic, and the entry's own keep. */
+export function entryBytes(p: StoredPacket): number {
+  return (p.payload?.length ?? 0) + (p.topic?.length ?? 0) + ENTRY_OVERHEAD_BYTES;
+}
+/** About what an entry costs besides payload and topic (packet object, map entries, key string). */
+export const ENTRY_OVERHEAD_BYTES = 200;
+
+/** Bounds of the queues (sessions.* in the configuration). */
+export interface QueueLimits {
+  /** Messages queued for one session; past it the oldest is dropped. */
+  readonly maxMessages: number;
+  /** Bytes (entryBytes) queued for one session; past it the oldest are dropped. */
+  readonly maxBytes: number;
+  /** Bytes queued for all sessions together; a message that would pass it is not queued. */
+  readonly maxTotalBytes: number;
+}
+
+export interface SessionStoreStats {
+  retained: number;
+  /** Persistent sessions (with an owner). */
+  sessions: number;
+  queued: number;
+  queuedBytes: number;
+  actionsQueued: number;
+  incoming: number;
+  wills: number;
+  droppedOldest: number;
+  refusedTotal: number;
+  expiredSessions: number;
+}
+
+/** A message a bound kept out: the oldest of a full session ('session'), or a new one when all queues are full ('total'). */
+export interface QueueLimitEvent {
+  readonly clientId: string;
+  readonly bound: 'session' | 'total';
+  readonly packet: StoredPacket;
+  readonly authority: Authority | null;
 }
 
 export interface SessionStoreOptions {
@@ -115,6 +156,10 @@ export interface SessionStoreOptions {
   isActionTopic?: (topic: string) => boolean;
   /** Whether the broker granted `filter` to the client (aedes stores refused ones too). */
   isGranted?: (client: unknown, filter: string) => boolean;
+  /** Queue bounds; absent: unbounded. */
+  limits?: QueueLimits;
+  /** A message dropped or not queued because of a bound. */
+  onQueueLimit?: (e: QueueLimitEvent) => void;
 }
 
 /** An entry dropped by dropExpired. */
@@ -148,6 +193,7 @@ function copyPacket(p: StoredPacket): StoredPacket {
  *   ['o', clientId, owner | null]               session owner (principal; null = anonymous)
  *   ['c', clientId]                             session discarded (subscriptions, queue, owner)
  *   ['e', clientId, key, packet, authority]     message queued
+ *   ['E', [clientId...], key, packet, authority] message queued for several sessions (written once)
  *   ['m', clientId, key, messageId]             packet identifier assigned (sent)
  *   ['p', clientId, key, messageId]             PUBLISH replaced by its PUBREL
  *   ['x', clientId, key]                        entry removed (acknowledged, refused, expired)
@@ -159,6 +205,7 @@ type Change =
   | ['o', string, string | null]
   | ['c', string]
   | ['e', string, string, StoredPacket, Authority | null]
+  | ['E', string[], string, StoredPacket, Authority | null]
   | ['m', string, string, number]
   | ['p', string, string, number]
   | ['x', string, string];
@@ -168,7 +215,10 @@ interface StateDoc {
   retained: StoredPacket[];
   owners: [string, string | null][];
   subscriptions: [string, [string, number, number | undefined, boolean | undefined, boolean | undefined][]][];
-  outgoing: [string, [string, StoredPacket, Authority | null][]][];
+  /** Each queued message once (a message queued for many sessions is written once): key, packet, authority. */
+  messages: [string, StoredPacket, Authority | null][];
+  /** Each session's queue, in order: key, packet identifier (null: not sent yet), 1 for a PUBREL. */
+  outgoing: [string, [string, number | null, 0 | 1][]][];
 }
 
 export class SessionStore {
@@ -184,6 +234,12 @@ export class SessionStore {
   private brokerId = '';
   /** Queued messages that carry an authority (dropExpired has nothing to do while 0). */
   private actionsQueued = 0;
+  /** entryBytes of every queued message. */
+  private totalBytes = 0;
+  /** When each persistent session was last seen connected (ms, the broker's clock); absent while connected or unknown. */
+  private readonly lastSeen = new Map<string, number>();
+  /** Messages dropped (oldest of a full session) and refused (all queues full) since start. */
+  readonly limitCounters = { droppedOldest: 0, refusedTotal: 0, expiredSessions: 0 };
 
   constructor(private readonly opts: SessionStoreOptions = {}) {}
 
@@ -195,6 +251,9 @@ export class SessionStore {
     if (state !== null) store.restore(state as StateDoc);
     for (const c of changes) store.apply(c as Change);
     store.journal = journal;
+    // Nobody is connected after a start: every session's expiry counts from now.
+    const now = Date.now();
+    for (const id of store.owners.keys()) store.lastSeen.set(id, now);
     return store;
   }
 
@@ -218,6 +277,11 @@ export class SessionStore {
 
   /** Replays one journaled change (unknown or malformed ones are skipped). */
   private apply(c: Change): void {
+    if (Array.isArray(c) && c[0] === 'E' && Array.isArray(c[1])) {
+      const p = revive(c[3]);
+      for (const id of c[1]) if (typeof id === 'string') this.put(id, c[2], copyPacket(p), c[4] ?? null);
+      return;
+    }
     if (!Array.isArray(c) || typeof c[1] !== 'string') return;
     switch (c[0]) {
       case 'r':
@@ -248,7 +312,7 @@ export class SessionStore {
       case 'p': {
         const q = this.outgoing.get(c[1]);
         const e = q?.entries.get(c[2]);
-        if (e) this.toPubrel(e, c[3]);
+        if (e) this.toPubrel(e, c[3], q);
         return;
       }
       case 'x': {
@@ -265,22 +329,42 @@ export class SessionStore {
       retained: [...this.retained.values()],
       owners: [...this.owners],
       subscriptions: [...this.subscriptions].map(([id, m]) => [id, [...m].map(([topic, s]) => [topic, s.qos, s.rh, s.rap, s.nl])]),
-      outgoing: [...this.outgoing].map(([id, q]) => [id, [...q.entries].map(([key, e]) => [key, e.packet, e.authority])]),
+      messages: this.uniqueMessages(),
+      outgoing: [...this.outgoing].map(([id, q]) => [id, [...q.entries].map(([key, e]) => [key, e.packet.messageId ?? null, e.packet.cmd === 'pubrel' ? 1 : 0])]),
     };
+  }
+
+  private uniqueMessages(): [string, StoredPacket, Authority | null][] {
+    const seen = new Map<string, [string, StoredPacket, Authority | null]>();
+    for (const q of this.outgoing.values()) {
+      for (const [key, e] of q.entries) {
+        if (e.packet.cmd === 'pubrel' || seen.has(key)) continue;
+        const p = copyPacket(e.packet);
+        delete p.messageId;
+        p.dup = false;
+        seen.set(key, [key, p, e.authority]);
+      }
+    }
+    return [...seen.values()];
   }
 
   private restore(doc: StateDoc): void {
     for (const p of doc.retained ?? []) if (typeof p?.topic === 'string') this.retained.set(p.topic, revive(p));
     for (const [id, owner] of doc.owners ?? []) this.owners.set(id, owner ?? null);
     for (const [id, subs] of doc.subscriptions ?? []) for (const [topic, qos, rh, rap, nl] of subs) this.subscribe(id, { topic, qos, rh, rap, nl });
+    const messages = new Map<string, [StoredPacket, Authority | null]>();
+    for (const [key, packet, authority] of doc.messages ?? []) messages.set(key, [revive(packet), authority ?? null]);
     for (const [id, entries] of doc.outgoing ?? []) {
-      const q = new OutgoingQueue();
-      this.outgoing.set(id, q);
-      for (const [key, packet, authority] of entries) {
-        const p = revive(packet);
-        q.entries.set(key, { packet: p, authority: authority ?? null });
-        if (authority) this.actionsQueued++;
-        if (p.messageId !== undefined) q.byMessageId.set(p.messageId, key);
+      for (const [key, messageId, pubrel] of entries) {
+        if (pubrel === 1) {
+          if (typeof messageId === 'number') this.put(id, key, { cmd: 'pubrel', messageId }, null);
+          continue;
+        }
+        const m = messages.get(key);
+        if (!m) continue;
+        const p = copyPacket(m[0]);
+        if (typeof messageId === 'number') p.messageId = messageId;
+        this.put(id, key, p, m[1]);
       }
     }
   }
@@ -296,6 +380,34 @@ export class SessionStore {
     if (this.owners.has(clientId) && this.owners.get(clientId) === owner) return;
     this.owners.set(clientId, owner);
     this.record(['o', clientId, owner]);
+  }
+
+  /** The session's client disconnected (its expiry counts from `at`). */
+  disconnected(clientId: string, at: number): void {
+    if (this.owners.has(clientId)) this.lastSeen.set(clientId, at);
+  }
+
+  /** Persistent sessions (with an owner). */
+  get sessionCount(): number {
+    return this.owners.size;
+  }
+
+  /** Ends the persistent sessions not connected for maxAgeMs; returns their client ids. */
+  expireSessions(now: number, maxAgeMs: number, isConnected: (clientId: string) => boolean): string[] {
+    const expired: string[] = [];
+    for (const id of [...this.owners.keys()]) {
+      if (isConnected(id)) continue;
+      const seen = this.lastSeen.get(id);
+      if (seen === undefined) {
+        this.lastSeen.set(id, now);
+        continue;
+      }
+      if (now - seen < maxAgeMs) continue;
+      this.discardSession(id);
+      this.limitCounters.expiredSessions++;
+      expired.push(id);
+    }
+    return expired;
   }
 
   /** Every persistent session's client id and owner. */
@@ -317,6 +429,7 @@ export class SessionStore {
     }
     this.dropQueue(clientId);
     this.owners.delete(clientId);
+    this.lastSeen.delete(clientId);
   }
 
   // --- retained messages ---------------------------------------------------------------------------
@@ -429,19 +542,61 @@ export class SessionStore {
     this.enqueue(sub.clientId, packet, this.opts.authorityOf?.(packet.brokerId, packet.brokerCounter) ?? null);
   }
 
+  /** One message for every matching persistent session: journaled once, whatever the number of sessions. */
   async outgoingEnqueueCombi(subs: { clientId: string }[], packet: StoredPacket): Promise<void> {
+    if (subs.length === 1) return this.outgoingEnqueue(subs[0]!, packet);
     const authority = this.opts.authorityOf?.(packet.brokerId, packet.brokerCounter) ?? null;
-    for (const sub of subs) this.enqueue(sub.clientId, packet, authority);
+    const key = keyOf(packet.brokerId, packet.brokerCounter);
+    const copy = queueCopy(packet);
+    const added: string[] = [];
+    for (const sub of subs) if (this.admit(sub.clientId, key, copy, authority)) added.push(sub.clientId);
+    if (added.length === 0) return;
+    this.record(['E', added, key, copy, authority]);
+    const limits = this.opts.limits;
+    if (limits) for (const id of added) this.trim(id, limits);
   }
 
   private enqueue(clientId: string, packet: StoredPacket, authority: Authority | null): void {
     const key = keyOf(packet.brokerId, packet.brokerCounter);
-    if (this.outgoing.get(clientId)?.entries.has(key)) return; // the same message twice (two matching subscriptions): once
-    const copy = copyPacket(packet);
-    delete copy.messageId;
-    copy.dup = false;
-    this.put(clientId, key, copy, authority);
+    const copy = queueCopy(packet);
+    if (!this.admit(clientId, key, copy, authority)) return;
     this.record(['e', clientId, key, copy, authority]);
+    const limits = this.opts.limits;
+    if (limits) this.trim(clientId, limits);
+  }
+
+  /** Puts a copy of the message into the client's queue unless it is there or the bounds refuse it. */
+  private admit(clientId: string, key: string, copy: StoredPacket, authority: Authority | null): boolean {
+    if (this.outgoing.get(clientId)?.entries.has(key)) return false; // the same message twice (two matching subscriptions): once
+    const limits = this.opts.limits;
+    // All queues together are full: the new message is not queued (which session's oldest to give up
+    // would be arbitrary; the gateway protects itself). Nor is one larger than a session may hold.
+    if (limits && (this.totalBytes + entryBytes(copy) > limits.maxTotalBytes || entryBytes(copy) > limits.maxBytes)) {
+      this.limitCounters.refusedTotal++;
+      this.opts.onQueueLimit?.({ clientId, bound: 'total', packet: copy, authority });
+      return false;
+    }
+    this.put(clientId, key, copyPacket(copy), authority);
+    return true;
+  }
+
+  /**
+   * A session's queue past its bounds gives up its oldest messages: a device that comes back wants
+   * the newest state, and what is oldest is nearest its time to live anyway.
+   */
+  private trim(clientId: string, limits: QueueLimits): void {
+    const q = this.outgoing.get(clientId);
+    if (!q) return;
+    while (q.entries.size > limits.maxMessages || q.bytes > limits.maxBytes) {
+      const first = q.entries.entries().next();
+      if (first.done) return;
+      const [key, entry] = first.value;
+      this.removeEntry(clientId, q, key, entry);
+      this.record(['x', clientId, key]);
+      this.limitCounters.droppedOldest++;
+      this.opts.onQueueLimit?.({ clientId, bound: 'session', packet: entry.packet, authority: entry.authority });
+      if (q.entries.size === 0) return;
+    }
   }
 
   private put(clientId: string, key: string, packet: StoredPacket, authority: Authority | null): void {
@@ -452,6 +607,9 @@ export class SessionStore {
     }
     if (q.entries.has(key)) return;
     q.entries.set(key, { packet, authority });
+    const n = entryBytes(packet);
+    q.bytes += n;
+    this.totalBytes += n;
     if (authority) this.actionsQueued++;
     if (packet.messageId !== undefined) q.byMessageId.set(packet.messageId, key);
   }
@@ -463,10 +621,14 @@ export class SessionStore {
     q.byMessageId.set(messageId, key);
   }
 
-  private toPubrel(entry: QueuedMessage, messageId: number): void {
+  private toPubrel(entry: QueuedMessage, messageId: number, q: OutgoingQueue | undefined): void {
     if (entry.authority) this.actionsQueued--;
+    const before = entryBytes(entry.packet);
     entry.packet = { cmd: 'pubrel', messageId };
     entry.authority = null;
+    const delta = entryBytes(entry.packet) - before;
+    if (q) q.bytes += delta;
+    this.totalBytes += delta;
   }
 
   /** A PUBLISH got its packet identifier (it is being sent), or a PUBREL replaces its PUBLISH. */
@@ -476,7 +638,7 @@ export class SessionStore {
       const key = packet.messageId === undefined ? undefined : q?.byMessageId.get(packet.messageId);
       const entry = key === undefined ? undefined : q!.entries.get(key);
       if (!entry) return; // nothing to replace: the PUBREL is sent all the same
-      this.toPubrel(entry, packet.messageId!);
+      this.toPubrel(entry, packet.messageId!, q);
       this.record(['p', client.id, key!, packet.messageId!]);
       return;
     }
@@ -547,6 +709,9 @@ export class SessionStore {
 
   private removeEntry(clientId: string, q: OutgoingQueue, key: string, entry: QueuedMessage): void {
     q.entries.delete(key);
+    const n = entryBytes(entry.packet);
+    q.bytes -= n;
+    this.totalBytes -= n;
     const id = entry.packet.messageId;
     if (id !== undefined && q.byMessageId.get(id) === key) q.byMessageId.delete(id);
     if (entry.authority) this.actionsQueued--;
@@ -557,6 +722,7 @@ export class SessionStore {
     const q = this.outgoing.get(clientId);
     if (!q) return;
     for (const e of q.entries.values()) if (e.authority) this.actionsQueued--;
+    this.totalBytes -= q.bytes;
     this.outgoing.delete(clientId);
   }
 
@@ -566,12 +732,21 @@ export class SessionStore {
   }
 
   /** What the store holds, for status and tests. */
-  stats(): { retained: number; sessions: number; queued: number; actionsQueued: number; incoming: number; wills: number } {
+  stats(): SessionStoreStats {
     let queued = 0;
     for (const q of this.outgoing.values()) queued += q.entries.size;
     let incoming = 0;
     for (const m of this.incoming.values()) incoming += m.size;
-    return { retained: this.retained.size, sessions: this.subscriptions.size, queued, actionsQueued: this.actionsQueued, incoming, wills: this.wills.size };
+    return {
+      retained: this.retained.size,
+      sessions: this.owners.size,
+      queued,
+      queuedBytes: this.totalBytes,
+      actionsQueued: this.actionsQueued,
+      incoming,
+      wills: this.wills.size,
+      ...this.limitCounters,
+    };
   }
 
   // --- inbound QoS 2 ---------------------------------------------------------------------------------
@@ -636,6 +811,17 @@ export class SessionStore {
 }
 
 /** A packet read back from disk: its payload a Buffer again (CBOR gives a Uint8Array view). */
+/** What a queue keeps of a packet: no packet identifier yet, DUP 0. */
+function queueCopy(p: StoredPacket): StoredPacket {
+  const c = copyPacket(p);
+  delete c.messageId;
+  c.dup = false;
+  // The parser's payload is a view into the socket's read chunk (up to 64 KiB): a queue that keeps
+  // the view keeps the whole chunk. Kept once per message, shared by every session's copy.
+  if (c.payload !== undefined && c.payload.buffer.byteLength > c.payload.length) c.payload = Buffer.from(c.payload);
+  return c;
+}
+
 function revive(p: StoredPacket): StoredPacket {
   if (p.cmd === 'pubrel') return { cmd: 'pubrel', messageId: p.messageId! };
   const c = copyPacket(p);

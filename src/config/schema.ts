@@ -131,6 +131,11 @@ export const CONFIG_SCHEMA = Type.Object(
       {
         persist: Bool(true, 'keep persistent sessions (CleanSession=0), the messages queued for them and retained messages in <stateDir>/sessions across restarts'),
         syncIntervalMs: Int(100, 0, 10_000, 'how long session changes wait to be written and synced together; a SIGKILL or power cut loses at most this much'),
+        maxQueuedMessages: Int(1000, 1, 10_000_000, 'QoS 1/2 messages queued for one persistent session (offline, or not yet acknowledged); past it the oldest are dropped'),
+        maxQueuedBytes: Int(1024 * 1024, 1024, 1024 * 1024 * 1024, 'bytes queued for one persistent session (payload + topic + 200 per message); past it the oldest are dropped'),
+        maxTotalQueuedBytes: Int(64 * 1024 * 1024, 64 * 1024, 4 * 1024 * 1024 * 1024, 'bytes queued for all persistent sessions together; past it new messages are not queued'),
+        maxPersistent: Int(10_000, 1, 10_000_000, 'persistent sessions (CleanSession=0) kept; a CONNECT that would make a new one past it is refused (CONNACK 0x03)'),
+        expirySeconds: Int(7 * 24 * 3600, 1, 10 * 365 * 24 * 3600, 'a persistent session not connected for this long (counted from its last disconnect, or the agent\'s start) is discarded with its queue'),
       },
       'the broker\'s session state',
     ),

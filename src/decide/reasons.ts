@@ -16,6 +16,7 @@ export const DENY_REASONS = {
   RATE_LIMITED: 'the principal exceeded its rate limit for this action',
   TOPIC_DENIED: 'the MQTT topic is outside the topic map or refused by a topic rule',
   ACTION_EXPIRED: 'the action was not delivered within its time to live (actions.ttlSeconds)',
+  QUEUE_FULL: 'the action waited in a session queue that reached its bound (sessions.maxQueuedMessages, maxQueuedBytes, maxTotalQueuedBytes) and was dropped',
   NO_AUTHORITY: 'the action message carries no record of who authorized it (stored by another program or version): it is treated as unauthorized',
 } as const;
 

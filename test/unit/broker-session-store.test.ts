@@ -1,7 +1,7 @@
 // The broker's session store (aedes' persistence interface): queues that keep each action's
 // authority, clear exactly the entry asked for, end with a clean session, and never retain actions.
 import t from 'tap';
-import { SessionStore, type StoredPacket } from '../../src/broker/session-store.js';
+import { SessionStore, entryBytes, type StoredPacket } from '../../src/broker/session-store.js';
 import type { Authority } from '../../src/broker/authority.js';
 import { drainQueue, queuedPacket } from '../helpers/session-packets.js';
 
@@ -137,4 +137,66 @@ t.test('inbound QoS 2 and wills', async (t) => {
   t.same(fromDead, [], 'a live broker\'s wills are not streamed');
   t.equal((await store.delWill({ id: 'c' }))?.topic, 'w');
   t.equal(store.stats().wills, 0);
+});
+
+t.test('queue bounds: a full session drops its oldest; all queues full refuse the newest', async (t) => {
+  const events: { clientId: string; bound: string; counter: number | undefined; action: boolean }[] = [];
+  const held = new Map<number, Authority>([[2, authority('tech-anna')]]);
+  const store = new SessionStore({
+    limits: { maxMessages: 3, maxBytes: 1_000_000, maxTotalBytes: 10 * (entryBytes(pkt(1)) + 1) },
+    authorityOf: (_b, c) => (c === undefined ? undefined : held.get(c)),
+    onQueueLimit: (e) => events.push({ clientId: e.clientId, bound: e.bound, counter: e.packet.brokerCounter, action: e.authority !== null }),
+  });
+  await store.setup({ id: 'b1' });
+  for (const c of [1, 2, 3, 4, 5]) await store.outgoingEnqueue({ clientId: 'pump' }, pkt(c));
+  t.same((await drainQueue(store, 'pump')).map((p) => p.brokerCounter), [3, 4, 5], 'the newest three stay');
+  t.same(events, [
+    { clientId: 'pump', bound: 'session', counter: 1, action: false },
+    { clientId: 'pump', bound: 'session', counter: 2, action: true },
+  ], 'the two oldest were dropped, reported (one an action)');
+  t.equal(store.stats().actionsQueued, 0);
+  for (const c of [6, 7, 8]) await store.outgoingEnqueue({ clientId: 'valve' }, pkt(c));
+  for (const c of [9, 10, 11, 12]) await store.outgoingEnqueue({ clientId: 'fan' }, pkt(c));
+  t.equal(store.stats().queued, 9);
+  t.same(events.slice(2).map((e) => [e.clientId, e.bound, e.counter]), [['fan', 'session', 9]]);
+  for (const c of [13, 14]) await store.outgoingEnqueue({ clientId: 'fan' }, pkt(c));
+  await store.outgoingEnqueue({ clientId: 'new' }, pkt(15));
+  await store.outgoingEnqueue({ clientId: 'new' }, pkt(16));
+  t.same(events.slice(3).map((e) => [e.clientId, e.bound, e.counter]), [['fan', 'session', 10], ['fan', 'session', 11], ['new', 'total', 16]], 'past the total bound the newest message is not queued');
+  t.ok(store.stats().queuedBytes <= 10 * (entryBytes(pkt(1)) + 1));
+  t.same(store.limitCounters, { droppedOldest: 5, refusedTotal: 1, expiredSessions: 0 });
+  await store.outgoingClearMessageId({ id: 'fan' }, pkt(12));
+  await store.cleanSubscriptions({ id: 'valve' });
+  let left = 0;
+  for (const id of ['pump', 'fan', 'new', 'valve']) for (const p of await drainQueue(store, id)) left += entryBytes(p);
+  t.equal(store.stats().queuedBytes, left, 'bytes given back as entries go');
+  t.equal(store.stats().queued, 6);
+});
+
+t.test('queue bounds in bytes: the oldest go; a message larger than a session may hold is not queued', async (t) => {
+  const events: string[] = [];
+  const store = new SessionStore({ limits: { maxMessages: 1000, maxBytes: 3 * entryBytes(pkt(1)), maxTotalBytes: 1e9 }, onQueueLimit: (e) => events.push(`${e.bound}:${e.packet.brokerCounter}`) });
+  for (const c of [1, 2, 3, 4]) await store.outgoingEnqueue({ clientId: 'pump' }, pkt(c));
+  t.same((await drainQueue(store, 'pump')).map((p) => p.brokerCounter), [2, 3, 4]);
+  await store.outgoingEnqueue({ clientId: 'pump' }, pkt(5, undefined, { payload: Buffer.alloc(10_000) }));
+  t.same(events, ['session:1', 'total:5']);
+});
+
+t.test('abandoned persistent sessions expire; connected ones do not', async (t) => {
+  const store = new SessionStore();
+  store.setOwner('gone', 'oven-1');
+  store.setOwner('here', 'mixer-1');
+  await store.addSubscriptions({ id: 'gone' }, [{ topic: 'things/oven-1/commands/#', qos: 1 }]);
+  await store.outgoingEnqueue({ clientId: 'gone' }, pkt(1));
+  const t0 = 1_000_000;
+  t.same(store.expireSessions(t0, 60_000, () => false), [], 'first seen now');
+  store.disconnected('gone', t0);
+  t.same(store.expireSessions(t0 + 59_999, 60_000, (id) => id === 'here'), []);
+  t.same(store.expireSessions(t0 + 60_000, 60_000, (id) => id === 'here'), ['gone']);
+  t.equal(store.ownerOf('gone'), undefined);
+  t.equal(store.queued('gone'), 0);
+  t.same(await store.subscriptionsByClient({ id: 'gone' }), []);
+  t.equal(store.ownerOf('here'), 'mixer-1', 'a connected session stays');
+  t.equal(store.sessionCount, 1);
+  t.equal(store.stats().expiredSessions, 1);
 });

@@ -158,3 +158,33 @@ t.test('session store: the journal is compacted as it grows, and stays readable'
   await b.close();
   await a.close().catch(() => undefined);
 });
+
+t.test('session store: a message queued for many sessions is journaled once and read back for each', async (t) => {
+  const dir = t.testdir({});
+  const opts = { syncIntervalMs: 1, dir };
+  const held = new Map<number, Authority>([[7, anna]]);
+  const a = await SessionStore.load({ journal: opts, authorityOf: (_b, c) => (c === undefined ? undefined : held.get(c)) });
+  const big = Buffer.alloc(50_000, 0x62);
+  const readers = Array.from({ length: 20 }, (_, i) => ({ clientId: `reader-${i}` }));
+  await a.outgoingEnqueueCombi(readers, pkt(7, 'things/oven-1/commands/c', { payload: big }));
+  await a.outgoingUpdate({ id: 'reader-3' }, pkt(7, 'things/oven-1/commands/c', { messageId: 99 }));
+  await (a as unknown as { journal: SessionJournal }).journal.flush();
+  const journalSize = statSync(join(dir, SESSION_JOURNAL_FILE)).size;
+  t.ok(journalSize < 2 * big.length, `journal ${journalSize} bytes for a 50,000-byte payload queued 20 times`);
+  for (const how of ['replayed', 'restored'] as const) {
+    if (how === 'restored') await a.close();
+    const b = await SessionStore.load({ journal: opts });
+    for (const r of readers) {
+      const q = await drainQueue(b, r.clientId);
+      t.equal(q.length, 1, `${how}: ${r.clientId} has it`);
+      t.equal(q[0]!.payload!.length, big.length);
+    }
+    t.equal((await drainQueue(b, 'reader-3'))[0]!.messageId, 99, `${how}: its own packet identifier`);
+    t.equal((await drainQueue(b, 'reader-4'))[0]!.messageId, undefined);
+    t.same(b.authorityOf('reader-9', { brokerId: 'old-broker', brokerCounter: 7 }), anna);
+    if (how === 'restored') {
+      await (b as unknown as { journal: SessionJournal }).journal.close();
+      t.ok(statSync(join(dir, SESSION_STATE_FILE)).size < 2 * big.length, 'the state holds the payload once too');
+    } else await (b as unknown as { journal: SessionJournal }).journal.close();
+  }
+});
