@@ -144,7 +144,8 @@ export class Agent {
       });
       await this.inbox.start();
     }
-    this.control = await startControlServer(c.stateDir, (req) => this.handleControl(req));
+    // A request carries at most one snapshot of snapshot.maxBytes, in base64, and a little JSON.
+    this.control = await startControlServer(c.stateDir, (req) => this.handleControl(req), { maxRequestBytes: Math.ceil(c.snapshot.maxBytes / 3) * 4 + 64 * 1024 });
     if (this.outbox) await this.startCloudLink(this.outbox);
     this.scheduleJobs();
     if (c.metrics.enabled) await this.startMetrics();

@@ -6,7 +6,10 @@ import { join } from 'node:path';
 import { EwError } from '../errors.js';
 
 export const CONTROL_SOCKET = 'control.sock';
-const MAX_REQUEST_BYTES = 48 * 1024 * 1024;
+/** Default bound of one request: a 32 MiB snapshot in base64, and the JSON around it. */
+export const MAX_REQUEST_BYTES = 48 * 1024 * 1024;
+/** A request must arrive whole within this long; a client that sends slowly or never ends its line is dropped. */
+export const REQUEST_TIMEOUT_MS = 30_000;
 
 export type ControlRequest = { cmd: 'install'; snapshot: string /* base64 */; source?: string } | { cmd: 'status' };
 export type ControlResponse = { ok: true; [k: string]: unknown } | { ok: false; code: string; message: string };
@@ -18,36 +21,68 @@ export function controlSocketPath(stateDir: string): string {
 /** Longest Unix socket path Linux takes (sun_path is 108 bytes, NUL included). */
 const MAX_SOCKET_PATH_BYTES = 107;
 
-export async function startControlServer(stateDir: string, handle: (req: ControlRequest) => Promise<ControlResponse>): Promise<Server> {
+export interface ControlServerOptions {
+  /** Largest request line in bytes (default MAX_REQUEST_BYTES). */
+  readonly maxRequestBytes?: number;
+  /** Time for a request to arrive whole (default REQUEST_TIMEOUT_MS). */
+  readonly requestTimeoutMs?: number;
+}
+
+export async function startControlServer(stateDir: string, handle: (req: ControlRequest) => Promise<ControlResponse>, opts: ControlServerOptions = {}): Promise<Server> {
+  const maxBytes = opts.maxRequestBytes ?? MAX_REQUEST_BYTES;
+  const timeoutMs = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
   const path = controlSocketPath(stateDir);
   if (Buffer.byteLength(path) > MAX_SOCKET_PATH_BYTES) {
     throw new EwError('EW_STORE_IO', `the control socket path is ${Buffer.byteLength(path)} bytes, more than the ${MAX_SOCKET_PATH_BYTES} a Unix socket allows: use a shorter state directory`, { where: path });
   }
   await rm(path, { force: true });
   const server = createServer((socket) => {
-    let buf = '';
-    socket.setEncoding('utf8');
+    // One request line per connection. Chunks are kept as they come and only each new chunk is
+    // searched for the end of the line: linear in the request's size, bounded by maxBytes and timeoutMs.
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let answered = false;
+    const answer = (res: ControlResponse) => {
+      if (answered) return;
+      answered = true;
+      chunks.length = 0;
+      // Whatever else the client sends is read and dropped (not kept) until it closes; the timer
+      // below cuts a client that goes on sending.
+      socket.removeAllListeners('data');
+      socket.resume();
+      socket.end(JSON.stringify(res) + '\n');
+    };
+    const timer = setTimeout(() => {
+      if (answered) socket.destroy();
+      else answer({ ok: false, code: 'EW_USAGE', message: `request not received whole within ${timeoutMs} ms` });
+    }, timeoutMs);
+    timer.unref();
     socket.on('error', () => undefined);
-    socket.on('data', (chunk: string) => {
-      buf += chunk;
-      if (buf.length > MAX_REQUEST_BYTES) {
-        socket.end(JSON.stringify({ ok: false, code: 'EW_USAGE', message: 'request too large' }) + '\n');
+    socket.on('close', () => clearTimeout(timer));
+    socket.on('data', (chunk: Buffer) => {
+      if (answered) return;
+      const nl = chunk.indexOf(0x0a);
+      const part = nl < 0 ? chunk : chunk.subarray(0, nl);
+      size += part.length;
+      if (size > maxBytes) {
+        answer({ ok: false, code: 'EW_USAGE', message: `request too large: more than ${maxBytes} bytes` });
         return;
       }
-      const nl = buf.indexOf('\n');
+      chunks.push(part);
       if (nl < 0) return;
-      const line = buf.slice(0, nl);
-      buf = '';
       let req: ControlRequest;
       try {
-        req = JSON.parse(line) as ControlRequest;
+        req = JSON.parse(Buffer.concat(chunks, size).toString('utf8')) as ControlRequest;
       } catch {
-        socket.end(JSON.stringify({ ok: false, code: 'EW_USAGE', message: 'request is not JSON' }) + '\n');
+        answer({ ok: false, code: 'EW_USAGE', message: 'request is not JSON' });
         return;
       }
+      chunks.length = 0;
+      clearTimeout(timer);
+      socket.removeAllListeners('data');
       handle(req).then(
-        (res) => socket.end(JSON.stringify(res) + '\n'),
-        (err: Error) => socket.end(JSON.stringify({ ok: false, code: 'EW_STORE_IO', message: err.message }) + '\n'),
+        (res) => answer(res),
+        (err: Error) => answer({ ok: false, code: 'EW_STORE_IO', message: err.message }),
       );
     });
   });

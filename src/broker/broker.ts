@@ -20,7 +20,7 @@ import type { AuditLog } from '../audit/audit-log.js';
 import { decideById } from '../decide/decide.js';
 import { ALLOW, DENY, type Decision } from '../decide/reasons.js';
 import { PRINCIPAL_KIND_NAMES, PrincipalKind, principalByCertFingerprint, principalOf, type PolicyIndex } from '../decide/policy-index.js';
-import { compileTopicMap, compileTopicRules, fanOutTopic, matchesValid, type ActionRef, type DeliveryRoute, type PublishRoute, type TopicMap, type TopicRules } from '../topics/index.js';
+import { compileTopicMap, compileTopicRules, matchesValid, type ActionRef, type DeliveryRoute, type PublishRoute, type TopicMap, type TopicRules } from '../topics/index.js';
 import { permissionId } from '../catalog/index.js';
 import { createGuardedMq } from './mq.js';
 import { FrameGuard } from './frame-guard.js';
@@ -107,6 +107,8 @@ const AUDITED_ALLOWS = new Set(['EXECUTE_THING_COMMAND', 'SET_THING_PARAMETER', 
 const COMMAND_PERMISSIONS = new Set([permissionId('EXECUTE_THING_COMMAND'), permissionId('SET_THING_PARAMETER')]);
 const FIRMWARE_PERMISSION = permissionId('UPDATE_FIRMWARE');
 const BULK_PERMISSION = permissionId('EXECUTE_BULK_UPDATE');
+/** Things one bulk request may name (after removing repeats); the rest are ignored and logged. */
+const MAX_BULK_TARGETS = 10_000;
 const BULK_ACTION: ActionRef = Object.freeze({ permission: 'EXECUTE_BULK_UPDATE', permissionId: BULK_PERMISSION });
 const DENY_LOG_INTERVAL_MS = 10_000;
 /** The route of a topic the topic rules decide (outside the map, `$` topics, the map disabled). */
@@ -623,29 +625,40 @@ export class GatewayBroker {
   /** `bulk/{operation}`: delivered to `things/{t}/bulk/{operation}` for each named (or, if none, each in-scope) thing the publisher may update. */
   private fanOutBulk(client: Client, session: Session, operation: string, packet: PublishPacket & Marked, view: PolicyView): void {
     const index = view.index!;
-    let targets: string[];
+    let named: unknown;
     try {
-      const body = packet.payload.length > 0 ? (JSON.parse(packet.payload.toString('utf8')) as { things?: unknown }) : {};
-      targets = Array.isArray(body.things) ? body.things.filter((t): t is string => typeof t === 'string') : index.thingIds.slice();
+      named = packet.payload.length > 0 ? (JSON.parse(packet.payload.toString('utf8')) as { things?: unknown }).things : undefined;
     } catch {
-      targets = index.thingIds.slice();
+      named = undefined;
     }
+    // Named things: each once, at most MAX_BULK_TARGETS; none named: every thing in scope.
+    const everyThing = !Array.isArray(named);
+    const unique = everyThing ? index.thingIds : [...new Set((named as unknown[]).filter((t): t is string => typeof t === 'string'))];
+    const targets = unique.length > MAX_BULK_TARGETS ? unique.slice(0, MAX_BULK_TARGETS) : unique;
+    // Refused targets: one audit record per reason, with the count and the first thing refused.
+    const refused = new Map<string, { count: number; thing: string }>();
     let delivered = 0;
-    for (const thing of targets.slice(0, 10_000)) {
+    for (const thing of targets) {
       const d = decideById(index, session.principal!, BULK_PERMISSION, thing, view.now());
-      const topic = fanOutTopic(thing, operation);
       if (!d.allow) {
-        if (targets.length === index.thingIds.length && (d.reason === 'OUT_OF_SCOPE' || d.reason === 'GATEWAY_SCOPE')) continue; // "all in scope": skip silently
-        this.opts.audit.record({ principal: session.principal, clientId: client.id, action: 'EXECUTE_BULK_UPDATE', topic, thing, decision: 'deny', reason: d.reason, snapshotVersion: index.version });
+        if (everyThing && (d.reason === 'OUT_OF_SCOPE' || d.reason === 'GATEWAY_SCOPE')) continue; // "all in scope": skip silently
+        const r = refused.get(d.reason!);
+        if (r) r.count++;
+        else refused.set(d.reason!, { count: 1, thing });
         continue;
       }
       delivered++;
+      const topic = this.topicMap.fanOutTopic(thing, operation);
       this.opts.audit.record({ principal: session.principal, clientId: client.id, action: 'EXECUTE_BULK_UPDATE', topic, thing, decision: 'allow', snapshotVersion: index.version });
       const share = { cmd: 'publish', topic, payload: packet.payload, qos: packet.qos, retain: false, dup: false } as PublishPacket & Marked;
       this.actions.authorize(share, session.principal!, client.id!, BULK_ACTION, session.credential === 'cloud' ? 'cloud' : 'local', packet[REQUEST_ID] ?? null);
       this.aedes.publish(share, () => undefined);
     }
-    this.log.info({ principal: session.principal, operation, targets: targets.length, delivered }, 'bulk update fanned out');
+    for (const [reason, r] of refused) {
+      this.opts.audit.record({ principal: session.principal, clientId: client.id, action: 'EXECUTE_BULK_UPDATE', topic: packet.topic, thing: r.thing, decision: 'deny', reason, snapshotVersion: index.version, ...(r.count > 1 ? { count: r.count } : {}) });
+    }
+    const truncated = unique.length - targets.length;
+    this.log.info({ principal: session.principal, operation, targets: targets.length, delivered, refused: Object.fromEntries([...refused].map(([k, v]) => [k, v.count])), ...(truncated > 0 ? { truncated } : {}) }, 'bulk update fanned out');
   }
 
   private authorizeSubscribe(client: Client, sub: Subscription): Subscription | null {

@@ -344,3 +344,23 @@ t.test('retained commands an older store kept are purged at start', async (t) =>
   const sub = mosquitto('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(agent.port), '-i', 'oven-x', '-u', 'oven-1', '-P', 'oven-1-token', '-t', 'things/oven-1/#', '-C', '2', '-W', '2', '-v']);
   t.equal(sub.stdout.trim(), 'things/oven-1/telemetry/state running', 'the retained telemetry is still there; the command is gone');
 });
+
+t.test('a bulk request is de-duplicated and its refusals are one record per reason', async (t) => {
+  const agent = await agentFor(t);
+  const oven = await connect(agent.port, { ...OVEN, clientId: 'oven-live' });
+  await oven.client.subscribeAsync('things/oven-1/bulk/#', { qos: 1 });
+  const admin = await connect(agent.port, { clientId: 'admin', username: 'plant-admin', password: 'admin-pass' });
+  const things = [...Array.from({ length: 10_000 }, () => 'oven-1'), ...Array.from({ length: 500 }, (_, i) => `ghost-${i}`)];
+  await admin.client.publishAsync('bulk/reboot', JSON.stringify({ things }), { qos: 1 });
+  const refused = await audited(agent, (e) => e.action === 'EXECUTE_BULK_UPDATE' && e.decision === 'deny');
+  t.match(refused, { reason: 'UNKNOWN_THING', count: 500, thing: 'ghost-0', topic: 'bulk/reboot' }, 'one record for the 500 unknown things');
+  // A second bulk request, after the first from the same publisher: its share arrives after the first's.
+  await admin.client.publishAsync('bulk/marker', JSON.stringify({ things: ['oven-1'] }), { qos: 1 });
+  t.ok(await until(() => oven.messages.some((m) => m.topic === 'things/oven-1/bulk/marker'), 10_000));
+  const audit = (await readAudit(join(agent.stateDir, 'audit'))).filter((e) => e.action === 'EXECUTE_BULK_UPDATE');
+  t.equal(audit.filter((e) => e.decision === 'allow' && e.topic === 'things/oven-1/bulk/reboot').length, 1, 'oven-1 named 10,000 times: one allowed share');
+  t.equal(audit.filter((e) => e.topic !== 'things/oven-1/bulk/marker').length, 2, 'two records for the first request in all');
+  t.match(await agent.waitLog(/bulk update fanned out/), /"targets":501,"delivered":1/);
+  t.same(oven.messages.map((m) => m.topic), ['things/oven-1/bulk/reboot', 'things/oven-1/bulk/marker'], 'the first request delivered once, then the second');
+  await endAll(oven, admin);
+});
