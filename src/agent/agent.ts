@@ -204,6 +204,7 @@ export class Agent {
     return new CloudLink({
       config: c.cloud,
       gatewayId: c.gateway.id,
+      maxSnapshotBytes: c.snapshot.maxBytes,
       outbox,
       log,
       host: {

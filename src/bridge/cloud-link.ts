@@ -55,10 +55,21 @@ export interface CloudLinkOptions {
   readonly log: Logger;
   /** Uniform [0, 1); injectable for tests of the back-off. */
   readonly random?: () => number;
+  /**
+   * The largest snapshot accepted (snapshot.maxBytes). The link tells the cloud broker (MQTT 5
+   * Maximum Packet Size) not to send it anything larger than that or a request: a broker drops
+   * such a message instead of the agent buffering it whole before refusing it.
+   */
+  readonly maxSnapshotBytes?: number;
 }
 
 /** Largest down request accepted (the envelope, JSON). */
 export const MAX_REQUEST_BYTES = 1024 * 1024;
+/** Maximum Packet Size announced to the cloud broker: a snapshot or a request, with room for its topic and properties. */
+export function maxIncomingPacketBytes(maxSnapshotBytes: number): number {
+  return Math.min(268_435_455, Math.max(maxSnapshotBytes, MAX_REQUEST_BYTES) + 64 * 1024);
+}
+
 /** A connection that stays up this long resets the back-off. */
 const STABLE_MS = 30_000;
 
@@ -182,6 +193,7 @@ export class CloudLink {
       reconnectPeriod: 0,
       resubscribe: false,
       queueQoSZero: false,
+      properties: { maximumPacketSize: maxIncomingPacketBytes(this.opts.maxSnapshotBytes ?? 32 * 1024 * 1024) },
       will: {
         topic: `${this.prefix}status`,
         payload: Buffer.from(JSON.stringify({ gatewayId: id, state: 'offline', reason: 'connection lost' })),
