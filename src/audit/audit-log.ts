@@ -73,6 +73,8 @@ export interface AuditEntry {
   retainIgnored?: boolean;
   /** The publish was the client's will, decided when it fired. */
   will?: boolean;
+  /** A refused connection's remote address ("*": one of many, coalesced). */
+  remote?: string;
 }
 
 export type AuditRecord = Omit<AuditEntry, 'time'> & { time?: string };
@@ -243,6 +245,7 @@ function toEntry(r: AuditRecord): AuditEntry {
   if (typeof r.authorizedAt === 'string') e.authorizedAt = clamp(r.authorizedAt);
   if (r.retainIgnored === true) e.retainIgnored = true;
   if (r.will === true) e.will = true;
+  if (typeof r.remote === 'string') e.remote = clamp(r.remote);
   return e;
 }
 
@@ -263,6 +266,7 @@ function serialize(e: AuditEntry): string {
   if (e.authorizedAt !== undefined) o['authorizedAt'] = e.authorizedAt;
   if (e.retainIgnored !== undefined) o['retainIgnored'] = e.retainIgnored;
   if (e.will !== undefined) o['will'] = e.will;
+  if (e.remote !== undefined) o['remote'] = e.remote;
   return JSON.stringify(o) + '\n';
 }
 
@@ -281,7 +285,8 @@ function sameDenial(a: AuditEntry, b: AuditEntry): boolean {
     a.source === b.source &&
     a.stage === b.stage &&
     a.receiver === b.receiver &&
-    a.will === b.will
+    a.will === b.will &&
+    a.remote === b.remote
   );
 }
 
@@ -903,5 +908,6 @@ function parseEntry(line: Buffer): AuditEntry | undefined {
   if (typeof o['authorizedAt'] === 'string') e.authorizedAt = o['authorizedAt'];
   if (o['retainIgnored'] === true) e.retainIgnored = true;
   if (o['will'] === true) e.will = true;
+  if (typeof o['remote'] === 'string') e.remote = o['remote'];
   return e;
 }

@@ -30,6 +30,7 @@ import { certificateFingerprint } from '../policy/credentials.js';
 import { ActionGate, type WithAuthority } from './actions.js';
 import { actionTtls } from './authority.js';
 import { SessionStore, type QueueLimitEvent } from './session-store.js';
+import { RefusalCoalescer, truncateField } from './refusals.js';
 
 /** What the broker needs to know about the policy in force, read on every hook. */
 export interface PolicyView {
@@ -113,6 +114,8 @@ const BULK_ACTION: ActionRef = Object.freeze({ permission: 'EXECUTE_BULK_UPDATE'
 const DENY_LOG_INTERVAL_MS = 10_000;
 /** The route of a topic the topic rules decide (outside the map, `$` topics, the map disabled). */
 const RULES_ROUTE: DeliveryRoute = Object.freeze({ kind: 'outside' as const });
+/** Refused connections from one source and for one reason are one audit record per this interval (plus the first). */
+const REFUSALS_INTERVAL_MS = 10_000;
 /** How often queues are swept for actions whose time to live passed. */
 const ACTION_SWEEP_MS = 5_000;
 
@@ -138,6 +141,9 @@ export class GatewayBroker {
   /** aedes' persistence: sessions, queues (with each action's authority), retained messages. */
   readonly store: SessionStore;
   private sweepTimer: NodeJS.Timeout | null = null;
+  /** Refused connections, coalesced per source and reason for REFUSALS_INTERVAL_MS. */
+  private readonly refusals = new RefusalCoalescer();
+  private refusalsTimer: NodeJS.Timeout | null = null;
 
   private constructor(
     private readonly opts: BrokerOptions,
@@ -212,6 +218,8 @@ export class GatewayBroker {
     broker.installHooks();
     broker.sweepTimer = setInterval(() => broker!.sweepExpiredActions(), ACTION_SWEEP_MS);
     broker.sweepTimer.unref();
+    broker.refusalsTimer = setInterval(() => broker!.flushRefusals(), REFUSALS_INTERVAL_MS);
+    broker.refusalsTimer.unref();
     try {
       await broker.listen();
     } catch (err) {
@@ -236,6 +244,14 @@ export class GatewayBroker {
   }
 
   private sessionsSweptAt = Date.now();
+
+  /** One audit record per source and reason for the refused connections only counted in the last interval. */
+  flushRefusals(): void {
+    const version = this.opts.policy().index?.version ?? null;
+    for (const r of this.refusals.flush()) {
+      this.opts.audit.record({ principal: null, clientId: null, action: 'connect', decision: 'deny', reason: r.reason, snapshotVersion: version, remote: r.remote, ...(r.count > 1 ? { count: r.count } : {}) });
+    }
+  }
 
   /** Whether the client holds `filter` as granted by authorizeSubscribe (its persistent session stores only those). */
   private granted(client: Client, filter: string): boolean {
@@ -450,7 +466,11 @@ export class GatewayBroker {
 
   private async authenticate(client: Client, username: string | undefined, password: Buffer | undefined): Promise<AuthenticateError | null> {
     const refuse = (returnCode: 2 | 3 | 4 | 5, reason: string, principal: string | null) => {
-      this.opts.audit.record({ principal, clientId: client.id ?? null, action: 'connect', decision: 'deny', reason, snapshotVersion: this.opts.policy().index?.version ?? null });
+      // Coalesced per source address and reason (./refusals.ts); the sender's own fields cut short.
+      const remote = remoteOf(client);
+      if (this.refusals.first(remote, reason)) {
+        this.opts.audit.record({ principal: truncateField(principal), clientId: truncateField(client.id), action: 'connect', decision: 'deny', reason, snapshotVersion: this.opts.policy().index?.version ?? null, remote });
+      }
       return Object.assign(new Error(reason), { returnCode: returnCode as AuthErrorCode });
     };
     if ((client as ClientMarks)[EMPTY_ID] && !client.clean) return refuse(2, 'EMPTY_CLIENT_ID_WITH_PERSISTENT_SESSION', username ?? null);
@@ -900,6 +920,8 @@ export class GatewayBroker {
   /** Stops accepting connections, closes every client connection, and resolves when the listeners are closed. */
   async close(): Promise<void> {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    if (this.refusalsTimer) clearInterval(this.refusalsTimer);
+    this.flushRefusals();
     // A listener's close() waits for its open connections: stop listening first, then close the
     // clients (aedes.close), then wait for both.
     const listeners = Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
@@ -911,6 +933,12 @@ export class GatewayBroker {
 
 function prefixKeys(prefix: string, o: object): Record<string, number> {
   return Object.fromEntries(Object.entries(o).map(([k, v]) => [prefix + k[0]!.toUpperCase() + k.slice(1), v as number]));
+}
+
+/** The client's remote address (and port is left out: one source, whatever port it comes from). */
+function remoteOf(client: Client): string {
+  const conn = client.conn as Socket | undefined;
+  return conn?.remoteAddress ?? 'unknown';
 }
 
 /** sha256 fingerprint of a verified client certificate (TLS listener), in the snapshot's form. */

@@ -1,0 +1,52 @@
+// Strangers cannot flush the audit log: thousands of refused CONNECTs from one address, each with its
+// own 250-character username, make a few records; a denied command recorded before stays.
+import t from 'tap';
+import { join } from 'node:path';
+import { readAudit } from '../../src/audit/audit-log.js';
+import mqttPacket from 'mqtt-packet';
+import { cleanup, connect, endAll, rawConnack, startAgent } from '../helpers/agent.js';
+
+t.test('refused connections are coalesced per source; the records that matter are not rotated away', async (t) => {
+  const agent = await startAgent({ config: { audit: { maxBytes: 64 * 1024, flushIntervalMs: 100 } } });
+  t.teardown(async () => {
+    await agent.stop();
+    cleanup(agent);
+  });
+  const carl = await connect(agent.port, { clientId: 'carl', username: 'viewer-carl', password: 'carl-pass' });
+  await carl.client.publishAsync('things/oven-1/commands/reboot', 'x', { qos: 1 });
+  await endAll(carl);
+  const denied = (e: { principal: string | null; reason?: string }) => e.principal === 'viewer-carl' && e.reason === 'NOT_GRANTED';
+  let before = await readAudit(join(agent.stateDir, 'audit'));
+  for (let i = 0; i < 100 && !before.some(denied); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    before = await readAudit(join(agent.stateDir, 'audit'));
+  }
+  t.ok(before.some(denied), 'the denied command is recorded');
+  const N = 3000;
+  let next = 0;
+  const codes = new Map<number, number>();
+  const worker = async () => {
+    while (next < N) {
+      const i = next++;
+      const user = `${String(i).padStart(6, '0')}${'u'.repeat(244)}`;
+      const packet = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: `c${i}`, keepalive: 30, username: user, password: Buffer.from('wrong') });
+      const code = await rawConnack(agent.port, packet);
+      codes.set(code, (codes.get(code) ?? 0) + 1);
+    }
+  };
+  await Promise.all(Array.from({ length: 16 }, worker));
+  t.same([...codes], [[4, N]], `all ${N} refused with CONNACK 0x04`);
+  // The interval's count arrives as one record (every 10 s).
+  let audit = await readAudit(join(agent.stateDir, 'audit'));
+  const counted = () => audit.filter((e) => e.action === 'connect').reduce((n, e) => n + (e.count ?? 1), 0);
+  for (let i = 0; i < 300 && counted() < N; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    audit = await readAudit(join(agent.stateDir, 'audit'));
+  }
+  const refusals = audit.filter((e) => e.action === 'connect');
+  t.equal(counted(), N, 'every refusal is counted');
+  t.ok(refusals.length <= 10, `${refusals.length} records for ${N} refusals`);
+  t.match(refusals[0], { remote: '127.0.0.1', reason: 'UNKNOWN_PRINCIPAL' });
+  t.ok((refusals[0]!.principal ?? '').length <= 64, 'the attacker\'s 250-character username is cut to 64');
+  t.ok(audit.some(denied), 'the denied command recorded before the flood is still in the log');
+});
