@@ -172,8 +172,8 @@ export const SNAPSHOT_PAYLOAD_SCHEMA = Type.Object(
   {
     ...bodyProps,
     version: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER, description: 'strictly increasing per gateway' }),
-    issuedAt: Type.Integer({ minimum: 0, description: 'ms since the epoch' }),
-    expiresAt: Type.Integer({ minimum: 0, description: 'ms since the epoch' }),
+    issuedAt: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'ms since the epoch' }),
+    expiresAt: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'ms since the epoch' }),
   },
   { additionalProperties: false, title: 'edgewarden snapshot payload' },
 );

@@ -22,7 +22,9 @@ const plainEncoder = new Encoder({ useRecords: false, tagUint8Array: false, pack
  */
 const memberEncoder = new Encoder({ useRecords: true, tagUint8Array: false, pack: true });
 /** Reads plain CBOR maps and the compact members alike: any producer's CBOR map is accepted. */
-const payloadDecoder = new Decoder({ useRecords: false, mapsAsObjects: true });
+// int64AsNumber: an integer a standard encoder writes in 8 bytes (Python's cbor2 does for
+// millisecond times) is a number, like the same value in 4; one past 2^53 is refused by the schema.
+const payloadDecoder = new Decoder({ useRecords: false, mapsAsObjects: true, int64AsNumber: true } as ConstructorParameters<typeof Decoder>[0]);
 
 export interface VerifiedSnapshot {
   readonly payload: SnapshotPayload;
@@ -100,7 +102,9 @@ export function verifySnapshot(bytes: Uint8Array, trustedKeys: TrustedKeys, opts
   }
   const issues = validatePayload(payload);
   if (issues.length > 0) {
-    throw new EwError('EW_SNAPSHOT_BAD_PAYLOAD', `payload is not a valid snapshot (${issues.length} problem${issues.length > 1 ? 's' : ''})`, {
+    const first = issues[0]!;
+    const named = `${first.path || '(the payload)'}: ${first.message}`;
+    throw new EwError('EW_SNAPSHOT_BAD_PAYLOAD', `payload is not a valid snapshot (${issues.length} problem${issues.length > 1 ? 's' : ''}; ${named}${issues.length > 1 ? ', ...' : ''})`, {
       where,
       issues: issues.slice(0, 20),
     });

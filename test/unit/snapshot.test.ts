@@ -233,3 +233,29 @@ t.test('snapshot payload is checked structurally after the signature', async (t)
     t.match((err as EwError).issues, [{ path: 'extra', message: 'unknown key' }]);
   }
 });
+
+t.test('integers a standard encoder writes in 8 bytes (as Python\'s cbor2 writes times) are read as numbers', async (t) => {
+  const p = payload();
+  // The times and the version as 64-bit CBOR integers (major type 0, additional info 27).
+  const doc = JSON.parse(JSON.stringify(p)) as Record<string, unknown>;
+  doc['issuedAt'] = BigInt(p.issuedAt);
+  doc['expiresAt'] = BigInt(p.expiresAt);
+  doc['version'] = BigInt(p.version);
+  const bytes = Buffer.from(new Encoder({ useRecords: false, tagUint8Array: false, pack: false, variableMapSize: true }).encode(doc));
+  const at = bytes.indexOf(Buffer.from([0x1b, ...Buffer.from(BigInt.asUintN(64, BigInt(p.expiresAt)).toString(16).padStart(16, '0'), 'hex')]));
+  t.ok(at > 0, 'expiresAt is encoded in 8 bytes');
+  const v = verifySnapshot(signCoseSign1(bytes, key.privateKey, key.kid), trusted);
+  t.equal(v.payload.expiresAt, p.expiresAt);
+  t.equal(v.payload.issuedAt, p.issuedAt);
+  t.equal(v.payload.version, p.version);
+  t.equal(typeof v.payload.version, 'number');
+  // Past 2^53 it is no longer an exact integer: refused, and the message names the field.
+  doc['expiresAt'] = 2n ** 60n;
+  try {
+    verifySnapshot(signCoseSign1(Buffer.from(new Encoder({ useRecords: false, tagUint8Array: false, pack: false, variableMapSize: true }).encode(doc)), key.privateKey, key.kid), trusted);
+    t.fail('accepted');
+  } catch (err) {
+    t.equal((err as EwError).code, 'EW_SNAPSHOT_BAD_PAYLOAD');
+    t.match((err as EwError).message, /1 problem; expiresAt: must be <= 9007199254740991/, 'the refusal names the field');
+  }
+});
