@@ -14,14 +14,16 @@ export function checkSemantics(p: PolicyBody, issues: Issue[], warnings: Issue[]
   const warn = (path: string, message: string) => warnings.push({ path, message });
 
   // --- unique ids -------------------------------------------------------------------------
-  const uniq = (list: readonly { id: string }[] | undefined, what: string, path: string): Set<string> => {
+  const uniq = (list: readonly { id: string }[] | undefined, what: string, path: string): ReadonlyMap<string, number> => {
     const seen = new Map<string, number>();
-    (list ?? []).forEach((e, i) => {
-      const first = seen.get(e.id);
-      if (first !== undefined) err(`${path}[${i}].id`, `duplicate ${what} id "${e.id}" (first at ${path}[${first}])`);
-      else seen.set(e.id, i);
-    });
-    return new Set(seen.keys());
+    const l = list ?? [];
+    for (let i = 0; i < l.length; i++) {
+      const id = l[i]!.id;
+      const first = seen.get(id);
+      if (first !== undefined) err(`${path}[${i}].id`, `duplicate ${what} id "${id}" (first at ${path}[${first}])`);
+      else seen.set(id, i);
+    }
+    return seen;
   };
   const partners = uniq(p.partners, 'partner', 'partners');
   const customers = uniq(p.customers, 'customer', 'customers');
@@ -32,14 +34,16 @@ export function checkSemantics(p: PolicyBody, issues: Issue[], warnings: Issue[]
   uniq(p.applications, 'application', 'applications');
 
   // Principals share one namespace: the MQTT username names exactly one of them.
-  const principalOwner = new Map<string, { path: string; collection: string }>();
-  principalOwner.set(p.gateway.id, { path: 'gateway.id', collection: 'gateway' });
+  // The owner of each id as its collection and index (the path is only spelled out for an error).
+  const principalOwner = new Map<string, { collection: string; i: number }>();
+  principalOwner.set(p.gateway.id, { collection: 'gateway', i: -1 });
   const claim = (id: string, collection: string, i: number) => {
-    const path = `${collection}[${i}].id`;
     const other = principalOwner.get(id);
-    if (other === undefined) principalOwner.set(id, { path, collection });
-    else if (other.collection !== collection)
-      err(path, `duplicate principal id "${id}": already used by ${other.path} (users, API keys, applications, things and the gateway share one namespace)`);
+    if (other === undefined) principalOwner.set(id, { collection, i });
+    else if (other.collection !== collection) {
+      const otherPath = other.i < 0 ? 'gateway.id' : `${other.collection}[${other.i}].id`;
+      err(`${collection}[${i}].id`, `duplicate principal id "${id}": already used by ${otherPath} (users, API keys, applications, things and the gateway share one namespace)`);
+    }
   };
   (p.things ?? []).forEach((t, i) => claim(t.id, 'things', i));
   (p.users ?? []).forEach((u, i) => claim(u.id, 'users', i));

@@ -236,10 +236,20 @@ function mapLegacy(perms: readonly string[]): string[] {
   return [...new Set(perms.map((p) => resolvePermissionName(p)?.name ?? p))];
 }
 
-/** Structural check of a decoded snapshot payload (the agent's side). */
+/**
+ * Check of a decoded snapshot payload (the agent's side): its structure, then every invariant the
+ * issuer checks (defence in depth: the same checkSemantics). A role that is not defined is an error
+ * here, where the issuer only warns: the issuer writes such a user's role as none, so a payload that
+ * names an undefined role was not written by it.
+ */
 export function validatePayload(raw: unknown): Issue[] {
-  if ((fastPayloadValidator ??= fastPayloadAjv.compile(SNAPSHOT_PAYLOAD_SCHEMA))(raw)) return [];
-  const validate = payloadValidate();
-  if (validate(raw)) return [];
-  return ajvIssues(validate.errors);
+  if (!(fastPayloadValidator ??= fastPayloadAjv.compile(SNAPSHOT_PAYLOAD_SCHEMA))(raw)) {
+    const validate = payloadValidate();
+    if (!validate(raw)) return ajvIssues(validate.errors);
+  }
+  const issues: Issue[] = [];
+  const warnings: Issue[] = [];
+  checkSemantics(raw as PolicyBody, issues, warnings);
+  for (const w of warnings) if (/\.role$/.test(w.path)) issues.push(w);
+  return issues;
 }

@@ -259,3 +259,27 @@ t.test('integers a standard encoder writes in 8 bytes (as Python\'s cbor2 writes
     t.match((err as EwError).message, /1 problem; expiresAt: must be <= 9007199254740991/, 'the refusal names the field');
   }
 });
+
+t.test('the gateway re-checks the issuer\'s invariants: duplicate ids, undefined roles', async (t) => {
+  const refusal = (edit: (p: SnapshotPayload) => void): EwError => {
+    const p = payload();
+    edit(p);
+    try {
+      verifySnapshot(signSnapshot(p, key.privateKey, key.kid), trusted);
+    } catch (err) {
+      return err as EwError;
+    }
+    throw new Error('accepted');
+  };
+  const dup = refusal((p) => p.things!.push({ ...p.things![0]! }));
+  t.equal(dup.code, 'EW_SNAPSHOT_BAD_PAYLOAD');
+  t.match(dup.message, /things\[\d+\]\.id: duplicate thing id "t-1"/);
+  const ghost = refusal((p) => {
+    p.users![0]!.role = 'ghost-role';
+  });
+  t.match(ghost.message, /users\[0\]\.role: role "ghost-role" is not defined/);
+  const noAdmin = refusal((p) => {
+    for (const u of p.users!) if (u.role === 'admin') u.role = 'none';
+  });
+  t.match(noAdmin.message, /users: at least one user must hold the built-in admin role/);
+});
