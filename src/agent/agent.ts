@@ -230,14 +230,21 @@ export class Agent {
     broker.actions.onLateRefusal = (r) => {
       this.link?.reportLateRefusal(r).catch((err: Error) => log.error({ err: err.message, id: r.requestId }, 'late refusal of a cloud request not queued'));
     };
-    // Allowed device telemetry and events go up through the queue. aedes waits for this handler
-    // before it sends a QoS 2 PUBREC (the message is then on disk); QoS 0/1 are acknowledged first.
+    // Allowed device telemetry and events go up through the queue, and are acknowledged to the device
+    // only once they are on disk. A client's QoS 0/1 publish is queued by the broker's authorizePublish,
+    // before aedes writes the PUBACK; a QoS 2 one (and what has no publishing client: a cloud request,
+    // the agent's own) by this subscription, whose handler aedes waits for before it sends PUBREC.
+    broker.setForwarding({
+      filters: this.config.cloud.forward,
+      enqueue: (topic, payload, qos, retain) => this.link?.enqueue(`up/${topic}`, payload, { qos, retain }) ?? Promise.resolve(),
+    });
     for (const filter of this.config.cloud.forward) {
       await new Promise<void>((resolve) =>
         broker.aedes.subscribe(
           filter,
           (packet, done) => {
             if (packet.topic.startsWith('$')) return done();
+            if (packet.qos < 2 && (packet as { clientId?: string }).clientId !== undefined) return done(); // queued by the broker already
             const link = this.link;
             if (!link) return done();
             link.enqueue(`up/${packet.topic}`, packet.payload as Buffer, { qos: packet.qos > 0 ? 1 : 0, retain: packet.retain }).then(

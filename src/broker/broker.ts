@@ -88,6 +88,15 @@ interface PublishVerdict {
   readonly thing: string | null;
   /** An allowed publish of this action is audited (AUDITED_ALLOWS). */
   readonly audited: boolean;
+  /** The topic matches the cloud link's forward filters (cloud.forward). */
+  readonly forwards: boolean;
+}
+
+/** Upward forwarding to the cloud link's outbox (SPEC section 5). */
+export interface Forwarding {
+  readonly filters: readonly string[];
+  /** Appends to the outbox; resolves once the message is durable. */
+  enqueue(topic: string, payload: Buffer, qos: 0 | 1, retain: boolean): Promise<unknown>;
 }
 
 const DROP = Symbol('edgewarden.drop');
@@ -598,7 +607,31 @@ export class GatewayBroker {
     if (route.kind === 'action') {
       retainIgnored = this.actions.authorize(packet, session.principal!, client.id, route, source ?? 'local', packet[REQUEST_ID] ?? null);
     }
-    if (verdict.audited || retainIgnored || (will && route.kind === 'action')) {
+    // [SPEC 5] A QoS 1 message bound for the cloud is acknowledged only once it is durable in the
+    // outbox: aedes writes the PUBACK after this callback. (QoS 2 waits too: aedes sends PUBREC once
+    // the forward subscription's handler has queued it; see the agent. A request from the cloud is
+    // not sent back up here.)
+    if (verdict.forwards && packet.qos < 2 && session.credential !== 'cloud' && this.forwarding !== null) {
+      const queued = this.forwarding.enqueue(topic, packet.payload as Buffer, packet.qos > 0 ? 1 : 0, packet.retain);
+      if (packet.qos === 1) {
+        this.auditAllowed(client, session, verdict, topic, view, retainIgnored, will);
+        queued.then(
+          () => cb(null),
+          (err: Error) => {
+            this.log.error({ topic, err: err.message }, 'upward message not queued');
+            cb(null);
+          },
+        );
+        return;
+      }
+      queued.catch((err: Error) => this.log.error({ topic, err: err.message }, 'upward message not queued'));
+    }
+    this.auditAllowed(client, session, verdict, topic, view, retainIgnored, will);
+    cb(null);
+  }
+
+  private auditAllowed(client: Client, session: Session, verdict: PublishVerdict, topic: string, view: PolicyView, retainIgnored: boolean, will: boolean): void {
+    if (verdict.audited || retainIgnored || (will && verdict.route.kind === 'action')) {
       this.opts.audit.record({
         principal: session.principal,
         clientId: client.id,
@@ -611,13 +644,25 @@ export class GatewayBroker {
         ...(will ? { will } : {}),
       });
     }
-    cb(null);
   }
+
+  /** Set by the agent once its cloud link exists: client publishes on these topics go to the outbox, QoS 1 before its PUBACK. */
+  setForwarding(f: Forwarding | null): void {
+    this.forwarding = f;
+    for (const client of Object.values(this.clients())) {
+      const s = this.sessions.get(client);
+      if (s) s.cacheEpoch = -1;
+    }
+    for (const e of this.cloudSessions.values()) e.session.cacheEpoch = -1;
+  }
+
+  private forwarding: Forwarding | null = null;
 
   private publishVerdict(session: Session, topic: string, view: PolicyView): PublishVerdict {
     const route = this.topicMap.routePublish(topic);
     const index = view.index;
-    const verdict = (decision: Decision, action: string, thing: string | null): PublishVerdict => ({ route, decision, action, thing, audited: AUDITED_ALLOWS.has(action) });
+    const forwards = this.forwarding !== null && this.forwarding.filters.some((f) => matchesValid(f, topic));
+    const verdict = (decision: Decision, action: string, thing: string | null): PublishVerdict => ({ route, decision, action, thing, audited: AUDITED_ALLOWS.has(action), forwards });
     switch (route.kind) {
       case 'action':
         return verdict(this.decideFor(session, index, route.permissionId, route.thing, view), route.permission, route.thing);

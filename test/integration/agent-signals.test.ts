@@ -65,6 +65,47 @@ t.test('SIGTERM stops within seconds and keeps the queue', async (t) => {
   t.equal(r.ok && (r.status as { cloud: { queue: { depth: number } } }).cloud.queue.depth, 50, 'the 50 queued messages are still there after the restart');
 });
 
+t.test('an acknowledged QoS 1 message bound for the cloud survives a SIGKILL in the middle of a flood', async (t) => {
+  const agent = await startAgent({ config: { cloud: { enabled: true, url: `mqtt://127.0.0.1:${await freePort()}`, reconnectMinMs: 50, reconnectMaxMs: 200 } } });
+  t.teardown(() => cleanup(agent));
+  const ids = ['oven-1', 'mixer-1', 'chiller-1', 'pasteurizer-1'];
+  const ovens = await Promise.all(ids.map((id) => connect(agent.port, { clientId: id, username: id, password: `${id}-token` })));
+  // Four devices publish QoS 1 telemetry, 64 unacknowledged each (more than the message router
+  // delivers at once); the agent is killed (SIGKILL) the moment the 2,000th PUBACK arrives.
+  let acked = 0;
+  let killedAt = -1;
+  const killed = new Promise<void>((resolve) => {
+    const workers = ovens.map((o, d) =>
+      Array.from({ length: 64 }, async () => {
+        for (let i = 0; killedAt < 0 && i < 10_000; i++) {
+          try {
+            await o.client.publishAsync(`things/${ids[d]}/telemetry/n`, String(i), { qos: 1 });
+          } catch {
+            return;
+          }
+          if (killedAt >= 0) return;
+          acked++;
+          if (acked === 2000) {
+            killedAt = acked;
+            agent.child.kill('SIGKILL');
+            resolve();
+          }
+        }
+      }),
+    );
+    void Promise.all(workers.flat()).then(() => resolve());
+  });
+  await killed;
+  t.equal(killedAt, 2000, 'killed at the 2,000th PUBACK');
+  await new Promise<void>((resolve) => (agent.child.exitCode !== null || agent.child.signalCode !== null ? resolve() : agent.child.once('exit', () => resolve())));
+  await endAll(...ovens);
+  const again = await startAgent({ stateDir: agent.stateDir, bootstrap: null, config: { cloud: { enabled: true, url: `mqtt://127.0.0.1:${await freePort()}` } } });
+  t.teardown(() => again.stop());
+  const r = await controlRequest(again.stateDir, { cmd: 'status' });
+  const depth = r.ok ? (r.status as { cloud: { queue: { depth: number } } }).cloud.queue.depth : -1;
+  t.ok(depth >= killedAt, `${depth} messages queued after the SIGKILL, for ${killedAt} acknowledged`);
+});
+
 t.test('under systemd: READY=1 once serving, WATCHDOG=1 every WatchdogSec/2, STOPPING=1 on SIGTERM', async (t) => {
   // A stand-in systemd-notify on PATH appends what it is given, one notification per line.
   const bin = mkdtempSync(join(tmpdir(), 'ew-notify-'));
