@@ -30,6 +30,8 @@ export interface VerifiedSnapshot {
   readonly payload: SnapshotPayload;
   readonly kid: string;
   readonly bytes: Uint8Array;
+  /** Accepted although it expired by the time floor: proof the floor got ahead (acceptSnapshot). */
+  readonly resetsTimeFloor?: boolean;
 }
 
 /** CBOR head of a map of `n` entries (major type 5, shortest form). */
@@ -126,9 +128,14 @@ export interface AcceptContext {
   readonly now: number;
   /** The persisted time floor (newest issuedAt seen, last time persisted), ms since the epoch. */
   readonly timeFloor: number;
+  /** issuedAt of the snapshot held (0: none): a newer one may heal a floor that got ahead. */
+  readonly heldIssuedAt?: number;
   readonly maxBytes?: number;
   readonly where?: string;
 }
+
+/** How far a snapshot's issuedAt may be ahead of the system clock (the issuer's clock and ours differ a little). */
+const CLOCK_SKEW_MS = 60 * 60 * 1000;
 
 /** The time floor: the highest of the system clock and the persisted floor. */
 export function effectiveNow(now: number, timeFloor: number): number {
@@ -151,6 +158,11 @@ export function acceptSnapshot(bytes: Uint8Array, ctx: AcceptContext): VerifiedS
   }
   if (p.expiresAt <= ctx.now) {
     throw new EwError('EW_SNAPSHOT_EXPIRED', `expired at ${iso(p.expiresAt)}, system clock is ${iso(ctx.now)}`, { where });
+  }
+  // A floor that got ahead (a clock once far ahead) is healed by a newer snapshot, issued after the
+  // one held and valid by the system clock (src/store/time-floor.ts): the caller resets the floor.
+  if (p.expiresAt <= ctx.timeFloor && ctx.heldIssuedAt !== undefined && p.issuedAt >= ctx.heldIssuedAt && p.issuedAt <= ctx.now + CLOCK_SKEW_MS) {
+    return { ...verified, resetsTimeFloor: true };
   }
   if (p.expiresAt <= ctx.timeFloor) {
     throw new EwError(

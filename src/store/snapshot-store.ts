@@ -206,6 +206,7 @@ export class SnapshotStore {
       heldVersion: this.heldVersion(),
       now: tf.clock(),
       timeFloor: tf.floor,
+      heldIssuedAt: this.snapshot?.payload.issuedAt ?? 0,
       maxBytes: this.maxBytes,
       where: source,
     });
@@ -214,6 +215,14 @@ export class SnapshotStore {
     if (held) await writeFileAtomic(this.previousPath, held.bytes);
     await writeFileAtomic(this.currentPath, bytes);
     this.snapshot = verified;
+    if (verified.resetsTimeFloor) {
+      this.log({
+        level: 'warn',
+        msg: `the time floor ${new Date(tf.floor).toISOString()} was ahead of signed time: snapshot version ${verified.payload.version}, issued ${new Date(verified.payload.issuedAt).toISOString()} and valid by the system clock, brings it back`,
+        file: tf.path,
+      });
+      tf.reset(verified.payload.issuedAt);
+    }
     tf.observe(verified.payload.issuedAt);
     try {
       await tf.persist();

@@ -74,7 +74,7 @@ function env(stateDir: string): Env {
     currentPath,
     previousPath,
     open: async (o = {}) => {
-      const tf = await TimeFloor.load(stateDir, () => clock.now);
+      const tf = await TimeFloor.load(stateDir, () => clock.now, { monotonic: () => 0 }); // the fake clock alone moves time
       const store = await SnapshotStore.open({
         stateDir,
         trustedKeys: TRUSTED,
@@ -377,4 +377,30 @@ t.test('a failure between the two writes (a power cut after previous.cose) leave
   const { store: reopened } = await e.open();
   t.equal(reopened.heldVersion(), 2, 'a restart finds v2 in previous.cose');
   t.match(e.logs, [{ level: 'error', code: 'EW_STORE_IO', file: e.currentPath, msg: /not a regular file/ }]);
+});
+
+t.test('a floor that got ahead is healed by a newer snapshot valid by the system clock; a board booted in the past is not fooled', async (t) => {
+  const e = env(t.testdir());
+  e.clock.now = T0;
+  {
+    const { store } = await e.open();
+    await store.install(signed(1, { issuedAt: T0 - DAY }), 'v1');
+  }
+  // An older version once wrote a floor ten years ahead (the wall clock was wrong for a moment).
+  writeFileSync(join(e.stateDir, 'time-floor.json'), JSON.stringify({ floor: T0 + 3650 * DAY }));
+  const { store, tf } = await e.open();
+  t.equal(tf.now(), T0 + 3650 * DAY);
+  // A replayed older one is still refused; so is one issued before the one held.
+  await t.rejects(store.install(signed(2, { issuedAt: T0 - 2 * DAY, expiresAt: T0 + 10 * DAY }), 'older issue'), { code: 'EW_SNAPSHOT_EXPIRED_BY_TIME_FLOOR' });
+  // A fresh one from the cloud: issued now, valid by the system clock, newer version.
+  await store.install(signed(3, { issuedAt: T0 - 60_000, expiresAt: T0 + 30 * DAY }), 'cloud');
+  t.equal(store.heldVersion(), 3, 'accepted');
+  t.equal(tf.floor, T0, 'the floor is back to signed time (then the clock, on persist)');
+  t.ok(e.logs.some((l) => /time floor .* was ahead of signed time: snapshot version 3/.test(l.msg)), 'logged');
+  // A board without a real-time clock, booted in 1970: a newer but expired snapshot does not reset the floor.
+  e.clock.now = 1000;
+  const booted = await e.open();
+  t.equal(booted.tf.floor, T0);
+  await t.rejects(booted.store.install(signed(4, { issuedAt: T0 - 30_000, expiresAt: T0 - 1000 }), 'replay'), { code: 'EW_SNAPSHOT_EXPIRED_BY_TIME_FLOOR' }, 'issued after the held one but expired by the floor, and the system clock is in 1970: refused');
+  t.equal(booted.tf.floor, T0, 'the floor stays');
 });

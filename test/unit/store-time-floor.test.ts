@@ -1,7 +1,7 @@
 import t from 'tap';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { TimeFloor, TIME_FLOOR_FILE } from '../../src/store/time-floor.js';
+import { MAX_STEP_MS, TimeFloor, TIME_FLOOR_FILE } from '../../src/store/time-floor.js';
 
 const T0 = Date.UTC(2026, 0, 1);
 const DAY = 24 * 3600 * 1000;
@@ -11,6 +11,10 @@ function fakeClock(start: number): { clock: () => number; set: (ms: number) => v
   return { clock: () => now, set: (ms) => (now = ms) };
 }
 
+/** The monotonic clock of every TimeFloor here: it moves only when a test moves it. */
+const MONO = { now: 0 };
+const monotonic = () => MONO.now;
+
 function floorFile(dir: string): { floor: number; iso: string } {
   return JSON.parse(readFileSync(join(dir, TIME_FLOOR_FILE), 'utf8')) as { floor: number; iso: string };
 }
@@ -19,7 +23,7 @@ t.test('missing file: floor 0, the clock rules, the problem is reported', async 
   const dir = t.testdir();
   const problems: string[] = [];
   const c = fakeClock(T0);
-  const tf = await TimeFloor.load(dir, c.clock, { onProblem: (m) => problems.push(m) });
+  const tf = await TimeFloor.load(dir, c.clock, { monotonic, onProblem: (m) => problems.push(m) });
   t.equal(tf.floor, 0);
   t.equal(tf.now(), T0);
   t.equal(problems.length, 1);
@@ -30,7 +34,7 @@ t.test('missing file: floor 0, the clock rules, the problem is reported', async 
 
 t.test('observe raises and never lowers; now() is max(clock, floor)', async (t) => {
   const c = fakeClock(T0);
-  const tf = await TimeFloor.load(t.testdir(), c.clock);
+  const tf = await TimeFloor.load(t.testdir(), c.clock, { monotonic });
   tf.observe(T0 + DAY);
   t.equal(tf.floor, T0 + DAY);
   t.equal(tf.now(), T0 + DAY, 'floor ahead of the clock');
@@ -44,19 +48,19 @@ t.test('observe raises and never lowers; now() is max(clock, floor)', async (t) 
   t.equal(tf.floor, T0 + DAY, 'now() does not move the floor');
 });
 
-t.test('persist writes max(floor, clock) and survives a reopen with the clock set back', async (t) => {
+t.test('persist moves the floor to the clock, at most an hour past signed evidence; a reopen with the clock set back keeps it', async (t) => {
   const dir = t.testdir();
   const c = fakeClock(T0 + 5 * DAY);
-  const tf = await TimeFloor.load(dir, c.clock);
-  tf.observe(T0 + DAY);
+  const tf = await TimeFloor.load(dir, c.clock, { monotonic });
+  tf.observe(T0 + 5 * DAY - 30 * 60 * 1000); // a snapshot issued half an hour ago
   await tf.persist();
-  t.equal(tf.floor, T0 + 5 * DAY, 'the clock raised the floor');
+  t.equal(tf.floor, T0 + 5 * DAY, 'the clock raised the floor (within an hour of the evidence)');
   t.same(floorFile(dir), { floor: T0 + 5 * DAY, iso: new Date(T0 + 5 * DAY).toISOString() });
 
   // A reboot without a real-time clock: the system clock is back in 1970.
   const problems: string[] = [];
   const booted = fakeClock(1000);
-  const again = await TimeFloor.load(dir, booted.clock, { onProblem: (m) => problems.push(m) });
+  const again = await TimeFloor.load(dir, booted.clock, { monotonic, onProblem: (m) => problems.push(m) });
   t.same(problems, []);
   t.equal(again.floor, T0 + 5 * DAY);
   t.equal(again.now(), T0 + 5 * DAY);
@@ -66,13 +70,57 @@ t.test('persist writes max(floor, clock) and survives a reopen with the clock se
   again.observe(T0 + 9 * DAY);
   again.persistSync();
   t.equal(floorFile(dir).floor, T0 + 9 * DAY, 'persistSync');
-  t.equal((await TimeFloor.load(dir, booted.clock)).floor, T0 + 9 * DAY);
+  t.equal((await TimeFloor.load(dir, booted.clock, { monotonic })).floor, T0 + 9 * DAY);
   t.same(readdirSync(dir), [TIME_FLOOR_FILE], 'no temp file left');
+});
+
+t.test('time that heals: a clock ten years ahead for a moment moves the floor an hour at most', async (t) => {
+  const dir = t.testdir();
+  MONO.now = 0;
+  const c = fakeClock(T0);
+  const tf = await TimeFloor.load(dir, c.clock, { monotonic });
+  tf.observe(T0); // a snapshot issued now
+  c.set(T0 + 3650 * DAY); // a bad NTP answer
+  t.equal(tf.now(), T0 + 3650 * DAY, 'decisions in that moment see the wrong clock (and deny: expired)');
+  await tf.persist();
+  t.equal(tf.floor, T0 + MAX_STEP_MS, 'the floor on disk moves one step, not ten years');
+  c.set(T0 + 1000);
+  MONO.now = 1000;
+  t.equal(tf.now(), T0 + MAX_STEP_MS, 'and the gateway is an hour ahead at worst, not bricked');
+  const reopened = await TimeFloor.load(dir, c.clock, { monotonic });
+  t.equal(reopened.floor, T0 + MAX_STEP_MS);
+});
+
+t.test('time that heals: while running, the floor advances with the monotonic clock when the wall clock is behind', async (t) => {
+  const dir = t.testdir();
+  MONO.now = 5_000;
+  const c = fakeClock(T0 - DAY); // the wall clock a day slow
+  const tf = await TimeFloor.load(dir, c.clock, { monotonic });
+  tf.observe(T0); // signed evidence: a snapshot issued at T0
+  MONO.now = 5_000 + 2 * 3600 * 1000; // two hours later
+  c.set(T0 - DAY + 2 * 3600 * 1000);
+  t.equal(tf.now(), T0 + 2 * 3600 * 1000, 'now() is the evidence plus the time that passed, not the slow wall clock');
+  await tf.persist();
+  t.equal(tf.floor, T0 + 2 * 3600 * 1000, 'and so is the floor');
+});
+
+t.test('time that heals: reset brings a floor that got ahead back to signed evidence', async (t) => {
+  const dir = t.testdir();
+  MONO.now = 0;
+  writeFileSync(join(dir, TIME_FLOOR_FILE), JSON.stringify({ floor: T0 + 3650 * DAY }));
+  const c = fakeClock(T0);
+  const tf = await TimeFloor.load(dir, c.clock, { monotonic });
+  t.equal(tf.now(), T0 + 3650 * DAY, 'a floor from an older version, ten years ahead');
+  tf.reset(T0 - 60_000);
+  t.equal(tf.floor, T0 - 60_000);
+  t.equal(tf.now(), T0, 'the wall clock rules again');
+  await tf.persist();
+  t.equal(floorFile(dir).floor, T0, 'persisted');
 });
 
 t.test('persist creates the state directory', async (t) => {
   const dir = join(t.testdir(), 'var', 'lib', 'edgewarden');
-  const tf = await TimeFloor.load(dir, () => T0);
+  const tf = await TimeFloor.load(dir, () => T0, { monotonic });
   await tf.persist();
   t.equal(floorFile(dir).floor, T0);
 });
@@ -80,7 +128,7 @@ t.test('persist creates the state directory', async (t) => {
 t.test('concurrent persists leave the highest floor', async (t) => {
   const dir = t.testdir();
   const c = fakeClock(T0);
-  const tf = await TimeFloor.load(dir, c.clock);
+  const tf = await TimeFloor.load(dir, c.clock, { monotonic });
   const all: Promise<void>[] = [];
   for (let i = 1; i <= 10; i++) {
     tf.observe(T0 + i * DAY);
