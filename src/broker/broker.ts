@@ -489,7 +489,7 @@ export class GatewayBroker {
     if (username || password) {
       if (!view.index) return refuse(3, 'NO_SNAPSHOT', username ?? null);
       if (!username) return refuse(4, 'BAD_CREDENTIALS', null);
-      const r = await this.credentials.check(view.index, username, password);
+      const r = await this.credentials.check(view.index, username, password, remoteOf(client));
       if (!r.ok) return refuse(r.returnCode, r.reason, username);
       session = this.newSession(r.principal.id, r.principal.kind, r.principal.role ?? null, r.credential);
     } else if (cert && view.index) {

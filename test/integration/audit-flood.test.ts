@@ -1,5 +1,6 @@
 // Strangers cannot flush the audit log: thousands of refused CONNECTs from one address, each with its
 // own 250-character username, make a few records; a denied command recorded before stays.
+// (From loopback: no address-wide back-off there, so each one is checked.)
 import t from 'tap';
 import { join } from 'node:path';
 import { readAudit } from '../../src/audit/audit-log.js';
@@ -22,7 +23,7 @@ t.test('refused connections are coalesced per source; the records that matter ar
     before = await readAudit(join(agent.stateDir, 'audit'));
   }
   t.ok(before.some(denied), 'the denied command is recorded');
-  const N = 3000;
+  const N = 600; // each costs a (dummy) scrypt check: that is the point of it, and it takes a while
   let next = 0;
   const codes = new Map<number, number>();
   const worker = async () => {
@@ -35,7 +36,7 @@ t.test('refused connections are coalesced per source; the records that matter ar
     }
   };
   await Promise.all(Array.from({ length: 16 }, worker));
-  t.same([...codes], [[4, N]], `all ${N} refused with CONNACK 0x04`);
+  t.equal((codes.get(4) ?? 0) + (codes.get(3) ?? 0), N, `all ${N} refused: CONNACK 0x04, or 0x03 while the slow checks are all busy (${JSON.stringify([...codes])})`);
   // The interval's count arrives as one record (every 10 s).
   let audit = await readAudit(join(agent.stateDir, 'audit'));
   const counted = () => audit.filter((e) => e.action === 'connect').reduce((n, e) => n + (e.count ?? 1), 0);
@@ -45,8 +46,8 @@ t.test('refused connections are coalesced per source; the records that matter ar
   }
   const refusals = audit.filter((e) => e.action === 'connect');
   t.equal(counted(), N, 'every refusal is counted');
-  t.ok(refusals.length <= 10, `${refusals.length} records for ${N} refusals`);
-  t.match(refusals[0], { remote: '127.0.0.1', reason: 'UNKNOWN_PRINCIPAL' });
+  t.ok(refusals.length <= 20, `${refusals.length} records for ${N} refusals`);
+  t.match(refusals[0], { remote: '127.0.0.1', reason: /UNKNOWN_PRINCIPAL|BUSY/ });
   t.ok((refusals[0]!.principal ?? '').length <= 64, 'the attacker\'s 250-character username is cut to 64');
   t.ok(audit.some(denied), 'the denied command recorded before the flood is still in the log');
 });
