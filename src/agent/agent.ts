@@ -145,7 +145,10 @@ export class Agent {
       await this.inbox.start();
     }
     // A request carries at most one snapshot of snapshot.maxBytes, in base64, and a little JSON.
-    this.control = await startControlServer(c.stateDir, (req) => this.handleControl(req), { maxRequestBytes: Math.ceil(c.snapshot.maxBytes / 3) * 4 + 64 * 1024 });
+    this.control = await startControlServer(c.stateDir, (req) => this.handleControl(req), {
+      maxRequestBytes: Math.ceil(c.snapshot.maxBytes / 3) * 4 + 64 * 1024,
+      maxSnapshotBytes: c.snapshot.maxBytes,
+    });
     if (this.outbox) await this.startCloudLink(this.outbox);
     this.scheduleJobs();
     if (c.metrics.enabled) await this.startMetrics();
@@ -382,7 +385,9 @@ export class Agent {
     }
     if (req.cmd === 'install') {
       try {
-        const r = await this.installSnapshot(Buffer.from(req.snapshot, 'base64'), req.source ?? 'control socket');
+        const bytes = req.bytes ?? (typeof req.snapshot === 'string' ? Buffer.from(req.snapshot, 'base64') : undefined);
+        if (bytes === undefined) return { ok: false, code: 'EW_USAGE', message: 'install: no snapshot (length and bytes, or snapshot in base64)' };
+        const r = await this.installSnapshot(bytes, req.source ?? 'control socket');
         return { ok: true, version: r.version };
       } catch (err) {
         return { ok: false, code: isEwError(err) ? err.code : 'EW_STORE_IO', message: (err as Error).message };

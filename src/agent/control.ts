@@ -1,5 +1,9 @@
 // The agent's control socket (<stateDir>/control.sock, mode 0600): one JSON request per line, one
 // JSON response per line. Used by `edgewarden snapshot install` and `edgewarden status`.
+//
+// A snapshot is installed as `{"cmd":"install","length":N,"source":...}\n` followed by its N raw
+// bytes: the agent reads them into one buffer of that size (N at most maxSnapshotBytes) — no base64,
+// no JSON string of tens of MB. (`"snapshot": "<base64>"` in the line itself is still understood.)
 import { createServer, createConnection, type Server } from 'node:net';
 import { chmod, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -11,7 +15,9 @@ export const MAX_REQUEST_BYTES = 48 * 1024 * 1024;
 /** A request must arrive whole within this long; a client that sends slowly or never ends its line is dropped. */
 export const REQUEST_TIMEOUT_MS = 30_000;
 
-export type ControlRequest = { cmd: 'install'; snapshot: string /* base64 */; source?: string } | { cmd: 'status' };
+export type ControlRequest =
+  | { cmd: 'install'; snapshot?: string /* base64 */; length?: number; source?: string; /** the raw bytes that followed the line */ bytes?: Buffer }
+  | { cmd: 'status' };
 export type ControlResponse = { ok: true; [k: string]: unknown } | { ok: false; code: string; message: string };
 
 export function controlSocketPath(stateDir: string): string {
@@ -26,10 +32,13 @@ export interface ControlServerOptions {
   readonly maxRequestBytes?: number;
   /** Time for a request to arrive whole (default REQUEST_TIMEOUT_MS). */
   readonly requestTimeoutMs?: number;
+  /** Largest snapshot sent as raw bytes after the request line (default 32 MiB). */
+  readonly maxSnapshotBytes?: number;
 }
 
 export async function startControlServer(stateDir: string, handle: (req: ControlRequest) => Promise<ControlResponse>, opts: ControlServerOptions = {}): Promise<Server> {
   const maxBytes = opts.maxRequestBytes ?? MAX_REQUEST_BYTES;
+  const maxSnapshotBytes = opts.maxSnapshotBytes ?? 32 * 1024 * 1024;
   const timeoutMs = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
   const path = controlSocketPath(stateDir);
   if (Buffer.byteLength(path) > MAX_SOCKET_PATH_BYTES) {
@@ -78,12 +87,34 @@ export async function startControlServer(stateDir: string, handle: (req: Control
         return;
       }
       chunks.length = 0;
-      clearTimeout(timer);
       socket.removeAllListeners('data');
-      handle(req).then(
-        (res) => answer(res),
-        (err: Error) => answer({ ok: false, code: 'EW_STORE_IO', message: err.message }),
-      );
+      const run = (r: ControlRequest) => {
+        clearTimeout(timer);
+        handle(r).then(
+          (res) => answer(res),
+          (err: Error) => answer({ ok: false, code: 'EW_STORE_IO', message: err.message }),
+        );
+      };
+      const length = req !== null && typeof req === 'object' && req.cmd === 'install' ? req.length : undefined;
+      if (length === undefined) return run(req);
+      // The snapshot's raw bytes follow the line: read exactly `length` of them into one buffer.
+      if (!Number.isSafeInteger(length) || length < 0 || length > maxSnapshotBytes) {
+        answer({ ok: false, code: 'EW_SNAPSHOT_TOO_LARGE', message: `a snapshot of ${String(length)} bytes: more than the ${maxSnapshotBytes} allowed` });
+        return;
+      }
+      const bytes = Buffer.allocUnsafe(length);
+      let got = 0;
+      const take = (data: Buffer) => {
+        const n = Math.min(data.length, length - got);
+        data.copy(bytes, got, 0, n);
+        got += n;
+        if (got === length) {
+          socket.removeAllListeners('data');
+          run({ ...req, bytes } as ControlRequest);
+        }
+      };
+      take(chunk.subarray(nl + 1));
+      if (got < length) socket.on('data', take);
     });
   });
   await new Promise<void>((resolve, reject) => {
@@ -94,8 +125,13 @@ export async function startControlServer(stateDir: string, handle: (req: Control
   return server;
 }
 
-/** Sends one request to a running agent; rejects with ENOENT/ECONNREFUSED when none runs. */
-export function controlRequest(stateDir: string, req: ControlRequest, timeoutMs = 30_000): Promise<ControlResponse> {
+/** Hands a snapshot to the running agent: the request line, then its raw bytes. */
+export function controlInstall(stateDir: string, bytes: Buffer, source: string, timeoutMs = 30_000): Promise<ControlResponse> {
+  return controlRequest(stateDir, { cmd: 'install', length: bytes.length, source }, timeoutMs, bytes);
+}
+
+/** Sends one request to a running agent (and `body` after its line); rejects with ENOENT/ECONNREFUSED when none runs. */
+export function controlRequest(stateDir: string, req: ControlRequest, timeoutMs = 30_000, body?: Buffer): Promise<ControlResponse> {
   return new Promise((resolve, reject) => {
     const socket = createConnection(controlSocketPath(stateDir));
     let buf = '';
@@ -104,7 +140,10 @@ export function controlRequest(stateDir: string, req: ControlRequest, timeoutMs 
       reject(new Error('the agent did not answer in time'));
     }, timeoutMs);
     socket.setEncoding('utf8');
-    socket.on('connect', () => socket.write(JSON.stringify(req) + '\n'));
+    socket.on('connect', () => {
+      socket.write(JSON.stringify(req) + '\n');
+      if (body !== undefined) socket.write(body);
+    });
     socket.on('data', (c: string) => (buf += c));
     socket.on('error', (err) => {
       clearTimeout(timer);

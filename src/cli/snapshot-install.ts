@@ -2,7 +2,7 @@
 // no agent running, installs it into the state directory directly (first provisioning). Either way
 // the acceptance rules of SPEC section 4 apply.
 import { loadConfig, bundledPaths } from '../config/load.js';
-import { controlRequest } from '../agent/control.js';
+import { controlInstall } from '../agent/control.js';
 import { SnapshotStore } from '../store/snapshot-store.js';
 import { TimeFloor } from '../store/time-floor.js';
 import { loadTrustedKeys } from '../store/keys.js';
@@ -18,7 +18,7 @@ export async function installCommand(file: string, opts: { config?: string; stat
   });
   const bytes = readSnapshotFile(file, config.snapshot.maxBytes);
   try {
-    const res = await controlRequest(config.stateDir, { cmd: 'install', snapshot: bytes.toString('base64'), source: file });
+    const res = await controlInstall(config.stateDir, bytes, file);
     if (!res.ok) throw new EwError(res.code as ErrorCode, res.message);
     io.out(`installed snapshot version ${String(res.version)} into the running agent (${config.stateDir})`);
     return 0;

@@ -4,7 +4,7 @@ import { createConnection } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { controlRequest, controlSocketPath, startControlServer } from '../../src/agent/control.js';
+import { controlInstall, controlRequest, controlSocketPath, startControlServer } from '../../src/agent/control.js';
 
 /** Sends raw bytes (in pieces) and resolves with what the server answered before closing. */
 function raw(stateDir: string, pieces: Buffer[], end = false): Promise<string> {
@@ -46,4 +46,21 @@ t.test('a request is answered; garbage, oversized and slow requests get a clear 
   // After the first line nothing else on the connection is read.
   t.match(await raw(dir, [Buffer.from('{"cmd":"status"}\n{"cmd":"install","snapshot":""}\n')]), /"echo":"status"/);
   t.equal(seen.length, 3, 'the handler saw only the three whole requests');
+});
+
+t.test('a snapshot follows its request line as raw bytes, read into one buffer of its size', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ew-ctl-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  let got: Buffer | undefined;
+  const server = await startControlServer(dir, async (req) => {
+    if (req.cmd === 'install') got = req.bytes;
+    return { ok: true, length: got?.length ?? -1 };
+  }, { maxSnapshotBytes: 4 * 1024 * 1024 });
+  t.teardown(() => server.close());
+  const snapshot = Buffer.alloc(3 * 1024 * 1024);
+  for (let i = 0; i < snapshot.length; i++) snapshot[i] = (i * 7) & 0xff; // newlines and all
+  t.same(await controlInstall(dir, snapshot, 'test'), { ok: true, length: snapshot.length });
+  t.ok(got?.equals(snapshot), 'byte for byte');
+  const tooBig = await controlInstall(dir, Buffer.alloc(5 * 1024 * 1024), 'big');
+  t.match(tooBig, { ok: false, code: 'EW_SNAPSHOT_TOO_LARGE' }, 'refused before it is read');
 });
