@@ -136,6 +136,16 @@ export function cleanup(agent: AgentProcess): void {
   rmSync(agent.stateDir, { recursive: true, force: true });
 }
 
+/** A fresh agent, stopped and its state directory removed when the test `t` ends. */
+export async function agentFor(t: { teardown(fn: () => unknown): void }, opts: StartOptions = {}): Promise<AgentProcess> {
+  const agent = await startAgent(opts);
+  t.teardown(async () => {
+    await agent.stop();
+    cleanup(agent);
+  });
+  return agent;
+}
+
 // --- MQTT.js helpers ---------------------------------------------------------------------------
 
 export interface Connected {

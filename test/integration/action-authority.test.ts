@@ -2,14 +2,14 @@
 // session's queue, redelivered, retained, fired as a will or older than its time to live is
 // decided again for its sender when it is delivered — against the real agent, with MQTT.js and the
 // mosquitto clients.
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { join } from 'node:path';
 import { createConnection, type Socket } from 'node:net';
 import mqttPacket from 'mqtt-packet';
 import { controlRequest } from '../../src/agent/control.js';
 import { readAudit, type AuditEntry } from '../../src/audit/audit-log.js';
 import type { SnapshotPayload } from '../../src/policy/schema.js';
-import { cleanup, connect, endAll, exampleSnapshot, mosquitto, startAgent, until, type AgentProcess, type Connected } from '../helpers/agent.js';
+import { agentFor, cleanup, connect, endAll, exampleSnapshot, mosquitto, startAgent, until, type AgentProcess, type Connected } from '../helpers/agent.js';
 
 const OVEN = { clientId: 'oven-1', username: 'oven-1', password: 'oven-1-token' };
 const ANNA = { clientId: 'anna', username: 'tech-anna', password: 'anna-pass' };
@@ -32,15 +32,6 @@ async function audited(agent: AgentProcess, pred: (e: AuditEntry) => boolean, ti
   return undefined;
 }
 
-/** A fresh agent, stopped and removed when the test ends. */
-async function agentFor(t: Test, opts: Parameters<typeof startAgent>[0] = {}): Promise<AgentProcess> {
-  const agent = await startAgent(opts);
-  t.teardown(async () => {
-    await agent.stop();
-    cleanup(agent);
-  });
-  return agent;
-}
 
 const revoke = (id: string) => (p: SnapshotPayload) => {
   p.users!.find((u) => u.id === id)!.revoked = true;

@@ -1,23 +1,15 @@
 // Persistent sessions are bounded: a session's queue keeps its newest messages, all queues together
 // stay within their byte bound (RSS read from /proc), the number of persistent sessions is capped,
 // and abandoned sessions expire.
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { readFileSync } from 'node:fs';
 import mqtt from 'mqtt';
 import { controlRequest } from '../../src/agent/control.js';
-import { cleanup, connackCode, connect, endAll, startAgent, until, type AgentProcess } from '../helpers/agent.js';
+import { agentFor, connackCode, connect, endAll, until, type AgentProcess } from '../helpers/agent.js';
 
 const DASH = { username: 'dashboard', password: 'dashboard-secret' };
 const OVEN = { clientId: 'oven-1', username: 'oven-1', password: 'oven-1-token' };
 
-async function agentFor(t: Test, opts: Parameters<typeof startAgent>[0] = {}): Promise<AgentProcess> {
-  const agent = await startAgent(opts);
-  t.teardown(async () => {
-    await agent.stop();
-    cleanup(agent);
-  });
-  return agent;
-}
 
 const brokerStats = async (agent: AgentProcess) => {
   const r = await controlRequest(agent.stateDir, { cmd: 'status' });
