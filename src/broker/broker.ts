@@ -449,7 +449,7 @@ export class GatewayBroker {
     const publish = a.publish.bind(a);
     const counter = a as unknown as { id: string; counter: number };
     a.publish = ((packet: PublishPacket & Marked, ...rest: unknown[]) => {
-      const at = rest.findIndex((r) => typeof r === 'function');
+      const at = rest.findIndex(isFunction);
       const done = at < 0 ? undefined : (rest[at] as (err?: Error) => void);
       if (packet[DROP] === true) {
         if (done) setImmediate(done);
@@ -979,6 +979,8 @@ export class GatewayBroker {
 function prefixKeys(prefix: string, o: object): Record<string, number> {
   return Object.fromEntries(Object.entries(o).map(([k, v]) => [prefix + k[0]!.toUpperCase() + k.slice(1), v as number]));
 }
+
+const isFunction = (v: unknown): boolean => typeof v === 'function';
 
 /** The client's remote address (and port is left out: one source, whatever port it comes from). */
 function remoteOf(client: Client): string {
