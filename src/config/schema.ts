@@ -11,11 +11,15 @@ const ID_BODY = ID_PATTERN.slice(1, -1);
 /** Who a topic rule applies to. */
 export const WHO_PATTERN = `^(?:anonymous|authenticated|principal:${ID_BODY}|role:${ID_BODY})$`;
 
+/** The cloud broker's URL: scheme and host[:port] only; credentials never in it (they would show in logs and the status). */
+export const CLOUD_URL_PATTERN = '^(mqtt|mqtts)://[^/?#@]+$';
+
 /** Readable reasons for the schema's patterns (Ajv would say "must match pattern ..."). */
 export const PATTERN_REASONS: Readonly<Record<string, string>> = {
   [TOPIC_FILTER_PATTERN]: 'is not a valid MQTT topic filter (+ and # only as whole levels, # only as the last level)',
   [WHO_PATTERN]: 'must be anonymous, authenticated, principal:<id> or role:<name>',
   [ID_PATTERN]: 'is not a valid id (letters, digits and . _ : @ -, starting with a letter or digit)',
+  [CLOUD_URL_PATTERN]: 'must be mqtt://host:port or mqtts://host:port, with no user or password in it (use cloud.username and cloud.passwordFile)',
 };
 
 const O = <T extends Record<string, TSchema>>(props: T, description: string) =>
@@ -201,8 +205,8 @@ export const CONFIG_SCHEMA = Type.Object(
         enabled: Bool(false, 'connect to the cloud MQTT broker (the agent enforces its stored snapshot with or without it)'),
         url: Type.String({
           default: 'mqtt://127.0.0.1:1883',
-          pattern: '^(mqtt|mqtts)://[^/?#]+$',
-          description: 'the cloud broker: mqtt://host:port (TCP) or mqtts://host:port (TLS)',
+          pattern: CLOUD_URL_PATTERN,
+          description: 'the cloud broker: mqtt://host:port (TCP) or mqtts://host:port (TLS); no user or password in it (cloud.username, cloud.passwordFile)',
         }),
         clientId: Type.String({ default: 'edgewarden-{gatewayId}', minLength: 1, maxLength: 128, description: 'MQTT client id at the cloud broker; {gatewayId} is replaced' }),
         prefix: Type.String({

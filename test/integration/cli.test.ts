@@ -1,6 +1,6 @@
 // The command line end to end: keygen -> sign -> verify/inspect/diff/explain, and bad input.
 import t from 'tap';
-import { readFileSync, writeFileSync, truncateSync, statSync, existsSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync, truncateSync, statSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { cli } from '../helpers/cli.js';
 import { ROOT } from '../helpers/policy.js';
@@ -15,6 +15,14 @@ t.test('keygen, sign, verify, inspect, explain, diff', async (t) => {
   t.ok(kid, 'prints the kid');
   t.equal(statSync(join(dir, 'cloud.key.pem')).mode & 0o777, 0o600, 'private key is 0600');
   t.equal(cli(['keygen', '-o', dir, '-n', 'cloud']).code, 2, 'refuses to overwrite a key');
+  // --force over a key file someone made world-readable: the new private key is 0600 all the same.
+  const other = join(dir, 'forced');
+  mkdirSync(other);
+  writeFileSync(join(other, 'old.key.pem'), 'old', { mode: 0o644 });
+  writeFileSync(join(other, 'old.pub.pem'), 'old');
+  chmodSync(join(other, 'old.key.pem'), 0o644);
+  t.equal(cli(['keygen', '-o', other, '-n', 'old', '--force']).code, 0);
+  t.equal(statSync(join(other, 'old.key.pem')).mode & 0o777, 0o600, '--force leaves the private key 0600');
 
   const key = join(dir, 'cloud.key.pem');
   const pub = join(dir, 'cloud.pub.pem');

@@ -282,6 +282,7 @@ const cases: Case[] = [
   ['bad gateway id', { ...K, gateway: { id: 'gw 1' } }, 'gateway.id', /^"gw 1" is not a valid id/],
   ['limit below its minimum', { ...K, limits: { maxConnections: 0 } }, 'limits.maxConnections', /^must be >= 1, got 0$/],
   ['negative rate limit', { ...K, rateLimits: { commandsPerMinute: -5 } }, 'rateLimits.commandsPerMinute', /^must be >= 0, got -5$/],
+  ['a password in the cloud URL', { ...K, cloud: { url: 'mqtts://gw:s3cret@cloud.example.com:8883' } }, 'cloud.url', /no user or password in it/],
 ];
 
 t.test('invalid configurations name the key and the reason', async (t) => {
