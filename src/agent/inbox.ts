@@ -10,11 +10,16 @@ import { join } from 'node:path';
 import { readFileBounded } from '../store/atomic-file.js';
 import { isEwError } from '../errors.js';
 
+/** A modification time further in the future than this means the clock was set back: the file is settled. */
+const FUTURE_MS = 5_000;
+
 export class SnapshotInbox {
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> = Promise.resolve();
   private closed = false;
+  /** Unsettled files: size and modification time as last seen, and since when (monotonic ms) unchanged. */
+  private readonly watched = new Map<string, { size: number; mtimeMs: number; since: number }>();
   /** A scan scheduled for when the youngest unsettled file will have settled. */
   private settleTimer: NodeJS.Timeout | undefined;
 
@@ -56,15 +61,31 @@ export class SnapshotInbox {
       return;
     }
     let wait = Infinity;
+    const seenNow = new Set<string>();
     for (const name of names) {
       const file = join(this.dir, name);
-      // Still being written? (A modification time in the future, after the clock was set back, counts as settled.)
-      const age = await stat(file).then((st) => Date.now() - st.mtimeMs, () => undefined);
-      if (age === undefined) continue;
-      if (age >= 0 && age < this.settleMs) {
-        wait = Math.min(wait, this.settleMs - age);
-        continue;
+      seenNow.add(file);
+      const st = await stat(file).catch(() => undefined);
+      if (st === undefined) continue;
+      // Still being written? Settled when its size and modification time have not changed for
+      // settleMs by our own (monotonic) watch. A file old by the wall clock is settled at once, and
+      // so is one dated well in the future (the clock was set back); one a hair in the future is
+      // just written (a file's time and Date.now() differ by a tick or so): it is watched.
+      const age = Date.now() - st.mtimeMs;
+      if (!(age >= this.settleMs || age < -FUTURE_MS)) {
+        const mono = performance.now();
+        const seen = this.watched.get(file);
+        if (seen === undefined || seen.size !== st.size || seen.mtimeMs !== st.mtimeMs) {
+          this.watched.set(file, { size: st.size, mtimeMs: st.mtimeMs, since: mono });
+          wait = Math.min(wait, this.settleMs);
+          continue;
+        }
+        if (mono - seen.since < this.settleMs) {
+          wait = Math.min(wait, this.settleMs - (mono - seen.since));
+          continue;
+        }
       }
+      this.watched.delete(file);
       try {
         const bytes = await readFileBounded(file, this.maxBytes, { tooLargeCode: 'EW_SNAPSHOT_TOO_LARGE' });
         if (!bytes) continue;
@@ -79,6 +100,7 @@ export class SnapshotInbox {
         await writeFile(`${file}.refused.txt`, `${code}: ${message}\n`, { mode: 0o600 }).catch(() => undefined);
       }
     }
+    for (const file of this.watched.keys()) if (!seenNow.has(file)) this.watched.delete(file);
     if (wait !== Infinity && !this.closed && this.settleTimer === undefined) {
       this.settleTimer = setTimeout(() => {
         this.settleTimer = undefined;
