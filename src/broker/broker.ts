@@ -872,6 +872,18 @@ export class GatewayBroker {
   private logClientError(client: Client, err: Error): void {
     if (this.errorsLogged.has(client)) return;
     this.errorsLogged.add(client);
+    const session = client ? this.sessions.get(client) : undefined;
+    if (/is not allowed in PUBLISH/.test(err.message)) {
+      // [MQTT-3.3.2-2] [MQTT-4.8.0-1]: a wildcard in a PUBLISH topic is a protocol violation, and the
+      // connection is closed; unlike a publish the policy denies, which is dropped and answered.
+      this.opts.audit.record({ principal: session?.principal ?? null, clientId: client?.id ?? null, action: 'publish', decision: 'deny', reason: 'TOPIC_DENIED', snapshotVersion: this.opts.policy().index?.version ?? null, remote: remoteOf(client) });
+      this.log.info({ principal: session?.principal ?? null, clientId: client?.id ?? null, err: err.message }, 'connection closed: a wildcard in a PUBLISH topic (protocol violation)');
+      return;
+    }
+    if (/maxInflightInbound exceeded/.test(err.message)) {
+      this.log.warn({ principal: session?.principal ?? null, clientId: client?.id ?? null, max: this.opts.config.limits.maxInflightPerClient }, 'connection closed: too many QoS 2 messages awaiting PUBREL (limits.maxInflightPerClient)');
+      return;
+    }
     this.log.debug({ clientId: client?.id ?? null, err: err.message }, 'client error');
   }
 
@@ -983,8 +995,8 @@ function prefixKeys(prefix: string, o: object): Record<string, number> {
 const isFunction = (v: unknown): boolean => typeof v === 'function';
 
 /** The client's remote address (and port is left out: one source, whatever port it comes from). */
-function remoteOf(client: Client): string {
-  const conn = client.conn as Socket | undefined;
+function remoteOf(client: Client | undefined): string {
+  const conn = client?.conn as Socket | undefined;
   return conn?.remoteAddress ?? 'unknown';
 }
 
