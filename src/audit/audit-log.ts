@@ -42,42 +42,10 @@ import { chmod, mkdir, open, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { EwError } from '../errors.js';
 
-export interface AuditEntry {
-  /** ISO 8601, set by record() from the injected clock when absent. */
-  time: string;
-  /** Principal id; null for anonymous or unknown. */
-  principal: string | null;
-  clientId: string | null;
-  /** A permission API name (EXECUTE_THING_COMMAND ...) or 'publish' / 'subscribe' / 'connect' for topic-level decisions. */
-  action: string;
-  topic?: string;
-  thing?: string | null;
-  decision: 'allow' | 'deny';
-  /** Deny reason code (NOT_GRANTED, TOPIC_DENIED, RATE_LIMITED, ...). */
-  reason?: string;
-  snapshotVersion: number | null;
-  /** Identical denials coalesced into this line (absent: 1). */
-  count?: number;
-  source?: 'local' | 'cloud';
-  /**
-   * Where an action was decided: absent or 'publish' when published; 'delivery' when decided again
-   * at a delivery (live, from a session's queue, redelivered, after a restart); 'queue' when it was
-   * dropped from a session's queue because its time to live passed.
-   */
-  stage?: 'publish' | 'delivery' | 'queue';
-  /** At delivery: the receiving client id (principal/clientId are the sender's). */
-  receiver?: string;
-  /** At delivery: when the action was authorized at publish (ISO 8601). */
-  authorizedAt?: string;
-  /** The publish had the retain flag, which was ignored: actions are never retained. */
-  retainIgnored?: boolean;
-  /** The publish was the client's will, decided when it fired. */
-  will?: boolean;
-  /** A refused connection's remote address ("*": one of many, coalesced). */
-  remote?: string;
-}
-
-export type AuditRecord = Omit<AuditEntry, 'time'> & { time?: string };
+export type { AuditEntry, AuditRecord } from './audit-entry.js';
+export { readAudit, readAuditDetailed, AUDIT_FILE, AUDIT_ROTATED_FILE, type ReadAuditOptions, type ReadAuditResult } from './audit-read.js';
+import { AUDIT_FILE, AUDIT_ROTATED_FILE } from './audit-read.js';
+import { sameDenial, serialize, toEntry, type AuditEntry, type AuditRecord } from './audit-entry.js';
 
 export interface AuditLogOptions {
   /** The audit directory (created with mode 0700). The agent uses <stateDir>/audit (AUDIT_DIR_NAME). */
@@ -111,8 +79,6 @@ export interface AuditStats {
 }
 
 export const AUDIT_DIR_NAME = 'audit';
-export const AUDIT_FILE = 'audit.log';
-export const AUDIT_ROTATED_FILE = 'audit.log.1';
 export const DEFAULT_AUDIT_MAX_BYTES = 10 * 1024 * 1024;
 /** Half of it must hold the longest possible line (MAX_FIELD_CHARS per field, all escaped). */
 export const MIN_MAX_BYTES = 64 * 1024;
@@ -126,8 +92,6 @@ const MAX_TALLY_KEYS = 4096;
 const FLUSH_AT = 64 * 1024;
 /** Largest single write. */
 const MAX_JOB_BYTES = 256 * 1024;
-/** String fields are cut to this many characters (a topic can be 64 KiB; a line stays small). */
-const MAX_FIELD_CHARS = 256;
 /** The same failure is reported at most once a minute. */
 const REPEAT_REPORT_MS = 60_000;
 
@@ -214,81 +178,6 @@ function syncDirSync(dir: string): void {
   }
 }
 
-function clamp(s: string): string {
-  return s.length <= MAX_FIELD_CHARS ? s : `${s.slice(0, MAX_FIELD_CHARS - 1)}…`;
-}
-
-function stringOrNull(v: unknown): string | null {
-  return typeof v === 'string' ? clamp(v) : null;
-}
-
-/**
- * The entry as written: only AuditEntry's fields, each checked. `time` is left empty: the caller
- * sets it only when the entry is not coalesced (toISOString is most of the cost of a record).
- */
-function toEntry(r: AuditRecord): AuditEntry {
-  const e: AuditEntry = {
-    time: '',
-    decision: r.decision === 'allow' ? 'allow' : 'deny',
-    principal: stringOrNull(r.principal),
-    clientId: stringOrNull(r.clientId),
-    action: typeof r.action === 'string' ? clamp(r.action) : '?',
-    snapshotVersion: typeof r.snapshotVersion === 'number' && Number.isFinite(r.snapshotVersion) ? r.snapshotVersion : null,
-  };
-  if (typeof r.reason === 'string') e.reason = clamp(r.reason);
-  if (r.thing !== undefined) e.thing = stringOrNull(r.thing);
-  if (typeof r.topic === 'string') e.topic = clamp(r.topic);
-  if (typeof r.count === 'number' && Number.isSafeInteger(r.count) && r.count > 1) e.count = r.count;
-  if (r.source === 'local' || r.source === 'cloud') e.source = r.source;
-  if (r.stage === 'publish' || r.stage === 'delivery' || r.stage === 'queue') e.stage = r.stage;
-  if (typeof r.receiver === 'string') e.receiver = clamp(r.receiver);
-  if (typeof r.authorizedAt === 'string') e.authorizedAt = clamp(r.authorizedAt);
-  if (r.retainIgnored === true) e.retainIgnored = true;
-  if (r.will === true) e.will = true;
-  if (typeof r.remote === 'string') e.remote = clamp(r.remote);
-  return e;
-}
-
-/** One line of the file, keys in a fixed order. */
-function serialize(e: AuditEntry): string {
-  const o: Record<string, unknown> = { time: e.time, decision: e.decision };
-  if (e.reason !== undefined) o['reason'] = e.reason;
-  o['principal'] = e.principal;
-  o['clientId'] = e.clientId;
-  o['action'] = e.action;
-  if (e.thing !== undefined) o['thing'] = e.thing;
-  if (e.topic !== undefined) o['topic'] = e.topic;
-  o['snapshotVersion'] = e.snapshotVersion;
-  if (e.count !== undefined) o['count'] = e.count;
-  if (e.source !== undefined) o['source'] = e.source;
-  if (e.stage !== undefined) o['stage'] = e.stage;
-  if (e.receiver !== undefined) o['receiver'] = e.receiver;
-  if (e.authorizedAt !== undefined) o['authorizedAt'] = e.authorizedAt;
-  if (e.retainIgnored !== undefined) o['retainIgnored'] = e.retainIgnored;
-  if (e.will !== undefined) o['will'] = e.will;
-  if (e.remote !== undefined) o['remote'] = e.remote;
-  return JSON.stringify(o) + '\n';
-}
-
-/** Same denial: everything but time and count. */
-function sameDenial(a: AuditEntry, b: AuditEntry): boolean {
-  return (
-    a.decision === 'deny' &&
-    b.decision === 'deny' &&
-    a.principal === b.principal &&
-    a.clientId === b.clientId &&
-    a.action === b.action &&
-    a.topic === b.topic &&
-    a.thing === b.thing &&
-    a.reason === b.reason &&
-    a.snapshotVersion === b.snapshotVersion &&
-    a.source === b.source &&
-    a.stage === b.stage &&
-    a.receiver === b.receiver &&
-    a.will === b.will &&
-    a.remote === b.remote
-  );
-}
 
 export class AuditLog {
   readonly dir: string;
@@ -751,163 +640,3 @@ export class AuditLog {
   }
 }
 
-// ---- reading ----
-
-export interface ReadAuditOptions {
-  /** Only the newest `limit` entries. */
-  limit?: number;
-}
-
-export interface ReadAuditResult {
-  /** Oldest first, newest last. */
-  entries: AuditEntry[];
-  /** Lines skipped because they are not an audit entry (a torn last line after a power cut, ...). */
-  corrupt: number;
-}
-
-const READ_CHUNK = 64 * 1024;
-/** A "line" longer than this is not ours; it is skipped without being held in memory. */
-const MAX_LINE_BYTES = 1024 * 1024;
-
-/** The entries of <dir>/audit.log.1 and <dir>/audit.log, newest last. A missing directory or file has none. */
-export async function readAudit(dir: string, opts: ReadAuditOptions = {}): Promise<AuditEntry[]> {
-  return (await readAuditDetailed(dir, opts)).entries;
-}
-
-/** readAudit, and how many lines were skipped. */
-export async function readAuditDetailed(dir: string, opts: ReadAuditOptions = {}): Promise<ReadAuditResult> {
-  const limit = opts.limit ?? Infinity;
-  if (limit !== Infinity && (!Number.isSafeInteger(limit) || limit < 0)) throw new RangeError(`limit must be a non-negative integer, got ${limit}`);
-  // audit.log first: if the writer rotates between the two opens, both name the same file (the
-  // check below drops the second), and nothing older than what was read is missed.
-  const current = await openForRead(join(dir, AUDIT_FILE));
-  let rotated = await openForRead(join(dir, AUDIT_ROTATED_FILE)).catch(async (err: unknown) => {
-    await current?.handle.close();
-    throw err;
-  });
-  if (current && rotated && current.ino === rotated.ino && current.dev === rotated.dev) {
-    await rotated.handle.close();
-    rotated = undefined;
-  }
-  const files = [current, rotated].filter((f): f is OpenFile => f !== undefined);
-
-  const newestFirst: AuditEntry[] = [];
-  let corrupt = 0;
-  try {
-    outer: for (const f of files) {
-      for await (const line of linesBackward(f)) {
-        if (newestFirst.length >= limit) break outer;
-        if (line !== null && line.length === 0) continue;
-        const entry = line === null ? undefined : parseEntry(line);
-        if (entry === undefined) corrupt++;
-        else newestFirst.push(entry);
-      }
-    }
-  } catch (err) {
-    throw ioError(dir, 'cannot read the audit log', err);
-  } finally {
-    for (const f of files) await f.handle.close().catch(() => undefined);
-  }
-  return { entries: newestFirst.reverse(), corrupt };
-}
-
-interface OpenFile {
-  readonly path: string;
-  readonly handle: FileHandle;
-  readonly size: number;
-  readonly dev: number;
-  readonly ino: number;
-}
-
-async function openForRead(path: string): Promise<OpenFile | undefined> {
-  let handle: FileHandle;
-  try {
-    handle = await open(path, 'r');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-    throw ioError(path, 'cannot open', err);
-  }
-  try {
-    const st = await handle.stat();
-    if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EISDIR' });
-    return { path, handle, size: st.size, dev: st.dev, ino: st.ino };
-  } catch (err) {
-    await handle.close().catch(() => undefined);
-    throw ioError(path, 'cannot read', err);
-  }
-}
-
-/** The file's lines, last first, up to its size when opened; null for a line too long to be ours. */
-async function* linesBackward(f: OpenFile): AsyncGenerator<Buffer | null> {
-  let pos = f.size;
-  let rest = Buffer.alloc(0); // the start of a line whose beginning is further back
-  let oversized = false;
-  while (pos > 0) {
-    const n = Math.min(READ_CHUNK, pos);
-    pos -= n;
-    const chunk = Buffer.alloc(n);
-    let got = 0;
-    while (got < n) {
-      const { bytesRead } = await f.handle.read(chunk, got, n - got, pos + got);
-      if (bytesRead === 0) throw Object.assign(new Error('file shrank while being read'), { code: 'EIO' });
-      got += bytesRead;
-    }
-    const buf = rest.length > 0 ? Buffer.concat([chunk, rest]) : chunk;
-    let end = buf.length;
-    for (let i = buf.lastIndexOf(NEWLINE, end - 1); i >= 0; i = end > 0 ? buf.lastIndexOf(NEWLINE, end - 1) : -1) {
-      yield oversized ? null : buf.subarray(i + 1, end);
-      oversized = false;
-      end = i;
-    }
-    rest = Buffer.from(buf.subarray(0, end));
-    if (rest.length > MAX_LINE_BYTES) {
-      oversized = true;
-      rest = Buffer.alloc(0);
-    }
-  }
-  if (oversized) yield null;
-  else if (rest.length > 0) yield rest;
-}
-
-/** An entry, or undefined when the line is not one. Only AuditEntry's fields are kept. */
-function parseEntry(line: Buffer): AuditEntry | undefined {
-  // A power cut can leave NUL bytes where data was not written yet.
-  const text = line.toString('utf8').replace(/^\0+/, '').trim();
-  if (text.length === 0) return undefined;
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return undefined;
-  const o = doc as Record<string, unknown>;
-  const isStringOrNull = (v: unknown) => v === null || typeof v === 'string';
-  if (typeof o['time'] !== 'string' || typeof o['action'] !== 'string') return undefined;
-  if (o['decision'] !== 'allow' && o['decision'] !== 'deny') return undefined;
-  if (o['principal'] !== undefined && !isStringOrNull(o['principal'])) return undefined;
-  if (o['clientId'] !== undefined && !isStringOrNull(o['clientId'])) return undefined;
-  if (o['snapshotVersion'] !== undefined && o['snapshotVersion'] !== null && typeof o['snapshotVersion'] !== 'number') return undefined;
-  const e: AuditEntry = {
-    time: o['time'],
-    decision: o['decision'],
-    principal: (o['principal'] as string | null | undefined) ?? null,
-    clientId: (o['clientId'] as string | null | undefined) ?? null,
-    action: o['action'],
-    snapshotVersion: (o['snapshotVersion'] as number | null | undefined) ?? null,
-  };
-  if (typeof o['reason'] === 'string') e.reason = o['reason'];
-  const thing = o['thing'];
-  if (thing === null || typeof thing === 'string') e.thing = thing;
-  if (typeof o['topic'] === 'string') e.topic = o['topic'];
-  if (typeof o['count'] === 'number' && Number.isSafeInteger(o['count']) && o['count'] > 1) e.count = o['count'];
-  if (o['source'] === 'local' || o['source'] === 'cloud') e.source = o['source'];
-  if (o['stage'] === 'publish' || o['stage'] === 'delivery' || o['stage'] === 'queue') e.stage = o['stage'];
-  if (typeof o['receiver'] === 'string') e.receiver = o['receiver'];
-  if (typeof o['authorizedAt'] === 'string') e.authorizedAt = o['authorizedAt'];
-  if (o['retainIgnored'] === true) e.retainIgnored = true;
-  if (o['will'] === true) e.will = true;
-  if (typeof o['remote'] === 'string') e.remote = o['remote'];
-  return e;
-}

@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { open, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AUDIT_FILE, AUDIT_ROTATED_FILE } from './audit-log.js';
+import { AUDIT_FILE, AUDIT_ROTATED_FILE } from './audit-read.js';
 
 export interface AuditCursor {
   readonly ino: number;
