@@ -17,7 +17,7 @@ import { TimeFloor } from '../store/time-floor.js';
 import { loadTrustedKeys } from '../store/keys.js';
 import { readFileBounded, writeFileAtomic } from '../store/atomic-file.js';
 import { Outbox } from '../store/outbox.js';
-import { auditBacklogBytes, readAuditSince, type AuditCursor } from '../audit/audit-upload.js';
+import { AuditUploader } from '../audit/audit-uploader.js';
 import { CloudLink, type LinkState } from '../bridge/cloud-link.js';
 import type { VerifiedSnapshot } from '../snapshot/snapshot.js';
 import { GatewayBroker, type PolicyView } from '../broker/broker.js';
@@ -43,7 +43,6 @@ export interface AgentStatus {
   readonly startedAt: string;
 }
 
-const AUDIT_CURSOR_FILE = 'audit-upload.json';
 /** How many served things get a retained things/{t}/cloud-status when the link goes up or down. */
 const MAX_CLOUD_STATUS_THINGS = 100_000;
 
@@ -59,7 +58,7 @@ export class Agent {
   private stopping: Promise<void> | undefined;
   private link: CloudLink | undefined;
   private metrics: { server: HttpServer; port: number } | undefined;
-  private auditCursor: AuditCursor | null = null;
+  private auditUploader: AuditUploader | undefined;
   private expiryReported: 'valid' | 'soon' | 'expired' = 'valid';
   private readonly childLogs: Logger[] = [];
   private readonly bridgeLog: Logger;
@@ -110,6 +109,7 @@ export class Agent {
       maxBytes: config.audit.maxBytes,
       flushIntervalMs: config.audit.flushIntervalMs,
       onError: (err) => log.error({ err: err.message }, 'audit write failed'),
+      onLoss: (loss) => log.warn({ lost: loss.count, fromSeq: loss.fromSeq, toSeq: loss.toSeq, from: loss.from, to: loss.to }, 'audit records rotated away before they were uploaded (disk bound audit.maxBytes): recorded as a "lost" audit line'),
     });
     const outbox = config.cloud.enabled
       ? await Outbox.open({
@@ -183,7 +183,7 @@ export class Agent {
     const outbox = this.outbox;
     if (this.link && outbox) {
       this.job('snapshot-refresh', c.snapshotRefresh, async () => this.link?.requestSnapshot('schedule'));
-      this.job('audit-upload', c.auditUpload, () => this.uploadAudit());
+      this.job('audit-upload', c.auditUpload, async () => this.auditUploader?.urge());
       this.job('queue-compact', c.queueCompact, () => outbox.compact());
     }
   }
@@ -221,6 +221,8 @@ export class Agent {
           // Persist the ack point now: what the cloud acknowledged is never sent again after a crash.
           if (state === 'offline') outbox.compact().catch((err: Error) => log.error({ err: err.message }, 'queue ack point not persisted'));
           this.publishCloudStatus(state);
+          // What the audit log holds while offline goes up as soon as the link is back.
+          if (state === 'online') this.auditUploader?.urge();
         },
       },
     });
@@ -262,8 +264,10 @@ export class Agent {
         ),
       );
     }
-    this.auditCursor = await this.loadAuditCursor();
-    this.link.start();
+    const link = this.link;
+    const sink = { online: () => link.state === 'online', enqueue: (text: string) => link.enqueue('audit', text, { qos: 1 }), maxChunkBytes: outbox.limits.maxRecordBytes };
+    this.auditUploader = await AuditUploader.start(this.audit, sink, this.config.stateDir, this.config.audit.maxBytes, this.childLog('audit'));
+    link.start();
   }
 
   /** Retained `things/{t}/cloud-status` for the served things: whether the gateway reaches the cloud. */
@@ -280,36 +284,6 @@ export class Agent {
       if (index.thingServed[index.ids.get(thing)!] !== 1) continue;
       n++;
       broker.aedes.publish({ cmd: 'publish', topic: `things/${thing}/cloud-status`, payload, qos: 0, retain: true, dup: false } as never, () => undefined);
-    }
-  }
-
-  private async loadAuditCursor(): Promise<AuditCursor | null> {
-    const file = join(this.config.stateDir, AUDIT_CURSOR_FILE);
-    try {
-      const v = JSON.parse(await readFile(file, 'utf8')) as Partial<AuditCursor>;
-      if (Number.isSafeInteger(v.ino) && Number.isSafeInteger(v.offset) && v.offset! >= 0 && typeof v.head === 'string') return { ino: v.ino!, head: v.head, offset: v.offset! };
-      this.log.warn({ file }, 'audit upload cursor unreadable: uploading the whole audit log again');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ file, err: (err as Error).message }, 'audit upload cursor unreadable: uploading the whole audit log again');
-    }
-    return null;
-  }
-
-  /** Queues the audit records written since the last upload (JSON Lines on <prefix>audit). */
-  private async uploadAudit(): Promise<void> {
-    const link = this.link;
-    const outbox = this.outbox;
-    if (!link || !outbox) return;
-    const chunkBytes = Math.max(4096, Math.min(256 * 1024, outbox.limits.maxRecordBytes - 1024));
-    for (let i = 0; i < 64; i++) {
-      const chunk = await readAuditSince(join(this.config.stateDir, 'audit'), this.auditCursor, chunkBytes);
-      if (chunk.skipped) this.log.warn('audit records were rotated away before they could be uploaded');
-      if (chunk.text.length > 0) await link.enqueue('audit', chunk.text, { qos: 1 });
-      if (chunk.next && (chunk.next.ino !== this.auditCursor?.ino || chunk.next.offset !== this.auditCursor.offset)) {
-        this.auditCursor = chunk.next;
-        await writeFileAtomic(join(this.config.stateDir, AUDIT_CURSOR_FILE), JSON.stringify(chunk.next));
-      }
-      if (chunk.text.length === 0) return;
     }
   }
 
@@ -380,7 +354,7 @@ export class Agent {
     if (req.cmd === 'status') {
       const status = this.status();
       if (!this.link) return { ok: true, status };
-      const uploadBacklogBytes = await auditBacklogBytes(join(this.config.stateDir, 'audit'), this.auditCursor).catch(() => null);
+      const uploadBacklogBytes = (await this.auditUploader?.backlogBytes()) ?? null;
       return { ok: true, status: { ...status, audit: { ...status.audit, uploadBacklogBytes } } };
     }
     if (req.cmd === 'install') {
@@ -490,6 +464,7 @@ export class Agent {
       await this.inbox?.close();
       await new Promise<void>((resolve) => (this.control ? this.control.close(() => resolve()) : resolve()));
       await this.link?.stop();
+      await this.auditUploader?.stop();
       await new Promise<void>((resolve) => (this.metrics ? this.metrics.server.close(() => resolve()) : resolve()));
       await this.broker?.close();
       await this.audit.close();

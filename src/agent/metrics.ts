@@ -14,7 +14,7 @@ export interface MetricsSource {
   snapshot(): { version: number | null; expiresAt: number | null; now: number };
   queue(): { depth: number; bytes: number; dropped: number } | null;
   link(): { state: string; sent: number } | null;
-  audit(): { recorded: number; pendingEntries: number; droppedEntries: number };
+  audit(): { recorded: number; pendingEntries: number; droppedEntries: number; lostBeforeUpload: number };
 }
 
 export const METRICS_PATH = '/metrics';
@@ -91,6 +91,7 @@ export function createRegistry(source: MetricsSource): Registry {
   counter('edgewarden_audit_records_total', 'Audit records made', () => source.audit().recorded);
   gauge('edgewarden_audit_pending_records', 'Audit records not yet on disk', () => source.audit().pendingEntries);
   counter('edgewarden_audit_lost_records_total', 'Audit records lost before reaching the disk (buffer full)', () => source.audit().droppedEntries);
+  counter('edgewarden_audit_records_rotated_before_upload_total', 'Audit records the disk bound (audit.maxBytes) rotated away before they were uploaded to the cloud; each loss is also a "lost" audit line', () => source.audit().lostBeforeUpload);
   return registry;
 }
 

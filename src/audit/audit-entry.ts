@@ -5,6 +5,11 @@
 export interface AuditEntry {
   /** ISO 8601, set by record() from the injected clock when absent. */
   time: string;
+  /**
+   * Position in the log: 1, 2, 3, ... over the log's whole life (it continues across restarts), set
+   * when the line is written. A gap is records lost; a repeat is an upload sent twice.
+   */
+  seq?: number;
   /** Principal id; null for anonymous or unknown. */
   principal: string | null;
   clientId: string | null;
@@ -12,7 +17,8 @@ export interface AuditEntry {
   action: string;
   topic?: string;
   thing?: string | null;
-  decision: 'allow' | 'deny';
+  /** 'lost': not a decision but the record that the lines fromSeq..toSeq were lost (count of them). */
+  decision: 'allow' | 'deny' | 'lost';
   /** Deny reason code (NOT_GRANTED, TOPIC_DENIED, RATE_LIMITED, ...). */
   reason?: string;
   snapshotVersion: number | null;
@@ -35,6 +41,26 @@ export interface AuditEntry {
   will?: boolean;
   /** A refused connection's remote address ("*": one of many, coalesced). */
   remote?: string;
+  /** decision 'lost': the first and last seq lost, and the time span they were recorded in. */
+  fromSeq?: number;
+  toSeq?: number;
+  from?: string;
+  to?: string;
+}
+
+/** Records rotated away (disk bound) before they were uploaded. */
+export interface AuditLoss {
+  readonly count: number;
+  readonly fromSeq: number;
+  readonly toSeq: number;
+  /** ISO 8601: the lost records were made between these times. */
+  readonly from: string;
+  readonly to: string;
+}
+
+/** The line that records a loss: action "audit", decision "lost", count, the seq range and the times. */
+export function lossEntry(time: string, loss: AuditLoss): AuditEntry {
+  return { time, decision: 'lost', principal: null, clientId: null, action: 'audit', snapshotVersion: null, count: loss.count, fromSeq: loss.fromSeq, toSeq: loss.toSeq, from: loss.from, to: loss.to };
 }
 
 export type AuditRecord = Omit<AuditEntry, 'time'> & { time?: string };
@@ -79,7 +105,8 @@ export function toEntry(r: AuditRecord): AuditEntry {
 
 /** One line of the file, keys in a fixed order. */
 export function serialize(e: AuditEntry): string {
-  const o: Record<string, unknown> = { time: e.time, decision: e.decision };
+  // time first and seq second: the writer reads both back from a line's start (seqAndTime).
+  const o: Record<string, unknown> = { time: e.time, seq: e.seq, decision: e.decision };
   if (e.reason !== undefined) o['reason'] = e.reason;
   o['principal'] = e.principal;
   o['clientId'] = e.clientId;
@@ -95,7 +122,24 @@ export function serialize(e: AuditEntry): string {
   if (e.retainIgnored !== undefined) o['retainIgnored'] = e.retainIgnored;
   if (e.will !== undefined) o['will'] = e.will;
   if (e.remote !== undefined) o['remote'] = e.remote;
+  if (e.fromSeq !== undefined) o['fromSeq'] = e.fromSeq;
+  if (e.toSeq !== undefined) o['toSeq'] = e.toSeq;
+  if (e.from !== undefined) o['from'] = e.from;
+  if (e.to !== undefined) o['to'] = e.to;
   return JSON.stringify(o) + '\n';
+}
+
+/** The seq and time of a line this module wrote; undefined for anything else (older lines have no seq). */
+export function seqAndTime(line: string): { seq: number; time: string } | undefined {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  const o = doc as { seq?: unknown; time?: unknown } | null;
+  if (typeof o !== 'object' || o === null || typeof o.time !== 'string' || typeof o.seq !== 'number' || !Number.isSafeInteger(o.seq) || o.seq < 1) return undefined;
+  return { seq: o.seq, time: o.time };
 }
 
 /** Same denial: everything but time and count. */

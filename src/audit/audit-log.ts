@@ -4,7 +4,10 @@
 // Format: JSON Lines in <dir>/audit.log (one AuditEntry per line). When the next line would take
 // audit.log past maxBytes/2, audit.log is renamed to audit.log.1 (replacing the previous one, whose
 // bytes are the oldest records and are counted as dropped) and a new audit.log is started. So there
-// are at most two files of at most maxBytes/2 each.
+// are at most two files of at most maxBytes/2 each. Each line has a seq (1, 2, 3, ... over the log's
+// life; the newest is read back at open). With an uploader attached (the cloud upload), the log urges
+// it by volume, and a rotation that drops lines not yet uploaded records the loss as a 'lost' line
+// (docs/audit.md).
 //
 // The hot path, record(), only appends to an in-memory buffer: no I/O, no throw. A timer (every
 // flushIntervalMs, unref'd) and a full buffer (FLUSH_AT bytes) start a flush: write the buffer,
@@ -45,7 +48,7 @@ import { EwError } from '../errors.js';
 export type { AuditEntry, AuditRecord } from './audit-entry.js';
 export { readAudit, readAuditDetailed, AUDIT_FILE, AUDIT_ROTATED_FILE, type ReadAuditOptions, type ReadAuditResult } from './audit-read.js';
 import { AUDIT_FILE, AUDIT_ROTATED_FILE } from './audit-read.js';
-import { sameDenial, serialize, toEntry, type AuditEntry, type AuditRecord } from './audit-entry.js';
+import { lossEntry, sameDenial, seqAndTime, serialize, toEntry, type AuditEntry, type AuditLoss, type AuditRecord } from './audit-entry.js';
 
 export interface AuditLogOptions {
   /** The audit directory (created with mode 0700). The agent uses <stateDir>/audit (AUDIT_DIR_NAME). */
@@ -60,6 +63,22 @@ export interface AuditLogOptions {
   clock?: () => number;
   /** Told about failed background flushes and dropped records. Default: process.emitWarning. */
   onError?: (err: Error) => void;
+  /** Told when rotation drops records not yet uploaded (see attachUploader); the log also gets a 'lost' line. */
+  onLoss?: (loss: AuditLoss) => void;
+}
+
+/** The cloud upload, as the log sees it (see attachUploader). */
+export interface AuditUploader {
+  /** Upload now: enough was written since the last call, or rotation is waiting. Must not throw. */
+  urge(): void;
+  /** urge() after this many bytes written. */
+  readonly everyBytes: number;
+}
+
+/** seq and time of a line. */
+interface LineMark {
+  readonly seq: number;
+  readonly time: string;
 }
 
 export interface AuditStats {
@@ -76,6 +95,12 @@ export interface AuditStats {
   /** Records lost before reaching the disk: buffer full, or recorded after close(). */
   droppedEntries: number;
   rotations: number;
+  /** Records rotated away before they were uploaded (only counted with an uploader attached). */
+  lostBeforeUpload: number;
+  /** The latest such loss. */
+  lastLoss: AuditLoss | null;
+  /** seq of the newest line (0: none yet). */
+  seq: number;
 }
 
 export const AUDIT_DIR_NAME = 'audit';
@@ -179,6 +204,62 @@ function syncDirSync(dir: string): void {
 }
 
 
+/** What the files say when the log opens: the newest seq, the first line of each file, the rotated file's size. */
+interface FileMarks {
+  readonly seq: number;
+  readonly curFirst: LineMark | undefined;
+  readonly rotFirst: LineMark | undefined;
+  readonly rotSize: number;
+}
+
+/** Lines are at most a few KiB (fields are cut to MAX_FIELD_CHARS): the first and last are in this much. */
+const MARK_SCAN_BYTES = 64 * 1024;
+
+async function readFullAt(fd: number, buf: Buffer, pos: number): Promise<Buffer> {
+  let n = 0;
+  while (n < buf.length) {
+    const got = await readAt(fd, buf, n, buf.length - n, pos + n);
+    if (got === 0) break;
+    n += got;
+  }
+  return buf.subarray(0, n);
+}
+
+/** The first and the last line with a seq in the file's first and last MARK_SCAN_BYTES. */
+async function marksOf(fd: number, size: number): Promise<{ first: LineMark | undefined; last: LineMark | undefined }> {
+  if (size === 0) return { first: undefined, last: undefined };
+  const head = (await readFullAt(fd, Buffer.alloc(Math.min(size, MARK_SCAN_BYTES)), 0)).toString('utf8');
+  const tailStart = Math.max(0, size - MARK_SCAN_BYTES);
+  const tail = tailStart === 0 ? head : (await readFullAt(fd, Buffer.alloc(size - tailStart), tailStart)).toString('utf8');
+  let first: LineMark | undefined;
+  for (const line of head.split('\n').slice(0, -1)) if ((first = seqAndTime(line)) !== undefined) break;
+  let last: LineMark | undefined;
+  const lines = tail.split('\n');
+  for (let i = lines.length - 1; i >= 0 && last === undefined; i--) last = seqAndTime(lines[i]!);
+  return { first, last };
+}
+
+async function readMarks(fd: number, size: number, rotatedPath: string): Promise<FileMarks> {
+  const cur = await marksOf(fd, size);
+  let rot: { first: LineMark | undefined; last: LineMark | undefined } = { first: undefined, last: undefined };
+  let rotSize = 0;
+  let rfd: number | undefined;
+  try {
+    rfd = await openFd(rotatedPath, FS.O_RDONLY, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  if (rfd !== undefined) {
+    try {
+      rotSize = (await fstatFd(rfd)).size;
+      rot = await marksOf(rfd, rotSize);
+    } finally {
+      await closeFd(rfd);
+    }
+  }
+  return { seq: Math.max(cur.last?.seq ?? 0, rot.last?.seq ?? 0), curFirst: cur.first, rotFirst: rot.first, rotSize };
+}
+
 export class AuditLog {
   readonly dir: string;
   private readonly path: string;
@@ -188,6 +269,7 @@ export class AuditLog {
   private readonly maxBuffer: number;
   private readonly clock: () => number;
   private readonly onError: (err: Error) => void;
+  private readonly onLoss: ((loss: AuditLoss) => void) | undefined;
 
   /** audit.log, open for writing. */
   private fd: number;
@@ -224,15 +306,36 @@ export class AuditLog {
   private rotations = 0;
   private lastReport: { message: string; at: number } | undefined;
 
+  /** seq of the newest line made. */
+  private seq: number;
+  /** First line of audit.log and of audit.log.1 (undefined: empty, or older lines without seq). */
+  private curFirst: LineMark | undefined;
+  private rotFirst: LineMark | undefined;
+  /** Bytes of audit.log.1. */
+  private rotSize: number;
+  private uploader: AuditUploader | undefined;
+  /** The newest line uploaded (null: not known yet, no loss is counted). */
+  private uploaded: LineMark | null = null;
+  private writtenSinceUrge = 0;
+  private lostBeforeUpload = 0;
+  private lastLoss: AuditLoss | null = null;
+  private pendingLoss: AuditLoss | undefined;
+
   private constructor(
-    opts: { dir: string; fileBound: number; maxBuffer: number; flushIntervalMs: number; clock: () => number; onError: (err: Error) => void },
+    opts: { dir: string; maxBytes: number; maxBuffer: number; flushIntervalMs: number; clock: () => number; onError: (err: Error) => void; onLoss: ((loss: AuditLoss) => void) | undefined },
     fd: number,
     size: number,
+    marks: FileMarks,
   ) {
     this.dir = opts.dir;
     this.path = join(opts.dir, AUDIT_FILE);
     this.rotatedPath = join(opts.dir, AUDIT_ROTATED_FILE);
-    this.fileBound = opts.fileBound;
+    this.fileBound = Math.floor(opts.maxBytes / 2);
+    this.onLoss = opts.onLoss;
+    this.seq = marks.seq;
+    this.curFirst = marks.curFirst;
+    this.rotFirst = marks.rotFirst;
+    this.rotSize = marks.rotSize;
     this.maxBuffer = opts.maxBuffer;
     this.clock = opts.clock;
     this.onError = opts.onError;
@@ -295,19 +398,45 @@ export class AuditLog {
       throw ioError(path, 'cannot open the audit log', err);
     }
     await chmod(join(dir, AUDIT_ROTATED_FILE), 0o600).catch(() => undefined);
+    let marks: FileMarks;
+    try {
+      marks = await readMarks(fd, size, join(dir, AUDIT_ROTATED_FILE));
+    } catch (err) {
+      await closeFd(fd);
+      throw ioError(path, 'cannot read the audit log', err);
+    }
 
     return new AuditLog(
       {
         dir,
-        fileBound: Math.floor(maxBytes / 2),
+        maxBytes,
         maxBuffer,
         flushIntervalMs,
         clock: opts.clock ?? Date.now,
         onError: opts.onError ?? ((err) => process.emitWarning(err)),
+        onLoss: opts.onLoss,
       },
       fd,
       size,
+      marks,
     );
+  }
+
+  /**
+   * Ties the log to the cloud upload. The uploader is urged every `everyBytes` written, so while
+   * uploads go out the records not yet uploaded stay far fewer than a file holds, and rotation —
+   * which drops audit.log.1, records older than all of audit.log — drops only uploaded ones. When
+   * the bound drops records not yet uploaded anyway (offline, or the upload does not keep up), they
+   * are counted, reported (onLoss) and recorded as a 'lost' line with their seqs and times. Without
+   * an uploader nothing counts as lost: there is nothing to wait for.
+   */
+  attachUploader(uploader: AuditUploader): void {
+    this.uploader = uploader;
+  }
+
+  /** The upload has taken every line up to `seq` (a line it read; its time is `time`). */
+  markUploaded(seq: number, time: string): void {
+    if (this.uploaded === null || seq > this.uploaded.seq) this.uploaded = { seq, time };
   }
 
   /** Adds a record to the buffer. Synchronous, no I/O, never throws. */
@@ -334,7 +463,7 @@ export class AuditLog {
       entry.time = new Date(ms).toISOString();
       this.sealTail();
       if (entry.decision === 'deny' && entry.count === undefined) this.tail = { entry, ms };
-      else this.push(serialize(entry));
+      else this.emit(entry);
     } catch (err) {
       this.report(err instanceof Error ? err : new Error(String(err)));
     }
@@ -426,10 +555,19 @@ export class AuditLog {
       pendingEntries: this.lines.length - this.head + (this.tail ? 1 : 0) + (this.job && !this.job.done ? this.job.entries : 0),
       droppedEntries: this.droppedEntries,
       rotations: this.rotations,
+      lostBeforeUpload: this.lostBeforeUpload,
+      lastLoss: this.lastLoss,
+      seq: this.seq,
     };
   }
 
   // ---- buffer ----
+
+  /** Serializes with the next seq and buffers. */
+  private emit(entry: AuditEntry): void {
+    entry.seq = ++this.seq;
+    this.push(serialize(entry));
+  }
 
   private push(line: string): void {
     this.lines.push(line);
@@ -442,7 +580,7 @@ export class AuditLog {
     if (this.tail === undefined) return;
     const { entry } = this.tail;
     this.tail = undefined;
-    this.push(serialize(entry));
+    this.emit(entry);
   }
 
   /** The disk does not keep up: forget the oldest buffered lines. */
@@ -541,8 +679,9 @@ export class AuditLog {
       const buf = Buffer.from(line, 'utf8');
       if (this.size + bytes + buf.length > this.fileBound && this.size + bytes > 0) {
         if (parts.length > 0) break; // write these first; the next job starts a new file
-        this.rotate();
+        this.rotate(line);
       }
+      if (this.size + bytes === 0) this.curFirst = this.markOf(line);
       if (parts.length > 0 && bytes + buf.length > MAX_JOB_BYTES) break;
       parts.push(buf);
       bytes += buf.length;
@@ -555,14 +694,48 @@ export class AuditLog {
     const job: WriteJob = { fd: this.fd, pos: this.size, bytes: Buffer.concat(parts, bytes), entries: parts.length, done: false };
     this.size += bytes;
     this.job = job;
+    const loss = this.pendingLoss;
+    if (loss !== undefined) {
+      this.pendingLoss = undefined;
+      this.recordLoss(loss);
+    }
     return job;
+  }
+
+  /** seq and time of lines[head] (`line`): buffered lines have consecutive seqs ending at this.seq. */
+  private markOf(line: string): LineMark | undefined {
+    const seq = this.seq - (this.lines.length - this.head) + 1;
+    // serialize() writes {"time":"<iso>",... first.
+    const end = line.indexOf('"', 9);
+    return line.startsWith('{"time":"') && end > 9 ? { seq, time: line.slice(9, end) } : undefined;
+  }
+
+  private urge(): void {
+    this.writtenSinceUrge = 0;
+    try {
+      this.uploader?.urge();
+    } catch {
+      // the uploader's failure must not break writing
+    }
+  }
+
+  /** The records of audit.log.1 that rotation is about to drop and that were not uploaded. */
+  private lossAtRotation(): AuditLoss | undefined {
+    if (this.uploader === undefined || this.uploaded === null || this.rotSize === 0 || this.rotFirst === undefined || this.curFirst === undefined) return undefined;
+    const toSeq = this.curFirst.seq - 1;
+    const fromSeq = Math.max(this.uploaded.seq + 1, this.rotFirst.seq);
+    if (toSeq < fromSeq) return undefined;
+    const from = fromSeq === this.rotFirst.seq ? this.rotFirst.time : this.uploaded.time;
+    return { count: toSeq - fromSeq + 1, fromSeq, toSeq, from, to: this.curFirst.time };
   }
 
   /**
    * audit.log -> audit.log.1 (the old audit.log.1, the oldest records, is dropped), and a new
-   * audit.log. Synchronous: rare (once per maxBytes/2) and only names, no data.
+   * audit.log whose first line will be `next`. Synchronous: rare (once per maxBytes/2) and only
+   * names, no data.
    */
-  private rotate(): void {
+  private rotate(next: string): void {
+    const loss = this.lossAtRotation();
     let old = 0;
     try {
       old = statSync(this.rotatedPath).size;
@@ -591,9 +764,28 @@ export class AuditLog {
     this.droppedBytes += old;
     this.retired.push(this.fd);
     this.fd = fd;
+    this.rotSize = this.size;
     this.size = 0;
+    this.rotFirst = this.curFirst;
+    this.curFirst = this.markOf(next);
     this.dirDirty = true;
     this.rotations++;
+    // Recorded once the job being planned is built: a line pushed now could make the buffer drop
+    // its oldest lines under planJob's feet.
+    if (loss !== undefined) this.pendingLoss = loss;
+  }
+
+  /** Counted, reported, and a 'lost' line after the lines already buffered. */
+  private recordLoss(loss: AuditLoss): void {
+    this.lostBeforeUpload += loss.count;
+    this.lastLoss = loss;
+    const ms = this.clock();
+    this.emit(lossEntry(new Date(Number.isFinite(ms) ? ms : Date.now()).toISOString(), loss));
+    try {
+      this.onLoss?.(loss);
+    } catch {
+      // a failing handler must not break writing
+    }
   }
 
   private async writeJob(job: WriteJob): Promise<void> {
@@ -616,6 +808,8 @@ export class AuditLog {
     job.done = true;
     this.written += job.entries;
     if (job.fd === this.fd) this.unsynced = true;
+    this.writtenSinceUrge += job.bytes.length;
+    if (this.uploader !== undefined && this.writtenSinceUrge >= this.uploader.everyBytes) this.urge();
   }
 
   // ---- reporting ----

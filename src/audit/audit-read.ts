@@ -146,12 +146,13 @@ function parseEntry(line: Buffer): AuditEntry | undefined {
   const o = doc as Record<string, unknown>;
   const isStringOrNull = (v: unknown) => v === null || typeof v === 'string';
   if (typeof o['time'] !== 'string' || typeof o['action'] !== 'string') return undefined;
-  if (o['decision'] !== 'allow' && o['decision'] !== 'deny') return undefined;
+  if (o['decision'] !== 'allow' && o['decision'] !== 'deny' && o['decision'] !== 'lost') return undefined;
   if (o['principal'] !== undefined && !isStringOrNull(o['principal'])) return undefined;
   if (o['clientId'] !== undefined && !isStringOrNull(o['clientId'])) return undefined;
   if (o['snapshotVersion'] !== undefined && o['snapshotVersion'] !== null && typeof o['snapshotVersion'] !== 'number') return undefined;
   const e: AuditEntry = {
     time: o['time'],
+    ...(typeof o['seq'] === 'number' && Number.isSafeInteger(o['seq']) ? { seq: o['seq'] } : {}),
     decision: o['decision'],
     principal: (o['principal'] as string | null | undefined) ?? null,
     clientId: (o['clientId'] as string | null | undefined) ?? null,
@@ -170,5 +171,9 @@ function parseEntry(line: Buffer): AuditEntry | undefined {
   if (o['retainIgnored'] === true) e.retainIgnored = true;
   if (o['will'] === true) e.will = true;
   if (typeof o['remote'] === 'string') e.remote = o['remote'];
+  if (typeof o['fromSeq'] === 'number') e.fromSeq = o['fromSeq'];
+  if (typeof o['toSeq'] === 'number') e.toSeq = o['toSeq'];
+  if (typeof o['from'] === 'string') e.from = o['from'];
+  if (typeof o['to'] === 'string') e.to = o['to'];
   return e;
 }

@@ -30,6 +30,7 @@ import { certificateFingerprint } from '../policy/credentials.js';
 import { ActionGate, type WithAuthority } from './actions.js';
 import { actionTtls } from './authority.js';
 import { SessionStore, type QueueLimitEvent } from './session-store.js';
+import { DenialBudget, type DenialWindow } from './denial-budget.js';
 import { RefusalCoalescer, truncateField } from './refusals.js';
 
 /** What the broker needs to know about the policy in force, read on every hook. */
@@ -78,6 +79,8 @@ interface Session {
   limitsLogged: Set<string>;
   /** The reason of this session's latest denial (read back by cloudPublish). */
   lastDeny: string | null;
+  /** This client's audit lines for denials in the current second (see DenialBudget). */
+  denials: DenialWindow;
 }
 
 interface PublishVerdict {
@@ -152,6 +155,8 @@ export class GatewayBroker {
   private sweepTimer: NodeJS.Timeout | null = null;
   /** Refused connections, coalesced per source and reason for REFUSALS_INTERVAL_MS. */
   private readonly refusals = new RefusalCoalescer();
+  /** Each client's denials write at most DENIAL_LINES_PER_SECOND audit lines a second; the rest are counted. */
+  private readonly denials = new DenialBudget((r) => this.opts.audit.record(r));
   private refusalsTimer: NodeJS.Timeout | null = null;
 
   private constructor(
@@ -542,6 +547,7 @@ export class GatewayBroker {
       denySuppressed: 0,
       limitsLogged: new Set(),
       lastDeny: null,
+      denials: DenialBudget.window(),
     };
   }
 
@@ -599,7 +605,7 @@ export class GatewayBroker {
     if (!decision.allow) {
       this.counters.publishesDenied++;
       packet[DROP] = true;
-      this.opts.audit.record({ principal: session.principal, clientId: client.id, action: verdict.action, topic, thing: verdict.thing, decision: 'deny', reason: decision.reason, snapshotVersion: view.index?.version ?? null, ...(will ? { will } : {}) });
+      this.denials.record(session.denials, { principal: session.principal, clientId: client.id, action: verdict.action, topic, thing: verdict.thing, decision: 'deny', reason: decision.reason, snapshotVersion: view.index?.version ?? null, ...(will ? { will } : {}) });
       this.logDeny(client, session, topic, verdict.action, decision.reason);
       return cb(null);
     }
@@ -737,7 +743,7 @@ export class GatewayBroker {
     const view = this.opts.policy();
     const ok = this.subscriptionAllowed(session, filter, view);
     if (!ok) {
-      this.opts.audit.record({ principal: session.principal, clientId: client.id, action: 'subscribe', topic: filter, thing: null, decision: 'deny', reason: 'TOPIC_DENIED', snapshotVersion: view.index?.version ?? null });
+      this.denials.record(session.denials, { principal: session.principal, clientId: client.id, action: 'subscribe', topic: filter, thing: null, decision: 'deny', reason: 'TOPIC_DENIED', snapshotVersion: view.index?.version ?? null });
       this.logDeny(client, session, filter, 'subscribe', 'TOPIC_DENIED');
       return null;
     }
@@ -911,6 +917,7 @@ export class GatewayBroker {
     if (!client.clean && client.id) this.store.disconnected(client.id, Date.now());
     this.queueLimitLogged.delete(client.id);
     const s = this.sessions.get(client);
+    if (s) this.denials.close(s.denials);
     if (s && s.denySuppressed > 0) this.log.info({ principal: s.principal, clientId: client.id, suppressed: s.denySuppressed }, 'denials not logged individually');
   }
 
@@ -979,6 +986,7 @@ export class GatewayBroker {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     if (this.refusalsTimer) clearInterval(this.refusalsTimer);
     this.flushRefusals();
+    this.denials.stop();
     // A listener's close() waits for its open connections: stop listening first, then close the
     // clients (aedes.close), then wait for both.
     const listeners = Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));

@@ -46,7 +46,7 @@ function row(e: AuditEntry): string[] {
     e.receiver !== undefined ? `${cell(e.clientId)}→${cell(e.receiver)}` : cell(e.clientId),
     cell(e.action),
     cell(e.thing),
-    cell(e.topic),
+    e.decision === 'lost' ? `seq ${e.fromSeq ?? '?'}-${e.toSeq ?? '?'} rotated away before upload (${cell(e.from)} to ${cell(e.to)})` : cell(e.topic),
     e.snapshotVersion === null ? '-' : String(e.snapshotVersion),
     e.count !== undefined && e.count > 1 ? `×${e.count}` : '',
   ];

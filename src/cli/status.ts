@@ -51,6 +51,10 @@ export async function statusCommand(opts: { config?: string; stateDir?: string; 
   } else lines.push(['cloud link', 'disabled (cloud.enabled is false)']);
   const a = s.audit;
   lines.push(['audit', `${a.recorded} records, ${a.pendingEntries} not yet on disk, ${a.droppedEntries} lost${s.audit.uploadBacklogBytes === undefined ? '' : `, ${s.audit.uploadBacklogBytes} bytes not yet uploaded`}`]);
+  if (a.lostBeforeUpload > 0 && a.lastLoss) {
+    const l = a.lastLoss;
+    lines.push(['audit lost', `${a.lostBeforeUpload} rotated away before upload (disk bound); last: ${l.count} record(s), seq ${l.fromSeq}-${l.toSeq}, ${l.from} to ${l.to}`]);
+  }
   lines.push(['started', s.startedAt]);
   const w = Math.max(...lines.map(([k]) => k.length));
   for (const [k, v] of lines) io.out(`${k.padEnd(w)}  ${v}`);

@@ -70,7 +70,7 @@ t.test('record, flush, read back', async (t) => {
   c.advance(5);
   log.record(deny({ principal: null, clientId: null, thing: null, source: 'cloud' }));
   log.record(allow({ time: '2027-03-01T13:00:00+01:00', action: 'connect', topic: undefined, thing: undefined }));
-  t.same(log.stats(), { recorded: 3, written: 0, droppedBytes: 0, coalesced: 0, pendingEntries: 3, droppedEntries: 0, rotations: 0 });
+  t.same(log.stats(), { recorded: 3, written: 0, droppedBytes: 0, coalesced: 0, pendingEntries: 3, droppedEntries: 0, rotations: 0, lostBeforeUpload: 0, lastLoss: null, seq: 3 });
   t.same(readFileSync(join(dir, AUDIT_FILE), 'utf8'), '', 'nothing on disk before the flush');
 
   await log.flush();
@@ -79,6 +79,7 @@ t.test('record, flush, read back', async (t) => {
   t.same(entries, [
     {
       time: '2027-03-01T12:00:00.000Z',
+      seq: 1,
       decision: 'allow',
       principal: 'tech-anna',
       clientId: 'anna-phone',
@@ -89,6 +90,7 @@ t.test('record, flush, read back', async (t) => {
     },
     {
       time: '2027-03-01T12:00:00.005Z',
+      seq: 2,
       decision: 'deny',
       reason: 'TOPIC_DENIED',
       principal: null,
@@ -99,7 +101,7 @@ t.test('record, flush, read back', async (t) => {
       snapshotVersion: 7,
       source: 'cloud',
     },
-    { time: '2027-03-01T12:00:00.000Z', decision: 'allow', principal: 'tech-anna', clientId: 'anna-phone', action: 'connect', snapshotVersion: 7 },
+    { time: '2027-03-01T12:00:00.000Z', seq: 3, decision: 'allow', principal: 'tech-anna', clientId: 'anna-phone', action: 'connect', snapshotVersion: 7 },
   ]);
   const lines = fileLines(dir);
   t.equal(lines.length, 3, 'JSON Lines, one entry a line');
@@ -227,11 +229,12 @@ t.test('rotation keeps the total within maxBytes and drops the oldest', async (t
   const s = log.stats();
   t.ok(s.rotations >= 5, `${s.rotations} rotations`);
   t.equal(s.written, N);
-  // Lines differ only in the digits of the thing: the bytes of line i are base + digits(i).
+  // Lines differ only in the digits of the thing and of the seq: the bytes of line i are base +
+  // digits(i) + digits(i + 1).
   const newest = fileLines(dir).at(-1)!;
-  const base = Buffer.byteLength(newest) + 1 - String(N - 1).length;
+  const base = Buffer.byteLength(newest) + 1 - String(N - 1).length - String(N).length;
   let droppedLines = 0;
-  for (let i = 0; i < ids[0]!; i++) droppedLines += base + String(i).length;
+  for (let i = 0; i < ids[0]!; i++) droppedLines += base + String(i).length + String(i + 1).length;
   t.equal(s.droppedBytes, droppedLines, 'droppedBytes counts exactly the bytes of the dropped lines');
   t.equal(statSync(join(dir, AUDIT_ROTATED_FILE)).mode & 0o777, 0o600, 'the rotated file is 0600');
 
@@ -385,7 +388,7 @@ t.test('only the entry fields are written: no password, token or payload', async
   await log.flush();
   const text = readFileSync(join(dir, AUDIT_FILE), 'utf8');
   t.notMatch(text, /secret/);
-  t.same(Object.keys(JSON.parse(text.split('\n')[0]!) as object).sort(), ['action', 'clientId', 'decision', 'principal', 'snapshotVersion', 'thing', 'time', 'topic']);
+  t.same(Object.keys(JSON.parse(text.split('\n')[0]!) as object).sort(), ['action', 'clientId', 'decision', 'principal', 'seq', 'snapshotVersion', 'thing', 'time', 'topic']);
 });
 
 t.test('record() never throws; odd values are made safe', async (t) => {
@@ -524,4 +527,152 @@ t.test('no file descriptor is leaked across rotations and close', { skip: !exist
   t.ok(log.stats().rotations >= 5);
   await log.close();
   t.equal(fds(), before);
+});
+
+// ---- seq, and rotation tied to the cloud upload ----
+
+t.test('every line has a seq, consecutive, continued after a reopen and across rotations', async (t) => {
+  const dir = t.testdir();
+  const first = await openLog(t, { dir, maxBytes: MIN_MAX_BYTES });
+  for (let i = 0; i < 700; i++) first.log.record(allow({ thing: `t-${i}` }));
+  await first.log.close();
+  t.equal(first.log.stats().seq, 700);
+  const second = await openLog(t, { dir, maxBytes: MIN_MAX_BYTES });
+  t.equal(second.log.stats().seq, 700, 'the reopened log knows the newest seq');
+  for (let i = 0; i < 10; i++) second.log.record(deny({ topic: `x/${i}` }));
+  await second.log.flush();
+  const seqs = (await readAudit(dir)).map((e) => e.seq!);
+  t.equal(seqs.at(-1), 710);
+  t.same(seqs, Array.from({ length: seqs.length }, (_, i) => seqs[0]! + i), 'no gap and no repeat');
+});
+
+/** An uploader the test drives: live or not, and what it has uploaded. */
+function fakeUploader(log: AuditLog, everyBytes = 1 << 30) {
+  const u = { urged: 0, urge: () => void u.urged++, everyBytes };
+  log.attachUploader(u);
+  return u;
+}
+
+async function uploadAll(dir: string, log: AuditLog): Promise<number> {
+  const last = (await readAudit(dir)).at(-1)!;
+  log.markUploaded(last.seq!, last.time);
+  return last.seq!;
+}
+
+t.test('an uploader urged by volume keeps up: rotation drops only uploaded records', async (t) => {
+  const dir = t.testdir();
+  const maxBytes = MIN_MAX_BYTES;
+  const losses: unknown[] = [];
+  const { log } = await openLog(t, { dir, maxBytes, onLoss: (l) => losses.push(l) });
+  let uploading: Promise<unknown> = Promise.resolve();
+  const up = { urged: 0, everyBytes: 4096, urge: () => void (up.urged++, (uploading = uploading.then(() => uploadAll(dir, log)))) };
+  log.attachUploader(up);
+  log.markUploaded(0, new Date(0).toISOString());
+  for (let i = 0; i < 3000; i++) {
+    log.record(allow({ thing: `t-${i}` }));
+    if (i % 20 === 0) {
+      await log.flush();
+      await uploading;
+    }
+  }
+  await log.flush();
+  t.ok(log.stats().rotations > 3, `${log.stats().rotations} rotations`);
+  t.ok(up.urged > 50, `urged ${up.urged} times`);
+  t.equal(log.stats().lostBeforeUpload, 0, 'nothing lost');
+  t.same(losses, []);
+  t.ok(diskBytes(dir) <= maxBytes);
+});
+
+t.test('offline, the disk bound drops un-uploaded records: counted, reported and recorded as a "lost" line', async (t) => {
+  const dir = t.testdir();
+  const maxBytes = MIN_MAX_BYTES;
+  const c = manualClock();
+  const losses: { count: number; fromSeq: number; toSeq: number; from: string; to: string }[] = [];
+  const { log } = await openLog(t, { dir, maxBytes, clock: c.clock, onLoss: (l) => losses.push(l) });
+  fakeUploader(log); // offline: urged, but uploads nothing
+  // 100 records uploaded, then the link goes down.
+  for (let i = 0; i < 100; i++) {
+    log.record(allow({ thing: `t-${i}` }));
+    c.advance(10);
+  }
+  await log.flush();
+  const uploaded = await uploadAll(dir, log);
+  t.equal(uploaded, 100);
+  const N = 2000;
+  for (let i = 100; i < N; i++) {
+    log.record(allow({ thing: `t-${i}` }));
+    c.advance(10);
+    if (i % 50 === 0) await log.flush();
+  }
+  await log.flush();
+  t.ok(diskBytes(dir) <= maxBytes, 'the disk bound holds');
+  const entries = await readAudit(dir);
+  const kept = entries.filter((e) => e.decision === 'allow').map((e) => e.seq!);
+  const lostLines = entries.filter((e) => e.decision === 'lost');
+  t.ok(losses.length > 0, `${losses.length} loss(es) reported`);
+  // Every seq from 101 on is either kept or in a reported loss, exactly once.
+  const covered = new Set<number>(kept);
+  let lostTotal = 0;
+  for (const l of losses) {
+    t.equal(l.count, l.toSeq - l.fromSeq + 1);
+    lostTotal += l.count;
+    for (let s = l.fromSeq; s <= l.toSeq; s++) {
+      t.notOk(covered.has(s), `seq ${s} counted once`);
+      covered.add(s);
+    }
+    t.ok(Date.parse(l.from) <= Date.parse(l.to), 'an interval');
+  }
+  const allowSeqs = new Set(entries.filter((e) => e.decision === 'lost').map((e) => e.seq!));
+  for (let s = uploaded + 1; s <= log.stats().seq; s++) if (!allowSeqs.has(s)) t.ok(covered.has(s) || s <= uploaded, `seq ${s} kept or reported lost`);
+  t.equal(log.stats().lostBeforeUpload, lostTotal);
+  t.same(log.stats().lastLoss, losses.at(-1));
+  t.equal(losses[0]!.fromSeq, uploaded + 1, 'the first loss starts right after the last uploaded record');
+  t.equal(losses[0]!.from, new Date(T0 + (uploaded - 1) * 10).toISOString(), 'from: the time of the last uploaded record');
+  t.ok(lostLines.length > 0, 'the losses are in the log');
+  t.match(lostLines.at(-1), { decision: 'lost', action: 'audit', count: losses.at(-1)!.count, fromSeq: losses.at(-1)!.fromSeq, toSeq: losses.at(-1)!.toSeq });
+});
+
+t.test('an upload that does not keep up: the bound still holds, and the loss is recorded', async (t) => {
+  const dir = t.testdir();
+  const maxBytes = MIN_MAX_BYTES;
+  const { log } = await openLog(t, { dir, maxBytes });
+  fakeUploader(log);
+  log.markUploaded(0, new Date(0).toISOString());
+  for (let i = 0; i < 3000; i++) {
+    log.record(allow({ thing: `t-${i}` }));
+    if (i % 100 === 0) {
+      await log.flush();
+      t.ok(diskBytes(dir) <= maxBytes, `within maxBytes after ${i + 1}`);
+    }
+  }
+  await log.flush();
+  t.ok(diskBytes(dir) <= maxBytes);
+  t.ok(log.stats().lostBeforeUpload > 0, `${log.stats().lostBeforeUpload} lost and counted`);
+});
+
+t.test('the uploader is urged by volume written, not only on its schedule', async (t) => {
+  const dir = t.testdir();
+  const { log } = await openLog(t, { dir });
+  const up = fakeUploader(log, 8 * 1024);
+  for (let i = 0; i < 30; i++) log.record(allow({ thing: `t-${i}` }));
+  await log.flush();
+  t.equal(up.urged, 0, 'a few records: no urge');
+  for (let i = 0; i < 200; i++) log.record(allow({ thing: `t-${i}` }));
+  await log.flush();
+  t.equal(up.urged, 1, 'urged once more than 8 KiB was written');
+  for (let round = 0; round < 5; round++) {
+    for (let i = 0; i < 200; i++) log.record(allow({ thing: `t-${i}` }));
+    await log.flush();
+  }
+  t.equal(up.urged, 6, 'and again for each 8 KiB after that');
+});
+
+t.test('without an uploader nothing counts as lost (there is nothing to upload)', async (t) => {
+  const dir = t.testdir();
+  const { log } = await openLog(t, { dir, maxBytes: MIN_MAX_BYTES });
+  for (let i = 0; i < 3000; i++) log.record(allow({ thing: `t-${i}` }));
+  await log.flush();
+  t.ok(log.stats().rotations > 2);
+  t.equal(log.stats().lostBeforeUpload, 0);
+  t.equal((await readAudit(dir)).filter((e) => e.decision === 'lost').length, 0);
 });

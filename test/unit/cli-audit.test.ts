@@ -70,6 +70,7 @@ t.test('--json: JSON Lines, one entry each', async (t) => {
   const entries = out.map((l) => JSON.parse(l) as Record<string, unknown>);
   t.same(entries[0], {
     time: '2027-03-01T12:00:00.000Z',
+    seq: 1,
     decision: 'allow',
     principal: 'tech-anna',
     clientId: 'anna-phone',
