@@ -61,6 +61,7 @@ import { EwError } from '../errors.js';
 import { readFileBounded, removeStaleTempFiles, writeFileAtomic } from './atomic-file.js';
 import { scanSegments } from './outbox-recovery.js';
 import { BODY_FIXED, HARD_MAX_RECORD, HEADER_BYTES, MAGIC, MIB, REC_HEADER, Reader, TWO_32, errText, ioError, newSegment, noteRecord, recordCrc, segmentName, writeAll, type Segment } from './outbox-segment.js';
+import { addRange, countIn, holds, type SeqRange } from './seq-ranges.js';
 
 export type OutboxQos = 0 | 1;
 
@@ -217,7 +218,7 @@ export class Outbox {
   /** Acknowledged out of order, all > floor + 1. */
   private readonly ackedAbove = new Set<number>();
   /** Seqs above floor that no record has (lost to damage), [from, to] inclusive, ascending. */
-  private gaps: Array<[number, number]> = [];
+  private gaps: SeqRange[] = [];
   private durableSeq = 0;
   private dropped = 0;
 
@@ -374,26 +375,18 @@ export class Outbox {
 
   // --- sequence bookkeeping ------------------------------------------------------------------------
 
+  /** Merged with the gaps it overlaps: damage found while reading can take seqs skipped at open again. */
   private addGap(from: number, to: number): void {
-    if (to < from) return;
-    this.gaps.push([from, to]);
-    this.gaps.sort((a, b) => a[0] - b[0]);
+    addRange(this.gaps, from, to);
   }
 
   private inGap(seq: number): boolean {
-    for (const [a, b] of this.gaps) if (seq >= a && seq <= b) return true;
-    return false;
+    return holds(this.gaps, seq);
   }
 
   /** Seqs of existing records in (a, b]. */
   private countExisting(a: number, b: number): number {
-    if (b <= a) return 0;
-    let n = b - a;
-    for (const [g0, g1] of this.gaps) {
-      const overlap = Math.min(g1, b) - Math.max(g0, a + 1) + 1;
-      if (overlap > 0) n -= overlap;
-    }
-    return n;
+    return b <= a ? 0 : b - a - countIn(this.gaps, a + 1, b);
   }
 
   /** Moves the floor over acknowledged seqs and gaps. */

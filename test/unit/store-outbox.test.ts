@@ -312,6 +312,31 @@ t.test('damage found while reading: reported, the rest of that segment is lost, 
   await ob.close();
 });
 
+t.test('damage found while reading over a stretch already skipped at open: the depth counts each record once', async (t) => {
+  const dir = t.testdir();
+  const opts = { maxBytes: 65536, segmentBytes: 1024 };
+  const first = await open(dir, opts);
+  await fill(first.ob, 30, 0, 20);
+  await first.ob.close();
+  const path = join(dir, segFiles(dir)[0]!);
+  const recBytes = RECORD_OVERHEAD_BYTES + TOPIC.length + 20;
+  const flip = (seq: number): void => {
+    const bytes = readFileSync(path);
+    bytes[8 + (seq - 1) * recBytes + 30]! ^= 0x01;
+    writeFileSync(path, bytes);
+  };
+  flip(5);
+  const { ob } = await open(dir, opts);
+  flip(3); // after open: found by peek (the open scan read this file before the later ones)
+  const seqs = seqsOf(ob);
+  t.same(seqs.slice(0, 2), [1, 2]);
+  t.equal(ob.stats().depth, seqs.length, 'as many as peek returns');
+  ob.ack(1);
+  ob.ack(2);
+  t.equal(ob.stats().depth, seqs.length - 2);
+  await ob.close();
+});
+
 t.test('garbage in the directory and a damaged state file do not stop open', async (t) => {
   const dir = t.testdir();
   const { ob } = await open(dir);
