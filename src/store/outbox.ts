@@ -22,12 +22,14 @@
 //
 //   25 bytes plus the topic per record: a 64-byte payload on `things/oven-1/telemetry/temperature`
 //   takes 124 bytes. Sequence numbers start at 1, grow by one per append and are never reused for a
-//   record that peek() returned, also across restarts (unless the disk damaged that record).
+//   record that peek() returned, also across restarts, nor for one counted as lost to damage.
 // - `state.json`, written atomically (writeFileAtomic):
-//   `{"format":1,"ackedThrough":N,"dropped":D,"ackedAbove":[...]}`. Every record with
-//   seq <= ackedThrough is acknowledged (or dropped); `ackedAbove` lists the records above it
-//   acknowledged out of order (the lowest 16384 of them; absent when none); `dropped` counts
-//   records dropped to respect maxBytes over the outbox's whole life.
+//   `{"format":1,"ackedThrough":N,"dropped":D,"ackedAbove":[...],"lostAbove":[[from,to],...]}`.
+//   Every record with seq <= ackedThrough is acknowledged (or dropped); `ackedAbove` lists the
+//   records above it acknowledged out of order (the lowest 16384 of them; absent when none);
+//   `dropped` counts records dropped to respect maxBytes or lost to damage, over the outbox's whole
+//   life; `lostAbove` lists the seqs above ackedThrough already counted as lost to damage (the
+//   lowest 4096 runs; absent when none), so damage found again is not counted again.
 //
 // ## Guarantees
 //
@@ -51,6 +53,9 @@
 // - Corruption never throws: open() verifies every record's CRC, truncates a torn tail (a record cut
 //   by a power cut), skips over a damaged record to the next valid one, sets aside segment files
 //   that are not segments, ignores unknown files, and reports each problem through `onProblem`.
+//   Damage found later, by peek(), loses the rest of its segment. Each report names the records
+//   lost (seqs, how many); those not acknowledged are added to `dropped` once, persisted at once,
+//   and stay lost: a restart that finds them readable again does not send them.
 //
 // The segment format (framing, reader, record check) is in outbox-segment.ts, the open-time scan
 // and its repairs in outbox-recovery.ts; this file is the queue.
@@ -59,9 +64,9 @@ import { mkdir, open as openAsync, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EwError } from '../errors.js';
 import { readFileBounded, removeStaleTempFiles, writeFileAtomic } from './atomic-file.js';
-import { scanSegments } from './outbox-recovery.js';
+import { cutAtDamage, lossText, scanSegments, type LossCount } from './outbox-recovery.js';
 import { BODY_FIXED, HARD_MAX_RECORD, HEADER_BYTES, MAGIC, MIB, REC_HEADER, Reader, TWO_32, errText, ioError, newSegment, noteRecord, recordCrc, segmentName, writeAll, type Segment } from './outbox-segment.js';
-import { addRange, countIn, holds, type SeqRange } from './seq-ranges.js';
+import { addRange, countIn, dropThrough, holds, type SeqRange } from './seq-ranges.js';
 
 export type OutboxQos = 0 | 1;
 
@@ -90,7 +95,7 @@ export interface OutboxOptions {
   readonly ackSyncIntervalMs?: number;
   /** Larger records (25 bytes + topic + payload) are refused. Default and upper bound min(1 MiB, maxBytes / 4); at least 64. */
   readonly maxRecordBytes?: number;
-  /** Told about every problem found and recovered from (corrupt records, torn tails, failed writes). */
+  /** Told about every problem found and recovered from (corrupt records, torn tails, failed writes), with the records it lost. */
   readonly onProblem?: (msg: string) => void;
   /** The clock for enqueuedAt (ms since the epoch). Default Date.now. */
   readonly now?: () => number;
@@ -108,7 +113,7 @@ export interface OutboxStats {
   readonly depth: number;
   /** Size of the segment files, bytes (what maxBytes bounds). */
   readonly bytes: number;
-  /** Records dropped to respect maxBytes, over the outbox's life (persisted). */
+  /** Records dropped to respect maxBytes or lost to damage (see onProblem), over the outbox's life (persisted). */
   readonly dropped: number;
   /** enqueuedAt of the oldest unacknowledged record; null when none. */
   readonly oldestEnqueuedAt: number | null;
@@ -137,6 +142,8 @@ export const OUTBOX_STATE_FILE = 'state.json';
 const MAX_STATE_BYTES = 1024 * 1024;
 /** At most this many out-of-order acknowledgements are persisted (the lowest); the others are sent again after a restart. */
 const MAX_PERSISTED_ACKS = 16384;
+/** At most this many runs of seqs lost to damage are remembered (the lowest); damage above them found again after a restart is counted again. */
+const MAX_PERSISTED_LOST = 4096;
 const MAX_U48 = 2 ** 48 - 1;
 
 // --- helpers ---------------------------------------------------------------------------------------
@@ -217,18 +224,24 @@ export class Outbox {
   private floor = 0;
   /** Acknowledged out of order, all > floor + 1. */
   private readonly ackedAbove = new Set<number>();
-  /** Seqs above floor that no record has (lost to damage), [from, to] inclusive, ascending. */
+  /** Seqs above floor that no record has (lost to damage, or never written), [from, to] inclusive, ascending. */
   private gaps: SeqRange[] = [];
   private durableSeq = 0;
+  /** Records dropped to respect maxBytes or lost to damage. */
   private dropped = 0;
+  /** Seqs above floor already counted in `dropped` as lost to damage (persisted): never counted twice, never used again. */
+  private lost: SeqRange[] = [];
 
   private persistedFloor = -1;
   private persistedDropped = -1;
   /** Bumped whenever the set of out-of-order acknowledgements changes. */
   private ackVersion = 0;
   private persistedAckVersion = 0;
+  /** Bumped whenever `lost` grows. */
+  private lostVersion = 0;
+  private persistedLostVersion = 0;
   /** Out-of-order acknowledgements read from the state file, applied once the segments are known. */
-  private loadedAcks: number[] = [];
+  private loadedAcks = new Set<number>();
 
   private waiters: Waiter[] = [];
   private waiterHead = 0;
@@ -290,10 +303,17 @@ export class Outbox {
     }
     await this.loadState();
 
-    const scanned = await scanSegments(dir, OUTBOX_STATE_FILE, this.reader, this.report);
+    const scanned = await scanSegments(dir, OUTBOX_STATE_FILE, this.reader, {
+      report: this.report,
+      lose: (from, to) => this.lose(from, to),
+      isLost: (seq) => holds(this.lost, seq),
+    });
     this.segments = scanned.segments;
     const prevSeq = scanned.lastSeq;
-    this.nextSeq = Math.max(this.nextSeq, scanned.nextSeq, this.floor + 1);
+    // A seq counted as lost is not used again, also when its damage was cut off (a torn tail): the
+    // cloud may have received the record it named.
+    const lastLost = this.lost[this.lost.length - 1]?.[1] ?? 0;
+    this.nextSeq = Math.max(this.nextSeq, scanned.nextSeq, this.floor + 1, lastLost + 1);
     this.gaps = scanned.gaps;
     // Records between the ack point and the first record that survived do not exist: a gap.
     const first = this.segments.find((s) => s.count > 0);
@@ -302,7 +322,7 @@ export class Outbox {
     const top = Math.max(prevSeq, this.floor);
     if (this.nextSeq - 1 > top) this.addGap(top + 1, this.nextSeq - 1);
     for (const s of this.loadedAcks) if (s > this.floor && s < this.nextSeq && !this.inGap(s)) this.ackedAbove.add(s);
-    this.loadedAcks = [];
+    this.loadedAcks.clear();
     this.persistedAckVersion = this.ackVersion = this.ackedAbove.size > 0 ? 1 : 0;
     this.advance();
 
@@ -357,7 +377,7 @@ export class Outbox {
     } catch {
       doc = undefined;
     }
-    const d = doc as { format?: unknown; ackedThrough?: unknown; dropped?: unknown; ackedAbove?: unknown } | undefined;
+    const d = doc as { format?: unknown; ackedThrough?: unknown; dropped?: unknown; ackedAbove?: unknown; lostAbove?: unknown } | undefined;
     const okInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
     if (typeof d !== 'object' || d === null || d.format !== 1 || !okInt(d.ackedThrough) || !okInt(d.dropped)) {
       this.report(`${OUTBOX_STATE_FILE} is damaged; ignored: every record on disk will be sent again and the drop count starts at 0`);
@@ -368,8 +388,14 @@ export class Outbox {
     this.persistedFloor = d.ackedThrough;
     this.persistedDropped = d.dropped;
     if (d.ackedAbove !== undefined) {
-      if (Array.isArray(d.ackedAbove) && d.ackedAbove.every(okInt)) this.loadedAcks = d.ackedAbove;
+      if (Array.isArray(d.ackedAbove) && d.ackedAbove.every(okInt)) this.loadedAcks = new Set(d.ackedAbove);
       else this.report(`${OUTBOX_STATE_FILE}: "ackedAbove" is damaged; ignored: those records will be sent again`);
+    }
+    if (d.lostAbove !== undefined) {
+      const isRun = (r: unknown): r is [number, number] => Array.isArray(r) && r.length === 2 && okInt(r[0]) && okInt(r[1]) && r[0] >= 1 && r[0] <= r[1];
+      if (Array.isArray(d.lostAbove) && d.lostAbove.every(isRun)) for (const [from, to] of d.lostAbove) addRange(this.lost, from, to);
+      else this.report(`${OUTBOX_STATE_FILE}: "lostAbove" is damaged; ignored: records lost to damage that are found again will be counted again`);
+      dropThrough(this.lost, this.floor);
     }
   }
 
@@ -414,6 +440,28 @@ export class Outbox {
     this.floor = to;
     for (const s of this.ackedAbove) if (s <= to) this.ackedAbove.delete(s);
     this.advance();
+  }
+
+  /**
+   * Counts seqs [from, to] as lost to damage (found by outbox-recovery.ts at open, or while
+   * reading): those above the floor that are neither acknowledged, nor a gap, nor counted before
+   * are added to `dropped`. The run is remembered in `lost`, persisted with the drop count, so
+   * damage found again (it stays on disk) is not counted again, also after a restart.
+   */
+  private lose(from: number, to: number): LossCount {
+    const above = Math.max(from, this.floor + 1);
+    if (to < above) return { lost: 0, settled: to - from + 1 };
+    const settledRuns: SeqRange[] = this.lost.map(([a, b]) => [a, b]);
+    for (const [a, b] of this.gaps) addRange(settledRuns, a, b);
+    let settled = above - from + countIn(settledRuns, above, to);
+    const isAckedHere = (s: number): boolean => s >= above && s <= to && !holds(settledRuns, s);
+    for (const s of this.ackedAbove) if (isAckedHere(s)) settled++;
+    for (const s of this.loadedAcks) if (isAckedHere(s) && !this.ackedAbove.has(s)) settled++;
+    const lost = to - from + 1 - settled;
+    addRange(this.lost, above, to);
+    this.lostVersion++;
+    this.dropped += lost;
+    return { lost, settled };
   }
 
   private ackedBetween(a: number, b: number): number {
@@ -621,14 +669,18 @@ export class Outbox {
       const floor = this.floor;
       const dropped = this.dropped;
       const ackVersion = this.ackVersion;
-      if (floor !== this.persistedFloor || dropped !== this.persistedDropped || ackVersion !== this.persistedAckVersion) {
+      const lostVersion = this.lostVersion;
+      if (floor !== this.persistedFloor || dropped !== this.persistedDropped || ackVersion !== this.persistedAckVersion || lostVersion !== this.persistedLostVersion) {
         const above = [...this.ackedAbove].sort((a, b) => a - b).slice(0, MAX_PERSISTED_ACKS);
-        const doc = above.length > 0 ? { format: 1, ackedThrough: floor, dropped, ackedAbove: above } : { format: 1, ackedThrough: floor, dropped };
+        dropThrough(this.lost, floor);
+        const lost = this.lost.slice(0, MAX_PERSISTED_LOST).map(([a, b]) => [a, b]);
+        const doc = { format: 1, ackedThrough: floor, dropped, ...(above.length > 0 && { ackedAbove: above }), ...(lost.length > 0 && { lostAbove: lost }) };
         try {
           await writeFileAtomic(this.statePath, JSON.stringify(doc) + '\n');
           this.persistedFloor = floor;
           this.persistedDropped = dropped;
           this.persistedAckVersion = ackVersion;
+          this.persistedLostVersion = lostVersion;
         } catch (err) {
           this.report(`cannot persist the ack point (${errText(err)}); will retry`);
           return;
@@ -754,41 +806,17 @@ export class Outbox {
 
   /** A record that verified at open (or was written) no longer does: the rest of its segment is lost. */
   private damagedWhileReading(seg: Segment, off: number): void {
-    // The seq of the last good record before off, by walking from the nearest index entry.
-    let lastGood = seg.firstSeq - 1;
-    let k = -1;
-    for (let j = 0; j < seg.idxOff.length && seg.idxOff[j]! <= off; j++) k = j;
-    if (k >= 0) {
-      let p = seg.idxOff[k]!;
-      lastGood = seg.idxSeq[k]! - 1;
-      while (p < off) {
-        const skip = seg.skips?.get(p);
-        if (skip !== undefined) {
-          p = skip;
-          continue;
-        }
-        const h = this.reader.bytes(seg, p, REC_HEADER);
-        if (!h) break;
-        lastGood = h.readUInt32BE(8) * TWO_32 + h.readUInt32BE(12);
-        p += REC_HEADER + h.readUInt32BE(0);
-      }
-    }
-    const lostTo = seg.lastSeq;
-    this.report(`segment ${seg.path}: record at offset ${off} is damaged (found while reading); records ${lastGood + 1}..${lostTo} are lost`);
-    seg.readEnd = off;
-    seg.sealed = true;
-    while (seg.idxOff.length > 0 && seg.idxOff[seg.idxOff.length - 1]! >= off) {
-      seg.idxOff.pop();
-      seg.idxSeq.pop();
-    }
-    if (seg.idxOff.length === 0) seg.count = 0;
-    seg.lastSeq = Math.max(0, lastGood);
+    const { lastGood, lostTo } = cutAtDamage(this.reader, seg, off);
+    // Counted before the gap below is added: lose() takes gaps as records already gone.
+    const lost = lostTo > lastGood ? lossText(lastGood + 1, lostTo, true, this.lose(lastGood + 1, lostTo)) : 'no record is lost';
+    this.report(`segment ${seg.path}: record at offset ${off} is damaged (found while reading); ${lost}`);
     if (lostTo > lastGood) {
       for (const s of this.ackedAbove) if (s > lastGood && s <= lostTo) this.ackedAbove.delete(s);
       this.ackVersion++;
       this.addGap(Math.max(lastGood + 1, this.floor + 1), lostTo);
       this.advance();
-      this.scheduleStatePersist();
+      // The drop count is persisted now, not with the next acknowledgement.
+      void this.persistAndReap();
     }
   }
 
