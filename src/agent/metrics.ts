@@ -85,7 +85,7 @@ export function createRegistry(source: MetricsSource): Registry {
   });
   gauge('edgewarden_queue_depth', 'Upward messages queued on disk and not yet acknowledged by the cloud', () => source.queue()?.depth ?? 0);
   gauge('edgewarden_queue_bytes', 'Bytes of the upward queue on disk', () => source.queue()?.bytes ?? 0);
-  counter('edgewarden_queue_dropped_total', 'Queued messages dropped, oldest first, because the queue was full (over its life)', () => source.queue()?.dropped ?? 0);
+  counter('edgewarden_queue_dropped_total', 'Queued messages dropped, oldest first, because the queue was full, or lost to damage on disk (over its life)', () => source.queue()?.dropped ?? 0);
   gauge('edgewarden_cloud_link_up', '1 when the link to the cloud broker is up, 0 when it is down or disabled', () => (source.link()?.state === 'online' ? 1 : 0));
   counter('edgewarden_cloud_messages_sent_total', 'Queued messages the cloud broker acknowledged', () => source.link()?.sent ?? 0);
   counter('edgewarden_audit_records_total', 'Audit records made', () => source.audit().recorded);

@@ -22,12 +22,14 @@
 //
 //   25 bytes plus the topic per record: a 64-byte payload on `things/oven-1/telemetry/temperature`
 //   takes 124 bytes. Sequence numbers start at 1, grow by one per append and are never reused for a
-//   record that peek() returned, also across restarts (unless the disk damaged that record).
+//   record that peek() returned, also across restarts, nor for one counted as lost to damage.
 // - `state.json`, written atomically (writeFileAtomic):
-//   `{"format":1,"ackedThrough":N,"dropped":D,"ackedAbove":[...]}`. Every record with
-//   seq <= ackedThrough is acknowledged (or dropped); `ackedAbove` lists the records above it
-//   acknowledged out of order (the lowest 16384 of them; absent when none); `dropped` counts
-//   records dropped to respect maxBytes over the outbox's whole life.
+//   `{"format":1,"ackedThrough":N,"dropped":D,"ackedAbove":[...],"lostAbove":[[from,to],...]}`.
+//   Every record with seq <= ackedThrough is acknowledged (or dropped); `ackedAbove` lists the
+//   records above it acknowledged out of order (the lowest 16384 of them; absent when none);
+//   `dropped` counts records dropped to respect maxBytes or lost to damage, over the outbox's whole
+//   life; `lostAbove` lists the seqs above ackedThrough already counted as lost to damage (the
+//   lowest 4096 runs; absent when none), so damage found again is not counted again.
 //
 // ## Guarantees
 //
@@ -51,12 +53,20 @@
 // - Corruption never throws: open() verifies every record's CRC, truncates a torn tail (a record cut
 //   by a power cut), skips over a damaged record to the next valid one, sets aside segment files
 //   that are not segments, ignores unknown files, and reports each problem through `onProblem`.
-import { fsync as fsyncCb, closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
-import { mkdir, open as openAsync, readdir, rename, unlink } from 'node:fs/promises';
+//   Damage found later, by peek(), loses the rest of its segment. Each report names the records
+//   lost (seqs, how many); those not acknowledged are added to `dropped` once, persisted at once,
+//   and stay lost: a restart that finds them readable again does not send them.
+//
+// The segment format (framing, reader, record check) is in outbox-segment.ts, the open-time scan
+// and its repairs in outbox-recovery.ts; this file is the queue.
+import { fsync as fsyncCb, closeSync, fsyncSync, ftruncateSync, openSync } from 'node:fs';
+import { mkdir, open as openAsync, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EwError } from '../errors.js';
 import { readFileBounded, removeStaleTempFiles, writeFileAtomic } from './atomic-file.js';
-import { crc32 } from './crc32.js';
+import { cutAtDamage, lossText, scanSegments, type LossCount } from './outbox-recovery.js';
+import { BODY_FIXED, HARD_MAX_RECORD, HEADER_BYTES, MAGIC, MIB, REC_HEADER, Reader, TWO_32, errText, ioError, newSegment, noteRecord, recordCrc, segmentName, writeAll, type Segment } from './outbox-segment.js';
+import { addRange, countIn, dropThrough, holds, type SeqRange } from './seq-ranges.js';
 
 export type OutboxQos = 0 | 1;
 
@@ -85,7 +95,7 @@ export interface OutboxOptions {
   readonly ackSyncIntervalMs?: number;
   /** Larger records (25 bytes + topic + payload) are refused. Default and upper bound min(1 MiB, maxBytes / 4); at least 64. */
   readonly maxRecordBytes?: number;
-  /** Told about every problem found and recovered from (corrupt records, torn tails, failed writes). */
+  /** Told about every problem found and recovered from (corrupt records, torn tails, failed writes), with the records it lost. */
   readonly onProblem?: (msg: string) => void;
   /** The clock for enqueuedAt (ms since the epoch). Default Date.now. */
   readonly now?: () => number;
@@ -103,7 +113,7 @@ export interface OutboxStats {
   readonly depth: number;
   /** Size of the segment files, bytes (what maxBytes bounds). */
   readonly bytes: number;
-  /** Records dropped to respect maxBytes, over the outbox's life (persisted). */
+  /** Records dropped to respect maxBytes or lost to damage (see onProblem), over the outbox's life (persisted). */
   readonly dropped: number;
   /** enqueuedAt of the oldest unacknowledged record; null when none. */
   readonly oldestEnqueuedAt: number | null;
@@ -129,41 +139,14 @@ export const RECORD_OVERHEAD_BYTES = 25;
 /** The file that holds the persisted ack point and drop count. */
 export const OUTBOX_STATE_FILE = 'state.json';
 
-const MAGIC = Buffer.from('EWOUTBX1', 'latin1');
-const HEADER_BYTES = MAGIC.length;
-const REC_HEADER = 16; // len, crc, seq
-const BODY_FIXED = 9; // flags, enqueuedAt u48, topic length
-const MIB = 1024 * 1024;
-/** No record is ever larger (maxRecordBytes is clamped to it), so a larger length is damage. */
-const HARD_MAX_RECORD = MIB;
-const INDEX_EVERY = 64;
-const READ_CHUNK = 256 * 1024;
 const MAX_STATE_BYTES = 1024 * 1024;
 /** At most this many out-of-order acknowledgements are persisted (the lowest); the others are sent again after a restart. */
 const MAX_PERSISTED_ACKS = 16384;
-const SEGMENT_NAME = /^(\d{1,16})\.seg$/;
+/** At most this many runs of seqs lost to damage are remembered (the lowest); damage above them found again after a restart is counted again. */
+const MAX_PERSISTED_LOST = 4096;
 const MAX_U48 = 2 ** 48 - 1;
-const TWO_32 = 2 ** 32;
-
-function recordCrc(rec: Uint8Array): number {
-  return crc32(rec.subarray(8), crc32(rec.subarray(0, 4)));
-}
 
 // --- helpers ---------------------------------------------------------------------------------------
-
-function segmentName(firstSeq: number): string {
-  return `${String(firstSeq).padStart(16, '0')}.seg`;
-}
-
-function errText(err: unknown): string {
-  const e = err as NodeJS.ErrnoException;
-  return e?.code ?? (e as Error)?.message ?? String(err);
-}
-
-function ioError(where: string, step: string, err: unknown): EwError {
-  if (err instanceof EwError) return err;
-  return new EwError('EW_STORE_IO', `cannot ${step}: ${errText(err)}`, { where, cause: err });
-}
 
 function fsyncFd(fd: number): Promise<void> {
   return new Promise((resolve, reject) => fsyncCb(fd, (err) => (err ? reject(err) : resolve())));
@@ -182,119 +165,10 @@ async function syncDir(dir: string): Promise<void> {
   }
 }
 
-function writeAll(fd: number, buf: Uint8Array, position: number): void {
-  let off = 0;
-  while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off, position + off);
-}
-
-function readFull(fd: number, buf: Buffer, length: number, position: number): number {
-  let off = 0;
-  while (off < length) {
-    const n = readSync(fd, buf, off, length - off, position + off);
-    if (n === 0) break;
-    off += n;
-  }
-  return off;
-}
-
 function intOption(name: string, value: number | undefined, fallback: number, min: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isFinite(value) || value < min) throw new RangeError(`outbox option ${name} must be a number >= ${min}, not ${String(value)}`);
   return Math.floor(value);
-}
-
-// --- segments --------------------------------------------------------------------------------------
-
-interface Segment {
-  /** From the file name: no record in it has a lower seq. */
-  readonly firstSeq: number;
-  readonly path: string;
-  fd: number;
-  /** Bytes on disk (header + records); appends go here. */
-  size: number;
-  /** Records are read up to here (below size only after damage found while reading). */
-  readEnd: number;
-  /** Bytes known to be fsynced. */
-  synced: number;
-  count: number;
-  lastSeq: number;
-  /** No more appends (damage found while reading). */
-  sealed: boolean;
-  /** Sparse index: every INDEX_EVERY-th record's seq and offset (the first record always). */
-  readonly idxSeq: number[];
-  readonly idxOff: number[];
-  /** Damaged stretches found at open: offset -> offset of the next valid record. */
-  skips: Map<number, number> | undefined;
-}
-
-function newSegment(firstSeq: number, path: string, fd: number): Segment {
-  return { firstSeq, path, fd, size: HEADER_BYTES, readEnd: HEADER_BYTES, synced: 0, count: 0, lastSeq: 0, sealed: false, idxSeq: [], idxOff: [], skips: undefined };
-}
-
-function noteRecord(seg: Segment, seq: number, offset: number, bytes: number): void {
-  if (seg.count % INDEX_EVERY === 0) {
-    seg.idxSeq.push(seq);
-    seg.idxOff.push(offset);
-  }
-  seg.count++;
-  seg.lastSeq = seq;
-  seg.size = offset + bytes;
-  seg.readEnd = seg.size;
-}
-
-/** One window of one segment file kept in memory, so sequential reads cost one read(2) per chunk. */
-class Reader {
-  private seg: Segment | undefined;
-  private start = 0;
-  private len = 0;
-  private readonly buf = Buffer.allocUnsafe(READ_CHUNK);
-
-  /** [off, off + n) of the segment's file, or undefined when the file is shorter. Valid until the next call. */
-  bytes(seg: Segment, off: number, n: number): Buffer | undefined {
-    if (this.seg === seg && off >= this.start && off + n <= this.start + this.len) return this.buf.subarray(off - this.start, off - this.start + n);
-    if (n > READ_CHUNK) {
-      const big = Buffer.allocUnsafe(n);
-      return readFull(seg.fd, big, n, off) === n ? big : undefined;
-    }
-    this.seg = undefined;
-    this.len = readFull(seg.fd, this.buf, READ_CHUNK, off);
-    this.seg = seg;
-    this.start = off;
-    return n <= this.len ? this.buf.subarray(0, n) : undefined;
-  }
-
-  forget(seg?: Segment): void {
-    if (seg === undefined || this.seg === seg) this.seg = undefined;
-  }
-}
-
-interface RecordHead {
-  readonly seq: number;
-  /** Whole record, header included. */
-  readonly bytes: number;
-}
-
-/**
- * The record at `off` if it is whole and valid: length in range, CRC, seq above `prevSeq` (and
- * not below the segment's first seq), known flags, topic within the body.
- */
-function validRecordAt(reader: Reader, seg: Segment, off: number, end: number, prevSeq: number): RecordHead | undefined {
-  if (off + REC_HEADER + BODY_FIXED > end) return undefined;
-  const head = reader.bytes(seg, off, REC_HEADER + BODY_FIXED);
-  if (!head) return undefined;
-  const len = head.readUInt32BE(0);
-  const bytes = REC_HEADER + len;
-  if (len < BODY_FIXED || bytes > HARD_MAX_RECORD || off + bytes > end) return undefined;
-  const hi = head.readUInt32BE(8);
-  if (hi > 0x1fffff) return undefined;
-  const seq = hi * TWO_32 + head.readUInt32BE(12);
-  if (seq <= prevSeq || seq < seg.firstSeq || seq < 1) return undefined;
-  if ((head[16]! & ~3) !== 0) return undefined;
-  if (head.readUInt16BE(23) > len - BODY_FIXED) return undefined;
-  const stored = head.readUInt32BE(4);
-  const rec = reader.bytes(seg, off, bytes);
-  if (!rec || recordCrc(rec) !== stored) return undefined;
-  return { seq, bytes };
 }
 
 // --- the outbox ------------------------------------------------------------------------------------
@@ -350,18 +224,24 @@ export class Outbox {
   private floor = 0;
   /** Acknowledged out of order, all > floor + 1. */
   private readonly ackedAbove = new Set<number>();
-  /** Seqs above floor that no record has (lost to damage), [from, to] inclusive, ascending. */
-  private gaps: Array<[number, number]> = [];
+  /** Seqs above floor that no record has (lost to damage, or never written), [from, to] inclusive, ascending. */
+  private gaps: SeqRange[] = [];
   private durableSeq = 0;
+  /** Records dropped to respect maxBytes or lost to damage. */
   private dropped = 0;
+  /** Seqs above floor already counted in `dropped` as lost to damage (persisted): never counted twice, never used again. */
+  private lost: SeqRange[] = [];
 
   private persistedFloor = -1;
   private persistedDropped = -1;
   /** Bumped whenever the set of out-of-order acknowledgements changes. */
   private ackVersion = 0;
   private persistedAckVersion = 0;
+  /** Bumped whenever `lost` grows. */
+  private lostVersion = 0;
+  private persistedLostVersion = 0;
   /** Out-of-order acknowledgements read from the state file, applied once the segments are known. */
-  private loadedAcks: number[] = [];
+  private loadedAcks = new Set<number>();
 
   private waiters: Waiter[] = [];
   private waiterHead = 0;
@@ -423,39 +303,18 @@ export class Outbox {
     }
     await this.loadState();
 
-    let entries;
-    try {
-      entries = await readdir(dir, { withFileTypes: true });
-    } catch (err) {
-      throw ioError(dir, 'list the outbox directory', err);
-    }
-    const found: Array<{ seq: number; name: string }> = [];
-    const unknown: string[] = [];
-    for (const e of entries) {
-      if (e.name === OUTBOX_STATE_FILE || e.name.endsWith('.seg.corrupt')) continue;
-      const m = SEGMENT_NAME.exec(e.name);
-      const seq = m ? Number(m[1]) : Number.NaN;
-      if (m && e.isFile() && Number.isSafeInteger(seq) && seq >= 1) found.push({ seq, name: e.name });
-      else unknown.push(e.name);
-    }
-    if (unknown.length > 0) {
-      const shown = unknown.slice(0, 5).map((n) => JSON.stringify(n)).join(', ');
-      this.report(`ignored ${unknown.length} entr${unknown.length === 1 ? 'y' : 'ies'} that are not outbox files: ${shown}${unknown.length > 5 ? ', ...' : ''}`);
-    }
-    found.sort((a, b) => a.seq - b.seq);
-
-    let prevSeq = 0;
-    const gaps: Array<[number, number]> = [];
-    for (let i = 0; i < found.length; i++) {
-      const { seq, name } = found[i]!;
-      const seg = await this.scanSegment(join(dir, name), seq, i === found.length - 1, prevSeq, gaps);
-      if (!seg) continue;
-      this.segments.push(seg);
-      if (seg.count > 0) prevSeq = seg.lastSeq;
-      this.nextSeq = Math.max(this.nextSeq, seg.firstSeq, seg.lastSeq + 1);
-    }
-    this.nextSeq = Math.max(this.nextSeq, this.floor + 1);
-    this.gaps = gaps;
+    const scanned = await scanSegments(dir, OUTBOX_STATE_FILE, this.reader, {
+      report: this.report,
+      lose: (from, to) => this.lose(from, to),
+      isLost: (seq) => holds(this.lost, seq),
+    });
+    this.segments = scanned.segments;
+    const prevSeq = scanned.lastSeq;
+    // A seq counted as lost is not used again, also when its damage was cut off (a torn tail): the
+    // cloud may have received the record it named.
+    const lastLost = this.lost[this.lost.length - 1]?.[1] ?? 0;
+    this.nextSeq = Math.max(this.nextSeq, scanned.nextSeq, this.floor + 1, lastLost + 1);
+    this.gaps = scanned.gaps;
     // Records between the ack point and the first record that survived do not exist: a gap.
     const first = this.segments.find((s) => s.count > 0);
     if (first && first.idxSeq[0]! > this.floor + 1) this.addGap(this.floor + 1, first.idxSeq[0]! - 1);
@@ -463,7 +322,7 @@ export class Outbox {
     const top = Math.max(prevSeq, this.floor);
     if (this.nextSeq - 1 > top) this.addGap(top + 1, this.nextSeq - 1);
     for (const s of this.loadedAcks) if (s > this.floor && s < this.nextSeq && !this.inGap(s)) this.ackedAbove.add(s);
-    this.loadedAcks = [];
+    this.loadedAcks.clear();
     this.persistedAckVersion = this.ackVersion = this.ackedAbove.size > 0 ? 1 : 0;
     this.advance();
 
@@ -518,7 +377,7 @@ export class Outbox {
     } catch {
       doc = undefined;
     }
-    const d = doc as { format?: unknown; ackedThrough?: unknown; dropped?: unknown; ackedAbove?: unknown } | undefined;
+    const d = doc as { format?: unknown; ackedThrough?: unknown; dropped?: unknown; ackedAbove?: unknown; lostAbove?: unknown } | undefined;
     const okInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
     if (typeof d !== 'object' || d === null || d.format !== 1 || !okInt(d.ackedThrough) || !okInt(d.dropped)) {
       this.report(`${OUTBOX_STATE_FILE} is damaged; ignored: every record on disk will be sent again and the drop count starts at 0`);
@@ -529,130 +388,31 @@ export class Outbox {
     this.persistedFloor = d.ackedThrough;
     this.persistedDropped = d.dropped;
     if (d.ackedAbove !== undefined) {
-      if (Array.isArray(d.ackedAbove) && d.ackedAbove.every(okInt)) this.loadedAcks = d.ackedAbove;
+      if (Array.isArray(d.ackedAbove) && d.ackedAbove.every(okInt)) this.loadedAcks = new Set(d.ackedAbove);
       else this.report(`${OUTBOX_STATE_FILE}: "ackedAbove" is damaged; ignored: those records will be sent again`);
     }
-  }
-
-  /** Reads and verifies one segment file; repairs its tail when it is the last. Undefined: not usable. */
-  private async scanSegment(path: string, firstSeq: number, isLast: boolean, prevSeq: number, gaps: Array<[number, number]>): Promise<Segment | undefined> {
-    let fd: number;
-    try {
-      fd = openSync(path, 'r+');
-    } catch (err) {
-      this.report(`segment ${path} cannot be opened (${errText(err)}); ignored`);
-      return undefined;
+    if (d.lostAbove !== undefined) {
+      const isRun = (r: unknown): r is [number, number] => Array.isArray(r) && r.length === 2 && okInt(r[0]) && okInt(r[1]) && r[0] >= 1 && r[0] <= r[1];
+      if (Array.isArray(d.lostAbove) && d.lostAbove.every(isRun)) for (const [from, to] of d.lostAbove) addRange(this.lost, from, to);
+      else this.report(`${OUTBOX_STATE_FILE}: "lostAbove" is damaged; ignored: records lost to damage that are found again will be counted again`);
+      dropThrough(this.lost, this.floor);
     }
-    const seg = newSegment(firstSeq, path, fd);
-    let size: number;
-    try {
-      size = fstatSync(fd).size;
-    } catch (err) {
-      closeSync(fd);
-      this.report(`segment ${path} cannot be read (${errText(err)}); ignored`);
-      return undefined;
-    }
-    const head = Buffer.alloc(HEADER_BYTES);
-    const got = readFull(fd, head, Math.min(HEADER_BYTES, size), 0);
-    if (got < HEADER_BYTES) {
-      // Cut while being created: nothing in it. The last one gets its header back.
-      if (!head.subarray(0, got).equals(MAGIC.subarray(0, got))) return await this.setAside(seg, 'is not an outbox segment');
-      if (!isLast) return seg;
-      try {
-        ftruncateSync(fd, 0);
-        writeAll(fd, MAGIC, 0);
-      } catch (err) {
-        this.report(`segment ${path} cannot be repaired (${errText(err)}); a new one is started`);
-        seg.sealed = true;
-      }
-      return seg;
-    }
-    if (!head.equals(MAGIC)) return await this.setAside(seg, 'is not an outbox segment (wrong header)');
-
-    let off = HEADER_BYTES;
-    let prev = prevSeq;
-    while (off < size) {
-      const r = validRecordAt(this.reader, seg, off, size, prev);
-      if (r) {
-        if (prev > 0 && r.seq > prev + 1) gaps.push([prev + 1, r.seq - 1]);
-        noteRecord(seg, r.seq, off, r.bytes);
-        prev = r.seq;
-        off += r.bytes;
-        continue;
-      }
-      const next = this.resync(seg, off + 1, size, prev);
-      if (next === undefined) {
-        const cut = size - off;
-        if (isLast) {
-          try {
-            ftruncateSync(fd, off);
-            this.reader.forget(seg);
-            this.report(`segment ${path}: torn tail of ${cut} bytes after the last valid record (seq ${prev || 'none'}) removed`);
-          } catch (err) {
-            this.report(`segment ${path}: ${cut} damaged bytes at the end cannot be removed (${errText(err)}); a new segment is started`);
-            seg.sealed = true;
-          }
-        } else {
-          this.report(`segment ${path}: the last ${cut} bytes are damaged; ignored`);
-        }
-        break;
-      }
-      this.report(`segment ${path}: damaged record at offset ${off}; ${next - off} bytes skipped to the next valid record`);
-      (seg.skips ??= new Map()).set(off, next);
-      off = next;
-    }
-    // off: the end of the valid data. The file is that long unless its damaged end stayed.
-    seg.readEnd = off;
-    seg.size = isLast && !seg.sealed ? off : size;
-    return seg;
-  }
-
-  /** The offset of the next valid record in [from, end), or undefined. */
-  private resync(seg: Segment, from: number, end: number, prevSeq: number): number | undefined {
-    for (let p = from; p + REC_HEADER + BODY_FIXED <= end; p++) {
-      if (validRecordAt(this.reader, seg, p, end, prevSeq)) return p;
-    }
-    return undefined;
-  }
-
-  private async setAside(seg: Segment, why: string): Promise<undefined> {
-    try {
-      closeSync(seg.fd);
-    } catch {
-      // nothing to do
-    }
-    const to = `${seg.path}.corrupt`;
-    try {
-      await rename(seg.path, to);
-      this.report(`segment ${seg.path} ${why}; moved aside to ${to}`);
-    } catch (err) {
-      this.report(`segment ${seg.path} ${why}; ignored (cannot move it aside: ${errText(err)})`);
-    }
-    return undefined;
   }
 
   // --- sequence bookkeeping ------------------------------------------------------------------------
 
+  /** Merged with the gaps it overlaps: damage found while reading can take seqs skipped at open again. */
   private addGap(from: number, to: number): void {
-    if (to < from) return;
-    this.gaps.push([from, to]);
-    this.gaps.sort((a, b) => a[0] - b[0]);
+    addRange(this.gaps, from, to);
   }
 
   private inGap(seq: number): boolean {
-    for (const [a, b] of this.gaps) if (seq >= a && seq <= b) return true;
-    return false;
+    return holds(this.gaps, seq);
   }
 
   /** Seqs of existing records in (a, b]. */
   private countExisting(a: number, b: number): number {
-    if (b <= a) return 0;
-    let n = b - a;
-    for (const [g0, g1] of this.gaps) {
-      const overlap = Math.min(g1, b) - Math.max(g0, a + 1) + 1;
-      if (overlap > 0) n -= overlap;
-    }
-    return n;
+    return b <= a ? 0 : b - a - countIn(this.gaps, a + 1, b);
   }
 
   /** Moves the floor over acknowledged seqs and gaps. */
@@ -680,6 +440,28 @@ export class Outbox {
     this.floor = to;
     for (const s of this.ackedAbove) if (s <= to) this.ackedAbove.delete(s);
     this.advance();
+  }
+
+  /**
+   * Counts seqs [from, to] as lost to damage (found by outbox-recovery.ts at open, or while
+   * reading): those above the floor that are neither acknowledged, nor a gap, nor counted before
+   * are added to `dropped`. The run is remembered in `lost`, persisted with the drop count, so
+   * damage found again (it stays on disk) is not counted again, also after a restart.
+   */
+  private lose(from: number, to: number): LossCount {
+    const above = Math.max(from, this.floor + 1);
+    if (to < above) return { lost: 0, settled: to - from + 1 };
+    const settledRuns: SeqRange[] = this.lost.map(([a, b]) => [a, b]);
+    for (const [a, b] of this.gaps) addRange(settledRuns, a, b);
+    let settled = above - from + countIn(settledRuns, above, to);
+    const isAckedHere = (s: number): boolean => s >= above && s <= to && !holds(settledRuns, s);
+    for (const s of this.ackedAbove) if (isAckedHere(s)) settled++;
+    for (const s of this.loadedAcks) if (isAckedHere(s) && !this.ackedAbove.has(s)) settled++;
+    const lost = to - from + 1 - settled;
+    addRange(this.lost, above, to);
+    this.lostVersion++;
+    this.dropped += lost;
+    return { lost, settled };
   }
 
   private ackedBetween(a: number, b: number): number {
@@ -887,14 +669,18 @@ export class Outbox {
       const floor = this.floor;
       const dropped = this.dropped;
       const ackVersion = this.ackVersion;
-      if (floor !== this.persistedFloor || dropped !== this.persistedDropped || ackVersion !== this.persistedAckVersion) {
+      const lostVersion = this.lostVersion;
+      if (floor !== this.persistedFloor || dropped !== this.persistedDropped || ackVersion !== this.persistedAckVersion || lostVersion !== this.persistedLostVersion) {
         const above = [...this.ackedAbove].sort((a, b) => a - b).slice(0, MAX_PERSISTED_ACKS);
-        const doc = above.length > 0 ? { format: 1, ackedThrough: floor, dropped, ackedAbove: above } : { format: 1, ackedThrough: floor, dropped };
+        dropThrough(this.lost, floor);
+        const lost = this.lost.slice(0, MAX_PERSISTED_LOST).map(([a, b]) => [a, b]);
+        const doc = { format: 1, ackedThrough: floor, dropped, ...(above.length > 0 && { ackedAbove: above }), ...(lost.length > 0 && { lostAbove: lost }) };
         try {
           await writeFileAtomic(this.statePath, JSON.stringify(doc) + '\n');
           this.persistedFloor = floor;
           this.persistedDropped = dropped;
           this.persistedAckVersion = ackVersion;
+          this.persistedLostVersion = lostVersion;
         } catch (err) {
           this.report(`cannot persist the ack point (${errText(err)}); will retry`);
           return;
@@ -1020,41 +806,17 @@ export class Outbox {
 
   /** A record that verified at open (or was written) no longer does: the rest of its segment is lost. */
   private damagedWhileReading(seg: Segment, off: number): void {
-    // The seq of the last good record before off, by walking from the nearest index entry.
-    let lastGood = seg.firstSeq - 1;
-    let k = -1;
-    for (let j = 0; j < seg.idxOff.length && seg.idxOff[j]! <= off; j++) k = j;
-    if (k >= 0) {
-      let p = seg.idxOff[k]!;
-      lastGood = seg.idxSeq[k]! - 1;
-      while (p < off) {
-        const skip = seg.skips?.get(p);
-        if (skip !== undefined) {
-          p = skip;
-          continue;
-        }
-        const h = this.reader.bytes(seg, p, REC_HEADER);
-        if (!h) break;
-        lastGood = h.readUInt32BE(8) * TWO_32 + h.readUInt32BE(12);
-        p += REC_HEADER + h.readUInt32BE(0);
-      }
-    }
-    const lostTo = seg.lastSeq;
-    this.report(`segment ${seg.path}: record at offset ${off} is damaged (found while reading); records ${lastGood + 1}..${lostTo} are lost`);
-    seg.readEnd = off;
-    seg.sealed = true;
-    while (seg.idxOff.length > 0 && seg.idxOff[seg.idxOff.length - 1]! >= off) {
-      seg.idxOff.pop();
-      seg.idxSeq.pop();
-    }
-    if (seg.idxOff.length === 0) seg.count = 0;
-    seg.lastSeq = Math.max(0, lastGood);
+    const { lastGood, lostTo } = cutAtDamage(this.reader, seg, off);
+    // Counted before the gap below is added: lose() takes gaps as records already gone.
+    const lost = lostTo > lastGood ? lossText(lastGood + 1, lostTo, true, this.lose(lastGood + 1, lostTo)) : 'no record is lost';
+    this.report(`segment ${seg.path}: record at offset ${off} is damaged (found while reading); ${lost}`);
     if (lostTo > lastGood) {
       for (const s of this.ackedAbove) if (s > lastGood && s <= lostTo) this.ackedAbove.delete(s);
       this.ackVersion++;
       this.addGap(Math.max(lastGood + 1, this.floor + 1), lostTo);
       this.advance();
-      this.scheduleStatePersist();
+      // The drop count is persisted now, not with the next acknowledgement.
+      void this.persistAndReap();
     }
   }
 

@@ -39,6 +39,26 @@ function tags(ob: Outbox, max = 1_000_000, after?: number): string[] {
 const seqsOf = (ob: Outbox, max = 1_000_000, after?: number): number[] => ob.peek(max, after).map((r) => r.seq);
 const range = (a: number, b: number): number[] => Array.from({ length: b - a + 1 }, (_, k) => a + k);
 const segFiles = (dir: string): string[] => readdirSync(dir).filter((n) => n.endsWith('.seg')).sort();
+const stateOf = (dir: string): Record<string, unknown> => JSON.parse(readFileSync(join(dir, OUTBOX_STATE_FILE), 'utf8'));
+/** On disk, a record `fill` wrote with `payloadBytes`. */
+const recordBytes = (payloadBytes: number): number => RECORD_OVERHEAD_BYTES + TOPIC.length + payloadBytes;
+
+/** Flips a payload byte of record `seq` in segment `file`, whose records are all `recBytes` long. */
+function damageRecord(dir: string, file: string, seq: number, recBytes: number): void {
+  const path = join(dir, file);
+  const bytes = readFileSync(path);
+  bytes[8 + (seq - Number(file.slice(0, 16))) * recBytes + recBytes - 2]! ^= 0x55;
+  writeFileSync(path, bytes);
+}
+
+/** Waits for what the outbox does in the background (a file written), failing after 10 s. */
+async function until(what: string, check: () => boolean): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
 
 t.test('records come back in order with their fields; acks in any order; seqs continue after a restart', async (t) => {
   const dir = t.testdir();
@@ -223,7 +243,7 @@ t.test('a smaller maxBytes at reopen drops the oldest at once', async (t) => {
   await small.ob.close();
 });
 
-t.test('torn tail: the cut record is removed, everything before it stays, appends continue', async (t) => {
+t.test('torn tail: the cut record is removed and counted as dropped, everything before it stays, its seq is not used again', async (t) => {
   const dir = t.testdir();
   const { ob } = await open(dir);
   await fill(ob, 10);
@@ -235,15 +255,48 @@ t.test('torn tail: the cut record is removed, everything before it stays, append
   const again = await open(dir);
   t.same(tags(again.ob), range(0, 8).map((k) => `msg-${k}`));
   t.equal(again.problems.length, 1);
-  t.match(again.problems[0], /torn tail of \d+ bytes/);
+  t.match(again.problems[0], /torn tail of \d+ bytes after the last valid record \(seq 9\) removed; record 10 is lost: 1 record, added to the drop count$/);
   t.match(again.problems[0], seg!);
-  t.equal(await again.ob.append(TOPIC, 'after'), 10, 'the lost, never-sent seq is used again');
-  t.same(seqsOf(again.ob), range(1, 10));
+  t.equal(again.ob.stats().dropped, 1);
+  t.match(stateOf(dir), { dropped: 1 }, 'persisted at open');
+  t.equal(await again.ob.append(TOPIC, 'after'), 11, 'a seq counted as lost is not used again (the cloud may have had it)');
+  t.same(seqsOf(again.ob), [...range(1, 9), 11]);
   await again.ob.close();
   const third = await open(dir);
   t.same(third.problems, [], 'repaired: nothing to report the next time');
   t.equal(third.ob.stats().depth, 10);
+  t.equal(third.ob.stats().dropped, 1, 'counted once');
+  for (let s = 1; s <= 9; s++) third.ob.ack(s);
+  t.equal(third.ob.stats().ackedThrough, 10, 'the ack point moves over the lost seq');
   await third.ob.close();
+});
+
+t.test('torn tail: records whose headers can be read are counted exactly; unreadable bytes are "at least one"', async (t) => {
+  const dir = t.testdir();
+  const { ob } = await open(dir);
+  await fill(ob, 10, 0, 40);
+  await ob.close();
+  const [seg] = segFiles(dir);
+  const path = join(dir, seg!);
+  damageRecord(dir, seg!, 9, recordBytes(40));
+  truncateSync(path, statSync(path).size - 7); // record 10 cut
+  const cut = await open(dir);
+  t.equal(cut.problems.length, 1);
+  t.match(cut.problems[0], /records 9\.\.10 are lost: 2 records, added to the drop count$/, 'record 9 whole with a bad CRC, 10 cut: both by their headers');
+  t.equal(cut.ob.stats().dropped, 2);
+  t.equal(await cut.ob.append(TOPIC, 'x'), 11);
+  await cut.ob.close();
+
+  // A filesystem may extend a file with zeros that were never written (a power cut mid-append).
+  writeFileSync(path, Buffer.concat([readFileSync(path), Buffer.alloc(40)]));
+  const zeros = await open(dir);
+  t.equal(zeros.problems.length, 1);
+  t.match(zeros.problems[0], /torn tail of 40 bytes .*; record 12 and perhaps later ones are lost: at least 1 record, added to the drop count$/);
+  t.equal(zeros.ob.stats().dropped, 3);
+  t.equal(await zeros.ob.append(TOPIC, 'y'), 13);
+  t.same(seqsOf(zeros.ob), [...range(1, 8), 11, 13]);
+  await zeros.ob.close();
+  t.match(stateOf(dir), { dropped: 3 });
 });
 
 t.test('a segment cut while being created (no header yet) is repaired silently', async (t) => {
@@ -261,14 +314,14 @@ t.test('a segment cut while being created (no header yet) is repaired silently',
   await again.ob.close();
 });
 
-t.test('a damaged record inside a segment: skipped, the valid ones before and after are kept', async (t) => {
+t.test('a damaged record inside a segment: skipped, the valid ones before and after are kept, the lost ones counted', async (t) => {
   const dir = t.testdir();
   const { ob } = await open(dir);
   await fill(ob, 10, 0, 40);
   await ob.close();
   const path = join(dir, segFiles(dir)[0]!);
   const bytes = readFileSync(path);
-  const recBytes = RECORD_OVERHEAD_BYTES + TOPIC.length + 40;
+  const recBytes = recordBytes(40);
   const fifth = 8 + 4 * recBytes; // record seq 5
   bytes[fifth + RECORD_OVERHEAD_BYTES + TOPIC.length + 3]! ^= 0x55; // a payload byte
   bytes[fifth + 2 * recBytes + 1]! ^= 0xff; // the length field of seq 7
@@ -277,8 +330,10 @@ t.test('a damaged record inside a segment: skipped, the valid ones before and af
   const again = await open(dir);
   t.same(tags(again.ob), ['msg-0', 'msg-1', 'msg-2', 'msg-3', 'msg-5', 'msg-7', 'msg-8', 'msg-9']);
   t.equal(again.problems.length, 2);
-  t.match(again.problems[0], /damaged record at offset/);
+  t.match(again.problems[0], /damaged record at offset \d+; \d+ bytes skipped to the next valid record; record 5 is lost: 1 record, added to the drop count$/);
+  t.match(again.problems[1], /record 7 is lost: 1 record, added to the drop count$/);
   t.equal(again.ob.stats().depth, 8);
+  t.equal(again.ob.stats().dropped, 2);
   for (const s of [1, 2, 3, 4, 6]) again.ob.ack(s);
   t.equal(again.ob.stats().ackedThrough, 7, 'the ack point moves over the lost seqs 5 and 7');
   t.equal(again.ob.stats().depth, 3);
@@ -287,7 +342,62 @@ t.test('a damaged record inside a segment: skipped, the valid ones before and af
   await again.ob.close();
 });
 
-t.test('damage found while reading: reported, the rest of that segment is lost, nothing throws', async (t) => {
+t.test('damage that stays on disk is counted once: reopened twice, and after the ack point passed it', async (t) => {
+  const dir = t.testdir();
+  const first = await open(dir);
+  await fill(first.ob, 10, 0, 40);
+  await first.ob.close();
+  damageRecord(dir, segFiles(dir)[0]!, 5, recordBytes(40));
+
+  const second = await open(dir);
+  t.match(second.problems, [/record 5 is lost: 1 record, added to the drop count$/]);
+  t.equal(second.ob.stats().dropped, 1);
+  t.same(stateOf(dir), { format: 1, ackedThrough: 0, dropped: 1, lostAbove: [[5, 5]] }, 'the count and the seqs it covers, persisted at open');
+  await second.ob.close();
+
+  for (const n of [3, 4]) {
+    const again = await open(dir);
+    t.match(again.problems, [/record 5 is lost: 1 record, already acknowledged or counted: nothing added to the drop count$/], `open ${n}: found again, not counted again`);
+    t.equal(again.ob.stats().dropped, 1, `open ${n}: stats`);
+    t.equal(again.ob.stats().depth, 9);
+    await again.ob.close();
+    t.match(stateOf(dir), { dropped: 1 }, `open ${n}: state file`);
+  }
+
+  const acking = await open(dir);
+  for (let s = 1; s <= 4; s++) acking.ob.ack(s);
+  await acking.ob.close();
+  t.same(stateOf(dir), { format: 1, ackedThrough: 5, dropped: 1 }, 'below the ack point the lost seqs need no remembering');
+  const last = await open(dir);
+  t.match(last.problems, [/record 5 is lost: 1 record, already acknowledged or counted/]);
+  t.equal(last.ob.stats().dropped, 1);
+  await last.ob.close();
+});
+
+t.test('damaged records already acknowledged are reported, not counted', async (t) => {
+  const dir = t.testdir();
+  const first = await open(dir);
+  await fill(first.ob, 10, 0, 40);
+  for (const s of [1, 2, 3, 4, 7]) first.ob.ack(s);
+  await first.ob.close();
+  t.same(stateOf(dir), { format: 1, ackedThrough: 4, dropped: 0, ackedAbove: [7] });
+  const [seg] = segFiles(dir);
+  for (const s of [3, 7, 8]) damageRecord(dir, seg!, s, recordBytes(40));
+
+  const { ob, problems } = await open(dir);
+  t.equal(problems.length, 2);
+  t.match(problems[0], /record 3 is lost: 1 record, already acknowledged or counted: nothing added to the drop count$/, 'below the ack point');
+  t.match(problems[1], /records 7\.\.8 are lost: 2 records, 1 of them already acknowledged or counted, 1 added to the drop count$/, '7 acknowledged out of order, 8 not');
+  t.equal(ob.stats().dropped, 1);
+  t.same(seqsOf(ob), [5, 6, 9, 10]);
+  t.match(stateOf(dir), { dropped: 1 });
+  await ob.close();
+  const again = await open(dir);
+  t.equal(again.ob.stats().dropped, 1);
+  await again.ob.close();
+});
+
+t.test('damage found while reading: reported, the rest of that segment is lost and counted, nothing throws', async (t) => {
   const dir = t.testdir();
   const { ob, problems } = await open(dir, { maxBytes: 65536, segmentBytes: 1024 });
   await fill(ob, 40, 0, 20);
@@ -295,7 +405,7 @@ t.test('damage found while reading: reported, the rest of that segment is lost, 
   t.ok(files.length >= 3);
   const path = join(dir, files[0]!);
   const bytes = readFileSync(path);
-  const recBytes = RECORD_OVERHEAD_BYTES + TOPIC.length + 20;
+  const recBytes = recordBytes(20);
   const inFirst = Math.floor((bytes.length - 8) / recBytes);
   bytes[8 + 2 * recBytes + 20]! ^= 0x01; // inside record seq 3
   writeFileSync(path, bytes);
@@ -303,12 +413,109 @@ t.test('damage found while reading: reported, the rest of that segment is lost, 
   const seqs = seqsOf(ob);
   t.same(seqs, [1, 2, ...range(inFirst + 1, 40)]);
   t.equal(problems.length, 1);
-  t.match(problems[0], new RegExp(`records 3\\.\\.${inFirst} are lost`));
+  t.match(problems[0], new RegExp(`records 3\\.\\.${inFirst} are lost: ${inFirst - 2} records, added to the drop count$`));
   t.equal(ob.stats().depth, seqs.length);
+  t.equal(ob.stats().dropped, inFirst - 2);
   ob.ack(1);
   ob.ack(2);
   t.equal(ob.stats().ackedThrough, inFirst);
   t.equal(await ob.append(TOPIC, 'x'), 41);
+  await ob.close();
+});
+
+t.test('damage found while reading: the count is persisted at once; after a restart the records it gave up stay lost', async (t) => {
+  const dir = t.testdir();
+  const opts = { maxBytes: 65536, segmentBytes: 1024, ackSyncIntervalMs: 3_600_000 };
+  const { ob } = await open(dir, opts);
+  await fill(ob, 40, 0, 20);
+  await ob.close();
+  const files = segFiles(dir);
+  t.ok(files.length >= 3);
+  const inFirst = Number(files[1]!.slice(0, 16)) - 1;
+
+  const reading = await open(dir, opts);
+  damageRecord(dir, files[0]!, 3, recordBytes(20)); // after open: found by peek (the open scan read this file before the later ones)
+  t.same(seqsOf(reading.ob), [1, 2, ...range(inFirst + 1, 40)]);
+  t.match(reading.problems, [new RegExp(`found while reading\\); records 3\\.\\.${inFirst} are lost: ${inFirst - 2} records, added to the drop count$`)]);
+  t.equal(reading.ob.stats().dropped, inFirst - 2);
+  await until('the drop count in the state file', () => stateOf(dir)['dropped'] === inFirst - 2);
+  t.same(stateOf(dir), { format: 1, ackedThrough: 0, dropped: inFirst - 2, lostAbove: [[3, inFirst]] }, 'with no acknowledgement and no append to carry it');
+  await reading.ob.close();
+
+  // The open scan skips the damaged record and finds the rest of the segment readable: still lost.
+  const again = await open(dir, opts);
+  t.equal(again.problems.length, 2);
+  t.match(again.problems[0], /record 3 is lost: 1 record, already acknowledged or counted: nothing added to the drop count$/);
+  t.match(again.problems[1], new RegExp(`records 4\\.\\.${inFirst} were counted as lost before, when damage hid them; skipped$`));
+  t.equal(again.ob.stats().dropped, inFirst - 2, 'not counted again');
+  t.same(seqsOf(again.ob), [1, 2, ...range(inFirst + 1, 40)], 'nothing is sent behind the drop count');
+  t.equal(again.ob.stats().depth, 40 - inFirst + 2);
+  again.ob.ack(1);
+  again.ob.ack(2);
+  t.equal(again.ob.stats().ackedThrough, inFirst);
+  await again.ob.close();
+});
+
+t.test('a whole segment unreadable is set aside; its records are counted by the next segment\'s first seq, or by their headers when it was the last', async (t) => {
+  const dir = t.testdir();
+  const opts = { maxBytes: 65536, segmentBytes: 1024 };
+  const { ob } = await open(dir, opts);
+  await fill(ob, 40, 0, 20);
+  ob.ack(1);
+  await ob.close();
+  const files = segFiles(dir);
+  t.ok(files.length >= 3);
+  const firstSeqs = files.map((f) => Number(f.slice(0, 16)));
+  const [middle, last] = [files[1]!, files[files.length - 1]!];
+  for (const f of [middle, last]) {
+    const bytes = readFileSync(join(dir, f));
+    bytes.write('garbage!', 0, 'latin1');
+    writeFileSync(join(dir, f), bytes);
+  }
+  const midLost = firstSeqs[2]! - firstSeqs[1]!;
+  const lastLost = 40 - firstSeqs[firstSeqs.length - 1]! + 1;
+
+  const again = await open(dir, opts);
+  t.equal(again.problems.length, 2);
+  t.match(again.problems[0], new RegExp(`${middle} is not an outbox segment \\(wrong header\\); moved aside to .*\\.corrupt; records ${firstSeqs[1]}\\.\\.${firstSeqs[2]! - 1} are lost: ${midLost} records, added to the drop count$`));
+  t.match(again.problems[1], new RegExp(`${last} is not an outbox segment \\(wrong header\\); moved aside to .*\\.corrupt; records ${firstSeqs[firstSeqs.length - 1]}\\.\\.40 are lost: ${lastLost} records, added to the drop count$`));
+  t.equal(again.ob.stats().dropped, midLost + lastLost);
+  t.equal(again.ob.stats().depth, 39 - midLost - lastLost);
+  t.match(stateOf(dir), { dropped: midLost + lastLost });
+  t.equal(await again.ob.append(TOPIC, 'x'), 41, 'the seqs of the last segment are not used again');
+  await again.ob.close();
+
+  for (const n of [2, 3]) {
+    const later = await open(dir, opts);
+    t.same(later.problems, [], `reopen ${n}: set aside once, nothing to report`);
+    t.equal(later.ob.stats().dropped, midLost + lastLost, `reopen ${n}: counted once`);
+    t.equal(later.ob.stats().depth, 40 - midLost - lastLost);
+    await later.ob.close();
+  }
+});
+
+t.test('damage found while reading over a stretch already skipped at open: the depth counts each record once', async (t) => {
+  const dir = t.testdir();
+  const opts = { maxBytes: 65536, segmentBytes: 1024 };
+  const first = await open(dir, opts);
+  await fill(first.ob, 30, 0, 20);
+  await first.ob.close();
+  const path = join(dir, segFiles(dir)[0]!);
+  const recBytes = RECORD_OVERHEAD_BYTES + TOPIC.length + 20;
+  const flip = (seq: number): void => {
+    const bytes = readFileSync(path);
+    bytes[8 + (seq - 1) * recBytes + 30]! ^= 0x01;
+    writeFileSync(path, bytes);
+  };
+  flip(5);
+  const { ob } = await open(dir, opts);
+  flip(3); // after open: found by peek (the open scan read this file before the later ones)
+  const seqs = seqsOf(ob);
+  t.same(seqs.slice(0, 2), [1, 2]);
+  t.equal(ob.stats().depth, seqs.length, 'as many as peek returns');
+  ob.ack(1);
+  ob.ack(2);
+  t.equal(ob.stats().depth, seqs.length - 2);
   await ob.close();
 });
 
