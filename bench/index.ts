@@ -6,8 +6,9 @@
 // (half of it commands, decided again at delivery), 1,000 devices connecting, RSS.
 // then the outbox (outbox.ts): messages queued durably per second, drained per second, disk bytes each;
 // then the footprint (footprint.ts): the agent's peak RSS installing the largest snapshot snapshot.maxBytes
-// allows, against the unit's MemoryMax.
-// `--only decisions|broker|outbox|footprint` runs one section; `--cpu-prof-dir <dir>` profiles the agents;
+// allows, against the unit's MemoryMax; then the durable acknowledgement (durable-ack.ts): PUBACK latency and
+// rate of QoS 1 messages forwarded to the cloud (acknowledged once fsynced in the outbox) against local ones.
+// `--only decisions|broker|outbox|footprint|durable-ack` runs one section; `--cpu-prof-dir <dir>` profiles the agents;
 // `--topics-per-publisher <n>` spreads the broker load over more topics (past the agent's decision caches).
 // Progress goes to stderr; stdout carries only the figures. See bench/README.md.
 import { cpus, totalmem } from 'node:os';
@@ -24,6 +25,7 @@ import { collect, GcCounter, hasGc, MB, now, settle } from './measure.js';
 import { brokerSection } from './broker.js';
 import { outboxSection } from './outbox.js';
 import { footprintSection } from './footprint.js';
+import { durableAckSection } from './durable-ack.js';
 
 const TARGET_DECISIONS_PER_SECOND = 5_000_000;
 const TARGET_VERIFY_AND_INDEX_100K_MS = 500;
@@ -48,7 +50,7 @@ function flag(name: string): string | undefined {
   if (i >= 0) return argv[i + 1];
   return argv.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
 }
-const SECTIONS = ['decisions', 'broker', 'outbox', 'footprint'] as const;
+const SECTIONS = ['decisions', 'broker', 'outbox', 'footprint', 'durable-ack'] as const;
 type Section = (typeof SECTIONS)[number];
 const only = flag('--only');
 if (only !== undefined && !(SECTIONS as readonly string[]).includes(only)) {
@@ -452,6 +454,11 @@ async function main(): Promise<void> {
     const f = await footprintSection({ progress });
     Object.assign(figures, f.figures);
     out.push('', ...f.lines);
+  }
+  if (sections.includes('durable-ack')) {
+    const d = await durableAckSection({ progress });
+    Object.assign(figures, d.figures);
+    out.push('', ...d.lines);
   }
   figures.benchTotalSeconds = r1((now() - started) / 1000);
 
