@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { controlRequest } from '../src/agent/control.js';
 
 /** bin/edgewarden.js, from dist/bench/ (where this file runs) or bench/. */
-const BIN = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../bin/edgewarden.js' : '../bin/edgewarden.js', import.meta.url));
+export const BIN = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../bin/edgewarden.js' : '../bin/edgewarden.js', import.meta.url));
 
 export interface AgentStatusView {
   readonly snapshotVersion: number | null;
@@ -23,6 +23,8 @@ export interface AgentProcess {
   status(): Promise<AgentStatusView>;
   /** Resident set size from /proc/<pid>/status (VmRSS), in bytes; null where there is no /proc. */
   rssBytes(): number | null;
+  /** Peak resident set size since the process started, from /proc/<pid>/status (VmHWM), in bytes; null where there is no /proc. */
+  peakRssBytes(): number | null;
   /** User + system CPU time of the whole process (every thread), in ms; null where there is no /proc. */
   cpuMs(): number | null;
   /** SIGTERM, then SIGKILL after 10 s. */
@@ -104,6 +106,10 @@ export async function startAgentProcess(o: { name: string; configFile: string; s
     logs: () => lines.slice(),
     rssBytes() {
       const m = /^VmRSS:\s+(\d+) kB/m.exec(proc('status') ?? '');
+      return m ? Number(m[1]) * 1024 : null;
+    },
+    peakRssBytes() {
+      const m = /^VmHWM:\s+(\d+) kB/m.exec(proc('status') ?? '');
       return m ? Number(m[1]) * 1024 : null;
     },
     cpuMs() {

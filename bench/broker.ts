@@ -80,8 +80,8 @@ const CONNECT_KEEPALIVE = 60;
 const CONNECT_MAX_PENDING = 256;
 
 const TELEMETRY_FILTER = 'things/+/telemetry/#';
-const deviceId = (i: number): string => `dev-${String(i).padStart(4, '0')}`;
-const deviceToken = (id: string): string => `${id}-token`;
+export const deviceId = (i: number): string => `dev-${String(i).padStart(4, '0')}`;
+export const deviceToken = (id: string): string => `${id}-token`;
 const APP = { id: 'dashboard', secret: 'dashboard-secret' }; // config/example-policy.yaml: READ_THING tenant-wide
 const TECHNICIAN = { id: 'tech-anna', password: 'anna-pass' }; // partner of c-bakery, EXECUTE_THING_COMMAND (scrypt hash)
 const COMMAND_DEVICE = deviceId(0); // c-bakery, line-1: in tech-anna's scope and served by gw-plant-1
@@ -102,7 +102,7 @@ interface Options {
 
 // --- the snapshot and the two configurations ----------------------------------------------------------
 
-function makeSnapshot(dir: string): { snapshotFile: string; keyFile: string; devices: number } {
+export function makeSnapshot(dir: string): { snapshotFile: string; keyFile: string; devices: number } {
   const file = join(ROOT, 'config', 'example-policy.yaml');
   const { policy } = loadPolicyText(readFileSync(file, 'utf8'), file);
   const payload: SnapshotPayload = compilePolicy(policy, { version: 1000, issuedAt: Date.now() - 60_000 });
@@ -128,7 +128,14 @@ function makeSnapshot(dir: string): { snapshotFile: string; keyFile: string; dev
  * config/conformance.yaml with the bench's state directory, key, snapshot and log level; the
  * enforced configuration differs from it only in `topics` (the thing map on, no topic rules).
  */
-function writeConfig(dir: string, name: string, enforced: boolean, keyFile: string, snapshotFile: string): { configFile: string; stateDir: string } {
+export function writeConfig(
+  dir: string,
+  name: string,
+  enforced: boolean,
+  keyFile: string,
+  snapshotFile: string,
+  extra: Record<string, unknown> = {},
+): { configFile: string; stateDir: string } {
   const conformance = parseYaml(readFileSync(join(ROOT, 'config', 'conformance.yaml'), 'utf8')) as Record<string, unknown>;
   const stateDir = join(dir, name);
   mkdirSync(stateDir, { recursive: true });
@@ -143,6 +150,8 @@ function writeConfig(dir: string, name: string, enforced: boolean, keyFile: stri
     // offline-queue cases send thousands of commands a minute).
     rateLimits: { commandsPerMinute: 0, firmwareUpdatesPerHour: 0 },
     ...(enforced ? { topics: { thingMap: true, rules: [] } } : {}),
+    // Other sections' additions (the durable-ack section's cloud link).
+    ...extra,
   };
   const configFile = join(dir, `${name}.yaml`);
   writeFileSync(configFile, toYaml(cfg));

@@ -4,8 +4,11 @@
 // then the broker (broker.ts): messages per second through the agent enforcing against the same
 // agent as an open broker, command latency, persistent sessions receiving their offline queues
 // (half of it commands, decided again at delivery), 1,000 devices connecting, RSS.
-// then the outbox (outbox.ts): messages queued durably per second, drained per second, disk bytes each.
-// `--only decisions` / `--only broker` / `--only outbox` runs one section; `--cpu-prof-dir <dir>` profiles the agents;
+// then the outbox (outbox.ts): messages queued durably per second, drained per second, disk bytes each;
+// then the footprint (footprint.ts): the agent's peak RSS installing the largest snapshot snapshot.maxBytes
+// allows, against the unit's MemoryMax; then the durable acknowledgement (durable-ack.ts): PUBACK latency and
+// rate of QoS 1 messages forwarded to the cloud (acknowledged once fsynced in the outbox) against local ones.
+// `--only decisions|broker|outbox|footprint|durable-ack` runs one section; `--cpu-prof-dir <dir>` profiles the agents;
 // `--topics-per-publisher <n>` spreads the broker load over more topics (past the agent's decision caches).
 // Progress goes to stderr; stdout carries only the figures. See bench/README.md.
 import { cpus, totalmem } from 'node:os';
@@ -21,6 +24,8 @@ import { generateTenant } from './synthetic.js';
 import { collect, GcCounter, hasGc, MB, now, settle } from './measure.js';
 import { brokerSection } from './broker.js';
 import { outboxSection } from './outbox.js';
+import { footprintSection } from './footprint.js';
+import { durableAckSection } from './durable-ack.js';
 
 const TARGET_DECISIONS_PER_SECOND = 5_000_000;
 const TARGET_VERIFY_AND_INDEX_100K_MS = 500;
@@ -45,7 +50,7 @@ function flag(name: string): string | undefined {
   if (i >= 0) return argv[i + 1];
   return argv.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
 }
-const SECTIONS = ['decisions', 'broker', 'outbox'] as const;
+const SECTIONS = ['decisions', 'broker', 'outbox', 'footprint', 'durable-ack'] as const;
 type Section = (typeof SECTIONS)[number];
 const only = flag('--only');
 if (only !== undefined && !(SECTIONS as readonly string[]).includes(only)) {
@@ -444,6 +449,16 @@ async function main(): Promise<void> {
     const o = await outboxSection({ progress });
     Object.assign(figures, o.figures);
     out.push('', ...o.lines);
+  }
+  if (sections.includes('footprint')) {
+    const f = await footprintSection({ progress });
+    Object.assign(figures, f.figures);
+    out.push('', ...f.lines);
+  }
+  if (sections.includes('durable-ack')) {
+    const d = await durableAckSection({ progress });
+    Object.assign(figures, d.figures);
+    out.push('', ...d.lines);
   }
   figures.benchTotalSeconds = r1((now() - started) / 1000);
 
