@@ -47,7 +47,7 @@ export async function statusCommand(opts: { config?: string; stateDir?: string; 
     const l = s.cloud.link as { state: string; url: string; lastError: string | null; sent: number };
     const q = s.cloud.queue;
     lines.push(['cloud link', `${l.state} (${l.url})${l.lastError ? `, last error: ${l.lastError}` : ''}`]);
-    lines.push(['queue', `${q.depth} messages (${q.bytes} bytes on disk), ${q.dropped} dropped when full, ${l.sent} sent`]);
+    lines.push(['queue', `${q.depth} messages (${q.bytes} bytes on disk), ${q.dropped} dropped (queue full or damaged on disk), ${l.sent} sent`]);
   } else lines.push(['cloud link', 'disabled (cloud.enabled is false)']);
   const a = s.audit;
   lines.push(['audit', `${a.recorded} records, ${a.pendingEntries} not yet on disk, ${a.droppedEntries} lost${s.audit.uploadBacklogBytes === undefined ? '' : `, ${s.audit.uploadBacklogBytes} bytes not yet uploaded`}`]);
