@@ -93,12 +93,13 @@ export class Agent {
       maxBytes: config.snapshot.maxBytes,
       log: (e) => storeLog[e.level]({ code: e.code, file: e.file }, e.msg),
     });
+    let initial = store.takeLoaded();
     if (!store.held() && config.snapshot.bootstrap) {
       const file = config.snapshot.bootstrap;
       try {
         const bytes = await readFileBounded(file, config.snapshot.maxBytes, { tooLargeCode: 'EW_SNAPSHOT_TOO_LARGE' });
         if (!bytes) throw new EwError('EW_STORE_IO', 'bootstrap snapshot file does not exist', { where: file });
-        await store.install(bytes, file);
+        initial = await store.install(bytes, file);
         storeLog.info({ file, version: store.heldVersion() }, 'bootstrap snapshot installed');
       } catch (err) {
         storeLog.error({ file, code: isEwError(err) ? err.code : undefined, err: (err as Error).message }, 'bootstrap snapshot refused');
@@ -120,7 +121,8 @@ export class Agent {
         })
       : undefined;
     const agent = new Agent(config, log, timeFloor, store, audit, outbox);
-    agent.adopt(store.held());
+    agent.adopt(initial);
+    initial = undefined; // the index holds what it needs; the payload goes
     if (!agent.index) log.warn({ stateDir }, 'no valid snapshot: every request is denied (NO_SNAPSHOT) until one is installed');
     try {
       await agent.startServices();
@@ -308,8 +310,13 @@ export class Agent {
     return this.viewObject;
   }
 
+  /** Builds the index of `v` and puts it in force. Nothing keeps `v` after this: the index holds what it needs. */
   private adopt(v: VerifiedSnapshot | undefined): void {
-    this.index = v ? buildIndex(v.payload, { expiredMode: this.config.snapshot.expiredMode }) : null;
+    this.setIndex(v ? buildIndex(v.payload, { expiredMode: this.config.snapshot.expiredMode, consume: true }) : null);
+  }
+
+  private setIndex(index: PolicyIndex | null): void {
+    this.index = index;
     this.epoch++;
     this.viewObject.index = this.index;
     this.viewObject.epoch = this.epoch;
@@ -375,7 +382,7 @@ export class Agent {
     return {
       gatewayId: this.config.gateway.id,
       snapshotVersion: i?.version ?? null,
-      snapshotIssuedAt: i ? new Date(i.payload.issuedAt).toISOString() : null,
+      snapshotIssuedAt: i ? new Date(i.issuedAt).toISOString() : null,
       snapshotExpiresAt: i ? new Date(i.expiresAt).toISOString() : null,
       expired: i ? this.timeFloor.now() >= i.expiresAt : false,
       timeFloor: new Date(this.timeFloor.now()).toISOString(),
@@ -426,7 +433,7 @@ export class Agent {
     cur.snapshot.maxBytes = next.snapshot.maxBytes;
     if (cur.snapshot.expiredMode !== next.snapshot.expiredMode) {
       cur.snapshot.expiredMode = next.snapshot.expiredMode;
-      this.adopt(this.store.held());
+      if (this.index) this.setIndex({ ...this.index, expiredMode: next.snapshot.expiredMode });
       applied.push('snapshot.expiredMode');
     }
     if (!same(cur.topics, next.topics) || !same(cur.rateLimits, next.rateLimits) || !same(cur.actions, next.actions)) {

@@ -78,13 +78,13 @@ export function decideById(index: PolicyIndex, principalId: string, pid: number,
     if (p) {
       const trace_ = trace!;
       trace_.push({ rule: 'grant', passed: true, detail: `${grantSource(p)} grants ${CATALOG[pid]!.name}` });
-      trace_.push({ rule: 'modules', passed: false, detail: `${CATALOG[pid]!.name} needs ${modulesNeeded(pid, p.userType)}; active: ${index.payload.modules.join(', ') || 'none'}` });
+      trace_.push({ rule: 'modules', passed: false, detail: `${CATALOG[pid]!.name} needs ${modulesNeeded(pid, p.userType)}; active: ${index.modules.join(', ') || 'none'}` });
     }
     return DENY.MODULE_INACTIVE;
   }
   if (trace && p) {
     trace.push({ rule: 'grant', passed: true, detail: `${grantSource(p)} grants ${CATALOG[pid]!.name}` });
-    trace.push({ rule: 'modules', passed: true, detail: `available with active modules ${index.payload.modules.join(', ') || '(none needed)'}` });
+    trace.push({ rule: 'modules', passed: true, detail: `available with active modules ${index.modules.join(', ') || '(none needed)'}` });
   }
 
   if (pid === index.registerThingId) {
@@ -107,7 +107,7 @@ export function decideById(index: PolicyIndex, principalId: string, pid: number,
     return DENY.UNKNOWN_THING;
   }
   if (index.thingServed[t] === 0) {
-    if (trace) trace.push({ rule: 'gateway scope', passed: false, detail: `standard gateway ${index.gatewayId} serves resource groups ${index.payload.gateway.resourceGroups.join(', ') || '(none)'}; ${thing} is outside them` });
+    if (trace) trace.push({ rule: 'gateway scope', passed: false, detail: `standard gateway ${index.gatewayId} serves resource groups ${index.resourceGroups.join(', ') || '(none)'}; ${thing} is outside them` });
     return DENY.GATEWAY_SCOPE;
   }
   if (trace) trace.push({ rule: 'gateway scope', passed: true, detail: index.privileged ? 'privileged gateway serves every thing' : `${thing} is in one of the gateway's resource groups` });

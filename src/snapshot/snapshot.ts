@@ -26,6 +26,21 @@ const memberEncoder = new Encoder({ useRecords: true, tagUint8Array: false, pack
 // millisecond times) is a number, like the same value in 4; one past 2^53 is refused by the schema.
 const payloadDecoder = new Decoder({ useRecords: false, mapsAsObjects: true, int64AsNumber: true } as ConstructorParameters<typeof Decoder>[0]);
 
+/** CBOR null. */
+const TINY = Buffer.from([0xf6]);
+
+/**
+ * cbor-x keeps a DataView of the last buffer it decoded (a module variable) until the next decode:
+ * that would keep a 32 MiB snapshot's bytes alive after its install. Decoding one byte replaces it.
+ */
+function forgetSource(): void {
+  try {
+    payloadDecoder.decode(TINY);
+  } catch {
+    // cannot fail on CBOR null; and if it did, only memory would be held longer
+  }
+}
+
 export interface VerifiedSnapshot {
   readonly payload: SnapshotPayload;
   readonly kid: string;
@@ -101,6 +116,8 @@ export function verifySnapshot(bytes: Uint8Array, trustedKeys: TrustedKeys, opts
     payload = payloadDecoder.decode(Buffer.from(msg.payload.buffer, msg.payload.byteOffset, msg.payload.byteLength));
   } catch (err) {
     throw new EwError('EW_SNAPSHOT_BAD_PAYLOAD', `payload is not CBOR (${(err as Error).message})`, { where, cause: err });
+  } finally {
+    forgetSource();
   }
   const issues = validatePayload(payload);
   if (issues.length > 0) {

@@ -5,7 +5,7 @@
 // the fsync of the directory makes the rename itself durable.
 //
 // Reads are bounded: the size is checked on the open handle before a byte is read.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -115,6 +115,78 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string, o
     await handle?.close().catch(() => undefined);
     if (!renamed) await unlink(tmp).catch(() => undefined);
     throw ioError(path, step, err);
+  }
+}
+
+/**
+ * Replaces `path` with a copy of `source`, atomically and durably like writeFileAtomic, read and
+ * written in 1 MiB pieces (a large file is never held whole), provided the copy's sha256 is
+ * `sha256` (hex): a source damaged on disk is not copied. Resolves false (and `path` is left as it
+ * was) when the source is missing, unreadable, not a regular file or does not match; EW_STORE_IO
+ * when writing the copy fails.
+ */
+export async function copyFileAtomic(source: string, path: string, sha256: string, opts: WriteOptions = {}): Promise<boolean> {
+  let src: FileHandle;
+  try {
+    src = await open(source, 'r');
+    if (!(await src.stat()).isFile()) {
+      await src.close();
+      return false;
+    }
+  } catch {
+    return false;
+  }
+  const tmp = tempPathFor(path);
+  let step = `create temp file ${tmp}`;
+  let handle: FileHandle | undefined;
+  let renamed = false;
+  try {
+    handle = await open(tmp, 'wx', opts.mode ?? DEFAULT_MODE);
+    const hash = createHash('sha256');
+    const buf = Buffer.allocUnsafe(1024 * 1024);
+    for (let pos = 0; ; ) {
+      let bytesRead: number;
+      try {
+        bytesRead = (await src.read(buf, 0, buf.length, pos)).bytesRead;
+      } catch {
+        bytesRead = -1; // the source is damaged: not copied
+      }
+      if (bytesRead < 0) {
+        await handle.close();
+        handle = undefined;
+        await unlink(tmp).catch(() => undefined);
+        return false;
+      }
+      if (bytesRead === 0) break;
+      hash.update(buf.subarray(0, bytesRead));
+      step = `write temp file ${tmp}`;
+      for (let off = 0; off < bytesRead; ) off += (await handle.write(buf, off, bytesRead - off)).bytesWritten;
+      pos += bytesRead;
+    }
+    if (hash.digest('hex') !== sha256) {
+      await handle.close();
+      handle = undefined;
+      await unlink(tmp).catch(() => undefined);
+      return false;
+    }
+    step = `fsync temp file ${tmp}`;
+    await handle.sync();
+    step = `close temp file ${tmp}`;
+    const h = handle;
+    handle = undefined;
+    await h.close();
+    step = `rename ${tmp} over the file`;
+    await rename(tmp, path);
+    renamed = true;
+    step = `fsync directory ${dirname(path)}`;
+    await syncDir(dirname(path));
+    return true;
+  } catch (err) {
+    await handle?.close().catch(() => undefined);
+    if (!renamed) await unlink(tmp).catch(() => undefined);
+    throw ioError(path, step, err);
+  } finally {
+    await src.close().catch(() => undefined);
   }
 }
 

@@ -19,14 +19,18 @@
 // valid, and load() finds it: current.cose first, previous.cose when current.cose fails.
 // (When nothing is held, step 1 is skipped: there is no valid snapshot to lose.)
 //
-// The held snapshot is always copied from memory, not from current.cose on disk, so a corrupt
-// current.cose is never promoted to previous.cose.
+// Memory: the store holds no snapshot bytes and no payload (a 32 MiB snapshot decodes to ~100 MB),
+// only what it needs to accept the next one and its sha256. Step 1 copies current.cose on disk, in
+// pieces, and only when its sha256 is the held snapshot's, so a corrupt current.cose is never
+// promoted to previous.cose (previous.cose then stays as it was, and the copy is skipped with a
+// warning). The decoded payload of a load goes to the caller once (takeLoaded), for its index.
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EwError, isEwError } from '../errors.js';
 import { acceptSnapshot, DEFAULT_MAX_SNAPSHOT_BYTES, isExpired, verifySnapshot, type VerifiedSnapshot } from '../snapshot/snapshot.js';
 import type { TrustedKeys } from '../snapshot/keys.js';
-import { readFileBounded, removeStaleTempFiles, writeFileAtomic } from './atomic-file.js';
+import { createHash } from 'node:crypto';
+import { copyFileAtomic, readFileBounded, removeStaleTempFiles, writeFileAtomic } from './atomic-file.js';
 import type { TimeFloor } from './time-floor.js';
 
 export interface StoreLogEvent {
@@ -51,6 +55,20 @@ export interface SnapshotStoreOptions {
   readonly log?: StoreLog;
 }
 
+/** The snapshot in force, as the store keeps it: no bytes, no payload. */
+export interface HeldSnapshot {
+  readonly version: number;
+  readonly issuedAt: number;
+  readonly expiresAt: number;
+  readonly kid: string;
+  /** Of the COSE bytes, hex: current.cose is copied to previous.cose only when it still has it. */
+  readonly sha256: string;
+}
+
+function heldOf(v: VerifiedSnapshot): HeldSnapshot {
+  return { version: v.payload.version, issuedAt: v.payload.issuedAt, expiresAt: v.payload.expiresAt, kid: v.kid, sha256: createHash('sha256').update(v.bytes).digest('hex') };
+}
+
 export const SNAPSHOT_DIR = 'snapshot';
 export const CURRENT_FILE = 'current.cose';
 export const PREVIOUS_FILE = 'previous.cose';
@@ -62,7 +80,9 @@ export class SnapshotStore {
   private opts: SnapshotStoreOptions;
   private readonly maxBytes: number;
   private readonly log: StoreLog;
-  private snapshot: VerifiedSnapshot | undefined;
+  private snapshot: HeldSnapshot | undefined;
+  /** The last load's snapshot, until takeLoaded(). */
+  private loaded: VerifiedSnapshot | undefined;
   /** Installs and loads run one at a time, in call order. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -106,13 +126,20 @@ export class SnapshotStore {
   }
 
   /** The snapshot in force, if any. */
-  held(): VerifiedSnapshot | undefined {
+  held(): HeldSnapshot | undefined {
     return this.snapshot;
+  }
+
+  /** The snapshot the last load() found, decoded, once (the store keeps none of it). */
+  takeLoaded(): VerifiedSnapshot | undefined {
+    const v = this.loaded;
+    this.loaded = undefined;
+    return v;
   }
 
   /** Version of the snapshot in force; 0 when none. */
   heldVersion(): number {
-    return this.snapshot?.payload.version ?? 0;
+    return this.snapshot?.version ?? 0;
   }
 
   /**
@@ -163,7 +190,8 @@ export class SnapshotStore {
         this.log({ level: 'error', msg: 'no valid stored snapshot; none is held', file: this.dir });
       }
     }
-    this.snapshot = loaded;
+    this.snapshot = loaded ? heldOf(loaded) : undefined;
+    this.loaded = loaded;
     if (!loaded) return undefined;
     const tf = this.opts.timeFloor;
     tf.observe(loaded.payload.issuedAt);
@@ -196,9 +224,8 @@ export class SnapshotStore {
     }
   }
 
-  private async installNow(input: Uint8Array, source: string): Promise<VerifiedSnapshot> {
-    // Our own copy: the caller's buffer may be reused once this returns.
-    const bytes = Buffer.from(input);
+  private async installNow(bytes: Uint8Array, source: string): Promise<VerifiedSnapshot> {
+    // No copy of the caller's bytes: they are written before this resolves and not kept after.
     const tf = this.opts.timeFloor;
     const verified = acceptSnapshot(bytes, {
       trustedKeys: this.opts.trustedKeys,
@@ -206,15 +233,18 @@ export class SnapshotStore {
       heldVersion: this.heldVersion(),
       now: tf.clock(),
       timeFloor: tf.floor,
-      heldIssuedAt: this.snapshot?.payload.issuedAt ?? 0,
+      heldIssuedAt: this.snapshot?.issuedAt ?? 0,
       maxBytes: this.maxBytes,
       where: source,
     });
     const held = this.snapshot;
     // Order matters for power cuts: see the top of this file.
-    if (held) await writeFileAtomic(this.previousPath, held.bytes);
+    if (held && !(await copyFileAtomic(this.currentPath, this.previousPath, held.sha256))) {
+      this.log({ level: 'warn', msg: `${CURRENT_FILE} is missing or no longer the snapshot in force (version ${held.version}): ${PREVIOUS_FILE} is left as it was`, file: this.currentPath });
+    }
     await writeFileAtomic(this.currentPath, bytes);
-    this.snapshot = verified;
+    this.snapshot = heldOf(verified);
+    this.loaded = undefined;
     if (verified.resetsTimeFloor) {
       this.log({
         level: 'warn',
@@ -232,7 +262,7 @@ export class SnapshotStore {
     }
     this.log({
       level: 'info',
-      msg: `installed snapshot version ${verified.payload.version} from ${source}` + (held ? ` (was ${held.payload.version})` : ''),
+      msg: `installed snapshot version ${verified.payload.version} from ${source}` + (held ? ` (was ${held.version})` : ''),
       file: this.currentPath,
     });
     return verified;

@@ -1,9 +1,11 @@
 import t from 'tap';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EwError } from '../../src/errors.js';
 import {
+  copyFileAtomic,
   FileTooLargeError,
   isTempFileName,
   readFileBounded,
@@ -149,4 +151,23 @@ t.test('temp files written by writeFileAtomic match isTempFileName', async (t) =
   const names = readdirSync(dir).filter((n) => n !== 'target');
   t.equal(names.length, 1);
   t.ok(isTempFileName(names[0]!), `${names[0]} is recognized as a temp file`);
+});
+
+t.test('copyFileAtomic copies in pieces only a source with the expected sha256', async (t) => {
+  const dir = t.testdir();
+  const src = join(dir, 'src');
+  const dst = join(dir, 'dst');
+  const data = randomBytes(3 * 1024 * 1024 + 17); // more than one 1 MiB piece
+  writeFileSync(src, data);
+  writeFileSync(dst, 'old');
+  const sha = createHash('sha256').update(data).digest('hex');
+  t.equal(await copyFileAtomic(src, dst, 'ab'.repeat(32)), false, 'a different sha256: not copied');
+  t.equal(readFileSync(dst, 'utf8'), 'old', 'the target is left as it was');
+  t.equal(await copyFileAtomic(src, dst, sha), true);
+  t.ok(readFileSync(dst).equals(data), 'copied');
+  t.equal(await copyFileAtomic(join(dir, 'missing'), dst, sha), false, 'a missing source');
+  mkdirSync(join(dir, 'adir'));
+  t.equal(await copyFileAtomic(join(dir, 'adir'), dst, sha), false, 'a directory');
+  t.ok(readFileSync(dst).equals(data));
+  t.same(readdirSync(dir).sort(), ['adir', 'dst', 'src'], 'no temp files left');
 });

@@ -112,7 +112,7 @@ t.test('install v1 then v2: previous holds v1, current v2, time floor persisted'
 
   const got2 = await store.install(v2, 'test:v2');
   t.equal(got2.payload.version, 2);
-  t.equal(store.held()?.payload.version, 2);
+  t.equal(store.held()?.version, 2);
   t.ok(e.files().current?.equals(v2), 'current.cose is v2');
   t.ok(e.files().previous?.equals(v1), 'previous.cose is v1');
   t.equal(tf.floor, T0 + 2000, 'time floor raised with issuedAt of v2');
@@ -123,9 +123,9 @@ t.test('install v1 then v2: previous holds v1, current v2, time floor persisted'
   t.same(readdirSync(e.stateDir).sort(), ['snapshot', TIME_FLOOR_FILE], 'no temp files');
   t.match(e.logs.at(-1), { level: 'info', msg: /installed snapshot version 2 from test:v2 \(was 1\)/ });
 
-  // The caller's buffer is not the held one.
-  v2.fill(0);
-  t.equal(store.held()?.bytes[0], 0xd2, 'held bytes are a copy (COSE_Sign1 tag 18 first)');
+  // The store keeps no bytes and no payload: only what it needs, and the sha256 of the bytes.
+  t.same(Object.keys(store.held()!).sort(), ['expiresAt', 'issuedAt', 'kid', 'sha256', 'version']);
+  t.equal(store.held()?.sha256, createHash('sha256').update(v2).digest('hex'));
 
   const { store: reopened } = await e.open();
   t.equal(reopened.heldVersion(), 2, 'reopen loads v2');
@@ -207,7 +207,9 @@ t.test('current.cose truncated: load falls back to previous and says why', async
   e.logs.length = 0;
   const { store: reopened } = await e.open();
   t.equal(reopened.heldVersion(), 1, 'previous (v1) is in force');
-  t.ok(Buffer.from(reopened.held()!.bytes).equals(v1), 'held bytes are v1');
+  t.equal(reopened.held()!.sha256, createHash('sha256').update(v1).digest('hex'), 'held is v1');
+  t.equal(reopened.takeLoaded()?.payload.version, 1, 'its payload is handed over once');
+  t.equal(reopened.takeLoaded(), undefined, 'and not kept');
   t.match(e.logs, [
     { level: 'error', code: 'EW_SNAPSHOT_MALFORMED', file: e.currentPath, msg: /stored snapshot refused: .*current\.cose/ },
     { level: 'warn', file: e.previousPath, msg: /current snapshot refused; fell back to the previous one, version 1/ },
@@ -366,17 +368,33 @@ t.test('a failure between the two writes (a power cut after previous.cose) leave
   await store.install(signed(1), 'v1');
   const v2 = signed(2);
   await store.install(v2, 'v2');
-  // current.cose as a non-empty directory: step 1 (previous := v2) succeeds, step 2 fails.
+  const v3 = signed(3);
+  // Step 2 fails: current.cose is a non-empty directory after step 1 has copied it.
+  const cur = readFileSync(e.currentPath);
+  t.ok(cur.equals(v2));
+  e.logs.length = 0;
   rmSync(e.currentPath);
   mkdirSync(e.currentPath);
   writeFileSync(join(e.currentPath, 'x'), 'x');
-  await t.rejects(store.install(signed(3), 'v3'), { code: 'EW_STORE_IO', where: e.currentPath });
+  await t.rejects(store.install(v3, 'v3'), { code: 'EW_STORE_IO', where: e.currentPath });
   t.equal(store.heldVersion(), 2, 'v2 still in force');
-  t.ok(readFileSync(e.previousPath).equals(v2), 'previous.cose is the held v2');
+  t.match(e.logs, [{ level: 'warn', msg: /current\.cose is missing or no longer the snapshot in force \(version 2\): previous\.cose is left as it was/ }], 'a damaged current.cose is not promoted');
+  t.ok(readFileSync(e.previousPath).equals(signed(1)), 'previous.cose is still v1, valid');
   e.logs.length = 0;
   const { store: reopened } = await e.open();
-  t.equal(reopened.heldVersion(), 2, 'a restart finds v2 in previous.cose');
+  t.equal(reopened.heldVersion(), 1, 'a restart finds the valid v1 in previous.cose');
   t.match(e.logs, [{ level: 'error', code: 'EW_STORE_IO', file: e.currentPath, msg: /not a regular file/ }]);
+});
+
+t.test('previous.cose is copied from current.cose on disk, never held in memory', async (t) => {
+  const e = env(t.testdir());
+  const { store } = await e.open();
+  const v1 = signed(1);
+  await store.install(v1, 'v1');
+  v1.fill(0); // the caller's buffer: not kept
+  await store.install(signed(2), 'v2');
+  t.ok(readFileSync(e.previousPath).equals(signed(1)), 'previous.cose is v1, copied from disk');
+  t.same(readdirSync(join(e.stateDir, 'snapshot')).sort(), ['current.cose', 'previous.cose'], 'no temp files');
 });
 
 t.test('a floor that got ahead is healed by a newer snapshot valid by the system clock; a board booted in the past is not fooled', async (t) => {
