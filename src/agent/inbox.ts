@@ -3,7 +3,8 @@
 // in <name>.refused.txt. The directory is watched, and scanned every few seconds as well (fs.watch
 // misses events on some filesystems). A file is taken once it has not changed for `settleMs`: `cp`
 // into the inbox creates the file before it writes it, and a half-written snapshot must not be
-// refused as truncated (writing elsewhere and renaming into the inbox is taken as soon as seen).
+// refused as truncated. A file renamed into the inbox is complete, but the inbox cannot tell a rename
+// from a copy: it too is taken once its size and modification time have held for `settleMs`.
 import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
