@@ -175,6 +175,25 @@ export function own(s: string): string {
   return s.length < 13 ? s : (' ' + s).slice(1);
 }
 
+/** Hex digit values by character code; -1 for anything else (lower case only: the schema's form). */
+const HEX = new Int8Array(128).fill(-1);
+for (let i = 0; i < 10; i++) HEX[48 + i] = i;
+for (let i = 0; i < 6; i++) HEX[97 + i] = 10 + i;
+
+/** `sha256:<64 hex>` as 32 bytes into `out` at `at`; false (out unchanged or partly written) for anything else. */
+function hexHashInto(s: string, out: Uint8Array, at: number): boolean {
+  if (s.length !== 71 || !s.startsWith('sha256:')) return false;
+  for (let k = 0; k < 32; k++) {
+    const a = s.charCodeAt(7 + 2 * k);
+    const b = s.charCodeAt(8 + 2 * k);
+    const hi = a < 128 ? HEX[a]! : -1;
+    const lo = b < 128 ? HEX[b]! : -1;
+    if ((hi | lo) < 0) return false;
+    out[at + k] = (hi << 4) | lo;
+  }
+  return true;
+}
+
 const ownAll = (a: readonly string[] | undefined): readonly string[] | undefined => (a === undefined ? undefined : a.map(own));
 
 /**
@@ -228,7 +247,6 @@ export function buildIndex(payload: SnapshotPayload, opts: { expiredMode?: Expir
   }
   const thingToken = new Uint8Array(things.length * 32);
   const thingHasToken = new Uint8Array(things.length);
-  const tokenBytes = Buffer.from(thingToken.buffer, thingToken.byteOffset, thingToken.byteLength);
   const thingMoreTokens = new Map<number, readonly string[]>();
   const thingCertFingerprints = new Map<number, readonly string[]>();
   const thingUnknownCustomer = new Map<number, string>();
@@ -238,7 +256,7 @@ export function buildIndex(payload: SnapshotPayload, opts: { expiredMode?: Expir
     // The schema admits sha256:<64 hex> only for tokens; anything else stays a string.
     let k = 0;
     const first = tokens[0];
-    if (first !== undefined && first.length === 71 && first.startsWith('sha256:') && tokenBytes.write(first.slice(7), i * 32, 32, 'hex') === 32) {
+    if (first !== undefined && hexHashInto(first, thingToken, i * 32)) {
       thingHasToken[i] = 1;
       k = 1;
     }
