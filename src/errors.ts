@@ -27,6 +27,7 @@ export const ERROR_CODES = {
   // keys and files
   EW_KEY_READ: 'a key file cannot be read or is not an Ed25519 key',
   EW_STORE_IO: 'a state file cannot be read or written',
+  EW_STATE_LOCKED: 'another agent is running on the state directory',
   EW_OUTBOX_RECORD_TOO_LARGE: 'a message for the cloud is larger than the outbox accepts (refused, not queued)',
   // the cloud broker
   EW_CLOUD_CONNECT: 'the cloud MQTT broker cannot be reached, refused the connection, or did not acknowledge in time',

@@ -18,6 +18,7 @@ import { loadTrustedKeys } from '../store/keys.js';
 import { readFileBounded, writeFileAtomic } from '../store/atomic-file.js';
 import { Outbox } from '../store/outbox.js';
 import { AuditUploader } from '../audit/audit-uploader.js';
+import { lockStateDir, type StateLock } from './state-lock.js';
 import { CloudLink, type LinkState } from '../bridge/cloud-link.js';
 import type { VerifiedSnapshot } from '../snapshot/snapshot.js';
 import { GatewayBroker, type PolicyView } from '../broker/broker.js';
@@ -70,21 +71,36 @@ export class Agent {
     private readonly store: SnapshotStore,
     readonly audit: AuditLog,
     private readonly outbox: Outbox | undefined,
+    private readonly lock: StateLock,
   ) {
     this.bridgeLog = this.childLog('bridge');
   }
 
   static async start(config: AgentConfig, log: Logger): Promise<Agent> {
     const stateDir = config.stateDir;
+    // The keys first: nothing is created before the configuration is known to be usable.
+    const trustedKeys = loadTrustedKeys(config.trust.keys);
+    if (trustedKeys.size === 0) throw new EwError('EW_KEY_READ', 'no trusted snapshot key: set trust.keys', { where: 'trust.keys' });
     try {
       await mkdir(stateDir, { recursive: true, mode: 0o700 });
     } catch (err) {
       throw new EwError('EW_STORE_IO', `cannot create the state directory: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { where: stateDir, cause: err });
     }
+    const lock = await lockStateDir(stateDir).catch((err: unknown) => {
+      throw isEwError(err) ? err : new EwError('EW_STORE_IO', `cannot take the state directory lock: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { where: stateDir, cause: err });
+    });
+    try {
+      return await Agent.startLocked(config, log, trustedKeys, lock);
+    } catch (err) {
+      await lock.release();
+      throw err;
+    }
+  }
+
+  private static async startLocked(config: AgentConfig, log: Logger, trustedKeys: ReturnType<typeof loadTrustedKeys>, lock: StateLock): Promise<Agent> {
+    const stateDir = config.stateDir;
     const storeLog = log.child({ module: 'store' });
     const timeFloor = await TimeFloor.load(stateDir, Date.now, { onProblem: (msg) => storeLog.info(msg) });
-    const trustedKeys = loadTrustedKeys(config.trust.keys);
-    if (trustedKeys.size === 0) throw new EwError('EW_KEY_READ', 'no trusted snapshot key: set trust.keys', { where: 'trust.keys' });
     const store = await SnapshotStore.open({
       stateDir,
       trustedKeys,
@@ -120,7 +136,7 @@ export class Agent {
           onProblem: (msg) => log.warn({ module: 'outbox' }, msg),
         })
       : undefined;
-    const agent = new Agent(config, log, timeFloor, store, audit, outbox);
+    const agent = new Agent(config, log, timeFloor, store, audit, outbox, lock);
     agent.adopt(initial);
     initial = undefined; // the index holds what it needs; the payload goes
     if (!agent.index) log.warn({ stateDir }, 'no valid snapshot: every request is denied (NO_SNAPSHOT) until one is installed');
@@ -477,6 +493,7 @@ export class Agent {
       await this.audit.close();
       await this.outbox?.close();
       await this.timeFloor.persist().catch(() => undefined);
+      await this.lock.release();
     })();
     return this.stopping;
   }

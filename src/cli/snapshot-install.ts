@@ -2,7 +2,9 @@
 // no agent running, installs it into the state directory directly (first provisioning). Either way
 // the acceptance rules of SPEC section 4 apply.
 import { loadConfig, bundledPaths } from '../config/load.js';
+import { mkdir } from 'node:fs/promises';
 import { controlInstall } from '../agent/control.js';
+import { lockStateDir } from '../agent/state-lock.js';
 import { SnapshotStore } from '../store/snapshot-store.js';
 import { TimeFloor } from '../store/time-floor.js';
 import { loadTrustedKeys } from '../store/keys.js';
@@ -26,9 +28,17 @@ export async function installCommand(file: string, opts: { config?: string; stat
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== 'ENOENT' && code !== 'ECONNREFUSED') throw err;
   }
-  const timeFloor = await TimeFloor.load(config.stateDir);
-  const store = await SnapshotStore.open({ stateDir: config.stateDir, trustedKeys: loadTrustedKeys(config.trust.keys), gatewayId: config.gateway.id, timeFloor, maxBytes: config.snapshot.maxBytes });
-  const v = await store.install(bytes, file);
-  io.out(`no agent running: installed snapshot version ${v.payload.version} into ${config.stateDir}; it is enforced from the next start`);
-  return 0;
+  const trustedKeys = loadTrustedKeys(config.trust.keys);
+  await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+  // The state directory's lock, as an agent takes it: no agent can start while the files are written.
+  const lock = await lockStateDir(config.stateDir);
+  try {
+    const timeFloor = await TimeFloor.load(config.stateDir);
+    const store = await SnapshotStore.open({ stateDir: config.stateDir, trustedKeys, gatewayId: config.gateway.id, timeFloor, maxBytes: config.snapshot.maxBytes });
+    const v = await store.install(bytes, file);
+    io.out(`no agent running: installed snapshot version ${v.payload.version} into ${config.stateDir}; it is enforced from the next start`);
+    return 0;
+  } finally {
+    await lock.release();
+  }
 }
