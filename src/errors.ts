@@ -28,6 +28,8 @@ export const ERROR_CODES = {
   EW_KEY_READ: 'a key file cannot be read or is not an Ed25519 key',
   EW_STORE_IO: 'a state file cannot be read or written',
   EW_STATE_LOCKED: 'another agent is running on the state directory',
+  // listeners
+  EW_LISTEN: 'a listener cannot be opened: the address is in use, a port below 1024 needs privileges, or the address is not on this machine',
   EW_OUTBOX_RECORD_TOO_LARGE: 'a message for the cloud is larger than the outbox accepts (refused, not queued)',
   // the cloud broker
   EW_CLOUD_CONNECT: 'the cloud MQTT broker cannot be reached, refused the connection, or did not acknowledge in time',
@@ -67,4 +69,17 @@ export class EwError extends Error {
 
 export function isEwError(e: unknown): e is EwError {
   return e instanceof EwError;
+}
+
+const LISTEN_HINTS: Record<string, string> = {
+  EADDRINUSE: 'the address is in use: another program (another MQTT broker?) listens there; stop it or choose another port',
+  EACCES: 'permission denied: a port below 1024 needs CAP_NET_BIND_SERVICE (the systemd unit grants it) or root',
+  EADDRNOTAVAIL: 'the address is not one of this machine\'s',
+};
+
+/** A failed listen(), as one line that says what and where (`what`: tcp, tls, metrics, control socket). */
+export function listenError(err: unknown, what: string, where: string): EwError {
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  const hint = LISTEN_HINTS[code] ?? (err as Error).message ?? String(err);
+  return new EwError('EW_LISTEN', `cannot listen (${what}): ${hint}${code in LISTEN_HINTS ? ` (${code})` : ''}`, { where, cause: err });
 }

@@ -2,6 +2,7 @@
 // (`metrics.enabled`). Nothing is counted on the per-message path for them: every figure is read
 // from the agent's own counters when Prometheus scrapes (`collect`), so the endpoint costs nothing
 // between scrapes.
+import { listenError } from '../errors.js';
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 
@@ -110,9 +111,10 @@ export function startMetricsServer(registry: Registry, host: string, port: numbe
   server.headersTimeout = 10_000;
   server.requestTimeout = 10_000;
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    const failed = (err: Error) => reject(listenError(err, 'metrics', `${host}:${port}`));
+    server.once('error', failed);
     server.listen(port, host, () => {
-      server.off('error', reject);
+      server.off('error', failed);
       const addr = server.address();
       resolve({ server, port: typeof addr === 'object' && addr ? addr.port : port });
     });

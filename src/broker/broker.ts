@@ -7,6 +7,7 @@
 //   authorizeSubscribe filter -> can it match anything this principal may receive? else SUBACK 0x80
 //   authorizeForward   each delivered message filtered per subscriber by scope; an action is also
 //                      decided again for its sender at each delivery (./actions.ts)
+import { EwError, listenError } from '../errors.js';
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { readFileSync } from 'node:fs';
@@ -317,9 +318,9 @@ export class GatewayBroker {
     if (tls.enabled) {
       const server = createTlsServer(
         {
-          cert: readFileSync(tls.cert!),
-          key: readFileSync(tls.key!),
-          ...(tls.ca ? { ca: readFileSync(tls.ca) } : {}),
+          cert: readTlsFile(tls.cert!, 'listeners.tls.cert'),
+          key: readTlsFile(tls.key!, 'listeners.tls.key'),
+          ...(tls.ca ? { ca: readTlsFile(tls.ca, 'listeners.tls.ca') } : {}),
           requestCert: tls.requestClientCert || tls.requireClientCert,
           rejectUnauthorized: tls.requireClientCert,
           minVersion: 'TLSv1.2',
@@ -342,12 +343,15 @@ export class GatewayBroker {
         this.log.warn({ listener: name, maxConnections: server.maxConnections }, 'connection limit reached: new connections are refused');
       }
     });
-    server.on('error', (err) => this.log.error({ err: err.message, listener: name }, 'listener error'));
+    // After the listen: errors of the running server (a failed listen is the start's error).
+    const running = (err: Error) => this.log.error({ err: err.message, listener: name }, 'listener error');
+    server.once('listening', () => server.on('error', running));
     this.servers.push(server);
     return new Promise((resolve, reject) => {
-      server.once('error', reject);
+      const failed = (err: Error) => reject(listenError(err, `listeners.${name}`, `${host.includes(':') ? `[${host}]` : host}:${port}`));
+      server.once('error', failed);
       server.listen(port, host, () => {
-        server.off('error', reject);
+        server.off('error', failed);
         const addr = server.address();
         resolve(typeof addr === 'object' && addr ? addr.port : port);
       });
@@ -993,6 +997,15 @@ export class GatewayBroker {
     await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
     await listeners;
     await this.store.close();
+  }
+}
+
+/** A TLS file of the configuration, or EW_KEY_READ naming the key and the file. */
+function readTlsFile(path: string, key: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new EwError('EW_KEY_READ', `${key}: cannot read the file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { where: path, cause: err });
   }
 }
 

@@ -1,0 +1,73 @@
+// Every start failure exits 1 at once with one line that names what and where: no hang, no stack
+// trace. (A port taken by another broker is the common one on a gateway.)
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseDocument } from 'yaml';
+import { DEMO_PUB } from '../helpers/agent.js';
+import { ROOT } from '../helpers/policy.js';
+import { BIN } from '../helpers/cli.js';
+
+function run(config: Record<string, unknown>): Promise<{ code: number | null; out: string; dir: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'ew-start-'));
+  const cfg = { gateway: { id: 'gw-plant-1' }, trust: { keys: [DEMO_PUB] }, stateDir: join(dir, 'state'), snapshot: { bootstrap: join(ROOT, 'config', 'example-snapshot.cose') }, ...config };
+  const file = join(dir, 'config.yaml');
+  writeFileSync(file, parseDocument(JSON.stringify(cfg)).toString());
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, 'run', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000); // a hang shows as code null
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out, dir });
+    });
+  });
+}
+
+/** The lines that are not the agent's JSON log. */
+const plain = (out: string) => out.split('\n').filter((l) => l.length > 0 && !l.startsWith('{'));
+
+t.test('the MQTT port taken by another program: exit 1, one line naming the listener, the address and why', async (t) => {
+  const taken: Server = createServer();
+  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => new Promise<void>((r) => taken.close(() => r())));
+  const port = (taken.address() as { port: number }).port;
+  const r = await run({ listeners: { tcp: { enabled: true, host: '127.0.0.1', port } } });
+  t.teardown(() => rmSync(r.dir, { recursive: true, force: true }));
+  t.equal(r.code, 1, 'exit status 1 (not a hang)');
+  t.same(plain(r.out), [`edgewarden: EW_LISTEN: 127.0.0.1:${port}: cannot listen (listeners.tcp): the address is in use: another program (another MQTT broker?) listens there; stop it or choose another port (EADDRINUSE)`]);
+  t.notMatch(r.out, /\n\s+at /, 'no stack trace');
+});
+
+t.test("the metrics port taken: the same", async (t) => {
+  const taken: Server = createServer();
+  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => new Promise<void>((r) => taken.close(() => r())));
+  const port = (taken.address() as { port: number }).port;
+  const r = await run({ listeners: { tcp: { enabled: true, host: '127.0.0.1', port: 0 } }, metrics: { enabled: true, host: '127.0.0.1', port } });
+  t.teardown(() => rmSync(r.dir, { recursive: true, force: true }));
+  t.equal(r.code, 1);
+  t.match(plain(r.out), [new RegExp(`EW_LISTEN: 127\\.0\\.0\\.1:${port}: cannot listen \\(metrics\\)`)]);
+  t.notMatch(r.out, /\n\s+at /);
+});
+
+t.test('an unreadable TLS key: exit 1 naming the key and the file', async (t) => {
+  const r = await run({ listeners: { tcp: { enabled: true, host: '127.0.0.1', port: 0 }, tls: { enabled: true, host: '127.0.0.1', port: 0, cert: '/nonexistent/cert.pem', key: '/nonexistent/key.pem' } } });
+  t.teardown(() => rmSync(r.dir, { recursive: true, force: true }));
+  t.equal(r.code, 1);
+  t.same(plain(r.out), ["edgewarden: EW_KEY_READ: /nonexistent/cert.pem: listeners.tls.cert: cannot read the file (ENOENT)"]);
+  t.notMatch(r.out, /\n\s+at /);
+});
+
+t.test('no trusted key: exit 1, and no state directory created', async (t) => {
+  const r = await run({ trust: { keys: ['/nonexistent/keys'] }, listeners: { tcp: { enabled: true, host: '127.0.0.1', port: 0 } } });
+  t.teardown(() => rmSync(r.dir, { recursive: true, force: true }));
+  t.equal(r.code, 1);
+  t.notMatch(r.out, /\n\s+at /);
+  t.notOk(existsSync(join(r.dir, 'state')), 'the state directory was not created');
+});
