@@ -36,19 +36,41 @@ export async function runCommand(opts: { config?: string; port?: string; stateDi
     log.warn(banner);
     io.err(`edgewarden: WARNING: ${banner}`);
   }
-  const agent = await Agent.start(config, log);
+  // Signals during start-up: SIGTERM/SIGINT stop the agent as soon as it has started (its files are
+  // then closed cleanly, its lock released), instead of killing it halfway; SIGHUP waits for it.
+  let early: string | undefined;
+  const earlyStop = (signal: string) => () => {
+    early ??= signal;
+    log.info({ signal }, 'stop requested during start-up: stopping once started');
+  };
+  const earlyHup = () => log.info('SIGHUP during start-up: the configuration is read as the agent starts');
+  const onTerm = earlyStop('SIGTERM');
+  const onInt = earlyStop('SIGINT');
+  process.on('SIGTERM', onTerm);
+  process.on('SIGINT', onInt);
+  process.on('SIGHUP', earlyHup);
+  let agent: Agent;
+  try {
+    agent = await Agent.start(config, log);
+  } finally {
+    process.off('SIGTERM', onTerm);
+    process.off('SIGINT', onInt);
+    process.off('SIGHUP', earlyHup);
+  }
   const notified = (r: { error?: string }) => r.error && log.warn({ err: r.error }, 'systemd notification failed');
   // WatchdogSec= in the unit: once READY=1 is sent, ping while the event loop turns; a hung agent
   // is restarted by systemd.
   const watchdogMs = watchdogIntervalMs();
   let stopping = false;
   let stopWatchdog = (): void => undefined;
-  void sdNotify(['READY=1', 'STATUS=serving MQTT']).then((r) => {
-    notified(r);
-    if (watchdogMs === undefined || stopping) return;
-    stopWatchdog = startWatchdog(watchdogMs, () => sdNotify(['WATCHDOG=1']).then(notified));
-    log.info({ intervalMs: watchdogMs }, 'systemd watchdog: pinging');
-  });
+  if (early === undefined) {
+    void sdNotify(['READY=1', 'STATUS=serving MQTT']).then((r) => {
+      notified(r);
+      if (watchdogMs === undefined || stopping) return;
+      stopWatchdog = startWatchdog(watchdogMs, () => sdNotify(['WATCHDOG=1']).then(notified));
+      log.info({ intervalMs: watchdogMs }, 'systemd watchdog: pinging');
+    });
+  }
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       stopping = true;
@@ -86,6 +108,7 @@ export async function runCommand(opts: { config?: string; port?: string; stateDi
     process.on('SIGHUP', reload);
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
+    if (early !== undefined) stop(early);
   });
   return 0;
 }

@@ -71,3 +71,31 @@ t.test('no trusted key: exit 1, and no state directory created', async (t) => {
   t.notMatch(r.out, /\n\s+at /);
   t.notOk(existsSync(join(r.dir, 'state')), 'the state directory was not created');
 });
+
+t.test('SIGTERM during start-up: the agent finishes starting, then stops cleanly (exit 0, lock released)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ew-start-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const cfg = { gateway: { id: 'gw-plant-1' }, trust: { keys: [DEMO_PUB] }, stateDir: join(dir, 'state'), snapshot: { bootstrap: join(ROOT, 'config', 'example-snapshot.cose') }, listeners: { tcp: { enabled: true, host: '127.0.0.1', port: 0 } } };
+  const file = join(dir, 'config.yaml');
+  writeFileSync(file, parseDocument(JSON.stringify(cfg)).toString());
+  const child = spawn(process.execPath, [BIN, 'run', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let signalled = false;
+  const onData = (d: Buffer) => {
+    out += d.toString();
+    // The first log line: the agent is starting (the snapshot, the store and the listeners are still to come).
+    if (!signalled && out.includes('starting edgewarden')) {
+      signalled = true;
+      child.kill('SIGTERM');
+    }
+  };
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+  clearTimeout(timer);
+  t.equal(code, 0, 'exit 0: a clean stop, not killed by the signal');
+  t.match(out, /"msg":"stopped"/);
+  t.notOk(existsSync(join(dir, 'state', 'agent.lock')), 'the lock is released');
+  t.notMatch(out, /READY=1/);
+});
