@@ -73,7 +73,7 @@ export function isEwError(e: unknown): e is EwError {
 
 const LISTEN_HINTS: Record<string, string> = {
   EADDRINUSE: 'the address is in use: another program (another MQTT broker?) listens there; stop it or choose another port',
-  EACCES: 'permission denied: a port below 1024 needs CAP_NET_BIND_SERVICE (the systemd unit grants it) or root',
+  EACCES: 'permission denied: a port below 1024 needs root or CAP_NET_BIND_SERVICE (the systemd unit grants none: use a port above 1023)',
   EADDRNOTAVAIL: 'the address is not one of this machine\'s',
 };
 

@@ -42,6 +42,8 @@ export interface AgentStatus {
   /** The cloud link and its queue; null when cloud.enabled is false. */
   readonly cloud: { link: Record<string, unknown>; queue: ReturnType<Outbox['stats']> } | null;
   readonly startedAt: string;
+  /** The configuration's warnings (plain MQTT on the network, the demo key, ...), as logged at start. */
+  readonly warnings: readonly string[];
 }
 
 /** How many served things get a retained things/{t}/cloud-status when the link goes up or down. */
@@ -60,6 +62,7 @@ export class Agent {
   private link: CloudLink | undefined;
   private metrics: { server: HttpServer; port: number } | undefined;
   private auditUploader: AuditUploader | undefined;
+  private configWarnings: readonly string[] = [];
   private expiryReported: 'valid' | 'soon' | 'expired' = 'valid';
   private readonly childLogs: Logger[] = [];
   private readonly bridgeLog: Logger;
@@ -407,6 +410,7 @@ export class Agent {
       audit: this.audit.stats(),
       cloud: this.link && this.outbox ? { link: this.link.stats(), queue: this.outbox.stats() } : null,
       startedAt: this.startedAt.toISOString(),
+      warnings: this.configWarnings,
     };
   }
 
@@ -477,6 +481,11 @@ export class Agent {
     if (!same(cur.audit, next.audit)) needsRestart.push('audit');
     this.log.info({ applied, needsRestart }, needsRestart.length > 0 ? 'configuration reloaded; some changes need a restart' : 'configuration reloaded');
     return { applied, needsRestart };
+  }
+
+  /** The configuration's warnings, repeated by `status` (the caller logs them). */
+  setConfigWarnings(warnings: readonly string[]): void {
+    this.configWarnings = [...warnings];
   }
 
   /** Stops listening, flushes the audit log and persists the time floor. */

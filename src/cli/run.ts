@@ -57,6 +57,7 @@ export async function runCommand(opts: { config?: string; port?: string; stateDi
     process.off('SIGINT', onInt);
     process.off('SIGHUP', earlyHup);
   }
+  agent.setConfigWarnings(loaded.warnings);
   const notified = (r: { error?: string }) => r.error && log.warn({ err: r.error }, 'systemd notification failed');
   // WatchdogSec= in the unit: once READY=1 is sent, ping while the event loop turns; a hung agent
   // is restarted by systemd.
@@ -99,6 +100,7 @@ export async function runCommand(opts: { config?: string; port?: string; stateDi
           const next = load();
           for (const w of next.warnings) log.warn(w);
           await agent.reload(next.config);
+          agent.setConfigWarnings(next.warnings);
         } catch (err) {
           const issues = isEwError(err) ? err.issues.map((i) => `${i.path}: ${i.message}`) : [];
           log.error({ code: isEwError(err) ? err.code : undefined, err: (err as Error).message, issues }, 'configuration not reloaded: the running one stays in force');

@@ -56,6 +56,7 @@ export async function statusCommand(opts: { config?: string; stateDir?: string; 
     lines.push(['audit lost', `${a.lostBeforeUpload} rotated away before upload (disk bound); last: ${l.count} record(s), seq ${l.fromSeq}-${l.toSeq}, ${l.from} to ${l.to}`]);
   }
   lines.push(['started', s.startedAt]);
+  for (const w of s.warnings ?? []) lines.push(['warning', w]);
   const w = Math.max(...lines.map(([k]) => k.length));
   for (const [k, v] of lines) io.out(`${k.padEnd(w)}  ${v}`);
   return 0;

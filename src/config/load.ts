@@ -392,9 +392,21 @@ function editDistance(a: string, b: string): number {
 }
 
 /** What one key cannot say alone. Runs on unvalidated values too, so every problem is reported at once. */
+/** 127.x.x.x, ::1 and localhost: reachable from this machine only. */
+export function isLoopbackHost(host: string): boolean {
+  return /^(127\.\d+\.\d+\.\d+|::1|localhost|::ffff:127\.\d+\.\d+\.\d+)$/i.test(host);
+}
+
 function checkSemantics(value: unknown): Issue[] {
   const issues: Issue[] = [];
   const get = (...path: string[]): unknown => path.reduce<unknown>((v, k) => (isMapping(v) ? v[k] : undefined), value);
+  const plain = get('listeners', 'tcp');
+  if (isMapping(plain) && plain.enabled !== false && typeof plain.host === 'string' && !isLoopbackHost(plain.host) && plain.allowNetwork !== true) {
+    issues.push({
+      path: 'listeners.tcp.host',
+      message: `${plain.host} would serve plain MQTT beyond this machine: passwords and device tokens would cross the network in clear. Serve the network with listeners.tls, or set listeners.tcp.allowNetwork: true to accept that`,
+    });
+  }
   const tls = get('listeners', 'tls');
   if (isMapping(tls) && tls.enabled === true) {
     for (const key of ['cert', 'key'] as const) {
@@ -463,7 +475,10 @@ function configWarnings(c: AgentConfig, bundled: BundledPaths): string[] {
   const warnings: string[] = [];
   if (trustsDemoKey(c.trust.keys, bundled.demoPublicKey)) warnings.push(DEMO_KEY_WARNING);
   if (!c.listeners.tcp.enabled && !c.listeners.tls.enabled) warnings.push('no listener is enabled: no local client can connect');
-  if (c.metrics.enabled && !/^(127\.\d+\.\d+\.\d+|::1|localhost)$/.test(c.metrics.host)) {
+  if (c.listeners.tcp.enabled && !isLoopbackHost(c.listeners.tcp.host)) {
+    warnings.push(`listeners.tcp serves plain MQTT on ${c.listeners.tcp.host}:${c.listeners.tcp.port} (allowNetwork): passwords and device tokens cross the network in clear; serve the network with listeners.tls`);
+  }
+  if (c.metrics.enabled && !isLoopbackHost(c.metrics.host)) {
     warnings.push(`metrics.host ${c.metrics.host} is not a loopback address: anyone who reaches it can read the metrics`);
   }
   if (!c.topics.thingMap) {

@@ -91,8 +91,9 @@ export const CONFIG_SCHEMA = Type.Object(
         tcp: O(
           {
             enabled: Bool(true, 'listen for plain MQTT over TCP'),
-            host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'address to bind' }),
+            host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'address to bind; plain MQTT carries passwords and tokens in clear: beyond loopback, only with allowNetwork (serve the network with the TLS listener)' }),
             port: Port(1883, 'TCP port'),
+            allowNetwork: Bool(false, 'allow a non-loopback host: plain MQTT on the network, passwords and device tokens in clear (logged as a warning at start and in the status)'),
           },
           'plain MQTT listener',
         ),

@@ -51,7 +51,7 @@ t.test('DEFAULT_CONFIG holds the documented defaults, frozen', async (t) => {
     stateDir: '/var/lib/edgewarden',
     snapshot: { bootstrap: null, inbox: true, maxBytes: 33554432, expiredMode: 'read-only' },
     listeners: {
-      tcp: { enabled: true, host: '127.0.0.1', port: 1883 },
+      tcp: { enabled: true, host: '127.0.0.1', port: 1883, allowNetwork: false },
       tls: { enabled: false, host: '0.0.0.0', port: 8883, cert: null, key: null, ca: null, requestClientCert: false, requireClientCert: false },
     },
     limits: {
@@ -116,8 +116,7 @@ t.test('config/edgewarden.yaml is the documented defaults, every key commented',
   t.equal(source, path);
   const expected = structuredClone(DEFAULT_CONFIG) as AgentConfig;
   expected.trust = { keys: ['/etc/edgewarden/keys'] };
-  expected.listeners.tcp.host = '0.0.0.0';
-  t.same(config, expected, 'defaults, trusting /etc/edgewarden/keys, listening on every interface (devices are on the LAN)');
+  t.same(config, expected, 'the defaults, trusting /etc/edgewarden/keys: plain MQTT on loopback only');
   t.same(warnings, []);
   // Every key is written out (not left to the defaults) and has a comment on its line or just above.
   const lines = readFileSync(path, 'utf8').split('\n');
@@ -142,7 +141,7 @@ t.test('config/conformance.yaml: an open broker on the bundled demo key and exam
     { pattern: 'test/nosubscribe', who: 'anonymous', access: 'deny' },
     { pattern: 'test/nosubscribe', who: 'authenticated', access: 'deny' },
   ]);
-  t.same(config.listeners.tcp, { enabled: true, host: '127.0.0.1', port: 1883 });
+  t.same(config.listeners.tcp, { enabled: true, host: '127.0.0.1', port: 1883, allowNetwork: false });
   t.same(config.rateLimits, { commandsPerMinute: 0, firmwareUpdatesPerHour: 0 });
   t.same(config.trust.keys, [bundled.demoPublicKey], 'relative to the file');
   t.equal(config.snapshot.bootstrap, bundled.exampleSnapshot);
@@ -398,3 +397,22 @@ t.test('docs/config.md documents exactly the schema keys', async (t) => {
   }
 });
 
+
+t.test('plain MQTT beyond loopback needs listeners.tcp.allowNetwork, and is then a warning', async (t) => {
+  const dir = t.testdir();
+  const write = (text: string) => {
+    const path = join(dir, `c-${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(path, `trust:\n  keys: [${join(ROOT, 'config', 'demo-keys', 'demo.pub.pem')}]\n${text}`);
+    return path;
+  };
+  for (const host of ['0.0.0.0', '::', '192.168.1.10']) {
+    const path = write(`listeners:\n  tcp:\n    host: "${host}"\n`);
+    t.throws(() => loadConfig({ path, bundled }), { code: 'EW_CONFIG_INVALID', issues: [{ path: 'listeners.tcp.host', message: /would serve plain MQTT beyond this machine.*listeners\.tls.*allowNetwork: true/ }] }, `${host} is refused`);
+  }
+  for (const host of ['127.0.0.1', '127.0.0.53', '::1', 'localhost']) {
+    t.doesNotThrow(() => loadConfig({ path: write(`listeners:\n  tcp:\n    host: "${host}"\n`), bundled }), `${host} is loopback`);
+  }
+  const { warnings } = loadConfig({ path: write('listeners:\n  tcp:\n    host: 0.0.0.0\n    allowNetwork: true\n'), bundled });
+  t.match(warnings, [DEMO_KEY_WARNING, /listeners\.tcp serves plain MQTT on 0\.0\.0\.0:1883 \(allowNetwork\): passwords and device tokens cross the network in clear/]);
+  t.doesNotThrow(() => loadConfig({ path: write('listeners:\n  tcp:\n    enabled: false\n    host: 0.0.0.0\n'), bundled }), 'a disabled listener is not checked');
+});
