@@ -52,6 +52,11 @@ export async function runCommand(opts: { config?: string; port?: string; stateDi
   let agent: Agent;
   try {
     agent = await Agent.start(config, log);
+  } catch (err) {
+    // Under systemd (Type=notify) the exit before READY=1 fails `systemctl start` at once; the
+    // status line says why in `systemctl status`.
+    await sdNotify([`STATUS=start failed: ${(isEwError(err) ? `${err.code}: ${err.message}` : (err as Error).message).replace(/\n/g, ' ')}`]);
+    throw err;
   } finally {
     process.off('SIGTERM', onTerm);
     process.off('SIGINT', onInt);

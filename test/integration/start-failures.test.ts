@@ -2,7 +2,7 @@
 // trace. (A port taken by another broker is the common one on a gateway.)
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,13 +11,13 @@ import { DEMO_PUB } from '../helpers/agent.js';
 import { ROOT } from '../helpers/policy.js';
 import { BIN } from '../helpers/cli.js';
 
-function run(config: Record<string, unknown>): Promise<{ code: number | null; out: string; dir: string }> {
+function run(config: Record<string, unknown>, env?: NodeJS.ProcessEnv): Promise<{ code: number | null; out: string; dir: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'ew-start-'));
   const cfg = { gateway: { id: 'gw-plant-1' }, trust: { keys: [DEMO_PUB] }, stateDir: join(dir, 'state'), snapshot: { bootstrap: join(ROOT, 'config', 'example-snapshot.cose') }, ...config };
   const file = join(dir, 'config.yaml');
   writeFileSync(file, parseDocument(JSON.stringify(cfg)).toString());
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, 'run', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, 'run', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'], ...(env ? { env: { ...process.env, ...env } } : {}) });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -98,4 +98,22 @@ t.test('SIGTERM during start-up: the agent finishes starting, then stops cleanly
   t.match(out, /"msg":"stopped"/);
   t.notOk(existsSync(join(dir, 'state', 'agent.lock')), 'the lock is released');
   t.notMatch(out, /READY=1/);
+});
+
+t.test('under systemd, a failed start says why in the unit status (STATUS=) before it exits', async (t) => {
+  const bin = mkdtempSync(join(tmpdir(), 'ew-notify-'));
+  t.teardown(() => rmSync(bin, { recursive: true, force: true }));
+  const record = join(bin, 'record');
+  writeFileSync(join(bin, 'systemd-notify'), `#!/bin/sh\necho "$*" >> ${record}\n`);
+  chmodSync(join(bin, 'systemd-notify'), 0o755);
+  const taken: Server = createServer();
+  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => new Promise<void>((r) => taken.close(() => r())));
+  const port = (taken.address() as { port: number }).port;
+  const r = await run({ listeners: { tcp: { enabled: true, host: '127.0.0.1', port } } }, { NOTIFY_SOCKET: '/run/systemd/notify', PATH: `${bin}:${process.env['PATH'] ?? '/usr/bin:/bin'}` });
+  t.teardown(() => rmSync(r.dir, { recursive: true, force: true }));
+  t.equal(r.code, 1);
+  const notes = existsSync(record) ? readFileSync(record, 'utf8') : '';
+  t.match(notes, /^STATUS=start failed: EW_LISTEN: 127\.0\.0\.1:\d+: cannot listen \(listeners\.tcp\)/m);
+  t.notMatch(notes, /READY=1/);
 });
