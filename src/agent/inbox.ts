@@ -6,7 +6,7 @@
 // refused as truncated. A file renamed into the inbox is complete, but the inbox cannot tell a rename
 // from a copy: it too is taken once its size and modification time have held for `settleMs`.
 import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { watch, type FSWatcher } from 'node:fs';
+import { watch, type FSWatcher, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { readFileBounded } from '../store/atomic-file.js';
 import { isEwError } from '../errors.js';
@@ -63,11 +63,20 @@ export class SnapshotInbox {
     }
     let wait = Infinity;
     const seenNow = new Set<string>();
+    // In the order they were dropped (modification time, then name): snapshots copied in one after
+    // another, oldest version first, are installed in that order, not refused as stale because a
+    // name sorts first ("v10" before "v9").
+    const files: { file: string; st: Stats }[] = [];
     for (const name of names) {
       const file = join(this.dir, name);
       seenNow.add(file);
       const st = await stat(file).catch(() => undefined);
-      if (st === undefined) continue;
+      if (st !== undefined) files.push({ file, st });
+    }
+    files.sort((a, b) => a.st.mtimeMs - b.st.mtimeMs || (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
+    // A file still being written holds back the ones dropped after it: the order stays.
+    let held = false;
+    for (const { file, st } of files) {
       // Still being written? Settled when its size and modification time have not changed for
       // settleMs by our own (monotonic) watch. A file old by the wall clock is settled at once, and
       // so is one dated well in the future (the clock was set back); one a hair in the future is
@@ -79,13 +88,16 @@ export class SnapshotInbox {
         if (seen === undefined || seen.size !== st.size || seen.mtimeMs !== st.mtimeMs) {
           this.watched.set(file, { size: st.size, mtimeMs: st.mtimeMs, since: mono });
           wait = Math.min(wait, this.settleMs);
+          held = true;
           continue;
         }
         if (mono - seen.since < this.settleMs) {
           wait = Math.min(wait, this.settleMs - (mono - seen.since));
+          held = true;
           continue;
         }
       }
+      if (held) continue; // settled, but after one that is not: next scan
       this.watched.delete(file);
       try {
         const bytes = await readFileBounded(file, this.maxBytes, { tooLargeCode: 'EW_SNAPSHOT_TOO_LARGE' });
