@@ -14,6 +14,7 @@ import { diffCommand, inspectCommand, signCommand, verifyCommand } from './snaps
 import { installCommand } from './snapshot-install.js';
 import { publishCommand, type PublishOptions } from './snapshot-publish.js';
 import { runCommand } from './run.js';
+import { tokenCommand } from './token.js';
 import { auditTailCommand } from './audit.js';
 import { statusCommand } from './status.js';
 
@@ -56,6 +57,12 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .description('print the credential hash of a secret read from standard input, for a policy file')
     .option('--scrypt', 'slow hash for human passwords (default: sha256 for machine tokens and keys)')
     .action((o: { scrypt?: boolean }) => setExit(hashCommand(o, io)));
+
+  program
+    .command('token')
+    .description('make a high-entropy token (32 random bytes) for a device, API key or application: the token for the client, its sha256 hash for the policy')
+    .option('--json', 'print JSON: {"token", "hash"}')
+    .action((o: { json?: boolean }) => setExit(tokenCommand(o, io)));
 
   const policy = program.command('policy').description('policy files');
   policy

@@ -13,7 +13,7 @@ const PLAINTEXT = 'is not a credential hash (expected sha256:<64 hex> or scrypt:
 // sha256 is for generated high-entropy secrets only (device tokens, personal access tokens, keys).
 const UNSALTED_PASSWORD =
   'is a sha256 hash: a user\'s password must be a salted slow hash (scrypt:...) — make one with `edgewarden hash --scrypt` (the password on standard input); ' +
-  'sha256 is only for generated high-entropy tokens, which go in tokenHashes';
+  'sha256 is only for generated high-entropy tokens (`edgewarden token`), which go in tokenHashes';
 
 export function checkSemantics(p: PolicyBody, issues: Issue[], warnings: Issue[]): void {
   const err = (path: string, message: string) => issues.push({ path, message });

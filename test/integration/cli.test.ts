@@ -102,6 +102,17 @@ t.test('hash', async (t) => {
   t.equal(cli(['hash']).code, 2, 'no secret on stdin is a usage error');
 });
 
+t.test('token: the hash of the token it prints, as `hash` makes it', async (t) => {
+  const r = cli(['token', '--json']);
+  t.equal(r.code, 0, r.stderr);
+  const { token, hash } = JSON.parse(r.stdout) as { token: string; hash: string };
+  t.match(token, /^[A-Za-z0-9_-]{43}$/);
+  t.equal(cli(['hash'], { input: token }).stdout.trim(), hash);
+  const text = cli(['token']);
+  t.match(text.stdout, /^token  [A-Za-z0-9_-]{43}\n.*\nhash   sha256:[0-9a-f]{64}\n/);
+  t.notMatch(text.stdout, token, 'a new token every time');
+});
+
 t.test('bad input never crashes the CLI: named file, field and reason, non-zero exit', async (t) => {
   const dir = t.testdir({
     'wrong-type.yaml': readFileSync(EXAMPLE, 'utf8').replace('modules: [CONNECTED_FIELD_SERVICE]', 'modules: 42'),
