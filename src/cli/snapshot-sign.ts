@@ -1,0 +1,39 @@
+// `edgewarden snapshot sign`: a policy file, validated, to a signed snapshot.
+import { writeFileSync, renameSync } from 'node:fs';
+import { EwError } from '../errors.js';
+import { compilePolicy } from '../policy/validate.js';
+import { kidOf } from '../snapshot/keys.js';
+import { signSnapshot, type VerifiedSnapshot } from '../snapshot/snapshot.js';
+import { readPolicyFile, readPrivateKeyFile } from './io.js';
+import { iso, type Io } from './output.js';
+import { parseTime, parseVersion } from './snapshot.js';
+
+export function signCommand(
+  policyPath: string,
+  opts: { key: string; version: string; out: string; issuedAt?: string; kid?: string; plainCbor?: boolean },
+  io: Io,
+): number {
+  const version = parseVersion(opts.version);
+  const { policy, warnings } = readPolicyFile(policyPath);
+  for (const w of warnings) io.err(`warning: ${policyPath}: ${w.path}: ${w.message}`);
+  const key = readPrivateKeyFile(opts.key);
+  const issuedAt = opts.issuedAt === undefined ? Date.now() : parseTime(opts.issuedAt, '--issued-at');
+  const payload = compilePolicy(policy, { version, issuedAt });
+  if (payload.expiresAt <= issuedAt) {
+    throw new EwError('EW_POLICY_INVALID', `validity: the snapshot would expire (${iso(payload.expiresAt)}) before it is issued (${iso(issuedAt)})`, { where: policyPath });
+  }
+  const kid = opts.kid ?? kidOf(key);
+  const bytes = signSnapshot(payload, key, kid, { plain: opts.plainCbor === true });
+  const tmp = `${opts.out}.tmp-${process.pid}`;
+  writeFileSync(tmp, bytes);
+  renameSync(tmp, opts.out);
+  io.err(
+    `signed snapshot version ${version} for gateway ${payload.gateway.id} (${payload.gateway.role}), kid ${kid}: ` +
+      `${payload.things?.length ?? 0} things, ${principalCount(payload)} principals, expires ${iso(payload.expiresAt)} -> ${opts.out} (${bytes.length} bytes)`,
+  );
+  return 0;
+}
+
+function principalCount(p: VerifiedSnapshot['payload']): number {
+  return (p.users?.length ?? 0) + (p.apiKeys?.length ?? 0) + (p.applications?.length ?? 0) + (p.things?.length ?? 0);
+}
