@@ -82,7 +82,8 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--issued-at <iso>', 'issue time (default: now)')
     .option('--kid <kid>', 'key id for the header (default: the key\'s RFC 7638 thumbprint)')
     .option('--plain-cbor', 'payload members as plain CBOR maps and arrays, for readers without the record and packed-string extensions (larger, slower to load)')
-    .action((file: string, o: { key: string; version: string; out: string; issuedAt?: string; kid?: string; plainCbor?: boolean }) => setExit(signCommand(file, o, io)));
+    .option('--strict', 'refuse a policy with warnings (likely mistakes: a resource group without things, an undefined role, a permission whose module is inactive)')
+    .action((file: string, o: Parameters<typeof signCommand>[1]) => setExit(signCommand(file, o, io)));
   snapshot
     .command('verify <file>')
     .description('check signature and payload; with --gateway also the acceptance rules')

@@ -8,13 +8,23 @@ import { readPolicyFile, readPrivateKeyFile } from './io.js';
 import { iso, type Io } from './output.js';
 import { parseTime, parseVersion } from './snapshot.js';
 
+/**
+ * Validates, signs and writes (atomically: nothing is written on any error).
+ * Warnings are printed with their field; with `strict` they refuse the policy instead.
+ */
 export function signCommand(
   policyPath: string,
-  opts: { key: string; version: string; out: string; issuedAt?: string; kid?: string; plainCbor?: boolean },
+  opts: { key: string; version: string; out: string; issuedAt?: string; kid?: string; plainCbor?: boolean; strict?: boolean },
   io: Io,
 ): number {
   const version = parseVersion(opts.version);
   const { policy, warnings } = readPolicyFile(policyPath);
+  if (opts.strict === true && warnings.length > 0) {
+    throw new EwError('EW_POLICY_INVALID', `policy has ${warnings.length === 1 ? 'a warning' : `${warnings.length} warnings`}, and --strict refuses it`, {
+      where: policyPath,
+      issues: warnings,
+    });
+  }
   for (const w of warnings) io.err(`warning: ${policyPath}: ${w.path}: ${w.message}`);
   const key = readPrivateKeyFile(opts.key);
   const issuedAt = opts.issuedAt === undefined ? Date.now() : parseTime(opts.issuedAt, '--issued-at');
@@ -31,6 +41,7 @@ export function signCommand(
     `signed snapshot version ${version} for gateway ${payload.gateway.id} (${payload.gateway.role}), kid ${kid}: ` +
       `${payload.things?.length ?? 0} things, ${principalCount(payload)} principals, expires ${iso(payload.expiresAt)} -> ${opts.out} (${bytes.length} bytes)`,
   );
+  if (warnings.length > 0) io.err(`  warnings    ${warnings.length} (above); snapshot sign --strict refuses a policy with warnings`);
   return 0;
 }
 

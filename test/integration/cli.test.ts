@@ -86,6 +86,35 @@ t.test('keygen, sign, verify, inspect, explain, diff', async (t) => {
   t.equal(cli(['snapshot', 'diff', v1, v1plain, '--trust', pub]).code, 0, 'and diff finds them comparable');
 });
 
+t.test('sign: likely mistakes are warnings with their field, --strict refuses them and writes nothing', async (t) => {
+  const demoKey = join(ROOT, 'config', 'demo-keys', 'demo.key.pem');
+  const dir = t.testdir({
+    'typos.yaml': readFileSync(EXAMPLE, 'utf8')
+      .replace('resourceGroups: [line-1]', 'resourceGroups: [line-1, lnie-2]')
+      .replace('    role: technician\n', '    role: technican\n')
+      .replace('permissions: [READ_THING, READ_CLOUD_STATUS, READ_HISTORICAL_DATA]', 'permissions: [READ_THING, READ_CLOUD_STATUS, READ_HISTORICAL_DATA, PLACE_ORDER]'),
+  });
+  const typos = join(dir, 'typos.yaml');
+  const out = join(dir, 'out.cose');
+  const strict = cli(['snapshot', 'sign', typos, '-k', demoKey, '--version', '2', '-o', out, '--strict']);
+  t.equal(strict.code, 1, '--strict: exit 1');
+  t.match(strict.stderr, /EW_POLICY_INVALID: .*typos\.yaml: policy has 3 warnings, and --strict refuses it/);
+  t.match(strict.stderr, /typos\.yaml: gateway\.resourceGroups\[1\]: no thing is in resource group "lnie-2"/);
+  t.match(strict.stderr, /typos\.yaml: users\[1\]\.role: role "technican" is not defined/);
+  t.match(strict.stderr, /typos\.yaml: roles\[2\]\.permissions\[3\]: PLACE_ORDER needs one of the modules/);
+  t.notOk(existsSync(out), '--strict: nothing written');
+
+  const lax = cli(['snapshot', 'sign', typos, '-k', demoKey, '--version', '2', '-o', out]);
+  t.equal(lax.code, 0, lax.stderr);
+  t.match(lax.stderr, /^warning: .*typos\.yaml: gateway\.resourceGroups\[1\]: no thing is in resource group "lnie-2"/m);
+  t.match(lax.stderr, /warnings    3 \(above\); snapshot sign --strict refuses a policy with warnings/);
+  t.ok(existsSync(out), 'without --strict the snapshot is written');
+
+  const clean = cli(['snapshot', 'sign', EXAMPLE, '-k', demoKey, '--version', '2', '-o', out, '--strict']);
+  t.equal(clean.code, 0, clean.stderr);
+  t.notMatch(clean.stderr, /^(warning:|  warnings )/m);
+});
+
 t.test('catalog', async (t) => {
   const table = cli(['catalog']);
   t.equal(table.code, 0);
