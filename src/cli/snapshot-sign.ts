@@ -3,13 +3,14 @@ import { writeFileSync, renameSync } from 'node:fs';
 import { EwError } from '../errors.js';
 import { compilePolicy } from '../policy/validate.js';
 import { kidOf } from '../snapshot/keys.js';
-import { signSnapshot, type VerifiedSnapshot } from '../snapshot/snapshot.js';
+import { signSnapshot } from '../snapshot/snapshot.js';
 import { readPolicyFile, readPrivateKeyFile } from './io.js';
 import { iso, type Io } from './output.js';
 import { parseTime, parseVersion } from './snapshot.js';
+import { signSummary } from './snapshot-summary.js';
 
 /**
- * Validates, signs and writes (atomically: nothing is written on any error).
+ * Validates, signs, writes (atomically: nothing is written on any error) and ends with the summary.
  * Warnings are printed with their field; with `strict` they refuse the policy instead.
  */
 export function signCommand(
@@ -37,14 +38,8 @@ export function signCommand(
   const tmp = `${opts.out}.tmp-${process.pid}`;
   writeFileSync(tmp, bytes);
   renameSync(tmp, opts.out);
-  io.err(
-    `signed snapshot version ${version} for gateway ${payload.gateway.id} (${payload.gateway.role}), kid ${kid}: ` +
-      `${payload.things?.length ?? 0} things, ${principalCount(payload)} principals, expires ${iso(payload.expiresAt)} -> ${opts.out} (${bytes.length} bytes)`,
-  );
+  io.err(`signed snapshot version ${version} for gateway ${payload.gateway.id} (${payload.gateway.role}), kid ${kid} -> ${opts.out} (${bytes.length} bytes)`);
+  for (const line of signSummary(payload)) io.err(line);
   if (warnings.length > 0) io.err(`  warnings    ${warnings.length} (above); snapshot sign --strict refuses a policy with warnings`);
   return 0;
-}
-
-function principalCount(p: VerifiedSnapshot['payload']): number {
-  return (p.users?.length ?? 0) + (p.apiKeys?.length ?? 0) + (p.applications?.length ?? 0) + (p.things?.length ?? 0);
 }

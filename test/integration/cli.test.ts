@@ -86,7 +86,7 @@ t.test('keygen, sign, verify, inspect, explain, diff', async (t) => {
   t.equal(cli(['snapshot', 'diff', v1, v1plain, '--trust', pub]).code, 0, 'and diff finds them comparable');
 });
 
-t.test('sign: likely mistakes are warnings with their field, --strict refuses them and writes nothing', async (t) => {
+t.test('sign: likely mistakes are warnings with their field, --strict refuses them and writes nothing; the summary', async (t) => {
   const demoKey = join(ROOT, 'config', 'demo-keys', 'demo.key.pem');
   const dir = t.testdir({
     'typos.yaml': readFileSync(EXAMPLE, 'utf8')
@@ -113,6 +113,12 @@ t.test('sign: likely mistakes are warnings with their field, --strict refuses th
   const clean = cli(['snapshot', 'sign', EXAMPLE, '-k', demoKey, '--version', '2', '-o', out, '--strict']);
   t.equal(clean.code, 0, clean.stderr);
   t.notMatch(clean.stderr, /^(warning:|  warnings )/m);
+  t.match(clean.stderr, /^signed snapshot version 2 for gateway gw-plant-1 \(standard\), kid \S+ -> .*out\.cose \(\d+ bytes\)$/m);
+  t.match(clean.stderr, /^  things      4 served of 5$/m);
+  t.match(clean.stderr, /^  principals  4 users, 1 API key, 1 application, 5 devices; 0 revoked$/m);
+  t.match(clean.stderr, /^  roles       5 roles: admin: 1 user; technician \(PARTNER\): 1 user;/m);
+  t.match(clean.stderr, /^  expires     2036-01-01T00:00:00\.000Z/m);
+  t.ok(clean.stderr.trim().split('\n').length <= 24, 'one screen');
 });
 
 t.test('catalog', async (t) => {
