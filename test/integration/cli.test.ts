@@ -71,8 +71,10 @@ t.test('keygen, sign, verify, inspect, explain, diff', async (t) => {
   t.match(diff.stdout, /revoked: op-bob/);
   t.match(diff.stdout, /- user op-bob loses EXECUTE_THING_COMMAND on mixer-1, oven-1/);
   t.match(diff.stdout, /\+ user tech-anna gains UPDATE_FIRMWARE on chiller-1, pasteurizer-1/);
+  t.match(diff.stdout, /^credential changes: the sessions of 1 principal end when the gateway takes the new snapshot\n! user op-bob revoked: its sessions end \(1 password\)$/m);
   const dj = JSON.parse(cli(['snapshot', 'diff', v1, v2, '--trust', pub, '--json']).stdout);
   t.same(dj.revoked, ['op-bob']);
+  t.same(dj.credentials, [{ principal: 'op-bob', kind: 'user', change: 'revoked', dropped: { password: 1 }, added: {} }]);
   t.ok(dj.changes.some((c: { principal: string; change: string }) => c.principal === 'tech-anna' && c.change === 'gains'));
 
   // --plain-cbor: the same payload as plain CBOR maps; it verifies to the same content.
@@ -83,7 +85,9 @@ t.test('keygen, sign, verify, inspect, explain, diff', async (t) => {
   t.ok(readFileSync(v1).includes(Buffer.from([0xd8, 0x33])), 'the default form has one');
   const plainView = JSON.parse(cli(['snapshot', 'inspect', v1plain, '--trust', pub]).stdout);
   t.same(plainView, view, 'inspect shows the same snapshot');
-  t.equal(cli(['snapshot', 'diff', v1, v1plain, '--trust', pub]).code, 0, 'and diff finds them comparable');
+  const same = cli(['snapshot', 'diff', v1, v1plain, '--trust', pub]);
+  t.equal(same.code, 0, 'and diff finds them comparable');
+  t.match(same.stdout, /^no credential changes: no session ends$/m);
 });
 
 t.test('sign: likely mistakes are warnings with their field, --strict refuses them and writes nothing; the summary', async (t) => {
