@@ -10,10 +10,13 @@ import { hashCommand } from './hash.js';
 import { bundled, packageRoot, SEA_BUILD } from './io.js';
 import { keygenCommand } from './keygen.js';
 import { processIo, type Io } from './output.js';
-import { diffCommand, inspectCommand, signCommand, verifyCommand } from './snapshot.js';
+import { inspectCommand, verifyCommand } from './snapshot.js';
+import { diffCommand } from './snapshot-diff.js';
+import { signCommand } from './snapshot-sign.js';
 import { installCommand } from './snapshot-install.js';
 import { publishCommand, type PublishOptions } from './snapshot-publish.js';
 import { runCommand } from './run.js';
+import { tokenCommand } from './token.js';
 import { auditTailCommand } from './audit.js';
 import { statusCommand } from './status.js';
 
@@ -57,6 +60,12 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--scrypt', 'slow hash for human passwords (default: sha256 for machine tokens and keys)')
     .action((o: { scrypt?: boolean }) => setExit(hashCommand(o, io)));
 
+  program
+    .command('token')
+    .description('make a high-entropy token (32 random bytes) for a device, API key or application: the token for the client, its sha256 hash for the policy')
+    .option('--json', 'print JSON: {"token", "hash"}')
+    .action((o: { json?: boolean }) => setExit(tokenCommand(o, io)));
+
   const policy = program.command('policy').description('policy files');
   policy
     .command('schema')
@@ -73,7 +82,8 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--issued-at <iso>', 'issue time (default: now)')
     .option('--kid <kid>', 'key id for the header (default: the key\'s RFC 7638 thumbprint)')
     .option('--plain-cbor', 'payload members as plain CBOR maps and arrays, for readers without the record and packed-string extensions (larger, slower to load)')
-    .action((file: string, o: { key: string; version: string; out: string; issuedAt?: string; kid?: string; plainCbor?: boolean }) => setExit(signCommand(file, o, io)));
+    .option('--strict', 'refuse a policy with warnings (likely mistakes: a resource group without things, an undefined role, a permission whose module is inactive)')
+    .action((file: string, o: Parameters<typeof signCommand>[1]) => setExit(signCommand(file, o, io)));
   snapshot
     .command('verify <file>')
     .description('check signature and payload; with --gateway also the acceptance rules')

@@ -26,6 +26,15 @@ export function sha256Hash(secret: string | Uint8Array): string {
   return 'sha256:' + createHash('sha256').update(secret).digest('hex');
 }
 
+/** Random bytes in a generated token: 256 bits, beyond any guessing, so a fast unsalted hash is enough. */
+export const TOKEN_BYTES = 32;
+
+/** A new high-entropy secret (base64url: 43 characters) and the hash of it that goes into a policy. */
+export function generateToken(bytes = TOKEN_BYTES): { token: string; hash: string } {
+  const token = randomBytes(bytes).toString('base64url');
+  return { token, hash: sha256Hash(token) };
+}
+
 /** Default cost: N=2^15, r=8, p=1 (about 32 MiB and ~100 ms on a Pi 4). */
 export function scryptHash(password: string, opts: { logN?: number; r?: number; p?: number; salt?: Buffer } = {}): string {
   const logN = opts.logN ?? 15;

@@ -9,6 +9,12 @@ export const BUILT_IN_ROLES = ['admin', 'none'] as const;
 
 const PLAINTEXT = 'is not a credential hash (expected sha256:<64 hex> or scrypt:...); a plaintext secret never belongs in a policy — make one with `edgewarden hash`';
 
+// A person's password is guessable: an unsalted fast hash of it falls to a dictionary in seconds.
+// sha256 is for generated high-entropy secrets only (device tokens, personal access tokens, keys).
+const UNSALTED_PASSWORD =
+  'is a sha256 hash: a user\'s password must be a salted slow hash (scrypt:...) — make one with `edgewarden hash --scrypt` (the password on standard input); ' +
+  'sha256 is only for generated high-entropy tokens (`edgewarden token`), which go in tokenHashes';
+
 export function checkSemantics(p: PolicyBody, issues: Issue[], warnings: Issue[]): void {
   const err = (path: string, message: string) => issues.push({ path, message });
   const warn = (path: string, message: string) => warnings.push({ path, message });
@@ -136,7 +142,11 @@ export function checkSemantics(p: PolicyBody, issues: Issue[], warnings: Issue[]
       if (t === undefined) warn(`users[${i}].role`, `role "${role}" is not defined: user "${u.id}" falls back to none (EVRYTHNG rule for a deleted role)`);
       else if (t !== u.userType) err(`users[${i}].role`, `role "${role}" is for ${t} users; user "${u.id}" is ${u.userType}`);
     }
-    if (u.passwordHash !== undefined && hashKind(u.passwordHash) === undefined) err(`users[${i}].passwordHash`, PLAINTEXT);
+    if (u.passwordHash !== undefined) {
+      const kind = hashKind(u.passwordHash);
+      if (kind === undefined) err(`users[${i}].passwordHash`, PLAINTEXT);
+      else if (kind !== 'scrypt') err(`users[${i}].passwordHash`, UNSALTED_PASSWORD);
+    }
     (u.tokenHashes ?? []).forEach((h, j) => {
       if (hashKind(h) !== 'sha256') err(`users[${i}].tokenHashes[${j}]`, PLAINTEXT);
     });

@@ -6,6 +6,7 @@ import { parseDocument } from 'yaml';
 import { EwError, type Issue } from '../errors.js';
 import { POLICY_FILE_SCHEMA, SNAPSHOT_PAYLOAD_SCHEMA, type PolicyFile, type PolicyBody, type SnapshotPayload } from './schema.js';
 import { checkSemantics } from './semantics.js';
+import { checkLikelyMistakes } from './likely-mistakes.js';
 import { resolvePermissionName } from '../catalog/index.js';
 
 const ajv = new Ajv({ allErrors: true, verbose: true, strict: true, allowUnionTypes: true });
@@ -172,6 +173,7 @@ export function validatePolicy(raw: unknown, where: string): ValidatedPolicy {
   if (issues.length > 0) {
     throw new EwError('EW_POLICY_INVALID', `policy is invalid (${issues.length} problem${issues.length > 1 ? 's' : ''})`, { where, issues });
   }
+  checkLikelyMistakes(policy, warnings);
   return { policy, warnings };
 }
 

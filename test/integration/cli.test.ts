@@ -71,8 +71,10 @@ t.test('keygen, sign, verify, inspect, explain, diff', async (t) => {
   t.match(diff.stdout, /revoked: op-bob/);
   t.match(diff.stdout, /- user op-bob loses EXECUTE_THING_COMMAND on mixer-1, oven-1/);
   t.match(diff.stdout, /\+ user tech-anna gains UPDATE_FIRMWARE on chiller-1, pasteurizer-1/);
+  t.match(diff.stdout, /^credential changes: the sessions of 1 principal end when the gateway takes the new snapshot\n! user op-bob revoked: its sessions end \(1 password\)$/m);
   const dj = JSON.parse(cli(['snapshot', 'diff', v1, v2, '--trust', pub, '--json']).stdout);
   t.same(dj.revoked, ['op-bob']);
+  t.same(dj.credentials, [{ principal: 'op-bob', kind: 'user', change: 'revoked', dropped: { password: 1 }, added: {} }]);
   t.ok(dj.changes.some((c: { principal: string; change: string }) => c.principal === 'tech-anna' && c.change === 'gains'));
 
   // --plain-cbor: the same payload as plain CBOR maps; it verifies to the same content.
@@ -83,7 +85,44 @@ t.test('keygen, sign, verify, inspect, explain, diff', async (t) => {
   t.ok(readFileSync(v1).includes(Buffer.from([0xd8, 0x33])), 'the default form has one');
   const plainView = JSON.parse(cli(['snapshot', 'inspect', v1plain, '--trust', pub]).stdout);
   t.same(plainView, view, 'inspect shows the same snapshot');
-  t.equal(cli(['snapshot', 'diff', v1, v1plain, '--trust', pub]).code, 0, 'and diff finds them comparable');
+  const same = cli(['snapshot', 'diff', v1, v1plain, '--trust', pub]);
+  t.equal(same.code, 0, 'and diff finds them comparable');
+  t.match(same.stdout, /^no credential changes: no session ends$/m);
+});
+
+t.test('sign: likely mistakes are warnings with their field, --strict refuses them and writes nothing; the summary', async (t) => {
+  const demoKey = join(ROOT, 'config', 'demo-keys', 'demo.key.pem');
+  const dir = t.testdir({
+    'typos.yaml': readFileSync(EXAMPLE, 'utf8')
+      .replace('resourceGroups: [line-1]', 'resourceGroups: [line-1, lnie-2]')
+      .replace('    role: technician\n', '    role: technican\n')
+      .replace('permissions: [READ_THING, READ_CLOUD_STATUS, READ_HISTORICAL_DATA]', 'permissions: [READ_THING, READ_CLOUD_STATUS, READ_HISTORICAL_DATA, PLACE_ORDER]'),
+  });
+  const typos = join(dir, 'typos.yaml');
+  const out = join(dir, 'out.cose');
+  const strict = cli(['snapshot', 'sign', typos, '-k', demoKey, '--version', '2', '-o', out, '--strict']);
+  t.equal(strict.code, 1, '--strict: exit 1');
+  t.match(strict.stderr, /EW_POLICY_INVALID: .*typos\.yaml: policy has 3 warnings, and --strict refuses it/);
+  t.match(strict.stderr, /typos\.yaml: gateway\.resourceGroups\[1\]: no thing is in resource group "lnie-2"/);
+  t.match(strict.stderr, /typos\.yaml: users\[1\]\.role: role "technican" is not defined/);
+  t.match(strict.stderr, /typos\.yaml: roles\[2\]\.permissions\[3\]: PLACE_ORDER needs one of the modules/);
+  t.notOk(existsSync(out), '--strict: nothing written');
+
+  const lax = cli(['snapshot', 'sign', typos, '-k', demoKey, '--version', '2', '-o', out]);
+  t.equal(lax.code, 0, lax.stderr);
+  t.match(lax.stderr, /^warning: .*typos\.yaml: gateway\.resourceGroups\[1\]: no thing is in resource group "lnie-2"/m);
+  t.match(lax.stderr, /warnings    3 \(above\); snapshot sign --strict refuses a policy with warnings/);
+  t.ok(existsSync(out), 'without --strict the snapshot is written');
+
+  const clean = cli(['snapshot', 'sign', EXAMPLE, '-k', demoKey, '--version', '2', '-o', out, '--strict']);
+  t.equal(clean.code, 0, clean.stderr);
+  t.notMatch(clean.stderr, /^(warning:|  warnings )/m);
+  t.match(clean.stderr, /^signed snapshot version 2 for gateway gw-plant-1 \(standard\), kid \S+ -> .*out\.cose \(\d+ bytes\)$/m);
+  t.match(clean.stderr, /^  things      4 served of 5$/m);
+  t.match(clean.stderr, /^  principals  4 users, 1 API key, 1 application, 5 devices; 0 revoked$/m);
+  t.match(clean.stderr, /^  roles       5 roles: admin: 1 user; technician \(PARTNER\): 1 user;/m);
+  t.match(clean.stderr, /^  expires     2036-01-01T00:00:00\.000Z/m);
+  t.ok(clean.stderr.trim().split('\n').length <= 24, 'one screen');
 });
 
 t.test('catalog', async (t) => {
@@ -100,6 +139,17 @@ t.test('hash', async (t) => {
   t.equal(h.stdout.trim(), 'sha256:38fedf34c2dc2cbcf8e19b1fe54327f7905034eb72d77de5784a9edd403a95a0');
   t.match(cli(['hash', '--scrypt'], { input: 'pw\n' }).stdout, /^scrypt:15:8:1:/);
   t.equal(cli(['hash']).code, 2, 'no secret on stdin is a usage error');
+});
+
+t.test('token: the hash of the token it prints, as `hash` makes it', async (t) => {
+  const r = cli(['token', '--json']);
+  t.equal(r.code, 0, r.stderr);
+  const { token, hash } = JSON.parse(r.stdout) as { token: string; hash: string };
+  t.match(token, /^[A-Za-z0-9_-]{43}$/);
+  t.equal(cli(['hash'], { input: token }).stdout.trim(), hash);
+  const text = cli(['token']);
+  t.match(text.stdout, /^token  [A-Za-z0-9_-]{43}\n.*\nhash   sha256:[0-9a-f]{64}\n/);
+  t.notMatch(text.stdout, token, 'a new token every time');
 });
 
 t.test('bad input never crashes the CLI: named file, field and reason, non-zero exit', async (t) => {

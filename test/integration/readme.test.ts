@@ -85,7 +85,9 @@ t.test('the cloud side: keygen, hash, sign, verify, diff, explain, publish', asy
   const r = bash(script, dir);
   t.comment(r.out);
   t.equal(r.code, 0, 'every command succeeds');
-  t.match(r.out, /^sha256:[0-9a-f]{64}$/m, 'the hash');
+  t.match(r.out, /^token  [A-Za-z0-9_-]{43}$/m, 'a new token');
+  t.match(r.out, /^hash   sha256:[0-9a-f]{64}$/m, 'and its hash');
+  t.match(r.out, /^scrypt:15:8:1:\S+$/m, 'a password\'s hash');
   t.match(r.out, /signed snapshot version 2 for gateway gw-plant-1/);
   t.match(r.out, /valid snapshot version 2 for gateway gw-plant-1 .*acceptable by gateway gw-plant-1/);
   t.match(r.out, /tech-anna UPDATE_FIRMWARE on oven-1: ALLOW/);

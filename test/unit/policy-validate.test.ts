@@ -57,6 +57,7 @@ const cases: Case[] = [
   ['duplicate thing id', (p) => { p.things[1].id = 'oven-1'; }, 'things[1].id', /duplicate thing id "oven-1" \(first at things\[0\]\)/],
   ['principal id used twice across kinds', (p) => { p.apiKeys[0].id = 'tech-anna'; }, 'apiKeys[0].id', /duplicate principal id "tech-anna"/],
   ['plaintext password', (p) => { p.users[1].passwordHash = 'anna-pass'; }, 'users[1].passwordHash', /not a credential hash .* plaintext/],
+  ['user password as sha256 (unsalted, fast)', (p) => { p.users[1].passwordHash = 'sha256:' + 'ab'.repeat(32); }, 'users[1].passwordHash', /is a sha256 hash: a user's password must be a salted slow hash \(scrypt:\.\.\.\) — make one with `edgewarden hash --scrypt`/],
   ['plaintext device token', (p) => { p.things[0].tokenHashes = ['oven-1-token']; }, 'things[0].tokenHashes[0]', /plaintext/],
   ['plaintext API key secret', (p) => { p.apiKeys[0].secretHash = 'erp-key-secret'; }, 'apiKeys[0].secretHash', /plaintext/],
   ['scrypt hash used for a machine token', (p) => { p.apiKeys[0].secretHash = p.users[0].passwordHash; }, 'apiKeys[0].secretHash', /not a credential hash/],
@@ -92,6 +93,18 @@ t.test('invalid policies name the field and the reason', async (t) => {
     edit(p);
     refused(t, p, path, message, label);
   }
+});
+
+t.test('sha256 is accepted for generated tokens and secrets, not for user passwords', async (t) => {
+  const sha = 'sha256:' + 'cd'.repeat(32);
+  const p = base();
+  p.users[1].tokenHashes = [sha];
+  p.things[0].tokenHashes = [sha];
+  p.apiKeys[0].secretHash = sha;
+  p.applications[0].secretHash = sha;
+  t.doesNotThrow(() => validatePolicy(p, 'policy.yaml'), 'personal access tokens, device tokens, API key and application secrets');
+  p.users[0].passwordHash = sha;
+  t.throws(() => validatePolicy(p, 'policy.yaml'), { code: 'EW_POLICY_INVALID' }, 'a user password');
 });
 
 t.test('a plaintext secret never appears in the error', async (t) => {

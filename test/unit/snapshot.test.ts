@@ -282,4 +282,21 @@ t.test('the gateway re-checks the issuer\'s invariants: duplicate ids, undefined
     for (const u of p.users!) if (u.role === 'admin') u.role = 'none';
   });
   t.match(noAdmin.message, /users: at least one user must hold the built-in admin role/);
+  // A signer that skips the policy check cannot hand the gateway an unsalted user password either.
+  const sha = refusal((p) => {
+    p.users![1]!.passwordHash = 'sha256:' + 'ab'.repeat(32);
+  });
+  t.equal(sha.code, 'EW_SNAPSHOT_BAD_PAYLOAD');
+  t.match(sha.message, /users\[1\]\.passwordHash: is a sha256 hash: a user's password must be a salted slow hash/);
+});
+
+t.test('sha256 stays accepted by the gateway for generated tokens and secrets', async (t) => {
+  const sha = 'sha256:' + 'cd'.repeat(32);
+  const p = payload(5, (p) => {
+    p.users![1]!.tokenHashes = [sha];
+    p.things![1]!.tokenHashes = [sha];
+    p.apiKeys![0]!.secretHash = sha;
+    p.applications![0]!.secretHash = sha;
+  });
+  t.doesNotThrow(() => verifySnapshot(signSnapshot(p, key.privateKey, key.kid), trusted));
 });
