@@ -479,7 +479,14 @@ export function buildIndex(payload: SnapshotPayload, opts: { expiredMode?: Expir
     const ut = userTypeIndex(u.userType);
     const r = roleGrant(u.role, ut, `user ${u.id}`);
     n = claim(u.id);
-    if (n >= 0) add(n, u.id, PrincipalKind.User, ut, u.entity, r.role, u.revoked === true, r.granted, entityScope(u.userType, u.entity, u.id), u.passwordHash, u.tokenHashes, undefined, undefined);
+    // A person's password as an unsalted fast hash is never accepted (the issuer refuses it; an
+    // older snapshot may still have one): the user cannot log in with a password.
+    let password = u.passwordHash;
+    if (password !== undefined && password.startsWith('sha256:')) {
+      warnings.push(`user ${u.id}: a sha256 password hash is not accepted for a person (re-sign with a scrypt hash: edgewarden hash --scrypt); the user cannot log in with a password`);
+      password = undefined;
+    }
+    if (n >= 0) add(n, u.id, PrincipalKind.User, ut, u.entity, r.role, u.revoked === true, r.granted, entityScope(u.userType, u.entity, u.id), password, u.tokenHashes, undefined, undefined);
   }
   for (const k of payload.apiKeys ?? []) {
     const ut = userTypeIndex(k.userType);

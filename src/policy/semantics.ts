@@ -11,7 +11,7 @@ const PLAINTEXT = 'is not a credential hash (expected sha256:<64 hex> or scrypt:
 
 // A person's password is guessable: an unsalted fast hash of it falls to a dictionary in seconds.
 // sha256 is for generated high-entropy secrets only (device tokens, personal access tokens, keys).
-const UNSALTED_PASSWORD =
+export const UNSALTED_PASSWORD =
   'is a sha256 hash: a user\'s password must be a salted slow hash (scrypt:...) — make one with `edgewarden hash --scrypt` (the password on standard input); ' +
   'sha256 is only for generated high-entropy tokens (`edgewarden token`), which go in tokenHashes';
 
