@@ -1,18 +1,22 @@
 // The Debian packages (`npm run package:deb`, scripts/package-deb.mjs): control fields, conffiles,
-// the file list, the maintainer scripts' syntax, and a real install, upgrade, remove and purge of the
-// amd64 package with dpkg into a scratch root (`dpkg --root=DIR --force-script-chrootless`: the
-// maintainer scripts run on the host with DPKG_ROOT=DIR and must keep below it). The packages'
-// Depends (libc6, libstdc++6, passwd) are not installed in the scratch root: --force-depends.
+// the file list (the docs and examples in /usr/share/doc/edgewarden/, their links resolving there),
+// the maintainer scripts' syntax, and a real install, upgrade, remove and purge of the amd64 package
+// with dpkg into a scratch root (`dpkg --root=DIR --force-script-chrootless`: the maintainer scripts
+// run on the host with DPKG_ROOT=DIR and must keep below it). The packages' Depends (libc6,
+// libstdc++6, passwd) are not installed in the scratch root: --force-depends.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { ROOT } from '../helpers/policy.js';
+import { brokenLinks } from '../helpers/readme-steps.js';
 
 t.setTimeout(600_000);
 
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+const DOCS = ['audit.md', 'cloud.md', 'config.md', 'errors.md', 'operating.md', 'policy.md', 'policy.schema.json', 'reasons.md'];
+const EXAMPLES = ['cloud-tls.yaml', 'edgewarden.yaml', 'example-policy.yaml', 'templates/ibm-roles.yaml'];
 const DEBS = { amd64: join(ROOT, 'out', `edgewarden_${VERSION}_amd64.deb`), arm64: join(ROOT, 'out', `edgewarden_${VERSION}_arm64.deb`) };
 const TMP = mkdtempSync(join(tmpdir(), 'ew-deb-'));
 t.teardown(() => rmSync(TMP, { recursive: true, force: true }));
@@ -57,6 +61,10 @@ const EXPECTED_FILES = (arch: string) => [
   '-rw-r--r-- ./usr/share/doc/edgewarden/LICENSES.md',
   '-rw-r--r-- ./usr/share/doc/edgewarden/copyright',
   '-rw-r--r-- ./usr/share/doc/edgewarden/packaging.md',
+  ...DOCS.map((f) => `-rw-r--r-- ./usr/share/doc/edgewarden/${f}`),
+  'drwxr-xr-x ./usr/share/doc/edgewarden/examples/',
+  'drwxr-xr-x ./usr/share/doc/edgewarden/examples/templates/',
+  ...EXAMPLES.map((f) => `-rw-r--r-- ./usr/share/doc/edgewarden/examples/${f}`),
 ].sort();
 
 for (const [debArch, arch] of [['amd64', 'x64'], ['arm64', 'arm64']] as const) {
@@ -104,6 +112,14 @@ for (const [debArch, arch] of [['amd64', 'x64'], ['arm64', 'arm64']] as const) {
     t.equal(readFileSync(join(x, 'usr/lib/edgewarden/edgewarden')).readUInt16LE(18), debArch === 'amd64' ? 0x3e : 0xb7, 'ELF machine');
     t.equal(readFileSync(join(x, 'etc/edgewarden/config.yaml'), 'utf8'), readFileSync(join(ROOT, 'config/edgewarden.yaml'), 'utf8'), 'config.yaml is config/edgewarden.yaml');
     t.equal(readFileSync(join(x, 'lib/systemd/system/edgewarden.service'), 'utf8'), readFileSync(join(ROOT, 'systemd/edgewarden.service'), 'utf8'), 'the unit is systemd/edgewarden.service');
+    // The docs as in docs/, but for their links to the examples (../config/X there, examples/X here).
+    const doc = join(x, 'usr/share/doc/edgewarden');
+    for (const f of DOCS) {
+      t.equal(readFileSync(join(doc, f), 'utf8'), readFileSync(join(ROOT, 'docs', f), 'utf8').replaceAll('](../config/', '](examples/'), `doc: ${f}`);
+    }
+    for (const f of EXAMPLES) t.equal(readFileSync(join(doc, 'examples', f), 'utf8'), readFileSync(join(ROOT, 'config', f), 'utf8'), `example: ${f}`);
+    const markdown = readdirSync(doc).filter((f) => f.endsWith('.md'));
+    t.same(brokenLinks(doc, markdown), [], `every relative link in /usr/share/doc/edgewarden/*.md (${markdown.length} files) resolves there`);
     rmSync(x, { recursive: true, force: true });
   });
 }
