@@ -1,11 +1,14 @@
 // The release tarball (`npm run package`: out/edgewarden-<version>-linux-<arch>.tar.gz) as a user gets
 // it: its file list, its README.md and docs (every relative link resolves inside it), and the steps of
-// its README's `try` and `real` blocks typed as written, in order, in the unpacked x64 tarball, with
-// the cloud's public key and a snapshot beside it, as the README says (the key and the snapshot are
-// made here once with the repository's CLI, as the README's cloud-side steps make them; readme.test.ts
-// runs those).
+// both READMEs — the repository's `tarball` block ("Installing on a gateway") and the tarball's own
+// `try` and `real` blocks — typed as written, in order, in a scratch directory that holds the x64
+// tarball, the cloud's public key and a snapshot beside it, as the README says (the key and the
+// snapshot are made here once with the repository's CLI, as the README's cloud-side steps make them;
+// readme.test.ts runs those).
 //
 // What is substituted, and why:
+//   - linux-arm64 -> linux-x64 in the repository README's block (it names the Pi's tarball; this
+//     machine runs the x64 one). The version is not substituted: the block must name this version.
 //   - `--port 0` is appended to each `edgewarden run`: the steps listen on 127.0.0.1:1883, which
 //     parallel tests or a broker on this machine may hold. An agent announces its port in its ready
 //     line; no step connects to the port (status talks to the control socket).
@@ -21,7 +24,7 @@ import { join } from 'node:path';
 import { ROOT } from '../helpers/policy.js';
 import { cli } from '../helpers/cli.js';
 import { EXAMPLE_POLICY } from '../helpers/agent.js';
-import { brokenLinks, commandsOf, markedBlock, runSteps, type StepResult } from '../helpers/readme-steps.js';
+import { brokenLinks, commandsOf, markedBlock, runSteps, type RunningAgent, type StepResult } from '../helpers/readme-steps.js';
 
 t.setTimeout(600_000);
 
@@ -102,6 +105,32 @@ t.test('the tarball: its files, owned by root', async (t) => {
 function checkStep(t: Test, r: StepResult): void {
   t.equal(r.status, r.expected, `$ ${r.command}  (in ${r.cwd.slice(TMP.length + 1) || '.'})`, { output: r.output.slice(-3000) });
 }
+
+t.test("the README's tarball steps, as written", async (t) => {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const block = markedBlock(readme, 'tarball');
+  t.match(block, `edgewarden-${VERSION}-linux-arm64.tar.gz`, `the steps name this version's tarball (${VERSION})`);
+  const commands = commandsOf(block.replaceAll('linux-arm64', 'linux-x64'));
+  t.ok(commands.some((c) => c.startsWith('./edgewarden run --state-dir ')), 'the quick try keeps its state in the unpacked directory');
+  const dir = gatewayDir();
+  const { agents, cwd } = await runSteps(commands, { cwd: dir, runArgs: ['--port', '0'], onStep: (r) => checkStep(t, r) });
+  t.equal(cwd, join(dir, NAME), 'the steps end in the unpacked directory');
+  t.equal(agents.length, 2, 'two agents: the try and the real one');
+  const [tryAgent, real] = agents as [RunningAgent, RunningAgent];
+
+  t.equal(tryAgent.ready.snapshotVersion, 1, 'the try enforces the bundled example snapshot (version 1)');
+  t.match(tryAgent.log(), /DEMO key/, 'and warns that it trusts the DEMO key');
+  t.ok(existsSync(join(dir, NAME, 'demo-state', 'snapshot', 'current.cose')), 'its state is in ./demo-state of the unpacked directory');
+  t.equal(tryAgent.exitCode, 0, 'Ctrl-C stops it with exit 0');
+
+  t.equal(real.ready.snapshotVersion, 2, 'the real one enforces the installed snapshot (version 2)');
+  t.match(real.log(), /"gateway":"gw-plant-1"/, 'as gateway gw-plant-1');
+  t.notMatch(real.log(), /DEMO key/, 'trusting the cloud key only');
+  t.notMatch(real.log(), /"level":(40|50|60)/, 'no warning or error in its log');
+  t.ok(existsSync(join(dir, NAME, 'state', 'snapshot', 'current.cose')), 'its state is in ./state');
+  t.equal(real.exitCode, 0, 'Ctrl-C stops it with exit 0');
+  t.same(SYSTEM_DIRS.filter((d) => !existsSync(d)), systemBefore, `nothing made in ${SYSTEM_DIRS.join(' or ')}`);
+});
 
 t.test("the tarball's README.md: its links, and its steps as written", async (t) => {
   const dir = gatewayDir();
