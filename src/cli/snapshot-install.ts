@@ -2,11 +2,12 @@
 // no agent running, installs it into the state directory directly (first provisioning). Either way
 // the acceptance rules of SPEC section 4 apply.
 import { loadConfig, bundledPaths } from '../config/load.js';
-import { mkdir } from 'node:fs/promises';
+import { chown, mkdir, readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { controlInstall } from '../agent/control.js';
 import { lockStateDir } from '../agent/state-lock.js';
-import { SnapshotStore } from '../store/snapshot-store.js';
-import { TimeFloor } from '../store/time-floor.js';
+import { SNAPSHOT_DIR, SnapshotStore } from '../store/snapshot-store.js';
+import { TIME_FLOOR_FILE, TimeFloor } from '../store/time-floor.js';
 import { loadTrustedKeys } from '../store/keys.js';
 import { EwError, type ErrorCode } from '../errors.js';
 import { packageRoot, readSnapshotFile } from './io.js';
@@ -36,9 +37,24 @@ export async function installCommand(file: string, opts: { config?: string; stat
     const timeFloor = await TimeFloor.load(config.stateDir);
     const store = await SnapshotStore.open({ stateDir: config.stateDir, trustedKeys, gatewayId: config.gateway.id, timeFloor, maxBytes: config.snapshot.maxBytes });
     const v = await store.install(bytes, file);
+    await giveToStateDirOwner(config.stateDir);
     io.out(`no agent running: installed snapshot version ${v.payload.version} into ${config.stateDir}; it is enforced from the next start`);
     return 0;
   } finally {
     await lock.release();
   }
+}
+
+/**
+ * Run as root on a state directory the service user owns (the .deb's /var/lib/edgewarden), the
+ * files this install wrote would be root's, and the service could not read them: they are given to
+ * the directory's owner.
+ */
+async function giveToStateDirOwner(stateDir: string): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  const { uid, gid } = await stat(stateDir);
+  if (uid === 0) return;
+  const snapshotDir = join(stateDir, SNAPSHOT_DIR);
+  const paths = [snapshotDir, ...(await readdir(snapshotDir)).map((n) => join(snapshotDir, n)), join(stateDir, TIME_FLOOR_FILE)];
+  for (const p of paths) await chown(p, uid, gid).catch(() => undefined);
 }

@@ -2,14 +2,15 @@
 // snapshots change nothing; after SIGKILL the stored snapshot is enforced before anyone connects;
 // a truncated stored snapshot falls back to the previous valid one.
 import t from 'tap';
-import { writeFileSync, readFileSync, truncateSync, existsSync } from 'node:fs';
+import { writeFileSync, readFileSync, truncateSync, existsSync, mkdtempSync, rmSync, mkdirSync, chownSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateKeyPair, parsePrivateKey } from '../../src/snapshot/keys.js';
 import { signSnapshot } from '../../src/snapshot/snapshot.js';
 import { controlRequest } from '../../src/agent/control.js';
 import { readAudit } from '../../src/audit/audit-log.js';
 import { cli } from '../helpers/cli.js';
-import { cleanup, connackCode, connect, endAll, exampleSnapshot, sleep, startAgent, until, type AgentProcess } from '../helpers/agent.js';
+import { cleanup, connackCode, connect, endAll, exampleSnapshot, sleep, startAgent, until, type AgentProcess, DEMO_PUB } from '../helpers/agent.js';
 import { fixturePayload } from '../helpers/policy.js';
 
 const revokeBob = (p: { users?: { id: string; revoked?: boolean }[] }) => {
@@ -160,4 +161,21 @@ t.test('rate limits on commands', async (t) => {
   t.ok(audit.some((e) => e.reason === 'RATE_LIMITED' && e.action === 'EXECUTE_THING_COMMAND'), 'RATE_LIMITED commands audited');
   t.ok(audit.some((e) => e.reason === 'RATE_LIMITED' && e.action === 'UPDATE_FIRMWARE'), 'RATE_LIMITED firmware update audited');
   await endAll(oven, anna);
+});
+
+t.test('an offline install as root into a state directory the service user owns leaves the files to that user', { skip: process.getuid?.() !== 0 ? 'needs root' : false }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ew-owner-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const stateDir = join(dir, 'state');
+  mkdirSync(stateDir, { mode: 0o700 });
+  chownSync(stateDir, 4242, 4242); // the .deb's edgewarden user owns /var/lib/edgewarden
+  const config = join(dir, 'config.yaml');
+  writeFileSync(config, `trust:\n  keys: [${DEMO_PUB}]\nstateDir: ${stateDir}\n`);
+  const file = join(dir, 'v2.cose');
+  writeFileSync(file, exampleSnapshot(2));
+  const r = cli(['snapshot', 'install', file, '-c', config]);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, /no agent running: installed snapshot version 2/);
+  for (const p of ['snapshot', 'snapshot/current.cose', 'time-floor.json']) t.equal(statSync(join(stateDir, p)).uid, 4242, `${p} belongs to the directory's owner`);
+  t.notOk(existsSync(join(stateDir, 'agent.lock')), 'the lock is released');
 });
