@@ -32,6 +32,7 @@ import { actionTtls } from './authority.js';
 import { SessionStore, type QueueLimitEvent } from './session-store.js';
 import { DenialBudget, type DenialWindow } from './denial-budget.js';
 import { RefusalCoalescer, truncateField } from './refusals.js';
+import { TOPIC_NOT_UTF8, guardTopicUtf8, type ParserInternals } from './topic-utf8.js';
 
 /** What the broker needs to know about the policy in force, read on every hook. */
 export interface PolicyView {
@@ -358,11 +359,12 @@ export class GatewayBroker {
     this.counters.connections++;
     socket.setNoDelay(true);
     socket.on('error', () => undefined); // reported through aedes' clientError
-    const client = this.aedes.handle(socket) as Client & { _parser: { parse(buf: Buffer): unknown } };
+    const client = this.aedes.handle(socket) as Client & { _parser: ParserInternals & { parse(buf: Buffer): unknown } };
     this.routeByGrantedQos(client);
     // Bound packet sizes before mqtt-packet buffers them (see frame-guard.ts).
     const guard = new FrameGuard(this.opts.config.limits.maxPacketBytes);
     const parser = client._parser;
+    guardTopicUtf8(parser);
     const parse = parser.parse.bind(parser);
     parser.parse = (buf: Buffer) => {
       const problem = guard.check(buf);
@@ -884,6 +886,13 @@ export class GatewayBroker {
       // connection is closed; unlike a publish the policy denies, which is dropped and answered.
       this.opts.audit.record({ principal: session?.principal ?? null, clientId: client?.id ?? null, action: 'publish', decision: 'deny', reason: 'TOPIC_DENIED', snapshotVersion: this.opts.policy().index?.version ?? null, remote: remoteOf(client) });
       this.log.info({ principal: session?.principal ?? null, clientId: client?.id ?? null, err: err.message }, 'connection closed: a wildcard in a PUBLISH topic (protocol violation)');
+      return;
+    }
+    if (err.message.startsWith(TOPIC_NOT_UTF8)) {
+      // [MQTT-1.5.3-1] [MQTT-1.5.3-2]: a topic that is not well-formed UTF-8, or holds U+0000 (./topic-utf8.ts).
+      const action = (err as Error & { cmd?: string }).cmd ?? 'publish';
+      this.opts.audit.record({ principal: session?.principal ?? null, clientId: client?.id ?? null, action, decision: 'deny', reason: 'TOPIC_DENIED', snapshotVersion: this.opts.policy().index?.version ?? null, remote: remoteOf(client) });
+      this.log.info({ principal: session?.principal ?? null, clientId: client?.id ?? null, action }, 'connection closed: a topic that is not well-formed UTF-8 or holds U+0000 (protocol violation)');
       return;
     }
     if (/maxInflightInbound exceeded/.test(err.message)) {
