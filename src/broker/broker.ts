@@ -33,6 +33,7 @@ import { SessionStore, type QueueLimitEvent } from './session-store.js';
 import { DenialBudget, type DenialWindow } from './denial-budget.js';
 import { RefusalCoalescer, truncateField } from './refusals.js';
 import { TOPIC_NOT_UTF8, guardTopicUtf8, type ParserInternals } from './topic-utf8.js';
+import { passUnsupportedLevel, sentLevel } from './protocol-level.js';
 
 /** What the broker needs to know about the policy in force, read on every hook. */
 export interface PolicyView {
@@ -105,9 +106,11 @@ export interface Forwarding {
 
 const DROP = Symbol('edgewarden.drop');
 const EMPTY_ID = Symbol('edgewarden.emptyClientId');
+const LEVEL = Symbol('edgewarden.protocolLevel');
+const REMOTE = Symbol('edgewarden.remote');
 const REQUEST_ID = Symbol('edgewarden.cloudRequestId');
 type Marked = { [DROP]?: boolean; [REQUEST_ID]?: string | null } & WithAuthority;
-type ClientMarks = { [EMPTY_ID]?: boolean };
+type ClientMarks = { [EMPTY_ID]?: boolean; [LEVEL]?: number; [REMOTE]?: string };
 
 /** The parts of an aedes client that routeByGrantedQos reaches (not in aedes' type declarations). */
 interface AedesDelivery {
@@ -360,11 +363,14 @@ export class GatewayBroker {
     socket.setNoDelay(true);
     socket.on('error', () => undefined); // reported through aedes' clientError
     const client = this.aedes.handle(socket) as Client & { _parser: ParserInternals & { parse(buf: Buffer): unknown } };
+    // Read now: once the socket is destroyed (a refusal being logged), its address is gone.
+    (client as ClientMarks)[REMOTE] = socket.remoteAddress;
     this.routeByGrantedQos(client);
     // Bound packet sizes before mqtt-packet buffers them (see frame-guard.ts).
     const guard = new FrameGuard(this.opts.config.limits.maxPacketBytes);
     const parser = client._parser;
     guardTopicUtf8(parser);
+    passUnsupportedLevel(parser);
     const parse = parser.parse.bind(parser);
     parser.parse = (buf: Buffer) => {
       const problem = guard.check(buf);
@@ -433,6 +439,7 @@ export class GatewayBroker {
       // [MQTT-3.1.3-8]: a zero-byte client id with CleanSession=0 gets CONNACK 0x02. aedes would
       // invent an id and accept; remember it here, refuse it in authenticate.
       if (!packet.clientId) (client as ClientMarks)[EMPTY_ID] = true;
+      (client as ClientMarks)[LEVEL] = sentLevel(packet as { protocolVersion?: number; bridgeMode?: boolean });
       cb(null, true);
     };
     a.authenticate = (client, username, password, cb) => {
@@ -480,13 +487,21 @@ export class GatewayBroker {
     a.on('connectionError', (client, err) => this.logClientError(client, err));
   }
 
+  /**
+   * Audits a refused connection, coalesced per source address and reason (./refusals.ts), the
+   * sender's own fields cut short. Returns whether it was recorded (the first of its source and
+   * reason in the interval): a caller that logs the refusal logs only those.
+   */
+  private auditRefusal(client: Client, reason: string, principal: string | null): boolean {
+    const remote = remoteOf(client);
+    if (!this.refusals.first(remote, reason)) return false;
+    this.opts.audit.record({ principal: truncateField(principal), clientId: truncateField(client.id), action: 'connect', decision: 'deny', reason, snapshotVersion: this.opts.policy().index?.version ?? null, remote });
+    return true;
+  }
+
   private async authenticate(client: Client, username: string | undefined, password: Buffer | undefined): Promise<AuthenticateError | null> {
     const refuse = (returnCode: 2 | 3 | 4 | 5, reason: string, principal: string | null) => {
-      // Coalesced per source address and reason (./refusals.ts); the sender's own fields cut short.
-      const remote = remoteOf(client);
-      if (this.refusals.first(remote, reason)) {
-        this.opts.audit.record({ principal: truncateField(principal), clientId: truncateField(client.id), action: 'connect', decision: 'deny', reason, snapshotVersion: this.opts.policy().index?.version ?? null, remote });
-      }
+      this.auditRefusal(client, reason, principal);
       return Object.assign(new Error(reason), { returnCode: returnCode as AuthErrorCode });
     };
     if ((client as ClientMarks)[EMPTY_ID] && !client.clean) return refuse(2, 'EMPTY_CLIENT_ID_WITH_PERSISTENT_SESSION', username ?? null);
@@ -895,6 +910,12 @@ export class GatewayBroker {
       this.log.info({ principal: session?.principal ?? null, clientId: client?.id ?? null, action }, 'connection closed: a topic that is not well-formed UTF-8 or holds U+0000 (protocol violation)');
       return;
     }
+    if ((err as Error & { errorCode?: number }).errorCode === 1) {
+      // [MQTT-3.1.2-2]: aedes answered CONNACK 0x01 (unacceptable protocol level) and closes (./protocol-level.ts).
+      const level = (client as ClientMarks)[LEVEL] ?? null;
+      if (this.auditRefusal(client, 'UNSUPPORTED_PROTOCOL_LEVEL', null)) this.log.info({ remote: remoteOf(client), level }, 'connection refused: unsupported protocol level (CONNACK 0x01)');
+      return;
+    }
     if (/maxInflightInbound exceeded/.test(err.message)) {
       this.log.warn({ principal: session?.principal ?? null, clientId: client?.id ?? null, max: this.opts.config.limits.maxInflightPerClient }, 'connection closed: too many QoS 2 messages awaiting PUBREL (limits.maxInflightPerClient)');
       return;
@@ -1014,7 +1035,7 @@ const isFunction = (v: unknown): boolean => typeof v === 'function';
 /** The client's remote address (and port is left out: one source, whatever port it comes from). */
 function remoteOf(client: Client | undefined): string {
   const conn = client?.conn as Socket | undefined;
-  return conn?.remoteAddress ?? 'unknown';
+  return (client as ClientMarks | undefined)?.[REMOTE] ?? conn?.remoteAddress ?? 'unknown';
 }
 
 /** sha256 fingerprint of a verified client certificate (TLS listener), in the snapshot's form. */
