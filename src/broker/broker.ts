@@ -108,9 +108,10 @@ const DROP = Symbol('edgewarden.drop');
 const EMPTY_ID = Symbol('edgewarden.emptyClientId');
 const LEVEL = Symbol('edgewarden.protocolLevel');
 const REMOTE = Symbol('edgewarden.remote');
+const KEEPALIVE = Symbol('edgewarden.keepalive');
 const REQUEST_ID = Symbol('edgewarden.cloudRequestId');
 type Marked = { [DROP]?: boolean; [REQUEST_ID]?: string | null } & WithAuthority;
-type ClientMarks = { [EMPTY_ID]?: boolean; [LEVEL]?: number; [REMOTE]?: string };
+type ClientMarks = { [EMPTY_ID]?: boolean; [LEVEL]?: number; [REMOTE]?: string; [KEEPALIVE]?: number };
 
 /** The parts of an aedes client that routeByGrantedQos reaches (not in aedes' type declarations). */
 interface AedesDelivery {
@@ -222,7 +223,9 @@ export class GatewayBroker {
       persistence: store as never,
       mq: createGuardedMq(100) as never,
       connectTimeout: c.limits.connectTimeoutMs,
-      keepaliveLimit: c.limits.keepaliveLimitSeconds,
+      // limits.keepaliveLimitSeconds is checked in authenticate: aedes' own check answers CONNACK 6,
+      // a return code MQTT 3.1.1 does not have (0 to 5).
+      keepaliveLimit: 0,
       maxInflightInbound: c.limits.maxInflightPerClient,
       queueLimit: Math.max(42, c.limits.maxInflightPerClient),
       maxTopicLevels: c.limits.maxTopicLevels,
@@ -440,6 +443,7 @@ export class GatewayBroker {
       // invent an id and accept; remember it here, refuse it in authenticate.
       if (!packet.clientId) (client as ClientMarks)[EMPTY_ID] = true;
       (client as ClientMarks)[LEVEL] = sentLevel(packet as { protocolVersion?: number; bridgeMode?: boolean });
+      (client as ClientMarks)[KEEPALIVE] = packet.keepalive;
       cb(null, true);
     };
     a.authenticate = (client, username, password, cb) => {
@@ -505,6 +509,19 @@ export class GatewayBroker {
       return Object.assign(new Error(reason), { returnCode: returnCode as AuthErrorCode });
     };
     if ((client as ClientMarks)[EMPTY_ID] && !client.clean) return refuse(2, 'EMPTY_CLIENT_ID_WITH_PERSISTENT_SESSION', username ?? null);
+    // limits.keepaliveLimitSeconds, before any credential is checked. MQTT 3.1.1 cannot tell a client
+    // to use a shorter keepalive (MQTT 5's Server Keep Alive), and closing it after the shorter time
+    // would drop a client that keeps to the keepalive it asked for: refused, CONNACK 0x03 (the
+    // server's terms, not the client's identity or rights: 0x02, 0x04, 0x05 would point there).
+    // A keepalive of 0 (none: the connection is never checked) is above any limit.
+    const limit = this.opts.config.limits.keepaliveLimitSeconds;
+    const keepalive = (client as ClientMarks)[KEEPALIVE] ?? 0;
+    if (limit > 0 && (keepalive === 0 || keepalive > limit)) {
+      if (this.auditRefusal(client, 'KEEPALIVE_LIMIT', username ?? null)) {
+        this.log.info({ remote: remoteOf(client), clientId: truncateField(client.id), keepalive, limit }, 'connection refused: keepalive above limits.keepaliveLimitSeconds (CONNACK 0x03)');
+      }
+      return Object.assign(new Error('KEEPALIVE_LIMIT'), { returnCode: 3 as AuthErrorCode });
+    }
     const view = this.opts.policy();
     let session: Session | undefined;
     const cert = peerCertificateFingerprint(client);

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqttPacket from 'mqtt-packet';
 import { readAudit } from '../../src/audit/audit-log.js';
-import { cleanup, connect, connectBytes, endAll, sleep, startAgent, subscribe, until, type AgentProcess } from '../helpers/agent.js';
+import { agentFor, cleanup, connect, connectBytes, endAll, sleep, startAgent, subscribe, until, type AgentProcess } from '../helpers/agent.js';
 
 const LIMITS = {
   maxConnections: 200,
@@ -272,6 +272,41 @@ t.test('maxConnections: further connections are refused, and the limit is logged
   await sleep(300);
   t.ok(await serves(small), 'and the agent serves a well-behaved client');
   t.equal(logsMatching(small, /connection limit reached/).length, 1, 'still one log line');
+});
+
+t.test('limits.keepaliveLimitSeconds: a larger keepalive (or 0, none) gets CONNACK 0x03, a valid 3.1.1 code, audited and logged', async (t) => {
+  const limited = await agentFor(t, { config: { limits: { ...LIMITS, keepaliveLimitSeconds: 60 } } });
+  const attempt = async (keepalive: number, password = 'oven-1-token'): Promise<{ code: number | undefined; closed: boolean }> => {
+    const r = await raw(limited.port);
+    r.socket.write(connectBytes({ clientId: `oven-1-ka-${keepalive}-${++idSeq}`, clean: true, username: 'oven-1', password, keepalive }));
+    const connack = await r.next('connack', 5000);
+    const closed = await closesWithin(r, 3000);
+    r.socket.destroy();
+    return { code: connack.returnCode, closed };
+  };
+  for (const keepalive of [61, 600, 65535, 0]) {
+    t.same(await attempt(keepalive), { code: 3, closed: true }, `keepalive ${keepalive}: CONNACK 0x03 (aedes answered 6, which 3.1.1 does not have), then closed`);
+  }
+  t.same(await attempt(61, 'wrong'), { code: 3, closed: true }, 'checked before the credentials: a wrong password with keepalive 61 is told 0x03, not 0x04');
+  for (const keepalive of [60, 1]) {
+    const r = await raw(limited.port);
+    r.socket.write(connectBytes({ clientId: `oven-1-ka-ok-${keepalive}`, clean: true, username: 'oven-1', password: 'oven-1-token', keepalive }));
+    t.equal((await r.next('connack', 5000)).returnCode, 0, `keepalive ${keepalive}: accepted`);
+    r.socket.write(gen({ cmd: 'pingreq' }));
+    await r.next('pingresp', 5000);
+    r.socket.destroy();
+  }
+  let entries: Awaited<ReturnType<typeof readAudit>> = [];
+  for (let i = 0; i < 100 && entries.length === 0; i++) {
+    entries = (await readAudit(join(limited.stateDir, 'audit'))).filter((e) => e.reason === 'KEEPALIVE_LIMIT');
+    if (entries.length === 0) await sleep(100);
+  }
+  t.match(entries[0], { action: 'connect', decision: 'deny', reason: 'KEEPALIVE_LIMIT', principal: 'oven-1', remote: '127.0.0.1' }, 'audited (coalesced per source like every refused connection)');
+  t.ok(entries.length <= 2, `${entries.length} audit record(s) for 5 refusals within the interval`);
+  const logged = logsMatching(limited, /keepalive above limits.keepaliveLimitSeconds/);
+  t.match(logged[0], { keepalive: 61, limit: 60 }, 'logged');
+  t.equal(logged.length, 1, 'once per source and interval');
+  t.ok(await serves(limited), 'a well-behaved client (MQTT.js, keepalive 60) is served');
 });
 
 t.test('thousands of subscriptions: 0x80 past maxSubscriptionsPerClient, one log line', async (t) => {
