@@ -8,7 +8,7 @@
 //   authorizeForward   each delivered message filtered per subscriber by scope; an action is also
 //                      decided again for its sender at each delivery (./actions.ts)
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { createServer as createTlsServer, TLSSocket } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
@@ -26,7 +26,7 @@ import { createGuardedMq } from './mq.js';
 import { FrameGuard } from './frame-guard.js';
 import { RateLimiter } from './rate-limit.js';
 import { CredentialChecker, credentialStillValid } from './credentials.js';
-import { certificateFingerprint } from '../policy/credentials.js';
+import { clientCertOptions, clientCertificateFingerprint, lacksRequiredCertificate } from './client-cert.js';
 import { ActionGate, type WithAuthority } from './actions.js';
 import { actionTtls } from './authority.js';
 import { SessionStore, type QueueLimitEvent } from './session-store.js';
@@ -326,9 +326,7 @@ export class GatewayBroker {
         {
           cert: readFileSync(tls.cert!),
           key: readFileSync(tls.key!),
-          ...(tls.ca ? { ca: readFileSync(tls.ca) } : {}),
-          requestCert: tls.requestClientCert || tls.requireClientCert,
-          rejectUnauthorized: tls.requireClientCert,
+          ...clientCertOptions(tls, tls.ca === null ? null : readFileSync(tls.ca)),
           minVersion: 'TLSv1.2',
         },
         onSocket,
@@ -363,6 +361,11 @@ export class GatewayBroker {
 
   private accept(socket: Socket): void {
     this.counters.connections++;
+    if (socket instanceof TLSSocket && lacksRequiredCertificate(this.opts.config.listeners.tls, socket)) {
+      this.log.debug({ remote: socket.remoteAddress }, 'TLS client without the certificate listeners.tls.requireClientCert asks for: closed');
+      socket.destroy();
+      return;
+    }
     socket.setNoDelay(true);
     socket.on('error', () => undefined); // reported through aedes' clientError
     const client = this.aedes.handle(socket) as Client & { _parser: ParserInternals & { parse(buf: Buffer): unknown } };
@@ -524,7 +527,7 @@ export class GatewayBroker {
     }
     const view = this.opts.policy();
     let session: Session | undefined;
-    const cert = peerCertificateFingerprint(client);
+    const cert = clientCertificateFingerprint(this.opts.config.listeners.tls, client.conn as TLSSocket | undefined);
     if (username || password) {
       if (!view.index) return refuse(3, 'NO_SNAPSHOT', username ?? null);
       if (!username) return refuse(4, 'BAD_CREDENTIALS', null);
@@ -1055,11 +1058,3 @@ function remoteOf(client: Client | undefined): string {
   return (client as ClientMarks | undefined)?.[REMOTE] ?? conn?.remoteAddress ?? 'unknown';
 }
 
-/** sha256 fingerprint of a verified client certificate (TLS listener), in the snapshot's form. */
-function peerCertificateFingerprint(client: Client): string | undefined {
-  const conn = client.conn as TLSSocket | undefined;
-  if (!conn || typeof conn.getPeerCertificate !== 'function' || !conn.authorized) return undefined;
-  const cert = conn.getPeerCertificate();
-  if (!cert || !cert.raw) return undefined;
-  return certificateFingerprint(cert.raw);
-}
