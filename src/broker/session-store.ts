@@ -646,9 +646,12 @@ export class SessionStore {
     let entry = q?.entries.get(key);
     if (!entry) {
       // Delivered live to a persistent session whose queue copy is gone (dropped as expired in
-      // between): track it again, so that its PUBACK has something to clear.
+      // between, or never queued: all queues were full): track it again, so that its PUBACK has
+      // something to clear. When the bounds refuse that too, it is sent untracked (as to a clean
+      // session); rejecting here would make aedes close the client.
       this.enqueue(client.id, packet, this.opts.authorityOf?.(packet.brokerId, packet.brokerCounter) ?? null);
-      entry = this.outgoing.get(client.id)!.entries.get(key)!;
+      entry = this.outgoing.get(client.id)?.entries.get(key);
+      if (!entry) return;
     }
     if (packet.messageId !== undefined && entry.packet.messageId !== packet.messageId) {
       this.assignMessageId(this.outgoing.get(client.id)!, key, entry, packet.messageId);

@@ -182,6 +182,19 @@ t.test('queue bounds in bytes: the oldest go; a message larger than a session ma
   t.same(events, ['session:1', 'total:5']);
 });
 
+t.test('a live delivery the bounds will not track again (queue copy gone, all queues full) is sent untracked, not an error', async (t) => {
+  const store = new SessionStore({ limits: { maxMessages: 1000, maxBytes: 1_000_000, maxTotalBytes: 3 * entryBytes(pkt(1)) }, onQueueLimit: () => undefined });
+  await store.setup({ id: 'b1' });
+  for (const c of [1, 2, 3]) await store.outgoingEnqueue({ clientId: 'other' }, pkt(c));
+  // aedes' deliverQoS calls outgoingUpdate with the packet identifier before writing; the queue
+  // copy was refused (all queues full). A rejection here made aedes close the client.
+  await t.resolves(store.outgoingUpdate({ id: 'pump' }, { ...pkt(4), messageId: 7 }), 'no queue at all for the client');
+  await store.outgoingClearMessageId({ id: 'other' }, pkt(1));
+  await store.outgoingEnqueue({ clientId: 'pump' }, pkt(5));
+  await t.resolves(store.outgoingUpdate({ id: 'pump' }, { ...pkt(6), messageId: 8 }), 'a queue without that message');
+  t.same((await drainQueue(store, 'pump')).map((p) => [p.brokerCounter, p.messageId]), [[5, undefined]], 'only what was queued');
+});
+
 t.test('abandoned persistent sessions expire; connected ones do not', async (t) => {
   const store = new SessionStore();
   store.setOwner('gone', 'oven-1');
