@@ -33,6 +33,8 @@ import { SessionStore, type QueueLimitEvent } from './session-store.js';
 import { DenialBudget, type DenialWindow } from './denial-budget.js';
 import { RefusalCoalescer, truncateField } from './refusals.js';
 import { TOPIC_NOT_UTF8, guardTopicUtf8, type ParserInternals } from './topic-utf8.js';
+import { Delivery } from './delivery.js';
+import type { WindowPacket, WindowQueue } from './inflight-window.js';
 import { passUnsupportedLevel, sentLevel } from './protocol-level.js';
 
 /** What the broker needs to know about the policy in force, read on every hook. */
@@ -61,7 +63,7 @@ interface Session {
   readonly credential: string;
   readonly who: { anonymous: boolean; principal: string | null; role: string | null };
   subscriptions: Set<string>;
-  /** QoS granted per filter, as last subscribed (aedes' own record is adjusted by routeByGrantedQos). */
+  /** QoS granted per filter, as last subscribed (aedes' own record is adjusted by ./delivery.ts). */
   grantedQos: Map<string, number>;
   publishCache: LRUCache<string, PublishVerdict> | null;
   /** Per topic: the delivery route when this session may receive it, false when not. */
@@ -113,13 +115,6 @@ const REQUEST_ID = Symbol('edgewarden.cloudRequestId');
 type Marked = { [DROP]?: boolean; [REQUEST_ID]?: string | null } & WithAuthority;
 type ClientMarks = { [EMPTY_ID]?: boolean; [LEVEL]?: number; [REMOTE]?: string; [KEEPALIVE]?: number };
 
-/** The parts of an aedes client that routeByGrantedQos reaches (not in aedes' type declarations). */
-interface AedesDelivery {
-  subscriptions: Record<string, { qos: number }>;
-  deliver0(packet: AedesPublishPacket, cb: () => void): void;
-  deliverQoS(packet: AedesPublishPacket, cb: () => void): void;
-}
-
 /** Allowed actions that are audited (SPEC section 6); every deny is audited. */
 const AUDITED_ALLOWS = new Set(['EXECUTE_THING_COMMAND', 'SET_THING_PARAMETER', 'UPDATE_FIRMWARE', 'REGISTER_THING', 'EXECUTE_BULK_UPDATE']);
 const COMMAND_PERMISSIONS = new Set([permissionId('EXECUTE_THING_COMMAND'), permissionId('SET_THING_PARAMETER')]);
@@ -148,11 +143,23 @@ export class GatewayBroker {
   private commandLimiter: RateLimiter;
   private firmwareLimiter: RateLimiter;
   private readonly log: Logger;
-  private readonly counters = { connections: 0, refusedConnections: 0, publishesIn: 0, publishesDenied: 0, deliveries: 0, deliveriesFiltered: 0, oversizedPackets: 0 };
+  private readonly counters = {
+    connections: 0,
+    refusedConnections: 0,
+    publishesIn: 0,
+    publishesDenied: 0,
+    deliveries: 0,
+    deliveriesFiltered: 0,
+    oversizedPackets: 0,
+    // the in-flight windows' (./inflight-window.ts)
+    inflightWindowFull: 0,
+    deliveriesWaited: 0,
+    deliveriesDroppedWaiting: 0,
+  };
   private tcpPort: number | undefined;
   private tlsPort: number | undefined;
-  /** The packet routeByGrantedQos is handing to aedes' deliverQoS, its QoS already the granted one. */
-  private routedPacket: AedesPublishPacket | null = null;
+  /** Deliveries to each client: at the granted QoS, through its in-flight window (./delivery.ts). */
+  private readonly delivery: Delivery;
   /** Actions: authority attached at publish, decided again at delivery, expired in queues. */
   readonly actions: ActionGate;
   /** aedes' persistence: sessions, queues (with each action's authority), retained messages. */
@@ -180,6 +187,17 @@ export class GatewayBroker {
     this.rules = compileTopicRules(c.topics.rules);
     this.commandLimiter = new RateLimiter(c.rateLimits.commandsPerMinute, 60_000);
     this.firmwareLimiter = new RateLimiter(c.rateLimits.firmwareUpdatesPerHour, 3_600_000);
+    this.delivery = new Delivery({
+      granted: (client) => this.sessions.get(client)?.grantedQos,
+      keep: (packet) => this.actions.keepAuthority(packet),
+      full: (client, max) => {
+        const s = this.sessions.get(client);
+        if (s) this.logLimitOnce(client, s, 'inflightOutbound', { max }, 'in-flight window full: further QoS 1/2 messages wait until the client acknowledges (limits.maxInflightPerClient)');
+      },
+      reserve: (bytes) => this.store.reserve(bytes),
+      release: (bytes) => this.store.release(bytes),
+      counters: this.counters,
+    });
   }
 
   static async start(opts: BrokerOptions): Promise<GatewayBroker> {
@@ -205,6 +223,8 @@ export class GatewayBroker {
       isGranted: (client, filter) => broker?.granted(client as Client, filter) ?? true,
       limits: { maxMessages: c.sessions.maxQueuedMessages, maxBytes: c.sessions.maxQueuedBytes, maxTotalBytes: c.sessions.maxTotalQueuedBytes },
       onQueueLimit: (e) => broker?.onQueueLimit(e),
+      // The unsent rest of a resumed session's queue waits for its in-flight window (./delivery.ts).
+      resumeSentOnly: true,
       ...(c.sessions.persist
         ? {
             journal: {
@@ -371,7 +391,7 @@ export class GatewayBroker {
     const client = this.aedes.handle(socket) as Client & { _parser: ParserInternals & { parse(buf: Buffer): unknown } };
     // Read now: once the socket is destroyed (a refusal being logged), its address is gone.
     (client as ClientMarks)[REMOTE] = socket.remoteAddress;
-    this.routeByGrantedQos(client);
+    this.delivery.wrap(client);
     // Bound packet sizes before mqtt-packet buffers them (see frame-guard.ts).
     const guard = new FrameGuard(this.opts.config.limits.maxPacketBytes);
     const parser = client._parser;
@@ -388,53 +408,6 @@ export class GatewayBroker {
       }
       return parse(buf);
     };
-  }
-
-  /**
-   * [MQTT-3.8.4-6] [MQTT-3.3.5-1]: a message goes to a client at min(its QoS, the highest QoS granted
-   * to the client's subscriptions that match it). aedes 1.2 uses whichever matching subscription it
-   * serves first (the others are deduplicated away) and downgrades only by a subscription whose filter
-   * IS the topic: a QoS 1 `a/#` received QoS 2 messages, and `a/#` QoS 0 next to `a/+` QoS 2 delivered
-   * at QoS 0. Every delivery to a client (each subscription's, and the retained messages sent on
-   * subscribing) calls its deliver0 or deliverQoS, looked up when used: both are routed here.
-   */
-  private routeByGrantedQos(client: Client): void {
-    const c = client as unknown as AedesDelivery;
-    const deliver0 = c.deliver0;
-    const deliverQoS = c.deliverQoS;
-    let session: Session | undefined; // set once, when the client has authenticated
-    const route = (packet: AedesPublishPacket, cb: () => void): void => {
-      if (packet.qos === 0) return deliver0(packet, cb);
-      session ??= this.sessions.get(client);
-      const granted = session ? this.grantedQosFor(c, session, packet.topic) : undefined;
-      const qos = granted === undefined ? packet.qos : Math.min(packet.qos, granted);
-      if (qos === 0) return deliver0(packet, cb);
-      packet.qos = qos as 1 | 2;
-      // aedes then downgrades by the subscription named like the topic, if any: it must not undercut.
-      const literal = c.subscriptions[packet.topic];
-      if (literal && literal.qos < qos) literal.qos = qos;
-      // deliverQoS calls authorizeForward synchronously: this packet's QoS is already the granted one.
-      this.routedPacket = packet;
-      try {
-        deliverQoS(packet, cb);
-      } finally {
-        this.routedPacket = null;
-      }
-    };
-    c.deliver0 = route;
-    c.deliverQoS = route;
-  }
-
-  /** The highest QoS granted to the client's subscriptions that match the topic; undefined when none does. */
-  private grantedQosFor(c: AedesDelivery, session: Session, topic: string): number | undefined {
-    let max: number | undefined;
-    for (const filter in c.subscriptions) {
-      if (!matchesValid(filter, topic)) continue;
-      const q = session.grantedQos.get(filter) ?? c.subscriptions[filter]!.qos;
-      if (max === undefined || q > max) max = q;
-      if (max >= 2) break;
-    }
-    return max;
   }
 
   // --- hooks ---------------------------------------------------------------------------------------
@@ -490,6 +463,7 @@ export class GatewayBroker {
       if (s) for (const f of filters) s.subscriptions.delete(f);
     });
     a.on('clientDisconnect', (client) => this.onGone(client));
+    a.on('clientReady', (client) => this.delivery.ready(client));
     a.on('clientError', (client, err) => this.logClientError(client, err));
     a.on('connectionError', (client, err) => this.logClientError(client, err));
   }
@@ -561,7 +535,24 @@ export class GatewayBroker {
     if (!client.clean) this.store.setOwner(client.id, session.principal);
     else if (owner !== undefined) this.store.discardSession(client.id);
     this.sessions.set(client, session);
+    this.openWindow(client);
     return null;
+  }
+
+  /** The client's outgoing in-flight window (limits.maxInflightPerClient): a persistent session's messages wait in its queue. */
+  private openWindow(client: Client): void {
+    const c = this.opts.config;
+    const id = client.id;
+    const store = this.store;
+    const queue: WindowQueue | null = client.clean
+      ? null
+      : {
+          state: (p) => store.queueState(id, p),
+          unsent: () => store.unsent(id) as Iterable<WindowPacket>,
+          markSent: (p, messageId) => store.markSent(id, p, messageId),
+          sentIds: () => store.sentIds(id),
+        };
+    this.delivery.openWindow(client, c.limits.maxInflightPerClient, { messages: c.sessions.maxQueuedMessages, bytes: c.sessions.maxQueuedBytes }, queue);
   }
 
   private newSession(principal: string | null, kind: PrincipalKind | -1, role: string | null, credential: string): Session {
@@ -827,12 +818,13 @@ export class GatewayBroker {
     const ok = route !== false && ((route.kind !== 'read' && route.kind !== 'inbox') || route.action === null || this.actions.deliverable(client, packet, route.thing, route.action, view));
     if (ok) this.counters.deliveries++;
     if (!ok) this.counters.deliveriesFiltered++;
-    else if (packet.qos > 0 && packet !== this.routedPacket) {
+    else if (packet.qos > 0 && packet !== this.delivery.routedPacket) {
       // A message queued for an offline session was stored at its published QoS: send it at the
-      // granted one ([MQTT-3.8.4-6]; live deliveries were already routed by routeByGrantedQos).
-      const granted = this.grantedQosFor(client as unknown as AedesDelivery, session, topic);
+      // granted one ([MQTT-3.8.4-6]; live deliveries were already routed by ./delivery.ts).
+      const granted = this.delivery.qosFor(client, topic);
       if (granted !== undefined && granted < packet.qos) packet.qos = Math.max(1, granted) as 1 | 2;
     }
+    this.delivery.forwarded(packet, ok);
     return ok;
   }
 
