@@ -121,8 +121,10 @@ async function publishAll(port: number, from: number, to: number, qos: 1 | 2, cl
     const ids = range(first, Math.min(to, first + batch));
     pub.sendAll(ids.map((i) => ({ cmd: 'publish', topic: TOPIC, payload: Buffer.from(`${i}:${filler}`), qos, messageId: i + 1, retain: false, dup: false })));
     if (qos === 2) {
+      // The batch's flows complete (PUBCOMP) before the next batch: they count until then.
       if (!(await until(() => count('pubrec') >= first - from + ids.length, 30_000))) throw new Error(`${count('pubrec')} PUBRECs`);
       pub.sendAll(ids.map((i) => ({ cmd: 'pubrel', messageId: i + 1 })));
+      if (!(await until(() => count('pubcomp') >= first - from + ids.length, 30_000))) throw new Error(`${count('pubcomp')} PUBCOMPs`);
     }
   }
   const done = qos === 1 ? 'puback' : 'pubcomp';
