@@ -192,7 +192,7 @@ export class GatewayBroker {
       keep: (packet) => this.actions.keepAuthority(packet),
       full: (client, max) => {
         const s = this.sessions.get(client);
-        if (s) this.logLimitOnce(client, s, 'inflightOutbound', { max }, 'in-flight window full: further QoS 1/2 messages wait until the client acknowledges (limits.maxInflightPerClient)');
+        if (s) this.logLimitOnce(client, s, 'inflightOutbound', { max }, 'in-flight window full: further QoS 1/2 messages wait until the client acknowledges (limits.maxInflightOutbound)');
       },
       reserve: (bytes) => this.store.reserve(bytes),
       release: (bytes) => this.store.release(bytes),
@@ -539,7 +539,7 @@ export class GatewayBroker {
     return null;
   }
 
-  /** The client's outgoing in-flight window (limits.maxInflightPerClient): a persistent session's messages wait in its queue. */
+  /** The client's outgoing in-flight window (limits.maxInflightOutbound): a persistent session's messages wait in its queue. */
   private openWindow(client: Client): void {
     const c = this.opts.config;
     const id = client.id;
@@ -552,7 +552,7 @@ export class GatewayBroker {
           markSent: (p, messageId) => store.markSent(id, p, messageId),
           sentIds: () => store.sentIds(id),
         };
-    this.delivery.openWindow(client, c.limits.maxInflightPerClient, { messages: c.sessions.maxQueuedMessages, bytes: c.sessions.maxQueuedBytes }, queue);
+    this.delivery.openWindow(client, c.limits.maxInflightOutbound, { messages: c.sessions.maxQueuedMessages, bytes: c.sessions.maxQueuedBytes }, queue);
   }
 
   private newSession(principal: string | null, kind: PrincipalKind | -1, role: string | null, credential: string): Session {

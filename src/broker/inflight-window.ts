@@ -1,4 +1,4 @@
-// The outgoing in-flight window of one client connection: at most `max` QoS 1/2 messages sent to it
+// The outgoing in-flight window of one client connection (limits.maxInflightOutbound): at most `max` QoS 1/2 messages sent to it
 // and not yet acknowledged — PUBACK for QoS 1, PUBCOMP for QoS 2 (a PUBREC'd message awaits its
 // PUBCOMP, and so still counts, as MQTT 5's Receive Maximum counts it). MQTT 3.1.1 lets a server
 // bound this (4.4: "the Server [may] restrict the number of messages in flight"); aedes 1.2 does

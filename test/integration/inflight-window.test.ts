@@ -1,4 +1,4 @@
-// The outgoing in-flight window (limits.maxInflightPerClient; src/broker/inflight-window.ts): a
+// The outgoing in-flight window (limits.maxInflightOutbound; src/broker/inflight-window.ts): a
 // subscriber that does not acknowledge is sent at most the window's count of QoS 1/2 messages; the
 // rest wait — a persistent session's in its queue, a clean session's in memory, bounded — and go, in
 // order, as acknowledgements free the window. Raw sockets decide every acknowledgement; the agent's
@@ -110,7 +110,7 @@ const range = (from: number, to: number): number[] => Array.from({ length: to - 
 
 /**
  * oven-1 publishes messages `from` to `to` - 1 (raw; QoS 1 all at once, QoS 2 in batches within the
- * inbound QoS 2 limit, the same limits.maxInflightPerClient); resolves when the agent acknowledged them all.
+ * inbound QoS 2 limit, limits.maxInflightPerClient); resolves when the agent acknowledged them all.
  */
 async function publishAll(port: number, from: number, to: number, qos: 1 | 2, clientId: string): Promise<void> {
   const pub = await Raw.connect(port, { clientId, clean: true, ...OVEN });
@@ -133,7 +133,7 @@ async function publishAll(port: number, from: number, to: number, qos: 1 | 2, cl
 }
 
 t.test('persistent session: a subscriber that never acknowledges gets the window\'s count; its acknowledgements let the rest through, in order', async (t) => {
-  const agent = await agentFor(t, { config: { limits: { maxInflightPerClient: WINDOW }, sessions: { maxQueuedMessages: 10_000, maxQueuedBytes: 16 * 1024 * 1024 } } });
+  const agent = await agentFor(t, { config: { limits: { maxInflightOutbound: WINDOW }, sessions: { maxQueuedMessages: 10_000, maxQueuedBytes: 16 * 1024 * 1024 } } });
   const pid = agent.child.pid!;
   const sub = await Raw.connect(agent.port, { clientId: 'dash-window', clean: false, ...DASH });
   t.equal(await sub.subscribe('things/oven-1/telemetry/#', 1), 1, 'a QoS 1 subscription');
@@ -192,7 +192,7 @@ t.test('persistent session: a subscriber that never acknowledges gets the window
 });
 
 t.test('persistent session: what waits when the subscriber goes is in its queue when it comes back; the resumed session is windowed too', async (t) => {
-  const agent = await agentFor(t, { config: { limits: { maxInflightPerClient: WINDOW }, sessions: { maxQueuedMessages: 10_000, maxQueuedBytes: 16 * 1024 * 1024 } } });
+  const agent = await agentFor(t, { config: { limits: { maxInflightOutbound: WINDOW }, sessions: { maxQueuedMessages: 10_000, maxQueuedBytes: 16 * 1024 * 1024 } } });
   const first = await Raw.connect(agent.port, { clientId: 'dash-resume', clean: false, ...DASH });
   t.equal(await first.subscribe('things/oven-1/telemetry/#', 1), 1);
   await publishAll(agent.port, 0, 1000, 1, 'oven-pub-2');
@@ -229,7 +229,7 @@ t.test('persistent session: what waits when the subscriber goes is in its queue 
 
 t.test('clean session: the wait is in memory, bounded by sessions.maxQueuedMessages (the oldest dropped, counted)', async (t) => {
   const WAIT = 1000;
-  const agent = await agentFor(t, { config: { limits: { maxInflightPerClient: WINDOW }, sessions: { maxQueuedMessages: WAIT } } });
+  const agent = await agentFor(t, { config: { limits: { maxInflightOutbound: WINDOW }, sessions: { maxQueuedMessages: WAIT } } });
   const pid = agent.child.pid!;
   const sub = await Raw.connect(agent.port, { clientId: 'dash-clean', clean: true, ...DASH });
   t.equal(await sub.subscribe('things/oven-1/telemetry/#', 1), 1);
@@ -265,7 +265,7 @@ t.test('clean session: the wait is in memory, bounded by sessions.maxQueuedMessa
 });
 
 t.test('QoS 2: a message is in flight until its PUBCOMP (a PUBREC alone does not free its place)', async (t) => {
-  const agent = await agentFor(t, { config: { limits: { maxInflightPerClient: WINDOW } } });
+  const agent = await agentFor(t, { config: { limits: { maxInflightOutbound: WINDOW } } });
   const M = 200;
   const sub = await Raw.connect(agent.port, { clientId: 'dash-qos2', clean: true, ...DASH });
   t.equal(await sub.subscribe('things/oven-1/telemetry/#', 2), 2);
@@ -287,7 +287,7 @@ t.test('QoS 2: a message is in flight until its PUBCOMP (a PUBREC alone does not
 });
 
 t.test('an action waiting for a clean session\'s window keeps its sender\'s authority: decided again when sent, then delivered', async (t) => {
-  const agent = await agentFor(t, { config: { limits: { maxInflightPerClient: 2 } } });
+  const agent = await agentFor(t, { config: { limits: { maxInflightOutbound: 2 } } });
   const device = await Raw.connect(agent.port, { clientId: 'oven-1', clean: true, ...OVEN });
   t.equal(await device.subscribe('things/oven-1/commands/#', 1), 1);
   const anna = await connect(agent.port, { clientId: 'anna', username: 'tech-anna', password: 'anna-pass' });
