@@ -73,6 +73,9 @@ export function createRegistry(source: MetricsSource): Registry {
   counter('edgewarden_messages_denied_total', 'PUBLISH packets dropped by a decision (audited)', b('publishesDenied'));
   counter('edgewarden_messages_out_total', 'Messages delivered to local clients', b('deliveries'));
   counter('edgewarden_deliveries_filtered_total', 'Deliveries withheld from a subscriber outside its scope', b('deliveriesFiltered'));
+  counter('edgewarden_inflight_window_full_total', 'Client connections whose outgoing in-flight window (limits.maxInflightOutbound) filled: they acknowledge slower than messages come', b('inflightWindowFull'));
+  counter('edgewarden_deliveries_waited_total', 'QoS 1/2 messages that waited for a client\'s in-flight window', b('deliveriesWaited'));
+  counter('edgewarden_deliveries_dropped_waiting_total', 'Messages dropped while waiting for a clean session\'s in-flight window (its wait full: the oldest), or that no queue would take', b('deliveriesDroppedWaiting'));
   counter('edgewarden_actions_refused_at_delivery_total', 'Actions (commands, writes, firmware, ...) refused when decided again at delivery for their sender (audited, stage delivery)', b('actionsRefusedAtDelivery'));
   counter('edgewarden_actions_expired_total', 'Actions dropped because they waited longer than their time to live (ACTION_EXPIRED)', b('actionsExpired'));
   counter('edgewarden_actions_retain_ignored_total', 'Action publishes whose retain flag was ignored (actions are never retained)', b('actionsRetainIgnored'));

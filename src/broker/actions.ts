@@ -4,7 +4,8 @@
 //   publish   authorize(): the publish of an action was allowed; the packet gets its Authority
 //             (sender, when, time to live) and loses its retain flag (actions are never retained)
 //   handover  aedes is handed the packet: the authority is held under the packet's brokerCounter
-//             until the publish completes (live deliveries, copies into offline queues)
+//             until the publish completes (live deliveries, copies into offline queues); a message
+//             that waits for a clean session's in-flight window keeps it on the packet (keepAuthority)
 //   delivery  deliverable(): decided again for the sender against the snapshot in force and the
 //             time floor; a refusal is audited (stage "delivery"), reported to the cloud for a cloud
 //             request, and the message is not sent (aedes then clears it from the session's queue)
@@ -108,9 +109,18 @@ export class ActionGate {
     };
   }
 
+  /**
+   * A message is about to wait in memory for a clean session's in-flight window (./inflight-window.ts),
+   * past the end of its publish: an action keeps its authority on the packet itself.
+   */
+  keepAuthority(packet: { brokerId?: string | null; brokerCounter?: number } & WithAuthority): void {
+    const authority = this.inFlight.get(packet.brokerId ?? undefined, packet.brokerCounter);
+    if (authority !== undefined) packet[AUTHORITY] = authority;
+  }
+
   /** Whether an action message may be delivered to `client` now; audits and reports a refusal. */
-  deliverable(client: Client, packet: { topic?: string; brokerId?: string; brokerCounter?: number }, thing: string, action: ActionRef, view: PolicyView): boolean {
-    const authority = this.inFlight.get(packet.brokerId, packet.brokerCounter) ?? this.store?.authorityOf(client.id, packet) ?? null;
+  deliverable(client: Client, packet: { topic?: string; brokerId?: string; brokerCounter?: number } & WithAuthority, thing: string, action: ActionRef, view: PolicyView): boolean {
+    const authority = this.inFlight.get(packet.brokerId, packet.brokerCounter) ?? this.store?.authorityOf(client.id, packet) ?? packet[AUTHORITY] ?? null;
     const now = view.now();
     let decision: Decision;
     if (authority === null) decision = DENY.NO_AUTHORITY;

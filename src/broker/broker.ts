@@ -9,7 +9,7 @@
 //                      decided again for its sender at each delivery (./actions.ts)
 import { EwError, listenError } from '../errors.js';
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { createServer as createTlsServer, TLSSocket } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
@@ -27,12 +27,16 @@ import { createGuardedMq } from './mq.js';
 import { FrameGuard } from './frame-guard.js';
 import { RateLimiter } from './rate-limit.js';
 import { CredentialChecker, credentialStillValid } from './credentials.js';
-import { certificateFingerprint } from '../policy/credentials.js';
+import { clientCertOptions, clientCertificateFingerprint, lacksRequiredCertificate } from './client-cert.js';
 import { ActionGate, type WithAuthority } from './actions.js';
 import { actionTtls } from './authority.js';
 import { SessionStore, type QueueLimitEvent } from './session-store.js';
 import { DenialBudget, type DenialWindow } from './denial-budget.js';
 import { RefusalCoalescer, truncateField } from './refusals.js';
+import { TOPIC_NOT_UTF8, guardTopicUtf8, type ParserInternals } from './topic-utf8.js';
+import { Delivery } from './delivery.js';
+import type { WindowPacket, WindowQueue } from './inflight-window.js';
+import { passUnsupportedLevel, sentLevel } from './protocol-level.js';
 
 /** What the broker needs to know about the policy in force, read on every hook. */
 export interface PolicyView {
@@ -60,7 +64,7 @@ interface Session {
   readonly credential: string;
   readonly who: { anonymous: boolean; principal: string | null; role: string | null };
   subscriptions: Set<string>;
-  /** QoS granted per filter, as last subscribed (aedes' own record is adjusted by routeByGrantedQos). */
+  /** QoS granted per filter, as last subscribed (aedes' own record is adjusted by ./delivery.ts). */
   grantedQos: Map<string, number>;
   publishCache: LRUCache<string, PublishVerdict> | null;
   /** Per topic: the delivery route when this session may receive it, false when not. */
@@ -105,16 +109,12 @@ export interface Forwarding {
 
 const DROP = Symbol('edgewarden.drop');
 const EMPTY_ID = Symbol('edgewarden.emptyClientId');
+const LEVEL = Symbol('edgewarden.protocolLevel');
+const REMOTE = Symbol('edgewarden.remote');
+const KEEPALIVE = Symbol('edgewarden.keepalive');
 const REQUEST_ID = Symbol('edgewarden.cloudRequestId');
 type Marked = { [DROP]?: boolean; [REQUEST_ID]?: string | null } & WithAuthority;
-type ClientMarks = { [EMPTY_ID]?: boolean };
-
-/** The parts of an aedes client that routeByGrantedQos reaches (not in aedes' type declarations). */
-interface AedesDelivery {
-  subscriptions: Record<string, { qos: number }>;
-  deliver0(packet: AedesPublishPacket, cb: () => void): void;
-  deliverQoS(packet: AedesPublishPacket, cb: () => void): void;
-}
+type ClientMarks = { [EMPTY_ID]?: boolean; [LEVEL]?: number; [REMOTE]?: string; [KEEPALIVE]?: number };
 
 /** Allowed actions that are audited (SPEC section 6); every deny is audited. */
 const AUDITED_ALLOWS = new Set(['EXECUTE_THING_COMMAND', 'SET_THING_PARAMETER', 'UPDATE_FIRMWARE', 'REGISTER_THING', 'EXECUTE_BULK_UPDATE']);
@@ -144,11 +144,23 @@ export class GatewayBroker {
   private commandLimiter: RateLimiter;
   private firmwareLimiter: RateLimiter;
   private readonly log: Logger;
-  private readonly counters = { connections: 0, refusedConnections: 0, publishesIn: 0, publishesDenied: 0, deliveries: 0, deliveriesFiltered: 0, oversizedPackets: 0 };
+  private readonly counters = {
+    connections: 0,
+    refusedConnections: 0,
+    publishesIn: 0,
+    publishesDenied: 0,
+    deliveries: 0,
+    deliveriesFiltered: 0,
+    oversizedPackets: 0,
+    // the in-flight windows' (./inflight-window.ts)
+    inflightWindowFull: 0,
+    deliveriesWaited: 0,
+    deliveriesDroppedWaiting: 0,
+  };
   private tcpPort: number | undefined;
   private tlsPort: number | undefined;
-  /** The packet routeByGrantedQos is handing to aedes' deliverQoS, its QoS already the granted one. */
-  private routedPacket: AedesPublishPacket | null = null;
+  /** Deliveries to each client: at the granted QoS, through its in-flight window (./delivery.ts). */
+  private readonly delivery: Delivery;
   /** Actions: authority attached at publish, decided again at delivery, expired in queues. */
   readonly actions: ActionGate;
   /** aedes' persistence: sessions, queues (with each action's authority), retained messages. */
@@ -176,6 +188,17 @@ export class GatewayBroker {
     this.rules = compileTopicRules(c.topics.rules);
     this.commandLimiter = new RateLimiter(c.rateLimits.commandsPerMinute, 60_000);
     this.firmwareLimiter = new RateLimiter(c.rateLimits.firmwareUpdatesPerHour, 3_600_000);
+    this.delivery = new Delivery({
+      granted: (client) => this.sessions.get(client)?.grantedQos,
+      keep: (packet) => this.actions.keepAuthority(packet),
+      full: (client, max) => {
+        const s = this.sessions.get(client);
+        if (s) this.logLimitOnce(client, s, 'inflightOutbound', { max }, 'in-flight window full: further QoS 1/2 messages wait until the client acknowledges (limits.maxInflightOutbound)');
+      },
+      reserve: (bytes) => this.store.reserve(bytes),
+      release: (bytes) => this.store.release(bytes),
+      counters: this.counters,
+    });
   }
 
   static async start(opts: BrokerOptions): Promise<GatewayBroker> {
@@ -201,6 +224,8 @@ export class GatewayBroker {
       isGranted: (client, filter) => broker?.granted(client as Client, filter) ?? true,
       limits: { maxMessages: c.sessions.maxQueuedMessages, maxBytes: c.sessions.maxQueuedBytes, maxTotalBytes: c.sessions.maxTotalQueuedBytes },
       onQueueLimit: (e) => broker?.onQueueLimit(e),
+      // The unsent rest of a resumed session's queue waits for its in-flight window (./delivery.ts).
+      resumeSentOnly: true,
       ...(c.sessions.persist
         ? {
             journal: {
@@ -219,7 +244,9 @@ export class GatewayBroker {
       persistence: store as never,
       mq: createGuardedMq(100) as never,
       connectTimeout: c.limits.connectTimeoutMs,
-      keepaliveLimit: c.limits.keepaliveLimitSeconds,
+      // limits.keepaliveLimitSeconds is checked in authenticate: aedes' own check answers CONNACK 6,
+      // a return code MQTT 3.1.1 does not have (0 to 5).
+      keepaliveLimit: 0,
       maxInflightInbound: c.limits.maxInflightPerClient,
       queueLimit: Math.max(42, c.limits.maxInflightPerClient),
       maxTopicLevels: c.limits.maxTopicLevels,
@@ -320,9 +347,7 @@ export class GatewayBroker {
         {
           cert: readTlsFile(tls.cert!, 'listeners.tls.cert'),
           key: readTlsFile(tls.key!, 'listeners.tls.key'),
-          ...(tls.ca ? { ca: readTlsFile(tls.ca, 'listeners.tls.ca') } : {}),
-          requestCert: tls.requestClientCert || tls.requireClientCert,
-          rejectUnauthorized: tls.requireClientCert,
+          ...clientCertOptions(tls, tls.ca === null ? null : readTlsFile(tls.ca, 'listeners.tls.ca')),
           minVersion: 'TLSv1.2',
         },
         onSocket,
@@ -360,13 +385,22 @@ export class GatewayBroker {
 
   private accept(socket: Socket): void {
     this.counters.connections++;
+    if (socket instanceof TLSSocket && lacksRequiredCertificate(this.opts.config.listeners.tls, socket)) {
+      this.log.debug({ remote: socket.remoteAddress }, 'TLS client without the certificate listeners.tls.requireClientCert asks for: closed');
+      socket.destroy();
+      return;
+    }
     socket.setNoDelay(true);
     socket.on('error', () => undefined); // reported through aedes' clientError
-    const client = this.aedes.handle(socket) as Client & { _parser: { parse(buf: Buffer): unknown } };
-    this.routeByGrantedQos(client);
+    const client = this.aedes.handle(socket) as Client & { _parser: ParserInternals & { parse(buf: Buffer): unknown } };
+    // Read now: once the socket is destroyed (a refusal being logged), its address is gone.
+    (client as ClientMarks)[REMOTE] = socket.remoteAddress;
+    this.delivery.wrap(client);
     // Bound packet sizes before mqtt-packet buffers them (see frame-guard.ts).
     const guard = new FrameGuard(this.opts.config.limits.maxPacketBytes);
     const parser = client._parser;
+    guardTopicUtf8(parser);
+    passUnsupportedLevel(parser);
     const parse = parser.parse.bind(parser);
     parser.parse = (buf: Buffer) => {
       const problem = guard.check(buf);
@@ -380,53 +414,6 @@ export class GatewayBroker {
     };
   }
 
-  /**
-   * [MQTT-3.8.4-6] [MQTT-3.3.5-1]: a message goes to a client at min(its QoS, the highest QoS granted
-   * to the client's subscriptions that match it). aedes 1.2 uses whichever matching subscription it
-   * serves first (the others are deduplicated away) and downgrades only by a subscription whose filter
-   * IS the topic: a QoS 1 `a/#` received QoS 2 messages, and `a/#` QoS 0 next to `a/+` QoS 2 delivered
-   * at QoS 0. Every delivery to a client (each subscription's, and the retained messages sent on
-   * subscribing) calls its deliver0 or deliverQoS, looked up when used: both are routed here.
-   */
-  private routeByGrantedQos(client: Client): void {
-    const c = client as unknown as AedesDelivery;
-    const deliver0 = c.deliver0;
-    const deliverQoS = c.deliverQoS;
-    let session: Session | undefined; // set once, when the client has authenticated
-    const route = (packet: AedesPublishPacket, cb: () => void): void => {
-      if (packet.qos === 0) return deliver0(packet, cb);
-      session ??= this.sessions.get(client);
-      const granted = session ? this.grantedQosFor(c, session, packet.topic) : undefined;
-      const qos = granted === undefined ? packet.qos : Math.min(packet.qos, granted);
-      if (qos === 0) return deliver0(packet, cb);
-      packet.qos = qos as 1 | 2;
-      // aedes then downgrades by the subscription named like the topic, if any: it must not undercut.
-      const literal = c.subscriptions[packet.topic];
-      if (literal && literal.qos < qos) literal.qos = qos;
-      // deliverQoS calls authorizeForward synchronously: this packet's QoS is already the granted one.
-      this.routedPacket = packet;
-      try {
-        deliverQoS(packet, cb);
-      } finally {
-        this.routedPacket = null;
-      }
-    };
-    c.deliver0 = route;
-    c.deliverQoS = route;
-  }
-
-  /** The highest QoS granted to the client's subscriptions that match the topic; undefined when none does. */
-  private grantedQosFor(c: AedesDelivery, session: Session, topic: string): number | undefined {
-    let max: number | undefined;
-    for (const filter in c.subscriptions) {
-      if (!matchesValid(filter, topic)) continue;
-      const q = session.grantedQos.get(filter) ?? c.subscriptions[filter]!.qos;
-      if (max === undefined || q > max) max = q;
-      if (max >= 2) break;
-    }
-    return max;
-  }
-
   // --- hooks ---------------------------------------------------------------------------------------
 
   private installHooks(): void {
@@ -435,6 +422,8 @@ export class GatewayBroker {
       // [MQTT-3.1.3-8]: a zero-byte client id with CleanSession=0 gets CONNACK 0x02. aedes would
       // invent an id and accept; remember it here, refuse it in authenticate.
       if (!packet.clientId) (client as ClientMarks)[EMPTY_ID] = true;
+      (client as ClientMarks)[LEVEL] = sentLevel(packet as { protocolVersion?: number; bridgeMode?: boolean });
+      (client as ClientMarks)[KEEPALIVE] = packet.keepalive;
       cb(null, true);
     };
     a.authenticate = (client, username, password, cb) => {
@@ -478,23 +467,45 @@ export class GatewayBroker {
       if (s) for (const f of filters) s.subscriptions.delete(f);
     });
     a.on('clientDisconnect', (client) => this.onGone(client));
+    a.on('clientReady', (client) => this.delivery.ready(client));
     a.on('clientError', (client, err) => this.logClientError(client, err));
     a.on('connectionError', (client, err) => this.logClientError(client, err));
   }
 
+  /**
+   * Audits a refused connection, coalesced per source address and reason (./refusals.ts), the
+   * sender's own fields cut short. Returns whether it was recorded (the first of its source and
+   * reason in the interval): a caller that logs the refusal logs only those.
+   */
+  private auditRefusal(client: Client, reason: string, principal: string | null): boolean {
+    const remote = remoteOf(client);
+    if (!this.refusals.first(remote, reason)) return false;
+    this.opts.audit.record({ principal: truncateField(principal), clientId: truncateField(client.id), action: 'connect', decision: 'deny', reason, snapshotVersion: this.opts.policy().index?.version ?? null, remote });
+    return true;
+  }
+
   private async authenticate(client: Client, username: string | undefined, password: Buffer | undefined): Promise<AuthenticateError | null> {
     const refuse = (returnCode: 2 | 3 | 4 | 5, reason: string, principal: string | null) => {
-      // Coalesced per source address and reason (./refusals.ts); the sender's own fields cut short.
-      const remote = remoteOf(client);
-      if (this.refusals.first(remote, reason)) {
-        this.opts.audit.record({ principal: truncateField(principal), clientId: truncateField(client.id), action: 'connect', decision: 'deny', reason, snapshotVersion: this.opts.policy().index?.version ?? null, remote });
-      }
+      this.auditRefusal(client, reason, principal);
       return Object.assign(new Error(reason), { returnCode: returnCode as AuthErrorCode });
     };
     if ((client as ClientMarks)[EMPTY_ID] && !client.clean) return refuse(2, 'EMPTY_CLIENT_ID_WITH_PERSISTENT_SESSION', username ?? null);
+    // limits.keepaliveLimitSeconds, before any credential is checked. MQTT 3.1.1 cannot tell a client
+    // to use a shorter keepalive (MQTT 5's Server Keep Alive), and closing it after the shorter time
+    // would drop a client that keeps to the keepalive it asked for: refused, CONNACK 0x03 (the
+    // server's terms, not the client's identity or rights: 0x02, 0x04, 0x05 would point there).
+    // A keepalive of 0 (none: the connection is never checked) is above any limit.
+    const limit = this.opts.config.limits.keepaliveLimitSeconds;
+    const keepalive = (client as ClientMarks)[KEEPALIVE] ?? 0;
+    if (limit > 0 && (keepalive === 0 || keepalive > limit)) {
+      if (this.auditRefusal(client, 'KEEPALIVE_LIMIT', username ?? null)) {
+        this.log.info({ remote: remoteOf(client), clientId: truncateField(client.id), keepalive, limit }, 'connection refused: keepalive above limits.keepaliveLimitSeconds (CONNACK 0x03)');
+      }
+      return Object.assign(new Error('KEEPALIVE_LIMIT'), { returnCode: 3 as AuthErrorCode });
+    }
     const view = this.opts.policy();
     let session: Session | undefined;
-    const cert = peerCertificateFingerprint(client);
+    const cert = clientCertificateFingerprint(this.opts.config.listeners.tls, client.conn as TLSSocket | undefined);
     if (username || password) {
       if (!view.index) return refuse(3, 'NO_SNAPSHOT', username ?? null);
       if (!username) return refuse(4, 'BAD_CREDENTIALS', null);
@@ -528,7 +539,24 @@ export class GatewayBroker {
     if (!client.clean) this.store.setOwner(client.id, session.principal);
     else if (owner !== undefined) this.store.discardSession(client.id);
     this.sessions.set(client, session);
+    this.openWindow(client);
     return null;
+  }
+
+  /** The client's outgoing in-flight window (limits.maxInflightOutbound): a persistent session's messages wait in its queue. */
+  private openWindow(client: Client): void {
+    const c = this.opts.config;
+    const id = client.id;
+    const store = this.store;
+    const queue: WindowQueue | null = client.clean
+      ? null
+      : {
+          state: (p) => store.queueState(id, p),
+          unsent: () => store.unsent(id) as Iterable<WindowPacket>,
+          markSent: (p, messageId) => store.markSent(id, p, messageId),
+          sentIds: () => store.sentIds(id),
+        };
+    this.delivery.openWindow(client, c.limits.maxInflightOutbound, { messages: c.sessions.maxQueuedMessages, bytes: c.sessions.maxQueuedBytes }, queue);
   }
 
   private newSession(principal: string | null, kind: PrincipalKind | -1, role: string | null, credential: string): Session {
@@ -794,12 +822,13 @@ export class GatewayBroker {
     const ok = route !== false && ((route.kind !== 'read' && route.kind !== 'inbox') || route.action === null || this.actions.deliverable(client, packet, route.thing, route.action, view));
     if (ok) this.counters.deliveries++;
     if (!ok) this.counters.deliveriesFiltered++;
-    else if (packet.qos > 0 && packet !== this.routedPacket) {
+    else if (packet.qos > 0 && packet !== this.delivery.routedPacket) {
       // A message queued for an offline session was stored at its published QoS: send it at the
-      // granted one ([MQTT-3.8.4-6]; live deliveries were already routed by routeByGrantedQos).
-      const granted = this.grantedQosFor(client as unknown as AedesDelivery, session, topic);
+      // granted one ([MQTT-3.8.4-6]; live deliveries were already routed by ./delivery.ts).
+      const granted = this.delivery.qosFor(client, topic);
       if (granted !== undefined && granted < packet.qos) packet.qos = Math.max(1, granted) as 1 | 2;
     }
+    this.delivery.forwarded(packet, ok);
     return ok;
   }
 
@@ -888,6 +917,19 @@ export class GatewayBroker {
       // connection is closed; unlike a publish the policy denies, which is dropped and answered.
       this.opts.audit.record({ principal: session?.principal ?? null, clientId: client?.id ?? null, action: 'publish', decision: 'deny', reason: 'TOPIC_DENIED', snapshotVersion: this.opts.policy().index?.version ?? null, remote: remoteOf(client) });
       this.log.info({ principal: session?.principal ?? null, clientId: client?.id ?? null, err: err.message }, 'connection closed: a wildcard in a PUBLISH topic (protocol violation)');
+      return;
+    }
+    if (err.message.startsWith(TOPIC_NOT_UTF8)) {
+      // [MQTT-1.5.3-1] [MQTT-1.5.3-2]: a topic that is not well-formed UTF-8, or holds U+0000 (./topic-utf8.ts).
+      const action = (err as Error & { cmd?: string }).cmd ?? 'publish';
+      this.opts.audit.record({ principal: session?.principal ?? null, clientId: client?.id ?? null, action, decision: 'deny', reason: 'TOPIC_DENIED', snapshotVersion: this.opts.policy().index?.version ?? null, remote: remoteOf(client) });
+      this.log.info({ principal: session?.principal ?? null, clientId: client?.id ?? null, action }, 'connection closed: a topic that is not well-formed UTF-8 or holds U+0000 (protocol violation)');
+      return;
+    }
+    if ((err as Error & { errorCode?: number }).errorCode === 1) {
+      // [MQTT-3.1.2-2]: aedes answered CONNACK 0x01 (unacceptable protocol level) and closes (./protocol-level.ts).
+      const level = (client as ClientMarks)[LEVEL] ?? null;
+      if (this.auditRefusal(client, 'UNSUPPORTED_PROTOCOL_LEVEL', null)) this.log.info({ remote: remoteOf(client), level }, 'connection refused: unsupported protocol level (CONNACK 0x01)');
       return;
     }
     if (/maxInflightInbound exceeded/.test(err.message)) {
@@ -1018,14 +1060,6 @@ const isFunction = (v: unknown): boolean => typeof v === 'function';
 /** The client's remote address (and port is left out: one source, whatever port it comes from). */
 function remoteOf(client: Client | undefined): string {
   const conn = client?.conn as Socket | undefined;
-  return conn?.remoteAddress ?? 'unknown';
+  return (client as ClientMarks | undefined)?.[REMOTE] ?? conn?.remoteAddress ?? 'unknown';
 }
 
-/** sha256 fingerprint of a verified client certificate (TLS listener), in the snapshot's form. */
-function peerCertificateFingerprint(client: Client): string | undefined {
-  const conn = client.conn as TLSSocket | undefined;
-  if (!conn || typeof conn.getPeerCertificate !== 'function' || !conn.authorized) return undefined;
-  const cert = conn.getPeerCertificate();
-  if (!cert || !cert.raw) return undefined;
-  return certificateFingerprint(cert.raw);
-}

@@ -109,7 +109,7 @@ class OutgoingQueue {
 }
 
 /** What a queued message is counted as against the bounds: payload, topic, and the entry's own keep. */
-export function entryBytes(p: StoredPacket): number {
+export function entryBytes(p: { payload?: Buffer; topic?: string }): number {
   return (p.payload?.length ?? 0) + (p.topic?.length ?? 0) + ENTRY_OVERHEAD_BYTES;
 }
 /** About what an entry costs besides payload and topic (packet object, map entries, key string). */
@@ -131,6 +131,8 @@ export interface SessionStoreStats {
   sessions: number;
   queued: number;
   queuedBytes: number;
+  /** Bytes of messages waiting for clean sessions' in-flight windows (in memory, not in a queue here). */
+  waitingBytes: number;
   actionsQueued: number;
   incoming: number;
   wills: number;
@@ -160,6 +162,12 @@ export interface SessionStoreOptions {
   limits?: QueueLimits;
   /** A message dropped or not queued because of a bound. */
   onQueueLimit?: (e: QueueLimitEvent) => void;
+  /**
+   * A resumed session gets back (outgoingStream) only what was sent before, to resend it
+   * [MQTT-4.4.0-1]; the messages not sent yet wait for the broker's in-flight window
+   * (./inflight-window.ts), which sends them (unsent, markSent). Absent: the whole queue.
+   */
+  resumeSentOnly?: boolean;
 }
 
 /** An entry dropped by dropExpired. */
@@ -236,6 +244,8 @@ export class SessionStore {
   private actionsQueued = 0;
   /** entryBytes of every queued message. */
   private totalBytes = 0;
+  /** Bytes of messages waiting elsewhere (clean sessions' in-flight windows), counted against maxTotalBytes. */
+  private reservedBytes = 0;
   /** When each persistent session was last seen connected (ms, the broker's clock); absent while connected or unknown. */
   private readonly lastSeen = new Map<string, number>();
   /** Messages dropped (oldest of a full session) and refused (all queues full) since start. */
@@ -571,7 +581,7 @@ export class SessionStore {
     const limits = this.opts.limits;
     // All queues together are full: the new message is not queued (which session's oldest to give up
     // would be arbitrary; the gateway protects itself). Nor is one larger than a session may hold.
-    if (limits && (this.totalBytes + entryBytes(copy) > limits.maxTotalBytes || entryBytes(copy) > limits.maxBytes)) {
+    if (limits && (this.totalBytes + this.reservedBytes + entryBytes(copy) > limits.maxTotalBytes || entryBytes(copy) > limits.maxBytes)) {
       this.limitCounters.refusedTotal++;
       this.opts.onQueueLimit?.({ clientId, bound: 'total', packet: copy, authority });
       return false;
@@ -646,9 +656,12 @@ export class SessionStore {
     let entry = q?.entries.get(key);
     if (!entry) {
       // Delivered live to a persistent session whose queue copy is gone (dropped as expired in
-      // between): track it again, so that its PUBACK has something to clear.
+      // between, or never queued: all queues were full): track it again, so that its PUBACK has
+      // something to clear. When the bounds refuse that too, it is sent untracked (as to a clean
+      // session); rejecting here would make aedes close the client.
       this.enqueue(client.id, packet, this.opts.authorityOf?.(packet.brokerId, packet.brokerCounter) ?? null);
-      entry = this.outgoing.get(client.id)!.entries.get(key)!;
+      entry = this.outgoing.get(client.id)?.entries.get(key);
+      if (!entry) return;
     }
     if (packet.messageId !== undefined && entry.packet.messageId !== packet.messageId) {
       this.assignMessageId(this.outgoing.get(client.id)!, key, entry, packet.messageId);
@@ -674,11 +687,60 @@ export class SessionStore {
     return entry.packet;
   }
 
-  /** The queue in order; a PUBLISH sent before (it has a packet identifier) comes back with DUP 1. */
+  /**
+   * The queue in order, as aedes resends it when the session resumes; a PUBLISH sent before (it has
+   * a packet identifier) comes back with DUP 1. With resumeSentOnly, only what was sent before.
+   */
   outgoingStream(client: { id: string }): Readable {
     const q = this.outgoing.get(client.id);
-    const packets = q ? [...q.entries.values()].map((e) => (e.packet.cmd === 'publish' && e.packet.messageId !== undefined ? { ...e.packet, dup: true } : e.packet)) : [];
-    return Readable.from(packets);
+    const entries = q ? [...q.entries.values()] : [];
+    const resend = this.opts.resumeSentOnly ? entries.filter((e) => e.packet.messageId !== undefined) : entries;
+    return Readable.from(resend.map((e) => (e.packet.cmd === 'publish' && e.packet.messageId !== undefined ? { ...e.packet, dup: true } : e.packet)));
+  }
+
+  // --- for the in-flight window (./inflight-window.ts: WindowQueue) -----------------------------------
+
+  /** Where a message is in the client's queue: not yet sent, sent (it has a packet identifier), or not there. */
+  queueState(clientId: string, packet: { brokerId?: string | null; brokerCounter?: number }): 'unsent' | 'sent' | 'absent' {
+    const e = this.outgoing.get(clientId)?.entries.get(keyOf(packet.brokerId ?? undefined, packet.brokerCounter));
+    return e === undefined ? 'absent' : e.packet.messageId === undefined ? 'unsent' : 'sent';
+  }
+
+  /** Copies of the client's queued PUBLISHes not yet sent, oldest first (safe to send while iterating). */
+  *unsent(clientId: string): Generator<StoredPacket> {
+    const q = this.outgoing.get(clientId);
+    if (!q) return;
+    for (const e of q.entries.values()) if (e.packet.cmd === 'publish' && e.packet.messageId === undefined) yield copyPacket(e.packet);
+  }
+
+  /** A queued message is being sent with this packet identifier (what outgoingUpdate records, at once). */
+  markSent(clientId: string, packet: { brokerId?: string | null; brokerCounter?: number }, messageId: number): void {
+    const q = this.outgoing.get(clientId);
+    const key = keyOf(packet.brokerId ?? undefined, packet.brokerCounter);
+    const entry = q?.entries.get(key);
+    if (!q || !entry || entry.packet.messageId === messageId) return;
+    this.assignMessageId(q, key, entry, messageId);
+    this.record(['m', clientId, key, messageId]);
+  }
+
+  /** Packet identifiers of the client's messages sent and not acknowledged (PUBLISH, or PUBREL). */
+  sentIds(clientId: string): number[] {
+    return [...(this.outgoing.get(clientId)?.byMessageId.keys() ?? [])];
+  }
+
+  /** Takes `bytes` from the bound of all queues together for a message waiting elsewhere; false when it would pass it. */
+  reserve(bytes: number): boolean {
+    const limits = this.opts.limits;
+    if (limits && this.totalBytes + this.reservedBytes + bytes > limits.maxTotalBytes) {
+      this.limitCounters.refusedTotal++;
+      return false;
+    }
+    this.reservedBytes += bytes;
+    return true;
+  }
+
+  release(bytes: number): void {
+    this.reservedBytes = Math.max(0, this.reservedBytes - bytes);
   }
 
   /** The authority of a queued message (null: queued without one; undefined: not queued for this client). */
@@ -742,6 +804,7 @@ export class SessionStore {
       sessions: this.owners.size,
       queued,
       queuedBytes: this.totalBytes,
+      waitingBytes: this.reservedBytes,
       actionsQueued: this.actionsQueued,
       incoming,
       wills: this.wills.size,

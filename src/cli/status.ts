@@ -38,8 +38,8 @@ export async function statusCommand(opts: { config?: string; stateDir?: string; 
     ['expires', s.snapshotExpiresAt === null ? '-' : `${s.snapshotExpiresAt}${s.expired ? ' (EXPIRED)' : ''}`],
     ['time floor', s.timeFloor],
     ['listeners', [s.listeners.tcp === undefined ? null : `tcp ${s.listeners.tcp}`, s.listeners.tls === undefined ? null : `tls ${s.listeners.tls}`].filter(Boolean).join(', ') || 'none'],
-    ['clients', `${b['connected'] ?? 0} connected (${b['connections'] ?? 0} connections since start, ${b['refusedConnections'] ?? 0} refused)`],
-    ['messages', `${b['publishesIn'] ?? 0} publishes in, ${b['publishesDenied'] ?? 0} denied, ${b['deliveriesFiltered'] ?? 0} deliveries filtered`],
+    ['clients', `${b['connected'] ?? 0} connected (${b['connections'] ?? 0} connections since start, ${b['refusedConnections'] ?? 0} refused), ${b['inflightWindowFull'] ?? 0} filled their in-flight window`],
+    ['messages', `${b['publishesIn'] ?? 0} publishes in, ${b['publishesDenied'] ?? 0} denied, ${b['deliveriesFiltered'] ?? 0} deliveries filtered, ${b['deliveriesWaited'] ?? 0} waited for an in-flight window (${b['deliveriesDroppedWaiting'] ?? 0} dropped)`],
     ['sessions', `${b['sessionsSessions'] ?? 0} persistent, ${b['sessionsQueued'] ?? 0} messages queued (${b['sessionsActionsQueued'] ?? 0} actions), ${b['sessionsRetained'] ?? 0} retained`],
     ['actions', `${b['actionsRefusedAtDelivery'] ?? 0} refused at delivery, ${b['actionsExpired'] ?? 0} expired, ${b['actionsRetainIgnored'] ?? 0} retain flags ignored`],
   ];

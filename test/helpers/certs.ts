@@ -23,3 +23,8 @@ export function makeCertificates(dir: string, clients: readonly string[] = []): 
   openssl(dir, 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'rogue-ca.key', '-out', 'rogue-ca.pem', '-days', '2', '-subj', '/CN=rogue CA');
   leaf('rogue', 'extendedKeyUsage=clientAuth\n', 'rogue-ca');
 }
+
+/** `${name}.pem`/`.key` in `dir`: a self-signed client certificate (its own issuer; no CA knows it). */
+export function makeSelfSignedClient(dir: string, name: string): void {
+  openssl(dir, 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.pem`, '-days', '2', '-subj', `/CN=${name}`, '-addext', 'extendedKeyUsage=clientAuth');
+}

@@ -5,8 +5,11 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import { certificateFingerprint } from '../../src/policy/credentials.js';
-import { makeCertificates } from '../helpers/certs.js';
-import { cleanup, connect, connackCode, endAll, exampleSnapshot, mosquitto, sleep, startAgent, subscribe, until } from '../helpers/agent.js';
+import { connect as tlsConnect } from 'node:tls';
+import mqttPacket from 'mqtt-packet';
+import { readAudit } from '../../src/audit/audit-log.js';
+import { makeCertificates, makeSelfSignedClient } from '../helpers/certs.js';
+import { agentFor, cleanup, connect, connackCode, connectBytes, endAll, exampleSnapshot, mosquitto, sleep, startAgent, subscribe, until } from '../helpers/agent.js';
 
 t.test('TLS listener with client-certificate authentication', async (t) => {
   const dir = t.testdir({});
@@ -63,4 +66,74 @@ t.test('TLS listener with client-certificate authentication', async (t) => {
   t.equal(oven.messages[1]?.payload, 'via-mosquitto');
   await sleep(100);
   await endAll(oven, anna);
+});
+
+/** CONNACK return code of a CONNECT over TLS (raw bytes), or -1 when the connection closes without one. */
+function tlsConnack(port: number, opts: { ca: Buffer; cert?: Buffer; key?: Buffer }, connect: Buffer): Promise<number> {
+  return new Promise((resolve) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', ca: opts.ca, ...(opts.cert ? { cert: opts.cert, key: opts.key } : {}) });
+    const parser = mqttPacket.parser({ protocolVersion: 4 });
+    parser.on('packet', (p: { cmd: string; returnCode?: number }) => {
+      if (p.cmd === 'connack') {
+        socket.destroy();
+        resolve(p.returnCode ?? -1);
+      }
+    });
+    socket.on('data', (d) => parser.parse(d));
+    socket.on('error', () => undefined);
+    socket.on('close', () => resolve(-1));
+    socket.on('secureConnect', () => socket.write(connect));
+  });
+}
+
+t.test('fingerprint-only mode (listeners.tls.ca: null): any client certificate passes TLS; the snapshot\'s fingerprints decide', async (t) => {
+  const dir = t.testdir({});
+  makeCertificates(dir);
+  makeSelfSignedClient(dir, 'self-oven');
+  makeSelfSignedClient(dir, 'self-stranger');
+  const file = (name: string) => readFileSync(join(dir, name));
+  const fp = (name: string) => certificateFingerprint(new X509Certificate(file(`${name}.pem`)).raw);
+  const snapshot = join(dir, 'snapshot.cose');
+  // oven-1 by a self-signed certificate; mixer-1 by one of the test CA, which this listener does not know either.
+  writeFileSync(
+    snapshot,
+    exampleSnapshot(5, (p) => {
+      p.things!.find((x) => x.id === 'oven-1')!.certFingerprints = [fp('self-oven')];
+      p.things!.find((x) => x.id === 'mixer-1')!.certFingerprints = [fp('oven-1')];
+    }),
+  );
+  const tlsListener = (require: boolean) => ({ enabled: true, host: '127.0.0.1', port: 0, cert: join(dir, 'server.pem'), key: join(dir, 'server.key'), ca: null, requestClientCert: true, requireClientCert: require });
+  const strict = await agentFor(t, { bootstrap: snapshot, config: { listeners: { tcp: { enabled: true, host: '127.0.0.1', port: 0 }, tls: tlsListener(true) } } });
+  const port = (JSON.parse(await strict.waitLog(/"msg":"ready"/)) as { tls: number }).tls;
+  const ca = file('ca.pem');
+  const withCert = (name: string, clientId: string) => ({ protocol: 'mqtts' as const, ca, cert: file(`${name}.pem`), key: file(`${name}.key`), clientId, rejectUnauthorized: true, servername: 'localhost' });
+
+  const oven = await connect(port, withCert('self-oven', 'oven-1'));
+  t.equal(await subscribe(oven, 'things/oven-1/commands/#'), 1, 'a self-signed certificate whose fingerprint is oven-1\'s: connected as oven-1');
+  t.equal(await subscribe(oven, 'things/mixer-1/commands/#'), 128, '... and only as oven-1');
+  const mixer = await connect(port, withCert('oven-1', 'mixer-1'));
+  t.equal(await subscribe(mixer, 'things/mixer-1/commands/#'), 1, 'a certificate of a CA the listener does not know, whose fingerprint is mixer-1\'s: connected as mixer-1');
+  t.equal(await connackCode(port, withCert('self-stranger', 'stranger')), 4, 'a self-signed certificate whose fingerprint is in no snapshot: CONNACK 0x04');
+  t.equal(await connackCode(port, withCert('rogue', 'rogue')), 4, 'nor one of another CA');
+  const login = connectBytes({ clientId: 'anna-no-cert', clean: true, username: 'tech-anna', password: 'anna-pass' });
+  t.equal(await tlsConnack(port, { ca }, login), -1, 'requireClientCert: no certificate, even with a good password, is closed without a CONNACK');
+  t.equal(await tlsConnack(port, { ca, cert: file('self-oven.pem'), key: file('self-oven.key') }, connectBytes({ clientId: 'oven-1-raw', clean: true })), 0, 'the same certificate over raw bytes: CONNACK 0');
+
+  const anna = await connect(strict.port, { clientId: 'anna', username: 'tech-anna', password: 'anna-pass' });
+  await anna.client.publishAsync('things/oven-1/commands/reboot', 'pinned', { qos: 1 });
+  t.ok(await until(() => oven.messages.some((m) => m.payload === 'pinned'), 5000), 'the certificate device receives its commands');
+  let refusal: Awaited<ReturnType<typeof readAudit>>[number] | undefined;
+  for (let i = 0; i < 100 && refusal === undefined; i++) {
+    refusal = (await readAudit(join(strict.stateDir, 'audit'))).find((e) => e.reason === 'UNKNOWN_CERTIFICATE');
+    if (refusal === undefined) await sleep(100);
+  }
+  t.match(refusal, { action: 'connect', decision: 'deny', remote: '127.0.0.1' }, 'the unknown certificate is audited');
+  await endAll(oven, mixer, anna);
+
+  // requestClientCert without requireClientCert: a client without a certificate goes on with its password.
+  const lenient = await agentFor(t, { bootstrap: snapshot, config: { listeners: { tcp: { enabled: false }, tls: tlsListener(false) } } });
+  const lport = (JSON.parse(await lenient.waitLog(/"msg":"ready"/)) as { tls: number }).tls;
+  t.equal(await tlsConnack(lport, { ca }, login), 0, 'requestClientCert only: no certificate, a good password: CONNACK 0');
+  t.equal(await connackCode(lport, withCert('self-oven', 'oven-1')), 0, 'a listed self-signed certificate: CONNACK 0');
+  t.equal(await connackCode(lport, withCert('self-stranger', 'stranger')), 4, 'an unlisted one: CONNACK 0x04');
 });

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import mqttPacket, { type Packet, type IPublishPacket, type IConnackPacket } from 'mqtt-packet';
 import { cleanup, sleep, startAgent, until, type AgentProcess } from '../helpers/agent.js';
+import { readAudit } from '../../src/audit/audit-log.js';
 import { ROOT } from '../helpers/policy.js';
 
 // --- clients -------------------------------------------------------------------------------------
@@ -619,3 +620,51 @@ for (const P of PROFILES) {
     t.same(s.msgs.map((m) => [m.payload, m.qos]), [['after-unsub', 1]], 'the remaining QoS 1 subscription still delivers, at QoS 1');
   });
 }
+
+// --- CONNECT ----------------------------------------------------------------------------------------
+
+/** Raw CONNECT bytes at protocol level `level` (MQTT 3.1.1 layout; client id "lvl-<level>", CleanSession=1). */
+function connectAtLevel(level: number, creds: Creds): Buffer {
+  const str = (s: string) => {
+    const b = Buffer.from(s);
+    return [b.length >> 8, b.length & 0xff, ...b];
+  };
+  const flags = (creds.username !== undefined ? 0x80 : 0) | (creds.password !== undefined ? 0x40 : 0) | 0x02;
+  const body = [...str('MQTT'), level, flags, 0, 30, ...str(`lvl-${level}`), ...(creds.username !== undefined ? str(creds.username) : []), ...(creds.password !== undefined ? str(creds.password) : [])];
+  return Buffer.from([0x10, body.length, ...body]);
+}
+
+for (const P of PROFILES) {
+  t.test(`${P.name}: [MQTT-3.1.2-2] a CONNECT of an unsupported protocol level gets CONNACK 0x01, then the connection is closed`, async (t) => {
+    const levels: { level: number; bytes: Buffer }[] = [
+      ...[6, 0, 255, 2, 7].map((level) => ({ level, bytes: connectAtLevel(level, P.writer) })),
+      // MQTT 5 (level 5, with its properties): refused the same way, in 3.1.1's CONNACK format.
+      { level: 5, bytes: mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, clientId: 'lvl-5', keepalive: 30, ...(P.writer.username !== undefined ? { username: P.writer.username, password: Buffer.from(P.writer.password!) } : {}) } as Packet) },
+    ];
+    for (const { level, bytes } of levels) {
+      const raw = await Raw.open(P.agent.port);
+      raw.socket.write(bytes);
+      const connack = (await raw.next((p) => p.cmd === 'connack', 5000)) as IConnackPacket;
+      t.equal(connack.returnCode, 1, `level ${level}: CONNACK 0x01 (unacceptable protocol level)`);
+      t.equal(connack.sessionPresent, false, `level ${level}: session present 0`);
+      await Promise.race([raw.whenClosed, sleep(5000)]);
+      t.ok(raw.closed, `level ${level}: then the agent closes the connection`);
+      t.same(raw.packets.map((p) => p.cmd), [], `level ${level}: nothing else`);
+    }
+    // Level 4 (and 3, MQTT 3.1) is served.
+    const ok = await Raw.open(P.agent.port);
+    ok.socket.write(connectAtLevel(4, P.writer));
+    t.equal(((await ok.next((p) => p.cmd === 'connack')) as IConnackPacket).returnCode, 0, 'level 4: CONNACK 0');
+    t.match(await P.agent.waitLog(/unsupported protocol level/), /"level":6/, 'the refusal is logged (the first of each source and interval)');
+  });
+}
+
+t.test('enforcing: the refusal of an unsupported protocol level is audited, coalesced per source', async (t) => {
+  let entries: Awaited<ReturnType<typeof readAudit>> = [];
+  for (let i = 0; i < 100 && entries.length === 0; i++) {
+    entries = (await readAudit(join(enforcing.agent.stateDir, 'audit'))).filter((e) => e.reason === 'UNSUPPORTED_PROTOCOL_LEVEL');
+    if (entries.length === 0) await sleep(100);
+  }
+  t.match(entries[0], { action: 'connect', decision: 'deny', reason: 'UNSUPPORTED_PROTOCOL_LEVEL', remote: '127.0.0.1' });
+  t.ok(entries.length <= 2, `${entries.length} record(s) for the 6 refusals: the first, then (after the interval) a count`);
+});

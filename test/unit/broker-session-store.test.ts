@@ -182,6 +182,52 @@ t.test('queue bounds in bytes: the oldest go; a message larger than a session ma
   t.same(events, ['session:1', 'total:5']);
 });
 
+t.test('a live delivery the bounds will not track again (queue copy gone, all queues full) is sent untracked, not an error', async (t) => {
+  const store = new SessionStore({ limits: { maxMessages: 1000, maxBytes: 1_000_000, maxTotalBytes: 3 * entryBytes(pkt(1)) }, onQueueLimit: () => undefined });
+  await store.setup({ id: 'b1' });
+  for (const c of [1, 2, 3]) await store.outgoingEnqueue({ clientId: 'other' }, pkt(c));
+  // aedes' deliverQoS calls outgoingUpdate with the packet identifier before writing; the queue
+  // copy was refused (all queues full). A rejection here made aedes close the client.
+  await t.resolves(store.outgoingUpdate({ id: 'pump' }, { ...pkt(4), messageId: 7 }), 'no queue at all for the client');
+  await store.outgoingClearMessageId({ id: 'other' }, pkt(1));
+  await store.outgoingEnqueue({ clientId: 'pump' }, pkt(5));
+  await t.resolves(store.outgoingUpdate({ id: 'pump' }, { ...pkt(6), messageId: 8 }), 'a queue without that message');
+  t.same((await drainQueue(store, 'pump')).map((p) => [p.brokerCounter, p.messageId]), [[5, undefined]], 'only what was queued');
+});
+
+t.test('for the in-flight window: what is unsent, marking sent, resuming with only what was sent, the bytes of waits elsewhere', async (t) => {
+  const store = new SessionStore({ resumeSentOnly: true, limits: { maxMessages: 100, maxBytes: 1e6, maxTotalBytes: 5 * entryBytes(pkt(1)) } });
+  await store.setup({ id: 'b1' });
+  for (const c of [1, 2, 3]) await store.outgoingEnqueue({ clientId: 'dash' }, pkt(c));
+  t.same([store.queueState('dash', pkt(1)), store.queueState('dash', pkt(9)), store.queueState('other', pkt(1))], ['unsent', 'absent', 'absent']);
+  store.markSent('dash', pkt(1), 11);
+  store.markSent('dash', pkt(2), 12);
+  t.equal(store.queueState('dash', pkt(1)), 'sent');
+  t.same([...store.unsent('dash')].map((p) => p.brokerCounter), [3], 'unsent: only 3');
+  t.same(store.sentIds('dash').sort(), [11, 12]);
+  await store.outgoingUpdate({ id: 'dash' }, { cmd: 'pubrel', messageId: 12 });
+  t.same(store.sentIds('dash').sort(), [11, 12], 'a PUBREL awaiting PUBCOMP is still sent');
+  t.same((await drainQueue(store, 'dash')).map((p) => [p.cmd, p.messageId, p.dup]), [['publish', 11, true], ['pubrel', 12, undefined]], 'resumeSentOnly: a resumed session gets back only what was sent before');
+  // Sending while iterating: each marked as it goes, one cleared (refused at delivery) on the way.
+  for (const c of [4, 5]) await store.outgoingEnqueue({ clientId: 'dash' }, pkt(c));
+  let id = 20;
+  for (const p of store.unsent('dash')) {
+    store.markSent('dash', p, ++id);
+    if (p.brokerCounter === 4) await store.outgoingClearMessageId({ id: 'dash' }, { ...p, messageId: id });
+  }
+  t.same([...store.unsent('dash')], [], 'all sent');
+  t.equal(store.queueState('dash', pkt(4)), 'absent', 'the refused one is gone');
+  // Bytes reserved for waits elsewhere count against the bound of all queues together.
+  t.notOk(store.reserve(2 * entryBytes(pkt(1))), 'four queued: two more would pass the bound');
+  t.ok(store.reserve(entryBytes(pkt(1))), 'one fits');
+  t.equal(store.stats().waitingBytes, entryBytes(pkt(1)));
+  await store.outgoingEnqueue({ clientId: 'dash' }, pkt(6));
+  t.equal(store.queueState('dash', pkt(6)), 'absent', 'the queues are full with it');
+  store.release(entryBytes(pkt(1)));
+  await store.outgoingEnqueue({ clientId: 'dash' }, pkt(7));
+  t.equal(store.queueState('dash', pkt(7)), 'unsent', 'released, there is room again');
+});
+
 t.test('abandoned persistent sessions expire; connected ones do not', async (t) => {
   const store = new SessionStore();
   store.setOwner('gone', 'oven-1');

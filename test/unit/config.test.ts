@@ -60,6 +60,7 @@ t.test('DEFAULT_CONFIG holds the documented defaults, frozen', async (t) => {
       connectTimeoutMs: 10000,
       maxSubscriptionsPerClient: 100,
       maxInflightPerClient: 100,
+      maxInflightOutbound: 1000,
       keepaliveLimitSeconds: 0,
       maxTopicLevels: 32,
     },

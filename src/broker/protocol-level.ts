@@ -1,0 +1,33 @@
+// [MQTT-3.1.2-2]: "The Server MUST respond to the CONNECT Packet with a CONNACK return code 0x01
+// (unacceptable protocol level) and then disconnect the Client if the Protocol Level is not supported
+// by the Server."
+//
+// aedes 1.2 does so for the levels that reach it: it serves 3 (MQTT 3.1) and 4 (3.1.1), and answers
+// 5 (MQTT 5) with CONNACK 0x01 in 3.1.1's format. But mqtt-packet 9's parser refuses every level
+// other than 3, 4 and 5 itself ('Invalid protocol version'), before aedes sees the CONNECT, and
+// aedes then closes the connection without a CONNACK. This workaround lets such a CONNECT through to
+// aedes as far as the parser read it (protocol name and level; the rest of a packet of an unknown
+// version is not parsed), so that aedes' own check answers it with CONNACK 0x01 and closes the
+// connection, exactly as for level 5.
+//
+// test/unit/broker-protocol-level.test.ts fails when mqtt-packet changes shape.
+import type { ParserInternals } from './topic-utf8.js';
+
+/** mqtt-packet's error for a protocol level other than 3, 4 and 5. */
+export const INVALID_LEVEL = 'Invalid protocol version';
+
+/** The level a CONNECT asked for, as the client sent it (mqtt-packet takes 128 off for its "bridge mode" bit). */
+export function sentLevel(packet: { protocolVersion?: number; bridgeMode?: boolean }): number | undefined {
+  if (packet.protocolVersion === undefined) return undefined;
+  return packet.bridgeMode ? packet.protocolVersion + 128 : packet.protocolVersion;
+}
+
+/** Makes `parser` hand on a CONNECT of an unsupported level (aedes answers it) instead of failing. */
+export function passUnsupportedLevel(parser: ParserInternals): void {
+  const emitError = parser._emitError;
+  parser._emitError = function passLevel(this: ParserInternals, err: Error): void {
+    // Not an error: _parseConnect returns, and the parser emits the packet read so far.
+    if (err.message === INVALID_LEVEL && this.packet.cmd === 'connect') return;
+    emitError.call(this, err);
+  };
+}

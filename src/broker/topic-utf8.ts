@@ -1,0 +1,55 @@
+// [MQTT-1.5.3-1]: "The character data in a UTF-8 encoded string MUST be well-formed UTF-8 [...]. If a
+// Server or Client receives a Control Packet containing ill-formed UTF-8 it MUST close the Network
+// Connection." [MQTT-1.5.3-2]: a UTF-8 encoded string MUST NOT include U+0000; a receiver MAY close
+// the connection (we do).
+//
+// A workaround for mqtt-packet 9: its parser decodes every string with Buffer#toString('utf8'),
+// which replaces each ill-formed sequence with U+FFFD, so that neither aedes nor the broker's hooks
+// can tell that the bytes were ill-formed: aedes 1.2 delivered `t/\xc3\x28` as `t/\uFFFD(`, and a
+// topic with U+0000 as it came. This wraps the parser's _parseString (per connection) for the
+// packets that carry topics — PUBLISH (the topic name), SUBSCRIBE and UNSUBSCRIBE (the filters) —
+// and reports a parse error for a topic that is ill-formed or holds U+0000: aedes closes the
+// connection as for any malformed packet, and the broker audits it (`TOPIC_DENIED`) like a wildcard
+// in a PUBLISH topic. The raw bytes are checked only when the decoded string holds U+FFFD (a
+// well-formed topic may hold U+FFFD itself, encoded as EF BF BD), so a valid topic costs two scans
+// of its decoded string.
+//
+// CONNECT's strings (client id, will topic, username) are not checked here.
+// test/unit/broker-topic-utf8.test.ts fails when mqtt-packet's parser changes shape.
+import { isUtf8 } from 'node:buffer';
+
+/** The message of the parse error; the broker recognizes it (logClientError). */
+export const TOPIC_NOT_UTF8 = 'topic is not well-formed UTF-8 or contains U+0000';
+
+/** Packets whose strings (in MQTT 3.1.1) are all topic names or topic filters. */
+const TOPIC_PACKETS = new Set(['publish', 'subscribe', 'unsubscribe']);
+
+/** What this reaches of an mqtt-packet Parser (not in its type declarations). */
+export interface ParserInternals {
+  packet: { cmd?: string };
+  _pos: number;
+  _list: { slice(start: number, end: number): Buffer };
+  _parseString(): string | null;
+  _emitError(err: Error): void;
+}
+
+/** Whether a topic decoded by mqtt-packet came from bytes that are not well-formed UTF-8, or holds U+0000. */
+export function isBadTopic(decoded: string, raw: () => Uint8Array): boolean {
+  if (decoded.includes('\u0000')) return true;
+  return decoded.includes('\uFFFD') && !isUtf8(raw());
+}
+
+/** Makes `parser` report TOPIC_NOT_UTF8 (a parse error: the connection is closed) for a bad topic. */
+export function guardTopicUtf8(parser: ParserInternals): void {
+  const parseString = parser._parseString;
+  parser._parseString = function guardedParseString(this: ParserInternals): string | null {
+    const start = this._pos; // at the string's 2-byte length
+    const s = parseString.call(this);
+    if (s === null || !TOPIC_PACKETS.has(this.packet.cmd ?? '')) return s;
+    if (isBadTopic(s, () => this._list.slice(start + 2, this._pos))) {
+      // An error ends the parse of this packet: it is never emitted, and aedes closes the connection.
+      this._emitError(Object.assign(new Error(`${TOPIC_NOT_UTF8} (${this.packet.cmd!.toUpperCase()})`), { cmd: this.packet.cmd }));
+    }
+    return s;
+  };
+}
