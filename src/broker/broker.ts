@@ -7,10 +7,8 @@
 //   authorizeSubscribe filter -> can it match anything this principal may receive? else SUBACK 0x80
 //   authorizeForward   each delivered message filtered per subscriber by scope; an action is also
 //                      decided again for its sender at each delivery (./actions.ts)
-import { EwError, listenError } from '../errors.js';
-import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer, TLSSocket } from 'node:tls';
-import { readFileSync } from 'node:fs';
+import type { Server, Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { Aedes, type AuthenticateError, type AuthErrorCode, type Client, type PublishPacket, type Subscription, type AedesPublishPacket } from 'aedes';
@@ -20,21 +18,24 @@ import type { AgentConfig } from '../config/load.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import { decideById } from '../decide/decide.js';
 import { ALLOW, DENY, type Decision } from '../decide/reasons.js';
-import { PRINCIPAL_KIND_NAMES, PrincipalKind, principalByCertFingerprint, principalOf, type PolicyIndex } from '../decide/policy-index.js';
-import { compileTopicMap, compileTopicRules, matchesValid, type ActionRef, type DeliveryRoute, type PublishRoute, type TopicMap, type TopicRules } from '../topics/index.js';
+import { PRINCIPAL_KIND_NAMES, PrincipalKind, principalByCertFingerprint, type PolicyIndex } from '../decide/policy-index.js';
+import { compileTopicMap, compileTopicRules, matchesValid, type ActionRef, type DeliveryRoute, type TopicMap, type TopicRules } from '../topics/index.js';
 import { permissionId } from '../catalog/index.js';
 import { createGuardedMq } from './mq.js';
 import { FrameGuard } from './frame-guard.js';
 import { RateLimiter } from './rate-limit.js';
 import { CredentialChecker, credentialStillValid } from './credentials.js';
-import { clientCertOptions, clientCertificateFingerprint, lacksRequiredCertificate } from './client-cert.js';
-import { ActionGate, type WithAuthority } from './actions.js';
+import { clientCertificateFingerprint, lacksRequiredCertificate } from './client-cert.js';
+import { ActionGate } from './actions.js';
 import { actionTtls } from './authority.js';
 import { SessionStore, type QueueLimitEvent } from './session-store.js';
-import { DenialBudget, type DenialWindow } from './denial-budget.js';
+import { DenialBudget } from './denial-budget.js';
+import { DROP, EMPTY_ID, KEEPALIVE, LEVEL, REMOTE, REQUEST_ID, logDeny, logLimitOnce, newSession, refreshCaches, type ClientMarks, type Marked, type PublishVerdict, type Session } from './session.js';
 import { RefusalCoalescer, truncateField } from './refusals.js';
 import { TOPIC_NOT_UTF8, guardTopicUtf8, type ParserInternals } from './topic-utf8.js';
 import { Delivery } from './delivery.js';
+import { openListeners } from './listeners.js';
+import { CloudRequests } from './cloud-requests.js';
 import type { WindowPacket, WindowQueue } from './inflight-window.js';
 import { passUnsupportedLevel, sentLevel } from './protocol-level.js';
 
@@ -55,66 +56,12 @@ export interface BrokerOptions {
   readonly log: Logger;
 }
 
-interface Session {
-  /** Principal id; null for an anonymous client. */
-  readonly principal: string | null;
-  readonly kind: PrincipalKind | -1;
-  readonly role: string | null;
-  /** The stored hash that matched, `cert:<fingerprint>`, or `anonymous`. */
-  readonly credential: string;
-  readonly who: { anonymous: boolean; principal: string | null; role: string | null };
-  subscriptions: Set<string>;
-  /** QoS granted per filter, as last subscribed (aedes' own record is adjusted by ./delivery.ts). */
-  grantedQos: Map<string, number>;
-  publishCache: LRUCache<string, PublishVerdict> | null;
-  /** Per topic: the delivery route when this session may receive it, false when not. */
-  forwardCache: LRUCache<string, DeliveryRoute | false> | null;
-  /**
-   * In front of each LRU, the last topic and its answer: a client publishes, and a subscriber
-   * receives, runs of messages on one topic, and a string comparison is cheaper than the LRU's
-   * hashing and recency bookkeeping. Same epoch as the LRUs, cleared with them.
-   */
-  lastPublishTopic: string | null;
-  lastPublishVerdict: PublishVerdict | null;
-  lastForwardTopic: string | null;
-  lastForward: DeliveryRoute | false;
-  cacheEpoch: number;
-  denyLogAt: number;
-  denySuppressed: number;
-  limitsLogged: Set<string>;
-  /** The reason of this session's latest denial (read back by cloudPublish). */
-  lastDeny: string | null;
-  /** This client's audit lines for denials in the current second (see DenialBudget). */
-  denials: DenialWindow;
-}
-
-interface PublishVerdict {
-  readonly route: PublishRoute;
-  readonly decision: Decision;
-  /** Audit action name: a permission, or 'publish' for topic-level decisions. */
-  readonly action: string;
-  readonly thing: string | null;
-  /** An allowed publish of this action is audited (AUDITED_ALLOWS). */
-  readonly audited: boolean;
-  /** The topic matches the cloud link's forward filters (cloud.forward). */
-  readonly forwards: boolean;
-}
-
 /** Upward forwarding to the cloud link's outbox (SPEC section 5). */
 export interface Forwarding {
   readonly filters: readonly string[];
   /** Appends to the outbox; resolves once the message is durable. */
   enqueue(topic: string, payload: Buffer, qos: 0 | 1, retain: boolean): Promise<unknown>;
 }
-
-const DROP = Symbol('edgewarden.drop');
-const EMPTY_ID = Symbol('edgewarden.emptyClientId');
-const LEVEL = Symbol('edgewarden.protocolLevel');
-const REMOTE = Symbol('edgewarden.remote');
-const KEEPALIVE = Symbol('edgewarden.keepalive');
-const REQUEST_ID = Symbol('edgewarden.cloudRequestId');
-type Marked = { [DROP]?: boolean; [REQUEST_ID]?: string | null } & WithAuthority;
-type ClientMarks = { [EMPTY_ID]?: boolean; [LEVEL]?: number; [REMOTE]?: string; [KEEPALIVE]?: number };
 
 /** Allowed actions that are audited (SPEC section 6); every deny is audited. */
 const AUDITED_ALLOWS = new Set(['EXECUTE_THING_COMMAND', 'SET_THING_PARAMETER', 'UPDATE_FIRMWARE', 'REGISTER_THING', 'EXECUTE_BULK_UPDATE']);
@@ -124,7 +71,6 @@ const BULK_PERMISSION = permissionId('EXECUTE_BULK_UPDATE');
 /** Things one bulk request may name (after removing repeats); the rest are ignored and logged. */
 const MAX_BULK_TARGETS = 10_000;
 const BULK_ACTION: ActionRef = Object.freeze({ permission: 'EXECUTE_BULK_UPDATE', permissionId: BULK_PERMISSION });
-const DENY_LOG_INTERVAL_MS = 10_000;
 /** The route of a topic the topic rules decide (outside the map, `$` topics, the map disabled). */
 const RULES_ROUTE: DeliveryRoute = Object.freeze({ kind: 'outside' as const });
 /** Refused connections from one source and for one reason are one audit record per this interval (plus the first). */
@@ -193,7 +139,7 @@ export class GatewayBroker {
       keep: (packet) => this.actions.keepAuthority(packet),
       full: (client, max) => {
         const s = this.sessions.get(client);
-        if (s) this.logLimitOnce(client, s, 'inflightOutbound', { max }, 'in-flight window full: further QoS 1/2 messages wait until the client acknowledges (limits.maxInflightOutbound)');
+        if (s) logLimitOnce(this.log, client, s, 'inflightOutbound', { max }, 'in-flight window full: further QoS 1/2 messages wait until the client acknowledges (limits.maxInflightOutbound)');
       },
       reserve: (bytes) => this.store.reserve(bytes),
       release: (bytes) => this.store.release(bytes),
@@ -263,7 +209,13 @@ export class GatewayBroker {
     broker.refusalsTimer = setInterval(() => broker!.flushRefusals(), REFUSALS_INTERVAL_MS);
     broker.refusalsTimer.unref();
     try {
-      await broker.listen();
+      const opened = await openListeners(c, (socket) => broker!.accept(socket), {
+        log: opts.log,
+        refused: () => broker!.counters.refusedConnections++,
+        servers: broker.servers,
+      });
+      broker.tcpPort = opened.tcp;
+      broker.tlsPort = opened.tls;
     } catch (err) {
       // A listener that cannot open (a port taken): stop what started (aedes, the session journal).
       await broker.close().catch(() => undefined);
@@ -332,56 +284,7 @@ export class GatewayBroker {
     return (this.aedes as unknown as { clients: Record<string, Client> }).clients;
   }
 
-  // --- listeners -----------------------------------------------------------------------------------
-
-  private async listen(): Promise<void> {
-    const c = this.opts.config;
-    const onSocket = (socket: Socket) => this.accept(socket);
-    if (c.listeners.tcp.enabled) {
-      const server = createTcpServer(onSocket);
-      this.tcpPort = await this.bind(server, c.listeners.tcp.host, c.listeners.tcp.port, 'tcp');
-    }
-    const tls = c.listeners.tls;
-    if (tls.enabled) {
-      const server = createTlsServer(
-        {
-          cert: readTlsFile(tls.cert!, 'listeners.tls.cert'),
-          key: readTlsFile(tls.key!, 'listeners.tls.key'),
-          ...clientCertOptions(tls, tls.ca === null ? null : readTlsFile(tls.ca, 'listeners.tls.ca')),
-          minVersion: 'TLSv1.2',
-        },
-        onSocket,
-      );
-      server.on('tlsClientError', (err) => this.log.debug({ err: err.message }, 'TLS handshake failed'));
-      this.tlsPort = await this.bind(server, tls.host, tls.port, 'tls');
-    }
-  }
-
-  private bind(server: Server, host: string, port: number, name: string): Promise<number> {
-    server.maxConnections = this.opts.config.limits.maxConnections;
-    let dropLoggedAt = 0;
-    server.on('drop', () => {
-      this.counters.refusedConnections++;
-      const now = Date.now();
-      if (now - dropLoggedAt > DENY_LOG_INTERVAL_MS) {
-        dropLoggedAt = now;
-        this.log.warn({ listener: name, maxConnections: server.maxConnections }, 'connection limit reached: new connections are refused');
-      }
-    });
-    // After the listen: errors of the running server (a failed listen is the start's error).
-    const running = (err: Error) => this.log.error({ err: err.message, listener: name }, 'listener error');
-    server.once('listening', () => server.on('error', running));
-    this.servers.push(server);
-    return new Promise((resolve, reject) => {
-      const failed = (err: Error) => reject(listenError(err, `listeners.${name}`, `${host.includes(':') ? `[${host}]` : host}:${port}`));
-      server.once('error', failed);
-      server.listen(port, host, () => {
-        server.off('error', failed);
-        const addr = server.address();
-        resolve(typeof addr === 'object' && addr ? addr.port : port);
-      });
-    });
-  }
+  // --- connections -------------------------------------------------------------------------------
 
   private accept(socket: Socket): void {
     this.counters.connections++;
@@ -511,15 +414,15 @@ export class GatewayBroker {
       if (!username) return refuse(4, 'BAD_CREDENTIALS', null);
       const r = await this.credentials.check(view.index, username, password, remoteOf(client));
       if (!r.ok) return refuse(r.returnCode, r.reason, username);
-      session = this.newSession(r.principal.id, r.principal.kind, r.principal.role ?? null, r.credential);
+      session = newSession(r.principal.id, r.principal.kind, r.principal.role ?? null, r.credential);
     } else if (cert && view.index) {
       const p = principalByCertFingerprint(view.index, cert);
       if (!p) return refuse(4, 'UNKNOWN_CERTIFICATE', null);
       if (p.revoked) return refuse(5, 'REVOKED', p.id);
-      session = this.newSession(p.id, p.kind, null, `cert:${cert}`);
+      session = newSession(p.id, p.kind, null, `cert:${cert}`);
     } else {
       if (!this.rules.allowsAnonymous) return refuse(5, 'ANONYMOUS_REFUSED', null);
-      session = this.newSession(null, -1, null, 'anonymous');
+      session = newSession(null, -1, null, 'anonymous');
     }
     // A standard gateway serves only the things of its resource groups: other devices cannot connect through it.
     if (session.kind === PrincipalKind.Device && view.index && view.index.thingServed[view.index.ids.get(session.principal!) ?? 0] !== 1) {
@@ -533,7 +436,7 @@ export class GatewayBroker {
     const owner = this.store.ownerOf(client.id);
     if (owner !== undefined && owner !== session.principal) return refuse(2, 'CLIENT_ID_TAKEN', session.principal);
     if (!client.clean && owner === undefined && this.store.sessionCount >= this.opts.config.sessions.maxPersistent) {
-      this.logLimitOnce(client, session, 'persistentSessions', { max: this.opts.config.sessions.maxPersistent }, 'persistent session limit reached: new persistent sessions are refused (CONNACK 0x03)');
+      logLimitOnce(this.log, client, session, 'persistentSessions', { max: this.opts.config.sessions.maxPersistent }, 'persistent session limit reached: new persistent sessions are refused (CONNACK 0x03)');
       return refuse(3, 'SESSION_LIMIT', session.principal);
     }
     if (!client.clean) this.store.setOwner(client.id, session.principal);
@@ -559,42 +462,6 @@ export class GatewayBroker {
     this.delivery.openWindow(client, c.limits.maxInflightOutbound, { messages: c.sessions.maxQueuedMessages, bytes: c.sessions.maxQueuedBytes }, queue);
   }
 
-  private newSession(principal: string | null, kind: PrincipalKind | -1, role: string | null, credential: string): Session {
-    return {
-      principal,
-      kind,
-      role,
-      credential,
-      who: { anonymous: principal === null, principal, role },
-      subscriptions: new Set(),
-      grantedQos: new Map(),
-      publishCache: null,
-      forwardCache: null,
-      lastPublishTopic: null,
-      lastPublishVerdict: null,
-      lastForwardTopic: null,
-      lastForward: false as const,
-      cacheEpoch: -1,
-      denyLogAt: 0,
-      denySuppressed: 0,
-      limitsLogged: new Set(),
-      lastDeny: null,
-      denials: DenialBudget.window(),
-    };
-  }
-
-  /** Caches are valid for one policy epoch: a new snapshot (or its expiry) is never served a stale answer. */
-  private caches(s: Session, epoch: number): void {
-    if (s.cacheEpoch !== epoch) {
-      s.cacheEpoch = epoch;
-      s.publishCache?.clear();
-      s.forwardCache?.clear();
-      s.lastPublishTopic = null;
-      s.lastPublishVerdict = null;
-      s.lastForwardTopic = null;
-    }
-  }
-
   private authorizePublish(client: Client | null, packet: PublishPacket & Marked, cb: (err?: Error | null) => void): void {
     this.counters.publishesIn++;
     // [MQTT-3.3.1-3]: an incoming PUBLISH's DUP flag is not propagated (aedes copies it to every delivery).
@@ -602,7 +469,7 @@ export class GatewayBroker {
     const session = client ? this.sessions.get(client) : undefined;
     if (!client || !session) return cb(new Error('publish without an authenticated session'));
     const view = this.opts.policy();
-    this.caches(session, view.epoch);
+    refreshCaches(session, view.epoch);
     const topic = packet.topic;
     let verdict: PublishVerdict | undefined;
     if (topic === session.lastPublishTopic) verdict = session.lastPublishVerdict!;
@@ -638,7 +505,7 @@ export class GatewayBroker {
       this.counters.publishesDenied++;
       packet[DROP] = true;
       this.denials.record(session.denials, { principal: session.principal, clientId: client.id, action: verdict.action, topic, thing: verdict.thing, decision: 'deny', reason: decision.reason, snapshotVersion: view.index?.version ?? null, ...(will ? { will } : {}) });
-      this.logDeny(client, session, topic, verdict.action, decision.reason);
+      logDeny(this.log, client, session, topic, verdict.action, decision.reason);
       return cb(null);
     }
     let retainIgnored = false;
@@ -691,7 +558,7 @@ export class GatewayBroker {
       const s = this.sessions.get(client);
       if (s) s.cacheEpoch = -1;
     }
-    for (const e of this.cloudSessions.values()) e.session.cacheEpoch = -1;
+    this.cloud.invalidate();
   }
 
   private forwarding: Forwarding | null = null;
@@ -769,14 +636,14 @@ export class GatewayBroker {
     if (!session) return null;
     const filter = sub.topic;
     if (!session.subscriptions.has(filter) && session.subscriptions.size >= this.opts.config.limits.maxSubscriptionsPerClient) {
-      this.logLimitOnce(client, session, 'subscriptions', { max: this.opts.config.limits.maxSubscriptionsPerClient }, 'subscription limit reached: further subscriptions are refused');
+      logLimitOnce(this.log, client, session, 'subscriptions', { max: this.opts.config.limits.maxSubscriptionsPerClient }, 'subscription limit reached: further subscriptions are refused');
       return null;
     }
     const view = this.opts.policy();
     const ok = this.subscriptionAllowed(session, filter, view);
     if (!ok) {
       this.denials.record(session.denials, { principal: session.principal, clientId: client.id, action: 'subscribe', topic: filter, thing: null, decision: 'deny', reason: 'TOPIC_DENIED', snapshotVersion: view.index?.version ?? null });
-      this.logDeny(client, session, filter, 'subscribe', 'TOPIC_DENIED');
+      logDeny(this.log, client, session, filter, 'subscribe', 'TOPIC_DENIED');
       return null;
     }
     session.subscriptions.add(filter);
@@ -804,7 +671,7 @@ export class GatewayBroker {
     const session = this.sessions.get(client);
     if (!session) return false;
     const view = this.opts.policy();
-    this.caches(session, view.epoch);
+    refreshCaches(session, view.epoch);
     const topic = packet.topic;
     let route: DeliveryRoute | false | undefined;
     if (topic === session.lastForwardTopic) route = session.lastForward;
@@ -889,24 +756,6 @@ export class GatewayBroker {
 
   // --- logging, bounded ------------------------------------------------------------------------------
 
-  private logDeny(client: Client, s: Session, topic: string, action: string, reason: string | undefined): void {
-    s.lastDeny = reason ?? null;
-    const now = Date.now();
-    if (now - s.denyLogAt < DENY_LOG_INTERVAL_MS) {
-      s.denySuppressed++;
-      return;
-    }
-    this.log.info({ principal: s.principal, clientId: client.id, action, topic, reason, suppressed: s.denySuppressed }, 'denied');
-    s.denyLogAt = now;
-    s.denySuppressed = 0;
-  }
-
-  private logLimitOnce(client: Client, s: Session, limit: string, fields: Record<string, unknown>, msg: string): void {
-    if (s.limitsLogged.has(limit)) return;
-    s.limitsLogged.add(limit);
-    this.log.warn({ principal: s.principal, clientId: client.id, limit, ...fields }, msg);
-  }
-
   private readonly errorsLogged = new WeakSet<Client>();
   private logClientError(client: Client, err: Error): void {
     if (this.errorsLogged.has(client)) return;
@@ -984,48 +833,26 @@ export class GatewayBroker {
       const s = this.sessions.get(client);
       if (s) s.cacheEpoch = -1;
     }
-    this.cloudSessions.clear();
+    this.cloud.clear();
   }
 
   // --- requests from the cloud ------------------------------------------------------------------------
 
-  /** One session per cloud principal and policy epoch: rate limits, deny logging and caches as for a local client. */
-  private readonly cloudSessions = new Map<string, { client: Client; session: Session; epoch: number }>();
-
   /**
    * A request the cloud issues on behalf of `principal` (SPEC section 5): decided exactly like the same
-   * PUBLISH from a local client of that principal (topic map, decide, rate limits, audit, with the
-   * client id `cloud:<principal>`), then, when allowed, delivered on the local topic. Resolves with the
-   * decision; an allowed bulk update resolves once it is fanned out.
+   * PUBLISH from a local client of that principal (./cloud-requests.ts).
    */
   cloudPublish(principal: string, topic: string, payload: Buffer, qos: 0 | 1, requestId: string | null = null): Promise<Decision> {
-    const view = this.opts.policy();
-    let entry = this.cloudSessions.get(principal);
-    if (!entry || entry.epoch !== view.epoch) {
-      const p = view.index ? principalOf(view.index, principal) : undefined;
-      const client = { id: `cloud:${principal}` } as unknown as Client;
-      entry = { client, session: this.newSession(principal, p?.kind ?? -1, p?.role ?? null, 'cloud'), epoch: view.epoch };
-      this.sessions.set(client, entry.session);
-      if (this.cloudSessions.size >= 10_000) this.cloudSessions.clear();
-      this.cloudSessions.set(principal, entry);
-    }
-    const { client, session } = entry;
-    const packet = { cmd: 'publish', topic, payload, qos, retain: false, dup: false, [REQUEST_ID]: requestId } as PublishPacket & Marked;
-    if (topic.includes('+') || topic.includes('#') || topic === '' || topic.includes('\u0000')) {
-      this.opts.audit.record({ principal, clientId: client.id, action: 'publish', topic, thing: null, decision: 'deny', reason: 'TOPIC_DENIED', snapshotVersion: view.index?.version ?? null, source: 'cloud' });
-      return Promise.resolve(DENY.TOPIC_DENIED);
-    }
-    session.lastDeny = null;
-    return new Promise((resolve) => {
-      this.authorizePublish(client, packet, () => {
-        if (packet[DROP] === true) {
-          resolve(session.lastDeny === null ? ALLOW : (DENY as Record<string, Decision>)[session.lastDeny] ?? DENY.TOPIC_DENIED);
-          return;
-        }
-        this.aedes.publish(packet, () => resolve(ALLOW));
-      });
-    });
+    return this.cloud.publish(principal, topic, payload, qos, requestId);
   }
+
+  private readonly cloud: CloudRequests = new CloudRequests({
+    policy: () => this.opts.policy(),
+    audit: (r) => this.opts.audit.record(r),
+    register: (client, session) => this.sessions.set(client, session),
+    authorize: (client, packet, cb) => this.authorizePublish(client, packet, cb),
+    publish: (packet, cb) => this.aedes.publish(packet, cb),
+  });
 
   /** Stops accepting connections, closes every client connection, and resolves when the listeners are closed. */
   async close(): Promise<void> {
@@ -1039,15 +866,6 @@ export class GatewayBroker {
     await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
     await listeners;
     await this.store.close();
-  }
-}
-
-/** A TLS file of the configuration, or EW_KEY_READ naming the key and the file. */
-function readTlsFile(path: string, key: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    throw new EwError('EW_KEY_READ', `${key}: cannot read the file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { where: path, cause: err });
   }
 }
 
