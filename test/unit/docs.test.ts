@@ -19,9 +19,9 @@ t.test('docs/reasons.md documents exactly the reason codes', async (t) => {
   t.same(codesIn('docs/reasons.md', /./).sort(), [...DENY_REASON_CODES].sort());
 });
 
-t.test('README lists every reason code', async (t) => {
+t.test('README links docs/reasons.md, which lists every reason code (the test above)', async (t) => {
   const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
-  for (const r of DENY_REASON_CODES) t.match(readme, r, r);
+  t.match(readme, '](docs/reasons.md)');
 });
 
 t.test('docs/policy.schema.json is the schema the validator uses (regenerate: edgewarden policy schema)', async (t) => {
