@@ -45,7 +45,10 @@ export const CONFIG_FILES = ['demo-keys/demo.pub.pem', 'example-snapshot.cose', 
  */
 export const EXAMPLE_FILES = ['edgewarden.yaml', 'cloud-tls.yaml', 'example-policy.yaml', 'templates/ibm-roles.yaml'];
 /** The user documentation (below docs/): docs/ beside the executable, /usr/share/doc/edgewarden/ in the .deb. */
-export const DOC_FILES = ['config.md', 'operating.md', 'reasons.md', 'policy.md', 'policy.schema.json', 'errors.md', 'audit.md', 'cloud.md'];
+export const DOC_FILES = [
+  'config.md', 'operating.md', 'reasons.md', 'policy.md', 'policy.schema.json', 'errors.md', 'audit.md', 'cloud.md',
+  'cli.md', 'decisions.md', 'broker.md', 'snapshots.md', 'troubleshooting.md', 'choices.md',
+];
 /** The README beside the executable, with @VERSION@, @ARCH@ and @DEB_ARCH@ filled in. */
 const README_TEMPLATE = 'deploy/tarball/README.md';
 const DEB_ARCH = { x64: 'amd64', arm64: 'arm64' };

@@ -19,7 +19,10 @@ t.setTimeout(600_000);
 
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
-const DOCS = ['audit.md', 'cloud.md', 'config.md', 'errors.md', 'operating.md', 'policy.md', 'policy.schema.json', 'reasons.md'];
+const DOCS = [
+  'audit.md', 'broker.md', 'choices.md', 'cli.md', 'cloud.md', 'config.md', 'decisions.md', 'errors.md', 'operating.md', 'policy.md',
+  'policy.schema.json', 'reasons.md', 'snapshots.md', 'troubleshooting.md',
+];
 const EXAMPLES = ['cloud-tls.yaml', 'edgewarden.yaml', 'example-policy.yaml', 'templates/ibm-roles.yaml'];
 const DEBS = { amd64: join(ROOT, 'out', `edgewarden_${VERSION}_amd64.deb`), arm64: join(ROOT, 'out', `edgewarden_${VERSION}_arm64.deb`) };
 const TMP = mkdtempSync(join(tmpdir(), 'ew-deb-'));

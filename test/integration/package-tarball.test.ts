@@ -76,13 +76,19 @@ const EXPECTED_FILES = [
   '-rw-r--r-- config/templates/ibm-roles.yaml',
   'drwxr-xr-x docs/',
   '-rw-r--r-- docs/audit.md',
+  '-rw-r--r-- docs/broker.md',
+  '-rw-r--r-- docs/choices.md',
+  '-rw-r--r-- docs/cli.md',
   '-rw-r--r-- docs/cloud.md',
   '-rw-r--r-- docs/config.md',
+  '-rw-r--r-- docs/decisions.md',
   '-rw-r--r-- docs/errors.md',
   '-rw-r--r-- docs/operating.md',
   '-rw-r--r-- docs/policy.md',
   '-rw-r--r-- docs/policy.schema.json',
   '-rw-r--r-- docs/reasons.md',
+  '-rw-r--r-- docs/snapshots.md',
+  '-rw-r--r-- docs/troubleshooting.md',
   '-rwxr-xr-x edgewarden',
   'drwxr-xr-x prebuilds/',
   'drwxr-xr-x prebuilds/linux-x64/',
@@ -97,7 +103,7 @@ t.test('the tarball: its files, owned by root', async (t) => {
   t.same(got, EXPECTED_FILES, 'the file list');
   t.ok(rows.every((p) => p[5]!.startsWith(`${NAME}/`)), `everything is below ${NAME}/`);
   t.ok(rows.every((p) => p[1] === 'root/root'), 'owned by root/root');
-  for (const f of ['config.md', 'operating.md', 'reasons.md', 'policy.md', 'errors.md', 'audit.md', 'cloud.md']) {
+  for (const f of ['config.md', 'operating.md', 'reasons.md', 'policy.md', 'errors.md', 'audit.md', 'cloud.md', 'cli.md', 'decisions.md', 'broker.md', 'snapshots.md', 'troubleshooting.md', 'choices.md']) {
     t.ok(rows.some((p) => p[5] === `${NAME}/docs/${f}`), `docs/${f}`);
   }
 });
