@@ -232,7 +232,8 @@ export function rawConnack(port: number, connect: Buffer): Promise<number> {
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Waits until `pred` holds, polling; false on timeout. */
-export async function until(pred: () => boolean, timeoutMs = 3000): Promise<boolean> {
+/** Polls `pred` until it holds or `timeoutMs` (generous: a loaded machine is slow) have passed. */
+export async function until(pred: () => boolean, timeoutMs = 10_000): Promise<boolean> {
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {
     if (pred()) return true;

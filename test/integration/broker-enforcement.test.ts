@@ -18,7 +18,7 @@ const auditFor = async (pred: (e: { principal: string | null; action: string; th
   const dir = join(agent.stateDir, 'audit');
   let hit: unknown;
   await until(() => false, 300); // the agent flushes the audit log every 100 ms in tests
-  for (let i = 0; i < 20 && !hit; i++) {
+  for (let i = 0; i < 150 && !hit; i++) {
     hit = (await readAudit(dir)).find(pred);
     if (!hit) await sleep(100);
   }

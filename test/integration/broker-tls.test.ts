@@ -121,7 +121,7 @@ t.test('fingerprint-only mode (listeners.tls.ca: null): any client certificate p
 
   const anna = await connect(strict.port, { clientId: 'anna', username: 'tech-anna', password: 'anna-pass' });
   await anna.client.publishAsync('things/oven-1/commands/reboot', 'pinned', { qos: 1 });
-  t.ok(await until(() => oven.messages.some((m) => m.payload === 'pinned'), 5000), 'the certificate device receives its commands');
+  t.ok(await until(() => oven.messages.some((m) => m.payload === 'pinned'), 15_000), 'the certificate device receives its commands');
   let refusal: Awaited<ReturnType<typeof readAudit>>[number] | undefined;
   for (let i = 0; i < 100 && refusal === undefined; i++) {
     refusal = (await readAudit(join(strict.stateDir, 'audit'))).find((e) => e.reason === 'UNKNOWN_CERTIFICATE');

@@ -79,7 +79,7 @@ t.test('snapshots, commands and refusals through the cloud; telemetry, status an
   const online = json(obs.of('status').find((m) => json(m)['state'] === 'online')!);
   t.equal(online['snapshotVersion'], 1, 'the status carries the snapshot version');
   // The request follows the status on connect: wait for it, as for the status.
-  t.ok(await until(() => obs.of('snapshot/request').length >= 1, 5000), 'on connecting it asks for a fresh snapshot');
+  t.ok(await until(() => obs.of('snapshot/request').length >= 1, 15_000), 'on connecting it asks for a fresh snapshot');
 
   // Locally, the served things' retained cloud-status says the gateway reaches the cloud.
   const dash = await connect(agent.port, { clientId: 'dash', username: 'dashboard', password: 'dashboard-secret' });
@@ -107,9 +107,11 @@ t.test('snapshots, commands and refusals through the cloud; telemetry, status an
   const pub = cli(['snapshot', 'publish', v2, '--url', cloud.url, '-t', DEMO_PUB, '--gateway', 'gw-plant-1']);
   t.equal(pub.code, 0, pub.stderr);
   t.match(pub.stdout, `published snapshot version 2 for gateway gw-plant-1`);
-  t.ok(await until(() => bobClosedAt > 0, 3000), 'the revoked session is dropped');
+  t.ok(await until(() => bobClosedAt > 0, 15_000), 'the revoked session is dropped');
   const deliveredAt = obs.of('snapshot').find((m) => m.payload.equals(readFileSync(v2)))?.at ?? 0;
-  t.ok(deliveredAt > 0 && bobClosedAt - deliveredAt < 1000, `dropped ${bobClosedAt - deliveredAt} ms after the cloud broker delivered the snapshot`);
+  // Dropped as the snapshot is taken (within a second on an idle gateway); the bound only tells that
+  // apart from anything slower (a keepalive is 60 s) on a loaded test machine.
+  t.ok(deliveredAt > 0 && bobClosedAt - deliveredAt < 10_000, `dropped ${bobClosedAt - deliveredAt} ms after the cloud broker delivered the snapshot`);
   t.equal(await connackCode(agent.port, { clientId: 'bob2', username: 'op-bob', password: 'bob-pass' }), 5, 'he cannot reconnect');
   t.ok(await until(() => obs.of('status').some((m) => json(m)['snapshotVersion'] === 2)), 'the status reports version 2');
 
@@ -126,7 +128,7 @@ t.test('snapshots, commands and refusals through the cloud; telemetry, status an
   for (const [label, bytes, re] of cases) {
     const before = obs.of('snapshot/refused').length;
     await obs.client.publishAsync(`${P}snapshot`, bytes, { qos: 1, retain: true });
-    t.ok(await until(() => obs.of('snapshot/refused').length > before, 5000), `${label}: a refusal is reported up`);
+    t.ok(await until(() => obs.of('snapshot/refused').length > before, 15_000), `${label}: a refusal is reported up`);
     const report = json(obs.of('snapshot/refused').at(-1)!);
     t.match(String(report['code']), re, `${label}: ${String(report['code'])}`);
     t.equal(report['heldVersion'], 2, `${label}: version 2 stays in force`);
@@ -144,7 +146,7 @@ t.test('snapshots, commands and refusals through the cloud; telemetry, status an
   // Commands from the cloud: enforced locally, the outcome reported on <prefix>replies.
   const request = (topic: string, body: unknown) => obs.client.publishAsync(`${P}down/${topic}`, typeof body === 'string' ? body : JSON.stringify(body), { qos: 1 });
   const reply = async (id: string) => {
-    await until(() => obs.of('replies').some((m) => json(m)['id'] === id), 5000);
+    await until(() => obs.of('replies').some((m) => json(m)['id'] === id), 15_000);
     return obs.of('replies').map(json).filter((r) => r['id'] === id);
   };
   await request('things/oven-1/commands/reboot', { principal: 'viewer-carl', id: 'c1', payload: 'denied-1' });
@@ -171,7 +173,7 @@ t.test('snapshots, commands and refusals through the cloud; telemetry, status an
   // Telemetry goes up under <prefix>up/; a device cannot push another's.
   await oven.client.publishAsync('things/oven-1/telemetry/temp', '211', { qos: 1 });
   await oven.client.publishAsync('things/mixer-1/telemetry/temp', 'spoofed', { qos: 1 });
-  t.ok(await until(() => obs.of('up/things/oven-1/telemetry/temp').length === 1, 5000), 'telemetry arrives at the cloud');
+  t.ok(await until(() => obs.of('up/things/oven-1/telemetry/temp').length === 1, 15_000), 'telemetry arrives at the cloud');
   t.equal(obs.of('up/things/oven-1/telemetry/temp')[0]!.payload.toString(), '211');
   t.ok(obs.of('up/things/oven-1/telemetry/temp')[0]!.seq! > 0, 'with its queue sequence number (ew-seq)');
   await sleep(300);
@@ -189,7 +191,7 @@ t.test('snapshots, commands and refusals through the cloud; telemetry, status an
   // A clean stop leaves a retained offline status.
   await endAll(oven, bob);
   await agent.stop();
-  t.ok(await until(() => obs.of('status').some((m) => json(m)['state'] === 'offline'), 5000), 'a retained offline status on stop');
+  t.ok(await until(() => obs.of('status').some((m) => json(m)['state'] === 'offline'), 15_000), 'a retained offline status on stop');
 });
 
 t.test('the last will marks the gateway offline when it dies', async (t) => {
@@ -201,7 +203,7 @@ t.test('the last will marks the gateway offline when it dies', async (t) => {
   t.teardown(() => obs.client.endAsync(true));
   t.ok(await until(() => obs.messages.some((m) => json(m)['state'] === 'online'), 10_000));
   await agent.kill();
-  t.ok(await until(() => obs.messages.some((m) => json(m)['state'] === 'offline' && json(m)['reason'] === 'connection lost'), 5000), 'mosquitto publishes the last will');
+  t.ok(await until(() => obs.messages.some((m) => json(m)['state'] === 'offline' && json(m)['reason'] === 'connection lost'), 15_000), 'mosquitto publishes the last will');
 });
 
 t.test('outage: enforcement goes on, telemetry is queued on disk, survives SIGKILL, arrives once and in order', async (t) => {
@@ -224,7 +226,7 @@ t.test('outage: enforcement goes on, telemetry is queued on disk, survives SIGKI
     for (let i = 0; i < count; i++) await c.client.publishAsync('things/oven-1/telemetry/seq', String(++n), { qos: 1 });
   };
   await send(oven, 20);
-  t.ok(await until(() => app.messages.length === 20, 5000), 'online: 20 messages arrive');
+  t.ok(await until(() => app.messages.length === 20, 15_000), 'online: 20 messages arrive');
   // ... and are acknowledged (a message in flight when the broker dies is sent again: QoS 1).
   for (let i = 0; i < 50 && (await status(agent)).cloud.queue.depth > 0; i++) await sleep(100);
   t.equal((await status(agent)).cloud.queue.depth, 0, 'nothing is left in flight');
@@ -271,7 +273,7 @@ t.test('outage: enforcement goes on, telemetry is queued on disk, survives SIGKI
   t.same(payloads, Array.from({ length: 300 }, (_, i) => i + 1), 'messages 1..300, each once, in order');
   const seqs = fromGateway().map((m) => m.seq!);
   t.ok(seqs.every((s, i) => i === 0 || s > seqs[i - 1]!), 'queue sequence numbers strictly increase');
-  t.ok(await until(() => agent.logs().some((l) => /cloud link up/.test(l)), 5000));
+  t.ok(await until(() => agent.logs().some((l) => /cloud link up/.test(l)), 15_000));
   t.equal((await status(agent)).cloud.queue.depth, 0, 'the queue is empty');
 });
 

@@ -177,7 +177,7 @@ server.listen(0, '127.0.0.1', () => console.log('PORT ' + server.address().port)
   bare.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   bare.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<void>((r) => bare.on('exit', () => r()));
-  t.ok(await until(() => /PORT \d+/.test(out), 5000), 'bare aedes listening');
+  t.ok(await until(() => /PORT \d+/.test(out), 15_000), 'bare aedes listening');
   const port = Number(/PORT (\d+)/.exec(out)![1]);
   const dead = () => bare.exitCode !== null || bare.signalCode !== null;
   const r = await flood(port, anonymousLoad, dead);

@@ -286,7 +286,7 @@ t.test(`packet-level fuzz, seed ${SEED} (FUZZ_SEED=${SEED} replays)`, async (t) 
   const anna = await connect(agent.port, { clientId: 'anna-after-fuzz', username: 'tech-anna', password: 'anna-pass' });
   t.equal(await subscribe(oven, 'things/oven-1/commands/#'), 1, 'oven-1 subscribes to its commands');
   await anna.client.publishAsync('things/oven-1/commands/start', 'after-fuzz', { qos: 1 });
-  t.ok(await until(() => oven.messages.some((m) => m.payload === 'after-fuzz'), 3000), 'tech-anna commands oven-1, which receives it');
+  t.ok(await until(() => oven.messages.some((m) => m.payload === 'after-fuzz'), 15_000), 'tech-anna commands oven-1, which receives it');
   await endAll(oven, anna);
   t.notOk(
     agent.logs().some((l) => /RangeError|uncaught|unhandled|FATAL/i.test(l)),

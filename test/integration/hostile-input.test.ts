@@ -139,7 +139,7 @@ async function serves(a: AgentProcess): Promise<boolean> {
   try {
     if ((await subscribe(oven, 'things/oven-1/commands/#')) !== 1) return false;
     await anna.client.publishAsync('things/oven-1/commands/probe', tag, { qos: 1 });
-    return await until(() => oven.messages.some((m) => m.topic === 'things/oven-1/commands/probe' && m.payload === tag), 3000);
+    return await until(() => oven.messages.some((m) => m.topic === 'things/oven-1/commands/probe' && m.payload === tag), 15_000);
   } finally {
     await endAll(oven, anna);
   }
@@ -190,7 +190,7 @@ t.test('a 256 MB remaining length is refused from its header: closed at once, no
   const pushedAfter = sessions.map((r) => pushAnnounced(r, Buffer.from([0x30, 0xff, 0xff, 0xff, 0x7f]), PER_SOCKET));
   await Promise.all([...pushed, ...pushedAfter]);
   const all = [...connects, ...sessions];
-  t.ok(await until(() => all.every((r) => r.closedAfter() !== undefined), 3000), 'every such connection is closed');
+  t.ok(await until(() => all.every((r) => r.closedAfter() !== undefined), 15_000), 'every such connection is closed');
   const worst = Math.max(...connects.map((r) => r.closedAfter()!));
   t.ok(worst < LIMITS.connectTimeoutMs / 2, `the CONNECTs are closed in ${worst} ms, not by the ${LIMITS.connectTimeoutMs} ms connect timeout`);
   t.same(
@@ -249,7 +249,7 @@ t.test('maxConnections: further connections are refused, and the limit is logged
     r.socket.write(connectBytes({ clientId: `mixer-1-extra-${k}`, clean: true, username: 'mixer-1', password: 'mixer-1-token' }));
     extra.push(r);
   }
-  t.ok(await until(() => extra.every((r) => r.closedAfter() !== undefined), 3000), 'the 30 extra connections are closed');
+  t.ok(await until(() => extra.every((r) => r.closedAfter() !== undefined), 15_000), 'the 30 extra connections are closed');
   t.same(
     extra.map((r) => r.packets.length),
     extra.map(() => 0),
@@ -371,7 +371,7 @@ t.test('a flood of denied publishes: dropped, client stays connected, a handful 
   let lines: Awaited<ReturnType<typeof readAudit>> = [];
   const counted = () => lines.reduce((n, e) => n + (e.count ?? 1), 0);
   await until(() => false, 300);
-  for (let k = 0; k < 30 && counted() < N + 1; k++) {
+  for (let k = 0; k < 150 && counted() < N + 1; k++) {
     lines = (await readAudit(dir)).filter((e) => e.clientId === clientId);
     if (counted() < N + 1) await sleep(100);
   }
@@ -493,7 +493,7 @@ t.test('a topic that is not well-formed UTF-8, or holds U+0000, closes the conne
   const ok = await rawSession('oven-1', 'oven-1-token', 'oven-1-utf8-ok');
   ok.socket.write(publishRaw([0xef, 0xbf, 0xbd, 0xc3, 0xa9], 1));
   t.equal((await ok.next('puback')).messageId, 9, 'a well-formed U+FFFD topic is acknowledged');
-  t.ok(await until(() => reader.messages.length === 1, 5000), 'and delivered');
+  t.ok(await until(() => reader.messages.length === 1, 15_000), 'and delivered');
   t.same(reader.messages.map((m) => m.topic), ['things/oven-1/telemetry/\uFFFDé'], 'only it: none of the bad topics was delivered');
   ok.socket.destroy();
   await endAll(reader);

@@ -241,7 +241,7 @@ for (const P of PROFILES) {
     const back = await Raw.connect(port, { ...P.reader, clientId: id, clean: false, autoAck: true });
     t.equal(back.connack.returnCode, 0);
     t.equal(back.connack.sessionPresent, true, '[MQTT-3.2.2-2] Session Present 1 on resuming');
-    await until(() => back.raw.publishes.length >= 24, 3000);
+    await until(() => back.raw.publishes.length >= 24, 15_000);
     await sleep(QUIET_MS);
     const got = back.raw.publishes.map((p) => ({ topic: p.topic, payload: p.payload.toString(), qos: p.qos }));
     const on = (leaf: string) => got.filter((m) => m.topic === P.topic(leaf));
@@ -566,7 +566,7 @@ for (const P of PROFILES) {
       sends.push(pub.client.publishAsync(P.topic('order'), `${qos}:${i}`, { qos }));
     }
     await Promise.all(sends);
-    await until(() => s.msgs.length >= N, 5000);
+    await until(() => s.msgs.length >= N, 15_000);
     await sleep(QUIET_MS);
     t.equal(s.msgs.length, N, 'every message arrived once');
     for (const qos of [0, 1, 2]) {
@@ -579,7 +579,7 @@ for (const P of PROFILES) {
     s.msgs.length = 0;
     const burst = Array.from({ length: 100 }, (_, i) => pub.client.publishAsync(P.topic('order'), `1:${i}`, { qos: 1 }));
     await Promise.all(burst);
-    await until(() => s.msgs.length >= 100, 5000);
+    await until(() => s.msgs.length >= 100, 15_000);
     t.same(
       s.msgs.map((m) => Number(m.payload.slice(2))),
       Array.from({ length: 100 }, (_, i) => i),

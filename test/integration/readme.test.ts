@@ -92,6 +92,6 @@ t.test('the cloud side: keygen, hash, sign, verify, diff, explain, publish', asy
   t.match(r.out, /valid snapshot version 2 for gateway gw-plant-1 .*acceptable by gateway gw-plant-1/);
   t.match(r.out, /tech-anna UPDATE_FIRMWARE on oven-1: ALLOW/);
   t.match(r.out, /published snapshot version 2 for gateway gw-plant-1/);
-  t.ok(await until(() => got.length === 1, 5000), 'the cloud broker holds the snapshot');
+  t.ok(await until(() => got.length === 1, 15_000), 'the cloud broker holds the snapshot');
   t.ok(got[0]!.equals(readFileSync(join(dir, 'gw-plant-1.v2.cose'))), 'byte for byte');
 });

@@ -47,12 +47,14 @@ t.test('revocation, refused snapshots, restart after SIGKILL, truncated snapshot
   const r2 = install(v2);
   t.equal(r2.code, 0, r2.stderr);
   t.match(r2.stdout, /installed snapshot version 2 into the running agent/);
-  t.ok(await until(() => bobClosedAt > 0, 3000), 'the revoked session is dropped');
+  t.ok(await until(() => bobClosedAt > 0, 15_000), 'the revoked session is dropped');
   // Measured from the moment the agent accepted the snapshot (its log line), not from the start of
   // the install command: a loaded machine takes a while to start a Node process.
   const accepted = agent.logs().map((l) => JSON.parse(l) as { msg?: string; time?: string; version?: number }).find((l) => l.msg === 'snapshot accepted' && l.version === 2);
   const acceptedAt = accepted?.time ? Date.parse(accepted.time) : installedAt;
-  t.ok(bobClosedAt - acceptedAt < 1000, `dropped ${bobClosedAt - acceptedAt} ms after the agent accepted the snapshot (${bobClosedAt - installedAt} ms after the install command started)`);
+  // The agent drops it as it takes the snapshot (within a second on an idle gateway); the bound here
+  // only tells that apart from anything slower (a keepalive is 60 s) on a loaded test machine.
+  t.ok(bobClosedAt - acceptedAt < 10_000, `dropped ${bobClosedAt - acceptedAt} ms after the agent accepted the snapshot (${bobClosedAt - installedAt} ms after the install command started)`);
   t.ok(anna.client.connected, 'other sessions stay connected');
   t.equal(await connackCode(agent.port, { clientId: 'bob2', username: 'op-bob', password: 'bob-pass' }), 5, 'the revoked user cannot reconnect');
 
@@ -83,11 +85,11 @@ t.test('revocation, refused snapshots, restart after SIGKILL, truncated snapshot
 
   // A snapshot dropped in the inbox directory: v3 reinstates bob.
   writeFileSync(join(agent.stateDir, 'inbox', 'v3.cose'), exampleSnapshot(3));
-  t.ok(await until(() => agent.logs().some((l) => /inbox snapshot accepted/.test(l)), 5000), 'the inbox snapshot is taken');
+  t.ok(await until(() => agent.logs().some((l) => /inbox snapshot accepted/.test(l)), 15_000), 'the inbox snapshot is taken');
   t.equal((await status(agent)).snapshotVersion, 3);
   t.equal(await connackCode(agent.port, { clientId: 'bob4', username: 'op-bob', password: 'bob-pass' }), 0, 'bob is back in version 3');
   writeFileSync(join(agent.stateDir, 'inbox', 'junk.cose'), Buffer.from('not a snapshot'));
-  t.ok(await until(() => existsSync(join(agent.stateDir, 'inbox', 'junk.cose.refused.txt')), 5000), 'a refused inbox file is set aside with its reason');
+  t.ok(await until(() => existsSync(join(agent.stateDir, 'inbox', 'junk.cose.refused.txt')), 15_000), 'a refused inbox file is set aside with its reason');
   t.match(readFileSync(join(agent.stateDir, 'inbox', 'junk.cose.refused.txt'), 'utf8'), /EW_SNAPSHOT_MALFORMED/);
 
   // v4 revokes bob again; then SIGKILL. On restart the stored v4 is enforced before anyone connects.
@@ -119,7 +121,7 @@ t.test('expired snapshot: devices keep their telemetry and reads, commands are d
     p.expiresAt = Date.now() + 5000; // long enough to be accepted on a loaded machine
   });
   writeFileSync(join(agent.stateDir, 'inbox', 'expiring.cose'), expiring);
-  t.ok(await until(() => agent.logs().some((l) => /inbox snapshot accepted/.test(l)), 5000));
+  t.ok(await until(() => agent.logs().some((l) => /inbox snapshot accepted/.test(l)), 15_000));
   const oven = await connect(agent.port, { clientId: 'oven-1', username: 'oven-1', password: 'oven-1-token' });
   await oven.client.subscribeAsync('things/oven-1/commands/#', { qos: 1 });
   const dashboard = await connect(agent.port, { clientId: 'dash', username: 'dashboard', password: 'dashboard-secret' });
@@ -129,7 +131,7 @@ t.test('expired snapshot: devices keep their telemetry and reads, commands are d
   t.ok(await until(() => oven.messages.length === 1), 'before expiry the command arrives');
   for (let i = 0; i < 120 && !(await status(agent)).expired; i++) await sleep(100);
   t.ok((await status(agent)).expired, 'the agent reports the snapshot expired');
-  t.ok(await until(() => agent.logs().some((l) => /snapshot expired/.test(l)), 3000), 'the expiry is logged');
+  t.ok(await until(() => agent.logs().some((l) => /snapshot expired/.test(l)), 15_000), 'the expiry is logged');
   await anna.client.publishAsync('things/oven-1/commands/b', 'after', { qos: 1 });
   await oven.client.publishAsync('things/oven-1/telemetry/temp', '200', { qos: 1 });
   t.ok(await until(() => dashboard.messages.length === 1), 'telemetry still flows and READ_THING still allows reading it');
