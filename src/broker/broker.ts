@@ -18,23 +18,24 @@ import type { AgentConfig } from '../config/load.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import { decideById } from '../decide/decide.js';
 import { ALLOW, DENY, type Decision } from '../decide/reasons.js';
-import { PRINCIPAL_KIND_NAMES, PrincipalKind, principalByCertFingerprint, type PolicyIndex } from '../decide/policy-index.js';
+import { PRINCIPAL_KIND_NAMES, PrincipalKind, type PolicyIndex } from '../decide/policy-index.js';
 import { compileTopicMap, compileTopicRules, matchesValid, type ActionRef, type DeliveryRoute, type TopicMap, type TopicRules } from '../topics/index.js';
 import { permissionId } from '../catalog/index.js';
 import { createGuardedMq } from './mq.js';
 import { FrameGuard } from './frame-guard.js';
 import { RateLimiter } from './rate-limit.js';
 import { CredentialChecker, credentialStillValid } from './credentials.js';
-import { clientCertificateFingerprint, lacksRequiredCertificate } from './client-cert.js';
+import { lacksRequiredCertificate } from './client-cert.js';
 import { ActionGate } from './actions.js';
 import { actionTtls } from './authority.js';
 import { SessionStore, type QueueLimitEvent } from './session-store.js';
 import { DenialBudget } from './denial-budget.js';
-import { DROP, EMPTY_ID, KEEPALIVE, LEVEL, REMOTE, REQUEST_ID, logDeny, logLimitOnce, newSession, refreshCaches, type ClientMarks, type Marked, type PublishVerdict, type Session } from './session.js';
+import { DROP, EMPTY_ID, KEEPALIVE, LEVEL, REMOTE, REQUEST_ID, logDeny, logLimitOnce, refreshCaches, remoteOf, type ClientMarks, type Marked, type PublishVerdict, type Session } from './session.js';
 import { RefusalCoalescer, truncateField } from './refusals.js';
 import { TOPIC_NOT_UTF8, guardTopicUtf8, type ParserInternals } from './topic-utf8.js';
 import { Delivery } from './delivery.js';
 import { openListeners } from './listeners.js';
+import { authenticate, type AuthDeps } from './authenticate.js';
 import { CloudRequests } from './cloud-requests.js';
 import type { WindowPacket, WindowQueue } from './inflight-window.js';
 import { passUnsupportedLevel, sentLevel } from './protocol-level.js';
@@ -107,6 +108,7 @@ export class GatewayBroker {
   private tlsPort: number | undefined;
   /** Deliveries to each client: at the granted QoS, through its in-flight window (./delivery.ts). */
   private readonly delivery: Delivery;
+  private readonly auth: AuthDeps;
   /** Actions: authority attached at publish, decided again at delivery, expired in queues. */
   readonly actions: ActionGate;
   /** aedes' persistence: sessions, queues (with each action's authority), retained messages. */
@@ -145,6 +147,20 @@ export class GatewayBroker {
       release: (bytes) => this.store.release(bytes),
       counters: this.counters,
     });
+    this.auth = {
+      config: this.opts.config,
+      policy: () => this.opts.policy(),
+      credentials: () => this.credentials,
+      allowsAnonymous: () => this.rules.allowsAnonymous,
+      store: () => this.store,
+      connectedPrincipal: (clientId) => {
+        const existing = this.clients()[clientId];
+        const s = existing ? this.sessions.get(existing) : undefined;
+        return s === undefined ? undefined : s.principal;
+      },
+      refused: (client, reason, principal) => this.auditRefusal(client, reason, principal),
+      log: this.log,
+    };
   }
 
   static async start(opts: BrokerOptions): Promise<GatewayBroker> {
@@ -388,63 +404,13 @@ export class GatewayBroker {
   }
 
   private async authenticate(client: Client, username: string | undefined, password: Buffer | undefined): Promise<AuthenticateError | null> {
-    const refuse = (returnCode: 2 | 3 | 4 | 5, reason: string, principal: string | null) => {
-      this.auditRefusal(client, reason, principal);
-      return Object.assign(new Error(reason), { returnCode: returnCode as AuthErrorCode });
-    };
-    if ((client as ClientMarks)[EMPTY_ID] && !client.clean) return refuse(2, 'EMPTY_CLIENT_ID_WITH_PERSISTENT_SESSION', username ?? null);
-    // limits.keepaliveLimitSeconds, before any credential is checked. MQTT 3.1.1 cannot tell a client
-    // to use a shorter keepalive (MQTT 5's Server Keep Alive), and closing it after the shorter time
-    // would drop a client that keeps to the keepalive it asked for: refused, CONNACK 0x03 (the
-    // server's terms, not the client's identity or rights: 0x02, 0x04, 0x05 would point there).
-    // A keepalive of 0 (none: the connection is never checked) is above any limit.
-    const limit = this.opts.config.limits.keepaliveLimitSeconds;
-    const keepalive = (client as ClientMarks)[KEEPALIVE] ?? 0;
-    if (limit > 0 && (keepalive === 0 || keepalive > limit)) {
-      if (this.auditRefusal(client, 'KEEPALIVE_LIMIT', username ?? null)) {
-        this.log.info({ remote: remoteOf(client), clientId: truncateField(client.id), keepalive, limit }, 'connection refused: keepalive above limits.keepaliveLimitSeconds (CONNACK 0x03)');
-      }
-      return Object.assign(new Error('KEEPALIVE_LIMIT'), { returnCode: 3 as AuthErrorCode });
-    }
-    const view = this.opts.policy();
-    let session: Session | undefined;
-    const cert = clientCertificateFingerprint(this.opts.config.listeners.tls, client.conn as TLSSocket | undefined);
-    if (username || password) {
-      if (!view.index) return refuse(3, 'NO_SNAPSHOT', username ?? null);
-      if (!username) return refuse(4, 'BAD_CREDENTIALS', null);
-      const r = await this.credentials.check(view.index, username, password, remoteOf(client));
-      if (!r.ok) return refuse(r.returnCode, r.reason, username);
-      session = newSession(r.principal.id, r.principal.kind, r.principal.role ?? null, r.credential);
-    } else if (cert && view.index) {
-      const p = principalByCertFingerprint(view.index, cert);
-      if (!p) return refuse(4, 'UNKNOWN_CERTIFICATE', null);
-      if (p.revoked) return refuse(5, 'REVOKED', p.id);
-      session = newSession(p.id, p.kind, null, `cert:${cert}`);
-    } else {
-      if (!this.rules.allowsAnonymous) return refuse(5, 'ANONYMOUS_REFUSED', null);
-      session = newSession(null, -1, null, 'anonymous');
-    }
-    // A standard gateway serves only the things of its resource groups: other devices cannot connect through it.
-    if (session.kind === PrincipalKind.Device && view.index && view.index.thingServed[view.index.ids.get(session.principal!) ?? 0] !== 1) {
-      return refuse(5, 'GATEWAY_SCOPE', session.principal);
-    }
-    // A client id cannot be taken over by another principal, connected or with a persistent session.
-    const existing = this.clients()[client.id];
-    const existingSession = existing ? this.sessions.get(existing) : undefined;
-    if (existingSession && existingSession.principal !== session.principal) return refuse(2, 'CLIENT_ID_TAKEN', session.principal);
-    // Persistent sessions (CleanSession=0) belong to the principal that made them, also across restarts.
-    const owner = this.store.ownerOf(client.id);
-    if (owner !== undefined && owner !== session.principal) return refuse(2, 'CLIENT_ID_TAKEN', session.principal);
-    if (!client.clean && owner === undefined && this.store.sessionCount >= this.opts.config.sessions.maxPersistent) {
-      logLimitOnce(this.log, client, session, 'persistentSessions', { max: this.opts.config.sessions.maxPersistent }, 'persistent session limit reached: new persistent sessions are refused (CONNACK 0x03)');
-      return refuse(3, 'SESSION_LIMIT', session.principal);
-    }
-    if (!client.clean) this.store.setOwner(client.id, session.principal);
-    else if (owner !== undefined) this.store.discardSession(client.id);
-    this.sessions.set(client, session);
+    const r = await authenticate(this.auth, client, username, password);
+    if ('error' in r) return r.error;
+    this.sessions.set(client, r.session);
     this.openWindow(client);
     return null;
   }
+
 
   /** The client's outgoing in-flight window (limits.maxInflightOutbound): a persistent session's messages wait in its queue. */
   private openWindow(client: Client): void {
@@ -874,10 +840,4 @@ function prefixKeys(prefix: string, o: object): Record<string, number> {
 }
 
 const isFunction = (v: unknown): boolean => typeof v === 'function';
-
-/** The client's remote address (and port is left out: one source, whatever port it comes from). */
-function remoteOf(client: Client | undefined): string {
-  const conn = client?.conn as Socket | undefined;
-  return (client as ClientMarks | undefined)?.[REMOTE] ?? conn?.remoteAddress ?? 'unknown';
-}
 

@@ -1,6 +1,7 @@
 // A connected client's session as the broker keeps it: who it is, what it holds, its per-epoch
 // decision caches, and bounded logging of its denials and limits. Also the marks the broker sets on
 // aedes' packets and clients (symbols: invisible to aedes and to the wire).
+import type { Socket } from 'node:net';
 import type { Client } from 'aedes';
 import type { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
@@ -123,3 +124,10 @@ export function logLimitOnce(log: Logger, client: Client, s: Session, limit: str
   s.limitsLogged.add(limit);
   log.warn({ principal: s.principal, clientId: client.id, limit, ...fields }, msg);
 }
+
+/** The client's remote address (and port is left out: one source, whatever port it comes from). */
+export function remoteOf(client: Client | undefined): string {
+  const conn = client?.conn as Socket | undefined;
+  return (client as ClientMarks | undefined)?.[REMOTE] ?? conn?.remoteAddress ?? 'unknown';
+}
+
