@@ -36,6 +36,7 @@ import { TOPIC_NOT_UTF8, guardTopicUtf8, type ParserInternals } from './topic-ut
 import { Delivery } from './delivery.js';
 import { openListeners } from './listeners.js';
 import { authenticate, type AuthDeps } from './authenticate.js';
+import { fanOutBulk } from './bulk.js';
 import { CloudRequests } from './cloud-requests.js';
 import type { WindowPacket, WindowQueue } from './inflight-window.js';
 import { passUnsupportedLevel, sentLevel } from './protocol-level.js';
@@ -69,8 +70,6 @@ const AUDITED_ALLOWS = new Set(['EXECUTE_THING_COMMAND', 'SET_THING_PARAMETER', 
 const COMMAND_PERMISSIONS = new Set([permissionId('EXECUTE_THING_COMMAND'), permissionId('SET_THING_PARAMETER')]);
 const FIRMWARE_PERMISSION = permissionId('UPDATE_FIRMWARE');
 const BULK_PERMISSION = permissionId('EXECUTE_BULK_UPDATE');
-/** Things one bulk request may name (after removing repeats); the rest are ignored and logged. */
-const MAX_BULK_TARGETS = 10_000;
 const BULK_ACTION: ActionRef = Object.freeze({ permission: 'EXECUTE_BULK_UPDATE', permissionId: BULK_PERMISSION });
 /** The route of a topic the topic rules decide (outside the map, `$` topics, the map disabled). */
 const RULES_ROUTE: DeliveryRoute = Object.freeze({ kind: 'outside' as const });
@@ -560,41 +559,20 @@ export class GatewayBroker {
 
   /** `bulk/{operation}`: delivered to `things/{t}/bulk/{operation}` for each named (or, if none, each in-scope) thing the publisher may update. */
   private fanOutBulk(client: Client, session: Session, operation: string, packet: PublishPacket & Marked, view: PolicyView): void {
-    const index = view.index!;
-    let named: unknown;
-    try {
-      named = packet.payload.length > 0 ? (JSON.parse(packet.payload.toString('utf8')) as { things?: unknown }).things : undefined;
-    } catch {
-      named = undefined;
-    }
-    // Named things: each once, at most MAX_BULK_TARGETS; none named: every thing in scope.
-    const everyThing = !Array.isArray(named);
-    const unique = everyThing ? index.thingIds : [...new Set((named as unknown[]).filter((t): t is string => typeof t === 'string'))];
-    const targets = unique.length > MAX_BULK_TARGETS ? unique.slice(0, MAX_BULK_TARGETS) : unique;
-    // Refused targets: one audit record per reason, with the count and the first thing refused.
-    const refused = new Map<string, { count: number; thing: string }>();
-    let delivered = 0;
-    for (const thing of targets) {
-      const d = decideById(index, session.principal!, BULK_PERMISSION, thing, view.now());
-      if (!d.allow) {
-        if (everyThing && (d.reason === 'OUT_OF_SCOPE' || d.reason === 'GATEWAY_SCOPE')) continue; // "all in scope": skip silently
-        const r = refused.get(d.reason!);
-        if (r) r.count++;
-        else refused.set(d.reason!, { count: 1, thing });
-        continue;
-      }
-      delivered++;
-      const topic = this.topicMap.fanOutTopic(thing, operation);
-      this.opts.audit.record({ principal: session.principal, clientId: client.id, action: 'EXECUTE_BULK_UPDATE', topic, thing, decision: 'allow', snapshotVersion: index.version });
-      const share = { cmd: 'publish', topic, payload: packet.payload, qos: packet.qos, retain: false, dup: false } as PublishPacket & Marked;
-      this.actions.authorize(share, session.principal!, client.id!, BULK_ACTION, session.credential === 'cloud' ? 'cloud' : 'local', packet[REQUEST_ID] ?? null);
-      this.aedes.publish(share, () => undefined);
-    }
-    for (const [reason, r] of refused) {
-      this.opts.audit.record({ principal: session.principal, clientId: client.id, action: 'EXECUTE_BULK_UPDATE', topic: packet.topic, thing: r.thing, decision: 'deny', reason, snapshotVersion: index.version, ...(r.count > 1 ? { count: r.count } : {}) });
-    }
-    const truncated = unique.length - targets.length;
-    this.log.info({ principal: session.principal, operation, targets: targets.length, delivered, refused: Object.fromEntries([...refused].map(([k, v]) => [k, v.count])), ...(truncated > 0 ? { truncated } : {}) }, 'bulk update fanned out');
+    fanOutBulk(
+      {
+        audit: (r) => this.opts.audit.record(r),
+        fanOutTopic: (thing, op) => this.topicMap.fanOutTopic(thing, op),
+        authorize: (share, principal, clientId, source, requestId) => this.actions.authorize(share, principal, clientId, BULK_ACTION, source, requestId),
+        publish: (share) => this.aedes.publish(share, () => undefined),
+        log: this.log,
+      },
+      client,
+      session,
+      operation,
+      packet,
+      view,
+    );
   }
 
   private authorizeSubscribe(client: Client, sub: Subscription): Subscription | null {
