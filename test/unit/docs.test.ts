@@ -5,6 +5,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ERROR_CODES } from '../../src/errors.js';
 import { DENY_REASON_CODES } from '../../src/decide/reasons.js';
+import { CONNECTION_REFUSAL_REASONS } from '../../src/broker/connection-reasons.js';
 import { POLICY_FILE_SCHEMA } from '../../src/policy/schema.js';
 import { ROOT } from '../helpers/policy.js';
 import { brokenLinks } from '../helpers/readme-steps.js';
@@ -16,8 +17,21 @@ t.test('docs/errors.md documents exactly the declared error codes', async (t) =>
   t.same(codesIn('docs/errors.md', /^EW_/).sort(), Object.keys(ERROR_CODES).sort());
 });
 
-t.test('docs/reasons.md documents exactly the reason codes', async (t) => {
-  t.same(codesIn('docs/reasons.md', /./).sort(), [...DENY_REASON_CODES].sort());
+t.test('docs/reasons.md documents exactly the reason codes: decisions and refused connections', async (t) => {
+  t.same(codesIn('docs/reasons.md', /./).sort(), [...DENY_REASON_CODES, ...CONNECTION_REFUSAL_REASONS].sort());
+});
+
+t.test('the agent emits no reason that docs/reasons.md lacks', async (t) => {
+  // Every reason the source writes as a literal: `reason: 'X'`, refuse(n, 'X'), auditRefusal(client, 'X'), refused(client, 'X').
+  const known = new Set<string>([...DENY_REASON_CODES, ...CONNECTION_REFUSAL_REASONS]);
+  const emitted = new Map<string, string>();
+  const walk = (dir: string): string[] => readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+  for (const file of walk(join(ROOT, 'src'))) {
+    const text = readFileSync(file, 'utf8');
+    for (const m of text.matchAll(/(?:reason: |refuse\(\d, |auditRefusal\(client, |refused\(client, )'([A-Z][A-Z_]+)'/g)) emitted.set(m[1]!, file);
+  }
+  t.ok(emitted.size >= 15, `${emitted.size} reasons found in the source`);
+  for (const [reason, file] of emitted) t.ok(known.has(reason), `${reason} (${file.slice(ROOT.length + 1)}) is documented`);
 });
 
 t.test('README links docs/reasons.md, which lists every reason code (the test above)', async (t) => {
