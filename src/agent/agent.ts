@@ -38,6 +38,8 @@ export interface AgentStatus {
   readonly timeFloor: string;
   readonly listeners: { tcp: number | undefined; tls: number | undefined; metrics?: number };
   readonly broker: Record<string, number>;
+  /** Refused connections since start by reason code (docs/reasons.md). */
+  readonly refused: Record<string, number>;
   readonly audit: ReturnType<AuditLog['stats']>;
   /** The cloud link and its queue; null when cloud.enabled is false. */
   readonly cloud: { link: Record<string, unknown>; queue: ReturnType<Outbox['stats']> } | null;
@@ -181,6 +183,7 @@ export class Agent {
       decisions: () => this.audit.decisionCounts(),
       broker: () => this.broker?.stats() ?? {},
       clientsByKind: () => this.broker?.clientsByKind() ?? {},
+      refusals: () => this.broker?.refusedByReason() ?? {},
       snapshot: () => ({ version: this.index?.version ?? null, expiresAt: this.index?.expiresAt ?? null, now: this.timeFloor.now() }),
       queue: () => this.outbox?.stats() ?? null,
       link: () => (this.link ? (this.link.stats() as { state: string; sent: number }) : null),
@@ -407,6 +410,7 @@ export class Agent {
       timeFloor: new Date(this.timeFloor.now()).toISOString(),
       listeners: { ...(this.broker?.ports ?? { tcp: undefined, tls: undefined }), ...(this.metrics ? { metrics: this.metrics.port } : {}) },
       broker: this.broker?.stats() ?? {},
+      refused: this.broker?.refusedByReason() ?? {},
       audit: this.audit.stats(),
       cloud: this.link && this.outbox ? { link: this.link.stats(), queue: this.outbox.stats() } : null,
       startedAt: this.startedAt.toISOString(),

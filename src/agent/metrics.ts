@@ -12,6 +12,8 @@ export interface MetricsSource {
   decisions(): ReadonlyMap<string, number>;
   broker(): Record<string, number>;
   clientsByKind(): Record<string, number>;
+  /** Refused connections by reason code. */
+  refusals(): Record<string, number>;
   snapshot(): { version: number | null; expiresAt: number | null; now: number };
   queue(): { depth: number; bytes: number; dropped: number } | null;
   link(): { state: string; sent: number } | null;
@@ -68,7 +70,16 @@ export function createRegistry(source: MetricsSource): Registry {
   });
   const b = (k: string) => () => source.broker()[k] ?? 0;
   counter('edgewarden_connections_total', 'TCP/TLS connections accepted by the listeners', b('connections'));
-  counter('edgewarden_connections_refused_total', 'Connections refused at the listener (limits.maxConnections)', b('refusedConnections'));
+  new Counter({
+    name: 'edgewarden_connections_refused_total',
+    help: 'Connections refused, by reason code (docs/reasons.md): credentials, certificate, client id, limits, protocol, TLS handshake',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(source.refusals())) this.inc({ reason }, n);
+    },
+  });
   counter('edgewarden_messages_in_total', 'PUBLISH packets received from local clients', b('publishesIn'));
   counter('edgewarden_messages_denied_total', 'PUBLISH packets dropped by a decision (audited)', b('publishesDenied'));
   counter('edgewarden_messages_out_total', 'Messages delivered to local clients', b('deliveries'));

@@ -11,7 +11,6 @@ import { PrincipalKind, principalByCertFingerprint } from '../decide/policy-inde
 import type { PolicyView } from './broker.js';
 import { clientCertificateFingerprint } from './client-cert.js';
 import type { CredentialChecker } from './credentials.js';
-import { truncateField } from './refusals.js';
 import type { SessionStore } from './session-store.js';
 import { EMPTY_ID, KEEPALIVE, logLimitOnce, newSession, remoteOf, type ClientMarks, type Session } from './session.js';
 
@@ -24,14 +23,14 @@ export interface AuthDeps {
   store(): SessionStore;
   /** The principal of the connected client with this client id (null: anonymous); undefined when none. */
   connectedPrincipal(clientId: string): string | null | undefined;
-  /** Audits a refusal; true when it is to be logged too (coalesced per source). */
-  refused(client: Client, reason: string, principal: string | null): boolean;
+  /** Counts, audits and logs a refusal (coalesced per source and reason: ./connections.ts). */
+  refused(client: Client, reason: string, principal: string | null, connack: number, fields?: Record<string, unknown>): void;
   readonly log: Logger;
 }
 
 export async function authenticate(d: AuthDeps, client: Client, username: string | undefined, password: Buffer | undefined): Promise<{ error: AuthenticateError } | { session: Session }> {
   const refuse = (returnCode: 2 | 3 | 4 | 5, reason: string, principal: string | null) => {
-    d.refused(client, reason, principal);
+    d.refused(client, reason, principal, returnCode);
     return { error: Object.assign(new Error(reason), { returnCode: returnCode as AuthErrorCode }) };
   };
   if ((client as ClientMarks)[EMPTY_ID] && !client.clean) return refuse(2, 'EMPTY_CLIENT_ID_WITH_PERSISTENT_SESSION', username ?? null);
@@ -43,9 +42,7 @@ export async function authenticate(d: AuthDeps, client: Client, username: string
   const limit = d.config.limits.keepaliveLimitSeconds;
   const keepalive = (client as ClientMarks)[KEEPALIVE] ?? 0;
   if (limit > 0 && (keepalive === 0 || keepalive > limit)) {
-    if (d.refused(client, 'KEEPALIVE_LIMIT', username ?? null)) {
-      d.log.info({ remote: remoteOf(client), clientId: truncateField(client.id), keepalive, limit }, 'connection refused: keepalive above limits.keepaliveLimitSeconds (CONNACK 0x03)');
-    }
+    d.refused(client, 'KEEPALIVE_LIMIT', username ?? null, 3, { limit });
     return { error: Object.assign(new Error('KEEPALIVE_LIMIT'), { returnCode: 3 as AuthErrorCode }) };
   }
   const view = d.policy();

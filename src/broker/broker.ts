@@ -30,9 +30,10 @@ import { ActionGate } from './actions.js';
 import { actionTtls } from './authority.js';
 import { SessionStore, type QueueLimitEvent } from './session-store.js';
 import { DenialBudget } from './denial-budget.js';
-import { DROP, EMPTY_ID, KEEPALIVE, LEVEL, REMOTE, REQUEST_ID, logDeny, logLimitOnce, refreshCaches, remoteOf, type ClientMarks, type Marked, type PublishVerdict, type Session } from './session.js';
-import { RefusalCoalescer, truncateField } from './refusals.js';
-import { TOPIC_NOT_UTF8, guardTopicUtf8, type ParserInternals } from './topic-utf8.js';
+import { DROP, EMPTY_ID, KEEPALIVE, LEVEL, REQUEST_ID, logDeny, logLimitOnce, refreshCaches, type ClientMarks, type Marked, type PublishVerdict, type Session } from './session.js';
+import { guardTopicUtf8, type ParserInternals } from './topic-utf8.js';
+import { ConnectionEvents } from './connections.js';
+import { onClientError, type ClientErrorDeps } from './client-errors.js';
 import { Delivery } from './delivery.js';
 import { openListeners } from './listeners.js';
 import { authenticate, type AuthDeps } from './authenticate.js';
@@ -92,7 +93,6 @@ export class GatewayBroker {
   private readonly log: Logger;
   private readonly counters = {
     connections: 0,
-    refusedConnections: 0,
     publishesIn: 0,
     publishesDenied: 0,
     deliveries: 0,
@@ -113,8 +113,9 @@ export class GatewayBroker {
   /** aedes' persistence: sessions, queues (with each action's authority), retained messages. */
   readonly store: SessionStore;
   private sweepTimer: NodeJS.Timeout | null = null;
-  /** Refused connections, coalesced per source and reason for REFUSALS_INTERVAL_MS. */
-  private readonly refusals = new RefusalCoalescer();
+  /** Connects, disconnects and refusals: logged (coalesced per REFUSALS_INTERVAL_MS), audited, counted (./connections.ts). */
+  private readonly events: ConnectionEvents;
+  private readonly clientErrors: ClientErrorDeps;
   /** Each client's denials write at most DENIAL_LINES_PER_SECOND audit lines a second; the rest are counted. */
   private readonly denials = new DenialBudget((r) => this.opts.audit.record(r));
   private refusalsTimer: NodeJS.Timeout | null = null;
@@ -131,6 +132,20 @@ export class GatewayBroker {
     const c = opts.config;
     this.log = opts.log;
     this.credentials = new CredentialChecker(c.cache.credentials);
+    this.events = new ConnectionEvents({
+      config: c,
+      log: opts.log,
+      audit: (r) => opts.audit.record(r),
+      snapshotVersion: () => opts.policy().index?.version ?? null,
+    });
+    this.clientErrors = {
+      log: opts.log,
+      events: this.events,
+      audit: (r) => opts.audit.record(r),
+      snapshotVersion: () => opts.policy().index?.version ?? null,
+      session: (client) => this.sessions.get(client),
+      maxInflight: c.limits.maxInflightPerClient,
+    };
     this.topicMap = compileTopicMap({ enabled: c.topics.thingMap });
     this.rules = compileTopicRules(c.topics.rules);
     this.commandLimiter = new RateLimiter(c.rateLimits.commandsPerMinute, 60_000);
@@ -157,7 +172,7 @@ export class GatewayBroker {
         const s = existing ? this.sessions.get(existing) : undefined;
         return s === undefined ? undefined : s.principal;
       },
-      refused: (client, reason, principal) => this.auditRefusal(client, reason, principal),
+      refused: (client, reason, principal, connack, fields) => this.events.refuse(client, reason, principal, connack, fields),
       log: this.log,
     };
   }
@@ -226,7 +241,7 @@ export class GatewayBroker {
     try {
       const opened = await openListeners(c, (socket) => broker!.accept(socket), {
         log: opts.log,
-        refused: () => broker!.counters.refusedConnections++,
+        refused: (source, reason, fields) => broker!.events.refuseSocket(source, reason, fields),
         servers: broker.servers,
       });
       broker.tcpPort = opened.tcp;
@@ -254,12 +269,9 @@ export class GatewayBroker {
 
   private sessionsSweptAt = Date.now();
 
-  /** One audit record per source and reason for the refused connections only counted in the last interval. */
+  /** Ends the interval of coalesced connection lines: one line (and audit record) each for what was only counted. */
   flushRefusals(): void {
-    const version = this.opts.policy().index?.version ?? null;
-    for (const r of this.refusals.flush()) {
-      this.opts.audit.record({ principal: null, clientId: null, action: 'connect', decision: 'deny', reason: r.reason, snapshotVersion: version, remote: r.remote, ...(r.count > 1 ? { count: r.count } : {}) });
-    }
+    this.events.flush();
   }
 
   /** Whether the client holds `filter` as granted by authorizeSubscribe (its persistent session stores only those). */
@@ -274,11 +286,17 @@ export class GatewayBroker {
   stats(): Record<string, number> {
     return {
       ...this.counters,
+      refusedConnections: this.events.refused().total,
       connected: Object.keys(this.clients()).length,
       ...prefixKeys('actions', this.actions.counters),
       ...prefixKeys('sessions', this.store.stats()),
       ...prefixKeys('credentialCache', this.credentials.stats()),
     };
+  }
+
+  /** Refused connections since start by reason code (docs/reasons.md). */
+  refusedByReason(): Record<string, number> {
+    return this.events.refused().byReason;
   }
 
   /** Connected clients by principal kind (user, apiKey, application, device, gateway, anonymous); counted when asked. */
@@ -304,7 +322,7 @@ export class GatewayBroker {
   private accept(socket: Socket): void {
     this.counters.connections++;
     if (socket instanceof TLSSocket && lacksRequiredCertificate(this.opts.config.listeners.tls, socket)) {
-      this.log.debug({ remote: socket.remoteAddress }, 'TLS client without the certificate listeners.tls.requireClientCert asks for: closed');
+      this.events.refuseSocket({ remote: socket.remoteAddress ?? 'unknown', port: socket.remotePort, listener: 'tls' }, 'CERTIFICATE_REQUIRED');
       socket.destroy();
       return;
     }
@@ -312,7 +330,7 @@ export class GatewayBroker {
     socket.on('error', () => undefined); // reported through aedes' clientError
     const client = this.aedes.handle(socket) as Client & { _parser: ParserInternals & { parse(buf: Buffer): unknown } };
     // Read now: once the socket is destroyed (a refusal being logged), its address is gone.
-    (client as ClientMarks)[REMOTE] = socket.remoteAddress;
+    this.events.accepted(client, socket);
     this.delivery.wrap(client);
     // Bound packet sizes before mqtt-packet buffers them (see frame-guard.ts).
     const guard = new FrameGuard(this.opts.config.limits.maxPacketBytes);
@@ -324,6 +342,7 @@ export class GatewayBroker {
       const problem = guard.check(buf);
       if (problem !== null) {
         this.counters.oversizedPackets++;
+        this.events.ending(client, 'limit', { limit: 'limits.maxPacketBytes' });
         this.log.warn({ clientId: client.id ?? null, remote: socket.remoteAddress, problem }, 'closing connection: packet limit');
         socket.destroy();
         return 0;
@@ -384,27 +403,19 @@ export class GatewayBroker {
       const s = this.sessions.get(client);
       if (s) for (const f of filters) s.subscriptions.delete(f);
     });
+    a.on('client', (client) => this.events.connected(client, this.sessions.get(client)));
     a.on('clientDisconnect', (client) => this.onGone(client));
     a.on('clientReady', (client) => this.delivery.ready(client));
-    a.on('clientError', (client, err) => this.logClientError(client, err));
-    a.on('connectionError', (client, err) => this.logClientError(client, err));
-  }
-
-  /**
-   * Audits a refused connection, coalesced per source address and reason (./refusals.ts), the
-   * sender's own fields cut short. Returns whether it was recorded (the first of its source and
-   * reason in the interval): a caller that logs the refusal logs only those.
-   */
-  private auditRefusal(client: Client, reason: string, principal: string | null): boolean {
-    const remote = remoteOf(client);
-    if (!this.refusals.first(remote, reason)) return false;
-    this.opts.audit.record({ principal: truncateField(principal), clientId: truncateField(client.id), action: 'connect', decision: 'deny', reason, snapshotVersion: this.opts.policy().index?.version ?? null, remote });
-    return true;
+    a.on('clientError', (client, err) => onClientError(this.clientErrors, client, err));
+    a.on('connectionError', (client, err) => onClientError(this.clientErrors, client, err));
   }
 
   private async authenticate(client: Client, username: string | undefined, password: Buffer | undefined): Promise<AuthenticateError | null> {
     const r = await authenticate(this.auth, client, username, password);
     if ('error' in r) return r.error;
+    // [MQTT-3.1.4-2] The same client id connected: aedes closes that connection once this one is registered.
+    const previous = this.clients()[client.id];
+    if (previous !== undefined && previous !== client) this.events.ending(previous, 'takeover', { by: (client.conn as Socket | undefined)?.remoteAddress });
     this.sessions.set(client, r.session);
     this.openWindow(client);
     return null;
@@ -685,6 +696,7 @@ export class GatewayBroker {
         dropped++;
         this.log.info({ principal: s.principal, clientId: client.id, version: index.version }, 'session dropped: credentials gone or revoked in the new snapshot');
         this.opts.audit.record({ principal: s.principal, clientId: client.id, action: 'connect', decision: 'deny', reason: 'REVOKED', snapshotVersion: index.version });
+        this.events.ending(client, 'revoked', { snapshotVersion: index.version });
         client.close();
       }
     }
@@ -698,39 +710,7 @@ export class GatewayBroker {
     return dropped;
   }
 
-  // --- logging, bounded ------------------------------------------------------------------------------
-
-  private readonly errorsLogged = new WeakSet<Client>();
-  private logClientError(client: Client, err: Error): void {
-    if (this.errorsLogged.has(client)) return;
-    this.errorsLogged.add(client);
-    const session = client ? this.sessions.get(client) : undefined;
-    if (/is not allowed in PUBLISH/.test(err.message)) {
-      // [MQTT-3.3.2-2] [MQTT-4.8.0-1]: a wildcard in a PUBLISH topic is a protocol violation, and the
-      // connection is closed; unlike a publish the policy denies, which is dropped and answered.
-      this.opts.audit.record({ principal: session?.principal ?? null, clientId: client?.id ?? null, action: 'publish', decision: 'deny', reason: 'TOPIC_DENIED', snapshotVersion: this.opts.policy().index?.version ?? null, remote: remoteOf(client) });
-      this.log.info({ principal: session?.principal ?? null, clientId: client?.id ?? null, err: err.message }, 'connection closed: a wildcard in a PUBLISH topic (protocol violation)');
-      return;
-    }
-    if (err.message.startsWith(TOPIC_NOT_UTF8)) {
-      // [MQTT-1.5.3-1] [MQTT-1.5.3-2]: a topic that is not well-formed UTF-8, or holds U+0000 (./topic-utf8.ts).
-      const action = (err as Error & { cmd?: string }).cmd ?? 'publish';
-      this.opts.audit.record({ principal: session?.principal ?? null, clientId: client?.id ?? null, action, decision: 'deny', reason: 'TOPIC_DENIED', snapshotVersion: this.opts.policy().index?.version ?? null, remote: remoteOf(client) });
-      this.log.info({ principal: session?.principal ?? null, clientId: client?.id ?? null, action }, 'connection closed: a topic that is not well-formed UTF-8 or holds U+0000 (protocol violation)');
-      return;
-    }
-    if ((err as Error & { errorCode?: number }).errorCode === 1) {
-      // [MQTT-3.1.2-2]: aedes answered CONNACK 0x01 (unacceptable protocol level) and closes (./protocol-level.ts).
-      const level = (client as ClientMarks)[LEVEL] ?? null;
-      if (this.auditRefusal(client, 'UNSUPPORTED_PROTOCOL_LEVEL', null)) this.log.info({ remote: remoteOf(client), level }, 'connection refused: unsupported protocol level (CONNACK 0x01)');
-      return;
-    }
-    if (/maxInflightInbound exceeded/.test(err.message)) {
-      this.log.warn({ principal: session?.principal ?? null, clientId: client?.id ?? null, max: this.opts.config.limits.maxInflightPerClient }, 'connection closed: too many QoS 2 messages awaiting PUBREL (limits.maxInflightPerClient)');
-      return;
-    }
-    this.log.debug({ clientId: client?.id ?? null, err: err.message }, 'client error');
-  }
+  // --- limits, bounded logging ----------------------------------------------------------------------
 
   /**
    * A bound of the session queues kept a message out (the oldest of a full session, or a new one
@@ -756,6 +736,7 @@ export class GatewayBroker {
     if (!client.clean && client.id) this.store.disconnected(client.id, Date.now());
     this.queueLimitLogged.delete(client.id);
     const s = this.sessions.get(client);
+    this.events.disconnected(client, s);
     if (s) this.denials.close(s.denials);
     if (s && s.denySuppressed > 0) this.log.info({ principal: s.principal, clientId: client.id, suppressed: s.denySuppressed }, 'denials not logged individually');
   }
@@ -802,6 +783,7 @@ export class GatewayBroker {
   async close(): Promise<void> {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     if (this.refusalsTimer) clearInterval(this.refusalsTimer);
+    for (const client of Object.values(this.clients())) this.events.ending(client, 'shutdown');
     this.flushRefusals();
     this.denials.stop();
     // A listener's close() waits for its open connections: stop listening first, then close the

@@ -1,7 +1,7 @@
 // The broker's listeners: plain MQTT over TCP and MQTT over TLS, as configured. A listener that
 // cannot open is the start's error (EW_LISTEN, naming the listener, the address and the reason); a
-// running one's errors are logged; past limits.maxConnections new connections are refused (counted,
-// logged at most every 10 s).
+// running one's errors are logged; past limits.maxConnections new connections are refused, and so are
+// failed TLS handshakes (counted, logged and audited by the broker: ./connections.ts).
 import { readFileSync } from 'node:fs';
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
@@ -9,13 +9,12 @@ import type { Logger } from 'pino';
 import type { AgentConfig } from '../config/load.js';
 import { EwError, listenError } from '../errors.js';
 import { clientCertOptions } from './client-cert.js';
-
-const DROP_LOG_INTERVAL_MS = 10_000;
+import type { Source } from './connections.js';
 
 export interface ListenerHooks {
   readonly log: Logger;
-  /** A connection refused by maxConnections. */
-  refused(): void;
+  /** A connection refused before MQTT: past limits.maxConnections (CONNECTION_LIMIT), or its TLS handshake failed (TLS_HANDSHAKE_FAILED). */
+  refused(source: Source, reason: string, fields?: Record<string, unknown>): void;
   /** Each server is added here as soon as it is made, so that close() closes it whatever happens next. */
   readonly servers: Server[];
 }
@@ -36,7 +35,10 @@ export async function openListeners(c: AgentConfig, onSocket: (socket: Socket) =
       },
       onSocket,
     );
-    server.on('tlsClientError', (err) => hooks.log.debug({ err: err.message }, 'TLS handshake failed'));
+    // A device with the wrong CA, certificate or protocol (plain MQTT on the TLS port): refused, said why.
+    server.on('tlsClientError', (err, socket) =>
+      hooks.refused({ remote: socket.remoteAddress ?? 'unknown', port: socket.remotePort, listener: 'tls' }, 'TLS_HANDSHAKE_FAILED', { err: tlsProblem(err) }),
+    );
     tls = await bind(server, t.host, t.port, 'tls', c, hooks);
   }
   return { tcp, tls };
@@ -44,14 +46,9 @@ export async function openListeners(c: AgentConfig, onSocket: (socket: Socket) =
 
 function bind(server: Server, host: string, port: number, name: string, c: AgentConfig, hooks: ListenerHooks): Promise<number> {
   server.maxConnections = c.limits.maxConnections;
-  let dropLoggedAt = 0;
-  server.on('drop', () => {
-    hooks.refused();
-    const now = Date.now();
-    if (now - dropLoggedAt > DROP_LOG_INTERVAL_MS) {
-      dropLoggedAt = now;
-      hooks.log.warn({ listener: name, maxConnections: server.maxConnections }, 'connection limit reached: new connections are refused');
-    }
+  server.on('drop', (data) => {
+    // Counted; logged and audited once per address and 10 s (./connections.ts).
+    hooks.refused({ remote: data?.remoteAddress ?? 'unknown', port: data?.remotePort, listener: name as Source['listener'] }, 'CONNECTION_LIMIT', { maxConnections: server.maxConnections });
   });
   // After the listen: errors of the running server (a failed listen is the start's error).
   const running = (err: Error) => hooks.log.error({ err: err.message, listener: name }, 'listener error');
@@ -75,4 +72,9 @@ function readTlsFile(path: string, key: string): Buffer {
   } catch (err) {
     throw new EwError('EW_KEY_READ', `${key}: cannot read the file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { where: path, cause: err });
   }
+}
+
+/** What went wrong in a TLS handshake, short: OpenSSL's reason ("wrong version number", "certificate unknown", ...) or the message. */
+function tlsProblem(err: Error & { reason?: string; code?: string }): string {
+  return (err.reason ?? err.code ?? err.message).slice(0, 200);
 }

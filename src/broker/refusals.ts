@@ -21,11 +21,18 @@ export interface CoalescedRefusals {
 }
 
 export class RefusalCoalescer {
-  private readonly seen = new Map<string, { remote: string; reason: string; suppressed: number }>();
+  private readonly seen = new Map<string, { remote: string; reason: string; passed: number; suppressed: number }>();
 
-  constructor(private readonly maxSources = MAX_SOURCES) {}
+  /**
+   * @param maxSources sources told apart per interval
+   * @param perKey how many of one source and reason are passed per interval (1: the first only)
+   */
+  constructor(
+    private readonly maxSources = MAX_SOURCES,
+    private readonly perKey = 1,
+  ) {}
 
-  /** Whether this refusal is the first of its source and reason in the interval (record it); else it is counted. */
+  /** Whether this refusal is among the first `perKey` of its source and reason in the interval (record it); else it is counted. */
   first(remote: string, reason: string): boolean {
     let key = `${remote}\t${reason}`;
     let entry = this.seen.get(key);
@@ -33,12 +40,16 @@ export class RefusalCoalescer {
       key = `*\t${reason}`;
       entry = this.seen.get(key);
       if (entry === undefined) {
-        this.seen.set(key, { remote: '*', reason, suppressed: 1 });
+        this.seen.set(key, { remote: '*', reason, passed: this.perKey, suppressed: 1 });
         return false;
       }
     }
     if (entry === undefined) {
-      this.seen.set(key, { remote, reason, suppressed: 0 });
+      this.seen.set(key, { remote, reason, passed: 1, suppressed: 0 });
+      return true;
+    }
+    if (entry.passed < this.perKey) {
+      entry.passed++;
       return true;
     }
     entry.suppressed++;

@@ -39,6 +39,7 @@ export async function statusCommand(opts: { config?: string; stateDir?: string; 
     ['time floor', s.timeFloor],
     ['listeners', [s.listeners.tcp === undefined ? null : `tcp ${s.listeners.tcp}`, s.listeners.tls === undefined ? null : `tls ${s.listeners.tls}`].filter(Boolean).join(', ') || 'none'],
     ['clients', `${b['connected'] ?? 0} connected (${b['connections'] ?? 0} connections since start, ${b['refusedConnections'] ?? 0} refused), ${b['inflightWindowFull'] ?? 0} filled their in-flight window`],
+    ['refused', refusedLine(s.refused ?? {})],
     ['messages', `${b['publishesIn'] ?? 0} publishes in, ${b['publishesDenied'] ?? 0} denied, ${b['deliveriesFiltered'] ?? 0} deliveries filtered, ${b['deliveriesWaited'] ?? 0} waited for an in-flight window (${b['deliveriesDroppedWaiting'] ?? 0} dropped)`],
     ['sessions', `${b['sessionsSessions'] ?? 0} persistent, ${b['sessionsQueued'] ?? 0} messages queued (${b['sessionsActionsQueued'] ?? 0} actions), ${b['sessionsRetained'] ?? 0} retained`],
     ['actions', `${b['actionsRefusedAtDelivery'] ?? 0} refused at delivery, ${b['actionsExpired'] ?? 0} expired, ${b['actionsRetainIgnored'] ?? 0} retain flags ignored`],
@@ -60,4 +61,12 @@ export async function statusCommand(opts: { config?: string; stateDir?: string; 
   const w = Math.max(...lines.map(([k]) => k.length));
   for (const [k, v] of lines) io.out(`${k.padEnd(w)}  ${v}`);
   return 0;
+}
+
+/** Refused connections by reason, most first: `BAD_CREDENTIALS 3, ANONYMOUS_REFUSED 1` (docs/reasons.md). */
+function refusedLine(byReason: Record<string, number>): string {
+  const entries = Object.entries(byReason).filter(([, n]) => n > 0);
+  if (entries.length === 0) return 'none';
+  entries.sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+  return `${entries.map(([r, n]) => `${r} ${n}`).join(', ')}  (reasons: docs/reasons.md; lines: journalctl -u edgewarden -p warning)`;
 }

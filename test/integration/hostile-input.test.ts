@@ -260,7 +260,9 @@ t.test('maxConnections: further connections are refused, and the limit is logged
     'the 5 accepted connections are untouched',
   );
   await sleep(200);
-  t.equal(logsMatching(small, /connection limit reached/).length, 1, '30 refusals, one log line');
+  // One line per address and 10 s: two when the 30 straddle the end of an interval.
+  const limitLines = () => logsMatching(small, /^connection refused: CONNECTION_LIMIT$/).length;
+  t.ok(limitLines() >= 1 && limitLines() <= 2, '30 refusals, one log line (two across an interval)');
   // A freed slot can be used again.
   held.pop()!.socket.destroy();
   await sleep(300);
@@ -271,7 +273,7 @@ t.test('maxConnections: further connections are refused, and the limit is logged
   again.socket.destroy();
   await sleep(300);
   t.ok(await serves(small), 'and the agent serves a well-behaved client');
-  t.equal(logsMatching(small, /connection limit reached/).length, 1, 'still one log line');
+  t.ok(limitLines() <= 2, 'still one log line (two across an interval)');
 });
 
 t.test('limits.keepaliveLimitSeconds: a larger keepalive (or 0, none) gets CONNACK 0x03, a valid 3.1.1 code, audited and logged', async (t) => {
@@ -303,7 +305,7 @@ t.test('limits.keepaliveLimitSeconds: a larger keepalive (or 0, none) gets CONNA
   }
   t.match(entries[0], { action: 'connect', decision: 'deny', reason: 'KEEPALIVE_LIMIT', principal: 'oven-1', remote: '127.0.0.1' }, 'audited (coalesced per source like every refused connection)');
   t.ok(entries.length <= 2, `${entries.length} audit record(s) for 5 refusals within the interval`);
-  const logged = logsMatching(limited, /keepalive above limits.keepaliveLimitSeconds/);
+  const logged = logsMatching(limited, /^connection refused: KEEPALIVE_LIMIT$/);
   t.match(logged[0], { keepalive: 61, limit: 60 }, 'logged');
   t.equal(logged.length, 1, 'once per source and interval');
   t.ok(await serves(limited), 'a well-behaved client (MQTT.js, keepalive 60) is served');

@@ -1,0 +1,81 @@
+// A client's connection ends in an error (aedes' clientError and connectionError): what it was, said
+// once per connection. Before a CONNECT was accepted it is a refusal (the protocol level, the CONNECT
+// never coming, bytes that are not MQTT); after, it is why the client was disconnected (keepalive, a
+// limit, a protocol violation — some of which are audited — or the connection lost).
+import type { Client } from 'aedes';
+import type { Logger } from 'pino';
+import type { AuditRecord } from '../audit/audit-log.js';
+import type { ConnectionEvents } from './connections.js';
+import { LEVEL, remoteOf, type ClientMarks, type Session } from './session.js';
+import { TOPIC_NOT_UTF8 } from './topic-utf8.js';
+
+export interface ClientErrorDeps {
+  readonly log: Logger;
+  readonly events: ConnectionEvents;
+  audit(r: AuditRecord): void;
+  snapshotVersion(): number | null;
+  session(client: Client): Session | undefined;
+  /** limits.maxInflightPerClient */
+  readonly maxInflight: number;
+}
+
+const reported = new WeakSet<Client>();
+
+export function onClientError(d: ClientErrorDeps, client: Client, err: Error & { errorCode?: number; code?: string; cmd?: string }): void {
+  if (reported.has(client)) return;
+  reported.add(client);
+  const errorCode = err.errorCode;
+  if (errorCode !== undefined && errorCode >= 2) return; // a CONNACK refusal of authenticate: refused and logged there
+  if (errorCode === 1) {
+    // [MQTT-3.1.2-2]: aedes answered CONNACK 0x01 (unacceptable protocol level) and closes (./protocol-level.ts).
+    d.events.refuse(client, 'UNSUPPORTED_PROTOCOL_LEVEL', null, 1);
+    return;
+  }
+  const connected = (client as { connected?: boolean }).connected === true || d.session(client) !== undefined;
+  if (!connected) {
+    if (err.code !== undefined) {
+      d.log.debug({ remote: remoteOf(client), err: err.message }, 'connection lost before CONNECT');
+      return;
+    }
+    if (/connect did not arrive in time/.test(err.message)) d.events.refuse(client, 'CONNECT_TIMEOUT', null);
+    else d.events.refuse(client, 'PROTOCOL_ERROR', null, undefined, { err: err.message.slice(0, 200) });
+    return;
+  }
+  const session = d.session(client);
+  const principal = session?.principal ?? null;
+  const protocolViolation = (action: string, msg: string) => {
+    d.audit({ principal, clientId: client.id, action, decision: 'deny', reason: 'TOPIC_DENIED', snapshotVersion: d.snapshotVersion(), remote: remoteOf(client) });
+    d.events.ending(client, 'protocol error', { err: msg });
+    d.log.info({ principal, clientId: client.id, action }, `connection closed: ${msg} (protocol violation)`);
+  };
+  if (/is not allowed in PUBLISH/.test(err.message)) {
+    // [MQTT-3.3.2-2] [MQTT-4.8.0-1]: a wildcard in a PUBLISH topic is a protocol violation, and the
+    // connection is closed; unlike a publish the policy denies, which is dropped and answered.
+    protocolViolation('publish', 'a wildcard in a PUBLISH topic');
+    return;
+  }
+  if (err.message.startsWith(TOPIC_NOT_UTF8)) {
+    // [MQTT-1.5.3-1] [MQTT-1.5.3-2]: a topic that is not well-formed UTF-8, or holds U+0000 (./topic-utf8.ts).
+    protocolViolation(err.cmd ?? 'publish', 'a topic that is not well-formed UTF-8 or holds U+0000');
+    return;
+  }
+  if (err.message === 'keep alive timeout') {
+    d.events.ending(client, 'keepalive');
+    return;
+  }
+  if (/maxInflightInbound exceeded/.test(err.message)) {
+    d.events.ending(client, 'limit', { limit: 'limits.maxInflightPerClient' });
+    d.log.warn({ principal, clientId: client.id, max: d.maxInflight }, 'connection closed: too many QoS 2 messages awaiting PUBREL (limits.maxInflightPerClient)');
+    return;
+  }
+  if (/queue limit reached/i.test(err.message)) {
+    d.events.ending(client, 'limit', { limit: 'aedes queue' });
+    return;
+  }
+  if (err.code !== undefined) {
+    d.events.ending(client, 'connection lost', { err: err.code });
+    return;
+  }
+  d.events.ending(client, 'protocol error', { err: err.message.slice(0, 200) });
+  d.log.debug({ clientId: client.id, protocolLevel: (client as ClientMarks)[LEVEL], err: err.message }, 'client error');
+}
