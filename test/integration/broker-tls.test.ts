@@ -6,6 +6,7 @@ import { X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import { certificateFingerprint } from '../../src/policy/credentials.js';
 import { connect as tlsConnect } from 'node:tls';
+import { createConnection } from 'node:net';
 import mqttPacket from 'mqtt-packet';
 import { readAudit } from '../../src/audit/audit-log.js';
 import { makeCertificates, makeSelfSignedClient } from '../helpers/certs.js';
@@ -47,6 +48,17 @@ t.test('TLS listener with client-certificate authentication', async (t) => {
   const oven = await connect(tlsPort, { protocol: 'mqtts', ca, cert: readFileSync(join(dir, 'oven-1.pem')), key: readFileSync(join(dir, 'oven-1.key')), clientId: 'oven-1', rejectUnauthorized: true, servername: 'localhost' });
   t.equal(await subscribe(oven, 'things/oven-1/commands/#'), 1, 'the certificate authenticated the device as oven-1');
   t.equal(await subscribe(oven, 'things/mixer-1/commands/#'), 128, '... and only as oven-1');
+  const connected = JSON.parse(await agent.waitLog(/"msg":"client connected: oven-1"/)) as Record<string, unknown>;
+  t.match(connected, { principal: 'oven-1', kind: 'device', listener: 'tls', certFingerprint: fingerprint }, 'the connect line names the TLS listener and the certificate');
+
+  // Plain MQTT sent to the TLS port: the handshake fails, and the warning says so.
+  const plain = createConnection(tlsPort, '127.0.0.1');
+  plain.on('error', () => undefined);
+  plain.on('connect', () => plain.write(connectBytes({ clientId: 'plain-on-tls', clean: true })));
+  const handshake = JSON.parse(await agent.waitLog(/"msg":"connection refused: TLS_HANDSHAKE_FAILED"/)) as Record<string, unknown>;
+  t.match(handshake, { reason: 'TLS_HANDSHAKE_FAILED', remote: '127.0.0.1', listener: 'tls' }, 'a failed TLS handshake is a refusal with its address');
+  t.type(handshake.err, 'string', `with OpenSSL's reason (${String(handshake.err)})`);
+  plain.destroy();
 
   const anna = await connect(tlsPort, { protocol: 'mqtts', ca, clientId: 'anna', username: 'tech-anna', password: 'anna-pass', rejectUnauthorized: true, servername: 'localhost' });
   await anna.client.publishAsync('things/oven-1/commands/reboot', 'tls', { qos: 1 });
@@ -117,6 +129,7 @@ t.test('fingerprint-only mode (listeners.tls.ca: null): any client certificate p
   t.equal(await connackCode(port, withCert('rogue', 'rogue')), 4, 'nor one of another CA');
   const login = connectBytes({ clientId: 'anna-no-cert', clean: true, username: 'tech-anna', password: 'anna-pass' });
   t.equal(await tlsConnack(port, { ca }, login), -1, 'requireClientCert: no certificate, even with a good password, is closed without a CONNACK');
+  t.match(JSON.parse(await strict.waitLog(/"msg":"connection refused: CERTIFICATE_REQUIRED"/)), { reason: 'CERTIFICATE_REQUIRED', listener: 'tls', remote: '127.0.0.1' }, 'and logged as CERTIFICATE_REQUIRED');
   t.equal(await tlsConnack(port, { ca, cert: file('self-oven.pem'), key: file('self-oven.key') }, connectBytes({ clientId: 'oven-1-raw', clean: true })), 0, 'the same certificate over raw bytes: CONNACK 0');
 
   const anna = await connect(strict.port, { clientId: 'anna', username: 'tech-anna', password: 'anna-pass' });
