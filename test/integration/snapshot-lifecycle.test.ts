@@ -48,6 +48,7 @@ t.test('revocation, refused snapshots, restart after SIGKILL, truncated snapshot
   t.equal(r2.code, 0, r2.stderr);
   t.match(r2.stdout, /installed snapshot version 2 into the running agent/);
   t.ok(await until(() => bobClosedAt > 0, 15_000), 'the revoked session is dropped');
+  t.match(JSON.parse(await agent.waitLog(/"msg":"client disconnected: bob \(revoked\)"/)), { principal: 'op-bob', why: 'revoked', snapshotVersion: 2 }, 'the disconnect line says why: revoked by snapshot 2');
   // Measured from the moment the agent accepted the snapshot (its log line), not from the start of
   // the install command: a loaded machine takes a while to start a Node process.
   const accepted = agent.logs().map((l) => JSON.parse(l) as { msg?: string; time?: string; version?: number }).find((l) => l.msg === 'snapshot accepted' && l.version === 2);
