@@ -15,7 +15,8 @@ import { diffCommand } from './snapshot-diff.js';
 import { signCommand } from './snapshot-sign.js';
 import { installCommand } from './snapshot-install.js';
 import { publishCommand, type PublishOptions } from './snapshot-publish.js';
-import { runCommand } from './run.js';
+import { runCommand, type RunOptions } from './run.js';
+import { LOG_LEVELS } from '../config/schema.js';
 import { tokenCommand } from './token.js';
 import { auditTailCommand } from './audit.js';
 import { statusCommand } from './status.js';
@@ -135,7 +136,9 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('-c, --config <file>', 'configuration file (default: the embedded defaults: bundled example snapshot, demo key)')
     .option('-p, --port <port>', 'TCP listener port (overrides the configuration; 0 = ephemeral)')
     .option('--state-dir <dir>', 'state directory (overrides the configuration)')
-    .action(async (o: { config?: string; port?: string; stateDir?: string }) => setExit(await runCommand(o, io)));
+    .option('--log-level <level>', `log level: ${LOG_LEVELS.join(', ')} (overrides log.level)`)
+    .option('-v, --verbose', 'log more: -v debug, -vv trace (overrides log.level)', (_: string, n: number) => n + 1, 0)
+    .action(async (o: RunOptions) => setExit(await runCommand(o, io)));
 
   program
     .command('status')
