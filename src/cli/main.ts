@@ -1,13 +1,11 @@
 // The `edgewarden` command line: one file per command, wired here.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { EwError } from '../errors.js';
 import { POLICY_FILE_SCHEMA } from '../policy/schema.js';
 import { catalogCommand } from './catalog.js';
 import { explainCommand } from './explain.js';
 import { hashCommand } from './hash.js';
-import { bundled, packageRoot, SEA_BUILD } from './io.js';
+import { bundled, packageVersion } from './io.js';
 import { keygenCommand } from './keygen.js';
 import { processIo, type Io } from './output.js';
 import { inspectCommand, verifyCommand } from './snapshot.js';
@@ -20,15 +18,6 @@ import { LOG_LEVELS } from '../config/schema.js';
 import { tokenCommand } from './token.js';
 import { auditTailCommand } from './audit.js';
 import { statusCommand } from './status.js';
-
-function packageVersion(): string {
-  if (SEA_BUILD) return SEA_BUILD.version;
-  try {
-    return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
-  } catch {
-    return '0.0.0';
-  }
-}
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 

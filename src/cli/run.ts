@@ -5,7 +5,7 @@ import { LOG_LEVELS, isLogLevel, type LogLevel } from '../config/schema.js';
 import { Agent } from '../agent/agent.js';
 import { createLogger } from '../agent/log.js';
 import { sdNotify, startWatchdog, watchdogIntervalMs } from '../agent/sd-notify.js';
-import { packageRoot } from './io.js';
+import { packageRoot, packageVersion } from './io.js';
 import type { Io } from './output.js';
 
 export function parsePort(v: string | undefined): number | undefined {
@@ -56,7 +56,8 @@ export async function runCommand(opts: RunOptions, io: Io): Promise<number> {
   const loaded = load();
   const config = loaded.config;
   const log = createLogger(config.log.level);
-  log.info({ config: loaded.source, stateDir: config.stateDir, gateway: config.gateway.id }, 'starting edgewarden');
+  const version = packageVersion();
+  log.info({ version, node: process.version, config: loaded.source, stateDir: config.stateDir, gateway: config.gateway.id }, 'starting edgewarden');
   log.debug({ configuration: config }, 'configuration in force');
   for (const w of loaded.warnings) log.warn(w);
   if (isOpenBroker(config)) {
@@ -79,7 +80,7 @@ export async function runCommand(opts: RunOptions, io: Io): Promise<number> {
   process.on('SIGHUP', earlyHup);
   let agent: Agent;
   try {
-    agent = await Agent.start(config, log);
+    agent = await Agent.start(config, log, { version, node: process.version });
   } catch (err) {
     // Under systemd (Type=notify) the exit before READY=1 fails `systemctl start` at once; the
     // status line says why in `systemctl status`.
