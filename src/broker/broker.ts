@@ -722,7 +722,7 @@ export class GatewayBroker {
     if ((err as Error & { errorCode?: number }).errorCode === 1) {
       // [MQTT-3.1.2-2]: aedes answered CONNACK 0x01 (unacceptable protocol level) and closes (./protocol-level.ts).
       const level = (client as ClientMarks)[LEVEL] ?? null;
-      if (this.auditRefusal(client, 'UNSUPPORTED_PROTOCOL_LEVEL', null)) this.log.info({ remote: remoteOf(client), level }, 'connection refused: unsupported protocol level (CONNACK 0x01)');
+      if (this.auditRefusal(client, 'UNSUPPORTED_PROTOCOL_LEVEL', null)) this.log.info({ remote: remoteOf(client), protocolLevel: level }, 'connection refused: unsupported protocol level (CONNACK 0x01)');
       return;
     }
     if (/maxInflightInbound exceeded/.test(err.message)) {

@@ -655,7 +655,7 @@ for (const P of PROFILES) {
     const ok = await Raw.open(P.agent.port);
     ok.socket.write(connectAtLevel(4, P.writer));
     t.equal(((await ok.next((p) => p.cmd === 'connack')) as IConnackPacket).returnCode, 0, 'level 4: CONNACK 0');
-    t.match(await P.agent.waitLog(/unsupported protocol level/), /"level":6/, 'the refusal is logged (the first of each source and interval)');
+    t.match(await P.agent.waitLog(/unsupported protocol level/), /"protocolLevel":6/, 'the refusal is logged (the first of each source and interval)');
   });
 }
 
