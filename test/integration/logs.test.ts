@@ -33,7 +33,14 @@ t.test('JOURNAL_STREAM naming another stream (stdout redirected): plain JSON; -v
   const agent = await agentFor(t, { env: { JOURNAL_STREAM: '1:1' }, config: { log: { level: 'info' } }, args: ['-v'] });
   const lines = records(agent.logs());
   for (const line of lines) t.match(line, /^\{"level":"[a-z]+",/, line.slice(0, 60));
-  t.match(await agent.waitLog(/"msg":"configuration in force"/), /^\{"level":"debug",/, '-v: debug');
+  const debug = await agent.waitLog(/"msg":"configuration in force"/);
+  t.match(debug, /^\{"level":"debug",/, '-v: debug');
+  t.match(JSON.parse(debug), { configuration: { log: { level: 'debug' } } });
+});
+
+t.test('-vv: trace', async (t) => {
+  const agent = await agentFor(t, { config: { log: { level: 'warn' } }, args: ['-vv'] });
+  t.match(JSON.parse(await agent.waitLog(/"msg":"configuration in force"/)), { level: 'debug', configuration: { log: { level: 'trace' } } });
 });
 
 t.test('the default level (log.level info): no debug line', async (t) => {
