@@ -23,7 +23,7 @@ import { CloudLink, type LinkState } from '../bridge/cloud-link.js';
 import type { VerifiedSnapshot } from '../snapshot/snapshot.js';
 import { GatewayBroker, type PolicyView } from '../broker/broker.js';
 import { SnapshotInbox } from './inbox.js';
-import { createRegistry, startMetricsServer } from './metrics.js';
+import { createRegistry, startMetricsServer, type BuildInfo } from './metrics.js';
 import type { Server as HttpServer } from 'node:http';
 import { startControlServer, type ControlRequest, type ControlResponse } from './control.js';
 
@@ -77,11 +77,13 @@ export class Agent {
     readonly audit: AuditLog,
     private readonly outbox: Outbox | undefined,
     private readonly lock: StateLock,
+    private readonly build: BuildInfo,
   ) {
     this.bridgeLog = this.childLog('bridge');
   }
 
-  static async start(config: AgentConfig, log: Logger): Promise<Agent> {
+  /** `build`: what `edgewarden_build_info` says (the version of the package or the executable, Node's). */
+  static async start(config: AgentConfig, log: Logger, build: BuildInfo): Promise<Agent> {
     const stateDir = config.stateDir;
     // The keys first: nothing is created before the configuration is known to be usable.
     const trustedKeys = loadTrustedKeys(config.trust.keys);
@@ -95,14 +97,14 @@ export class Agent {
       throw isEwError(err) ? err : new EwError('EW_STORE_IO', `cannot take the state directory lock: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { where: stateDir, cause: err });
     });
     try {
-      return await Agent.startLocked(config, log, trustedKeys, lock);
+      return await Agent.startLocked(config, log, trustedKeys, lock, build);
     } catch (err) {
       await lock.release();
       throw err;
     }
   }
 
-  private static async startLocked(config: AgentConfig, log: Logger, trustedKeys: ReturnType<typeof loadTrustedKeys>, lock: StateLock): Promise<Agent> {
+  private static async startLocked(config: AgentConfig, log: Logger, trustedKeys: ReturnType<typeof loadTrustedKeys>, lock: StateLock, build: BuildInfo): Promise<Agent> {
     const stateDir = config.stateDir;
     const storeLog = log.child({ module: 'store' });
     const timeFloor = await TimeFloor.load(stateDir, Date.now, { onProblem: (msg) => storeLog.info(msg) });
@@ -141,7 +143,7 @@ export class Agent {
           onProblem: (msg) => log.warn({ module: 'outbox' }, msg),
         })
       : undefined;
-    const agent = new Agent(config, log, timeFloor, store, audit, outbox, lock);
+    const agent = new Agent(config, log, timeFloor, store, audit, outbox, lock, build);
     agent.adopt(initial);
     initial = undefined; // the index holds what it needs; the payload goes
     if (!agent.index) log.warn({ stateDir }, 'no valid snapshot: every request is denied (NO_SNAPSHOT) until one is installed');
@@ -188,7 +190,7 @@ export class Agent {
       queue: () => this.outbox?.stats() ?? null,
       link: () => (this.link ? (this.link.stats() as { state: string; sent: number }) : null),
       audit: () => this.audit.stats(),
-    });
+    }, this.build);
     this.metrics = await startMetricsServer(registry, c.host, c.port);
     this.log.info({ host: c.host, port: this.metrics.port, path: '/metrics' }, 'metrics endpoint listening');
   }

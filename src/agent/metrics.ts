@@ -2,6 +2,10 @@
 // (`metrics.enabled`). Nothing is counted on the per-message path for them: every figure is read
 // from the agent's own counters when Prometheus scrapes (`collect`), so the endpoint costs nothing
 // between scrapes.
+//
+// Prometheus conventions: prom-client's process and Node metrics keep their standard names
+// (process_cpu_seconds_total, nodejs_heap_size_used_bytes, ...) so that stock dashboards find them;
+// edgewarden_build_info carries the versions; a label with no value is left out, never "".
 import { listenError } from '../errors.js';
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
@@ -20,11 +24,32 @@ export interface MetricsSource {
   audit(): { recorded: number; pendingEntries: number; droppedEntries: number; lostBeforeUpload: number };
 }
 
+/** The versions edgewarden_build_info reports. */
+export interface BuildInfo {
+  /** edgewarden's (package.json, or built into the executable) */
+  readonly version: string;
+  /** Node's, as process.version */
+  readonly node: string;
+}
+
 export const METRICS_PATH = '/metrics';
 
-export function createRegistry(source: MetricsSource): Registry {
+/** The labels with a value: an empty one is left out (prom-client takes a subset of labelNames). */
+export function presentLabels<K extends string>(labels: Readonly<Record<K, string>>): Partial<Record<K, string>> {
+  const out: Partial<Record<K, string>> = {};
+  for (const [k, v] of Object.entries(labels) as [K, string][]) if (v !== '') out[k] = v;
+  return out;
+}
+
+export function createRegistry(source: MetricsSource, build: BuildInfo): Registry {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'edgewarden_' });
+  collectDefaultMetrics({ register: registry });
+  new Gauge({
+    name: 'edgewarden_build_info',
+    help: 'Always 1; the labels say which edgewarden and which Node run',
+    labelNames: ['version', 'node'],
+    registers: [registry],
+  }).set(presentLabels({ version: build.version, node: build.node }), 1);
   /** A counter whose value is read from `get` at scrape time. */
   const counter = (name: string, help: string, get: () => number) =>
     new Counter({
@@ -48,14 +73,14 @@ export function createRegistry(source: MetricsSource): Registry {
 
   new Counter({
     name: 'edgewarden_decisions_total',
-    help: 'Audited decisions by result, action (permission, or publish/subscribe/connect) and reason code: every deny, and every allowed command, parameter write, firmware update, registration and bulk update',
+    help: 'Audited decisions by result, action (permission, or publish/subscribe/connect) and reason code (denies only): every deny, and every allowed command, parameter write, firmware update, registration and bulk update',
     labelNames: ['result', 'action', 'reason'],
     registers: [registry],
     collect() {
       this.reset();
       for (const [key, n] of source.decisions()) {
         const [result = '', action = '', reason = ''] = key.split('\t');
-        this.inc({ result, action, reason }, n);
+        this.inc(presentLabels({ result, action, reason }), n);
       }
     },
   });
@@ -65,7 +90,7 @@ export function createRegistry(source: MetricsSource): Registry {
     labelNames: ['kind'],
     registers: [registry],
     collect() {
-      for (const [kind, n] of Object.entries(source.clientsByKind())) this.set({ kind }, n);
+      for (const [kind, n] of Object.entries(source.clientsByKind())) this.set(presentLabels({ kind }), n);
     },
   });
   const b = (k: string) => () => source.broker()[k] ?? 0;

@@ -25,6 +25,16 @@ export function packageRoot(): string {
   return process.cwd();
 }
 
+/** edgewarden's version: package.json's, or the one built into the single-file executable. */
+export function packageVersion(): string {
+  if (SEA_BUILD) return SEA_BUILD.version;
+  try {
+    return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return '0.0.0';
+  }
+}
+
 export const bundled = {
   policy: () => join(packageRoot(), 'config', 'example-policy.yaml'),
   snapshot: () => join(packageRoot(), 'config', 'example-snapshot.cose'),

@@ -1,13 +1,11 @@
 // The `edgewarden` command line: one file per command, wired here.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { EwError } from '../errors.js';
 import { POLICY_FILE_SCHEMA } from '../policy/schema.js';
 import { catalogCommand } from './catalog.js';
 import { explainCommand } from './explain.js';
 import { hashCommand } from './hash.js';
-import { bundled, packageRoot, SEA_BUILD } from './io.js';
+import { bundled, packageVersion } from './io.js';
 import { keygenCommand } from './keygen.js';
 import { processIo, type Io } from './output.js';
 import { inspectCommand, verifyCommand } from './snapshot.js';
@@ -15,19 +13,11 @@ import { diffCommand } from './snapshot-diff.js';
 import { signCommand } from './snapshot-sign.js';
 import { installCommand } from './snapshot-install.js';
 import { publishCommand, type PublishOptions } from './snapshot-publish.js';
-import { runCommand } from './run.js';
+import { runCommand, type RunOptions } from './run.js';
+import { LOG_LEVELS } from '../config/schema.js';
 import { tokenCommand } from './token.js';
 import { auditTailCommand } from './audit.js';
 import { statusCommand } from './status.js';
-
-function packageVersion(): string {
-  if (SEA_BUILD) return SEA_BUILD.version;
-  try {
-    return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
-  } catch {
-    return '0.0.0';
-  }
-}
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -135,7 +125,9 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('-c, --config <file>', 'configuration file (default: the embedded defaults: bundled example snapshot, demo key)')
     .option('-p, --port <port>', 'TCP listener port (overrides the configuration; 0 = ephemeral)')
     .option('--state-dir <dir>', 'state directory (overrides the configuration)')
-    .action(async (o: { config?: string; port?: string; stateDir?: string }) => setExit(await runCommand(o, io)));
+    .option('--log-level <level>', `log level: ${LOG_LEVELS.join(', ')} (overrides log.level)`)
+    .option('-v, --verbose', 'log more: -v debug, -vv trace (overrides log.level)', (_: string, n: number) => n + 1, 0)
+    .action(async (o: RunOptions) => setExit(await runCommand(o, io)));
 
   program
     .command('status')

@@ -1,10 +1,11 @@
 // `edgewarden run`: the agent, until SIGTERM or SIGINT.
-import { isEwError } from '../errors.js';
+import { EwError, isEwError } from '../errors.js';
 import { loadConfig, bundledPaths, type AgentConfig } from '../config/load.js';
+import { LOG_LEVELS, isLogLevel, type LogLevel } from '../config/schema.js';
 import { Agent } from '../agent/agent.js';
 import { createLogger } from '../agent/log.js';
 import { sdNotify, startWatchdog, watchdogIntervalMs } from '../agent/sd-notify.js';
-import { packageRoot } from './io.js';
+import { packageRoot, packageVersion } from './io.js';
 import type { Io } from './output.js';
 
 export function parsePort(v: string | undefined): number | undefined {
@@ -13,23 +14,51 @@ export function parsePort(v: string | undefined): number | undefined {
   return Number(v);
 }
 
+/** `--log-level L`, or `-v` (debug) / `-vv` (trace); either overrides `log.level`, also at reload. */
+export function logLevelOption(opts: { verbose?: number; logLevel?: string }): LogLevel | undefined {
+  const verbose = opts.verbose ?? 0;
+  if (opts.logLevel !== undefined && verbose > 0) throw new EwError('EW_USAGE', 'give -v or --log-level, not both');
+  if (opts.logLevel !== undefined) {
+    if (!isLogLevel(opts.logLevel)) throw new EwError('EW_USAGE', `--log-level must be one of ${LOG_LEVELS.join(', ')}; got ${JSON.stringify(opts.logLevel)}`);
+    return opts.logLevel;
+  }
+  if (verbose === 0) return undefined;
+  return verbose === 1 ? 'debug' : 'trace';
+}
+
 /** True when the configuration enforces nothing (config/conformance.yaml). */
 export function isOpenBroker(c: AgentConfig): boolean {
   return !c.topics.thingMap && c.topics.rules.some((r) => r.pattern === '#' && r.who === 'anonymous' && r.access === 'readwrite');
 }
 
-export async function runCommand(opts: { config?: string; port?: string; stateDir?: string }, io: Io): Promise<number> {
+export interface RunOptions {
+  config?: string;
+  port?: string;
+  stateDir?: string;
+  /** How many times -v was given. */
+  verbose?: number;
+  logLevel?: string;
+}
+
+export async function runCommand(opts: RunOptions, io: Io): Promise<number> {
   const port = parsePort(opts.port);
+  const logLevel = logLevelOption(opts);
   const load = () =>
     loadConfig({
       ...(opts.config === undefined ? {} : { path: opts.config }),
-      overrides: { ...(port === undefined ? {} : { port }), ...(opts.stateDir === undefined ? {} : { stateDir: opts.stateDir }) },
+      overrides: {
+        ...(port === undefined ? {} : { port }),
+        ...(opts.stateDir === undefined ? {} : { stateDir: opts.stateDir }),
+        ...(logLevel === undefined ? {} : { logLevel }),
+      },
       bundled: bundledPaths(packageRoot()),
     });
   const loaded = load();
   const config = loaded.config;
   const log = createLogger(config.log.level);
-  log.info({ config: loaded.source, stateDir: config.stateDir, gateway: config.gateway.id }, 'starting edgewarden');
+  const version = packageVersion();
+  log.info({ version, node: process.version, config: loaded.source, stateDir: config.stateDir, gateway: config.gateway.id }, 'starting edgewarden');
+  log.debug({ configuration: config }, 'configuration in force');
   for (const w of loaded.warnings) log.warn(w);
   if (isOpenBroker(config)) {
     const banner = 'OPEN BROKER: this configuration enforces NOTHING (anonymous clients may publish and subscribe to every topic); for MQTT conformance testing only';
@@ -51,7 +80,7 @@ export async function runCommand(opts: { config?: string; port?: string; stateDi
   process.on('SIGHUP', earlyHup);
   let agent: Agent;
   try {
-    agent = await Agent.start(config, log);
+    agent = await Agent.start(config, log, { version, node: process.version });
   } catch (err) {
     // Under systemd (Type=notify) the exit before READY=1 fails `systemctl start` at once; the
     // status line says why in `systemctl status`.

@@ -9,7 +9,7 @@ import { isMap, isNode, isScalar, isSeq, parseDocument, type Document } from 'ya
 import { validate as isValidCron, validateDetailed as cronDetails } from 'node-cron';
 import { EwError, type Issue } from '../errors.js';
 import { ajvIssues, pointerToPath, MAX_YAML_ALIASES } from '../policy/validate.js';
-import { CONFIG_SCHEMA, PATTERN_REASONS, type AgentConfig } from './schema.js';
+import { CONFIG_SCHEMA, PATTERN_REASONS, LOG_LEVELS, isLogLevel, type AgentConfig, type LogLevel } from './schema.js';
 
 export type { AgentConfig, TopicRule, TopicAccess } from './schema.js';
 
@@ -32,6 +32,8 @@ export interface ConfigOverrides {
   readonly port?: number;
   /** --state-dir: stateDir (relative to the working directory) */
   readonly stateDir?: string;
+  /** --log-level, -v: log.level */
+  readonly logLevel?: LogLevel;
 }
 
 export interface LoadConfigOptions {
@@ -130,6 +132,7 @@ export function loadConfig(opts: LoadConfigOptions): LoadedConfig {
   const config = merged as AgentConfig;
   resolvePaths(config, baseDir);
   if (overrides.stateDir !== undefined) config.stateDir = resolve(overrides.stateDir);
+  if (overrides.logLevel !== undefined) config.log.level = overrides.logLevel;
   if (config.listeners.tls.requireClientCert) config.listeners.tls.requestClientCert = true;
   return { config, warnings: configWarnings(config, opts.bundled), source };
 }
@@ -139,6 +142,9 @@ function checkOverrides(o: ConfigOverrides): ConfigOverrides {
     throw new EwError('EW_USAGE', `--port must be an integer from 0 to 65535, got ${String(o.port)}`);
   }
   if (o.stateDir !== undefined && o.stateDir.trim() === '') throw new EwError('EW_USAGE', '--state-dir must not be empty');
+  if (o.logLevel !== undefined && !isLogLevel(o.logLevel)) {
+    throw new EwError('EW_USAGE', `--log-level must be one of ${LOG_LEVELS.join(', ')}; got ${JSON.stringify(o.logLevel)}`);
+  }
   return o;
 }
 

@@ -54,6 +54,14 @@ export const TopicRuleSchema = O(
   'a topic rule for local applications, in the manner of mosquitto\'s acl_file',
 );
 
+/** Log levels: `log.level`, and `edgewarden run --log-level`. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export function isLogLevel(s: string): s is LogLevel {
+  return (LOG_LEVELS as readonly string[]).includes(s);
+}
+
 export const CONFIG_SCHEMA = Type.Object(
   {
     gateway: O(
@@ -188,15 +196,7 @@ export const CONFIG_SCHEMA = Type.Object(
     log: O(
       {
         level: Type.Union(
-          [
-            Type.Literal('fatal'),
-            Type.Literal('error'),
-            Type.Literal('warn'),
-            Type.Literal('info'),
-            Type.Literal('debug'),
-            Type.Literal('trace'),
-            Type.Literal('silent'),
-          ],
+          LOG_LEVELS.map((l) => Type.Literal(l)),
           { default: 'info', description: 'log level' },
         ),
       },

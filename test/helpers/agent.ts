@@ -29,6 +29,11 @@ export function exampleSnapshot(version: number, edit?: (p: SnapshotPayload) => 
   return signSnapshot(payload, demoPrivate, kidOf(demoPrivate));
 }
 
+/** A log line's JSON: without the `<N>` priority prefix it has under the journal (JOURNAL_STREAM). */
+export function logJson(line: string): string {
+  return line.replace(/^<[0-7]>/, '');
+}
+
 export interface AgentProcess {
   readonly port: number;
   readonly stateDir: string;
@@ -52,6 +57,8 @@ export interface StartOptions {
   command?: string[];
   /** How long to wait for the 'ready' log line (default 15 s). */
   readyTimeoutMs?: number;
+  /** More arguments for `run` (e.g. `--log-level`, `-v`). */
+  args?: string[];
   /** Environment variables added to this process's for the agent (e.g. NOTIFY_SOCKET). */
   env?: NodeJS.ProcessEnv;
 }
@@ -74,7 +81,7 @@ export async function startAgent(opts: StartOptions = {}): Promise<AgentProcess>
     writeFileSync(configFile, parseDocument(JSON.stringify(cfg)).toString());
   }
   const [program, ...leading] = opts.command ?? [process.execPath, BIN];
-  const args = [...leading, 'run', '-c', configFile, '--state-dir', stateDir, '--port', String(opts.port ?? 0)];
+  const args = [...leading, 'run', '-c', configFile, '--state-dir', stateDir, '--port', String(opts.port ?? 0), ...(opts.args ?? [])];
   const child = spawn(program!, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}) });
   const lines: string[] = [];
   const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
@@ -112,7 +119,7 @@ export async function startAgent(opts: StartOptions = {}): Promise<AgentProcess>
     if (child.exitCode === null) child.kill('SIGKILL');
     throw err;
   });
-  const port = (JSON.parse(ready) as { tcp: number }).tcp;
+  const port = (JSON.parse(logJson(ready)) as { tcp: number }).tcp;
   return {
     port,
     stateDir,

@@ -1,10 +1,19 @@
 // The Prometheus endpoint of the running agent: scraped over HTTP, and the figures move with what
 // clients do.
-import t from 'tap';
-import { writeFileSync } from 'node:fs';
+import t, { type Test } from 'tap';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cleanup, connect, endAll, exampleSnapshot, startAgent, until } from '../helpers/agent.js';
 import { freePort } from '../helpers/mosquitto.js';
+import { ROOT } from '../helpers/policy.js';
+
+const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+
+/** Prometheus conventions that hold in every scrape. */
+function conventions(t: Test, text: string, when: string): void {
+  t.notMatch(text, /=""/, `${when}: no label with an empty value`);
+  t.notMatch(text, /^edgewarden_(process|nodejs)_/m, `${when}: process and Node metrics keep their standard names`);
+}
 
 async function scrape(port: number): Promise<{ text: string; value(name: string, labels?: Record<string, string>): number | undefined }> {
   const res = await fetch(`http://127.0.0.1:${port}/metrics`);
@@ -44,7 +53,12 @@ t.test('metrics endpoint: scraped from the running agent, figures move', async (
   t.equal(before.value('edgewarden_cloud_link_up'), 0, 'the cloud link is down');
   t.equal(before.value('edgewarden_clients_connected', { kind: 'device' }), 0);
   t.equal(before.value('edgewarden_messages_in_total'), 0);
-  t.ok(before.value('edgewarden_process_resident_memory_bytes')! > 0, 'process metrics too');
+  conventions(t, before.text, 'at start');
+  t.ok(before.value('process_resident_memory_bytes')! > 0, 'process metrics, unprefixed');
+  t.ok(before.value('process_cpu_seconds_total')! > 0);
+  t.ok(before.value('nodejs_heap_size_used_bytes')! > 0, 'Node metrics, unprefixed');
+  t.equal(before.value('edgewarden_build_info', { version: VERSION, node: process.version }), 1, 'build_info: the package version and Node\'s');
+  t.match(before.text, /^# TYPE edgewarden_build_info gauge$/m);
   t.equal((await fetch(`http://127.0.0.1:${port}/other`)).status, 404);
 
   const oven = await connect(agent.port, { clientId: 'oven-1', username: 'oven-1', password: 'oven-1-token' });
@@ -63,7 +77,8 @@ t.test('metrics endpoint: scraped from the running agent, figures move', async (
   t.equal(after.value('edgewarden_messages_in_total'), 4);
   t.equal(after.value('edgewarden_messages_denied_total'), 2);
   t.equal(after.value('edgewarden_messages_out_total'), 1, 'one delivery: the allowed command');
-  t.equal(after.value('edgewarden_decisions_total', { result: 'allow', action: 'EXECUTE_THING_COMMAND', reason: '' }), 1);
+  conventions(t, after.text, 'after decisions');
+  t.match(after.text, /^edgewarden_decisions_total\{result="allow",action="EXECUTE_THING_COMMAND"\} 1$/m, 'an allowed decision has no reason label');
   t.equal(after.value('edgewarden_decisions_total', { result: 'deny', action: 'EXECUTE_THING_COMMAND', reason: 'NOT_GRANTED' }), 2);
   t.ok(after.value('edgewarden_queue_depth')! >= 1, 'the telemetry waits in the queue');
   t.ok(after.value('edgewarden_queue_bytes')! > 0);

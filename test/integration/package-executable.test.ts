@@ -73,8 +73,12 @@ for (const { arch, prefix } of targets) {
     let anna: Connected | undefined;
     let carl: Connected | undefined;
     try {
-      agent = await startAgent({ command, readyTimeoutMs: 60_000, config: { log: { level: 'info' } } });
+      agent = await startAgent({ command, readyTimeoutMs: 60_000, config: { log: { level: 'info' }, metrics: { enabled: true, host: '127.0.0.1', port: 0 } } });
       t.pass(`${arch}: the agent is ready on 127.0.0.1:${agent.port}`);
+      t.match(await agent.waitLog(/"msg":"starting edgewarden"/), `"version":"${VERSION}"`, 'it logs its version (built in: no package.json beside it)');
+      const metricsPort = (JSON.parse(await agent.waitLog(/metrics endpoint listening/)) as { port: number }).port;
+      const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      t.match(metrics, new RegExp(`^edgewarden_build_info\\{version="${VERSION.replace(/\./g, '\\.')}",node="v[0-9.]+"\\} 1$`, 'm'), 'edgewarden_build_info names the version');
       // cbor-x loads the addon from prebuilds/ beside the executable (under qemu the guest's mappings
       // are the emulator's own).
       const maps = readFileSync(`/proc/${agent.child.pid}/maps`, 'utf8');
