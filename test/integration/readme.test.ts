@@ -62,7 +62,7 @@ t.test('the walkthrough, against the agent on its embedded defaults', async (t) 
   t.match(r.out, /allow\s+-\s+tech-anna\s+anna\s+EXECUTE_THING_COMMAND\s+oven-1/, 'audit: Anna\'s allowed command');
   t.match(r.out, /deny\s+NOT_GRANTED\s+viewer-carl\s+carl\s+EXECUTE_THING_COMMAND\s+oven-1/, 'audit: Carl\'s denial');
   t.match(r.out, /deny\s+TOPIC_DENIED\s+mixer-1\s+mixer-1\s+publish\s+oven-1/, 'audit: mixer-1 posing as oven-1');
-  t.match(r.out, /deny\s+TOPIC_DENIED\s+viewer-carl\s+carl-sub\s+subscribe/, 'audit: the refused subscription');
+  t.match(r.out, /deny\s+OUT_OF_SCOPE\s+viewer-carl\s+carl-sub\s+subscribe/, 'audit: the refused subscription');
   t.match(r.out, /^snapshot\s+version 1, issued/m, 'status');
 });
 
