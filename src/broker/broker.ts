@@ -40,6 +40,7 @@ import { CloudRequests } from './cloud-requests.js';
 import type { WindowPacket, WindowQueue } from './inflight-window.js';
 import { passUnsupportedLevel, sentLevel } from './protocol-level.js';
 import { decideDelivery, decidePublish, decideSubscription } from './topic-decisions.js';
+import { clientInfo, type ClientInfo } from './client-info.js';
 
 /** What the broker needs to know about the policy in force, read on every hook. */
 export interface PolicyView {
@@ -758,6 +759,9 @@ export class GatewayBroker {
     await listeners;
     await this.store.close();
   }
+
+  /** The connected client with this id, as `explain --client-id` shows it (./client-info.ts); null when none. */
+  describeClient(clientId: string): ClientInfo | null { return clientInfo(this.clients()[clientId], this.sessions.get(this.clients()[clientId]!)); }
 }
 
 function prefixKeys(prefix: string, o: object): Record<string, number> {

@@ -118,7 +118,7 @@ export function decideSubscription(map: TopicMap, rules: TopicRules, index: Poli
     }
   } else {
     for (const read of r.reads) {
-      trace?.push({ rule: 'read', passed: true, detail: `${read.permission}${read.thing === null ? ' on some thing (wildcard thing level)' : ` on ${read.thing}`}` });
+      trace?.push({ rule: 'read', passed: true, detail: `the filter's topics of ${read.thing === null ? 'any thing (wildcard thing level)' : read.thing} need ${read.permission}` });
       const d = decideForSubject(index, s, read.permissionId, read.thing ?? undefined, now, trace);
       if (d.allow) return ALLOW;
       denied ??= d;
