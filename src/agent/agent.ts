@@ -388,6 +388,10 @@ export class Agent {
       const uploadBacklogBytes = (await this.auditUploader?.backlogBytes()) ?? null;
       return { ok: true, status: { ...status, audit: { ...status.audit, uploadBacklogBytes } } };
     }
+    if (req.cmd === 'client') {
+      if (typeof req.clientId !== 'string') return { ok: false, code: 'EW_USAGE', message: 'client: clientId must be a string' };
+      return { ok: true, client: this.broker?.describeClient(req.clientId) ?? null, snapshotVersion: this.index?.version ?? null };
+    }
     if (req.cmd === 'install') {
       try {
         const bytes = req.bytes ?? (typeof req.snapshot === 'string' ? Buffer.from(req.snapshot, 'base64') : undefined);

@@ -1,5 +1,6 @@
 // The agent's control socket (<stateDir>/control.sock, mode 0600): one JSON request per line, one
-// JSON response per line. Used by `edgewarden snapshot install` and `edgewarden status`.
+// JSON response per line. Used by `edgewarden snapshot install`, `edgewarden status` and
+// `edgewarden explain --client-id`.
 //
 // A snapshot is installed as `{"cmd":"install","length":N,"source":...}\n` followed by its N raw
 // bytes: the agent reads them into one buffer of that size (N at most maxSnapshotBytes) — no base64,
@@ -17,7 +18,9 @@ export const REQUEST_TIMEOUT_MS = 30_000;
 
 export type ControlRequest =
   | { cmd: 'install'; snapshot?: string /* base64 */; length?: number; source?: string; /** the raw bytes that followed the line */ bytes?: Buffer }
-  | { cmd: 'status' };
+  | { cmd: 'status' }
+  /** A connected client's description (`explain --client-id`): `{ok: true, client: ClientInfo | null, snapshotVersion}`. */
+  | { cmd: 'client'; clientId: string };
 export type ControlResponse = { ok: true; [k: string]: unknown } | { ok: false; code: string; message: string };
 
 export function controlSocketPath(stateDir: string): string {

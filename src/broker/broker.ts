@@ -16,8 +16,7 @@ import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { AgentConfig } from '../config/load.js';
 import type { AuditLog } from '../audit/audit-log.js';
-import { decideById } from '../decide/decide.js';
-import { ALLOW, DENY, type Decision } from '../decide/reasons.js';
+import { DENY, type Decision } from '../decide/reasons.js';
 import { PRINCIPAL_KIND_NAMES, PrincipalKind, type PolicyIndex } from '../decide/policy-index.js';
 import { compileTopicMap, compileTopicRules, matchesValid, type ActionRef, type DeliveryRoute, type TopicMap, type TopicRules } from '../topics/index.js';
 import { permissionId } from '../catalog/index.js';
@@ -41,6 +40,8 @@ import { fanOutBulk } from './bulk.js';
 import { CloudRequests } from './cloud-requests.js';
 import type { WindowPacket, WindowQueue } from './inflight-window.js';
 import { passUnsupportedLevel, sentLevel } from './protocol-level.js';
+import { decideDelivery, decidePublish, decideSubscription } from './topic-decisions.js';
+import { clientInfo, type ClientInfo } from './client-info.js';
 
 /** What the broker needs to know about the policy in force, read on every hook. */
 export interface PolicyView {
@@ -66,8 +67,6 @@ export interface Forwarding {
   enqueue(topic: string, payload: Buffer, qos: 0 | 1, retain: boolean): Promise<unknown>;
 }
 
-/** Allowed actions that are audited (SPEC section 6); every deny is audited. */
-const AUDITED_ALLOWS = new Set(['EXECUTE_THING_COMMAND', 'SET_THING_PARAMETER', 'UPDATE_FIRMWARE', 'REGISTER_THING', 'EXECUTE_BULK_UPDATE']);
 const COMMAND_PERMISSIONS = new Set([permissionId('EXECUTE_THING_COMMAND'), permissionId('SET_THING_PARAMETER')]);
 const FIRMWARE_PERMISSION = permissionId('UPDATE_FIRMWARE');
 const BULK_PERMISSION = permissionId('EXECUTE_BULK_UPDATE');
@@ -540,32 +539,8 @@ export class GatewayBroker {
   private forwarding: Forwarding | null = null;
 
   private publishVerdict(session: Session, topic: string, view: PolicyView): PublishVerdict {
-    const route = this.topicMap.routePublish(topic);
-    const index = view.index;
     const forwards = this.forwarding !== null && this.forwarding.filters.some((f) => matchesValid(f, topic));
-    const verdict = (decision: Decision, action: string, thing: string | null): PublishVerdict => ({ route, decision, action, thing, audited: AUDITED_ALLOWS.has(action), forwards });
-    switch (route.kind) {
-      case 'action':
-        return verdict(this.decideFor(session, index, route.permissionId, route.thing, view), route.permission, route.thing);
-      case 'bulk':
-        return verdict(this.decideFor(session, index, route.permissionId, undefined, view), route.permission, null);
-      case 'device-own': {
-        // A device publishes its own telemetry, events and command replies — nothing else.
-        const own = session.kind === PrincipalKind.Device && session.principal === route.thing;
-        const decision = !own ? DENY.TOPIC_DENIED : !index ? DENY.NO_SNAPSHOT : index.pRevoked[index.ids.get(route.thing) ?? -1] !== 0 ? DENY.REVOKED : ALLOW;
-        return verdict(decision, 'publish', route.thing);
-      }
-      case 'agent-only':
-        return verdict(DENY.TOPIC_DENIED, 'publish', route.thing);
-      default:
-        return verdict(!topic.startsWith('$') && this.rules.canPublish(topic, session.who) ? ALLOW : DENY.TOPIC_DENIED, 'publish', null);
-    }
-  }
-
-  private decideFor(session: Session, index: PolicyIndex | null, pid: number, thing: string | undefined, view: PolicyView): Decision {
-    if (!index) return DENY.NO_SNAPSHOT;
-    if (session.principal === null) return DENY.UNKNOWN_PRINCIPAL;
-    return decideById(index, session.principal, index.canonical[pid]!, thing, view.now());
+    return decidePublish(this.topicMap, this.rules, view.index, session, topic, forwards, view.now());
   }
 
   /** `bulk/{operation}`: delivered to `things/{t}/bulk/{operation}` for each named (or, if none, each in-scope) thing the publisher may update. */
@@ -595,31 +570,15 @@ export class GatewayBroker {
       return null;
     }
     const view = this.opts.policy();
-    const ok = this.subscriptionAllowed(session, filter, view);
-    if (!ok) {
-      this.denials.record(session.denials, { principal: session.principal, clientId: client.id, action: 'subscribe', topic: filter, thing: null, decision: 'deny', reason: 'TOPIC_DENIED', snapshotVersion: view.index?.version ?? null });
-      logDeny(this.log, client, session, filter, 'subscribe', 'TOPIC_DENIED');
+    const decision = decideSubscription(this.topicMap, this.rules, view.index, session, filter, view.now());
+    if (!decision.allow) {
+      this.denials.record(session.denials, { principal: session.principal, clientId: client.id, action: 'subscribe', topic: filter, thing: null, decision: 'deny', reason: decision.reason, snapshotVersion: view.index?.version ?? null });
+      logDeny(this.log, client, session, filter, 'subscribe', decision.reason);
       return null;
     }
     session.subscriptions.add(filter);
     session.grantedQos.set(filter, sub.qos);
     return sub;
-  }
-
-  private subscriptionAllowed(session: Session, filter: string, view: PolicyView): boolean {
-    if (filter.startsWith('$')) return this.rules.canSubscribe(filter, session.who);
-    const r = this.topicMap.routeSubscription(filter);
-    const index = view.index;
-    const isDevice = session.kind === PrincipalKind.Device;
-    if (index && session.principal !== null) {
-      for (const read of r.reads) {
-        if (isDevice) {
-          if (read.ownerMayReceive && read.thing === session.principal) return true;
-        } else if (this.decideFor(session, index, read.permissionId, read.thing ?? undefined, view).allow) return true;
-      }
-      if (isDevice) for (const inbox of r.inbox) if (inbox.thing === session.principal) return true;
-    }
-    return r.outside && this.rules.canSubscribe(filter, session.who);
   }
 
   private authorizeForward(client: Client, packet: AedesPublishPacket): boolean {
@@ -667,19 +626,8 @@ export class GatewayBroker {
 
   /** The delivery route when this session may receive the topic (scope, inbox, rules), else false. */
   private forwardRoute(session: Session, topic: string, view: PolicyView): DeliveryRoute | false {
-    if (topic.startsWith('$')) return this.rules.canReceive(topic, session.who) ? RULES_ROUTE : false;
-    const r = this.deliveryRoute(topic);
-    switch (r.kind) {
-      case 'read':
-        if (session.kind === PrincipalKind.Device) return r.ownerMayReceive && session.principal === r.thing ? r : false;
-        return this.decideFor(session, view.index, r.permissionId, r.thing, view).allow ? r : false;
-      case 'inbox':
-        return session.kind === PrincipalKind.Device && session.principal === r.thing ? r : false;
-      case 'nobody':
-        return false;
-      default:
-        return this.rules.canReceive(topic, session.who) ? r : false;
-    }
+    const r = topic.startsWith('$') ? RULES_ROUTE : this.deliveryRoute(topic);
+    return decideDelivery(this.rules, view.index, session, topic, r, view.now()).allow ? r : false;
   }
 
   // --- snapshot changes ----------------------------------------------------------------------------
@@ -793,6 +741,9 @@ export class GatewayBroker {
     await listeners;
     await this.store.close();
   }
+
+  /** The connected client with this id, as `explain --client-id` shows it (./client-info.ts); null when none. */
+  describeClient(clientId: string): ClientInfo | null { return clientInfo(this.clients()[clientId], this.sessions.get(this.clients()[clientId]!)); }
 }
 
 function prefixKeys(prefix: string, o: object): Record<string, number> {

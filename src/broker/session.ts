@@ -19,6 +19,8 @@ export interface Session {
   /** The stored hash that matched, `cert:<fingerprint>`, or `anonymous`. */
   readonly credential: string;
   readonly who: { anonymous: boolean; principal: string | null; role: string | null };
+  /** When it authenticated, ms since the epoch (`explain --client-id`). */
+  readonly connectedAt: number;
   subscriptions: Set<string>;
   /** QoS granted per filter, as last subscribed (aedes' own record is adjusted by ./delivery.ts). */
   grantedQos: Map<string, number>;
@@ -76,6 +78,7 @@ export function newSession(principal: string | null, kind: PrincipalKind | -1, r
     role,
     credential,
     who: { anonymous: principal === null, principal, role },
+    connectedAt: Date.now(),
     subscriptions: new Set(),
     grantedQos: new Map(),
     publishCache: null,

@@ -5,7 +5,7 @@ import { POLICY_FILE_SCHEMA } from '../policy/schema.js';
 import { catalogCommand } from './catalog.js';
 import { explainCommand } from './explain.js';
 import { hashCommand } from './hash.js';
-import { bundled, packageVersion } from './io.js';
+import { packageVersion } from './io.js';
 import { keygenCommand } from './keygen.js';
 import { processIo, type Io } from './output.js';
 import { inspectCommand, verifyCommand } from './snapshot.js';
@@ -148,16 +148,22 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
 
   program
     .command('explain')
-    .description('why a principal may or may not do something on a thing (exit 0 allow, 3 deny)')
-    .option('-s, --snapshot <file>', 'snapshot file', bundled.snapshot())
-    .option('-t, --trust <key>', 'trusted public key (repeatable; default: the demo key)', collect)
-    .requiredOption('-p, --principal <id>', 'user, API key, application, device or gateway id')
-    .requiredOption('-P, --permission <name>', 'permission API name (see `edgewarden catalog`)')
-    .option('--thing <id>', 'the thing acted on')
-    .option('--at <iso>', 'decide as of this time (default: now)')
-    .option('--expired-mode <mode>', 'read-only, deny-all or enforce', 'read-only')
+    .description('why a principal may or may not do something, from the snapshot in force of the installed agent (or -s FILE); exit 0 allow, 3 deny')
+    .option('-p, --principal <id>', 'user, API key, application, device or gateway id')
+    .option('-P, --permission <name>', 'permission API name (see `edgewarden catalog`)')
+    .option('--thing <id>', 'the thing acted on (with -P)')
+    .option('--topic <topic>', 'an MQTT topic (or, with --subscribe, a filter): what the broker decides for it')
+    .option('--publish', 'with --topic: a PUBLISH on the topic (the default)')
+    .option('--subscribe', 'with --topic: a SUBSCRIBE to the filter')
+    .option('--client-id <id>', 'a client connected to the running agent: shows it, and explains for its principal')
+    .option('-c, --config <file>', 'the agent\'s configuration (default: the embedded defaults), for its state directory, trusted keys, topic map and rules')
+    .option('--state-dir <dir>', 'the agent\'s state directory (overrides the configuration)')
+    .option('-s, --snapshot <file>', 'answer from this snapshot file instead of the installed one')
+    .option('-t, --trust <key>', 'with -s: trusted public key (repeatable; default: the demo key)', collect)
+    .option('--at <iso>', 'decide as of this time (default: the agent\'s time floor; with -s, now)')
+    .option('--expired-mode <mode>', 'read-only, deny-all or enforce (default: the configuration\'s snapshot.expiredMode)')
     .option('--json', 'print JSON')
-    .action((o: Parameters<typeof explainCommand>[0]) => setExit(explainCommand(o, io)));
+    .action(async (o: Parameters<typeof explainCommand>[0]) => setExit(await explainCommand(o, io)));
 
   return program;
 }

@@ -210,14 +210,8 @@ export class SnapshotStore {
   /** One stored file, verified for this gateway; no snapshot (and logged) when missing or refused. */
   private async readStored(path: string): Promise<{ snapshot?: VerifiedSnapshot; missing: boolean }> {
     try {
-      const bytes = await readFileBounded(path, this.maxBytes, { tooLargeCode: 'EW_SNAPSHOT_TOO_LARGE' });
-      if (bytes === undefined) return { missing: true };
-      const verified = verifySnapshot(bytes, this.opts.trustedKeys, { where: path, maxBytes: this.maxBytes });
-      const gw = verified.payload.gateway.id;
-      if (gw !== this.opts.gatewayId) {
-        throw new EwError('EW_SNAPSHOT_WRONG_GATEWAY', `snapshot is for gateway "${gw}", this is "${this.opts.gatewayId}"`, { where: path });
-      }
-      return { snapshot: verified, missing: false };
+      const verified = await verifyStoredFile(path, this.opts.trustedKeys, this.opts.gatewayId, this.maxBytes);
+      return verified === undefined ? { missing: true } : { snapshot: verified, missing: false };
     } catch (err) {
       this.logError('error', err, path, 'stored snapshot refused');
       return { missing: false };
@@ -272,4 +266,43 @@ export class SnapshotStore {
     if (isEwError(err)) this.log({ level, msg: `${what}: ${err.message}`, code: err.code, file });
     else this.log({ level, msg: `${what}: ${(err as Error).message ?? String(err)}`, file });
   }
+}
+
+/** One stored snapshot file, verified for this gateway; undefined when it does not exist. Throws the EwError of a refusal. */
+async function verifyStoredFile(path: string, trustedKeys: TrustedKeys, gatewayId: string, maxBytes: number): Promise<VerifiedSnapshot | undefined> {
+  const bytes = await readFileBounded(path, maxBytes, { tooLargeCode: 'EW_SNAPSHOT_TOO_LARGE' });
+  if (bytes === undefined) return undefined;
+  const verified = verifySnapshot(bytes, trustedKeys, { where: path, maxBytes });
+  const gw = verified.payload.gateway.id;
+  if (gw !== gatewayId) throw new EwError('EW_SNAPSHOT_WRONG_GATEWAY', `snapshot is for gateway "${gw}", this is "${gatewayId}"`, { where: path });
+  return verified;
+}
+
+/** What readSnapshotInForce found: the snapshot and its file, or none, and why each file was passed over. */
+export interface StoredSnapshotFound {
+  readonly snapshot: VerifiedSnapshot | undefined;
+  /** The file it was read from (current.cose, or previous.cose when current.cose is missing or refused). */
+  readonly file: string | undefined;
+  /** The files passed over: missing, or refused (with the error). */
+  readonly passedOver: readonly { readonly file: string; readonly error: Error | null }[];
+}
+
+/**
+ * The snapshot an agent on `stateDir` holds, as SnapshotStore.load() finds it (current.cose, else
+ * previous.cose, each verified with the trusted keys and for this gateway), read only: nothing is
+ * created, cleaned up or logged (`edgewarden explain`). An unreadable file counts as refused.
+ */
+export async function readSnapshotInForce(opts: { stateDir: string; trustedKeys: TrustedKeys; gatewayId: string; maxBytes?: number }): Promise<StoredSnapshotFound> {
+  const dir = join(opts.stateDir, SNAPSHOT_DIR);
+  const passedOver: { file: string; error: Error | null }[] = [];
+  for (const file of [join(dir, CURRENT_FILE), join(dir, PREVIOUS_FILE)]) {
+    try {
+      const snapshot = await verifyStoredFile(file, opts.trustedKeys, opts.gatewayId, opts.maxBytes ?? DEFAULT_MAX_SNAPSHOT_BYTES);
+      if (snapshot) return { snapshot, file, passedOver };
+      passedOver.push({ file, error: null });
+    } catch (err) {
+      passedOver.push({ file, error: err as Error });
+    }
+  }
+  return { snapshot: undefined, file: undefined, passedOver };
 }

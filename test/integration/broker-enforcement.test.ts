@@ -108,6 +108,22 @@ t.test('reads are filtered per delivered message by scope', async (t) => {
   await endAll(carl, chiller, past);
 });
 
+t.test('a refused subscription is audited with the decision\'s reason; TOPIC_DENIED only outside the map', async (t) => {
+  const carl = await connect(agent.port, { clientId: 'carl-subs', username: 'viewer-carl', password: 'carl-pass' });
+  const oven = await connect(agent.port, { clientId: 'oven-1-subs', username: 'oven-1', password: 'oven-1-token' });
+  t.equal(await subscribe(carl, 'things/oven-1/telemetry/#'), 128, 'oven-1 is outside Carl\'s authorizations: SUBACK 0x80');
+  t.equal(await subscribe(carl, 'things/oven-2/alerts/#'), 128, 'oven-2 is not served by this gateway: SUBACK 0x80');
+  t.equal(await subscribe(carl, 'elsewhere/#'), 128, 'outside the map, no topic rule: SUBACK 0x80');
+  t.equal(await subscribe(oven, 'things/mixer-1/telemetry/#'), 128, 'a device reading another thing: SUBACK 0x80');
+  type Entry = { principal: string | null; clientId?: string; action: string; topic?: string; reason?: string; decision: string };
+  const refused = (clientId: string, topic: string) => auditFor((e) => (e as Entry).clientId === clientId && e.action === 'subscribe' && (e as Entry).topic === topic) as Promise<Entry | undefined>;
+  t.match(await refused('carl-subs', 'things/oven-1/telemetry/#'), { principal: 'viewer-carl', decision: 'deny', reason: 'OUT_OF_SCOPE' });
+  t.match(await refused('carl-subs', 'things/oven-2/alerts/#'), { decision: 'deny', reason: 'GATEWAY_SCOPE' });
+  t.match(await refused('carl-subs', 'elsewhere/#'), { decision: 'deny', reason: 'TOPIC_DENIED' });
+  t.match(await refused('oven-1-subs', 'things/mixer-1/telemetry/#'), { principal: 'oven-1', decision: 'deny', reason: 'TOPIC_DENIED' });
+  await endAll(carl, oven);
+});
+
 t.test('protocol rules the broker enforces in its hooks', async (t) => {
   t.equal(await rawConnack(agent.port, connectBytes({ clientId: '', clean: false, username: 'tech-anna', password: 'anna-pass' })), 2, '[MQTT-3.1.3-8] empty client id with CleanSession=0: CONNACK 0x02');
   t.equal(await connackCode(agent.port, { clientId: '', clean: true, username: 'tech-anna', password: 'anna-pass' }), 0, 'empty client id with CleanSession=1 is accepted');

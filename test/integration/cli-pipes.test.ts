@@ -38,9 +38,9 @@ t.test('stdout closed by its reader: the status the command would have had, and 
   const cases: [string, string[]][] = [
     ['catalog', ['catalog']],
     ['catalog --json (one write larger than a pipe holds)', ['catalog', '--json', '--legacy']],
-    ['explain, allowed (0)', ['explain', '-p', 'tech-anna', '-P', 'EXECUTE_THING_COMMAND', '--thing', 'oven-1']],
-    ['explain, denied (3)', ['explain', '-p', 'viewer-carl', '-P', 'EXECUTE_THING_COMMAND', '--thing', 'oven-1']],
-    ['explain --json, denied (3)', ['explain', '-p', 'viewer-carl', '-P', 'EXECUTE_THING_COMMAND', '--thing', 'oven-1', '--json']],
+    ['explain, allowed (0)', ['explain', '--state-dir', agent.stateDir, '-p', 'tech-anna', '-P', 'EXECUTE_THING_COMMAND', '--thing', 'oven-1']],
+    ['explain, denied (3)', ['explain', '--state-dir', agent.stateDir, '-p', 'viewer-carl', '-P', 'EXECUTE_THING_COMMAND', '--thing', 'oven-1']],
+    ['explain --json, denied (3)', ['explain', '--state-dir', agent.stateDir, '-p', 'viewer-carl', '-P', 'EXECUTE_THING_COMMAND', '--thing', 'oven-1', '--json']],
     ['snapshot diff', ['snapshot', 'diff', EXAMPLE_SNAPSHOT, EXAMPLE_SNAPSHOT]],
     ['snapshot inspect', ['snapshot', 'inspect', EXAMPLE_SNAPSHOT]],
     ['status', ['status', '--state-dir', agent.stateDir]],
@@ -65,11 +65,11 @@ t.test('in a shell pipeline, the status survives pipefail: `explain ... | head -
   const script = `
     set -o pipefail
     mkfifo "$GATE"
-    { read -r go < "$GATE"; exec node "$BIN" explain -p viewer-carl -P EXECUTE_THING_COMMAND --thing oven-1; } | { exec 0<&-; echo go > "$GATE"; }
+    { read -r go < "$GATE"; exec node "$BIN" explain -s "$SNAPSHOT" -p viewer-carl -P EXECUTE_THING_COMMAND --thing oven-1; } | { exec 0<&-; echo go > "$GATE"; }
     echo "pipeline $? statuses \${PIPESTATUS[*]}"
     node "$BIN" catalog | head -1
     echo "catalog statuses \${PIPESTATUS[*]}"`;
-  const r = spawnSync('bash', ['-c', script], { cwd: ROOT, encoding: 'utf8', timeout: 60_000, env: { ...process.env, BIN, GATE: join(dir, 'gate') } });
+  const r = spawnSync('bash', ['-c', script], { cwd: ROOT, encoding: 'utf8', timeout: 60_000, env: { ...process.env, BIN, GATE: join(dir, 'gate'), SNAPSHOT: EXAMPLE_SNAPSHOT } });
   t.equal(r.status, 0, r.stderr);
   t.match(r.stdout, /^pipeline 3 statuses 3 0$/m, 'explain\'s deny (3) is the pipeline\'s status');
   t.match(r.stdout, /^NAME +CATEGORY/m, 'head printed the first line');

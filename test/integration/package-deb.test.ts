@@ -213,7 +213,7 @@ t.test('amd64: install, upgrade, remove and purge in a scratch root', async (t) 
   const exe = join(R, 'usr/bin/edgewarden');
   const v = sh(exe, ['--version']);
   t.equal(v.stdout.trim(), VERSION, '/usr/bin/edgewarden --version', { stderr: v.stderr });
-  const explain = sh(exe, ['explain', '-p', 'viewer-carl', '-P', 'EXECUTE_THING_COMMAND', '--thing', 'oven-1']);
+  const explain = sh(exe, ['explain', '-s', join(R, 'usr/lib/edgewarden/config/example-snapshot.cose'), '-p', 'viewer-carl', '-P', 'EXECUTE_THING_COMMAND', '--thing', 'oven-1']);
   t.equal(explain.code, 3, 'explain on the bundled example snapshot: deny (exit 3)', { stderr: explain.stderr });
   t.match(explain.stdout, `${R}/usr/lib/edgewarden/config/example-snapshot.cose`);
   const commands = readmeDebCommands();

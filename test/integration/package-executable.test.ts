@@ -62,9 +62,9 @@ for (const { arch, prefix } of targets) {
       t.equal(r.code, 0, `the bundled snapshot verifies (${native ? 'native cbor-extract' : 'pure-JS CBOR'})`, { stderr: r.stderr });
       t.match(r.stdout, /"version":\s*1/, 'and is version 1');
     }
-    const allow = exec(['explain', '-p', 'tech-anna', '-P', 'EXECUTE_THING_COMMAND', '--thing', 'oven-1']);
+    const allow = exec(['explain', '-s', join(dir, 'config', 'example-snapshot.cose'), '-p', 'tech-anna', '-P', 'EXECUTE_THING_COMMAND', '--thing', 'oven-1']);
     t.equal(allow.code, 0, 'explain on the bundled snapshot: tech-anna may command oven-1 (exit 0)', { stderr: allow.stderr });
-    const deny = exec(['explain', '-p', 'viewer-carl', '-P', 'EXECUTE_THING_COMMAND', '--thing', 'oven-1']);
+    const deny = exec(['explain', '-s', join(dir, 'config', 'example-snapshot.cose'), '-p', 'viewer-carl', '-P', 'EXECUTE_THING_COMMAND', '--thing', 'oven-1']);
     t.equal(deny.code, 3, 'viewer-carl may not (exit 3)');
     t.match(deny.stdout, /NOT_GRANTED/);
 

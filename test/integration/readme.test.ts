@@ -59,10 +59,11 @@ t.test('the walkthrough, against the agent on its embedded defaults', async (t) 
   t.equal(count('All subscription requests were denied.'), 1, 'one refused subscription (oven-1), one granted (chiller-1)');
   t.match(r.out, /viewer-carl EXECUTE_THING_COMMAND on oven-1: DENY NOT_GRANTED/);
   t.match(r.out, /tech-anna EXECUTE_THING_COMMAND on oven-2: DENY GATEWAY_SCOPE/);
+  t.match(r.out, /viewer-carl subscribe things\/oven-1\/telemetry\/#: DENY OUT_OF_SCOPE  \(snapshot version 1, .*current\.cose/, 'explain --topic, from the agent\'s snapshot in force');
   t.match(r.out, /allow\s+-\s+tech-anna\s+anna\s+EXECUTE_THING_COMMAND\s+oven-1/, 'audit: Anna\'s allowed command');
   t.match(r.out, /deny\s+NOT_GRANTED\s+viewer-carl\s+carl\s+EXECUTE_THING_COMMAND\s+oven-1/, 'audit: Carl\'s denial');
   t.match(r.out, /deny\s+TOPIC_DENIED\s+mixer-1\s+mixer-1\s+publish\s+oven-1/, 'audit: mixer-1 posing as oven-1');
-  t.match(r.out, /deny\s+TOPIC_DENIED\s+viewer-carl\s+carl-sub\s+subscribe/, 'audit: the refused subscription');
+  t.match(r.out, /deny\s+OUT_OF_SCOPE\s+viewer-carl\s+carl-sub\s+subscribe/, 'audit: the refused subscription');
   t.match(r.out, /^snapshot\s+version 1, issued/m, 'status');
 });
 

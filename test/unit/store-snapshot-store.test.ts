@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { generateKeyPair, parsePrivateKey, parsePublicKey } from '../../src/snapshot/keys.js';
 import { DEFAULT_MAX_SNAPSHOT_BYTES, signSnapshot } from '../../src/snapshot/snapshot.js';
 import type { SnapshotPayload } from '../../src/policy/schema.js';
-import { SnapshotStore, type StoreLogEvent } from '../../src/store/snapshot-store.js';
+import { readSnapshotInForce, SnapshotStore, type StoreLogEvent } from '../../src/store/snapshot-store.js';
 import { TimeFloor, TIME_FLOOR_FILE } from '../../src/store/time-floor.js';
 
 const T0 = Date.UTC(2026, 0, 1);
@@ -421,4 +421,32 @@ t.test('a floor that got ahead is healed by a newer snapshot valid by the system
   t.equal(booted.tf.floor, T0);
   await t.rejects(booted.store.install(signed(4, { issuedAt: T0 - 30_000, expiresAt: T0 - 1000 }), 'replay'), { code: 'EW_SNAPSHOT_EXPIRED_BY_TIME_FLOOR' }, 'issued after the held one but expired by the floor, and the system clock is in 1970: refused');
   t.equal(booted.tf.floor, T0, 'the floor stays');
+});
+
+t.test('readSnapshotInForce (explain) finds what load() finds, read only', async (t) => {
+  const e = env(t.testdir());
+  const read = () => readSnapshotInForce({ stateDir: e.stateDir, trustedKeys: TRUSTED, gatewayId: GW });
+  const none = await read();
+  t.equal(none.snapshot, undefined, 'nothing installed');
+  t.same(none.passedOver.map((p) => [p.file, p.error]), [[e.currentPath, null], [e.previousPath, null]], 'both files missing');
+  t.notOk(existsSync(join(e.stateDir, 'snapshot')), 'nothing is created');
+
+  const { store } = await e.open();
+  await store.install(signed(1), 'v1');
+  await store.install(signed(2), 'v2');
+  const both = await read();
+  t.equal(both.snapshot?.payload.version, 2);
+  t.equal(both.file, e.currentPath);
+  t.same(both.passedOver, []);
+
+  writeFileSync(e.currentPath, noise(300, 'torn'));
+  const fallback = await read();
+  t.equal(fallback.snapshot?.payload.version, 1, 'previous.cose when current.cose is refused, as load() does');
+  t.equal(fallback.file, e.previousPath);
+  t.match(fallback.passedOver, [{ file: e.currentPath, error: { code: 'EW_SNAPSHOT_MALFORMED' } }]);
+  t.equal((await e.open()).store.heldVersion(), 1, 'and load() agrees');
+
+  const foreign = await readSnapshotInForce({ stateDir: e.stateDir, trustedKeys: TRUSTED, gatewayId: 'gw-other' });
+  t.equal(foreign.snapshot, undefined, 'for another gateway: none');
+  t.match(foreign.passedOver, [{ file: e.currentPath }, { file: e.previousPath, error: { code: 'EW_SNAPSHOT_WRONG_GATEWAY' } }]);
 });
