@@ -1,37 +1,39 @@
-// The local MQTT broker: aedes, with every hook a thin call into the topic map and the decision
-// engine. The broker knows nothing of permissions; `decide` knows nothing of MQTT.
+// The local MQTT broker: aedes, with every hook a thin call into a handler of its own file, like
+// aedes' handlers. The broker knows nothing of permissions; `decide` knows nothing of MQTT.
 //
-//   authenticate       credentials (or client certificate) -> principal of the snapshot in force
-//   authorizePublish   topic -> (permission, thing) -> decide; a denied publish is dropped and audited,
-//                      the client stays connected and gets its normal QoS acknowledgement [MQTT-3.3.5-2]
-//   authorizeSubscribe filter -> can it match anything this principal may receive? else SUBACK 0x80
-//   authorizeForward   each delivered message filtered per subscriber by scope; an action is also
-//                      decided again for its sender at each delivery (./actions.ts)
+//   a connection       ./accept.ts: guarded parser, marks for the connection log
+//   authenticate       ./authenticate.ts: credentials (or client certificate) -> principal of the
+//                      snapshot in force, or a refusal with its reason (./connections.ts logs it)
+//   authorizePublish   ./publish.ts: topic -> (permission, thing) -> decide; a denied publish is dropped
+//                      and audited, the client stays connected and gets its normal acknowledgement
+//   authorizeSubscribe ./subscribe.ts: can the filter match anything this principal may receive? else
+//                      SUBACK 0x80
+//   authorizeForward   ./forward.ts: each delivered message filtered per subscriber by scope; an action
+//                      is also decided again for its sender at each delivery (./actions.ts)
+//   errors, comings and goings  ./client-errors.ts, ./connections.ts
+// The handlers share the broker's state through ./context.ts.
 import type { Server, Socket } from 'node:net';
-import { TLSSocket } from 'node:tls';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { Aedes, type AuthenticateError, type AuthErrorCode, type Client, type PublishPacket, type Subscription, type AedesPublishPacket } from 'aedes';
+import { Aedes, type AuthenticateError, type AuthErrorCode, type Client, type PublishPacket } from 'aedes';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { AgentConfig } from '../config/load.js';
 import type { AuditLog } from '../audit/audit-log.js';
-import { DENY, type Decision } from '../decide/reasons.js';
+import type { Decision } from '../decide/reasons.js';
 import { PRINCIPAL_KIND_NAMES, PrincipalKind, type PolicyIndex } from '../decide/policy-index.js';
-import { compileTopicMap, compileTopicRules, matchesValid, type ActionRef, type DeliveryRoute, type TopicMap, type TopicRules } from '../topics/index.js';
+import { compileTopicMap, compileTopicRules, type ActionRef, type DeliveryRoute, type TopicMap, type TopicRules } from '../topics/index.js';
 import { permissionId } from '../catalog/index.js';
 import { createGuardedMq } from './mq.js';
-import { FrameGuard } from './frame-guard.js';
 import { RateLimiter } from './rate-limit.js';
 import { CredentialChecker, credentialStillValid } from './credentials.js';
-import { lacksRequiredCertificate } from './client-cert.js';
 import { ActionGate } from './actions.js';
 import { actionTtls } from './authority.js';
 import { SessionStore, type QueueLimitEvent } from './session-store.js';
 import { DenialBudget } from './denial-budget.js';
-import { DROP, EMPTY_ID, KEEPALIVE, LEVEL, REQUEST_ID, logDeny, logLimitOnce, refreshCaches, type ClientMarks, type Marked, type PublishVerdict, type Session } from './session.js';
-import { guardTopicUtf8, type ParserInternals } from './topic-utf8.js';
+import { DROP, EMPTY_ID, KEEPALIVE, LEVEL, logLimitOnce, type ClientMarks, type Marked, type Session } from './session.js';
 import { ConnectionEvents } from './connections.js';
+import { acceptConnection } from './accept.js';
 import { onClientError, type ClientErrorDeps } from './client-errors.js';
 import { Delivery } from './delivery.js';
 import { openListeners } from './listeners.js';
@@ -39,8 +41,11 @@ import { authenticate, type AuthDeps } from './authenticate.js';
 import { fanOutBulk } from './bulk.js';
 import { CloudRequests } from './cloud-requests.js';
 import type { WindowPacket, WindowQueue } from './inflight-window.js';
-import { passUnsupportedLevel, sentLevel } from './protocol-level.js';
-import { decideDelivery, decidePublish, decideSubscription } from './topic-decisions.js';
+import { sentLevel } from './protocol-level.js';
+import type { BrokerContext, BrokerCounters } from './context.js';
+import { authorizePublish } from './publish.js';
+import { authorizeSubscribe } from './subscribe.js';
+import { RULES_ROUTE, authorizeForward } from './forward.js';
 import { clientInfo, type ClientInfo } from './client-info.js';
 
 /** What the broker needs to know about the policy in force, read on every hook. */
@@ -67,12 +72,8 @@ export interface Forwarding {
   enqueue(topic: string, payload: Buffer, qos: 0 | 1, retain: boolean): Promise<unknown>;
 }
 
-const COMMAND_PERMISSIONS = new Set([permissionId('EXECUTE_THING_COMMAND'), permissionId('SET_THING_PARAMETER')]);
-const FIRMWARE_PERMISSION = permissionId('UPDATE_FIRMWARE');
 const BULK_PERMISSION = permissionId('EXECUTE_BULK_UPDATE');
 const BULK_ACTION: ActionRef = Object.freeze({ permission: 'EXECUTE_BULK_UPDATE', permissionId: BULK_PERMISSION });
-/** The route of a topic the topic rules decide (outside the map, `$` topics, the map disabled). */
-const RULES_ROUTE: DeliveryRoute = Object.freeze({ kind: 'outside' as const });
 /** Refused connections from one source and for one reason are one audit record per this interval (plus the first). */
 const REFUSALS_INTERVAL_MS = 10_000;
 /** How often queues are swept for actions whose time to live passed. */
@@ -90,7 +91,7 @@ export class GatewayBroker {
   private commandLimiter: RateLimiter;
   private firmwareLimiter: RateLimiter;
   private readonly log: Logger;
-  private readonly counters = {
+  private readonly counters: BrokerCounters = {
     connections: 0,
     publishesIn: 0,
     publishesDenied: 0,
@@ -107,6 +108,8 @@ export class GatewayBroker {
   /** Deliveries to each client: at the granted QoS, through its in-flight window (./delivery.ts). */
   private readonly delivery: Delivery;
   private readonly auth: AuthDeps;
+  /** What the packet handlers read (./context.ts). */
+  private readonly ctx: BrokerContext;
   /** Actions: authority attached at publish, decided again at delivery, expired in queues. */
   readonly actions: ActionGate;
   /** aedes' persistence: sessions, queues (with each action's authority), retained messages. */
@@ -174,6 +177,33 @@ export class GatewayBroker {
       refused: (client, reason, principal, connack, fields) => this.events.refuse(client, reason, principal, connack, fields),
       log: this.log,
     };
+    const self = this;
+    this.ctx = {
+      config: c,
+      log: opts.log,
+      audit: opts.audit,
+      policy: opts.policy,
+      sessions: this.sessions,
+      counters: this.counters,
+      topicMap: this.topicMap,
+      get rules() {
+        return self.rules;
+      },
+      get commandLimiter() {
+        return self.commandLimiter;
+      },
+      get firmwareLimiter() {
+        return self.firmwareLimiter;
+      },
+      actions,
+      delivery: this.delivery,
+      denials: this.denials,
+      get forwarding() {
+        return self.forwarding;
+      },
+      deliveryRoute: (topic) => this.deliveryRoute(topic),
+      fanOutBulk: (client, session, operation, packet, view) => this.fanOutBulk(client, session, operation, packet, view),
+    };
   }
 
   static async start(opts: BrokerOptions): Promise<GatewayBroker> {
@@ -238,7 +268,11 @@ export class GatewayBroker {
     broker.refusalsTimer = setInterval(() => broker!.flushRefusals(), REFUSALS_INTERVAL_MS);
     broker.refusalsTimer.unref();
     try {
-      const opened = await openListeners(c, (socket) => broker!.accept(socket), {
+      const opened = await openListeners(c, (socket) =>
+        acceptConnection(
+          { aedes: broker!.aedes, config: c, log: opts.log, events: broker!.events, delivery: broker!.delivery, counters: broker!.counters },
+          socket,
+        ), {
         log: opts.log,
         refused: (source, reason, fields) => broker!.events.refuseSocket(source, reason, fields),
         servers: broker.servers,
@@ -316,40 +350,6 @@ export class GatewayBroker {
     return (this.aedes as unknown as { clients: Record<string, Client> }).clients;
   }
 
-  // --- connections -------------------------------------------------------------------------------
-
-  private accept(socket: Socket): void {
-    this.counters.connections++;
-    if (socket instanceof TLSSocket && lacksRequiredCertificate(this.opts.config.listeners.tls, socket)) {
-      this.events.refuseSocket({ remote: socket.remoteAddress ?? 'unknown', port: socket.remotePort, listener: 'tls' }, 'CERTIFICATE_REQUIRED');
-      socket.destroy();
-      return;
-    }
-    socket.setNoDelay(true);
-    socket.on('error', () => undefined); // reported through aedes' clientError
-    const client = this.aedes.handle(socket) as Client & { _parser: ParserInternals & { parse(buf: Buffer): unknown } };
-    // Read now: once the socket is destroyed (a refusal being logged), its address is gone.
-    this.events.accepted(client, socket);
-    this.delivery.wrap(client);
-    // Bound packet sizes before mqtt-packet buffers them (see frame-guard.ts).
-    const guard = new FrameGuard(this.opts.config.limits.maxPacketBytes);
-    const parser = client._parser;
-    guardTopicUtf8(parser);
-    passUnsupportedLevel(parser);
-    const parse = parser.parse.bind(parser);
-    parser.parse = (buf: Buffer) => {
-      const problem = guard.check(buf);
-      if (problem !== null) {
-        this.counters.oversizedPackets++;
-        this.events.ending(client, 'limit', { limit: 'limits.maxPacketBytes' });
-        this.log.warn({ clientId: client.id ?? null, remote: socket.remoteAddress, problem }, 'closing connection: packet limit');
-        socket.destroy();
-        return 0;
-      }
-      return parse(buf);
-    };
-  }
-
   // --- hooks ---------------------------------------------------------------------------------------
 
   private installHooks(): void {
@@ -371,9 +371,10 @@ export class GatewayBroker {
         },
       );
     };
-    a.authorizePublish = (client, packet, cb) => this.authorizePublish(client, packet, cb);
-    a.authorizeSubscribe = (client, sub, cb) => cb(null, this.authorizeSubscribe(client, sub));
-    a.authorizeForward = (client, packet) => (this.authorizeForward(client, packet) ? packet : null);
+    const ctx = this.ctx;
+    a.authorizePublish = (client, packet, cb) => authorizePublish(ctx, client, packet, cb);
+    a.authorizeSubscribe = (client, sub, cb) => cb(null, authorizeSubscribe(ctx, client, sub));
+    a.authorizeForward = (client, packet) => (authorizeForward(ctx, client, packet) ? packet : null);
 
     // DUP on resent PUBLISHes [MQTT-3.3.1-1] and PUBREL replacing its PUBLISH [MQTT-4.3.3-1] are the
     // session store's (./session-store.ts).
@@ -437,95 +438,6 @@ export class GatewayBroker {
     this.delivery.openWindow(client, c.limits.maxInflightOutbound, { messages: c.sessions.maxQueuedMessages, bytes: c.sessions.maxQueuedBytes }, queue);
   }
 
-  private authorizePublish(client: Client | null, packet: PublishPacket & Marked, cb: (err?: Error | null) => void): void {
-    this.counters.publishesIn++;
-    // [MQTT-3.3.1-3]: an incoming PUBLISH's DUP flag is not propagated (aedes copies it to every delivery).
-    packet.dup = false;
-    const session = client ? this.sessions.get(client) : undefined;
-    if (!client || !session) return cb(new Error('publish without an authenticated session'));
-    const view = this.opts.policy();
-    refreshCaches(session, view.epoch);
-    const topic = packet.topic;
-    let verdict: PublishVerdict | undefined;
-    if (topic === session.lastPublishTopic) verdict = session.lastPublishVerdict!;
-    else {
-      verdict = session.publishCache?.get(topic);
-      if (verdict === undefined) {
-        verdict = this.publishVerdict(session, topic, view);
-        if (verdict.route.kind !== 'bulk') {
-          session.publishCache ??= new LRUCache({ max: this.opts.config.cache.decisionsPerClient });
-          session.publishCache.set(topic, verdict);
-        }
-      }
-      if (verdict.route.kind !== 'bulk') {
-        session.lastPublishTopic = topic;
-        session.lastPublishVerdict = verdict;
-      }
-    }
-    let decision = verdict.decision;
-    const route = verdict.route;
-    if (decision.allow && route.kind === 'action') {
-      if (COMMAND_PERMISSIONS.has(route.permissionId) && !this.commandLimiter.take(session.principal!, Date.now())) decision = DENY.RATE_LIMITED;
-      else if (route.permissionId === FIRMWARE_PERMISSION && !this.firmwareLimiter.take(session.principal!, Date.now())) decision = DENY.RATE_LIMITED;
-    }
-    if (decision.allow && route.kind === 'bulk') {
-      this.fanOutBulk(client, session, route.operation, packet, view);
-      packet[DROP] = true;
-      return cb(null);
-    }
-    // A will is decided here when it fires (aedes authorizes it on the owner's close), for its owner.
-    const will = (client as { will?: unknown }).will === packet;
-    const source = session.credential === 'cloud' ? 'cloud' : undefined;
-    if (!decision.allow) {
-      this.counters.publishesDenied++;
-      packet[DROP] = true;
-      this.denials.record(session.denials, { principal: session.principal, clientId: client.id, action: verdict.action, topic, thing: verdict.thing, decision: 'deny', reason: decision.reason, snapshotVersion: view.index?.version ?? null, ...(will ? { will } : {}) });
-      logDeny(this.log, client, session, topic, verdict.action, decision.reason);
-      return cb(null);
-    }
-    let retainIgnored = false;
-    if (route.kind === 'action') {
-      retainIgnored = this.actions.authorize(packet, session.principal!, client.id, route, source ?? 'local', packet[REQUEST_ID] ?? null);
-    }
-    // [SPEC 5] A QoS 1 message bound for the cloud is acknowledged only once it is durable in the
-    // outbox: aedes writes the PUBACK after this callback. (QoS 2 waits too: aedes sends PUBREC once
-    // the forward subscription's handler has queued it; see the agent. A request from the cloud is
-    // not sent back up here.)
-    if (verdict.forwards && packet.qos < 2 && session.credential !== 'cloud' && this.forwarding !== null) {
-      const queued = this.forwarding.enqueue(topic, packet.payload as Buffer, packet.qos > 0 ? 1 : 0, packet.retain);
-      if (packet.qos === 1) {
-        this.auditAllowed(client, session, verdict, topic, view, retainIgnored, will);
-        queued.then(
-          () => cb(null),
-          (err: Error) => {
-            this.log.error({ topic, err: err.message }, 'upward message not queued');
-            cb(null);
-          },
-        );
-        return;
-      }
-      queued.catch((err: Error) => this.log.error({ topic, err: err.message }, 'upward message not queued'));
-    }
-    this.auditAllowed(client, session, verdict, topic, view, retainIgnored, will);
-    cb(null);
-  }
-
-  private auditAllowed(client: Client, session: Session, verdict: PublishVerdict, topic: string, view: PolicyView, retainIgnored: boolean, will: boolean): void {
-    if (verdict.audited || retainIgnored || (will && verdict.route.kind === 'action')) {
-      this.opts.audit.record({
-        principal: session.principal,
-        clientId: client.id,
-        action: verdict.action,
-        topic,
-        thing: verdict.thing,
-        decision: 'allow',
-        snapshotVersion: view.index?.version ?? null,
-        ...(retainIgnored ? { retainIgnored } : {}),
-        ...(will ? { will } : {}),
-      });
-    }
-  }
-
   /** Set by the agent once its cloud link exists: client publishes on these topics go to the outbox, QoS 1 before its PUBACK. */
   setForwarding(f: Forwarding | null): void {
     this.forwarding = f;
@@ -537,11 +449,6 @@ export class GatewayBroker {
   }
 
   private forwarding: Forwarding | null = null;
-
-  private publishVerdict(session: Session, topic: string, view: PolicyView): PublishVerdict {
-    const forwards = this.forwarding !== null && this.forwarding.filters.some((f) => matchesValid(f, topic));
-    return decidePublish(this.topicMap, this.rules, view.index, session, topic, forwards, view.now());
-  }
 
   /** `bulk/{operation}`: delivered to `things/{t}/bulk/{operation}` for each named (or, if none, each in-scope) thing the publisher may update. */
   private fanOutBulk(client: Client, session: Session, operation: string, packet: PublishPacket & Marked, view: PolicyView): void {
@@ -561,58 +468,6 @@ export class GatewayBroker {
     );
   }
 
-  private authorizeSubscribe(client: Client, sub: Subscription): Subscription | null {
-    const session = this.sessions.get(client);
-    if (!session) return null;
-    const filter = sub.topic;
-    if (!session.subscriptions.has(filter) && session.subscriptions.size >= this.opts.config.limits.maxSubscriptionsPerClient) {
-      logLimitOnce(this.log, client, session, 'subscriptions', { max: this.opts.config.limits.maxSubscriptionsPerClient }, 'subscription limit reached: further subscriptions are refused');
-      return null;
-    }
-    const view = this.opts.policy();
-    const decision = decideSubscription(this.topicMap, this.rules, view.index, session, filter, view.now());
-    if (!decision.allow) {
-      this.denials.record(session.denials, { principal: session.principal, clientId: client.id, action: 'subscribe', topic: filter, thing: null, decision: 'deny', reason: decision.reason, snapshotVersion: view.index?.version ?? null });
-      logDeny(this.log, client, session, filter, 'subscribe', decision.reason);
-      return null;
-    }
-    session.subscriptions.add(filter);
-    session.grantedQos.set(filter, sub.qos);
-    return sub;
-  }
-
-  private authorizeForward(client: Client, packet: AedesPublishPacket): boolean {
-    const session = this.sessions.get(client);
-    if (!session) return false;
-    const view = this.opts.policy();
-    refreshCaches(session, view.epoch);
-    const topic = packet.topic;
-    let route: DeliveryRoute | false | undefined;
-    if (topic === session.lastForwardTopic) route = session.lastForward;
-    else {
-      route = session.forwardCache?.get(topic);
-      if (route === undefined) {
-        route = this.forwardRoute(session, topic, view);
-        session.forwardCache ??= new LRUCache({ max: this.opts.config.cache.decisionsPerClient });
-        session.forwardCache.set(topic, route);
-      }
-      session.lastForwardTopic = topic;
-      session.lastForward = route;
-    }
-    // An action is decided again, for its sender, at every delivery (not cached: it depends on the message).
-    const ok = route !== false && ((route.kind !== 'read' && route.kind !== 'inbox') || route.action === null || this.actions.deliverable(client, packet, route.thing, route.action, view));
-    if (ok) this.counters.deliveries++;
-    if (!ok) this.counters.deliveriesFiltered++;
-    else if (packet.qos > 0 && packet !== this.delivery.routedPacket) {
-      // A message queued for an offline session was stored at its published QoS: send it at the
-      // granted one ([MQTT-3.8.4-6]; live deliveries were already routed by ./delivery.ts).
-      const granted = this.delivery.qosFor(client, topic);
-      if (granted !== undefined && granted < packet.qos) packet.qos = Math.max(1, granted) as 1 | 2;
-    }
-    this.delivery.forwarded(packet, ok);
-    return ok;
-  }
-
   /** The topic's delivery route (one look-up serves every subscriber; the map is configuration). */
   private deliveryRoute(topic: string): DeliveryRoute {
     if (!this.topicMap.enabled) return RULES_ROUTE;
@@ -622,12 +477,6 @@ export class GatewayBroker {
       this.deliveryRoutes.set(topic, r);
     }
     return r;
-  }
-
-  /** The delivery route when this session may receive the topic (scope, inbox, rules), else false. */
-  private forwardRoute(session: Session, topic: string, view: PolicyView): DeliveryRoute | false {
-    const r = topic.startsWith('$') ? RULES_ROUTE : this.deliveryRoute(topic);
-    return decideDelivery(this.rules, view.index, session, topic, r, view.now()).allow ? r : false;
   }
 
   // --- snapshot changes ----------------------------------------------------------------------------
@@ -723,7 +572,7 @@ export class GatewayBroker {
     policy: () => this.opts.policy(),
     audit: (r) => this.opts.audit.record(r),
     register: (client, session) => this.sessions.set(client, session),
-    authorize: (client, packet, cb) => this.authorizePublish(client, packet, cb),
+    authorize: (client, packet, cb) => authorizePublish(this.ctx, client, packet, cb),
     publish: (packet, cb) => this.aedes.publish(packet, cb),
   });
 

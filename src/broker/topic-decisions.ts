@@ -20,7 +20,7 @@ import type { Trace } from '../decide/decide.js';
 import { decideById } from '../decide/decide.js';
 import { ALLOW, DENY, type Decision } from '../decide/reasons.js';
 import { PrincipalKind, type PolicyIndex } from '../decide/policy-index.js';
-import type { DeliveryRoute, PublishRoute, RuleSubject, SubscriptionRoute, TopicMap, TopicRules } from '../topics/index.js';
+import type { DeliveryRoute, RuleSubject, SubscriptionRoute, TopicMap, TopicRules } from '../topics/index.js';
 import type { PublishVerdict } from './session.js';
 
 /** Who the client is, as the broker's session holds it (a Session is one). */

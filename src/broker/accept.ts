@@ -1,0 +1,57 @@
+// A new TCP or TLS connection, before any MQTT: a TLS client without the certificate the listener
+// requires is refused; the rest are handed to aedes, marked for the connection log (address and port
+// are gone once the socket is), and their parser guarded: packet sizes bounded before mqtt-packet
+// buffers them (./frame-guard.ts), topics checked as UTF-8 (./topic-utf8.ts), an unsupported
+// protocol level answered with CONNACK 0x01 (./protocol-level.ts).
+import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
+import type { Aedes, Client } from 'aedes';
+import type { Logger } from 'pino';
+import type { AgentConfig } from '../config/load.js';
+import { lacksRequiredCertificate } from './client-cert.js';
+import type { ConnectionEvents } from './connections.js';
+import type { BrokerCounters } from './context.js';
+import type { Delivery } from './delivery.js';
+import { FrameGuard } from './frame-guard.js';
+import { passUnsupportedLevel } from './protocol-level.js';
+import { guardTopicUtf8, type ParserInternals } from './topic-utf8.js';
+
+export interface AcceptDeps {
+  readonly aedes: Aedes;
+  readonly config: AgentConfig;
+  readonly log: Logger;
+  readonly events: ConnectionEvents;
+  readonly delivery: Delivery;
+  readonly counters: BrokerCounters;
+}
+
+export function acceptConnection(d: AcceptDeps, socket: Socket): void {
+  d.counters.connections++;
+  if (socket instanceof TLSSocket && lacksRequiredCertificate(d.config.listeners.tls, socket)) {
+    d.events.refuseSocket({ remote: socket.remoteAddress ?? 'unknown', port: socket.remotePort, listener: 'tls' }, 'CERTIFICATE_REQUIRED');
+    socket.destroy();
+    return;
+  }
+  socket.setNoDelay(true);
+  socket.on('error', () => undefined); // reported through aedes' clientError
+  const client = d.aedes.handle(socket) as Client & { _parser: ParserInternals & { parse(buf: Buffer): unknown } };
+  // Read now: once the socket is destroyed (a refusal being logged), its address is gone.
+  d.events.accepted(client, socket);
+  d.delivery.wrap(client);
+  const guard = new FrameGuard(d.config.limits.maxPacketBytes);
+  const parser = client._parser;
+  guardTopicUtf8(parser);
+  passUnsupportedLevel(parser);
+  const parse = parser.parse.bind(parser);
+  parser.parse = (buf: Buffer) => {
+    const problem = guard.check(buf);
+    if (problem !== null) {
+      d.counters.oversizedPackets++;
+      d.events.ending(client, 'limit', { limit: 'limits.maxPacketBytes' });
+      d.log.warn({ clientId: client.id ?? null, remote: socket.remoteAddress, problem }, 'closing connection: packet limit');
+      socket.destroy();
+      return 0;
+    }
+    return parse(buf);
+  };
+}

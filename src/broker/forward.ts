@@ -1,0 +1,51 @@
+// aedes' authorizeForward: each delivered message, filtered per subscriber by scope (cached per client
+// and policy epoch); an action is also decided again for its sender at each delivery (./actions.ts),
+// and a message queued for an offline session goes out at the QoS its subscription was granted.
+import type { AedesPublishPacket, Client } from 'aedes';
+import { LRUCache } from 'lru-cache';
+import type { DeliveryRoute } from '../topics/index.js';
+import type { PolicyView } from './broker.js';
+import type { BrokerContext } from './context.js';
+import { refreshCaches, type Session } from './session.js';
+import { decideDelivery } from './topic-decisions.js';
+
+/** The route of a topic the topic rules decide (outside the map, `$` topics, the map disabled). */
+export const RULES_ROUTE: DeliveryRoute = Object.freeze({ kind: 'outside' as const });
+
+export function authorizeForward(ctx: BrokerContext, client: Client, packet: AedesPublishPacket): boolean {
+  const session = ctx.sessions.get(client);
+  if (!session) return false;
+  const view = ctx.policy();
+  refreshCaches(session, view.epoch);
+  const topic = packet.topic;
+  let route: DeliveryRoute | false | undefined;
+  if (topic === session.lastForwardTopic) route = session.lastForward;
+  else {
+    route = session.forwardCache?.get(topic);
+    if (route === undefined) {
+      route = forwardRoute(ctx, session, topic, view);
+      session.forwardCache ??= new LRUCache({ max: ctx.config.cache.decisionsPerClient });
+      session.forwardCache.set(topic, route);
+    }
+    session.lastForwardTopic = topic;
+    session.lastForward = route;
+  }
+  // An action is decided again, for its sender, at every delivery (not cached: it depends on the message).
+  const ok = route !== false && ((route.kind !== 'read' && route.kind !== 'inbox') || route.action === null || ctx.actions.deliverable(client, packet, route.thing, route.action, view));
+  if (ok) ctx.counters.deliveries++;
+  if (!ok) ctx.counters.deliveriesFiltered++;
+  else if (packet.qos > 0 && packet !== ctx.delivery.routedPacket) {
+    // A message queued for an offline session was stored at its published QoS: send it at the
+    // granted one ([MQTT-3.8.4-6]; live deliveries were already routed by ./delivery.ts).
+    const granted = ctx.delivery.qosFor(client, topic);
+    if (granted !== undefined && granted < packet.qos) packet.qos = Math.max(1, granted) as 1 | 2;
+  }
+  ctx.delivery.forwarded(packet, ok);
+  return ok;
+}
+
+/** The delivery route when this session may receive the topic (scope, inbox, rules), else false. */
+function forwardRoute(ctx: BrokerContext, session: Session, topic: string, view: PolicyView): DeliveryRoute | false {
+  const r = topic.startsWith('$') ? RULES_ROUTE : ctx.deliveryRoute(topic);
+  return decideDelivery(ctx.rules, view.index, session, topic, r, view.now()).allow ? r : false;
+}

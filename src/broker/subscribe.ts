@@ -1,0 +1,28 @@
+// aedes' authorizeSubscribe: a SUBSCRIBE filter is granted when it can match anything this client may
+// receive (./topic-decisions.ts), within limits.maxSubscriptionsPerClient; else SUBACK 0x80, and the
+// refusal is audited with the decision's reason (OUT_OF_SCOPE, NOT_GRANTED, ...; TOPIC_DENIED
+// outside the topic map).
+import type { Client, Subscription } from 'aedes';
+import type { BrokerContext } from './context.js';
+import { logDeny, logLimitOnce } from './session.js';
+import { decideSubscription } from './topic-decisions.js';
+
+export function authorizeSubscribe(ctx: BrokerContext, client: Client, sub: Subscription): Subscription | null {
+  const session = ctx.sessions.get(client);
+  if (!session) return null;
+  const filter = sub.topic;
+  if (!session.subscriptions.has(filter) && session.subscriptions.size >= ctx.config.limits.maxSubscriptionsPerClient) {
+    logLimitOnce(ctx.log, client, session, 'subscriptions', { max: ctx.config.limits.maxSubscriptionsPerClient }, 'subscription limit reached: further subscriptions are refused');
+    return null;
+  }
+  const view = ctx.policy();
+  const decision = decideSubscription(ctx.topicMap, ctx.rules, view.index, session, filter, view.now());
+  if (!decision.allow) {
+    ctx.denials.record(session.denials, { principal: session.principal, clientId: client.id, action: 'subscribe', topic: filter, thing: null, decision: 'deny', reason: decision.reason, snapshotVersion: view.index?.version ?? null });
+    logDeny(ctx.log, client, session, filter, 'subscribe', decision.reason);
+    return null;
+  }
+  session.subscriptions.add(filter);
+  session.grantedQos.set(filter, sub.qos);
+  return sub;
+}
