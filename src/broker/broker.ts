@@ -31,7 +31,7 @@ import { ActionGate } from './actions.js';
 import { actionTtls } from './authority.js';
 import { SessionStore, type QueueLimitEvent } from './session-store.js';
 import { DenialBudget } from './denial-budget.js';
-import { DROP, EMPTY_ID, KEEPALIVE, LEVEL, logLimitOnce, type ClientMarks, type Marked, type Session } from './session.js';
+import { DROP, EMPTY_ID, KEEPALIVE, LEVEL, SENT, logLimitOnce, type ClientMarks, type Marked, type Session } from './session.js';
 import { ConnectionEvents } from './connections.js';
 import { acceptConnection } from './accept.js';
 import { onClientError, type ClientErrorDeps } from './client-errors.js';
@@ -360,6 +360,7 @@ export class GatewayBroker {
       if (!packet.clientId) (client as ClientMarks)[EMPTY_ID] = true;
       (client as ClientMarks)[LEVEL] = sentLevel(packet as { protocolVersion?: number; bridgeMode?: boolean });
       (client as ClientMarks)[KEEPALIVE] = packet.keepalive;
+      (client as ClientMarks)[SENT] = { clientId: packet.clientId ?? '', username: packet.username ?? null };
       cb(null, true);
     };
     a.authenticate = (client, username, password, cb) => {

@@ -21,7 +21,7 @@ import type { AgentConfig } from '../config/load.js';
 import { PRINCIPAL_KIND_NAMES } from '../decide/policy-index.js';
 import { clientCertificateFingerprint } from './client-cert.js';
 import { MAX_SOURCES, RefusalCoalescer, truncateField } from './refusals.js';
-import { KEEPALIVE, LEVEL, REMOTE, remoteOf, type ClientMarks, type Session } from './session.js';
+import { KEEPALIVE, LEVEL, REMOTE, SENT, remoteOf, type ClientMarks, type Session } from './session.js';
 
 /** Connect lines (with their disconnects) logged per client id and interval; the rest are counted. */
 export const CONNECT_LINES = 3;
@@ -92,8 +92,10 @@ export class ConnectionEvents {
     this.count(reason);
     const remote = remoteOf(client);
     if (!this.refusals.first(remote, reason)) return;
-    const clientId = truncateField(client.id);
-    const username = truncateField(principal);
+    // Before aedes accepts the protocol level it has not set client.id: the CONNECT's own fields.
+    const sent = m[SENT];
+    const clientId = truncateField(client.id ?? sent?.clientId);
+    const username = truncateField(principal ?? sent?.username);
     this.d.audit({ principal: username, clientId, action: 'connect', decision: 'deny', reason, snapshotVersion: this.d.snapshotVersion(), remote });
     this.d.log.warn(
       {

@@ -63,9 +63,11 @@ export const EMPTY_ID = Symbol('edgewarden.emptyClientId');
 export const LEVEL = Symbol('edgewarden.protocolLevel');
 export const REMOTE = Symbol('edgewarden.remote');
 export const KEEPALIVE = Symbol('edgewarden.keepalive');
+/** The client id and username the CONNECT carried (aedes sets client.id only once it accepts the level). */
+export const SENT = Symbol('edgewarden.sentIdentity');
 export const REQUEST_ID = Symbol('edgewarden.cloudRequestId');
 export type Marked = { [DROP]?: boolean; [REQUEST_ID]?: string | null } & WithAuthority;
-export type ClientMarks = { [EMPTY_ID]?: boolean; [LEVEL]?: number; [REMOTE]?: string; [KEEPALIVE]?: number };
+export type ClientMarks = { [EMPTY_ID]?: boolean; [LEVEL]?: number; [REMOTE]?: string; [KEEPALIVE]?: number; [SENT]?: { clientId: string; username: string | null } };
 
 
 /** Denials of one client are logged at most once per this interval (the rest are counted). */

@@ -79,6 +79,7 @@ t.test('each refusal kind: exactly one warning line with its reason, address and
   t.notOk(agent.logs().some((l) => l.includes(WRONG_TOKEN)), 'the password sent is never logged');
   const bad = withMsg(agent, 'connection refused: BAD_CREDENTIALS')[0]!;
   t.match(bad, { username: 'oven-1', clientId: 'oven-1-wrong', connack: '0x04' }, 'username, client id and CONNACK code are in the line');
+  t.match(withMsg(agent, 'connection refused: UNSUPPORTED_PROTOCOL_LEVEL')[0], { clientId: 'mqtt5-client', username: 'oven-1', protocolLevel: 5, connack: '0x01' }, 'an MQTT 5 client: its client id, username and level');
 });
 
 t.test('connects and disconnects: one info line each, with who, where and why', async (t) => {
