@@ -23,3 +23,11 @@ t.test('attacker-supplied fields are cut short', async (t) => {
   t.equal(truncateField('pump-7'), 'pump-7');
   t.equal(truncateField(undefined), null);
 });
+
+t.test('perKey: the first N of a key pass in each interval, the rest are counted', async (t) => {
+  const c = new RefusalCoalescer(8, 3);
+  const passed = Array.from({ length: 20 }, () => c.first('pump-7', 'connect')).filter(Boolean).length;
+  t.equal(passed, 3, 'three pass');
+  t.same(c.flush(), [{ remote: 'pump-7', reason: 'connect', count: 17 }], 'seventeen counted');
+  t.equal(c.first('pump-7', 'connect'), true, 'a new interval passes again');
+});
