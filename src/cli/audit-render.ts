@@ -95,7 +95,7 @@ export function statsJson(v: StatsView): object {
 /** Rows shown per group in text; --json has them all. */
 export const TEXT_GROUP_ROWS = 20;
 
-const GROUP_TITLES: Record<GroupKey, string> = { reason: 'REASON', principal: 'PRINCIPAL', action: 'ACTION', thing: 'THING', decision: 'DECISION', 'client-id': 'CLIENT' };
+const groupTitle = (key: GroupKey): string => (key === 'client-id' ? 'CLIENT' : key.toUpperCase());
 const NONE: Record<GroupKey, string> = { reason: '- (allowed)', principal: '- (unknown)', action: '-', thing: '- (none)', decision: '-', 'client-id': '- (unknown)' };
 
 /** `audit stats` as text: the window, the totals, then a table per group, largest first. */
@@ -125,7 +125,7 @@ export function statsText(v: StatsView): string[] {
     }
     rows.push(['total', String(c.records), '100%']);
     out.push('');
-    out.push(...rightAligned([[GROUP_TITLES[key], 'COUNT', 'SHARE'], ...rows]));
+    out.push(...rightAligned([[groupTitle(key), 'COUNT', 'SHARE'], ...rows]));
   }
   return out;
 }
