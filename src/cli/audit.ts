@@ -95,11 +95,47 @@ export async function auditTailCommand(opts: AuditTailOptions, io: Io, deps: Aud
   if (dir === undefined) return 1;
   const match = compileFilter(filter);
 
-  const { entries, corrupt, start } = await readAuditForFollow(dir, { limit, match });
+  // With --follow, Ctrl-C ends it from the start: a signal before the first record is no crash either.
+  const stop = !follow ? undefined : deps.signal === undefined ? stopOnSignals() : { signal: deps.signal, release: () => undefined };
+  try {
+    const { entries, corrupt, start } = await readAuditForFollow(dir, { limit, match });
+    try {
+      const print = printer(opts.json === true, follow, io);
+      if (corrupt > 0) io.err(`${corrupt} unreadable line(s) skipped in ${dir} (a torn write after a power cut?)`);
+      if (entries.length === 0 && limit > 0) io.err(isEmptyFilter(filter) ? `the audit log at ${dir} has no entries` : `no entries in the audit log at ${dir} match`);
+      print(entries);
+      if (stop === undefined) return 0;
+      await followAudit({
+        dir,
+        start,
+        signal: stop.signal,
+        ...(deps.intervalMs === undefined ? {} : { intervalMs: deps.intervalMs }),
+        ...(io.outClosed === undefined ? {} : { done: () => io.outClosed!() }),
+        onEntry: (e) => {
+          if (match(e)) print([e]);
+        },
+        onCorrupt: (where) => io.err(`an unreadable line skipped in ${where} (a torn write after a power cut?)`),
+        onNotice: (message) => io.err(message),
+      });
+    } finally {
+      // followAudit closes it when it ends; closing twice is harmless
+      await start.file?.handle.close().catch(() => undefined);
+    }
+  } finally {
+    stop?.release();
+  }
+  return 0;
+}
+
+/**
+ * Prints entries: JSON lines; or a table, aligned over all of them at once, or with --follow over
+ * the first batch and widened as longer values come (the header once, with the first row).
+ */
+function printer(json: boolean, follow: boolean, io: Io): (es: readonly AuditEntry[]) => void {
   const columns = new Columns();
   let headerDone = false;
-  const print = (es: readonly AuditEntry[]): void => {
-    if (opts.json === true) {
+  return (es) => {
+    if (json) {
       for (const e of es) io.out(jsonLine(e));
       return;
     }
@@ -111,43 +147,11 @@ export async function auditTailCommand(opts: AuditTailOptions, io: Io, deps: Aud
     const rows = es.map(row);
     if (!headerDone) {
       headerDone = true;
-      for (const r of [[...HEADER], ...rows]) columns.measure(r); // the first batch aligned as without --follow
+      for (const r of [[...HEADER], ...rows]) columns.measure(r);
       io.out(columns.format([...HEADER]));
     }
     for (const r of rows) io.out(columns.format(r));
   };
-
-  try {
-    if (corrupt > 0) io.err(`${corrupt} unreadable line(s) skipped in ${dir} (a torn write after a power cut?)`);
-    if (entries.length === 0 && limit > 0) io.err(isEmptyFilter(filter) ? `the audit log at ${dir} has no entries` : `no entries in the audit log at ${dir} match`);
-    print(entries);
-  } catch (err) {
-    await start.file?.handle.close().catch(() => undefined);
-    throw err;
-  }
-  if (!follow) {
-    await start.file?.handle.close().catch(() => undefined);
-    return 0;
-  }
-
-  const stop = deps.signal === undefined ? stopOnSignals() : { signal: deps.signal, release: () => undefined };
-  try {
-    await followAudit({
-      dir,
-      start,
-      signal: stop.signal,
-      ...(deps.intervalMs === undefined ? {} : { intervalMs: deps.intervalMs }),
-      ...(io.outClosed === undefined ? {} : { done: () => io.outClosed!() }),
-      onEntry: (e) => {
-        if (match(e)) print([e]);
-      },
-      onCorrupt: (where) => io.err(`an unreadable line skipped in ${where} (a torn write after a power cut?)`),
-      onNotice: (message) => io.err(message),
-    });
-  } finally {
-    stop.release();
-  }
-  return 0;
 }
 
 /** An AbortSignal that SIGINT (Ctrl-C) or SIGTERM aborts, and the handlers' removal. */
