@@ -2,7 +2,8 @@
 // filtered; tail as aligned text or JSON Lines, and with --follow as the agent writes them; stats as
 // counts over a window. The state directory is found as `edgewarden status` finds it (-c, --state-dir);
 // the agent need not be running.
-import { stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AUDIT_DIR_NAME, type AuditEntry } from '../audit/audit-log.js';
 import { AuditTally, compileFilter, isEmptyFilter, type AuditFilter } from '../audit/audit-filter.js';
@@ -77,6 +78,12 @@ async function auditDir(opts: AuditSourceOptions, io: Io): Promise<string | unde
       return undefined;
     }
     throw new EwError('EW_STORE_IO', `cannot read the audit directory: ${code ?? (err as Error).message}`, { where: dir, cause: err });
+  }
+  try {
+    await access(dir, constants.R_OK | constants.X_OK);
+  } catch (err) {
+    // 0700, the agent's: another user may see that it is there, not what is in it
+    throw new EwError('EW_STORE_IO', `permission denied on the audit directory: run as the agent's user (edgewarden) or root`, { where: dir, cause: err });
   }
   return dir;
 }
