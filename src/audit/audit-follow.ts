@@ -86,6 +86,7 @@ class Follower {
     this.currentPath = join(opts.dir, AUDIT_FILE);
     this.rotatedPath = join(opts.dir, AUDIT_ROTATED_FILE);
     if (opts.start.file !== undefined) this.cur = reading(opts.start.file, opts.start.offset);
+    this.lastSeq = opts.start.seq;
   }
 
   async run(): Promise<void> {

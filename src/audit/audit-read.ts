@@ -52,6 +52,8 @@ export interface FollowStart {
   readonly file: OpenFile | undefined;
   /** Bytes of `file` already read: the file's size when it was opened. */
   readonly offset: number;
+  /** The seq of the last line before `offset`, when it has one: a gap after it is records missed. */
+  readonly seq?: number;
 }
 
 /**
@@ -60,35 +62,47 @@ export interface FollowStart {
  * `start.file` (close it, or give it to followAudit).
  */
 export async function readAuditForFollow(dir: string, opts: ReadAuditOptions = {}): Promise<ReadAuditResult & { start: FollowStart }> {
-  const { entries, corrupt, files } = await readNewest(dir, opts);
+  const { entries, corrupt, files, newestSeq } = await readNewest(dir, opts);
   const [file, ...others] = files;
   for (const f of others) await f.handle.close().catch(() => undefined);
-  return { entries, corrupt, start: { file, offset: file?.size ?? 0 } };
+  return { entries, corrupt, start: { file, offset: file?.size ?? 0, ...(newestSeq === undefined ? {} : { seq: newestSeq }) } };
 }
 
-/** The files, newest first, still open; both are closed when reading fails. */
-async function readNewest(dir: string, opts: ReadAuditOptions): Promise<ReadAuditResult & { files: OpenFile[] }> {
+/**
+ * The files, newest first, still open (both are closed when reading fails), and the seq of the
+ * newest line of the first (read even with limit 0).
+ */
+async function readNewest(dir: string, opts: ReadAuditOptions): Promise<ReadAuditResult & { files: OpenFile[]; newestSeq: number | undefined }> {
   const limit = opts.limit ?? Infinity;
   if (limit !== Infinity && (!Number.isSafeInteger(limit) || limit < 0)) throw new RangeError(`limit must be a non-negative integer, got ${limit}`);
   const match = opts.match;
   const files = await openBoth(dir);
   const newestFirst: AuditEntry[] = [];
   let corrupt = 0;
+  let newestFound = false;
+  let newestSeq: number | undefined;
   try {
     outer: for (const f of files) {
       for await (const line of linesBackward(f)) {
-        if (newestFirst.length >= limit) break outer;
+        if (newestFirst.length >= limit && (newestFound || f !== files[0])) break outer;
         if (line !== null && line.length === 0) continue;
         const entry = line === null ? undefined : parseEntry(line);
-        if (entry === undefined) corrupt++;
-        else if (match === undefined || match(entry)) newestFirst.push(entry);
+        if (entry === undefined) {
+          corrupt++;
+          continue;
+        }
+        if (!newestFound && f === files[0]) {
+          newestFound = true;
+          newestSeq = entry.seq;
+        }
+        if (newestFirst.length < limit && (match === undefined || match(entry))) newestFirst.push(entry);
       }
     }
   } catch (err) {
     for (const f of files) await f.handle.close().catch(() => undefined);
     throw ioError(dir, 'cannot read the audit log', err);
   }
-  return { entries: newestFirst.reverse(), corrupt, files };
+  return { entries: newestFirst.reverse(), corrupt, files, newestSeq };
 }
 
 /**

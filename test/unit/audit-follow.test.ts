@@ -111,6 +111,13 @@ t.test('three rotations within a poll: the records missed are said, by seq', asy
   t.match(got.notices, [/^2 record\(s\) not read \(seq 6-7\)/]);
 });
 
+t.test('a gap right after the lines read before following is said too', async (t) => {
+  const dir = auditDir(t);
+  const got = await follow(t, dir, [() => appendFileSync(join(dir, AUDIT_FILE), line(6))]);
+  t.same(got.seqs, [6]);
+  t.match(got.notices, [/^2 record\(s\) not read \(seq 4-5\)/]);
+});
+
 t.test('a torn line: skipped and reported once, the lines around it kept', async (t) => {
   const dir = auditDir(t);
   const cur = join(dir, AUDIT_FILE);
