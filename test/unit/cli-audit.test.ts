@@ -289,10 +289,20 @@ t.test('--follow: the last N, then each new record as the agent writes it, acros
   t.ok(await until(() => out.length === 3), 'the last three');
 
   // Records in many small flushes, over several rotations (a file holds about 160).
+  // After each rotation, the reader catches up before more is written: never three between two polls.
+  let rotations = 0;
   for (let i = 10; i < 600; i++) {
     record(i);
     now += 1000;
-    if (i % 7 === 0) await log.flush();
+    if (i % 7 !== 0) continue;
+    await log.flush();
+    if (log.stats().rotations > rotations) {
+      rotations = log.stats().rotations;
+      if (!(await until(() => out.length >= 3 + i + 1 - 10, 30_000))) {
+        t.fail(`the reader did not catch up after rotation ${rotations}`);
+        break;
+      }
+    }
   }
   await log.flush();
   t.ok(log.stats().rotations >= 3, `${log.stats().rotations} rotations`);
