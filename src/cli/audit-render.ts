@@ -2,6 +2,7 @@
 // JSON for a program. Values that came from the network are escaped before they reach a terminal.
 import type { AuditEntry } from '../audit/audit-entry.js';
 import type { AuditCounts, GroupKey } from '../audit/audit-filter.js';
+import type { Io } from './output.js';
 
 /**
  * Topics, client ids and principals come from the network: control characters (terminal escape
@@ -59,6 +60,33 @@ export class Columns {
 export function table(rows: readonly (readonly string[])[]): string[] {
   const cols = new Columns(rows);
   return rows.map((r) => cols.format(r));
+}
+
+/**
+ * Prints entries: JSON lines; or a table, aligned over all of them at once, or with --follow over
+ * the first batch and widened as longer values come (the header once, with the first row).
+ */
+export function printer(json: boolean, follow: boolean, io: Io): (es: readonly AuditEntry[]) => void {
+  const columns = new Columns();
+  let headerDone = false;
+  return (es) => {
+    if (json) {
+      for (const e of es) io.out(jsonLine(e));
+      return;
+    }
+    if (es.length === 0) return;
+    if (!follow) {
+      for (const line of table([[...HEADER], ...es.map(row)])) io.out(line);
+      return;
+    }
+    const rows = es.map(row);
+    if (!headerDone) {
+      headerDone = true;
+      for (const r of [[...HEADER], ...rows]) columns.measure(r);
+      io.out(columns.format([...HEADER]));
+    }
+    for (const r of rows) io.out(columns.format(r));
+  };
 }
 
 export interface StatsView {

@@ -5,14 +5,14 @@
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AUDIT_DIR_NAME, type AuditEntry } from '../audit/audit-log.js';
+import { AUDIT_DIR_NAME } from '../audit/audit-log.js';
 import { AuditTally, compileFilter, isEmptyFilter, type AuditFilter } from '../audit/audit-filter.js';
 import { followAudit } from '../audit/audit-follow.js';
 import { readAuditForFollow, scanAudit } from '../audit/audit-read.js';
 import { bundledPaths, loadConfig } from '../config/load.js';
 import { EwError } from '../errors.js';
 import { parseFilterFlags, parseGroupBy, type AuditFilterFlags } from './audit-args.js';
-import { Columns, HEADER, jsonLine, row, statsJson, statsText, table } from './audit-render.js';
+import { printer, statsJson, statsText } from './audit-render.js';
 import { packageRoot } from './io.js';
 import type { Io } from './output.js';
 
@@ -132,33 +132,6 @@ export async function auditTailCommand(opts: AuditTailOptions, io: Io, deps: Aud
     stop?.release();
   }
   return 0;
-}
-
-/**
- * Prints entries: JSON lines; or a table, aligned over all of them at once, or with --follow over
- * the first batch and widened as longer values come (the header once, with the first row).
- */
-function printer(json: boolean, follow: boolean, io: Io): (es: readonly AuditEntry[]) => void {
-  const columns = new Columns();
-  let headerDone = false;
-  return (es) => {
-    if (json) {
-      for (const e of es) io.out(jsonLine(e));
-      return;
-    }
-    if (es.length === 0) return;
-    if (!follow) {
-      for (const line of table([[...HEADER], ...es.map(row)])) io.out(line);
-      return;
-    }
-    const rows = es.map(row);
-    if (!headerDone) {
-      headerDone = true;
-      for (const r of [[...HEADER], ...rows]) columns.measure(r);
-      io.out(columns.format([...HEADER]));
-    }
-    for (const r of rows) io.out(columns.format(r));
-  };
 }
 
 /** An AbortSignal that SIGINT (Ctrl-C) or SIGTERM aborts, and the handlers' removal. */
