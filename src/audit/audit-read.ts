@@ -1,5 +1,7 @@
-// Reading the audit log back (`edgewarden audit tail`, tests): the newest entries of audit.log.1 and
-// audit.log, read backwards in chunks so a large log is never held whole.
+// Reading the audit log back (`edgewarden audit tail` and `stats`, tests): the newest entries of
+// audit.log.1 and audit.log, read backwards in chunks so a large log is never held whole, optionally
+// only those a filter matches; every entry of both, one at a time (stats). Following the log as it
+// grows is audit-follow.ts, which continues where readAuditForFollow stopped.
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EwError } from '../errors.js';
@@ -9,14 +11,16 @@ export const AUDIT_FILE = 'audit.log';
 export const AUDIT_ROTATED_FILE = 'audit.log.1';
 const NEWLINE = 0x0a;
 
-function ioError(where: string, what: string, err: unknown): EwError {
+export function ioError(where: string, what: string, err: unknown): EwError {
   const e = err as NodeJS.ErrnoException | undefined;
   return err instanceof EwError ? err : new EwError('EW_STORE_IO', `${what}: ${e?.code ?? e?.message ?? String(err)}`, { where, cause: err });
 }
 
 export interface ReadAuditOptions {
-  /** Only the newest `limit` entries. */
+  /** Only the newest `limit` entries (of those `match` accepts). */
   limit?: number;
+  /** Only the entries this accepts (default: all). */
+  match?: (e: AuditEntry) => boolean;
 }
 
 export interface ReadAuditResult {
@@ -26,9 +30,9 @@ export interface ReadAuditResult {
   corrupt: number;
 }
 
-const READ_CHUNK = 64 * 1024;
+export const READ_CHUNK = 64 * 1024;
 /** A "line" longer than this is not ours; it is skipped without being held in memory. */
-const MAX_LINE_BYTES = 1024 * 1024;
+export const MAX_LINE_BYTES = 1024 * 1024;
 
 /** The entries of <dir>/audit.log.1 and <dir>/audit.log, newest last. A missing directory or file has none. */
 export async function readAudit(dir: string, opts: ReadAuditOptions = {}): Promise<AuditEntry[]> {
@@ -37,8 +41,96 @@ export async function readAudit(dir: string, opts: ReadAuditOptions = {}): Promi
 
 /** readAudit, and how many lines were skipped. */
 export async function readAuditDetailed(dir: string, opts: ReadAuditOptions = {}): Promise<ReadAuditResult> {
+  const { entries, corrupt, files } = await readNewest(dir, opts);
+  for (const f of files) await f.handle.close().catch(() => undefined);
+  return { entries, corrupt };
+}
+
+/** Where following the log starts: the file read last (still open) and the offset read up to. */
+export interface FollowStart {
+  /** audit.log as opened by the read (or audit.log.1 when there was no audit.log); none: no file yet. */
+  readonly file: OpenFile | undefined;
+  /** Bytes of `file` already read: the file's size when it was opened. */
+  readonly offset: number;
+  /** The seq of the last line before `offset`, when it has one: a gap after it is records missed. */
+  readonly seq?: number;
+}
+
+/**
+ * readAuditDetailed, and the place to follow from: nothing written after the files were opened is
+ * read here, and nothing before that place is read again by the follower. The caller owns
+ * `start.file` (close it, or give it to followAudit).
+ */
+export async function readAuditForFollow(dir: string, opts: ReadAuditOptions = {}): Promise<ReadAuditResult & { start: FollowStart }> {
+  const { entries, corrupt, files, newestSeq } = await readNewest(dir, opts);
+  const [file, ...others] = files;
+  for (const f of others) await f.handle.close().catch(() => undefined);
+  return { entries, corrupt, start: { file, offset: file?.size ?? 0, ...(newestSeq === undefined ? {} : { seq: newestSeq }) } };
+}
+
+/**
+ * The files, newest first, still open (both are closed when reading fails), and the seq of the
+ * newest line of the first (read even with limit 0).
+ */
+async function readNewest(dir: string, opts: ReadAuditOptions): Promise<ReadAuditResult & { files: OpenFile[]; newestSeq: number | undefined }> {
   const limit = opts.limit ?? Infinity;
   if (limit !== Infinity && (!Number.isSafeInteger(limit) || limit < 0)) throw new RangeError(`limit must be a non-negative integer, got ${limit}`);
+  const match = opts.match;
+  const files = await openBoth(dir);
+  const newestFirst: AuditEntry[] = [];
+  let corrupt = 0;
+  let newestFound = false;
+  let newestSeq: number | undefined;
+  try {
+    outer: for (const f of files) {
+      for await (const line of linesBackward(f)) {
+        if (newestFirst.length >= limit && (newestFound || f !== files[0])) break outer;
+        if (line !== null && line.length === 0) continue;
+        const entry = line === null ? undefined : parseEntry(line);
+        if (entry === undefined) {
+          corrupt++;
+          continue;
+        }
+        if (!newestFound && f === files[0]) {
+          newestFound = true;
+          newestSeq = entry.seq;
+        }
+        if (newestFirst.length < limit && (match === undefined || match(entry))) newestFirst.push(entry);
+      }
+    }
+  } catch (err) {
+    for (const f of files) await f.handle.close().catch(() => undefined);
+    throw ioError(dir, 'cannot read the audit log', err);
+  }
+  return { entries: newestFirst.reverse(), corrupt, files, newestSeq };
+}
+
+/**
+ * Every entry of both files, one at a time, newest first (no order is promised beyond that): for
+ * counting over the whole log in bounded memory. Returns how many lines were skipped.
+ */
+export async function scanAudit(dir: string, visit: (e: AuditEntry) => void): Promise<{ corrupt: number }> {
+  const files = await openBoth(dir);
+  let corrupt = 0;
+  try {
+    for (const f of files) {
+      for await (const line of linesBackward(f)) {
+        if (line !== null && line.length === 0) continue;
+        const entry = line === null ? undefined : parseEntry(line);
+        if (entry === undefined) corrupt++;
+        else visit(entry);
+      }
+    }
+  } catch (err) {
+    throw ioError(dir, 'cannot read the audit log', err);
+  } finally {
+    for (const f of files) await f.handle.close().catch(() => undefined);
+  }
+  return { corrupt };
+}
+
+/** audit.log, then audit.log.1 unless it is the same file; missing ones left out. */
+async function openBoth(dir: string): Promise<OpenFile[]> {
   // audit.log first: if the writer rotates between the two opens, both name the same file (the
   // check below drops the second), and nothing older than what was read is missed.
   const current = await openForRead(join(dir, AUDIT_FILE));
@@ -50,29 +142,10 @@ export async function readAuditDetailed(dir: string, opts: ReadAuditOptions = {}
     await rotated.handle.close();
     rotated = undefined;
   }
-  const files = [current, rotated].filter((f): f is OpenFile => f !== undefined);
-
-  const newestFirst: AuditEntry[] = [];
-  let corrupt = 0;
-  try {
-    outer: for (const f of files) {
-      for await (const line of linesBackward(f)) {
-        if (newestFirst.length >= limit) break outer;
-        if (line !== null && line.length === 0) continue;
-        const entry = line === null ? undefined : parseEntry(line);
-        if (entry === undefined) corrupt++;
-        else newestFirst.push(entry);
-      }
-    }
-  } catch (err) {
-    throw ioError(dir, 'cannot read the audit log', err);
-  } finally {
-    for (const f of files) await f.handle.close().catch(() => undefined);
-  }
-  return { entries: newestFirst.reverse(), corrupt };
+  return [current, rotated].filter((f): f is OpenFile => f !== undefined);
 }
 
-interface OpenFile {
+export interface OpenFile {
   readonly path: string;
   readonly handle: FileHandle;
   readonly size: number;
@@ -80,7 +153,7 @@ interface OpenFile {
   readonly ino: number;
 }
 
-async function openForRead(path: string): Promise<OpenFile | undefined> {
+export async function openForRead(path: string): Promise<OpenFile | undefined> {
   let handle: FileHandle;
   try {
     handle = await open(path, 'r');
@@ -132,7 +205,7 @@ async function* linesBackward(f: OpenFile): AsyncGenerator<Buffer | null> {
 }
 
 /** An entry, or undefined when the line is not one. Only AuditEntry's fields are kept. */
-function parseEntry(line: Buffer): AuditEntry | undefined {
+export function parseEntry(line: Buffer): AuditEntry | undefined {
   // A power cut can leave NUL bytes where data was not written yet.
   const text = line.toString('utf8').replace(/^\0+/, '').trim();
   if (text.length === 0) return undefined;

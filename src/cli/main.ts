@@ -16,7 +16,7 @@ import { publishCommand, type PublishOptions } from './snapshot-publish.js';
 import { runCommand, type RunOptions } from './run.js';
 import { LOG_LEVELS } from '../config/schema.js';
 import { tokenCommand } from './token.js';
-import { auditTailCommand } from './audit.js';
+import { auditStatsCommand, auditTailCommand, type AuditStatsOptions, type AuditTailOptions } from './audit.js';
 import { statusCommand } from './status.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -137,14 +137,40 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--json', 'print JSON')
     .action(async (o: { config?: string; stateDir?: string; json?: boolean }) => setExit(await statusCommand(o, io)));
 
-  const audit = program.command('audit').description('the audit log');
-  audit
-    .command('tail')
-    .description('the newest audit records')
-    .option('-n, --lines <n>', 'how many', '20')
-    .option('--json', 'one JSON object per line')
-    .option('--state-dir <dir>', 'the agent\'s state directory', '/var/lib/edgewarden')
-    .action(async (o: { lines?: string; json?: boolean; stateDir: string }) => setExit(await auditTailCommand(o, io)));
+  const audit = program.command('audit').description('the audit log: every deny and the audited allows (docs/audit.md)');
+  const auditSource = (c: Command): Command =>
+    c
+      .option('-c, --config <file>', 'the agent\'s configuration, for its state directory (default: the embedded defaults)')
+      .option('--state-dir <dir>', 'the agent\'s state directory (overrides the configuration)');
+  const auditFilters = (c: Command): Command =>
+    c
+      .option('--principal <id>', 'only this principal (repeatable; * matches any characters: pump-*)', collect)
+      .option('--client-id <id>', 'only this MQTT client id (repeatable; * matches any characters)', collect)
+      .option('--thing <id>', 'only this thing (repeatable; * matches any characters)', collect)
+      .option('--decision <d>', 'allow, deny or lost (repeatable or a comma list)', collect)
+      .option('--reason <code>', 'only these reason codes, e.g. NOT_GRANTED (repeatable or a comma list; docs/reasons.md)', collect)
+      .option('--action <a>', 'a permission (EXECUTE_THING_COMMAND) or publish, subscribe, unsubscribe, connect, audit (repeatable or a comma list)', collect)
+      .option('--since <time>', 'from this time: ISO 8601 with a zone, a date (UTC), or a time ago: 30s, 10m, 2h, 1d, 1w')
+      .option('--until <time>', 'before this time (same forms as --since)');
+  auditFilters(
+    auditSource(
+      audit
+        .command('tail')
+        .description('the newest audit records (that match the filters); with --follow, then new ones as the agent writes them, until Ctrl-C')
+        .option('-n, --lines <n>', 'how many (the last N that match)', '20')
+        .option('-f, --follow', 'keep printing records as they are written, across rotations, until Ctrl-C or SIGTERM')
+        .option('--json', 'one JSON object per line'),
+    ),
+  ).action(async (o: AuditTailOptions) => setExit(await auditTailCommand(o, io)));
+  auditFilters(
+    auditSource(
+      audit
+        .command('stats')
+        .description('counts of the records (that match the filters) over a window, by reason and principal or --by')
+        .option('--by <key>', 'group by reason, principal, action, thing, decision or client-id (repeatable or a comma list; default: reason,principal)', collect)
+        .option('--json', 'one JSON object'),
+    ),
+  ).action(async (o: AuditStatsOptions) => setExit(await auditStatsCommand(o, io)));
 
   program
     .command('explain')

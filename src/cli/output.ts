@@ -2,6 +2,8 @@
 export interface Io {
   out(line: string): void;
   err(line: string): void;
+  /** True once stdout's reader has gone (EPIPE): a command that would run on (audit tail --follow) stops. */
+  outClosed?(): boolean;
 }
 
 /** What streamIo needs of a stream (process.stdout, a net.Socket, a test double). */
@@ -18,7 +20,7 @@ export interface LineSink {
  * exits with the status it would have had (explain's 3 survives `set -o pipefail`). Any other write
  * error is thrown as before. The error listener is added at the first write, not at import.
  */
-export function lineWriter(stream: LineSink): (line: string) => void {
+export function lineWriter(stream: LineSink, onClosed?: () => void): (line: string) => void {
   let closed = false;
   let listening = false;
   return (line) => {
@@ -28,6 +30,7 @@ export function lineWriter(stream: LineSink): (line: string) => void {
       stream.on('error', (err) => {
         if (err.code !== 'EPIPE') throw err;
         closed = true;
+        onClosed?.();
       });
     }
     stream.write(line + '\n');
@@ -35,7 +38,12 @@ export function lineWriter(stream: LineSink): (line: string) => void {
 }
 
 export function streamIo(stdout: LineSink, stderr: LineSink): Io {
-  return { out: lineWriter(stdout), err: lineWriter(stderr) };
+  let outClosed = false;
+  return {
+    out: lineWriter(stdout, () => (outClosed = true)),
+    err: lineWriter(stderr),
+    outClosed: () => outClosed || stdout.destroyed === true,
+  };
 }
 
 export const processIo: Io = streamIo(process.stdout, process.stderr);

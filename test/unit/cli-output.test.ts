@@ -1,7 +1,7 @@
 // Writing lines to a stream whose reader may go away: EPIPE stops the writing quietly, nothing else.
 import t from 'tap';
 import { EventEmitter } from 'node:events';
-import { lineWriter } from '../../src/cli/output.js';
+import { lineWriter, streamIo } from '../../src/cli/output.js';
 
 class FakeStream extends EventEmitter {
   written: string[] = [];
@@ -40,4 +40,21 @@ t.test('any other write error is not hidden', async (t) => {
   const write = lineWriter(s);
   write('one');
   t.throws(() => s.emit('error', errno('ENOSPC')), { code: 'ENOSPC' });
+});
+
+t.test('streamIo tells a command that runs on (audit tail --follow) when stdout has gone', async (t) => {
+  const out = new FakeStream();
+  const err = new FakeStream();
+  const io = streamIo(out, err);
+  t.equal(io.outClosed?.(), false);
+  io.out('one');
+  t.equal(io.outClosed?.(), false);
+  out.emit('error', errno('EPIPE'));
+  t.equal(io.outClosed?.(), true, 'after EPIPE');
+  io.err('stderr still written');
+  t.same(err.written, ['stderr still written\n']);
+  const destroyed = new FakeStream();
+  const io2 = streamIo(destroyed, err);
+  destroyed.destroyed = true;
+  t.equal(io2.outClosed?.(), true, 'a destroyed stdout');
 });
