@@ -137,7 +137,7 @@ export function statsText(v: StatsView): string[] {
   if (c.first !== null) head.push(['first', escapeUnsafe(c.first)], ['last', escapeUnsafe(c.last ?? '-')]);
   if (c.lost.lines > 0) head.push(['lost', `${c.lost.records} record${c.lost.records === 1 ? '' : 's'} rotated away before upload (${c.lost.lines} lost line${c.lost.lines === 1 ? '' : 's'})`]);
   if (v.logBegins !== null && v.since !== undefined && Date.parse(v.logBegins) > v.since) {
-    head.push(['note', `the log begins at ${escapeUnsafe(v.logBegins)}: older records were rotated away (audit.maxBytes)`]);
+    head.push(['note', `the log begins at ${escapeUnsafe(v.logBegins)}: nothing older is held (the first record, or older ones rotated away: audit.maxBytes)`]);
   }
   if (v.corrupt > 0) head.push(['skipped', `${v.corrupt} unreadable line(s) (a torn write after a power cut?)`]);
   const w = Math.max(...head.map(([k]) => k.length));

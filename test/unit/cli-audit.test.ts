@@ -236,7 +236,7 @@ t.test('stats: records add each line\'s count; lost records apart; grouped, larg
   t.match(lines, /^window +2027-03-01T11:00:00.000Z to now$/m);
   t.match(lines, /^records +238 \(188 denied, 50 allowed\) in 202 lines$/m);
   t.match(lines, /^lost +1432 records rotated away before upload \(1 lost line\)$/m);
-  t.match(lines, /^note +the log begins at 2027-03-01T12:00:00.000Z: older records were rotated away/m);
+  t.match(lines, /^note +the log begins at 2027-03-01T12:00:00.000Z: nothing older is held/m);
   t.match(lines, /^REASON +COUNT +SHARE\nNOT_GRANTED +150 +63%\n- \(allowed\) +50 +21%\nTOPIC_DENIED +37 +16%\nBAD_CREDENTIALS +1 +0\.4%\ntotal +238 +100%$/m);
   t.match(lines, /^PRINCIPAL +COUNT +SHARE\ntech-anna +150/m);
 
