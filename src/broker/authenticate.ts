@@ -12,7 +12,7 @@ import type { PolicyView } from './broker.js';
 import { clientCertificateFingerprint } from './client-cert.js';
 import type { CredentialChecker } from './credentials.js';
 import type { SessionStore } from './session-store.js';
-import { EMPTY_ID, KEEPALIVE, logLimitOnce, newSession, remoteOf, type ClientMarks, type Session } from './session.js';
+import { EMPTY_ID, KEEPALIVE, newSession, remoteOf, type ClientMarks, type Session } from './session.js';
 
 export interface AuthDeps {
   readonly config: AgentConfig;
@@ -29,8 +29,8 @@ export interface AuthDeps {
 }
 
 export async function authenticate(d: AuthDeps, client: Client, username: string | undefined, password: Buffer | undefined): Promise<{ error: AuthenticateError } | { session: Session }> {
-  const refuse = (returnCode: 2 | 3 | 4 | 5, reason: string, principal: string | null) => {
-    d.refused(client, reason, principal, returnCode);
+  const refuse = (returnCode: 2 | 3 | 4 | 5, reason: string, principal: string | null, fields?: Record<string, unknown>) => {
+    d.refused(client, reason, principal, returnCode, fields);
     return { error: Object.assign(new Error(reason), { returnCode: returnCode as AuthErrorCode }) };
   };
   if ((client as ClientMarks)[EMPTY_ID] && !client.clean) return refuse(2, 'EMPTY_CLIENT_ID_WITH_PERSISTENT_SESSION', username ?? null);
@@ -74,8 +74,8 @@ export async function authenticate(d: AuthDeps, client: Client, username: string
   const owner = d.store().ownerOf(client.id);
   if (owner !== undefined && owner !== session.principal) return refuse(2, 'CLIENT_ID_TAKEN', session.principal);
   if (!client.clean && owner === undefined && d.store().sessionCount >= d.config.sessions.maxPersistent) {
-    logLimitOnce(d.log, client, session, 'persistentSessions', { max: d.config.sessions.maxPersistent }, 'persistent session limit reached: new persistent sessions are refused (CONNACK 0x03)');
-    return refuse(3, 'SESSION_LIMIT', session.principal);
+    // One warning line, the refusal's (./connections.ts), with the bound.
+    return refuse(3, 'SESSION_LIMIT', session.principal, { limit: 'sessions.maxPersistent', max: d.config.sessions.maxPersistent });
   }
   if (!client.clean) d.store().setOwner(client.id, session.principal);
   else if (owner !== undefined) d.store().discardSession(client.id);

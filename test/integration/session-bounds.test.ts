@@ -84,7 +84,7 @@ t.test('the number of persistent sessions is capped; abandoned ones expire', asy
   }
   t.equal(await connackCode(agent.port, { ...DASH, clientId: 's3', clean: false }), 3, 'a third persistent session is refused (CONNACK 0x03)');
   t.equal(await connackCode(agent.port, { ...DASH, clientId: 's3', clean: true }), 0, 'a clean session is not');
-  t.ok(await agent.waitLog(/persistent session limit reached/), 'logged');
+  t.match(JSON.parse(await agent.waitLog(/"msg":"connection refused: SESSION_LIMIT"/)), { reason: 'SESSION_LIMIT', limit: 'sessions.maxPersistent', max: 2 }, 'logged, with the bound');
   // Both abandoned: expired after 2 s (checked every second), then new sessions fit again.
   t.ok(await agent.waitLog(/abandoned persistent sessions expired/, 20_000), 'the abandoned sessions expire');
   const present = await new Promise<boolean>((resolve, reject) => {
