@@ -42,7 +42,7 @@ export async function authenticate(d: AuthDeps, client: Client, username: string
   const limit = d.config.limits.keepaliveLimitSeconds;
   const keepalive = (client as ClientMarks)[KEEPALIVE] ?? 0;
   if (limit > 0 && (keepalive === 0 || keepalive > limit)) {
-    d.refused(client, 'KEEPALIVE_LIMIT', username ?? null, 3, { limit });
+    d.refused(client, 'KEEPALIVE_LIMIT', username ?? null, 3, { limit: 'limits.keepaliveLimitSeconds', max: limit });
     return { error: Object.assign(new Error('KEEPALIVE_LIMIT'), { returnCode: 3 as AuthErrorCode }) };
   }
   const view = d.policy();

@@ -48,7 +48,7 @@ function bind(server: Server, host: string, port: number, name: string, c: Agent
   server.maxConnections = c.limits.maxConnections;
   server.on('drop', (data) => {
     // Counted; logged and audited once per address and 10 s (./connections.ts).
-    hooks.refused({ remote: data?.remoteAddress ?? 'unknown', port: data?.remotePort, listener: name as Source['listener'] }, 'CONNECTION_LIMIT', { maxConnections: server.maxConnections });
+    hooks.refused({ remote: data?.remoteAddress ?? 'unknown', port: data?.remotePort, listener: name as Source['listener'] }, 'CONNECTION_LIMIT', { limit: 'limits.maxConnections', max: server.maxConnections });
   });
   // After the listen: errors of the running server (a failed listen is the start's error).
   const running = (err: Error) => hooks.log.error({ err: err.message, listener: name }, 'listener error');
