@@ -53,7 +53,9 @@ for (const { arch, prefix } of targets) {
     const started = Date.now();
     const v = exec(['--version']);
     t.equal(v.code, 0, '--version exits 0', { stderr: v.stderr });
-    t.equal(v.stdout.trim(), VERSION, `--version prints ${VERSION}`);
+    // The embedded Node is the one that built it (scripts/package.mjs: the running node's version).
+    t.equal(v.stdout.trim(), `${VERSION} (node ${process.versions.node})`, `--version prints ${VERSION} (node ${process.versions.node})`);
+    t.ok(Number(/\(node (\d+)\./.exec(v.stdout)?.[1]) >= 24, 'the embedded Node is 24 or newer', { stdout: v.stdout });
     t.comment(`${arch}: --version in ${Date.now() - started} ms`);
 
     // The bundled snapshot and demo key beside the executable (the working directory is /).
