@@ -70,21 +70,23 @@ export function node24() {
   return bin;
 }
 
+/** Runs `node24() ...args` as a child (see the top of this file); the exit status becomes this process's. */
+export function runOnNode24(args) {
+  const bin = node24();
+  const env = { ...process.env, PATH: [dirname(bin), process.env.PATH].filter(Boolean).join(delimiter) };
+  const child = spawn(bin, args, { stdio: 'inherit', env });
+  const pass = (sig) => () => child.kill(sig);
+  process.on('SIGTERM', pass('SIGTERM'));
+  process.on('SIGHUP', pass('SIGHUP'));
+  process.on('SIGINT', () => {});
+  child.on('error', (err) => fail(`${bin}: ${err.message}`));
+  child.on('exit', (code, signal) => {
+    process.exitCode = code ?? 128 + (constants.signals[signal] ?? 0);
+  });
+}
+
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const args = process.argv.slice(2);
-  const bin = node24();
-  if (args[0] === '--print') {
-    process.stdout.write(`${bin}\n`);
-  } else {
-    const env = { ...process.env, PATH: [dirname(bin), process.env.PATH].filter(Boolean).join(delimiter) };
-    const child = spawn(bin, args, { stdio: 'inherit', env });
-    const pass = (sig) => () => child.kill(sig);
-    process.on('SIGTERM', pass('SIGTERM'));
-    process.on('SIGHUP', pass('SIGHUP'));
-    process.on('SIGINT', () => {});
-    child.on('error', (err) => fail(`${bin}: ${err.message}`));
-    child.on('exit', (code, signal) => {
-      process.exitCode = code ?? 128 + (constants.signals[signal] ?? 0);
-    });
-  }
+  if (args[0] === '--print') process.stdout.write(`${node24()}\n`);
+  else runOnNode24(args);
 }
