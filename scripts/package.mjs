@@ -55,6 +55,12 @@ const DEB_ARCH = { x64: 'amd64', arm64: 'arm64' };
 
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
 const nodeVersion = process.version.slice(1);
+/**
+ * V8 flags the executable starts with (the SEA's execArgv; package.json "edgewarden.nodeFlags", also
+ * used by `npm start` and the tests' agent): --max-semi-space-size=16 keeps Node 20's bound on the
+ * young generation, which Node 24 grows to 64 MiB per semi-space under load (docs/packaging.md).
+ */
+const NODE_FLAGS = pkg.edgewarden?.nodeFlags ?? [];
 
 function log(msg) {
   process.stderr.write(`package: ${msg}\n`);
@@ -321,7 +327,7 @@ export async function buildExecutables({ arches = Object.keys(ARCHES), force = f
       const t0 = Date.now();
       log('bundling with esbuild');
       await bundle(join(work, 'edgewarden.cjs'));
-      const config = { main: join(work, 'edgewarden.cjs'), output: join(work, 'sea-prep.blob'), disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: false };
+      const config = { main: join(work, 'edgewarden.cjs'), output: join(work, 'sea-prep.blob'), disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: false, execArgv: NODE_FLAGS };
       writeFileSync(join(work, 'sea-config.json'), JSON.stringify(config, null, 2));
       log(`writing the SEA blob with node ${process.version}`);
       run(process.execPath, ['--experimental-sea-config', join(work, 'sea-config.json')], { cwd: work });

@@ -30,6 +30,17 @@ export function controlSocketPath(stateDir: string): string {
 /** Longest Unix socket path Linux takes (sun_path is 108 bytes, NUL included). */
 const MAX_SOCKET_PATH_BYTES = 107;
 
+/**
+ * The error for a control socket path longer than a Unix socket takes, or undefined. No agent can
+ * listen on such a path; connecting to it fails differently by Node version (Node 20: ENOENT on the
+ * truncated path, Node 24: EINVAL), so both sides check the length first.
+ */
+export function socketPathTooLong(path: string): EwError | undefined {
+  const bytes = Buffer.byteLength(path);
+  if (bytes <= MAX_SOCKET_PATH_BYTES) return undefined;
+  return new EwError('EW_STORE_IO', `the control socket path is ${bytes} bytes, too long: more than the ${MAX_SOCKET_PATH_BYTES} a Unix socket allows: use a shorter state directory`, { where: path });
+}
+
 export interface ControlServerOptions {
   /** Largest request line in bytes (default MAX_REQUEST_BYTES). */
   readonly maxRequestBytes?: number;
@@ -44,9 +55,8 @@ export async function startControlServer(stateDir: string, handle: (req: Control
   const maxSnapshotBytes = opts.maxSnapshotBytes ?? 32 * 1024 * 1024;
   const timeoutMs = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
   const path = controlSocketPath(stateDir);
-  if (Buffer.byteLength(path) > MAX_SOCKET_PATH_BYTES) {
-    throw new EwError('EW_STORE_IO', `the control socket path is ${Buffer.byteLength(path)} bytes, more than the ${MAX_SOCKET_PATH_BYTES} a Unix socket allows: use a shorter state directory`, { where: path });
-  }
+  const tooLong = socketPathTooLong(path);
+  if (tooLong) throw tooLong;
   await rm(path, { force: true });
   const server = createServer((socket) => {
     // One request line per connection. Chunks are kept as they come and only each new chunk is
@@ -133,10 +143,17 @@ export function controlInstall(stateDir: string, bytes: Buffer, source: string, 
   return controlRequest(stateDir, { cmd: 'install', length: bytes.length, source }, timeoutMs, bytes);
 }
 
-/** Sends one request to a running agent (and `body` after its line); rejects with ENOENT/ECONNREFUSED when none runs. */
+/**
+ * Sends one request to a running agent (and `body` after its line); rejects with ENOENT/ECONNREFUSED
+ * when none runs, and with socketPathTooLong's EwError when the state directory's socket path is
+ * too long for any agent to listen on.
+ */
 export function controlRequest(stateDir: string, req: ControlRequest, timeoutMs = 30_000, body?: Buffer): Promise<ControlResponse> {
+  const path = controlSocketPath(stateDir);
+  const tooLong = socketPathTooLong(path);
+  if (tooLong) return Promise.reject(tooLong);
   return new Promise((resolve, reject) => {
-    const socket = createConnection(controlSocketPath(stateDir));
+    const socket = createConnection(path);
     let buf = '';
     const timer = setTimeout(() => {
       socket.destroy();

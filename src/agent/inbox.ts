@@ -5,10 +5,10 @@
 // into the inbox creates the file before it writes it, and a half-written snapshot must not be
 // refused as truncated. A file renamed into the inbox is complete, but the inbox cannot tell a rename
 // from a copy: it too is taken once its size and modification time have held for `settleMs`.
-import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { watch, type FSWatcher, type Stats } from 'node:fs';
 import { join } from 'node:path';
-import { readFileBounded } from '../store/atomic-file.js';
+import { readFileBounded, writeFileAtomic } from '../store/atomic-file.js';
 import { isEwError } from '../errors.js';
 
 /** A modification time further in the future than this means the clock was set back: the file is settled. */
@@ -110,7 +110,8 @@ export class SnapshotInbox {
         const message = (err as Error).message;
         this.onResult(file, { ok: false, code, message });
         await rename(file, `${file}.refused`).catch(() => rm(file, { force: true }));
-        await writeFile(`${file}.refused.txt`, `${code}: ${message}\n`, { mode: 0o600 }).catch(() => undefined);
+        // Atomically: whoever sees the file sees the reason in it (not an empty file being written).
+        await writeFileAtomic(`${file}.refused.txt`, `${code}: ${message}\n`, { mode: 0o600 }).catch(() => undefined);
       }
     }
     for (const file of this.watched.keys()) if (!seenNow.has(file)) this.watched.delete(file);

@@ -24,7 +24,7 @@ const collect = (v: string, prev: string[] = []) => [...prev, v];
 export function buildProgram(io: Io, setExit: (code: number) => void): Command {
   const program = new Command('edgewarden')
     .description('IoT gateway agent: local MQTT broker and cloud bridge enforcing signed permission snapshots')
-    .version(packageVersion(), '-V, --version')
+    .version(`${packageVersion()} (node ${process.versions.node})`, '-V, --version', 'print edgewarden\'s version and the Node version it runs on')
     .enablePositionalOptions()
     .showHelpAfterError()
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });

@@ -57,7 +57,7 @@ export async function runCommand(opts: RunOptions, io: Io): Promise<number> {
   const config = loaded.config;
   const log = createLogger(config.log.level);
   const version = packageVersion();
-  log.info({ version, node: process.version, config: loaded.source, stateDir: config.stateDir, gateway: config.gateway.id }, 'starting edgewarden');
+  log.info({ version, node: process.version, nodeFlags: process.execArgv, config: loaded.source, stateDir: config.stateDir, gateway: config.gateway.id }, 'starting edgewarden');
   log.debug({ configuration: config }, 'configuration in force');
   for (const w of loaded.warnings) log.warn(w);
   if (isOpenBroker(config)) {

@@ -4,7 +4,7 @@
 import { loadConfig, bundledPaths } from '../config/load.js';
 import { chown, mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { controlInstall } from '../agent/control.js';
+import { controlInstall, controlSocketPath, socketPathTooLong } from '../agent/control.js';
 import { lockStateDir } from '../agent/state-lock.js';
 import { SNAPSHOT_DIR, SnapshotStore } from '../store/snapshot-store.js';
 import { TIME_FLOOR_FILE, TimeFloor } from '../store/time-floor.js';
@@ -20,14 +20,17 @@ export async function installCommand(file: string, opts: { config?: string; stat
     bundled: bundledPaths(packageRoot()),
   });
   const bytes = readSnapshotFile(file, config.snapshot.maxBytes);
-  try {
-    const res = await controlInstall(config.stateDir, bytes, file);
-    if (!res.ok) throw new EwError(res.code as ErrorCode, res.message);
-    io.out(`installed snapshot version ${String(res.version)} into the running agent (${config.stateDir})`);
-    return 0;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'ENOENT' && code !== 'ECONNREFUSED') throw err;
+  // No agent can listen on a control socket path that is too long: then the files are written here.
+  if (!socketPathTooLong(controlSocketPath(config.stateDir))) {
+    try {
+      const res = await controlInstall(config.stateDir, bytes, file);
+      if (!res.ok) throw new EwError(res.code as ErrorCode, res.message);
+      io.out(`installed snapshot version ${String(res.version)} into the running agent (${config.stateDir})`);
+      return 0;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ECONNREFUSED') throw err;
+    }
   }
   const trustedKeys = loadTrustedKeys(config.trust.keys);
   await mkdir(config.stateDir, { recursive: true, mode: 0o700 });

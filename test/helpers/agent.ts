@@ -19,6 +19,8 @@ export const DEMO_KEY = join(ROOT, 'config', 'demo-keys', 'demo.key.pem');
 export const DEMO_PUB = join(ROOT, 'config', 'demo-keys', 'demo.pub.pem');
 export const EXAMPLE_POLICY = join(ROOT, 'config', 'example-policy.yaml');
 
+/** The V8 flags the executables start the agent with (package.json "edgewarden.nodeFlags"; docs/packaging.md). */
+export const NODE_FLAGS = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { edgewarden?: { nodeFlags?: string[] } }).edgewarden?.nodeFlags ?? [];
 const demoPrivate = parsePrivateKey(readFileSync(DEMO_KEY, 'utf8'));
 
 /** The example policy as a payload, edited, signed with the demo key. */
@@ -80,7 +82,7 @@ export async function startAgent(opts: StartOptions = {}): Promise<AgentProcess>
     configFile = join(stateDir, 'test-config.yaml');
     writeFileSync(configFile, parseDocument(JSON.stringify(cfg)).toString());
   }
-  const [program, ...leading] = opts.command ?? [process.execPath, BIN];
+  const [program, ...leading] = opts.command ?? [process.execPath, ...NODE_FLAGS, BIN];
   const args = [...leading, 'run', '-c', configFile, '--state-dir', stateDir, '--port', String(opts.port ?? 0), ...(opts.args ?? [])];
   const child = spawn(program!, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}) });
   const lines: string[] = [];

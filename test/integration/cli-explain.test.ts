@@ -3,7 +3,8 @@
 // subscribe with the agent's topic rules, --client-id for a client connected with MQTT.js, --json,
 // and the errors: no snapshot installed, no agent, no such client.
 import t from 'tap';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cli } from '../helpers/cli.js';
 import { ROOT } from '../helpers/policy.js';
@@ -105,9 +106,16 @@ t.test('explain without -s: no snapshot installed, no agent', async (t) => {
   const none = cli(['explain', '--state-dir', dir, '-p', 'tech-anna', '-P', 'READ_THING']);
   t.equal(none.code, 1);
   t.match(none.stderr, /EW_STORE_IO: .*no snapshot is installed for the agent on .*current\.cose and previous\.cose.*edgewarden snapshot install FILE/);
-  const client = cli(['explain', '--state-dir', dir, '--client-id', 'oven-1']);
+  // A short state directory: the fixture directory's control socket path may be too long (below).
+  const short = mkdtempSync(join(tmpdir(), 'ew-ex-'));
+  t.teardown(() => rmSync(short, { recursive: true, force: true }));
+  const client = cli(['explain', '--state-dir', short, '--client-id', 'oven-1']);
   t.equal(client.code, 1);
   t.match(client.stderr, /no agent is running with the state directory/);
+  const long = join(dir, 'a-state-directory-whose-control-socket-path-is-'.padEnd(110, 'x'));
+  const tooLong = cli(['explain', '--state-dir', long, '--client-id', 'oven-1']);
+  t.equal(tooLong.code, 1);
+  t.match(tooLong.stderr, /EW_STORE_IO: .*control\.sock: the control socket path is \d+ bytes, too long/, 'a socket path too long: a clear error');
   const withTrust = cli(['explain', '--state-dir', dir, '-t', 'some.pub.pem', '-p', 'tech-anna', '-P', 'READ_THING']);
   t.equal(withTrust.code, 2, 'a wrong command line');
   t.match(withTrust.stderr, /-t\/--trust goes with -s FILE/);

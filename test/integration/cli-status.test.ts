@@ -1,5 +1,7 @@
 // `edgewarden status` against the running agent (control socket), as text and JSON.
 import t from 'tap';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cli } from '../helpers/cli.js';
 import { cleanup, connect, endAll, startAgent } from '../helpers/agent.js';
@@ -36,8 +38,19 @@ t.test('status of a running agent, with its cloud link down', async (t) => {
 });
 
 t.test('status with no agent running', async (t) => {
-  const dir = t.testdir({});
+  // A short path (the fixture directory's may be too long for a Unix socket: the next test).
+  const dir = mkdtempSync(join(tmpdir(), 'ew-st-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const r = cli(['status', '--state-dir', dir]);
   t.equal(r.code, 1);
   t.match(r.stderr, /no agent is running with the state directory/);
+});
+
+t.test('status with a state directory whose control socket path is too long: a clear error, no stack trace', async (t) => {
+  const dir = join(t.testdir({}), 'a-state-directory-whose-control-socket-path-is-'.padEnd(110, 'x'));
+  const r = cli(['status', '--state-dir', dir]);
+  t.equal(r.code, 1);
+  t.match(r.stderr, /EW_STORE_IO: .*control\.sock: the control socket path is \d+ bytes, too long/);
+  t.ok(r.stderr.includes(join(dir, 'control.sock')), 'names the path');
+  t.notMatch(r.stderr, /unexpected error|\n\s+at /, 'no stack trace');
 });

@@ -125,6 +125,15 @@ t.test('sign: likely mistakes are warnings with their field, --strict refuses th
   t.ok(clean.stderr.trim().split('\n').length <= 24, 'one screen');
 });
 
+t.test('--version: edgewarden\'s version and the Node version it runs on', async (t) => {
+  const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+  for (const flag of ['--version', '-V']) {
+    const v = cli([flag]);
+    t.equal(v.code, 0);
+    t.equal(v.stdout.trim(), `${version} (node ${process.versions.node})`, flag);
+  }
+});
+
 t.test('catalog', async (t) => {
   const table = cli(['catalog']);
   t.equal(table.code, 0);

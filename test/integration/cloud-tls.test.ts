@@ -95,7 +95,7 @@ t.test('a missing password file stops the agent at start with the file named, le
   // The fixture directory's path is too long for a Unix socket: that too is an error, not a hang.
   const long = cli(['run', '-c', config, '--state-dir', join(dir, 'a-state-directory-whose-control-socket-path-is-too-long-for-linux'), '--port', '0']);
   t.equal(long.code, 1);
-  t.match(long.stderr, /EW_STORE_IO: .*control\.sock: the control socket path is \d+ bytes, more than the 107 a Unix socket allows/);
+  t.match(long.stderr, /EW_STORE_IO: .*control\.sock: the control socket path is \d+ bytes, too long: more than the 107 a Unix socket allows/);
   t.equal(r.code, 1, 'exit 1, not a hang: the listener that had opened is closed again');
   t.match(r.stderr, /EW_CONFIG_READ: .*missing\.txt: cloud\.passwordFile cannot be read: ENOENT/);
 });

@@ -212,7 +212,8 @@ t.test('amd64: install, upgrade, remove and purge in a scratch root', async (t) 
   // The installed executable, through /usr/bin's symbolic link: its config/ is found beside its real path.
   const exe = join(R, 'usr/bin/edgewarden');
   const v = sh(exe, ['--version']);
-  t.equal(v.stdout.trim(), VERSION, '/usr/bin/edgewarden --version', { stderr: v.stderr });
+  t.equal(v.stdout.trim(), `${VERSION} (node ${process.versions.node})`, '/usr/bin/edgewarden --version: the version and the embedded Node', { stderr: v.stderr });
+  t.ok(Number(/\(node (\d+)\./.exec(v.stdout)?.[1]) >= 24, 'the embedded Node is 24 or newer', { stdout: v.stdout });
   const explain = sh(exe, ['explain', '-s', join(R, 'usr/lib/edgewarden/config/example-snapshot.cose'), '-p', 'viewer-carl', '-P', 'EXECUTE_THING_COMMAND', '--thing', 'oven-1']);
   t.equal(explain.code, 3, 'explain on the bundled example snapshot: deny (exit 3)', { stderr: explain.stderr });
   t.match(explain.stdout, `${R}/usr/lib/edgewarden/config/example-snapshot.cose`);

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from '../helpers/policy.js';
-import { connect, endAll, startAgent, until, cleanup, sleep, type AgentProcess, type Connected } from '../helpers/agent.js';
+import { connect, endAll, startAgent, until, cleanup, sleep, NODE_FLAGS, type AgentProcess, type Connected } from '../helpers/agent.js';
 
 t.setTimeout(600_000);
 
@@ -53,7 +53,9 @@ for (const { arch, prefix } of targets) {
     const started = Date.now();
     const v = exec(['--version']);
     t.equal(v.code, 0, '--version exits 0', { stderr: v.stderr });
-    t.equal(v.stdout.trim(), VERSION, `--version prints ${VERSION}`);
+    // The embedded Node is the one that built it (scripts/package.mjs: the running node's version).
+    t.equal(v.stdout.trim(), `${VERSION} (node ${process.versions.node})`, `--version prints ${VERSION} (node ${process.versions.node})`);
+    t.ok(Number(/\(node (\d+)\./.exec(v.stdout)?.[1]) >= 24, 'the embedded Node is 24 or newer', { stdout: v.stdout });
     t.comment(`${arch}: --version in ${Date.now() - started} ms`);
 
     // The bundled snapshot and demo key beside the executable (the working directory is /).
@@ -75,7 +77,9 @@ for (const { arch, prefix } of targets) {
     try {
       agent = await startAgent({ command, readyTimeoutMs: 60_000, config: { log: { level: 'info' }, metrics: { enabled: true, host: '127.0.0.1', port: 0 } } });
       t.pass(`${arch}: the agent is ready on 127.0.0.1:${agent.port}`);
-      t.match(await agent.waitLog(/"msg":"starting edgewarden"/), `"version":"${VERSION}"`, 'it logs its version (built in: no package.json beside it)');
+      const starting = await agent.waitLog(/"msg":"starting edgewarden"/);
+      t.match(starting, `"version":"${VERSION}"`, 'it logs its version (built in: no package.json beside it)');
+      t.same((JSON.parse(starting) as { nodeFlags?: string[] }).nodeFlags, NODE_FLAGS, `it starts with the SEA's execArgv ${NODE_FLAGS.join(' ')}`);
       const metricsPort = (JSON.parse(await agent.waitLog(/metrics endpoint listening/)) as { port: number }).port;
       const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
       t.match(metrics, new RegExp(`^edgewarden_build_info\\{version="${VERSION.replace(/\./g, '\\.')}",node="v[0-9.]+"\\} 1$`, 'm'), 'edgewarden_build_info names the version');
