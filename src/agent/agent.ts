@@ -24,6 +24,7 @@ import type { VerifiedSnapshot } from '../snapshot/snapshot.js';
 import { GatewayBroker, type PolicyView } from '../broker/broker.js';
 import { SnapshotInbox } from './inbox.js';
 import { createRegistry, startMetricsServer, type BuildInfo } from './metrics.js';
+import { logMemoryPhase } from './log.js';
 import type { Server as HttpServer } from 'node:http';
 import { startControlServer, type ControlRequest, type ControlResponse } from './control.js';
 
@@ -147,6 +148,7 @@ export class Agent {
     agent.adopt(initial);
     initial = undefined; // the index holds what it needs; the payload goes
     if (!agent.index) log.warn({ stateDir }, 'no valid snapshot: every request is denied (NO_SNAPSHOT) until one is installed');
+    logMemoryPhase(log, 'snapshot');
     try {
       await agent.startServices();
     } catch (err) {
@@ -162,6 +164,7 @@ export class Agent {
     const c = this.config;
     this.broker = await GatewayBroker.start({ config: c, policy: () => this.view(), audit: this.audit, log: this.childLog('broker') });
     this.log.info({ tcp: this.broker.ports.tcp, tls: this.broker.ports.tls, gateway: c.gateway.id, snapshotVersion: this.index?.version ?? null }, 'listening');
+    logMemoryPhase(this.log, 'broker');
     if (c.snapshot.inbox) {
       this.inbox = new SnapshotInbox(join(c.stateDir, 'inbox'), (bytes, source) => this.installSnapshot(bytes, source), c.snapshot.maxBytes, (file, r) => {
         if (r.ok) this.log.info({ file }, 'inbox snapshot accepted');
@@ -177,6 +180,7 @@ export class Agent {
     if (this.outbox) await this.startCloudLink(this.outbox);
     this.scheduleJobs();
     if (c.metrics.enabled) await this.startMetrics();
+    logMemoryPhase(this.log, 'services');
   }
 
   private async startMetrics(): Promise<void> {
