@@ -74,13 +74,21 @@ export const median = (xs: readonly number[]): number => {
  * `configFile` undefined: the embedded defaults, as the README's `npm start` runs it
  * (`edgewarden run --state-dir DIR`), on an ephemeral port.
  */
-export async function startAgentProcess(o: { name: string; configFile?: string; stateDir: string; nodeArgs?: readonly string[] }): Promise<AgentProcess> {
-  const config = o.configFile === undefined ? [] : ['-c', o.configFile];
+export async function startAgentProcess(o: {
+  name: string;
+  configFile?: string;
+  stateDir: string;
+  nodeArgs?: readonly string[];
+  /** The single executable to run instead of node and bin/edgewarden.js; it gets `nodeArgs` as NODE_OPTIONS, as the unit gives them. */
+  executable?: string;
+}): Promise<AgentProcess> {
+  const args = ['run', ...(o.configFile === undefined ? [] : ['-c', o.configFile]), '--state-dir', o.stateDir, '--port', '0'];
   const spawnedAt = performance.now();
   let readyAt: number | undefined;
-  const child = spawn(process.execPath, [...(o.nodeArgs ?? []), BIN, 'run', ...config, '--state-dir', o.stateDir, '--port', '0'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child =
+    o.executable === undefined
+      ? spawn(process.execPath, [...(o.nodeArgs ?? []), BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn(o.executable, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: (o.nodeArgs ?? []).join(' ') } });
   const lines: string[] = [];
   const keep = (chunk: Buffer): void => {
     for (const l of chunk.toString('utf8').split('\n')) {

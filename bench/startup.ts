@@ -8,6 +8,7 @@
 //   flags       the same with the unit's V8 flags (NODE_OPTIONS of systemd/edgewarden.service)
 //   cloud+metrics  the same with cloud.enabled (to a closed port: the link retries) and
 //               metrics.enabled: what the modules loaded only when configured cost
+//   executable  the single executable (out/, `npm run package`), when built, with the unit's flags as NODE_OPTIONS
 //   1,000 devices  the broker section's connect step (broker.ts connectDevices): RSS idle and with
 //               1,000 devices connected, with and without the unit's flags
 //
@@ -107,10 +108,10 @@ export async function startupSection(o: { progress: (line: string) => void }): P
     );
     let n = 0;
     /** A fresh agent: spawn to "ready", then VmRSS IDLE_MS later. */
-    const idle = async (name: string, nodeArgs: readonly string[], configFile?: string): Promise<Idle> => {
+    const idle = async (name: string, nodeArgs: readonly string[], configFile?: string, exe?: string): Promise<Idle> => {
       const stateDir = join(dir, `${name}-${n++}`);
       mkdirSync(stateDir, { recursive: true });
-      const a = await startAgentProcess({ name, stateDir, nodeArgs, ...(configFile === undefined ? {} : { configFile }) });
+      const a = await startAgentProcess({ name, stateDir, nodeArgs, ...(configFile === undefined ? {} : { configFile }), ...(exe === undefined ? {} : { executable: exe }) });
       agents.push(a);
       try {
         const readyMs = a.readyMs();
@@ -128,6 +129,8 @@ export async function startupSection(o: { progress: (line: string) => void }): P
     const defaults: Idle[] = [];
     const withFlags: Idle[] = [];
     const withCloud: Idle[] = [];
+    const withExe: Idle[] = [];
+    const exe = executable();
     for (let r = 0; r < ROUNDS; r++) {
       o.progress(`startup: round ${r + 1} of ${ROUNDS}: bare node, the agent on its embedded defaults${flags.length ? `, with ${flags.join(' ')}` : ''}, with cloud and metrics enabled`);
       const b = await bareNodeRss();
@@ -135,6 +138,7 @@ export async function startupSection(o: { progress: (line: string) => void }): P
       defaults.push(await idle('defaults', []));
       if (flags.length > 0) withFlags.push(await idle('flags', flags));
       withCloud.push(await idle('cloud-metrics', [], configured));
+      if (exe) withExe.push(await idle('executable', flags, undefined, exe.file));
     }
 
     o.progress(`startup: ${DEVICES} devices connect to a fresh enforced agent (broker section's snapshot)${flags.length ? `, without and with ${flags.join(' ')}` : ''}`);
@@ -143,7 +147,7 @@ export async function startupSection(o: { progress: (line: string) => void }): P
     const connected = await connectDevices({ gen, dir, name: 'startup-connect', snap, track: (a) => agents.push(a) });
     const connectedFlags = flags.length > 0 ? await connectDevices({ gen, dir, name: 'startup-connect-flags', snap, nodeArgs: flags, track: (a) => agents.push(a) }) : null;
 
-    return summarize({ flags, bare, defaults, withFlags, withCloud, connected, connectedFlags, exe: executable(), seconds: (now() - started) / 1000 });
+    return summarize({ flags, bare, defaults, withFlags, withCloud, withExe, connected, connectedFlags, exe, seconds: (now() - started) / 1000 });
   } finally {
     await Promise.all(agents.map((a) => a.stop().catch(() => undefined)));
     killAll();
@@ -162,6 +166,7 @@ function summarize(m: {
   defaults: Idle[];
   withFlags: Idle[];
   withCloud: Idle[];
+  withExe: Idle[];
   connected: Awaited<ReturnType<typeof connectDevices>>;
   connectedFlags: Awaited<ReturnType<typeof connectDevices>> | null;
   exe: { file: string; bytes: number } | null;
@@ -204,6 +209,9 @@ function summarize(m: {
     startup1000DevicesIdleRssUnitFlagsMB: cf ? r1(mb(cf.rssIdle)) : null,
     startup1000DevicesRssUnitFlagsMB: cf ? r1(mb(cf.rssConnected)) : null,
     startupExecutableBytes: m.exe?.bytes ?? null,
+    startupExecutableIdleRssMB: m.withExe.length ? r1(median(m.withExe.map((x) => mb(x.rss)))) : null,
+    startupExecutableIdleRssMBRounds: rssMB(m.withExe),
+    startupExecutableReadyMs: m.withExe.length ? Math.round(median(m.withExe.map((x) => x.readyMs))) : null,
     targetStartupIdleRssMBMax: TARGET_IDLE_RSS_MB,
     targetStartup1000DevicesRssMBMax: TARGET_1000_DEVICES_RSS_MB,
     targetStartupReadyMsMax: TARGET_READY_MS,
@@ -226,6 +234,9 @@ function summarize(m: {
     `  ${DEVICES.toLocaleString('en-US')} devices connected    RSS ${mb(c.rssIdle).toFixed(1)} MB idle → ${devicesMB.toFixed(1)} MB (enforced agent, broker section's snapshot)` +
       (cf ? `; with the unit's flags ${mb(cf.rssIdle).toFixed(1)} → ${mb(cf.rssConnected).toFixed(1)} MB` : ''),
     `  executable                  ${m.exe ? `${m.exe.bytes.toLocaleString('en-US')} bytes (${(m.exe.bytes / MB).toFixed(1)} MB), ${m.exe.file.slice(ROOT.length)}` : 'not built (npm run package builds out/edgewarden-<version>-linux-x64/edgewarden)'}`,
+    ...(m.withExe.length
+      ? [`    run on the embedded defaults, NODE_OPTIONS=${flagsName}: RSS ${median(m.withExe.map((x) => mb(x.rss))).toFixed(1)} MB (${list(m.withExe.map((x) => mb(x.rss)))}); spawn → ready ${Math.round(median(m.withExe.map((x) => x.readyMs)))} ms`]
+      : []),
     `  targets (as the unit runs it${m.flags.length ? `, ${flagsName}` : ''}): idle ≤ ${TARGET_IDLE_RSS_MB} MB: ${verdict(figures.meetsTargetStartupIdleRss as boolean)} (${unitIdleMB.toFixed(1)}); ` +
       `${DEVICES.toLocaleString('en-US')} devices ≤ ${TARGET_1000_DEVICES_RSS_MB} MB: ${verdict(figures.meetsTargetStartup1000DevicesRss as boolean)} (${unitDevicesMB.toFixed(1)}); ` +
       `ready ≤ ${TARGET_READY_MS} ms: ${verdict(figures.meetsTargetStartupReady as boolean)}`,
