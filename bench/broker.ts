@@ -92,6 +92,8 @@ interface Options {
   readonly progress: (line: string) => void;
   /** Run both agents under `node --cpu-prof` and write the profiles here. */
   readonly cpuProfDir?: string;
+  /** More node flags for the agents (`--agent-node-options`), e.g. the systemd unit's NODE_OPTIONS. */
+  readonly agentNodeArgs?: readonly string[];
   /**
    * Telemetry topics per publisher (default 1), published in turn. The agent caches up to
    * cache.decisionsPerClient (256) decisions per connection: with 16 publishers, more than 16
@@ -394,7 +396,7 @@ export async function brokerSection(o: Options): Promise<{ figures: BrokerFigure
   try {
     o.progress(`broker: signing a snapshot of ${DEVICES} devices (sha256 tokens) with a fresh key`);
     const snap = makeSnapshot(dir);
-    const nodeArgs = o.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', o.cpuProfDir] : [];
+    const nodeArgs = [...(o.agentNodeArgs ?? []), ...(o.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', o.cpuProfDir] : [])];
     const start = async (name: 'enforced' | 'open' | 'enforced-connect', enforced: boolean): Promise<AgentProcess> => {
       const { configFile, stateDir } = writeConfig(dir, name, enforced, snap.keyFile, snap.snapshotFile);
       const a = await startAgentProcess({ name, configFile, stateDir, nodeArgs });

@@ -62,6 +62,8 @@ if (only !== undefined && !(SECTIONS as readonly string[]).includes(only)) {
 }
 const sections: readonly Section[] = only === undefined ? SECTIONS : [only as Section];
 const cpuProfDir = flag('--cpu-prof-dir');
+/** `--agent-node-options "--max-semi-space-size=2 ..."`: node flags for the broker section's agents. */
+const agentNodeOptions = flag('--agent-node-options');
 const topicsPerPublisher = flag('--topics-per-publisher');
 
 type Figures = Record<string, string | number | boolean | null | number[] | Record<string, number>>;
@@ -448,6 +450,7 @@ async function main(): Promise<void> {
     const b = await brokerSection({
       progress,
       ...(cpuProfDir === undefined ? {} : { cpuProfDir }),
+      ...(agentNodeOptions === undefined ? {} : { agentNodeArgs: agentNodeOptions.split(/\s+/).filter(Boolean) }),
       ...(topicsPerPublisher === undefined ? {} : { topicsPerPublisher: Number(topicsPerPublisher) }),
     });
     Object.assign(figures, b.figures);
