@@ -17,6 +17,8 @@ export interface AgentStatusView {
 
 export interface AgentProcess {
   readonly name: string;
+  /** Spawn to the arrival of the agent's "ready" log line, in ms; null when its log level hides that line (warn and above). */
+  readyMs(): number | null;
   readonly pid: number;
   readonly port: number;
   readonly child: ChildProcess;
@@ -50,13 +52,50 @@ export function killAgents(): void {
   for (const c of live) c.kill('SIGKILL');
 }
 
-export async function startAgentProcess(o: { name: string; configFile: string; stateDir: string; nodeArgs?: readonly string[] }): Promise<AgentProcess> {
-  const child = spawn(process.execPath, [...(o.nodeArgs ?? []), BIN, 'run', '-c', o.configFile, '--state-dir', o.stateDir, '--port', '0'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+/** A /proc/<pid>/status field in bytes (VmRSS, VmHWM); null where there is no /proc or the process has gone. */
+export function procStatusBytes(pid: number, field: 'VmRSS' | 'VmHWM'): number | null {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return null;
+  }
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text);
+  return m ? Number(m[1]) * 1024 : null;
+}
+
+export const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length === 0 ? NaN : s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+/**
+ * `configFile` undefined: the embedded defaults, as the README's `npm start` runs it
+ * (`edgewarden run --state-dir DIR`), on an ephemeral port.
+ */
+export async function startAgentProcess(o: {
+  name: string;
+  configFile?: string;
+  stateDir: string;
+  nodeArgs?: readonly string[];
+  /** The single executable to run instead of node and bin/edgewarden.js; it gets `nodeArgs` as NODE_OPTIONS, as the unit gives them. */
+  executable?: string;
+}): Promise<AgentProcess> {
+  const args = ['run', ...(o.configFile === undefined ? [] : ['-c', o.configFile]), '--state-dir', o.stateDir, '--port', '0'];
+  const spawnedAt = performance.now();
+  let readyAt: number | undefined;
+  const child =
+    o.executable === undefined
+      ? spawn(process.execPath, [...(o.nodeArgs ?? []), BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn(o.executable, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: (o.nodeArgs ?? []).join(' ') } });
   const lines: string[] = [];
   const keep = (chunk: Buffer): void => {
-    for (const l of chunk.toString('utf8').split('\n')) if (l.trim()) lines.push(l);
+    for (const l of chunk.toString('utf8').split('\n')) {
+      if (!l.trim()) continue;
+      lines.push(l);
+      if (readyAt === undefined && l.includes('"msg":"ready"')) readyAt = performance.now();
+    }
     if (lines.length > 200) lines.splice(0, lines.length - 200);
   };
   child.stdout!.on('data', keep);
@@ -90,6 +129,9 @@ export async function startAgentProcess(o: { name: string; configFile: string; s
     }
   }
 
+  // At info and below, the "ready" line comes right after the control socket opens: wait for it (at most 2 s).
+  const infoLogged = (): boolean => lines.some((l) => l.includes('"level":"info"'));
+  for (const deadline = Date.now() + 2000; readyAt === undefined && infoLogged() && Date.now() < deadline; ) await sleep(5);
   const proc = (file: string): string | null => {
     try {
       return readFileSync(`/proc/${pid}/${file}`, 'utf8');
@@ -104,14 +146,9 @@ export async function startAgentProcess(o: { name: string; configFile: string; s
     child,
     status,
     logs: () => lines.slice(),
-    rssBytes() {
-      const m = /^VmRSS:\s+(\d+) kB/m.exec(proc('status') ?? '');
-      return m ? Number(m[1]) * 1024 : null;
-    },
-    peakRssBytes() {
-      const m = /^VmHWM:\s+(\d+) kB/m.exec(proc('status') ?? '');
-      return m ? Number(m[1]) * 1024 : null;
-    },
+    readyMs: () => (readyAt === undefined ? null : readyAt - spawnedAt),
+    rssBytes: () => procStatusBytes(pid, 'VmRSS'),
+    peakRssBytes: () => procStatusBytes(pid, 'VmHWM'),
     cpuMs() {
       const stat = proc('stat');
       if (stat === null) return null;

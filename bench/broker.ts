@@ -25,7 +25,7 @@ import { sha256Hash } from '../src/policy/credentials.js';
 import { generateKeyPair, parsePrivateKey } from '../src/snapshot/keys.js';
 import { signSnapshot } from '../src/snapshot/snapshot.js';
 import type { SnapshotPayload } from '../src/policy/schema.js';
-import { killAgents, startAgentProcess, type AgentProcess } from './agent-process.js';
+import { killAgents, median, startAgentProcess, type AgentProcess } from './agent-process.js';
 import type { Credentials } from './mqtt-wire.js';
 import type {
   ConnectRequest,
@@ -47,7 +47,7 @@ export const TARGET_ENFORCEMENT_COST_PERCENT = 5;
 const ROOT = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../' : '../', import.meta.url));
 const GENERATOR = fileURLToPath(new URL('./load-generator.js', import.meta.url));
 
-const DEVICES = 1000;
+export const DEVICES = 1000;
 const PUBLISHERS = 16;
 const SUBSCRIBERS = 2;
 const PAYLOAD_BYTES = 64;
@@ -92,6 +92,8 @@ interface Options {
   readonly progress: (line: string) => void;
   /** Run both agents under `node --cpu-prof` and write the profiles here. */
   readonly cpuProfDir?: string;
+  /** More node flags for the agents (`--agent-node-options`), e.g. the systemd unit's NODE_OPTIONS. */
+  readonly agentNodeArgs?: readonly string[];
   /**
    * Telemetry topics per publisher (default 1), published in turn. The agent caches up to
    * cache.decisionsPerClient (256) decisions per connection: with 16 publishers, more than 16
@@ -160,7 +162,7 @@ export function writeConfig(
 
 // --- the load generator process --------------------------------------------------------------------------
 
-class Generator {
+export class Generator {
   readonly child: ChildProcess;
   private pending: { resolve: (r: unknown) => void; reject: (e: Error) => void; onMark?: (phase: 'start' | 'end') => void } | null = null;
 
@@ -196,6 +198,55 @@ class Generator {
 }
 
 // --- measurements ------------------------------------------------------------------------------------------
+
+export interface ConnectFigures {
+  readonly conn: ConnectResult;
+  /** The agent's `connected` count 1 s after the last CONNACK. */
+  readonly connectedNow: number;
+  /** VmRSS 1 s after the start, and 1 s after the last CONNACK. */
+  readonly rssIdle: number | null;
+  readonly rssConnected: number | null;
+}
+
+/**
+ * DEVICES devices (each with its own token, CleanSession=1) connect to a fresh enforced agent on the
+ * broker section's snapshot: the connect time, and the agent's RSS idle and with them connected.
+ * Also the startup section's, with other node flags. `track` gets the agent as soon as it runs.
+ */
+export async function connectDevices(o: {
+  gen: Generator;
+  dir: string;
+  name: string;
+  snap: { keyFile: string; snapshotFile: string };
+  nodeArgs?: readonly string[];
+  track?: (a: AgentProcess) => void;
+}): Promise<ConnectFigures> {
+  const { configFile, stateDir } = writeConfig(o.dir, o.name, true, o.snap.keyFile, o.snap.snapshotFile);
+  const fresh = await startAgentProcess({ name: o.name, configFile, stateDir, ...(o.nodeArgs ? { nodeArgs: o.nodeArgs } : {}) });
+  o.track?.(fresh);
+  try {
+    const s = await fresh.status();
+    if (s.snapshotVersion !== 1000) throw new Error(`${o.name} agent: the bench snapshot is not in force (version ${s.snapshotVersion})`);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const rssIdle = fresh.rssBytes();
+    const connectReq: ConnectRequest = {
+      kind: 'connect',
+      port: fresh.port,
+      devices: Array.from({ length: DEVICES }, (_, i) => ({ clientId: `device-${i}`, username: deviceId(i), password: deviceToken(deviceId(i)) })),
+      keepalive: CONNECT_KEEPALIVE,
+      maxPending: CONNECT_MAX_PENDING,
+    };
+    const conn = await o.gen.request<ConnectResult>(connectReq);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const connectedNow = (await fresh.status()).broker.connected ?? NaN;
+    const rssConnected = fresh.rssBytes();
+    await o.gen.request<{ released: number }>({ kind: 'release' });
+    if (conn.accepted !== DEVICES) throw new Error(`only ${conn.accepted} of ${DEVICES} devices were accepted (${conn.refused} refused)`);
+    return { conn, connectedNow, rssIdle, rssConnected };
+  } finally {
+    await fresh.stop();
+  }
+}
 
 interface Config {
   readonly name: 'enforced' | 'open';
@@ -256,11 +307,6 @@ function latencyStats(samples: readonly number[]): LatencyStats {
   return { count: s.length, medianMs: at(0.5), p90Ms: at(0.9), p99Ms: at(0.99), maxMs: s[s.length - 1]! };
 }
 
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 interface QosFigures {
   delivered: Record<'enforced' | 'open', number[]>;
@@ -350,7 +396,7 @@ export async function brokerSection(o: Options): Promise<{ figures: BrokerFigure
   try {
     o.progress(`broker: signing a snapshot of ${DEVICES} devices (sha256 tokens) with a fresh key`);
     const snap = makeSnapshot(dir);
-    const nodeArgs = o.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', o.cpuProfDir] : [];
+    const nodeArgs = [...(o.agentNodeArgs ?? []), ...(o.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', o.cpuProfDir] : [])];
     const start = async (name: 'enforced' | 'open' | 'enforced-connect', enforced: boolean): Promise<AgentProcess> => {
       const { configFile, stateDir } = writeConfig(dir, name, enforced, snap.keyFile, snap.snapshotFile);
       const a = await startAgentProcess({ name, configFile, stateDir, nodeArgs });
@@ -523,23 +569,7 @@ export async function brokerSection(o: Options): Promise<{ figures: BrokerFigure
 
     // 4. 1,000 devices connecting, on a fresh enforced agent; RSS idle and with them connected
     o.progress(`broker: a fresh enforced agent; ${DEVICES} devices connect (at most ${CONNECT_MAX_PENDING} at once)`);
-    const fresh = await start('enforced-connect', true);
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-    const rssIdle = fresh.rssBytes();
-    const connectReq: ConnectRequest = {
-      kind: 'connect',
-      port: fresh.port,
-      devices: Array.from({ length: DEVICES }, (_, i) => ({ clientId: `device-${i}`, username: deviceId(i), password: deviceToken(deviceId(i)) })),
-      keepalive: CONNECT_KEEPALIVE,
-      maxPending: CONNECT_MAX_PENDING,
-    };
-    const conn = await gen.request<ConnectResult>(connectReq);
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-    const connectedNow = (await fresh.status()).broker.connected ?? NaN;
-    const rssConnected = fresh.rssBytes();
-    await gen.request<{ released: number }>({ kind: 'release' });
-    await fresh.stop();
-    if (conn.accepted !== DEVICES) throw new Error(`only ${conn.accepted} of ${DEVICES} devices were accepted (${conn.refused} refused)`);
+    const { conn, connectedNow, rssIdle, rssConnected } = await connectDevices({ gen, dir, name: 'enforced-connect', snap, nodeArgs, track: (a) => agents.push(a) });
 
     return summarize({
       q: qosFigures,

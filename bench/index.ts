@@ -1,6 +1,8 @@
 // `npm run bench` (human-readable) and `npm run -s bench -- --json` (one JSON object on stdout).
 // Measures the decision engine against a two-Map-look-up baseline in the same run, the heap it
 // allocates per decision, and the time and heap to verify and index 10k- and 100k-thing snapshots;
+// then the startup (startup.ts): the agent's idle RSS on its embedded defaults and its start time against
+// the footprint budget, next to a bare node, with the unit's V8 flags, and with 1,000 devices connected;
 // then the broker (broker.ts): messages per second through the agent enforcing against the same
 // agent as an open broker, command latency, persistent sessions receiving their offline queues
 // (half of it commands, decided again at delivery), 1,000 devices connecting, RSS.
@@ -8,7 +10,7 @@
 // then the footprint (footprint.ts): the agent's peak RSS installing the largest snapshot snapshot.maxBytes
 // allows, against the unit's MemoryMax; then the durable acknowledgement (durable-ack.ts): PUBACK latency and
 // rate of QoS 1 messages forwarded to the cloud (acknowledged once fsynced in the outbox) against local ones.
-// `--only decisions|broker|outbox|footprint|durable-ack` runs one section; `--cpu-prof-dir <dir>` profiles the agents;
+// `--only decisions|startup|broker|outbox|footprint|durable-ack` runs one section; `--cpu-prof-dir <dir>` profiles the agents;
 // `--topics-per-publisher <n>` spreads the broker load over more topics (past the agent's decision caches).
 // Progress goes to stderr; stdout carries only the figures. See bench/README.md.
 import { cpus, totalmem } from 'node:os';
@@ -26,6 +28,7 @@ import { brokerSection } from './broker.js';
 import { outboxSection } from './outbox.js';
 import { footprintSection } from './footprint.js';
 import { durableAckSection } from './durable-ack.js';
+import { startupSection } from './startup.js';
 
 const TARGET_DECISIONS_PER_SECOND = 5_000_000;
 const TARGET_VERIFY_AND_INDEX_100K_MS = 500;
@@ -50,7 +53,7 @@ function flag(name: string): string | undefined {
   if (i >= 0) return argv[i + 1];
   return argv.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
 }
-const SECTIONS = ['decisions', 'broker', 'outbox', 'footprint', 'durable-ack'] as const;
+const SECTIONS = ['decisions', 'startup', 'broker', 'outbox', 'footprint', 'durable-ack'] as const;
 type Section = (typeof SECTIONS)[number];
 const only = flag('--only');
 if (only !== undefined && !(SECTIONS as readonly string[]).includes(only)) {
@@ -59,9 +62,11 @@ if (only !== undefined && !(SECTIONS as readonly string[]).includes(only)) {
 }
 const sections: readonly Section[] = only === undefined ? SECTIONS : [only as Section];
 const cpuProfDir = flag('--cpu-prof-dir');
+/** `--agent-node-options "--max-semi-space-size=2 ..."`: node flags for the broker section's agents. */
+const agentNodeOptions = flag('--agent-node-options');
 const topicsPerPublisher = flag('--topics-per-publisher');
 
-type Figures = Record<string, string | number | boolean | number[] | Record<string, number>>;
+type Figures = Record<string, string | number | boolean | null | number[] | Record<string, number>>;
 
 // --- the two loops ---------------------------------------------------------------------------------
 
@@ -436,10 +441,16 @@ async function main(): Promise<void> {
     Object.assign(figures, d.figures);
     out.push('', ...d.lines);
   }
+  if (sections.includes('startup')) {
+    const s = await startupSection({ progress });
+    Object.assign(figures, s.figures);
+    out.push('', ...s.lines);
+  }
   if (sections.includes('broker')) {
     const b = await brokerSection({
       progress,
       ...(cpuProfDir === undefined ? {} : { cpuProfDir }),
+      ...(agentNodeOptions === undefined ? {} : { agentNodeArgs: agentNodeOptions.split(/\s+/).filter(Boolean) }),
       ...(topicsPerPublisher === undefined ? {} : { topicsPerPublisher: Number(topicsPerPublisher) }),
     });
     Object.assign(figures, b.figures);

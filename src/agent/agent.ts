@@ -16,14 +16,15 @@ import { SnapshotStore } from '../store/snapshot-store.js';
 import { TimeFloor } from '../store/time-floor.js';
 import { loadTrustedKeys } from '../store/keys.js';
 import { readFileBounded, writeFileAtomic } from '../store/atomic-file.js';
-import { Outbox } from '../store/outbox.js';
-import { AuditUploader } from '../audit/audit-uploader.js';
+import type { Outbox } from '../store/outbox.js';
+import type { AuditUploader } from '../audit/audit-uploader.js';
 import { lockStateDir, type StateLock } from './state-lock.js';
-import { CloudLink, type LinkState } from '../bridge/cloud-link.js';
+import type { CloudLink, LinkState } from '../bridge/cloud-link.js';
 import type { VerifiedSnapshot } from '../snapshot/snapshot.js';
 import { GatewayBroker, type PolicyView } from '../broker/broker.js';
 import { SnapshotInbox } from './inbox.js';
-import { createRegistry, startMetricsServer, type BuildInfo } from './metrics.js';
+import type { BuildInfo } from './metrics.js';
+import { logMemoryPhase } from './log.js';
 import type { Server as HttpServer } from 'node:http';
 import { startControlServer, type ControlRequest, type ControlResponse } from './control.js';
 
@@ -62,6 +63,8 @@ export class Agent {
   private readonly startedAt = new Date();
   private stopping: Promise<void> | undefined;
   private link: CloudLink | undefined;
+  /** Loaded by startCloudLink, when cloud.enabled. */
+  private cloudLinkClass: typeof CloudLink | undefined;
   private metrics: { server: HttpServer; port: number } | undefined;
   private auditUploader: AuditUploader | undefined;
   private configWarnings: readonly string[] = [];
@@ -135,8 +138,10 @@ export class Agent {
       onError: (err) => log.error({ err: err.message }, 'audit write failed'),
       onLoss: (loss) => log.warn({ lost: loss.count, fromSeq: loss.fromSeq, toSeq: loss.toSeq, from: loss.from, to: loss.to }, 'audit records rotated away before they were uploaded (disk bound audit.maxBytes): recorded as a "lost" audit line'),
     });
+    // The cloud link (MQTT.js), its queue and the metrics (prom-client) are loaded only when configured:
+    // an agent without them does not carry their code (bench/README.md, "Where the memory goes").
     const outbox = config.cloud.enabled
-      ? await Outbox.open({
+      ? await (await import('../store/outbox.js')).Outbox.open({
           dir: join(stateDir, 'outbox'),
           maxBytes: config.cloud.queue.maxBytes,
           syncIntervalMs: config.cloud.queue.syncIntervalMs,
@@ -147,6 +152,7 @@ export class Agent {
     agent.adopt(initial);
     initial = undefined; // the index holds what it needs; the payload goes
     if (!agent.index) log.warn({ stateDir }, 'no valid snapshot: every request is denied (NO_SNAPSHOT) until one is installed');
+    logMemoryPhase(log, 'snapshot');
     try {
       await agent.startServices();
     } catch (err) {
@@ -162,6 +168,7 @@ export class Agent {
     const c = this.config;
     this.broker = await GatewayBroker.start({ config: c, policy: () => this.view(), audit: this.audit, log: this.childLog('broker') });
     this.log.info({ tcp: this.broker.ports.tcp, tls: this.broker.ports.tls, gateway: c.gateway.id, snapshotVersion: this.index?.version ?? null }, 'listening');
+    logMemoryPhase(this.log, 'broker');
     if (c.snapshot.inbox) {
       this.inbox = new SnapshotInbox(join(c.stateDir, 'inbox'), (bytes, source) => this.installSnapshot(bytes, source), c.snapshot.maxBytes, (file, r) => {
         if (r.ok) this.log.info({ file }, 'inbox snapshot accepted');
@@ -177,10 +184,12 @@ export class Agent {
     if (this.outbox) await this.startCloudLink(this.outbox);
     this.scheduleJobs();
     if (c.metrics.enabled) await this.startMetrics();
+    logMemoryPhase(this.log, 'services');
   }
 
   private async startMetrics(): Promise<void> {
     const c = this.config.metrics;
+    const { createRegistry, startMetricsServer } = await import('./metrics.js');
     const registry = createRegistry({
       decisions: () => this.audit.decisionCounts(),
       broker: () => this.broker?.stats() ?? {},
@@ -228,6 +237,8 @@ export class Agent {
 
   private newCloudLink(outbox: Outbox): CloudLink {
     const c = this.config;
+    const CloudLink = this.cloudLinkClass;
+    if (!CloudLink) throw new Error('the cloud link module is not loaded');
     const broker = this.broker!;
     const log = this.bridgeLog;
     return new CloudLink({
@@ -255,6 +266,8 @@ export class Agent {
   }
 
   private async startCloudLink(outbox: Outbox): Promise<void> {
+    this.cloudLinkClass = (await import('../bridge/cloud-link.js')).CloudLink;
+    const { AuditUploader } = await import('../audit/audit-uploader.js');
     const log = this.bridgeLog;
     const broker = this.broker!;
     this.link = this.newCloudLink(outbox);

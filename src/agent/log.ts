@@ -94,3 +94,13 @@ export function createLogger(level: string, opts: { format?: LogFormat; destinat
     destination,
   );
 }
+
+/**
+ * At debug level, one `memory` line for a phase of the start (`process.memoryUsage()`, in MB): where
+ * the agent's resident memory comes from (bench/README.md, "Where the memory goes"). Nothing at info.
+ */
+export function logMemoryPhase(log: Logger, phase: string, usage: NodeJS.MemoryUsage = process.memoryUsage()): void {
+  if (!log.isLevelEnabled('debug')) return;
+  const mb = (b: number): number => Math.round((b / 1048576) * 10) / 10;
+  log.debug({ phase, rssMB: mb(usage.rss), heapTotalMB: mb(usage.heapTotal), heapUsedMB: mb(usage.heapUsed), externalMB: mb(usage.external), arrayBuffersMB: mb(usage.arrayBuffers) }, 'memory');
+}

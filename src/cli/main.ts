@@ -1,23 +1,19 @@
 // The `edgewarden` command line: one file per command, wired here.
 import { Command, CommanderError } from 'commander';
 import { EwError } from '../errors.js';
-import { POLICY_FILE_SCHEMA } from '../policy/schema.js';
-import { catalogCommand } from './catalog.js';
-import { explainCommand } from './explain.js';
-import { hashCommand } from './hash.js';
 import { packageVersion } from './io.js';
-import { keygenCommand } from './keygen.js';
 import { processIo, type Io } from './output.js';
-import { inspectCommand, verifyCommand } from './snapshot.js';
-import { diffCommand } from './snapshot-diff.js';
-import { signCommand } from './snapshot-sign.js';
-import { installCommand } from './snapshot-install.js';
-import { publishCommand, type PublishOptions } from './snapshot-publish.js';
-import { runCommand, type RunOptions } from './run.js';
-import { LOG_LEVELS } from '../config/schema.js';
-import { tokenCommand } from './token.js';
-import { auditStatsCommand, auditTailCommand, type AuditStatsOptions, type AuditTailOptions } from './audit.js';
-import { statusCommand } from './status.js';
+import type { PublishOptions } from './snapshot-publish.js';
+import type { RunOptions } from './run.js';
+import { LOG_LEVELS } from '../config/log-levels.js';
+import type { AuditStatsOptions, AuditTailOptions } from './audit.js';
+import type { explainCommand } from './explain.js';
+import type { signCommand } from './snapshot-sign.js';
+import type { verifyCommand } from './snapshot.js';
+
+// Each command's module is imported when that command runs, not before: `edgewarden status` does not
+// load the broker (aedes), the cloud link (MQTT.js) or the metrics (prom-client), and `edgewarden run`
+// does not load the snapshot signing or the audit reader (bench/README.md, "Where the memory goes").
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -34,7 +30,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .description('print the permission catalog (104 Servitly permissions; --legacy adds the legacy names)')
     .option('--json', 'print JSON')
     .option('--legacy', 'include legacy names')
-    .action((o: { json?: boolean; legacy?: boolean }) => catalogCommand(o, io.out));
+    .action(async (o: { json?: boolean; legacy?: boolean }) => (await import('./catalog.js')).catalogCommand(o, io.out));
 
   program
     .command('keygen')
@@ -42,25 +38,25 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('-o, --out <dir>', 'directory for the key files', '.')
     .option('-n, --name <name>', 'file name stem: <name>.key.pem and <name>.pub.pem', 'snapshot-signing')
     .option('--force', 'overwrite existing key files')
-    .action((o: { out: string; name: string; force?: boolean }) => setExit(keygenCommand(o, io)));
+    .action(async (o: { out: string; name: string; force?: boolean }) => setExit((await import('./keygen.js')).keygenCommand(o, io)));
 
   program
     .command('hash')
     .description('print the credential hash of a secret read from standard input, for a policy file')
     .option('--scrypt', 'slow hash for human passwords (default: sha256 for machine tokens and keys)')
-    .action((o: { scrypt?: boolean }) => setExit(hashCommand(o, io)));
+    .action(async (o: { scrypt?: boolean }) => setExit((await import('./hash.js')).hashCommand(o, io)));
 
   program
     .command('token')
     .description('make a high-entropy token (32 random bytes) for a device, API key or application: the token for the client, its sha256 hash for the policy')
     .option('--json', 'print JSON: {"token", "hash"}')
-    .action((o: { json?: boolean }) => setExit(tokenCommand(o, io)));
+    .action(async (o: { json?: boolean }) => setExit((await import('./token.js')).tokenCommand(o, io)));
 
   const policy = program.command('policy').description('policy files');
   policy
     .command('schema')
     .description('print the JSON Schema of the policy file')
-    .action(() => io.out(JSON.stringify(POLICY_FILE_SCHEMA, null, 2)));
+    .action(async () => io.out(JSON.stringify((await import('../policy/schema.js')).POLICY_FILE_SCHEMA, null, 2)));
 
   const snapshot = program.command('snapshot').description('signed permission snapshots');
   snapshot
@@ -73,7 +69,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--kid <kid>', 'key id for the header (default: the key\'s RFC 7638 thumbprint)')
     .option('--plain-cbor', 'payload members as plain CBOR maps and arrays, for readers without the record and packed-string extensions (larger, slower to load)')
     .option('--strict', 'refuse a policy with warnings (likely mistakes: a resource group without things, an undefined role, a permission whose module is inactive)')
-    .action((file: string, o: Parameters<typeof signCommand>[1]) => setExit(signCommand(file, o, io)));
+    .action(async (file: string, o: Parameters<typeof signCommand>[1]) => setExit((await import('./snapshot-sign.js')).signCommand(file, o, io)));
   snapshot
     .command('verify <file>')
     .description('check signature and payload; with --gateway also the acceptance rules')
@@ -83,26 +79,26 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--now <iso>', 'system clock to check expiry against (with --gateway)')
     .option('--time-floor <iso>', 'the gateway\'s time floor (with --gateway)')
     .option('--json', 'print JSON')
-    .action((file: string, o: Parameters<typeof verifyCommand>[1]) => setExit(verifyCommand(file, o, io)));
+    .action(async (file: string, o: Parameters<typeof verifyCommand>[1]) => setExit((await import('./snapshot.js')).verifyCommand(file, o, io)));
   snapshot
     .command('inspect <file>')
     .description('print a snapshot as JSON (says whether the signature verifies)')
     .option('-t, --trust <key>', 'trusted public key (repeatable; default: the demo key)', collect)
-    .action((file: string, o: { trust?: string[] }) => setExit(inspectCommand(file, o, io)));
+    .action(async (file: string, o: { trust?: string[] }) => setExit((await import('./snapshot.js')).inspectCommand(file, o, io)));
   snapshot
     .command('diff <a> <b>')
     .description('which principal gains or loses which permission on which things from a to b')
     .option('-t, --trust <key>', 'trusted public key (repeatable; default: the demo key)', collect)
     .option('--json', 'print JSON')
     .option('--limit <n>', 'things listed per line before "+N more"', '10')
-    .action((a: string, b: string, o: { trust?: string[]; json?: boolean; limit?: string }) => setExit(diffCommand(a, b, o, io)));
+    .action(async (a: string, b: string, o: { trust?: string[]; json?: boolean; limit?: string }) => setExit((await import('./snapshot-diff.js')).diffCommand(a, b, o, io)));
 
   snapshot
     .command('install <file>')
     .description('give a snapshot to the running agent (or, with none running, to its state directory)')
     .option('-c, --config <file>', 'the agent\'s configuration (default: the embedded defaults)')
     .option('--state-dir <dir>', 'the agent\'s state directory (overrides the configuration)')
-    .action(async (file: string, o: { config?: string; stateDir?: string }) => setExit(await installCommand(file, o, io)));
+    .action(async (file: string, o: { config?: string; stateDir?: string }) => setExit(await (await import('./snapshot-install.js')).installCommand(file, o, io)));
 
   snapshot
     .command('publish <file>')
@@ -117,7 +113,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--cert <file>', 'client certificate (PEM) for mqtts')
     .option('--key <file>', 'client key (PEM) for mqtts')
     .option('--timeout <seconds>', 'give up after this long', '15')
-    .action(async (file: string, o: PublishOptions) => setExit(await publishCommand(file, o, io)));
+    .action(async (file: string, o: PublishOptions) => setExit(await (await import('./snapshot-publish.js')).publishCommand(file, o, io)));
 
   program
     .command('run')
@@ -127,7 +123,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--state-dir <dir>', 'state directory (overrides the configuration)')
     .option('--log-level <level>', `log level: ${LOG_LEVELS.join(', ')} (overrides log.level)`)
     .option('-v, --verbose', 'log more: -v debug, -vv trace (overrides log.level)', (_: string, n: number) => n + 1, 0)
-    .action(async (o: RunOptions) => setExit(await runCommand(o, io)));
+    .action(async (o: RunOptions) => setExit(await (await import('./run.js')).runCommand(o, io)));
 
   program
     .command('status')
@@ -135,7 +131,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('-c, --config <file>', 'the agent\'s configuration (default: the embedded defaults)')
     .option('--state-dir <dir>', 'the agent\'s state directory (overrides the configuration)')
     .option('--json', 'print JSON')
-    .action(async (o: { config?: string; stateDir?: string; json?: boolean }) => setExit(await statusCommand(o, io)));
+    .action(async (o: { config?: string; stateDir?: string; json?: boolean }) => setExit(await (await import('./status.js')).statusCommand(o, io)));
 
   const audit = program.command('audit').description('the audit log: every deny and the audited allows (docs/audit.md)');
   const auditSource = (c: Command): Command =>
@@ -161,7 +157,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
         .option('-f, --follow', 'keep printing records as they are written, across rotations, until Ctrl-C or SIGTERM')
         .option('--json', 'one JSON object per line'),
     ),
-  ).action(async (o: AuditTailOptions) => setExit(await auditTailCommand(o, io)));
+  ).action(async (o: AuditTailOptions) => setExit(await (await import('./audit.js')).auditTailCommand(o, io)));
   auditFilters(
     auditSource(
       audit
@@ -170,7 +166,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
         .option('--by <key>', 'group by reason, principal, action, thing, decision or client-id (repeatable or a comma list; default: reason,principal)', collect)
         .option('--json', 'one JSON object'),
     ),
-  ).action(async (o: AuditStatsOptions) => setExit(await auditStatsCommand(o, io)));
+  ).action(async (o: AuditStatsOptions) => setExit(await (await import('./audit.js')).auditStatsCommand(o, io)));
 
   program
     .command('explain')
@@ -189,7 +185,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--at <iso>', 'decide as of this time (default: the agent\'s time floor; with -s, now)')
     .option('--expired-mode <mode>', 'read-only, deny-all or enforce (default: the configuration\'s snapshot.expiredMode)')
     .option('--json', 'print JSON')
-    .action(async (o: Parameters<typeof explainCommand>[0]) => setExit(await explainCommand(o, io)));
+    .action(async (o: Parameters<typeof explainCommand>[0]) => setExit(await (await import('./explain.js')).explainCommand(o, io)));
 
   return program;
 }

@@ -3,7 +3,7 @@ import { EwError, isEwError } from '../errors.js';
 import { loadConfig, bundledPaths, type AgentConfig } from '../config/load.js';
 import { LOG_LEVELS, isLogLevel, type LogLevel } from '../config/schema.js';
 import { Agent } from '../agent/agent.js';
-import { createLogger } from '../agent/log.js';
+import { createLogger, logMemoryPhase } from '../agent/log.js';
 import { sdNotify, startWatchdog, watchdogIntervalMs } from '../agent/sd-notify.js';
 import { packageRoot, packageVersion } from './io.js';
 import type { Io } from './output.js';
@@ -41,6 +41,7 @@ export interface RunOptions {
 }
 
 export async function runCommand(opts: RunOptions, io: Io): Promise<number> {
+  const afterImports = process.memoryUsage();
   const port = parsePort(opts.port);
   const logLevel = logLevelOption(opts);
   const load = () =>
@@ -59,6 +60,8 @@ export async function runCommand(opts: RunOptions, io: Io): Promise<number> {
   const version = packageVersion();
   log.info({ version, node: process.version, nodeFlags: process.execArgv, config: loaded.source, stateDir: config.stateDir, gateway: config.gateway.id }, 'starting edgewarden');
   log.debug({ configuration: config }, 'configuration in force');
+  logMemoryPhase(log, 'imports', afterImports);
+  logMemoryPhase(log, 'config');
   for (const w of loaded.warnings) log.warn(w);
   if (isOpenBroker(config)) {
     const banner = 'OPEN BROKER: this configuration enforces NOTHING (anonymous clients may publish and subscribe to every topic); for MQTT conformance testing only';

@@ -55,12 +55,8 @@ export const TopicRuleSchema = O(
 );
 
 /** Log levels: `log.level`, and `edgewarden run --log-level`. */
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
-
-export function isLogLevel(s: string): s is LogLevel {
-  return (LOG_LEVELS as readonly string[]).includes(s);
-}
+export { LOG_LEVELS, isLogLevel, type LogLevel } from './log-levels.js';
+import { LOG_LEVELS } from './log-levels.js';
 
 export const CONFIG_SCHEMA = Type.Object(
   {

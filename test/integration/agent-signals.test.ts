@@ -42,6 +42,40 @@ t.test('SIGHUP reloads topic rules and the log level without dropping anyone; a 
   await endAll(oven, anon);
 });
 
+t.test('SIGHUP: a new cloud URL replaces the link (its module loaded at start, as configured); enabling the cloud link or the metrics waits for a restart', async (t) => {
+  const status = async (stateDir: string) => {
+    const r = await controlRequest(stateDir, { cmd: 'status' }, 5000);
+    return r.ok ? (r.status as { cloud: { link: Record<string, unknown> } | null; listeners: { metrics?: number } }) : null;
+  };
+  const linked = await startAgent({ config: { log: { level: 'info' }, cloud: { enabled: true, url: `mqtt://127.0.0.1:${await freePort()}`, reconnectMinMs: 50, reconnectMaxMs: 200 } } });
+  const plain = await startAgent({ config: { log: { level: 'info' } } });
+  t.teardown(async () => {
+    await Promise.all([linked.stop(), plain.stop()]);
+    cleanup(linked);
+    cleanup(plain);
+  });
+  const linkedFile = join(linked.stateDir, 'test-config.yaml');
+  const linkedConfig = parse(readFileSync(linkedFile, 'utf8')) as { cloud: Record<string, unknown> };
+  writeFileSync(linkedFile, stringify({ ...linkedConfig, cloud: { ...linkedConfig.cloud, url: `mqtt://127.0.0.1:${await freePort()}` } }));
+  linked.child.kill('SIGHUP');
+  t.match(await linked.waitLog(/configuration reloaded/), /"applied":\[[^\]]*"cloud"/, 'the new cloud URL is applied');
+  t.ok((await status(linked.stateDir))?.cloud, 'a cloud link runs after the reload');
+  t.equal(linked.child.exitCode, null, 'the agent keeps running');
+
+  t.equal((await status(plain.stateDir))?.cloud, null, 'before: no cloud link');
+  const plainFile = join(plain.stateDir, 'test-config.yaml');
+  const plainConfig = parse(readFileSync(plainFile, 'utf8')) as Record<string, unknown>;
+  writeFileSync(plainFile, stringify({ ...plainConfig, cloud: { enabled: true, url: `mqtt://127.0.0.1:${await freePort()}` }, metrics: { enabled: true, port: 0 } }));
+  plain.child.kill('SIGHUP');
+  const line = await plain.waitLog(/configuration reloaded/);
+  t.match(line, /"needsRestart":\[[^\]]*"metrics"/, 'enabling the metrics waits for a restart');
+  t.match(line, /"needsRestart":\[[^\]]*"cloud.enabled"/, 'enabling the cloud link waits for a restart');
+  const after = await status(plain.stateDir);
+  t.equal(after?.cloud, null, 'after: still no cloud link');
+  t.equal(after?.listeners.metrics, undefined, 'and no metrics endpoint');
+  t.equal(plain.child.exitCode, null, 'the agent keeps running');
+});
+
 t.test('SIGTERM stops within seconds and keeps the queue', async (t) => {
   const agent = await startAgent({ config: { cloud: { enabled: true, url: `mqtt://127.0.0.1:${await freePort()}`, reconnectMinMs: 50, reconnectMaxMs: 200 } } });
   t.teardown(() => cleanup(agent));
