@@ -52,6 +52,31 @@ export function killAgents(): void {
   for (const c of live) c.kill('SIGKILL');
 }
 
+/**
+ * However a section ends (an exception, Ctrl-C, kill), `cleanup` runs (with killAgents() before it):
+ * no agent, generator or temp dir is left behind. Returns the section's own end: it runs the cleanup
+ * and removes the handlers.
+ */
+export function cleanUpOnExit(cleanup: () => void): () => void {
+  const all = (): void => {
+    killAgents();
+    cleanup();
+  };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    all();
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  process.once('exit', all);
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return () => {
+    all();
+    process.off('exit', all);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
+}
+
 /** A /proc/<pid>/status field in bytes (VmRSS, VmHWM); null where there is no /proc or the process has gone. */
 export function procStatusBytes(pid: number, field: 'VmRSS' | 'VmHWM'): number | null {
   let text: string;

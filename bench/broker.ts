@@ -25,7 +25,7 @@ import { sha256Hash } from '../src/policy/credentials.js';
 import { generateKeyPair, parsePrivateKey } from '../src/snapshot/keys.js';
 import { signSnapshot } from '../src/snapshot/snapshot.js';
 import type { SnapshotPayload } from '../src/policy/schema.js';
-import { killAgents, median, startAgentProcess, type AgentProcess } from './agent-process.js';
+import { cleanUpOnExit, median, startAgentProcess, type AgentProcess } from './agent-process.js';
 import type { Credentials } from './mqtt-wire.js';
 import type {
   ConnectRequest,
@@ -380,19 +380,10 @@ export async function brokerSection(o: Options): Promise<{ figures: BrokerFigure
   const dir = mkdtempSync(join(tmpdir(), 'ew-bench-'));
   const agents: AgentProcess[] = [];
   let gen: Generator | undefined;
-  // However the bench ends (an exception, Ctrl-C, kill), no agent, generator or temp dir is left behind.
-  const killAll = (): void => {
-    killAgents();
+  const end = cleanUpOnExit(() => {
     gen?.stop();
     rmSync(dir, { recursive: true, force: true });
-  };
-  const onSignal = (signal: NodeJS.Signals): void => {
-    killAll();
-    process.exit(signal === 'SIGINT' ? 130 : 143);
-  };
-  process.once('exit', killAll);
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  });
   try {
     o.progress(`broker: signing a snapshot of ${DEVICES} devices (sha256 tokens) with a fresh key`);
     const snap = makeSnapshot(dir);
@@ -589,10 +580,7 @@ export async function brokerSection(o: Options): Promise<{ figures: BrokerFigure
     });
   } finally {
     await Promise.all(agents.map((a) => a.stop().catch(() => undefined)));
-    killAll();
-    process.off('exit', killAll);
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    end();
   }
 }
 

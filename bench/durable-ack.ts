@@ -18,7 +18,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_CONFIG } from '../src/config/load.js';
-import { killAgents, startAgentProcess, type AgentProcess } from './agent-process.js';
+import { cleanUpOnExit, startAgentProcess, type AgentProcess } from './agent-process.js';
 import { deviceId, deviceToken, makeSnapshot, writeConfig } from './broker.js';
 import { now, settle } from './measure.js';
 import { startMosquitto, type BenchMosquitto } from './mosquitto.js';
@@ -231,18 +231,10 @@ export async function durableAckSection(o: { progress: (line: string) => void })
   let agent: AgentProcess | undefined;
   let cloud: BenchMosquitto | null = null;
   const publishers: Publisher[] = [];
-  const killAll = (): void => {
-    killAgents();
+  const end = cleanUpOnExit(() => {
     cloud?.kill();
     rmSync(dir, { recursive: true, force: true });
-  };
-  const onSignal = (signal: NodeJS.Signals): void => {
-    killAll();
-    process.exit(signal === 'SIGINT' ? 130 : 143);
-  };
-  process.once('exit', killAll);
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  });
   try {
     o.progress('durable-ack: starting mosquitto as the cloud broker');
     cloud = await startMosquitto();
@@ -316,10 +308,7 @@ export async function durableAckSection(o: { progress: (line: string) => void })
     for (const p of publishers) p.destroy();
     await agent?.stop().catch(() => undefined);
     await cloud?.stop().catch(() => undefined);
-    killAll();
-    process.off('exit', killAll);
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    end();
   }
 }
 

@@ -27,7 +27,7 @@ import { buildIndex } from '../src/decide/policy-index.js';
 import { generateKeyPair, parsePrivateKey, parsePublicKey } from '../src/snapshot/keys.js';
 import { signSnapshot, verifySnapshot } from '../src/snapshot/snapshot.js';
 import type { SnapshotPayload } from '../src/policy/schema.js';
-import { BIN, killAgents, startAgentProcess, type AgentProcess } from './agent-process.js';
+import { BIN, cleanUpOnExit, startAgentProcess, type AgentProcess } from './agent-process.js';
 import { collect, MB, now, settle } from './measure.js';
 import { generateTenant } from './synthetic.js';
 
@@ -223,17 +223,9 @@ export async function footprintSection(o: { progress: (line: string) => void }):
   const heapLimitMB = Math.floor(memoryMax / MB / 2);
   const dir = mkdtempSync(join(tmpdir(), 'ew-bench-footprint-'));
   const agents: AgentProcess[] = [];
-  const killAll = (): void => {
-    killAgents();
+  const end = cleanUpOnExit(() => {
     rmSync(dir, { recursive: true, force: true });
-  };
-  const onSignal = (signal: NodeJS.Signals): void => {
-    killAll();
-    process.exit(signal === 'SIGINT' ? 130 : 143);
-  };
-  process.once('exit', killAll);
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  });
   try {
     const snap = makeLargestSnapshot(maxBytes, o.progress);
     const snapshotFile = join(dir, 'largest.cose');
@@ -323,10 +315,7 @@ export async function footprintSection(o: { progress: (line: string) => void }):
     return summarize({ snap, maxBytes, memoryMax, heapLimitMB, held, control, replace, inbox, limited, limitedReplace, restart, cliStatusMs: status.ms, seconds: (now() - started) / 1000 });
   } finally {
     await Promise.all(agents.map((a) => a.stop().catch(() => undefined)));
-    killAll();
-    process.off('exit', killAll);
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    end();
   }
 }
 

@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify as toYaml } from 'yaml';
-import { killAgents, median, procStatusBytes, startAgentProcess, type AgentProcess } from './agent-process.js';
+import { cleanUpOnExit, median, procStatusBytes, startAgentProcess, type AgentProcess } from './agent-process.js';
 import { connectDevices, DEVICES, Generator, makeSnapshot } from './broker.js';
 import { MB, now, settle } from './measure.js';
 
@@ -81,18 +81,10 @@ export async function startupSection(o: { progress: (line: string) => void }): P
   const dir = mkdtempSync(join(tmpdir(), 'ew-bench-startup-'));
   const agents: AgentProcess[] = [];
   let gen: Generator | undefined;
-  const killAll = (): void => {
-    killAgents();
+  const end = cleanUpOnExit(() => {
     gen?.stop();
     rmSync(dir, { recursive: true, force: true });
-  };
-  const onSignal = (signal: NodeJS.Signals): void => {
-    killAll();
-    process.exit(signal === 'SIGINT' ? 130 : 143);
-  };
-  process.once('exit', killAll);
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  });
   try {
     const flags = unitNodeOptions();
     const configured = join(dir, 'cloud-metrics.yaml');
@@ -150,10 +142,7 @@ export async function startupSection(o: { progress: (line: string) => void }): P
     return summarize({ flags, bare, defaults, withFlags, withCloud, withExe, connected, connectedFlags, exe, seconds: (now() - started) / 1000 });
   } finally {
     await Promise.all(agents.map((a) => a.stop().catch(() => undefined)));
-    killAll();
-    process.off('exit', killAll);
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    end();
   }
 }
 
