@@ -1,7 +1,7 @@
 // `edgewarden run`: the agent, until SIGTERM or SIGINT.
 import { EwError, isEwError } from '../errors.js';
 import { loadConfig, bundledPaths, type AgentConfig } from '../config/load.js';
-import { LOG_LEVELS, isLogLevel, type LogLevel } from '../config/schema.js';
+import { LOG_LEVELS, isLogLevel, type LogLevel } from '../config/log-levels.js';
 import { Agent } from '../agent/agent.js';
 import { createLogger, logMemoryPhase } from '../agent/log.js';
 import { sdNotify, startWatchdog, watchdogIntervalMs } from '../agent/sd-notify.js';

@@ -4,12 +4,15 @@
 // against the file's directory, then the command-line overrides. Every problem names the key.
 import { closeSync, fstatSync, openSync, readdirSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import type { ErrorObject, ValidateFunction } from 'ajv';
 import { isMap, isNode, isScalar, isSeq, parseDocument, type Document } from 'yaml';
 import { validate as isValidCron, validateDetailed as cronDetails } from 'node-cron';
 import { EwError, type Issue } from '../errors.js';
 import { ajvIssues, pointerToPath, MAX_YAML_ALIASES } from '../policy/validate.js';
-import { CONFIG_SCHEMA, PATTERN_REASONS, LOG_LEVELS, isLogLevel, type AgentConfig, type LogLevel } from './schema.js';
+import type { AgentConfig } from './schema.js';
+import { LOG_LEVELS, isLogLevel, type LogLevel } from './log-levels.js';
+import { PATTERN_REASONS } from './patterns.js';
+import { CONFIG_DEFAULTS, CONFIG_KEY_ORDER, validateConfig } from '../generated/config-validator.js';
 
 export type { AgentConfig, TopicRule, TopicAccess } from './schema.js';
 
@@ -59,15 +62,6 @@ export function bundledPaths(packageRoot: string): BundledPaths {
   };
 }
 
-type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
-
-function defaultsOf(schema: unknown): Json {
-  const s = schema as { default?: Json; properties?: Record<string, unknown> };
-  if ('default' in s) return structuredClone(s.default as Json);
-  if (s.properties) return Object.fromEntries(Object.entries(s.properties).map(([k, v]) => [k, defaultsOf(v)]));
-  throw new Error('config schema: a key has neither a default nor properties');
-}
-
 function deepFreeze<T>(value: T): T {
   if (value && typeof value === 'object') {
     for (const v of Object.values(value)) deepFreeze(v);
@@ -80,7 +74,7 @@ function deepFreeze<T>(value: T): T {
  * The schema's defaults (frozen). trust.keys is empty, so a config file must name its keys;
  * `defaultConfig(bundled)` is what `edgewarden run` uses without a file.
  */
-export const DEFAULT_CONFIG: AgentConfig = deepFreeze(defaultsOf(CONFIG_SCHEMA) as AgentConfig);
+export const DEFAULT_CONFIG: AgentConfig = deepFreeze(CONFIG_DEFAULTS as AgentConfig);
 
 /** The embedded configuration: the defaults, trusting the bundled demo key, bootstrapped from the example snapshot. */
 export function defaultConfig(bundled: BundledPaths): AgentConfig {
@@ -90,11 +84,8 @@ export function defaultConfig(bundled: BundledPaths): AgentConfig {
   return config;
 }
 
-const ajv = new Ajv({ allErrors: true, verbose: true, strict: true, allowUnionTypes: true });
-let configValidator: ValidateFunction | undefined;
-function configValidate(): ValidateFunction {
-  return (configValidator ??= ajv.compile(CONFIG_SCHEMA));
-}
+/** The configuration's validator, compiled from CONFIG_SCHEMA at build time (scripts/gen-validators.mjs). */
+const configValidate = (): ValidateFunction => validateConfig as ValidateFunction;
 
 /** Reads, merges, validates and resolves the configuration; throws EwError (EW_CONFIG_*) naming the file and every key at fault. */
 export function loadConfig(opts: LoadConfigOptions): LoadedConfig {
@@ -271,21 +262,8 @@ export function configIssues(value: unknown): Issue[] {
   return sortIssues(issues);
 }
 
-/** Schema key paths in schema order (topics.rules[] for list items): issues are listed in this order. */
-const KEY_ORDER: ReadonlyMap<string, number> = (() => {
-  const order = new Map<string, number>();
-  const walk = (schema: unknown, prefix: string) => {
-    const s = schema as { properties?: Record<string, unknown>; items?: unknown };
-    for (const [k, v] of Object.entries(s.properties ?? {})) {
-      const path = prefix ? `${prefix}.${k}` : k;
-      order.set(path, order.size);
-      walk(v, path);
-    }
-    if (s.items) walk(s.items, `${prefix}[]`);
-  };
-  walk(CONFIG_SCHEMA, '');
-  return order;
-})();
+/** Schema key paths in schema order (topics.rules[] for list items), listed at build time: issues are listed in this order. */
+const KEY_ORDER: ReadonlyMap<string, number> = new Map(CONFIG_KEY_ORDER.map((path: string, i: number) => [path, i]));
 
 function sortKey(path: string): number[] {
   const key: number[] = [];

@@ -1,9 +1,10 @@
 // The policy file the cloud team writes, and the snapshot payload made from it, as TypeBox schemas.
 // TypeBox values are JSON Schema: docs/policy.schema.json is written from `POLICY_FILE_SCHEMA`
-// (`edgewarden policy schema`), and a test fails if the committed copy drifts.
+// (`edgewarden policy schema`), and a test fails if the committed copy drifts. The validators are
+// compiled from these schemas at build time (scripts/gen-validators.mjs, src/generated/): the agent
+// and the CLI import only types from here, never TypeBox at run time.
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
-
-export const ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._:@-]*$';
+import { ID_PATTERN } from './ids.js';
 const Id = (description: string) => Type.String({ minLength: 1, maxLength: 128, pattern: ID_PATTERN, description });
 const Ids = (description: string) => Type.Array(Id(description), { description });
 const Hash = (description: string) => Type.String({ description });

@@ -19,7 +19,7 @@
 //   subscribing to `test/nosubscribe` is refused (everything it can match is denied), while `#` and
 //   `test/+` are granted and a message on `test/nosubscribe` is not delivered to them. A filter
 //   that only partly overlaps a deny rule is granted; one that overlaps no read rule is refused.
-import { ID_PATTERN } from '../policy/schema.js';
+import { ID_PATTERN } from '../policy/ids.js';
 import { filterLevels, isValidTopicFilter, isValidTopicName, matchesValid, someTopicMatchesLevels } from './filters.js';
 
 export type TopicAccess = 'read' | 'write' | 'readwrite' | 'deny';

@@ -6,8 +6,8 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative, dirname, resolve } from 'node:path';
 import { ROOT } from '../helpers/policy.js';
 
-const LAYER: Record<string, number> = { errors: 0, catalog: 0, policy: 1, snapshot: 2, decide: 2, topics: 2, store: 3, audit: 3, config: 3, broker: 4, bridge: 4, agent: 5, cli: 6 };
-const PURE = new Set(['catalog', 'policy', 'snapshot', 'decide', 'topics']);
+const LAYER: Record<string, number> = { errors: 0, catalog: 0, generated: 0, policy: 1, snapshot: 2, decide: 2, topics: 2, store: 3, audit: 3, config: 3, broker: 4, bridge: 4, agent: 5, cli: 6 };
+const PURE = new Set(['generated', 'catalog', 'policy', 'snapshot', 'decide', 'topics']);
 const IO_MODULES = /^(node:)?(fs|fs\/promises|net|tls|http|https|dgram|child_process|worker_threads|cluster)$|^(pino|mqtt|aedes)$/;
 
 function files(dir: string): string[] {
@@ -46,4 +46,23 @@ t.test('imports point down only; the pure core does no I/O', async (t) => {
     }
   }
   t.ok(checked > 50, `${checked} imports checked`);
+});
+
+// The schemas are TypeBox, compiled to validators at build time (scripts/gen-validators.mjs): at run
+// time neither TypeBox nor Ajv is loaded (~15 MB of resident memory and ~200 ms of start, issue 13).
+t.test('TypeBox, Ajv and the schema modules are imported for their types only', async (t) => {
+  let checked = 0;
+  for (const f of files(src)) {
+    const rel = relative(ROOT, f);
+    if (/\/schema\.ts$/.test(rel)) continue;
+    const text = readFileSync(f, 'utf8');
+    for (const m of text.matchAll(/^\s*(import|export)(\s+type)?\b[^'"]*from\s+['"]([^'"]+)['"]/gm)) {
+      const spec = m[3]!;
+      if (!/^(@sinclair\/typebox|ajv)(\/|$)|\/schema\.js$/.test(spec)) continue;
+      checked++;
+      t.ok(m[2] !== undefined, `${rel}: \`${m[1]} type … from '${spec}'\` (a value import would load it at run time)`);
+    }
+    t.notMatch(text, /import\(\s*['"][^'"]*(typebox|ajv|\/schema\.js)['"]/, `${rel}: no dynamic import of TypeBox, Ajv or a schema module`);
+  }
+  t.ok(checked >= 3, `${checked} type imports checked`);
 });
