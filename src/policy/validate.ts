@@ -1,104 +1,28 @@
-// Turns policy text into a validated policy: YAML parse (bounded), schema (Ajv, compiled once),
+// Turns policy text into a validated policy: YAML parse (bounded), schema (validator generated at build time),
 // then the catalog and the invariants (EVRYTHNG roles, references, credential hashes).
 // Every problem is an Issue with the exact field path; nothing here does I/O.
-import type { ErrorObject, ValidateFunction } from 'ajv';
+import type { ValidateFunction } from 'ajv';
 import { parseDocument } from 'yaml';
 import { EwError, type Issue } from '../errors.js';
 import type { PolicyFile, PolicyBody, SnapshotPayload } from './schema.js';
-import { checkSemantics, UNSALTED_PASSWORD } from './semantics.js';
+import { checkSemantics } from './semantics.js';
 import { checkLikelyMistakes } from './likely-mistakes.js';
 import { resolvePermissionName } from '../catalog/index.js';
+import { ajvIssues, MAX_YAML_ALIASES, typeOf } from './issues.js';
 import { validatePolicyFile } from '../generated/policy-validator.js';
-import { validatePayloadFull } from '../generated/payload-validator.js';
-import { validatePayloadFast } from '../generated/payload-fast-validator.js';
 
-// The validators are compiled from the TypeBox schemas (./schema.ts) at build time, by Ajv's
-// standalone code (scripts/gen-validators.mjs): no Ajv or TypeBox at run time. The policy file's
-// reports every problem; the payload's stops at the first (the gateway checks every snapshot it
-// loads; the signer already reported every problem of the policy), and the payload's first check
-// has no error detail and counts string lengths in UTF-16 code units, 4x faster on 100,000 things:
-// when it fails, the full one decides and explains.
-const policyValidate = (): ValidateFunction => validatePolicyFile as ValidateFunction;
-const payloadValidate = (): ValidateFunction => validatePayloadFull as ValidateFunction;
-const fastPayloadValidate = validatePayloadFast as ValidateFunction;
+export { ajvIssues, pointerToPath, MAX_YAML_ALIASES } from './issues.js';
+export { validatePayload } from './validate-payload.js';
+
+// The policy file's validator reports every problem; it is compiled from POLICY_FILE_SCHEMA at build
+// time by Ajv's standalone code (scripts/gen-validators.mjs): no Ajv or TypeBox at run time.
+const policyValidate = validatePolicyFile as ValidateFunction;
 
 /** Largest policy text accepted (bytes). 100,000 things is about 15 MB of YAML. */
 export const MAX_POLICY_BYTES = 64 * 1024 * 1024;
-/** Aliases allowed in one YAML document: a policy needs few; a "billion laughs" needs many. */
-export const MAX_YAML_ALIASES = 100;
-
 export interface ValidatedPolicy {
   readonly policy: PolicyFile;
   readonly warnings: readonly Issue[];
-}
-
-/** JSON pointer (/users/3/role) to the path form used in messages (users[3].role). */
-export function pointerToPath(pointer: string): string {
-  if (!pointer) return '';
-  let out = '';
-  for (const raw of pointer.split('/').slice(1)) {
-    const seg = raw.replace(/~1/g, '/').replace(/~0/g, '~');
-    out += /^[0-9]+$/.test(seg) ? `[${seg}]` : out ? `.${seg}` : seg;
-  }
-  return out;
-}
-
-function join(path: string, key: string): string {
-  return path ? `${path}.${key}` : key;
-}
-
-function typeOf(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'a list';
-  if (typeof v === 'object') return 'a mapping';
-  return `${typeof v}`;
-}
-
-function describeValue(v: unknown): string {
-  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v);
-  return typeOf(v);
-}
-
-/** Ajv errors to issues with readable paths and reasons; union-of-literal noise collapsed. */
-export function ajvIssues(errors: readonly ErrorObject[] | null | undefined): Issue[] {
-  if (!errors) return [];
-  const issues: Issue[] = [];
-  const anyOfPaths = new Set(errors.filter((e) => e.keyword === 'anyOf').map((e) => e.instancePath));
-  for (const e of errors) {
-    const path = pointerToPath(e.instancePath);
-    switch (e.keyword) {
-      case 'required':
-        issues.push({ path: join(path, String((e.params as { missingProperty: string }).missingProperty)), message: 'missing required key' });
-        break;
-      case 'additionalProperties':
-        issues.push({ path: join(path, String((e.params as { additionalProperty: string }).additionalProperty)), message: 'unknown key' });
-        break;
-      case 'const':
-        if (anyOfPaths.has(e.instancePath)) break;
-        issues.push({ path, message: `must be ${JSON.stringify((e.params as { allowedValue: unknown }).allowedValue)}, got ${describeValue(e.data)}` });
-        break;
-      case 'anyOf': {
-        const options = (e.schema as Array<{ const?: unknown }>).map((s) => s.const).filter((c) => c !== undefined);
-        issues.push({ path, message: `must be one of ${options.join(', ')}; got ${describeValue(e.data)}` });
-        break;
-      }
-      case 'type':
-        if (anyOfPaths.has(e.instancePath)) break;
-        issues.push({ path, message: `must be ${String((e.params as { type: string }).type)}, got ${typeOf(e.data)}` });
-        break;
-      case 'pattern':
-        issues.push({
-          path,
-          message: (e.schema as string).startsWith('^[A-Za-z0-9][A-Za-z0-9._:@-]')
-            ? `${describeValue(e.data)} is not a valid id (letters, digits and . _ : @ -, starting with a letter or digit)`
-            : `${describeValue(e.data)} does not match ${String(e.schema)}`,
-        });
-        break;
-      default:
-        issues.push({ path, message: e.message ?? e.keyword });
-    }
-  }
-  return issues;
 }
 
 /** YAML text to a plain value. Aliases are bounded; duplicate keys and syntax errors are issues with line and column. */
@@ -152,9 +76,8 @@ export function validatePolicy(raw: unknown, where: string): ValidatedPolicy {
     throw new EwError('EW_POLICY_INVALID', `policy must be a mapping, got ${typeOf(raw)}`, { where, issues: [{ path: '', message: `expected a mapping, got ${typeOf(raw)}` }] });
   }
   const handled = checkOneRole(raw, issues);
-  const validate = policyValidate();
-  if (!validate(raw)) {
-    for (const issue of ajvIssues(validate.errors)) if (!handled.has(issue.path)) issues.push(issue);
+  if (!policyValidate(raw)) {
+    for (const issue of ajvIssues(policyValidate.errors)) if (!handled.has(issue.path)) issues.push(issue);
   }
   if (issues.length > 0) {
     throw new EwError('EW_POLICY_INVALID', `policy is invalid (${issues.length} problem${issues.length > 1 ? 's' : ''})`, { where, issues });
@@ -229,25 +152,4 @@ function isKnownRole(name: string, custom: Set<string>): boolean {
 
 function mapLegacy(perms: readonly string[]): string[] {
   return [...new Set(perms.map((p) => resolvePermissionName(p)?.name ?? p))];
-}
-
-/**
- * Check of a decoded snapshot payload (the agent's side): its structure, then every invariant the
- * issuer checks (defence in depth: the same checkSemantics). A role that is not defined is an error
- * here, where the issuer only warns: the issuer writes such a user's role as none, so a payload that
- * names an undefined role was not written by it.
- */
-export function validatePayload(raw: unknown): Issue[] {
-  if (!fastPayloadValidate(raw)) {
-    const validate = payloadValidate();
-    if (!validate(raw)) return ajvIssues(validate.errors);
-  }
-  const issues: Issue[] = [];
-  const warnings: Issue[] = [];
-  checkSemantics(raw as PolicyBody, issues, warnings);
-  for (const w of warnings) if (/\.role$/.test(w.path)) issues.push(w);
-  // A user's sha256 password, which the issuer refuses, does not make the gateway refuse the whole
-  // snapshot (a gateway upgraded while holding an older one would deny everyone until the next):
-  // the index never accepts it (the user cannot log in with a password) and warns.
-  return issues.filter((i) => i.message !== UNSALTED_PASSWORD);
 }

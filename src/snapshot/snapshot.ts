@@ -4,7 +4,7 @@ import type { KeyObject } from 'node:crypto';
 import { Encoder, Decoder } from 'cbor-x';
 import { EwError } from '../errors.js';
 import type { SnapshotPayload } from '../policy/schema.js';
-import { validatePayload } from '../policy/validate.js';
+import { validatePayload } from '../policy/validate-payload.js';
 import { CoseFormatError, ALG_EDDSA, parseCoseSign1, signCoseSign1, verifyCoseSign1 } from './cose.js';
 import type { TrustedKeys } from './keys.js';
 
