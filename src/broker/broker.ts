@@ -42,6 +42,7 @@ import { fanOutBulk } from './bulk.js';
 import { CloudRequests } from './cloud-requests.js';
 import type { WindowPacket, WindowQueue } from './inflight-window.js';
 import { sentLevel } from './protocol-level.js';
+import { disablePacketNumberCache } from './packet-numbers.js';
 import type { BrokerContext, BrokerCounters } from './context.js';
 import { authorizePublish } from './publish.js';
 import { authorizeSubscribe } from './subscribe.js';
@@ -244,6 +245,7 @@ export class GatewayBroker {
     const restored = store.stats();
     if (restored.sessions + restored.queued + restored.retained > 0) opts.log.info(restored, 'sessions restored');
     actions.attach(store);
+    disablePacketNumberCache();
     const aedes = await Aedes.createBroker({
       id,
       persistence: store as never,

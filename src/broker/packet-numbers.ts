@@ -1,0 +1,25 @@
+// mqtt-packet, the packet writer of aedes (and of MQTT.js, the cloud link), by default writes 16-bit
+// numbers (message ids, topic and field lengths) from a cache of 65,536 two-byte Buffers that it
+// makes when the first packet is written: 6.7 MB of heap (65,536 Buffer objects) from the first
+// device's CONNACK on, a tenth of the budget of a small gateway (issue 13; bench/README.md "Where
+// the memory goes"). Without the cache it allocates each number's 2-byte Buffer from Node's pool as
+// it writes it: one or two small allocations per packet, next to the dozens aedes makes per message
+// (the broker's throughput with and without: bench/README.md).
+//
+// The setting is mqtt-packet's own (`writeToStream.cacheNumbers`); there is one mqtt-packet in the
+// tree (aedes and MQTT.js share it: test/unit/broker-packet-numbers.test.ts).
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { writeToStream } = require('mqtt-packet') as { writeToStream: { cacheNumbers: boolean } };
+
+/** Turns mqtt-packet's number cache off, for every writer in this process; idempotent. */
+export function disablePacketNumberCache(): void {
+  writeToStream.cacheNumbers = false;
+}
+
+/** Whether mqtt-packet writes numbers from its cache (false once the broker has been made). */
+export function packetNumberCacheEnabled(): boolean {
+  return writeToStream.cacheNumbers;
+}
