@@ -13,6 +13,7 @@ await new Promise((res) => { let buf = ''; child.stdout.on('data', (d) => { buf 
 const smaps = (label) => { try { console.log('   ', readFileSync('/tmp/fp/stats2.txt', 'utf8').trim()); } catch {} const r = readFileSync(`/proc/${child.pid}/smaps_rollup`, 'utf8'); const g = (k) => (Number(new RegExp('^' + k + ':\\s+(\\d+)', 'm').exec(r)[1]) / 1024).toFixed(1); console.log(label, 'rss', g('Rss'), 'anon', g('Anonymous')); };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 await sleep(1500); smaps('idle');
+if (process.env.MAPS) { const { execFileSync } = await import('node:child_process'); console.log(execFileSync('python3', ['/tmp/fp/anon2.py', String(child.pid)], { encoding: 'utf8' })); }
 if (process.env.HS) { child.kill('SIGUSR2'); await sleep(3000); }
 const clients = [];
 for (let i = 0; i < 1000; i++) {
@@ -22,7 +23,8 @@ for (let i = 0; i < 1000; i++) {
 }
 const cs = await Promise.all(clients);
 await sleep(1500); smaps('1000 connected');
-if (process.env.MAPS) { const { execFileSync } = await import('node:child_process'); console.log(execFileSync('python3', ['/tmp/fp/anon.py', String(child.pid)], { encoding: 'utf8' })); }
+if (process.env.LATER) { await sleep(8500); smaps('+10s'); await sleep(20000); smaps('+30s'); }
+if (process.env.MAPS) { const { execFileSync } = await import('node:child_process'); console.log(execFileSync('python3', ['/tmp/fp/anon2.py', String(child.pid)], { encoding: 'utf8' })); }
 if (process.env.SUB) { await Promise.all(cs.map((c, i) => c.subscribeAsync(`things/${deviceId(i)}/commands/#`, { qos: 1 }).catch(() => {}))); await sleep(1000); smaps('1000 subscribed'); }
 if (process.env.HS) { child.kill('SIGUSR2'); await sleep(4000); }
 for (const c of cs) c.end(true);

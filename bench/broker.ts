@@ -75,9 +75,9 @@ const QUEUE_ROUNDS = 5; // per configuration, alternating
  */
 const QUEUE_OFFLINE_MS = 1200;
 const QUEUE_IDLE_TIMEOUT_MS = 3000; // a round gives up waiting after this long without a delivery
-const CONNECT_KEEPALIVE = 60;
+export const CONNECT_KEEPALIVE = 60;
 /** Connections between TCP connect and CONNACK at once; below Node's listen backlog (511), so no SYN is dropped. */
-const CONNECT_MAX_PENDING = 256;
+export const CONNECT_MAX_PENDING = 256;
 
 const TELEMETRY_FILTER = 'things/+/telemetry/#';
 export const deviceId = (i: number): string => `dev-${String(i).padStart(4, '0')}`;

@@ -11,6 +11,8 @@
 //   executable  the single executable (out/, `npm run package`), when built, with the unit's flags as NODE_OPTIONS
 //   1,000 devices  the broker section's connect step (broker.ts connectDevices): RSS idle and with
 //               1,000 devices connected, with and without the unit's flags
+//   bare aedes  aedes on node:net with its defaults (bare-aedes.ts), with the unit's flags: idle, and
+//               with the same 1,000 devices connected: the reference the agent is held against
 //
 // The kinds alternate within each round, so a busy machine weighs on all of them alike; each figure
 // is the median of its rounds. The executable's size is read from out/ when `npm run package` has
@@ -22,6 +24,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify as toYaml } from 'yaml';
 import { cleanUpOnExit, median, procStatusBytes, startAgentProcess, type AgentProcess } from './agent-process.js';
+import { connectBareAedes, startBareAedes } from './bare-aedes.js';
 import { connectDevices, DEVICES, Generator, makeSnapshot } from './broker.js';
 import { MB, now, settle } from './measure.js';
 
@@ -68,6 +71,17 @@ async function bareNodeRss(): Promise<number | null> {
     return child.pid === undefined ? null : procStatusBytes(child.pid, 'VmRSS');
   } finally {
     child.kill('SIGKILL');
+  }
+}
+
+/** Bare aedes with `nodeArgs`, idle for IDLE_MS after it listens: its VmRSS. */
+async function bareAedesRss(nodeArgs: readonly string[]): Promise<number | null> {
+  const bare = await startBareAedes(nodeArgs);
+  try {
+    await settle(IDLE_MS);
+    return bare.rssBytes();
+  } finally {
+    await bare.stop();
   }
 }
 
@@ -122,11 +136,14 @@ export async function startupSection(o: { progress: (line: string) => void }): P
     const withFlags: Idle[] = [];
     const withCloud: Idle[] = [];
     const withExe: Idle[] = [];
+    const aedes: number[] = [];
     const exe = executable();
     for (let r = 0; r < ROUNDS; r++) {
-      o.progress(`startup: round ${r + 1} of ${ROUNDS}: bare node, the agent on its embedded defaults${flags.length ? `, with ${flags.join(' ')}` : ''}, with cloud and metrics enabled`);
+      o.progress(`startup: round ${r + 1} of ${ROUNDS}: bare node, bare aedes, the agent on its embedded defaults${flags.length ? `, with ${flags.join(' ')}` : ''}, with cloud and metrics enabled`);
       const b = await bareNodeRss();
       if (b !== null) bare.push(b);
+      const a = await bareAedesRss(flags);
+      if (a !== null) aedes.push(a);
       defaults.push(await idle('defaults', []));
       if (flags.length > 0) withFlags.push(await idle('flags', flags));
       withCloud.push(await idle('cloud-metrics', [], configured));
@@ -138,8 +155,11 @@ export async function startupSection(o: { progress: (line: string) => void }): P
     gen = new Generator();
     const connected = await connectDevices({ gen, dir, name: 'startup-connect', snap, track: (a) => agents.push(a) });
     const connectedFlags = flags.length > 0 ? await connectDevices({ gen, dir, name: 'startup-connect-flags', snap, nodeArgs: flags, track: (a) => agents.push(a) }) : null;
+    o.progress(`startup: ${DEVICES} devices connect to bare aedes${flags.length ? ` with ${flags.join(' ')}` : ''}`);
+    const aedesConnected = await connectBareAedes(gen, flags, 1000);
+    if (aedesConnected.accepted !== DEVICES) throw new Error(`bare aedes accepted ${aedesConnected.accepted} of ${DEVICES} devices`);
 
-    return summarize({ flags, bare, defaults, withFlags, withCloud, withExe, connected, connectedFlags, exe, seconds: (now() - started) / 1000 });
+    return summarize({ flags, bare, aedes, aedesConnected, defaults, withFlags, withCloud, withExe, connected, connectedFlags, exe, seconds: (now() - started) / 1000 });
   } finally {
     await Promise.all(agents.map((a) => a.stop().catch(() => undefined)));
     end();
@@ -152,6 +172,8 @@ const mb = (b: number | null): number => (b === null ? NaN : b / MB);
 function summarize(m: {
   flags: string[];
   bare: number[];
+  aedes: number[];
+  aedesConnected: { rssIdle: number | null; rssConnected: number | null };
   defaults: Idle[];
   withFlags: Idle[];
   withCloud: Idle[];
@@ -164,6 +186,8 @@ function summarize(m: {
   const rssMB = (xs: Idle[]): number[] => xs.map((x) => r1(mb(x.rss)));
   const readyMs = (xs: Idle[]): number[] => xs.map((x) => Math.round(x.readyMs));
   const bareMB = median(m.bare.map(mb));
+  const aedesMB = median(m.aedes.map(mb));
+  const aedesDevicesMB = mb(m.aedesConnected.rssConnected);
   const idleMB = median(m.defaults.map((x) => mb(x.rss)));
   const flagsMB = m.withFlags.length ? median(m.withFlags.map((x) => mb(x.rss))) : NaN;
   const cloudMB = median(m.withCloud.map((x) => mb(x.rss)));
@@ -181,6 +205,10 @@ function summarize(m: {
     startupIdleAfterReadyMs: IDLE_MS,
     startupBareNodeRssMB: r1(bareMB),
     startupBareNodeRssMBRounds: m.bare.map((b) => r1(mb(b))),
+    startupBareAedesRssMB: r1(aedesMB),
+    startupBareAedesRssMBRounds: m.aedes.map((b) => r1(mb(b))),
+    startupBareAedes1000DevicesIdleRssMB: r1(mb(m.aedesConnected.rssIdle)),
+    startupBareAedes1000DevicesRssMB: r1(aedesDevicesMB),
     startupIdleRssMB: r1(idleMB),
     startupIdleRssMBRounds: rssMB(m.defaults),
     startupReadyMs: Math.round(ready),
@@ -222,6 +250,8 @@ function summarize(m: {
     `  cloud link + metrics on     RSS ${cloudMB.toFixed(1)} MB = defaults + ${(cloudMB - idleMB).toFixed(1)} MB   (the modules loaded only when configured); spawn → ready ${Math.round(cloudReady)} ms`,
     `  ${DEVICES.toLocaleString('en-US')} devices connected    RSS ${mb(c.rssIdle).toFixed(1)} MB idle → ${devicesMB.toFixed(1)} MB (enforced agent, broker section's snapshot)` +
       (cf ? `; with the unit's flags ${mb(cf.rssIdle).toFixed(1)} → ${mb(cf.rssConnected).toFixed(1)} MB` : ''),
+    `  bare aedes (reference)      RSS ${aedesMB.toFixed(1)} MB idle   (${list(m.aedes.map(mb))}); ${mb(m.aedesConnected.rssIdle).toFixed(1)} → ${aedesDevicesMB.toFixed(1)} MB with the ${DEVICES.toLocaleString('en-US')} devices` +
+      `${m.flags.length ? `, the unit's flags` : ''}; the agent as the unit runs it: +${(unitIdleMB - aedesMB).toFixed(1)} MB idle, +${(unitDevicesMB - aedesDevicesMB).toFixed(1)} MB with them`,
     `  executable                  ${m.exe ? `${m.exe.bytes.toLocaleString('en-US')} bytes (${(m.exe.bytes / MB).toFixed(1)} MB), ${m.exe.file.slice(ROOT.length)}` : 'not built (npm run package builds out/edgewarden-<version>-linux-x64/edgewarden)'}`,
     ...(m.withExe.length
       ? [`    run on the embedded defaults, NODE_OPTIONS=${flagsName}: RSS ${median(m.withExe.map((x) => mb(x.rss))).toFixed(1)} MB (${list(m.withExe.map((x) => mb(x.rss)))}); spawn → ready ${Math.round(median(m.withExe.map((x) => x.readyMs)))} ms`]
