@@ -4,11 +4,10 @@
 // buffers them (./frame-guard.ts), topics checked as UTF-8 (./topic-utf8.ts), an unsupported
 // protocol level answered with CONNACK 0x01 (./protocol-level.ts).
 import type { Socket } from 'node:net';
-import { TLSSocket } from 'node:tls';
 import type { Aedes, Client } from 'aedes';
 import type { Logger } from 'pino';
 import type { AgentConfig } from '../config/load.js';
-import { lacksRequiredCertificate } from './client-cert.js';
+import { isTlsSocket, lacksRequiredCertificate } from './client-cert.js';
 import type { ConnectionEvents } from './connections.js';
 import type { BrokerCounters } from './context.js';
 import type { Delivery } from './delivery.js';
@@ -27,7 +26,7 @@ export interface AcceptDeps {
 
 export function acceptConnection(d: AcceptDeps, socket: Socket): void {
   d.counters.connections++;
-  if (socket instanceof TLSSocket && lacksRequiredCertificate(d.config.listeners.tls, socket)) {
+  if (isTlsSocket(socket) && lacksRequiredCertificate(d.config.listeners.tls, socket)) {
     d.events.refuseSocket({ remote: socket.remoteAddress ?? 'unknown', port: socket.remotePort, listener: 'tls' }, 'CERTIFICATE_REQUIRED');
     socket.destroy();
     return;

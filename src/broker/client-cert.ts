@@ -28,6 +28,14 @@ export function clientCertOptions(c: ClientCertConfig, ca: Buffer | null): { ca?
   return { ca, requestCert, rejectUnauthorized: c.requireClientCert };
 }
 
+/**
+ * Whether a connection came in on the TLS listener. By TLSSocket's own mark (`encrypted`), not by
+ * `instanceof`: node:tls is loaded only when a TLS listener is configured (about 3 MB, issue 13).
+ */
+export function isTlsSocket(socket: unknown): socket is TLSSocket {
+  return (socket as { encrypted?: unknown } | null)?.encrypted === true;
+}
+
 /** Whether a TLS connection lacks the client certificate the listener requires (fingerprint-only mode; with a CA, the handshake already refused it). */
 export function lacksRequiredCertificate(c: ClientCertConfig, socket: TLSSocket): boolean {
   return c.requireClientCert && c.ca === null && !socket.getPeerCertificate()?.raw;

@@ -1,9 +1,9 @@
 // One connected client as an operator sees it (`edgewarden explain --client-id`, through the control
 // socket): who it authenticated as, from where, on which listener, and what it was granted.
-import { TLSSocket } from 'node:tls';
 import type { Client } from 'aedes';
 import { PRINCIPAL_KIND_NAMES } from '../decide/policy-index.js';
 import { KEEPALIVE, remoteOf, type ClientMarks, type Session } from './session.js';
+import { isTlsSocket } from './client-cert.js';
 
 export interface ClientInfo {
   readonly clientId: string;
@@ -38,7 +38,7 @@ export function clientInfo(client: Client | undefined, session: Session | undefi
     role: session.role,
     credential,
     remote: remoteOf(client),
-    listener: client.conn instanceof TLSSocket ? 'tls' : 'tcp',
+    listener: isTlsSocket(client.conn) ? 'tls' : 'tcp',
     cleanSession: client.clean,
     keepaliveSeconds: (client as ClientMarks)[KEEPALIVE] ?? 0,
     subscriptions: [...session.subscriptions].sort().map((filter) => ({ filter, qos: session.grantedQos.get(filter) ?? 0 })),

@@ -13,13 +13,13 @@
 // is logged and audited, the others counted, and one line with the count ends the interval; likewise
 // the first CONNECT_LINES of each client id's connects (and their disconnects).
 import type { Socket } from 'node:net';
-import { TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import type { Client } from 'aedes';
 import type { Logger } from 'pino';
 import type { AuditRecord } from '../audit/audit-log.js';
 import type { AgentConfig } from '../config/load.js';
 import { PRINCIPAL_KIND_NAMES } from '../decide/policy-index.js';
-import { clientCertificateFingerprint } from './client-cert.js';
+import { clientCertificateFingerprint, isTlsSocket } from './client-cert.js';
 import { MAX_SOURCES, RefusalCoalescer, truncateField } from './refusals.js';
 import { KEEPALIVE, LEVEL, REMOTE, SENT, remoteOf, type ClientMarks, type Session } from './session.js';
 
@@ -75,7 +75,7 @@ export class ConnectionEvents {
     const m = client as Marks;
     m[REMOTE] = socket.remoteAddress;
     m[PORT] = socket.remotePort;
-    m[LISTENER] = socket instanceof TLSSocket ? 'tls' : 'tcp';
+    m[LISTENER] = isTlsSocket(socket) ? 'tls' : 'tcp';
   }
 
   /** Refusals so far by reason code (non-zero only), and their total. */

@@ -4,7 +4,6 @@
 // failed TLS handshakes (counted, logged and audited by the broker: ./connections.ts).
 import { readFileSync } from 'node:fs';
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer } from 'node:tls';
 import type { Logger } from 'pino';
 import type { AgentConfig } from '../config/load.js';
 import { EwError, listenError } from '../errors.js';
@@ -26,6 +25,8 @@ export async function openListeners(c: AgentConfig, onSocket: (socket: Socket) =
   if (c.listeners.tcp.enabled) tcp = await bind(createTcpServer(onSocket), c.listeners.tcp.host, c.listeners.tcp.port, 'tcp', c, hooks);
   const t = c.listeners.tls;
   if (t.enabled) {
+    // node:tls only when a TLS listener is configured (about 3 MB of resident memory, issue 13).
+    const { createServer: createTlsServer } = await import('node:tls');
     const server = createTlsServer(
       {
         cert: readTlsFile(t.cert!, 'listeners.tls.cert'),
