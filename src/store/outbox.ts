@@ -187,7 +187,8 @@ interface Limits {
   ackSyncIntervalMs: number;
 }
 
-function resolveLimits(opts: OutboxOptions): Limits {
+/** The limits after defaults and clamping; shared with the SQLite outbox (outbox-sqlite.ts), which takes the same options. */
+export function resolveLimits(opts: OutboxOptions): OutboxLimits {
   const maxBytes = intOption('maxBytes', opts.maxBytes, Number.NaN, 4096);
   if (Number.isNaN(maxBytes)) throw new RangeError('outbox option maxBytes is required');
   // At most about 64 segments (each holds a file descriptor open), at least 4.
