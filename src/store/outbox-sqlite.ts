@@ -564,10 +564,10 @@ export class SqliteOutbox {
    * Persists the acknowledgements (deletes their rows) and the drop count, in one transaction.
    * Committed to the WAL; fsynced by the next group commit or checkpoint. Never throws (reported).
    */
-  private persistAcks(): void {
+  private persistAcks(force = false): void {
     if (this.closed && this.closing === undefined) return;
     const floor = this.floor;
-    if (floor === this.persistedFloor && this.pendingDeletes.length === 0 && this.dropped === this.persistedDropped) return;
+    if (!force && floor === this.persistedFloor && this.pendingDeletes.length === 0 && this.dropped === this.persistedDropped) return;
     const st = this.st;
     try {
       this.db.exec('BEGIN');
@@ -702,7 +702,8 @@ export class SqliteOutbox {
       // No fsync may be left running on the WAL's descriptor when it is closed.
       while (this.flushing) await this.flushing;
       await this.doFlush();
-      this.persistAcks();
+      // lastSeq too, always: if the database is damaged later, it tells how many records it held.
+      this.persistAcks(true);
       // close() checkpoints the WAL into the database (fsyncing both) and removes it.
       this.closeDb();
     })();
