@@ -57,6 +57,8 @@ import { addRange, countIn, holds, type SeqRange } from './seq-ranges.js';
 /** The database file in the outbox directory. */
 export const SQLITE_OUTBOX_FILE = 'outbox.db';
 const FORMAT = 1;
+/** Salvage of a damaged database: how far past the damage each search for readable rows goes, seqs. */
+const SALVAGE_STEP = 16;
 const MAX_U48 = 2 ** 48 - 1;
 
 function errText(err: unknown): string {
@@ -305,6 +307,8 @@ export class SqliteOutbox {
     let lastSeq: number | undefined;
     let dropped = 0;
     let stopped = '';
+    /** Stretches of seqs skipped over damage between records read: their records are lost. */
+    const skipped: SeqRange[] = [];
     let old: DatabaseSync | undefined;
     try {
       old = new DatabaseSync(this.dbPath);
@@ -317,21 +321,58 @@ export class SqliteOutbox {
       } catch {
         // meta unreadable: the lost records cannot be counted
       }
+      let hi = lastSeq ?? 0;
+      try {
+        hi = Math.max(hi, (old.prepare('SELECT max(seq) AS m FROM records').get() as { m: number | null }).m ?? 0);
+      } catch {
+        // the right edge of the table is damaged too
+      }
+      const sel = old.prepare('SELECT seq, at, flags, size, topic, payload FROM records WHERE seq > ? ORDER BY seq');
       const ins = out.prepare('INSERT INTO records (seq, at, flags, size, topic, payload) VALUES (?, ?, ?, ?, ?, ?)');
       out.exec('BEGIN');
-      try {
-        for (const r of old.prepare('SELECT seq, at, flags, size, topic, payload FROM records ORDER BY seq').iterate() as Iterable<{ seq: number; at: number; flags: number; size: number; topic: string; payload: Uint8Array }>) {
-          ins.run(r.seq, r.at, r.flags, r.size, r.topic, r.payload);
-          if (kept === 0) first = r.seq;
-          last = r.seq;
-          kept++;
+      // A scan in seq order until damage, then past it: a search for a seq SALVAGE_STEP further
+      // on, and so on, until one reads (the B-tree's interior pages lead around a damaged leaf).
+      let from = 0;
+      let gapFrom = 0;
+      for (;;) {
+        let failed = false;
+        try {
+          for (const r of sel.iterate(from) as Iterable<{ seq: number; at: number; flags: number; size: number; topic: string; payload: Uint8Array }>) {
+            if (gapFrom > 0) {
+              addRange(skipped, gapFrom, r.seq - 1);
+              gapFrom = 0;
+            }
+            ins.run(r.seq, r.at, r.flags, r.size, r.topic, r.payload);
+            if (kept === 0) first = r.seq;
+            last = from = r.seq;
+            kept++;
+          }
+        } catch (err) {
+          stopped ||= errText(err);
+          failed = true;
         }
-      } catch (err) {
-        stopped = errText(err);
+        if (!failed) break;
+        if (last > 0 && gapFrom === 0) gapFrom = last + 1;
+        let next = from + SALVAGE_STEP;
+        let resumed = false;
+        for (; next < hi; next += SALVAGE_STEP) {
+          try {
+            sel.get(next);
+            resumed = true;
+            break;
+          } catch {
+            // still damaged
+          }
+        }
+        if (!resumed) break;
+        from = next;
       }
       out.exec('COMMIT');
+      if (gapFrom > 0 && gapFrom <= hi) addRange(skipped, gapFrom, hi);
+      lastSeq = lastSeq === undefined ? undefined : Math.max(lastSeq, hi);
     } catch (err) {
       stopped ||= errText(err);
+      if (out.isTransaction) out.exec('COMMIT');
     } finally {
       try {
         old?.close();
@@ -339,15 +380,27 @@ export class SqliteOutbox {
         // damaged
       }
     }
+    // Records after the last one read, up to the last seq the database gave out.
+    if (stopped !== '' && lastSeq !== undefined && lastSeq > last && kept > 0) addRange(skipped, last + 1, lastSeq);
     const top = Math.max(lastSeq ?? 0, last);
-    const salvage = kept > 0 ? `records ${first}..${last} that could be read are kept (${kept})` : 'no record could be read';
+    const salvage = kept > 0 ? `${kept} records that could be read are kept (seqs ${first}..${last})` : 'no record could be read';
     let lost: string;
     if (stopped === '') lost = 'no other record is lost';
-    else if (lastSeq !== undefined && lastSeq > last) {
-      // Rows acknowledged out of order were deleted: the seqs after the last read are an upper bound.
-      lost = `records after ${last} up to ${lastSeq} are lost: at most ${lastSeq - last} (and any before ${first || last + 1} that were not acknowledged), ${lastSeq - last} added to the drop count`;
-      dropped += lastSeq - last;
-    } else lost = 'how many other records it held cannot be known; none is added to the drop count';
+    else {
+      const parts: string[] = [];
+      let n = 0;
+      for (const [a, b] of skipped) {
+        parts.push(a === b ? `${a}` : `${a}..${b}`);
+        n += b - a + 1;
+      }
+      dropped += n;
+      // Rows acknowledged out of order were deleted, so a skipped stretch may have held fewer.
+      if (kept === 0) lost = 'how many records it held cannot be known; none is added to the drop count';
+      else {
+        lost = n > 0 ? `records ${parts.slice(0, 5).join(', ')}${parts.length > 5 ? ', ...' : ''} are lost: at most ${n}, ${n} added to the drop count` : 'no record after the first one read is lost';
+        if (first > 1) lost += `; any before seq ${first} not yet acknowledged are lost too, not counted (the ack point was in the damaged pages)`;
+      }
+    }
     const setMeta = out.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
     setMeta.run('lastSeq', top);
     setMeta.run('dropped', dropped);
