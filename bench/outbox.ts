@@ -20,6 +20,7 @@ export type OutboxFigures = Record<string, number>;
 const int = (n: number): string => Math.round(n).toLocaleString('en-US');
 const r2 = (n: number): number => Math.round(n * 100) / 100;
 const mb = (n: number): string => (n / MB).toFixed(1);
+const signedMb = (n: number): string => `${n < 0 ? '−' : '+'}${mb(Math.abs(n))}`;
 
 function runOne(kind: Kind, dir: string): RunFigures {
   const script = fileURLToPath(new URL('./outbox-run.js', import.meta.url));
@@ -100,7 +101,7 @@ export async function outboxSection(o: { progress: (line: string) => void }): Pr
     figures.outboxNodeSqliteImportedRssMB = r2(load.imported / MB);
     figures.outboxNodeSqliteUsedRssMB = r2(load.used / MB);
 
-    const row = (label: string, a: string, b: string, note = ''): string => `  ${label.padEnd(30)}${a.padStart(14)}${b.padStart(14)}${note ? `   ${note}` : ''}`;
+    const row = (label: string, a: string, b: string, note = ''): string => `  ${label.padEnd(30)}${a.padStart(16)}${b.padStart(16)}${note ? `   ${note}` : ''}`;
     const lines = [
       `Outbox — ${int(MESSAGES)} messages of ${PAYLOAD_BYTES} bytes on ${TOPIC}, group commit every ${log.syncIntervalMs} ms, directory in ${tmpdir()}; each queue in a process of its own`,
       row('', 'segment log', 'node:sqlite'),
@@ -114,7 +115,7 @@ export async function outboxSection(o: { progress: (line: string) => void }): Pr
       row('RSS / heap Δ 100k queued, MB', `${mb(log.rssDeltaQueuedBytes!)} / ${mb(log.heapDeltaQueuedBytes!)}`, `${mb(sql.rssDeltaQueuedBytes!)} / ${mb(sql.heapDeltaQueuedBytes!)}`, 'after gc, against the process before the module was imported'),
       row('RSS / heap Δ after the drain, MB', `${mb(log.rssDeltaDrainedBytes!)} / ${mb(log.heapDeltaDrainedBytes!)}`, `${mb(sql.rssDeltaDrainedBytes!)} / ${mb(sql.heapDeltaDrainedBytes!)}`),
       `  sqlite with synchronous=FULL, one commit: median ${r2(sql.fullCommitMedianMs!)} ms, p99 ${r2(sql.fullCommitP99Ms!)} ms on the main thread (the fsync inside COMMIT; refused, see docs/cloud.md)`,
-      `  node:sqlite in a bare process: RSS ${mb(load.bare)} MB bare, ${mb(load.imported)} MB imported (+${mb(load.imported - load.bare)}), ${mb(load.used)} MB with a WAL database open and written (+${mb(load.used - load.bare)}); median of ${LOAD_ROUNDS}`,
+      `  node:sqlite in a bare process: RSS ${mb(load.bare)} MB bare, ${mb(load.imported)} MB imported (${signedMb(load.imported - load.bare)}), ${mb(load.used)} MB with a WAL database open and written (${signedMb(load.used - load.bare)}); median of ${LOAD_ROUNDS}`,
     ];
     return { figures, lines };
   } finally {
