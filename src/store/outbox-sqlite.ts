@@ -1,7 +1,9 @@
 // The store-and-forward outbox on node:sqlite: the measured alternative to the segment log of
 // outbox.ts (issue 13), behind the same interface (OutboxOptions, append/peek/ack/flush/compact/
-// stats/close, the same promises). Which one the agent uses, and why, is in docs/cloud.md ("Why the
-// queue is ..."); the bench runs both side by side (bench/outbox.ts).
+// stats/close, the same promises). The agent uses the log: this one is kept as the measured
+// alternative, run by the bench side by side with the log (bench/outbox.ts) and by the queue's
+// tests; nothing in the agent imports it, so neither the executable nor the .deb carries it. The
+// figures and the reasons are in docs/cloud.md, "Why the queue is a segment log, not node:sqlite".
 //
 // node:sqlite (DatabaseSync) is built into Node 24: no native addon, so it works inside the
 // single-file executable. Every call is synchronous, on the main thread.

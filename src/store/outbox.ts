@@ -5,6 +5,9 @@
 // Pure JavaScript on node:fs, no native addon: the agent ships as single-file executables for x64,
 // arm64 and armv7, and an addon (better-sqlite3, LMDB, RocksDB) would need a prebuilt binary per
 // target, fetched at install. An append-only log needs only write, fsync, rename and unlink.
+// node:sqlite, built into Node 24, was measured against this log behind the same interface
+// (outbox-sqlite.ts, bench/outbox.ts): the log stayed; the figures and reasons are in
+// docs/cloud.md, "Why the queue is a segment log, not node:sqlite".
 //
 // ## On disk (all in `dir`, which the outbox owns)
 //
