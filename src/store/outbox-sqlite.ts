@@ -422,6 +422,9 @@ export class SqliteOutbox {
 
   /** Damage found while reading: the database is replaced as at open, the queue goes on. */
   private damagedWhileReading(err: unknown): void {
+    // What this process knows beyond the damaged database: seqs handed out, drops not yet persisted.
+    const nextSeq = this.nextSeq;
+    const unpersistedDrops = this.dropped - this.persistedDropped;
     this.closeDb();
     try {
       this.attach(this.replaceDamaged(`is damaged (found while reading: ${errText(err)})`));
@@ -429,6 +432,13 @@ export class SqliteOutbox {
       this.closed = true; // reported; the queue cannot go on
       return;
     }
+    if (nextSeq > this.nextSeq) {
+      // Seqs whose rows the salvage could not read are not used again: a gap up to the last handed out.
+      addRange(this.gaps, this.nextSeq, nextSeq - 1);
+      this.nextSeq = nextSeq;
+    }
+    this.dropped += unpersistedDrops;
+    this.persistAcks(true);
     this.ackedAbove.clear();
     this.pendingDeletes = [];
     this.syncFilesNow();

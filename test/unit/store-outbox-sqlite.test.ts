@@ -75,6 +75,34 @@ t.test('a damaged page: the records around it are kept, those on it counted as l
   await again.ob.close();
 });
 
+t.test('damage found while reading: the database is replaced at once, the records around the damage are kept, the queue goes on', async (t) => {
+  const dir = t.testdir();
+  const first = await open(dir);
+  await fill(first.ob, 60_000);
+  await first.ob.close();
+  const path = join(dir, SQLITE_OUTBOX_FILE);
+  const size = statSync(path).size;
+  // Larger than SQLite's page cache (2 MB by default): after the open's quick_check, the first
+  // pages are read from the file again by peek().
+  t.ok(size > 3 * 1024 * 1024, `${size} bytes`);
+  const { ob, problems } = await open(dir);
+  t.same(problems, [], 'the open finds nothing');
+  const bytes = readFileSync(path);
+  bytes.fill(0xff, 10 * 4096, 11 * 4096); // page 11: among the lowest records
+  writeFileSync(path, bytes);
+
+  const seqs = seqsOf(ob);
+  t.equal(problems.length, 1);
+  t.match(problems[0], /outbox\.db is damaged \(found while reading: .*\); moved aside to .*outbox\.db\.corrupt; \d+ records that could be read are kept \(seqs 1\.\.60000\); records \d+\.\.\d+ are lost: at most \d+, \d+ added to the drop count$/);
+  const lost = ob.stats().dropped;
+  t.ok(lost > 0 && lost < 200, `about one page of records lost (${lost})`);
+  t.equal(seqs.length, 60_000 - lost, 'every other record is still offered, once');
+  t.same(seqs, [...seqs].sort((a, b) => a - b), 'in order');
+  t.equal(ob.stats().depth, seqs.length);
+  t.equal(await ob.append(TOPIC, 'after'), 60_001, 'the sequence goes on');
+  await ob.close();
+});
+
 t.test('compaction deletes the acknowledged rows and gives the pages back', async (t) => {
   const dir = t.testdir();
   const { ob } = await open(dir);
