@@ -439,6 +439,8 @@ export class SqliteOutbox {
     }
     this.dropped += unpersistedDrops;
     this.persistAcks(true);
+    // The renames (damaged aside, fresh in place) become durable with the directory.
+    syncDir(this.dir).catch((e: unknown) => this.report(`cannot fsync the directory (${errText(e)})`));
     this.ackedAbove.clear();
     this.pendingDeletes = [];
     this.syncFilesNow();
