@@ -6,7 +6,7 @@
 // then the broker (broker.ts): messages per second through the agent enforcing against the same
 // agent as an open broker, command latency, persistent sessions receiving their offline queues
 // (half of it commands, decided again at delivery), 1,000 devices connecting, RSS.
-// then the outbox (outbox.ts): messages queued durably per second, drained per second, disk bytes each;
+// then the outbox (outbox.ts), the segment log and the node:sqlite queue side by side: messages queued durably per second, drained per second, disk bytes each, open time, memory;
 // then the footprint (footprint.ts): the agent's peak RSS installing the largest snapshot snapshot.maxBytes
 // allows, against the unit's MemoryMax; then the durable acknowledgement (durable-ack.ts): PUBACK latency and
 // rate of QoS 1 messages forwarded to the cloud (acknowledged once fsynced in the outbox) against local ones.

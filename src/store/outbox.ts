@@ -5,6 +5,9 @@
 // Pure JavaScript on node:fs, no native addon: the agent ships as single-file executables for x64,
 // arm64 and armv7, and an addon (better-sqlite3, LMDB, RocksDB) would need a prebuilt binary per
 // target, fetched at install. An append-only log needs only write, fsync, rename and unlink.
+// node:sqlite, built into Node 24, was measured against this log behind the same interface
+// (outbox-sqlite.ts, bench/outbox.ts): the log stayed; the figures and reasons are in
+// docs/cloud.md, "Why the queue is a segment log, not node:sqlite".
 //
 // ## On disk (all in `dir`, which the outbox owns)
 //
@@ -187,7 +190,8 @@ interface Limits {
   ackSyncIntervalMs: number;
 }
 
-function resolveLimits(opts: OutboxOptions): Limits {
+/** The limits after defaults and clamping; shared with the SQLite outbox (outbox-sqlite.ts), which takes the same options. */
+export function resolveLimits(opts: OutboxOptions): OutboxLimits {
   const maxBytes = intOption('maxBytes', opts.maxBytes, Number.NaN, 4096);
   if (Number.isNaN(maxBytes)) throw new RangeError('outbox option maxBytes is required');
   // At most about 64 segments (each holds a file descriptor open), at least 4.

@@ -1,29 +1,52 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Outbox, OUTBOX_STATE_FILE, RECORD_OVERHEAD_BYTES, type OutboxOptions } from '../../src/store/outbox.js';
+import { SqliteOutbox } from '../../src/store/outbox-sqlite.js';
 import { isEwError } from '../../src/errors.js';
 import { ROOT } from '../helpers/policy.js';
 
 const TOPIC = 'things/oven-1/telemetry/temperature';
 const T0 = Date.UTC(2026, 0, 1);
 
-interface Opened {
-  ob: Outbox;
+// The tests of the queue's contract run on both implementations (issue 13: the segment log of
+// outbox.ts and its measured alternative on node:sqlite, outbox-sqlite.ts); those about the segment
+// files (torn tails, damaged records, state.json, compaction of segments) are the log's only, the
+// SQLite database's own damage tests are in store-outbox-sqlite.test.ts.
+const OUTBOXES = { log: Outbox, sqlite: SqliteOutbox } as const;
+type Kind = keyof typeof OUTBOXES;
+type AnyOutbox = Outbox | SqliteOutbox;
+// The same public interface, checked by the compiler both ways.
+const sameShape: [(o: SqliteOutbox) => Pick<Outbox, keyof Outbox>, (o: Outbox) => Pick<SqliteOutbox, keyof SqliteOutbox>] = [(o) => o, (o) => o];
+void sameShape;
+
+interface Opened<O extends AnyOutbox = Outbox> {
+  ob: O;
   problems: string[];
 }
 
-async function open(dir: string, extra: Partial<OutboxOptions> = {}): Promise<Opened> {
+const openRaw = (kind: Kind, opts: OutboxOptions): Promise<AnyOutbox> => OUTBOXES[kind].open(opts);
+
+async function openAs(kind: Kind, dir: string, extra: Partial<OutboxOptions> = {}): Promise<Opened<AnyOutbox>> {
   const problems: string[] = [];
   let clock = T0;
-  const ob = await Outbox.open({ dir, maxBytes: 1 << 20, onProblem: (m) => problems.push(m), now: () => clock++, ...extra });
+  const ob = await openRaw(kind, { dir, maxBytes: 1 << 20, onProblem: (m) => problems.push(m), now: () => clock++, ...extra });
   return { ob, problems };
 }
 
+async function open(dir: string, extra: Partial<OutboxOptions> = {}): Promise<Opened> {
+  return (await openAs('log', dir, extra)) as Opened;
+}
+
+/** A test of the queue's contract, once per implementation. */
+function both(name: string, fn: (t: Test, kind: Kind) => Promise<void>): void {
+  for (const kind of Object.keys(OUTBOXES) as Kind[]) t.test(`${kind}: ${name}`, (tt) => fn(tt, kind));
+}
+
 /** Appends `n` messages `msg-<from + k>` and waits until they are durable; returns their seqs. */
-async function fill(ob: Outbox, n: number, from = 0, payloadBytes = 0): Promise<number[]> {
+async function fill(ob: AnyOutbox, n: number, from = 0, payloadBytes = 0): Promise<number[]> {
   const ps: Promise<number>[] = [];
   for (let k = 0; k < n; k++) {
     const tag = `msg-${from + k}`;
@@ -32,11 +55,11 @@ async function fill(ob: Outbox, n: number, from = 0, payloadBytes = 0): Promise<
   return Promise.all(ps);
 }
 
-function tags(ob: Outbox, max = 1_000_000, after?: number): string[] {
+function tags(ob: AnyOutbox, max = 1_000_000, after?: number): string[] {
   return ob.peek(max, after).map((r) => r.payload.toString('utf8').replace(/\.+$/, ''));
 }
 
-const seqsOf = (ob: Outbox, max = 1_000_000, after?: number): number[] => ob.peek(max, after).map((r) => r.seq);
+const seqsOf = (ob: AnyOutbox, max = 1_000_000, after?: number): number[] => ob.peek(max, after).map((r) => r.seq);
 const range = (a: number, b: number): number[] => Array.from({ length: b - a + 1 }, (_, k) => a + k);
 const segFiles = (dir: string): string[] => readdirSync(dir).filter((n) => n.endsWith('.seg')).sort();
 const stateOf = (dir: string): Record<string, unknown> => JSON.parse(readFileSync(join(dir, OUTBOX_STATE_FILE), 'utf8'));
@@ -60,10 +83,10 @@ async function until(what: string, check: () => boolean): Promise<void> {
   }
 }
 
-t.test('records come back in order with their fields; acks in any order; seqs continue after a restart', async (t) => {
+both('records come back in order with their fields; acks in any order; seqs continue after a restart', async (t, kind) => {
   const dir = t.testdir();
-  const { ob, problems } = await open(dir);
-  t.same(ob.stats(), { depth: 0, bytes: 8, dropped: 0, oldestEnqueuedAt: null, segments: 1, lastSeq: 0, ackedThrough: 0 });
+  const { ob, problems } = await openAs(kind, dir);
+  t.same(ob.stats(), { depth: 0, bytes: kind === 'log' ? 8 : 0, dropped: 0, oldestEnqueuedAt: null, segments: 1, lastSeq: 0, ackedThrough: 0 }, 'the log counts its segment header');
   t.equal(await ob.append('a/b', Buffer.from([0, 1, 2, 255]), { qos: 1, retain: true }), 1);
   t.equal(await ob.append('c', ''), 2);
   t.equal(await ob.append('ü/€', 'text'), 3);
@@ -96,21 +119,21 @@ t.test('records come back in order with their fields; acks in any order; seqs co
   t.rejects(ob.append('x', 'y'), { code: 'EW_STORE_IO' }, 'closed');
   t.same(ob.peek(10), [], 'closed: nothing');
 
-  const again = await open(dir);
+  const again = await openAs(kind, dir);
   t.same(seqsOf(again.ob), [3], 'exactly the unacknowledged record');
   t.equal(await again.ob.append('d', 'x'), 4, 'the sequence continues');
   again.ob.ack(3);
   again.ob.ack(4);
   await again.ob.close();
-  const third = await open(dir);
+  const third = await openAs(kind, dir);
   t.same(seqsOf(third.ob), []);
   t.equal(await third.ob.append('e', 'x'), 5, 'continues after everything was acknowledged');
   await third.ob.close();
   t.same([...again.problems, ...third.problems], []);
 });
 
-t.test('peek returns only durable records; append resolves once they are', async (t) => {
-  const { ob } = await open(t.testdir(), { syncIntervalMs: 50 });
+both('peek returns only durable records; append resolves once they are', async (t, kind) => {
+  const { ob } = await openAs(kind, t.testdir(), { syncIntervalMs: 50 });
   const p = ob.append(TOPIC, 'x');
   t.same(ob.peek(10), [], 'not yet fsynced: not offered for sending');
   t.equal(ob.stats().depth, 1, 'but counted');
@@ -123,33 +146,36 @@ t.test('peek returns only durable records; append resolves once they are', async
   await ob.close();
 });
 
-t.test('acknowledgements out of order are persisted with the contiguous point', async (t) => {
+both('acknowledgements out of order are persisted with the contiguous point', async (t, kind) => {
   const dir = t.testdir();
-  const { ob } = await open(dir);
+  const { ob } = await openAs(kind, dir);
   await fill(ob, 10);
   for (const s of [1, 2, 3, 5, 6, 9]) ob.ack(s);
   t.same(seqsOf(ob), [4, 7, 8, 10]);
   await ob.compact();
-  t.same(JSON.parse(readFileSync(join(dir, OUTBOX_STATE_FILE), 'utf8')), { format: 1, ackedThrough: 3, dropped: 0, ackedAbove: [5, 6, 9] });
+  if (kind === 'log') t.same(JSON.parse(readFileSync(join(dir, OUTBOX_STATE_FILE), 'utf8')), { format: 1, ackedThrough: 3, dropped: 0, ackedAbove: [5, 6, 9] });
   await ob.close();
-  const again = await open(dir);
+  const again = await openAs(kind, dir);
   t.same(seqsOf(again.ob), [4, 7, 8, 10], 'after close and reopen: exactly the unacknowledged records');
   t.equal(again.ob.stats().depth, 4);
   again.ob.ack(4);
   t.equal(again.ob.stats().ackedThrough, 6);
   await again.ob.close();
-  t.same(JSON.parse(readFileSync(join(dir, OUTBOX_STATE_FILE), 'utf8')), { format: 1, ackedThrough: 6, dropped: 0, ackedAbove: [9] });
+  if (kind === 'log') t.same(JSON.parse(readFileSync(join(dir, OUTBOX_STATE_FILE), 'utf8')), { format: 1, ackedThrough: 6, dropped: 0, ackedAbove: [9] });
+  const third = await openAs(kind, dir);
+  t.same(seqsOf(third.ob), [7, 8, 10], 'the acknowledgements of the second run were persisted at close');
+  await third.ob.close();
 });
 
-t.test('a crash before the ack point is persisted sends those records again, loses none', async (t) => {
+both('a crash before the ack point is persisted sends those records again, loses none', async (t, kind) => {
   const dir = t.testdir();
-  const crashed = await open(dir, { ackSyncIntervalMs: 3_600_000 });
+  const crashed = await openAs(kind, dir, { ackSyncIntervalMs: 3_600_000 });
   await fill(crashed.ob, 10);
   await crashed.ob.compact();
   for (let s = 1; s <= 5; s++) crashed.ob.ack(s);
   t.same(seqsOf(crashed.ob), range(6, 10));
   // No close(): the next open sees the files as a SIGKILL would leave them.
-  const after = await open(dir);
+  const after = await openAs(kind, dir);
   t.same(seqsOf(after.ob), range(1, 10), 'acknowledged but not yet persisted: sent again (at-least-once)');
   await after.ob.close();
   await crashed.ob.close();
@@ -171,8 +197,8 @@ t.test('seqs below an empty segment whose records never became durable are skipp
   await again.ob.close();
 });
 
-t.test('drain pattern: a window of in-flight records, peek after the last sent', async (t) => {
-  const { ob } = await open(t.testdir(), { maxBytes: 262144, segmentBytes: 4096 });
+both('drain pattern: a window of in-flight records, peek after the last sent', async (t, kind) => {
+  const { ob } = await openAs(kind, t.testdir(), { maxBytes: 262144, segmentBytes: 4096 });
   await fill(ob, 500);
   const seen: number[] = [];
   let window = ob.peek(32);
@@ -187,14 +213,14 @@ t.test('drain pattern: a window of in-flight records, peek after the last sent',
   t.same(seen, range(1, 500), 'every record once, in order, across segments');
   t.equal(ob.stats().depth, 0);
   t.equal(ob.stats().ackedThrough, 500);
-  t.ok(ob.stats().segments > 5, 'spread over several segments');
+  if (kind === 'log') t.ok(ob.stats().segments > 5, 'spread over several segments');
   await ob.close();
 });
 
-t.test('bound: filling past maxBytes drops the oldest, counts them, and the count survives a reopen', async (t) => {
+both('bound: filling past maxBytes drops the oldest, counts them, and the count survives a reopen', async (t, kind) => {
   const dir = t.testdir();
   const opts = { maxBytes: 16384, segmentBytes: 2048 };
-  const { ob, problems } = await open(dir, opts);
+  const { ob, problems } = await openAs(kind, dir, opts);
   t.same(ob.limits, { maxBytes: 16384, segmentBytes: 2048, maxRecordBytes: 4096, syncIntervalMs: 5, ackSyncIntervalMs: 1000 });
   const perRecord = RECORD_OVERHEAD_BYTES + TOPIC.length + 64;
   const n = 1000;
@@ -207,11 +233,11 @@ t.test('bound: filling past maxBytes drops the oldest, counts them, and the coun
   const queued = seqsOf(ob);
   t.same(queued, range(n - st.depth + 1, n), 'the newest are kept, contiguous up to the last');
   t.same(tags(ob, 1), [`msg-${n - st.depth}`]);
-  t.equal(segFiles(dir).length, st.segments);
+  if (kind === 'log') t.equal(segFiles(dir).length, st.segments);
   await ob.close();
   t.same(problems, [], 'dropping is not a problem report');
 
-  const again = await open(dir, opts);
+  const again = await openAs(kind, dir, opts);
   t.equal(again.ob.stats().dropped, st.dropped, 'drop count persisted');
   t.same(seqsOf(again.ob), queued);
   await fill(again.ob, 100, n, 64);
@@ -220,8 +246,8 @@ t.test('bound: filling past maxBytes drops the oldest, counts them, and the coun
   await again.ob.close();
 });
 
-t.test('bound: acknowledged segments go first, at no loss', async (t) => {
-  const { ob } = await open(t.testdir(), { maxBytes: 16384, segmentBytes: 2048 });
+both('bound: acknowledged segments go first, at no loss', async (t, kind) => {
+  const { ob } = await openAs(kind, t.testdir(), { maxBytes: 16384, segmentBytes: 2048 });
   const first = await fill(ob, 100, 0, 64);
   for (const s of first) ob.ack(s);
   await fill(ob, 20, 100, 64);
@@ -230,12 +256,12 @@ t.test('bound: acknowledged segments go first, at no loss', async (t) => {
   await ob.close();
 });
 
-t.test('a smaller maxBytes at reopen drops the oldest at once', async (t) => {
+both('a smaller maxBytes at reopen drops the oldest at once', async (t, kind) => {
   const dir = t.testdir();
-  const big = await open(dir, { maxBytes: 65536, segmentBytes: 2048 });
+  const big = await openAs(kind, dir, { maxBytes: 65536, segmentBytes: 2048 });
   await fill(big.ob, 400, 0, 64);
   await big.ob.close();
-  const small = await open(dir, { maxBytes: 8192, segmentBytes: 2048 });
+  const small = await openAs(kind, dir, { maxBytes: 8192, segmentBytes: 2048 });
   const st = small.ob.stats();
   t.ok(st.bytes <= 8192);
   t.equal(st.dropped + st.depth, 400);
@@ -582,8 +608,8 @@ t.test('compaction removes the acknowledged segments', async (t) => {
   await again.ob.close();
 });
 
-t.test('a record over maxRecordBytes is refused with a clear error, nothing queued', async (t) => {
-  const { ob } = await open(t.testdir(), { maxBytes: 65536 });
+both('a record over maxRecordBytes is refused with a clear error, nothing queued', async (t, kind) => {
+  const { ob } = await openAs(kind, t.testdir(), { maxBytes: 65536 });
   t.equal(ob.limits.maxRecordBytes, 16384);
   const err = await ob.append(TOPIC, Buffer.alloc(20000)).then(
     () => undefined,
@@ -615,11 +641,11 @@ t.test('segment size is kept within bounds: at most about 64 segments, at least 
   await small.ob.close();
 });
 
-t.test('options out of range are refused', async (t) => {
+both('options out of range are refused', async (t, kind) => {
   const dir = t.testdir();
-  await t.rejects(Outbox.open({ dir, maxBytes: 100 }), RangeError);
-  await t.rejects(Outbox.open({ dir, maxBytes: Number.NaN }), RangeError);
-  await t.rejects(Outbox.open({ dir, maxBytes: 1 << 20, syncIntervalMs: -1 }), RangeError);
+  await t.rejects(openRaw(kind, { dir, maxBytes: 100 }), RangeError);
+  await t.rejects(openRaw(kind, { dir, maxBytes: Number.NaN }), RangeError);
+  await t.rejects(openRaw(kind, { dir, maxBytes: 1 << 20, syncIntervalMs: -1 }), RangeError);
 });
 
 /** The `--import` that lets a child node run TypeScript, as tap's own runner does. */
@@ -628,12 +654,12 @@ function tsImport(): string[] {
   return a === undefined ? [] : [a];
 }
 
-t.test('SIGKILL mid-stream loses no written record; seqs are in order without duplicates', async (t) => {
+both('SIGKILL mid-stream loses no written record; seqs are in order without duplicates', async (t, kind) => {
   const dir = t.testdir();
   t.ok(tsImport().length > 0, 'the TypeScript loader of the runner is found');
   const env = { ...process.env };
   delete env.NODE_OPTIONS;
-  const child = spawn(process.execPath, [...tsImport(), join(ROOT, 'test', 'fixtures', 'outbox', 'append-child.ts'), dir], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const child = spawn(process.execPath, [...tsImport(), join(ROOT, 'test', 'fixtures', 'outbox', 'append-child.ts'), dir, kind], { stdio: ['ignore', 'pipe', 'pipe'], env });
   const written: number[] = [];
   const durable = new Map<number, number>();
   let stderr = '';
@@ -655,7 +681,7 @@ t.test('SIGKILL mid-stream loses no written record; seqs are in order without du
   t.equal(signal, 'SIGKILL', `killed (stderr: ${stderr.slice(0, 500)})`);
   t.ok(durable.size >= 3000);
 
-  const { ob, problems } = await open(dir, { maxBytes: 64 * 1024 * 1024 });
+  const { ob, problems } = await openAs(kind, dir, { maxBytes: 64 * 1024 * 1024 });
   const recs = ob.peek(1_000_000);
   const seqs = recs.map((r) => r.seq);
   t.same(seqs, range(1, seqs.length), 'contiguous from 1, in order, no duplicates');
