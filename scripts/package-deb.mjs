@@ -12,13 +12,14 @@
 //   /usr/share/doc/edgewarden/examples/                    the example configurations (EXAMPLE_FILES)
 //   /var/lib/edgewarden                                    made by postinst (and StateDirectory=)
 //
-// Output: out/edgewarden_<version>_<arch>.deb. `--arch=x64` or `--arch=arm64` builds one.
+// Output: out/edgewarden_<version>_<arch>.deb. `--arch arm64` (or `--arch=x64`) builds one;
+// `--force` rebuilds the executables.
 import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, cpSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildExecutables, CONFIG_FILES, DOC_FILES, EXAMPLE_FILES } from './package.mjs';
+import { buildExecutables, CONFIG_FILES, DOC_FILES, EXAMPLE_FILES, parseCli } from './package.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = join(ROOT, 'out');
@@ -112,19 +113,14 @@ export function buildDeb(arch, exeDir) {
   return deb;
 }
 
-export async function buildDebs(arches = Object.keys(DEB_ARCH)) {
-  const dirs = await buildExecutables({ arches, archive: false });
+export async function buildDebs(arches = Object.keys(DEB_ARCH), { force = false } = {}) {
+  const dirs = await buildExecutables({ arches, force, archive: false });
   return Object.fromEntries(arches.map((a) => [a, buildDeb(a, dirs[a])]));
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const archArg = process.argv.slice(2).find((a) => a.startsWith('--arch='));
-  const arches = archArg ? archArg.slice('--arch='.length).split(',') : Object.keys(DEB_ARCH);
-  for (const a of arches) if (!(a in DEB_ARCH)) {
-    console.error(`package:deb: unknown arch ${a} (x64, arm64)`);
-    process.exit(2);
-  }
-  buildDebs(arches).catch((err) => {
+  const { arches, values } = parseCli(process.argv.slice(2), { prog: 'package:deb', flags: ['force'] });
+  buildDebs(arches, { force: values.force === true }).catch((err) => {
     console.error(`package:deb: ${err.stack ?? err}`);
     process.exitCode = 1;
   });

@@ -31,6 +31,7 @@ import { createRequire } from 'node:module';
 import { bundle } from './bundle.mjs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
@@ -308,15 +309,32 @@ export async function buildExecutables({ arches = Object.keys(ARCHES), force = f
   });
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const args = process.argv.slice(2);
-  const archArg = args.find((a) => a.startsWith('--arch='));
-  const arches = archArg ? archArg.slice('--arch='.length).split(',') : Object.keys(ARCHES);
-  for (const a of arches) if (!(a in ARCHES)) {
-    console.error(`package: unknown arch ${a} (x64, arm64)`);
+/**
+ * The command line of `npm run package` and `npm run package:deb`: `--arch arm64`, `--arch=arm64`,
+ * `--arch x64,arm64` (repeatable; default: every arch), `--force`, `--no-archive`. Anything else is an
+ * error (exit 2), so a misspelt option never builds something else quietly.
+ */
+export function parseCli(argv, { prog, flags = [] }) {
+  const options = { arch: { type: 'string', multiple: true } };
+  for (const f of flags) options[f] = { type: 'boolean' };
+  let values;
+  try {
+    ({ values } = parseArgs({ args: argv, options, allowPositionals: false, strict: true }));
+  } catch (err) {
+    console.error(`${prog}: ${err.message}`);
     process.exit(2);
   }
-  buildExecutables({ arches, force: args.includes('--force'), archive: !args.includes('--no-archive') }).catch((err) => {
+  const arches = values.arch ? values.arch.flatMap((a) => a.split(',')).filter(Boolean) : Object.keys(ARCHES);
+  for (const a of arches) if (!(a in ARCHES)) {
+    console.error(`${prog}: unknown arch ${a} (x64, arm64)`);
+    process.exit(2);
+  }
+  return { arches: [...new Set(arches)], values };
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const { arches, values } = parseCli(process.argv.slice(2), { prog: 'package', flags: ['force', 'no-archive'] });
+  buildExecutables({ arches, force: values.force === true, archive: values['no-archive'] !== true }).catch((err) => {
     console.error(`package: ${err.stack ?? err}`);
     process.exitCode = 1;
   });

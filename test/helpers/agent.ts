@@ -54,6 +54,8 @@ export interface StartOptions {
   /** Bootstrap snapshot file; default: none (install one yourself) unless `example` is true. */
   bootstrap?: string | null;
   configFile?: string;
+  /** Run on the program's embedded defaults: no configuration file (`-c`) at all; `config`, `bootstrap` and `configFile` do not apply. */
+  embeddedDefaults?: boolean;
   port?: number;
   /** The program and its leading arguments (default: this node and the built bin/edgewarden.js), e.g. a packaged executable. */
   command?: string[];
@@ -68,7 +70,7 @@ export interface StartOptions {
 export async function startAgent(opts: StartOptions = {}): Promise<AgentProcess> {
   const stateDir = opts.stateDir ?? mkdtempSync(join(tmpdir(), 'ew-state-'));
   let configFile = opts.configFile;
-  if (!configFile) {
+  if (!configFile && !opts.embeddedDefaults) {
     const cfg = {
       gateway: { id: 'gw-plant-1' },
       trust: { keys: [DEMO_PUB] },
@@ -83,7 +85,7 @@ export async function startAgent(opts: StartOptions = {}): Promise<AgentProcess>
     writeFileSync(configFile, parseDocument(JSON.stringify(cfg)).toString());
   }
   const [program, ...leading] = opts.command ?? [process.execPath, ...NODE_FLAGS, BIN];
-  const args = [...leading, 'run', '-c', configFile, '--state-dir', stateDir, '--port', String(opts.port ?? 0), ...(opts.args ?? [])];
+  const args = [...leading, 'run', ...(opts.embeddedDefaults ? [] : ['-c', configFile!]), '--state-dir', stateDir, '--port', String(opts.port ?? 0), ...(opts.args ?? [])];
   const child = spawn(program!, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}) });
   const lines: string[] = [];
   const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
@@ -261,23 +263,52 @@ export function mosquitto(tool: 'mosquitto_pub' | 'mosquitto_sub', args: string[
   return { code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
 }
 
-/** mosquitto_sub in the background: collects lines until stopped. */
+/**
+ * mosquitto_sub in the background: collects lines until stopped. With `-d` among the arguments,
+ * `ready` resolves when mosquitto_sub has its SUBACK (its debug line "received SUBACK"), and rejects
+ * if it exits first or has none within 30 s; without, it is a 400 ms pause.
+ */
 export function mosquittoSub(args: string[]): { lines: string[]; ready: Promise<void>; stop(): Promise<void> } {
-  const child = spawn('mosquitto_sub', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its debug lines go through stdio's buffer, which a pipe makes a block buffer: stdbuf -oL (coreutils) flushes each line.
+  const child = args.includes('-d')
+    ? spawn('stdbuf', ['-oL', 'mosquitto_sub', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn('mosquitto_sub', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
+  const stderr: string[] = [];
+  let onLine = (_line: string) => {};
   let buf = '';
   child.stdout.on('data', (c: Buffer) => {
     buf += c.toString();
     let nl;
     while ((nl = buf.indexOf('\n')) >= 0) {
-      lines.push(buf.slice(0, nl));
+      const line = buf.slice(0, nl);
+      lines.push(line);
+      onLine(line);
       buf = buf.slice(nl + 1);
     }
   });
+  child.stderr.on('data', (c: Buffer) => stderr.push(c.toString()));
   const exited = new Promise<void>((r) => child.on('exit', () => r()));
+  const ready = !args.includes('-d')
+    ? sleep(400).then(() => undefined)
+    : new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`mosquitto_sub: no SUBACK in 30 s: ${lines.join('\n')}${stderr.join('')}`)), 30_000);
+      timer.unref();
+      onLine = (line) => {
+        if (/received SUBACK/.test(line)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      void exited.then(() => {
+        clearTimeout(timer);
+        reject(new Error(`mosquitto_sub exited before its SUBACK: ${lines.join('\n')}${stderr.join('')}`));
+      });
+    });
+  ready.catch(() => undefined); // reported to whoever awaits it; not an unhandled rejection otherwise
   return {
     lines,
-    ready: sleep(400).then(() => undefined),
+    ready,
     async stop() {
       child.kill('SIGTERM');
       await exited;

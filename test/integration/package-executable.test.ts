@@ -2,13 +2,17 @@
 // build whose inputs have not changed is reused), the x64 one run natively and the arm64 one under
 // qemu-aarch64-static with the arm64 C libraries of Debian's *-arm64-cross packages. Each must
 // print its version, verify the bundled snapshot with and without the native CBOR addon, and run the
-// agent: a device gets the command its technician may send and not the one a viewer may not.
+// agent: a device gets the command its technician may send and not the one a viewer may not (MQTT.js,
+// on a test configuration), and the same on the executable's embedded defaults with the README's
+// mosquitto_sub/mosquitto_pub commands, the denial in the agent's log and in the audit log.
+// qemu-aarch64-static, the arm64 libraries and the mosquitto clients come from
+// scripts/install-test-deps.sh (which .ci/run runs): when missing the arm64 case fails, it is not skipped.
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { execFile, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from '../helpers/policy.js';
-import { connect, endAll, startAgent, until, cleanup, sleep, NODE_FLAGS, type AgentProcess, type Connected } from '../helpers/agent.js';
+import { connect, endAll, startAgent, until, cleanup, sleep, mosquittoSub, NODE_FLAGS, type AgentProcess, type Connected } from '../helpers/agent.js';
 
 t.setTimeout(600_000);
 
@@ -29,6 +33,29 @@ const targets = [
   { arch: 'arm64', prefix: ['qemu-aarch64-static', '-L', QEMU_LD_PREFIX] },
 ];
 
+/** mosquitto_pub without blocking the event loop (the agent's log pipes into this process meanwhile). */
+function mosquittoPub(args: string[]): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile('mosquitto_pub', args, { timeout: 30_000 }, (err, _stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stderr });
+    });
+  });
+}
+
+/** Why this machine cannot run the tests of `arch` ('' if it can): a failure naming the fix, never a silent skip. */
+function missing(arch: string): string {
+  const gaps: string[] = [];
+  const onPath = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+  if (!onPath('mosquitto_pub') || !onPath('mosquitto_sub')) gaps.push('mosquitto_pub/mosquitto_sub (mosquitto-clients)');
+  if (arch === 'arm64') {
+    if (!onPath('qemu-aarch64-static')) gaps.push('qemu-aarch64-static (qemu-user-static)');
+    for (const lib of ['ld-linux-aarch64.so.1', 'libstdc++.so.6', 'libgcc_s.so.1']) {
+      if (!existsSync(join(QEMU_LD_PREFIX, 'lib', lib))) gaps.push(`${QEMU_LD_PREFIX}/lib/${lib} (libc6-arm64-cross, libstdc++6-arm64-cross, libgcc-s1-arm64-cross)`);
+    }
+  }
+  return gaps.length ? `missing ${gaps.join(', ')}: run scripts/install-test-deps.sh` : '';
+}
+
 for (const { arch, prefix } of targets) {
   const dir = join(ROOT, 'out', `edgewarden-${VERSION}-linux-${arch}`);
   const exe = join(dir, 'edgewarden');
@@ -42,6 +69,12 @@ for (const { arch, prefix } of targets) {
     });
     return { code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
   };
+
+  const gap = missing(arch);
+  if (gap) {
+    t.fail(`linux-${arch} executable: ${gap}`);
+    continue;
+  }
 
   t.test(`linux-${arch} executable`, async (t) => {
     const st = statSync(exe);
@@ -114,6 +147,53 @@ for (const { arch, prefix } of targets) {
         t.equal(code, 0, 'SIGTERM stops the agent with exit 0');
         cleanup(agent);
       }
+    }
+  });
+
+  // The README's walkthrough as a new user runs it from an unpacked tarball: `edgewarden run` on its
+  // embedded defaults (no -c: the bundled example snapshot, the demo key, 127.0.0.1; --port 0 instead
+  // of 1883), mosquitto_sub as the device, mosquitto_pub as viewer-carl (denied) and tech-anna (allowed).
+  t.test(`linux-${arch} executable: the README's exchange on its embedded defaults (mosquitto_pub/mosquitto_sub)`, async (t) => {
+    const started = Date.now();
+    let agent: AgentProcess | undefined;
+    let sub: ReturnType<typeof mosquittoSub> | undefined;
+    try {
+      agent = await startAgent({ command, embeddedDefaults: true, readyTimeoutMs: 60_000 });
+      t.comment(`${arch}: spawn to ready on the embedded defaults in ${Date.now() - started} ms`);
+      const starting = JSON.parse(await agent.waitLog(/"msg":"starting edgewarden"/)) as { config?: string; node?: string };
+      t.equal(starting.config, '(embedded defaults)', 'it runs on its embedded defaults');
+      t.equal(starting.node, process.version, `on the embedded Node ${process.version}`);
+      const mqtt = ['-h', '127.0.0.1', '-p', String(agent.port), '-q', '1'];
+      sub = mosquittoSub([...mqtt, '-i', 'oven-1', '-u', 'oven-1', '-P', 'oven-1-token', '-t', 'things/oven-1/commands/#', '-v', '-d']);
+      await sub.ready;
+      t.pass('mosquitto_sub (oven-1) is subscribed to its commands');
+      const carl = await mosquittoPub([...mqtt, '-i', 'carl', '-u', 'viewer-carl', '-P', 'carl-pass', '-t', 'things/oven-1/commands/reboot', '-m', 'from carl']);
+      t.equal(carl.code, 0, 'mosquitto_pub as viewer-carl: acknowledged (and dropped)', { stderr: carl.stderr });
+      const anna = await mosquittoPub([...mqtt, '-i', 'anna', '-u', 'tech-anna', '-P', 'anna-pass', '-t', 'things/oven-1/commands/reboot', '-m', 'from anna']);
+      t.equal(anna.code, 0, 'mosquitto_pub as tech-anna', { stderr: anna.stderr });
+      const received = () => sub!.lines.filter((l) => l.startsWith('things/oven-1/'));
+      t.ok(await until(() => received().length > 0, 20_000), 'the device receives a command');
+      await sleep(300);
+      t.same(received(), ['things/oven-1/commands/reboot from anna'], 'only tech-anna\'s command reaches oven-1');
+
+      const denied = JSON.parse(await agent.waitLog(/"msg":"denied"/, 10_000)) as Record<string, unknown>;
+      t.match(denied, { principal: 'viewer-carl', action: 'EXECUTE_THING_COMMAND', topic: 'things/oven-1/commands/reboot', reason: 'NOT_GRANTED' }, 'the agent logs the denial and its reason');
+      let record: Record<string, unknown> | undefined;
+      for (let i = 0; i < 40 && !record; i++) {
+        const tail = exec(['audit', 'tail', '--json', '-n', '50', '--state-dir', agent.stateDir]);
+        const line = tail.code === 0 ? tail.stdout.split('\n').find((l) => l.includes('"viewer-carl"')) : undefined;
+        if (line) record = JSON.parse(line) as Record<string, unknown>;
+        else await sleep(250);
+      }
+      t.match(record, { decision: 'deny', principal: 'viewer-carl', action: 'EXECUTE_THING_COMMAND', thing: 'oven-1', reason: 'NOT_GRANTED' }, '`edgewarden audit tail` shows the denial with its reason');
+    } finally {
+      await sub?.stop();
+      if (agent) {
+        const code = await agent.stop();
+        t.equal(code, 0, 'SIGTERM stops the agent with exit 0');
+        cleanup(agent);
+      }
+      t.comment(`${arch}: the embedded-defaults exchange took ${((Date.now() - started) / 1000).toFixed(1)} s`);
     }
   });
 }
