@@ -28,3 +28,13 @@ t.test('the generated modules carry the schemas they were made from', async (t) 
   t.equal(validateConfig({ ...withKey, nope: 1 }), false);
   t.match((validateConfig as unknown as { errors: unknown }).errors, [{ keyword: 'additionalProperties', params: { additionalProperty: 'nope' } }]);
 });
+
+t.test('a property named like a documentation keyword is still validated (roles[].description)', async (t) => {
+  const { parsePolicyYaml, validatePolicy } = await import('../../src/policy/validate.js');
+  const policy = parsePolicyYaml(readFileSync(join(ROOT, 'config', 'example-policy.yaml'), 'utf8'), 'example-policy.yaml') as { roles: Array<{ description?: string }> };
+  t.ok(policy.roles.length > 0, 'the example policy has roles');
+  policy.roles[0]!.description = 'x'.repeat(1025);
+  t.throws(() => validatePolicy(policy, 'example-policy.yaml'), { code: 'EW_POLICY_INVALID', issues: [{ path: 'roles[0].description' }] });
+  policy.roles[0]!.description = 'technicians of the partner';
+  t.doesNotThrow(() => validatePolicy(policy, 'example-policy.yaml'));
+});
