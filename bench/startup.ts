@@ -51,6 +51,24 @@ export function unitNodeOptions(file = UNIT_FILE): string[] {
   }
 }
 
+/** The V8 flags the executable starts with (its SEA execArgv: package.json "edgewarden.nodeFlags"). */
+export function packageNodeFlags(): string[] {
+  try {
+    return (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { edgewarden?: { nodeFlags?: string[] } }).edgewarden?.nodeFlags ?? [];
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The flags of the agent as the unit runs it, for `node bin/edgewarden.js`: the unit's NODE_OPTIONS,
+ * then the executable's own flags, which win over NODE_OPTIONS where both set one (flags on the
+ * command line, and a SEA's execArgv, are read after NODE_OPTIONS).
+ */
+export function unitAgentFlags(): string[] {
+  return [...unitNodeOptions(), ...packageNodeFlags()];
+}
+
 /** out/edgewarden-<version>-linux-x64/edgewarden (`npm run package`), if built. */
 function executable(): { file: string; bytes: number } | null {
   const out = join(ROOT, 'out');
@@ -100,7 +118,10 @@ export async function startupSection(o: { progress: (line: string) => void }): P
     rmSync(dir, { recursive: true, force: true });
   });
   try {
-    const flags = unitNodeOptions();
+    // `node bin/edgewarden.js` gets the flags the executable runs with under the unit; the executable
+    // itself gets the unit's NODE_OPTIONS (its own flags are built in).
+    const flags = unitAgentFlags();
+    const unitEnv = unitNodeOptions();
     const configured = join(dir, 'cloud-metrics.yaml');
     writeFileSync(
       configured,
@@ -147,7 +168,7 @@ export async function startupSection(o: { progress: (line: string) => void }): P
       defaults.push(await idle('defaults', []));
       if (flags.length > 0) withFlags.push(await idle('flags', flags));
       withCloud.push(await idle('cloud-metrics', [], configured));
-      if (exe) withExe.push(await idle('executable', flags, undefined, exe.file));
+      if (exe) withExe.push(await idle('executable', unitEnv, undefined, exe.file));
     }
 
     o.progress(`startup: ${DEVICES} devices connect to a fresh enforced agent (broker section's snapshot)${flags.length ? `, without and with ${flags.join(' ')}` : ''}`);
@@ -159,7 +180,7 @@ export async function startupSection(o: { progress: (line: string) => void }): P
     const aedesConnected = await connectBareAedes(gen, flags, 1000);
     if (aedesConnected.accepted !== DEVICES) throw new Error(`bare aedes accepted ${aedesConnected.accepted} of ${DEVICES} devices`);
 
-    return summarize({ flags, bare, aedes, aedesConnected, defaults, withFlags, withCloud, withExe, connected, connectedFlags, exe, seconds: (now() - started) / 1000 });
+    return summarize({ flags, unitEnv, bare, aedes, aedesConnected, defaults, withFlags, withCloud, withExe, connected, connectedFlags, exe, seconds: (now() - started) / 1000 });
   } finally {
     await Promise.all(agents.map((a) => a.stop().catch(() => undefined)));
     end();
@@ -171,6 +192,7 @@ const mb = (b: number | null): number => (b === null ? NaN : b / MB);
 
 function summarize(m: {
   flags: string[];
+  unitEnv: string[];
   bare: number[];
   aedes: number[];
   aedesConnected: { rssIdle: number | null; rssConnected: number | null };
@@ -213,7 +235,8 @@ function summarize(m: {
     startupIdleRssMBRounds: rssMB(m.defaults),
     startupReadyMs: Math.round(ready),
     startupReadyMsRounds: readyMs(m.defaults),
-    startupUnitNodeOptions: m.flags.join(' '),
+    startupUnitNodeOptions: m.unitEnv.join(' '),
+    startupUnitAgentFlags: m.flags.join(' '),
     startupIdleRssUnitFlagsMB: m.withFlags.length ? r1(flagsMB) : null,
     startupIdleRssUnitFlagsMBRounds: rssMB(m.withFlags),
     startupReadyUnitFlagsMs: m.withFlags.length ? Math.round(flagsReady) : null,
@@ -245,7 +268,7 @@ function summarize(m: {
     `  bare node (setInterval)     RSS ${bareMB.toFixed(1)} MB   (${list(m.bare.map(mb))})`,
     `  agent, embedded defaults    RSS ${idleMB.toFixed(1)} MB = bare + ${(idleMB - bareMB).toFixed(1)} MB   (${list(m.defaults.map((x) => mb(x.rss)))}); spawn → ready ${Math.round(ready)} ms (${readyMs(m.defaults).join(', ')})`,
     ...(m.withFlags.length
-      ? [`  with the unit's ${flagsName}`, `                              RSS ${flagsMB.toFixed(1)} MB   (${list(m.withFlags.map((x) => mb(x.rss)))}); spawn → ready ${Math.round(flagsReady)} ms (${readyMs(m.withFlags).join(', ')})`]
+      ? [`  as the unit runs it: ${flagsName}`, `                              RSS ${flagsMB.toFixed(1)} MB   (${list(m.withFlags.map((x) => mb(x.rss)))}); spawn → ready ${Math.round(flagsReady)} ms (${readyMs(m.withFlags).join(', ')})`]
       : ['  the unit sets no NODE_OPTIONS']),
     `  cloud link + metrics on     RSS ${cloudMB.toFixed(1)} MB = defaults + ${(cloudMB - idleMB).toFixed(1)} MB   (the modules loaded only when configured); spawn → ready ${Math.round(cloudReady)} ms`,
     `  ${DEVICES.toLocaleString('en-US')} devices connected    RSS ${mb(c.rssIdle).toFixed(1)} MB idle → ${devicesMB.toFixed(1)} MB (enforced agent, broker section's snapshot)` +
@@ -254,7 +277,7 @@ function summarize(m: {
       `${m.flags.length ? `, the unit's flags` : ''}; the agent as the unit runs it: +${(unitIdleMB - aedesMB).toFixed(1)} MB idle, +${(unitDevicesMB - aedesDevicesMB).toFixed(1)} MB with them`,
     `  executable                  ${m.exe ? `${m.exe.bytes.toLocaleString('en-US')} bytes (${(m.exe.bytes / MB).toFixed(1)} MB), ${m.exe.file.slice(ROOT.length)}` : 'not built (npm run package builds out/edgewarden-<version>-linux-x64/edgewarden)'}`,
     ...(m.withExe.length
-      ? [`    run on the embedded defaults, NODE_OPTIONS=${flagsName}: RSS ${median(m.withExe.map((x) => mb(x.rss))).toFixed(1)} MB (${list(m.withExe.map((x) => mb(x.rss)))}); spawn → ready ${Math.round(median(m.withExe.map((x) => x.readyMs)))} ms`]
+      ? [`    run on the embedded defaults, NODE_OPTIONS=${m.unitEnv.join(' ') || '(none)'}: RSS ${median(m.withExe.map((x) => mb(x.rss))).toFixed(1)} MB (${list(m.withExe.map((x) => mb(x.rss)))}); spawn → ready ${Math.round(median(m.withExe.map((x) => x.readyMs)))} ms`]
       : []),
     `  targets (as the unit runs it${m.flags.length ? `, ${flagsName}` : ''}): idle ≤ ${TARGET_IDLE_RSS_MB} MB: ${verdict(figures.meetsTargetStartupIdleRss as boolean)} (${unitIdleMB.toFixed(1)}); ` +
       `${DEVICES.toLocaleString('en-US')} devices ≤ ${TARGET_1000_DEVICES_RSS_MB} MB: ${verdict(figures.meetsTargetStartup1000DevicesRss as boolean)} (${unitDevicesMB.toFixed(1)}); ` +

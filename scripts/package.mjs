@@ -60,8 +60,9 @@ const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
 const nodeVersion = process.version.slice(1);
 /**
  * V8 flags the executable starts with (the SEA's execArgv; package.json "edgewarden.nodeFlags", also
- * used by `npm start` and the tests' agent): --max-semi-space-size=16 keeps Node 20's bound on the
- * young generation, which Node 24 grows to 64 MiB per semi-space under load (docs/packaging.md).
+ * used by `npm start` and the tests' agent): --max-semi-space-size=2 bounds the young generation,
+ * which Node 24 grows to 64 MiB per semi-space under load (docs/packaging.md, "Memory"). Node reads
+ * these after NODE_OPTIONS, so the unit cannot lower them: the unit sets only the old generation.
  */
 const NODE_FLAGS = pkg.edgewarden?.nodeFlags ?? [];
 

@@ -7,6 +7,7 @@ import { createLogger, logMemoryPhase } from '../agent/log.js';
 import { sdNotify, startWatchdog, watchdogIntervalMs } from '../agent/sd-notify.js';
 import { packageRoot, packageVersion } from './io.js';
 import type { Io } from './output.js';
+import { getHeapStatistics } from 'node:v8';
 
 export function parsePort(v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -58,7 +59,7 @@ export async function runCommand(opts: RunOptions, io: Io): Promise<number> {
   const config = loaded.config;
   const log = createLogger(config.log.level);
   const version = packageVersion();
-  log.info({ version, node: process.version, nodeFlags: process.execArgv, config: loaded.source, stateDir: config.stateDir, gateway: config.gateway.id }, 'starting edgewarden');
+  log.info({ version, node: process.version, nodeFlags: process.execArgv, heapLimitMB: Math.round(getHeapStatistics().heap_size_limit / 1048576), config: loaded.source, stateDir: config.stateDir, gateway: config.gateway.id }, 'starting edgewarden');
   log.debug({ configuration: config }, 'configuration in force');
   logMemoryPhase(log, 'imports', afterImports);
   logMemoryPhase(log, 'config');

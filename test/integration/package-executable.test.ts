@@ -153,6 +153,35 @@ for (const { arch, prefix } of targets) {
   // The README's walkthrough as a new user runs it from an unpacked tarball: `edgewarden run` on its
   // embedded defaults (no -c: the bundled example snapshot, the demo key, 127.0.0.1; --port 0 instead
   // of 1883), mosquitto_sub as the device, mosquitto_pub as viewer-carl (denied) and tech-anna (allowed).
+  // Node reads NODE_OPTIONS before the executable's own flags (its SEA execArgv), so the unit can add
+  // flags but not lower one the executable sets: the heap must be bounded by both (issue 13).
+  if (arch === 'x64') {
+    t.test(`linux-${arch} executable: under the systemd unit's NODE_OPTIONS its V8 heap is bounded by the unit's and its own flags`, async (t) => {
+      const unit = readFileSync(join(ROOT, 'systemd', 'edgewarden.service'), 'utf8');
+      const nodeOptions = /^Environment="?NODE_OPTIONS=([^"\n]*)"?\s*$/m.exec(unit)?.[1]?.trim() ?? '';
+      t.match(nodeOptions, /--max-old-space-size=\d+/, `the unit sets NODE_OPTIONS (${nodeOptions})`);
+      const names = (flags: string[]) => flags.map((f) => f.split('=')[0]!.replace(/_/g, '-'));
+      const overridden = names(NODE_FLAGS).filter((n) => names(nodeOptions.split(/\s+/)).includes(n));
+      t.same(overridden, [], 'the unit sets no flag the executable sets too (the executable\'s would win, silently)');
+      const limitWith = (flags: string[]) => {
+        const r = spawnSync(process.execPath, [...flags, '-p', 'Math.round(require("node:v8").getHeapStatistics().heap_size_limit / 1048576)'], { encoding: 'utf8' });
+        return Number(r.stdout.trim());
+      };
+      const intended = limitWith([...nodeOptions.split(/\s+/), ...NODE_FLAGS]);
+      const unitAlone = limitWith(nodeOptions.split(/\s+/));
+      t.ok(intended < unitAlone, `the executable's own flags (${NODE_FLAGS.join(' ')}) bound the young generation further: ${intended} MB < ${unitAlone} MB`);
+      const agent = await startAgent({ command, env: { NODE_OPTIONS: nodeOptions }, readyTimeoutMs: 60_000, config: { log: { level: 'info' } } });
+      try {
+        const starting = JSON.parse(await agent.waitLog(/"msg":"starting edgewarden"/)) as { heapLimitMB?: number; nodeFlags?: string[] };
+        t.same(starting.nodeFlags, NODE_FLAGS, 'its start line names its own flags');
+        t.equal(starting.heapLimitMB, intended, `its start line reports the heap limit of both sets of flags: ${intended} MB`);
+      } finally {
+        await agent.stop();
+        cleanup(agent);
+      }
+    });
+  }
+
   t.test(`linux-${arch} executable: the README's exchange on its embedded defaults (mosquitto_pub/mosquitto_sub)`, async (t) => {
     const started = Date.now();
     let agent: AgentProcess | undefined;

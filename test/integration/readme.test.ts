@@ -50,7 +50,14 @@ t.test('the walkthrough, against the agent on its embedded defaults', async (t) 
     .replaceAll('--state-dir .state', `--state-dir ${state}`)
     .replaceAll('node bin/edgewarden.js', `node ${BIN}`)
     // a person types the next command after the subscriber is up; a script waits a moment
-    .replace(/&\n/g, '&\nsleep 1\n');
+    .replace(/&\n/g, '&\nsleep 1\n')
+    // The agent writes its audit records to disk once a second; typed by hand that is long past, but
+    // the explains before it take less than that: wait until the status says every record is on disk.
+    .replace(
+      `node ${BIN} audit tail`,
+      `for i in $(seq 1 120); do node ${BIN} status --state-dir ${state} | grep -q ' 0 not yet on disk' && break; sleep 0.25; done\nnode ${BIN} audit tail`,
+    );
+  t.match(script, /grep -q ' 0 not yet on disk' && break; sleep 0\.25; done\nnode \S+ audit tail/, 'the walkthrough waits for the audit records to be on disk before reading them');
   const r = bash(`${script}\nwait\n`, ROOT);
   t.comment(r.out);
   const count = (s: string) => r.out.split(s).length - 1;
