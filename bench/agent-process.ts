@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { controlRequest } from '../src/agent/control.js';
 
 /** bin/edgewarden.js, from dist/bench/ (where this file runs) or bench/. */
+const PACKAGE_JSON = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../package.json' : '../package.json', import.meta.url));
 export const BIN = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../bin/edgewarden.js' : '../bin/edgewarden.js', import.meta.url));
 
 export interface AgentStatusView {
@@ -189,4 +190,13 @@ export async function startAgentProcess(o: {
       clearTimeout(t);
     },
   };
+}
+
+/** The V8 flags the executable starts with (its SEA execArgv: package.json "edgewarden.nodeFlags"). */
+export function packageNodeFlags(): string[] {
+  try {
+    return (JSON.parse(readFileSync(PACKAGE_JSON, 'utf8')) as { edgewarden?: { nodeFlags?: string[] } }).edgewarden?.nodeFlags ?? [];
+  } catch {
+    return [];
+  }
 }

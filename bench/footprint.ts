@@ -4,8 +4,8 @@
 //
 // A synthetic tenant (synthetic.ts), scaled until its signed snapshot is just under snapshot.maxBytes,
 // is installed into the real agent (a child process, as the broker section starts it, idle on the
-// example snapshot), each way into a fresh agent so that each peak (VmHWM, /proc/<pid>/status) is
-// that agent's own:
+// example snapshot, with the executable's own V8 flags: package.json "edgewarden.nodeFlags"), each way
+// into a fresh agent so that each peak (VmHWM, /proc/<pid>/status) is that agent's own:
 //
 //   control   `edgewarden snapshot install FILE` (the CLI, a child process), over the control socket;
 //             then the same tenant again as the next version (replace: the agent holds the largest
@@ -27,7 +27,7 @@ import { buildIndex } from '../src/decide/policy-index.js';
 import { generateKeyPair, parsePrivateKey, parsePublicKey } from '../src/snapshot/keys.js';
 import { signSnapshot, verifySnapshot } from '../src/snapshot/snapshot.js';
 import type { SnapshotPayload } from '../src/policy/schema.js';
-import { BIN, cleanUpOnExit, startAgentProcess, type AgentProcess } from './agent-process.js';
+import { BIN, cleanUpOnExit, packageNodeFlags, startAgentProcess, type AgentProcess } from './agent-process.js';
 import { collect, MB, now, settle } from './measure.js';
 import { generateTenant } from './synthetic.js';
 
@@ -243,7 +243,7 @@ export async function footprintSection(o: { progress: (line: string) => void }):
       const configFile = join(dir, `${name}.yaml`);
       if (again) {
         // The same state directory and configuration: what systemd's Restart=on-failure starts.
-        const agent = await startAgentProcess({ name: `footprint-${name}-again`, configFile, stateDir, nodeArgs });
+        const agent = await startAgentProcess({ name: `footprint-${name}-again`, configFile, stateDir, nodeArgs: [...packageNodeFlags(), ...nodeArgs] });
         agents.push(agent);
         await settle(IDLE_MS);
         return { agent, configFile, stateDir };
@@ -259,7 +259,7 @@ export async function footprintSection(o: { progress: (line: string) => void }):
           log: { level: 'warn' },
         }),
       );
-      const agent = await startAgentProcess({ name: `footprint-${name}`, configFile, stateDir, nodeArgs });
+      const agent = await startAgentProcess({ name: `footprint-${name}`, configFile, stateDir, nodeArgs: [...packageNodeFlags(), ...nodeArgs] });
       agents.push(agent);
       const s = await agent.status();
       if (s.snapshotVersion !== 1) throw new Error(`footprint ${name} agent: the example snapshot is not in force (version ${s.snapshotVersion})`);

@@ -23,7 +23,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify as toYaml } from 'yaml';
-import { cleanUpOnExit, median, procStatusBytes, startAgentProcess, type AgentProcess } from './agent-process.js';
+import { cleanUpOnExit, median, packageNodeFlags, procStatusBytes, startAgentProcess, type AgentProcess } from './agent-process.js';
 import { connectBareAedes, startBareAedes } from './bare-aedes.js';
 import { connectDevices, DEVICES, Generator, makeSnapshot } from './broker.js';
 import { MB, now, settle } from './measure.js';
@@ -46,15 +46,6 @@ export function unitNodeOptions(file = UNIT_FILE): string[] {
   try {
     const m = /^Environment="?NODE_OPTIONS=([^"\n]*)"?\s*$/m.exec(readFileSync(file, 'utf8'));
     return m ? m[1]!.trim().split(/\s+/).filter(Boolean) : [];
-  } catch {
-    return [];
-  }
-}
-
-/** The V8 flags the executable starts with (its SEA execArgv: package.json "edgewarden.nodeFlags"). */
-export function packageNodeFlags(): string[] {
-  try {
-    return (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { edgewarden?: { nodeFlags?: string[] } }).edgewarden?.nodeFlags ?? [];
   } catch {
     return [];
   }
