@@ -218,10 +218,11 @@ async function buildArch(arch, blob) {
   // postject logs "warning: Can't find string offset for section name '.note.100'" etc. on stderr
   // for Node's ELF binaries; they are harmless.
   await inject(exe, 'NODE_SEA_BLOB', blob, { sentinelFuse: SEA_FUSE });
-  // postject writes the executable in one large write, and the page cache keeps it in large folios:
-  // a process started from that file maps ~18 MB more of it at start (VmRSS 104 MB instead of
-  // 86 MB on the embedded defaults) until the cache is dropped. A gateway never runs that file (tar
-  // and dpkg write their own copy), so the bench and the tests should not either: copy it once.
+  // postject writes the executable in one large write; while the page cache holds the file as written
+  // so, a process started from it maps ~18 MB more of it at start (VmRSS 104 MB instead of 86 MB on
+  // the embedded defaults; the same bytes after `cp`: normal; why, in the kernel, not analysed). A
+  // gateway never runs that file (tar and dpkg write their own copy), so the bench and the tests
+  // should not either: copy it once.
   copyFileSync(exe, `${exe}.copy`);
   renameSync(`${exe}.copy`, exe);
   chmodSync(exe, 0o755);
