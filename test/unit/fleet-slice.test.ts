@@ -31,7 +31,7 @@ import { compilePolicy, validatePolicy } from '../../src/policy/validate.js';
 import { DEVICE_PERMISSIONS, loadFleetText, policyForGateway, sliceForGateway, type FleetGateway, type TenantPolicy } from '../../src/policy/fleet.js';
 import type { PolicyFile } from '../../src/policy/schema.js';
 
-const CASES = Number(process.env.FLEET_SLICE_CASES ?? 250);
+const CASES = Number(process.env.FLEET_SLICE_CASES ?? 400);
 const SEED = Number(process.env.FLEET_SLICE_SEED ?? 20261202);
 const ISSUED_AT = Date.parse('2026-06-01T00:00:00Z');
 const NOW = ISSUED_AT + 3_600_000;
@@ -88,7 +88,7 @@ function randomTenant(r: Rng): TenantPolicy {
     return {
       id: `t${i}`,
       customer,
-      ...(locs.length > 0 && r.chance(0.6) ? { location: r.pick(locs).id } : {}),
+      ...(locs.length > 0 && r.chance(0.8) ? { location: r.pick(locs).id } : {}),
       resourceGroup: r.pick(groups),
       ...(r.chance(0.8) ? { tokenHashes: [sha(), ...(r.chance(0.2) ? [sha()] : [])] } : {}),
       ...(r.chance(0.2) ? { certFingerprints: [sha()] } : {}),
@@ -144,13 +144,17 @@ function randomTenant(r: Rng): TenantPolicy {
     if (own.length > 0 && !userAuthorizations.some((a) => a.customer === c)) userAuthorizations.push({ customer: c, user: own[0]!.id, things: [] });
   }
   const organizationAuthorizations = users
-    .filter((u) => u.userType === 'ORGANIZATION' && r.chance(0.4))
-    .map((u) => ({
-      user: u.id,
-      ...(r.chance(0.6) ? { customers: r.some(cids, 0.3) } : {}),
-      ...(r.chance(0.4) ? { locations: r.some(locations.map((l) => l.id), 0.3) } : {}),
-      ...(r.chance(0.5) ? { things: r.some(tids, 0.3) } : {}),
-    }));
+    .filter((u) => u.userType === 'ORGANIZATION' && r.chance(0.5))
+    .map((u) => {
+      // One kind of list alone (each must work by itself), or a mix of them.
+      const mode = r.int(4);
+      return {
+        user: u.id,
+        ...(mode === 0 || (mode === 3 && r.chance(0.6)) ? { customers: r.some(cids, 0.3) } : {}),
+        ...(mode === 1 || (mode === 3 && r.chance(0.4)) ? { locations: r.some(locations.map((l) => l.id), 0.4) } : {}),
+        ...(mode === 2 || (mode === 3 && r.chance(0.5)) ? { things: r.some(tids, 0.3) } : {}),
+      };
+    });
   return {
     formatVersion: 1,
     tenant: 'acme',
