@@ -7,6 +7,19 @@
 // allowed anything on a thing (grants, user types, modules, scopes, READ_ALL_THINGS, REGISTER_THING on
 // a privileged gateway): this area sits below `decide` and cannot use its index.
 // test/unit/fleet-slice.test.ts checks the slice against decide() on the whole tenant, question by question.
+//
+// The fleet file (YAML, parsed with the policy file's bounds):
+//   formatVersion: 1
+//   gateways:
+//     - { id: gw-site-a, role: standard, resourceGroups: [site-a] }
+//     - { id: gw-hq, role: privileged, resourceGroups: [] }
+// Each row is the `gateway` section of that gateway's policy. A gateway id may not be a principal's
+// id of the tenant (one namespace); a resource group must be one a thing of the tenant is in.
+//
+// One difference from the whole tenant is deliberate: decide() allows a thing-less (tenant-level)
+// question on the principal's grants alone, so on the whole tenant every principal with a usable
+// permission is allowed one on every gateway; the slice leaves out the principals that can be
+// allowed nothing on this gateway's things, so they are UNKNOWN_PRINCIPAL there (see the test).
 import { EwError, type Issue } from '../errors.js';
 import { CATALOG, isAssignableTo, permissionByName, requiredModulesFor, resolvePermissionName, type PermissionEntry, type UserType } from '../catalog/index.js';
 import type { PolicyFile } from './schema.js';
@@ -268,13 +281,19 @@ export function sliceForGateway(tenant: TenantPolicy, gateway: FleetGateway): Po
   };
 
   const roles = new Map((tenant.roles ?? []).map((r) => [r.name, r]));
+  const roleCache = new Map<string, Set<PermissionEntry>>();
   const roleUsable = (role: string | undefined, userType: UserType): Set<PermissionEntry> => {
     if (role === undefined || role === 'none') return new Set();
-    if (role === 'admin') return usable(CATALOG.map((e) => e.name), userType, modules);
+    const key = `${userType} ${role}`;
+    let set = roleCache.get(key);
+    if (set) return set;
     const r = roles.get(role);
+    if (role === 'admin') set = usable(CATALOG.map((e) => e.name), userType, modules);
     // A role that is not defined (deleted) falls back to none; one of another user type too.
-    if (!r || r.userType !== userType) return new Set();
-    return usable(r.permissions, userType, modules);
+    else if (!r || r.userType !== userType) set = new Set();
+    else set = usable(r.permissions, userType, modules);
+    roleCache.set(key, set);
+    return set;
   };
 
   const users = (tenant.users ?? []).filter((u) => u.revoked !== true && canAct(roleUsable(u.role, u.userType), u.userType, u.entity, u.id));
