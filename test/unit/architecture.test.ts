@@ -6,7 +6,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative, dirname, resolve } from 'node:path';
 import { ROOT } from '../helpers/policy.js';
 
-const LAYER: Record<string, number> = { errors: 0, catalog: 0, generated: 0, policy: 1, snapshot: 2, decide: 2, topics: 2, store: 3, audit: 3, config: 3, broker: 4, bridge: 4, agent: 5, cli: 6 };
+const LAYER: Record<string, number> = { errors: 0, catalog: 0, generated: 0, policy: 1, snapshot: 2, decide: 2, topics: 2, store: 3, audit: 3, config: 3, broker: 4, bridge: 4, fleet: 4, agent: 5, cli: 6 };
 const PURE = new Set(['generated', 'catalog', 'policy', 'snapshot', 'decide', 'topics']);
 const IO_MODULES = /^(node:)?(fs|fs\/promises|net|tls|http|https|dgram|child_process|worker_threads|cluster)$|^(pino|mqtt|aedes)$/;
 
