@@ -248,7 +248,8 @@ function inOrder<T>(list: readonly T[] | undefined, index: ReadonlyMap<string, n
  *    device permission available);
  *  - the roles those users and applications hold; the customers, locations and partners the things
  *    and principals reference; their user and organization authorizations, narrowed to what is kept
- *    (an entry is kept even when it narrows to nothing: its presence is what limits the user's scope).
+ *    (an entry is kept even when it narrows to nothing: its presence is what limits the user's scope);
+ *  - no display names (but the organization's) and no role descriptions: see unnamed().
  * The EVRYTHNG rule "at least one admin" holds for the slice too: when no admin user is in it, the
  * tenant's first admin user is added as a stand-in, revoked and without credentials (denied all, as it
  * would be).
@@ -296,9 +297,9 @@ export function sliceForGateway(source: TenantPolicy | PreparedTenant, gateway: 
   const apiKeys: ApiKey[] = [];
   const applications: Application[] = [];
   for (const n of [...kept].sort(ascending)) {
-    if (n < K0) users.push(p.users[n]!);
-    else if (n < A0) apiKeys.push(p.apiKeys[n - K0]!);
-    else applications.push(p.applications[n - A0]!);
+    if (n < K0) users.push(unnamed(p.users[n]!));
+    else if (n < A0) apiKeys.push(unnamed(p.apiKeys[n - K0]!));
+    else applications.push(unnamed(p.applications[n - A0]!));
   }
   // EVRYTHNG: at least one admin. A stand-in that can do nothing: revoked, no credentials.
   if (p.standInAdmin && !users.some((u) => u.role === 'admin')) users.push({ ...p.standInAdmin });
@@ -348,17 +349,27 @@ export function sliceForGateway(source: TenantPolicy | PreparedTenant, gateway: 
     modules: [...tenant.modules],
     validity: { ...tenant.validity },
     organization: { ...tenant.organization },
-    partners: inOrder(tenant.partners, p.partnerIndex, keptPartners).map((x) => ({ ...x, customers: x.customers.filter((c) => keptCustomers.has(c)) })),
-    customers: inOrder(tenant.customers, p.customerIndex, keptCustomers),
-    locations: inOrder(tenant.locations, p.locationIndex, servedLocations),
-    things: served.map((t) => (t.revoked !== true && p.devicesAct ? t : withoutCredentials(t))),
-    roles: (tenant.roles ?? []).filter((r) => keptRoles.has(r.name)),
+    partners: inOrder(tenant.partners, p.partnerIndex, keptPartners).map((x) => ({ id: x.id, customers: x.customers.filter((c) => keptCustomers.has(c)) })),
+    customers: inOrder(tenant.customers, p.customerIndex, keptCustomers).map(unnamed),
+    locations: inOrder(tenant.locations, p.locationIndex, servedLocations).map(unnamed),
+    things: served.map((t) => unnamed(t.revoked !== true && p.devicesAct ? t : withoutCredentials(t))),
+    roles: (tenant.roles ?? []).filter((r) => keptRoles.has(r.name)).map(({ description: _d, ...r }) => r),
     users,
     apiKeys,
     applications,
     userAuthorizations,
     organizationAuthorizations,
   };
+}
+
+/**
+ * Without its display name: a gateway decides on ids, and its audit, logs and explain show ids. The
+ * names (of people, among others) stay in the cloud and off a gateway that may be stolen.
+ */
+function unnamed<T extends { name?: string }>(e: T): T {
+  if (e.name === undefined) return e;
+  const { name: _n, ...rest } = e;
+  return rest as T;
 }
 
 function withoutCredentials<T extends { tokenHashes?: string[]; certFingerprints?: string[] }>(t: T): T {
