@@ -43,7 +43,7 @@ export async function bundle(outfile, { sea } = {}) {
   };
   const entry = sea
     ? "import { main } from './src/cli/main.js';\nmain(process.argv.slice(2)).then((code) => { process.exitCode = code; });\n"
-    : "export { main } from './src/cli/main.js';\n";
+    : "import './src/fleet/worker-entry.js';\nexport { main } from './src/cli/main.js';\n";
   const result = await esbuild.build({
     stdin: { contents: entry, resolveDir: ROOT, sourcefile: sea ? 'sea-entry.ts' : 'entry.ts', loader: 'ts' },
     bundle: true,

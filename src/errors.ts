@@ -25,6 +25,7 @@ export const ERROR_CODES = {
   EW_CONFIG_YAML: 'the configuration file is not valid YAML (duplicate keys, or aliases that expand without bound)',
   EW_CONFIG_INVALID: 'the configuration does not satisfy the schema; each issue names the key',
   // keys and files
+  EW_CLOCK_BEHIND: 'fleet sign: the issue time is before the newest snapshot issued from the fleet directory (a clock set back)',
   EW_KEY_READ: 'a key file cannot be read or is not an Ed25519 key',
   EW_STORE_IO: 'a state file cannot be read or written',
   EW_STATE_LOCKED: 'another agent is running on the state directory',

@@ -42,23 +42,8 @@ export const bundled = {
   demoPrivateKey: () => join(packageRoot(), 'config', 'demo-keys', 'demo.key.pem'),
 };
 
-/** Reads a file after checking its size; never reads more than `max` bytes. */
-export function readBounded(path: string, max: number, tooLarge: ErrorCode, readCode: ErrorCode): Buffer {
-  let size: number;
-  try {
-    const st = statSync(path);
-    if (!st.isFile()) throw new Error('not a regular file');
-    size = st.size;
-  } catch (err) {
-    throw new EwError(readCode, `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { where: path, cause: err });
-  }
-  if (size > max) throw new EwError(tooLarge, `${size} bytes is more than the ${max} allowed`, { where: path });
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    throw new EwError(readCode, `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { where: path, cause: err });
-  }
-}
+export { readBounded } from '../store/read-bounded.js';
+import { readBounded } from '../store/read-bounded.js';
 
 export function readPolicyFile(path: string): ValidatedPolicy {
   const bytes = readBounded(path, MAX_POLICY_BYTES, 'EW_POLICY_TOO_LARGE', 'EW_POLICY_READ');

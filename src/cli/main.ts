@@ -10,6 +10,7 @@ import type { AuditStatsOptions, AuditTailOptions } from './audit.js';
 import type { explainCommand } from './explain.js';
 import type { signCommand } from './snapshot-sign.js';
 import type { verifyCommand } from './snapshot.js';
+import type { FleetSignCliOptions } from './fleet-sign.js';
 
 // Each command's module is imported when that command runs, not before: `edgewarden status` does not
 // load the broker (aedes), the cloud link (MQTT.js) or the metrics (prom-client), and `edgewarden run`
@@ -114,6 +115,22 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--key <file>', 'client key (PEM) for mqtts')
     .option('--timeout <seconds>', 'give up after this long', '15')
     .action(async (file: string, o: PublishOptions) => setExit(await (await import('./snapshot-publish.js')).publishCommand(file, o, io)));
+
+  const fleet = program.command('fleet').description('(cloud side) one tenant policy, many gateways: a signed slice each (docs/fleet.md)');
+  // fleet sign
+  fleet
+    .command('sign <tenant> <fleet>')
+    .description('validate a tenant policy and a fleet file together and write one signed snapshot per gateway, holding only its slice; a gateway whose slice did not change gets none')
+    .requiredOption('-k, --key <file>', 'Ed25519 private key (PEM)')
+    .requiredOption('-o, --out <dir>', 'the fleet directory: <gateway>.cose files and fleet-manifest.json')
+    .option('--kid <kid>', 'key id for the header (default: the key\'s RFC 7638 thumbprint)')
+    .option('--issued-at <iso>', 'issue time, and so the version (default: now)')
+    .option('-t, --trust <key>', 'public key earlier snapshots were signed with, for the diffs (repeatable; the signing key is always trusted)', collect)
+    .option('--threads <n>', 'signing threads (default: one per core; 0: sign in the main thread)')
+    .option('--strict', 'refuse a tenant policy with warnings')
+    .option('--limit <n>', 'gateway lines shown (default 50; --json lists all)')
+    .option('--json', 'print JSON')
+    .action(async (tenant: string, fleetFile: string, o: FleetSignCliOptions) => setExit(await (await import('./fleet-sign.js')).fleetSignCommand(tenant, fleetFile, o, io)));
 
   program
     .command('run')
