@@ -10,6 +10,7 @@ import type { AuditStatsOptions, AuditTailOptions } from './audit.js';
 import type { explainCommand } from './explain.js';
 import type { signCommand } from './snapshot-sign.js';
 import type { verifyCommand } from './snapshot.js';
+import type { FleetPublishOptions } from './fleet-publish.js';
 
 // Each command's module is imported when that command runs, not before: `edgewarden status` does not
 // load the broker (aedes), the cloud link (MQTT.js) or the metrics (prom-client), and `edgewarden run`
@@ -114,6 +115,29 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--key <file>', 'client key (PEM) for mqtts')
     .option('--timeout <seconds>', 'give up after this long', '15')
     .action(async (file: string, o: PublishOptions) => setExit(await (await import('./snapshot-publish.js')).publishCommand(file, o, io)));
+
+  // ── fleet (issue 14): one snapshot per gateway from a fleet directory (docs/fleet.md) ──
+  const fleet = program.command('fleet').description('(cloud side) the snapshots of a fleet of gateways (docs/fleet.md)');
+
+  // fleet publish
+  fleet
+    .command('publish <dir>')
+    .description('publish, retained, each snapshot of a fleet directory that the broker does not hold yet to its gateway\'s snapshot topic; resumable')
+    .requiredOption('--broker <url>', 'the cloud broker: mqtt://host:port or mqtts://host:port')
+    .option('-t, --trust <key>', 'trusted public key to verify the snapshots with (repeatable; default: the demo key)', collect)
+    .option('--gateway <id>', 'only this gateway (repeatable)', collect)
+    .option('--prefix <prefix>', 'the gateways\' topic prefix ({gatewayId} is replaced)', 'edgewarden/{gatewayId}/')
+    .option('--username <name>', 'username at the broker')
+    .option('--password-file <file>', 'file whose first line is the password')
+    .option('--ca <file>', 'CA certificates (PEM) for mqtts')
+    .option('--cert <file>', 'client certificate (PEM) for mqtts')
+    .option('--key <file>', 'client key (PEM) for mqtts')
+    .option('--concurrency <n>', 'publishes awaiting their acknowledgement at most', '32')
+    .option('--retries <n>', 'attempts after the first, per snapshot, with exponential back-off', '3')
+    .option('--timeout <seconds>', 'wait this long for the connection and the acknowledgement of each publish', '15')
+    .option('--json', 'print the summary as JSON')
+    .action(async (dir: string, o: FleetPublishOptions) => setExit(await (await import('./fleet-publish.js')).fleetPublishCommand(dir, o, io)));
+  // ── end fleet publish ──
 
   program
     .command('run')

@@ -1,0 +1,96 @@
+// One MQTT connection to the cloud broker for `fleet publish`: retained QoS 1 publishes, each
+// acknowledged or failed within a time limit. MQTT.js reconnects by itself after a loss (MQTT 5,
+// clean start); a publish not acknowledged when the connection drops is resent by MQTT.js after the
+// reconnect, and one that times out is taken out of MQTT.js's outgoing store, so that only the
+// caller's retry sends it again (a duplicate of a retained snapshot would be harmless, but the
+// store must not grow with abandoned copies).
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+
+export interface BrokerSessionOptions extends IClientOptions {
+  /** Time to wait for the connection and then for the PUBACK of one publish, in ms. */
+  readonly ackTimeoutMs: number;
+}
+
+export class BrokerSession {
+  private readonly client: MqttClient;
+  private readonly ackTimeoutMs: number;
+  /** The last connection problem, for failure reasons (never holds the password). */
+  lastError: string | undefined;
+  private everConnected = false;
+
+  constructor(url: string, opts: BrokerSessionOptions) {
+    const { ackTimeoutMs, ...options } = opts;
+    this.ackTimeoutMs = ackTimeoutMs;
+    this.client = mqtt.connect(url, {
+      protocolVersion: 5,
+      clean: true,
+      reconnectPeriod: 1000,
+      connectTimeout: ackTimeoutMs,
+      ...options,
+    });
+    this.client.on('error', (err) => (this.lastError = err.message));
+    this.client.on('connect', () => {
+      this.everConnected = true;
+      this.lastError = undefined;
+    });
+    this.client.on('close', () => (this.lastError ??= 'connection closed'));
+  }
+
+  get connected(): boolean {
+    return this.client.connected;
+  }
+
+  /** Why nothing can be published now ('' when connected). */
+  notConnectedReason(): string {
+    const what = this.everConnected ? 'the connection to the broker is lost' : 'cannot connect to the broker';
+    return this.lastError === undefined ? what : `${what}: ${this.lastError}`;
+  }
+
+  private waitConnected(deadline: number): Promise<void> {
+    if (this.client.connected) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const onConnect = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.client.off('connect', onConnect);
+        reject(new Error(`${this.notConnectedReason()} (waited ${this.ackTimeoutMs / 1000} s)`));
+      }, Math.max(0, deadline - Date.now()));
+      this.client.once('connect', onConnect);
+    });
+  }
+
+  /** Publishes `payload` retained with QoS 1; resolves on its PUBACK (success reason code). */
+  async publishRetained(topic: string, payload: Buffer): Promise<void> {
+    const deadline = Date.now() + this.ackTimeoutMs;
+    await this.waitConnected(deadline);
+    await new Promise<void>((resolve, reject) => {
+      let done = false;
+      const cb = (err?: Error) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        if (err) reject(new Error(`the broker refused it: ${err.message}`));
+        else resolve();
+      };
+      const timer = setTimeout(() => {
+        if (done) return;
+        done = true;
+        // Take it out of MQTT.js's store: only the caller's retry sends it again.
+        for (const [id, entry] of Object.entries(this.client.outgoing)) {
+          if (entry.cb === cb) this.client.removeOutgoingMessage(Number(id));
+        }
+        reject(new Error(this.client.connected ? `no acknowledgement within ${this.ackTimeoutMs / 1000} s` : `${this.notConnectedReason()} (no acknowledgement within ${this.ackTimeoutMs / 1000} s)`));
+      }, Math.max(1, deadline - Date.now()));
+      this.client.publish(topic, payload, { qos: 1, retain: true }, (err) => cb(err ?? undefined));
+    });
+  }
+
+  /** Closes the connection (after a clean DISCONNECT when connected). */
+  async end(): Promise<void> {
+    await new Promise<void>((resolve) => this.client.end(!this.client.connected, {}, () => resolve()));
+    this.client.removeAllListeners();
+    this.client.on('error', () => undefined);
+  }
+}
