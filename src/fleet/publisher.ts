@@ -17,11 +17,19 @@ export class BrokerSession {
   /** The last connection problem, for failure reasons (never holds the password). */
   lastError: string | undefined;
   private everConnected = false;
+  /** Publishes waiting for the connection (one 'connect' listener for all of them). */
+  private readonly waiters = new Set<() => void>();
 
+  /** `url`: mqtt://host:port or mqtts://host:port, without credentials (they go in `opts`). */
   constructor(url: string, opts: BrokerSessionOptions) {
     const { ackTimeoutMs, ...options } = opts;
     this.ackTimeoutMs = ackTimeoutMs;
-    this.client = mqtt.connect(url, {
+    // Host and port as options, not the URL string: MQTT.js would parse that with the deprecated url.parse().
+    const u = new URL(url);
+    this.client = mqtt.connect({
+      protocol: u.protocol === 'mqtts:' ? 'mqtts' : 'mqtt',
+      host: u.hostname.replace(/^\[(.*)\]$/, '$1'),
+      port: Number(u.port),
       protocolVersion: 5,
       clean: true,
       reconnectPeriod: 1000,
@@ -32,6 +40,7 @@ export class BrokerSession {
     this.client.on('connect', () => {
       this.everConnected = true;
       this.lastError = undefined;
+      for (const w of [...this.waiters]) w();
     });
     this.client.on('close', () => (this.lastError ??= 'connection closed'));
   }
@@ -50,14 +59,15 @@ export class BrokerSession {
     if (this.client.connected) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const onConnect = () => {
+        this.waiters.delete(onConnect);
         clearTimeout(timer);
         resolve();
       };
       const timer = setTimeout(() => {
-        this.client.off('connect', onConnect);
+        this.waiters.delete(onConnect);
         reject(new Error(`${this.notConnectedReason()} (waited ${this.ackTimeoutMs / 1000} s)`));
       }, Math.max(0, deadline - Date.now()));
-      this.client.once('connect', onConnect);
+      this.waiters.add(onConnect);
     });
   }
 
