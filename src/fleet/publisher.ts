@@ -37,7 +37,8 @@ export class BrokerSession {
       ...options,
     });
     this.client.on('error', (err) => (this.lastError = err.message));
-    this.client.on('connect', () => {
+    this.client.on('connect', (connack) => {
+      this.receiveMax = connack.properties?.receiveMaximum ?? 65_535;
       this.everConnected = true;
       this.lastError = undefined;
       for (const w of [...this.waiters]) w();
@@ -71,15 +72,37 @@ export class BrokerSession {
     });
   }
 
+  /**
+   * The broker's Receive Maximum (MQTT 5, CONNACK; 65535 when it sets none): a client must not have
+   * more unacknowledged QoS 1 publishes than that [MQTT-3.3.4-7], or a strict broker (HiveMQ)
+   * disconnects it. The caller's --concurrency may be higher; the rest wait here for a slot.
+   */
+  private receiveMax = 65_535;
+  private receiveMaximum(): number {
+    return this.receiveMax;
+  }
+  private inFlight = 0;
+  private readonly slotWaiters: (() => void)[] = [];
+  private async acquireSlot(): Promise<void> {
+    while (this.inFlight >= this.receiveMaximum()) await new Promise<void>((r) => this.slotWaiters.push(r));
+    this.inFlight++;
+  }
+  private releaseSlot(): void {
+    this.inFlight--;
+    this.slotWaiters.shift()?.();
+  }
+
   /** Publishes `payload` retained with QoS 1; resolves on its PUBACK (success reason code). */
   async publishRetained(topic: string, payload: Buffer): Promise<void> {
+    await this.waitConnected(Date.now() + this.ackTimeoutMs);
+    await this.acquireSlot();
     const deadline = Date.now() + this.ackTimeoutMs;
-    await this.waitConnected(deadline);
     await new Promise<void>((resolve, reject) => {
       let done = false;
       const cb = (err?: Error) => {
         if (done) return;
         done = true;
+        this.releaseSlot();
         clearTimeout(timer);
         if (err) reject(new Error(`the broker refused it: ${err.message}`));
         else resolve();
@@ -87,6 +110,7 @@ export class BrokerSession {
       const timer = setTimeout(() => {
         if (done) return;
         done = true;
+        this.releaseSlot();
         // Take it out of MQTT.js's store: only the caller's retry sends it again.
         for (const [id, entry] of Object.entries(this.client.outgoing)) {
           if (entry.cb === cb) this.client.removeOutgoingMessage(Number(id));
