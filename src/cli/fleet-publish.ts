@@ -204,7 +204,7 @@ export async function fleetPublishCommand(dir: string, opts: FleetPublishOptions
         concurrency,
         retries,
         backoffMs: defaultBackoffMs,
-        abandoned: () => abandonReason,
+        abandoned: () => abandonReason ?? (s.refused === undefined ? undefined : `not attempted: ${s.refused}`),
         prepare: ({ gatewayId, entry }) => {
           try {
             return prepareSnapshot(gatewayId, entry);

@@ -43,7 +43,7 @@ export async function runJobs<J, P>(jobs: readonly J[], o: ScheduleOptions<J, P>
   let next = 0;
 
   const runOne = async (job: J): Promise<Outcome> => {
-    let gone = o.abandoned?.();
+    const gone = o.abandoned?.();
     if (gone !== undefined) return { ok: false, reason: gone, attempts: 0 };
     let prepared: P;
     try {
@@ -56,11 +56,11 @@ export async function runJobs<J, P>(jobs: readonly J[], o: ScheduleOptions<J, P>
         await o.send(job, prepared);
         return { ok: true, attempts: attempt };
       } catch (err) {
+        // An attempted job reports its own last failure, also when abandoned since.
         const reason = attempt > 1 ? `${message(err)} (after ${attempt} attempts)` : message(err);
-        if (attempt > o.retries) return { ok: false, reason, attempts: attempt };
+        if (attempt > o.retries || o.abandoned?.() !== undefined) return { ok: false, reason, attempts: attempt };
         await wait(o.backoffMs(attempt));
-        gone = o.abandoned?.();
-        if (gone !== undefined) return { ok: false, reason: `${gone}; last attempt: ${message(err)}`, attempts: attempt };
+        if (o.abandoned?.() !== undefined) return { ok: false, reason, attempts: attempt };
       }
     }
   };

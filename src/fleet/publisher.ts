@@ -17,6 +17,11 @@ export class BrokerSession {
   /** The last connection problem, for failure reasons (never holds the password). */
   lastError: string | undefined;
   private everConnected = false;
+  /**
+   * Set when the broker refused the connection in its CONNACK (bad credentials, not authorized,
+   * banned): MQTT.js then stops reconnecting, and no publish can succeed.
+   */
+  refused: string | undefined;
   /** Publishes waiting for the connection (one 'connect' listener for all of them). */
   private readonly waiters = new Set<() => void>();
 
@@ -36,7 +41,13 @@ export class BrokerSession {
       connectTimeout: ackTimeoutMs,
       ...options,
     });
-    this.client.on('error', (err) => (this.lastError = err.message));
+    this.client.on('error', (err) => {
+      this.lastError = err.message;
+      if (/^Connection refused/.test(err.message) && typeof (err as { code?: unknown }).code === 'number') {
+        this.refused = `the broker refused the connection: ${err.message.replace(/^Connection refused: /, '')}`;
+        for (const w of [...this.waiters]) w();
+      }
+    });
     this.client.on('connect', (connack) => {
       this.receiveMax = connack.properties?.receiveMaximum ?? 65_535;
       this.everConnected = true;
@@ -58,11 +69,13 @@ export class BrokerSession {
 
   private waitConnected(deadline: number): Promise<void> {
     if (this.client.connected) return Promise.resolve();
+    if (this.refused !== undefined) return Promise.reject(new Error(this.refused));
     return new Promise((resolve, reject) => {
       const onConnect = () => {
         this.waiters.delete(onConnect);
         clearTimeout(timer);
-        resolve();
+        if (this.refused !== undefined && !this.client.connected) reject(new Error(this.refused));
+        else resolve();
       };
       const timer = setTimeout(() => {
         this.waiters.delete(onConnect);

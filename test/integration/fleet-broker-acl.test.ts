@@ -88,6 +88,17 @@ t.test('each gateway reads only its own snapshot and down/#, and publishes only 
   t.equal(byGateway.code, 1, 'gw-a may not write its snapshot topic');
   t.match(JSON.parse(byGateway.stdout), { published: 0, failed: 1, failures: [{ gateway: 'gw-a', reason: /Not authorized/ }] });
 
+  // A wrong password: refused in the CONNACK, which is final: it fails at once, not after
+  // --retries attempts of --timeout each.
+  writeFileSync(join(dir, 'wrong.pass'), 'not-the-password\n');
+  const started = Date.now();
+  const wrong = cli(['fleet', 'publish', fleet, '--broker', cloud.url, '--username', 'edgewarden-publisher', '--password-file', join(dir, 'wrong.pass'), '--timeout', '120', '--json']);
+  t.equal(wrong.code, 1);
+  const wrongJson = JSON.parse(wrong.stdout) as { failed: number; failures: { gateway: string; reason: string }[] };
+  t.equal(wrongJson.failed, 2);
+  for (const f of wrongJson.failures) t.match(f.reason, /the broker refused the connection: (Bad User Name or Password|Not authorized)/, f.reason);
+  t.ok(Date.now() - started < 60_000, `failed in ${Date.now() - started} ms, not after 4 attempts of 120 s`);
+
   // The publisher account: both published; the password is never printed.
   const pub = cli(['fleet', 'publish', fleet, '--broker', cloud.url, '--username', 'edgewarden-publisher', '--password-file', pwFile('edgewarden-publisher')]);
   t.equal(pub.code, 0, pub.stderr);

@@ -10,6 +10,7 @@ import { until, sleep } from '../helpers/agent.js';
 import { startMosquitto } from '../helpers/mosquitto.js';
 import { addSnapshots, cliAsync, gatewaySnapshot, makeFleet, sha256, snapshotTopic, watch } from '../helpers/fleet.js';
 import { readPublished } from '../../src/fleet/manifest.js';
+import { fleetPublishCommand } from '../../src/cli/fleet-publish.js';
 
 const N = 60;
 const ids = Array.from({ length: N }, (_, i) => `gw-${String(i).padStart(3, '0')}`);
@@ -106,6 +107,47 @@ t.test('a broker that comes up during the run: the publisher connects when it ca
   const r = await run.done;
   t.equal(r.code, 0, r.stderr);
   t.equal(r.stdout, 'published 10, unchanged 0, failed 0\n');
+});
+
+t.test('the connection lost mid-run: MQTT.js reconnects and every snapshot is published', async (t) => {
+  const cloud = await startMosquitto({ persistence: true });
+  t.teardown(() => cloud.stop());
+  const dir = t.testdir({});
+  const many = Array.from({ length: 400 }, (_, i) => `gw-${i}`);
+  makeFleet(dir, many);
+  const run = cliAsync(['fleet', 'publish', dir, '--broker', cloud.url, '--concurrency', '1', '--timeout', '60']);
+  t.ok(await until(() => Object.keys(readPublishedOrEmpty(dir)).length > 0, 60_000), 'publishing');
+  await cloud.stop();
+  const during = Object.keys(readPublishedOrEmpty(dir)).length;
+  await sleep(1500);
+  await cloud.start();
+  const r = await run.done;
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout, `published ${many.length}, unchanged 0, failed 0\n`, `all published (${during} were before the broker went down)`);
+  const w = await watch(cloud.url, 'edgewarden/+/snapshot');
+  t.ok(await until(() => w.messages.size === many.length, 30_000), 'all retained on the broker');
+  await w.end();
+});
+
+t.test('the progress line on a terminal (in process, a fake terminal)', async (t) => {
+  const cloud = await startMosquitto();
+  t.teardown(() => cloud.stop());
+  const dir = t.testdir({});
+  makeFleet(dir, ids.slice(0, 20));
+  addSnapshots(dir, {});
+  const writes: string[] = [];
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await fleetPublishCommand(dir, { broker: cloud.url }, { out: (l) => out.push(l), err: (l) => err.push(l) }, { progress: { write: (s) => writes.push(s) }, handleSignals: false });
+  t.equal(code, 0, err.join('\n'));
+  t.same(out, ['published 20, unchanged 0, failed 0']);
+  t.match(writes[0], /^\r\[\.{20}\] 0\/20 published 0 unchanged 0 failed 0/, 'starts empty');
+  t.ok(writes.every((w) => w.startsWith('\r') || w === '\n'), 'each rewrites the line');
+  t.match(writes.at(-2), /^\r\[#{20}\] 20\/20 published 20 unchanged 0 failed 0/, 'ends full');
+  t.equal(writes.at(-1), '\n');
+  const none: string[] = [];
+  t.equal(await fleetPublishCommand(dir, { broker: cloud.url }, { out: (l) => none.push(l), err: (l) => none.push(l) }, { progress: undefined, handleSignals: false }), 0);
+  t.same(none, ['published 0, unchanged 20, failed 0'], 'no terminal: only the summary');
 });
 
 t.test('SIGINT: what was acknowledged is recorded; the rerun publishes the rest', async (t) => {
