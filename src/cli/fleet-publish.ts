@@ -93,6 +93,26 @@ export function progressLine(s: { published: number; unchanged: number; failed: 
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} published ${s.published} unchanged ${s.unchanged} failed ${s.failed}`;
 }
 
+/** Username, password (the first line of --password-file, or the URL's), TLS files: read before anything else is done. */
+function readCredentials(opts: FleetPublishOptions, broker: ReturnType<typeof brokerKey>): { username?: string; password?: string; ca?: Buffer; cert?: Buffer; key?: Buffer } {
+  const read = (flag: string, file: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new EwError('EW_USAGE', `${flag} ${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  };
+  const password = opts.passwordFile !== undefined ? (read('--password-file', opts.passwordFile).toString('utf8').split(/\r?\n/)[0] ?? '') : broker.password;
+  const username = opts.username ?? broker.username;
+  return {
+    ...(username !== undefined ? { username } : {}),
+    ...(password !== undefined ? { password } : {}),
+    ...(opts.ca !== undefined ? { ca: read('--ca', opts.ca) } : {}),
+    ...(opts.cert !== undefined ? { cert: read('--cert', opts.cert) } : {}),
+    ...(opts.key !== undefined ? { key: read('--key', opts.key) } : {}),
+  };
+}
+
 interface Job {
   readonly gatewayId: string;
   readonly entry: ManifestEntry;
@@ -108,6 +128,8 @@ export async function fleetPublishCommand(dir: string, opts: FleetPublishOptions
   const prefixTemplate = opts.prefix ?? 'edgewarden/{gatewayId}/';
   if (!prefixTemplate.endsWith('/')) throw new EwError('EW_USAGE', `--prefix must end in /, got ${JSON.stringify(prefixTemplate)}`);
   if (!existsSync(join(dir, MANIFEST_FILE))) throw new EwError('EW_USAGE', `no ${MANIFEST_FILE} in ${dir}: make the fleet directory with \`edgewarden fleet sign\``);
+  if (/[+#\u0000]/.test(prefixTemplate)) throw new EwError('EW_USAGE', `--prefix must hold no + or #, got ${JSON.stringify(prefixTemplate)}`);
+  const credentials = readCredentials(opts, broker);
   const keys = trustedKeysFrom(opts.trust);
   const manifest = readManifest(dir);
   const published = readPublished(dir);
@@ -188,16 +210,10 @@ export async function fleetPublishCommand(dir: string, opts: FleetPublishOptions
 
   try {
     if (jobs.length > 0) {
-      const password = opts.passwordFile !== undefined ? (readFileSync(opts.passwordFile, 'utf8').split(/\r?\n/)[0] ?? '') : broker.password;
-      const username = opts.username ?? broker.username;
       session = new BrokerSession(broker.key, {
         ackTimeoutMs: timeoutS * 1000,
         clientId: `edgewarden-fleet-publish-${process.pid}-${Date.now().toString(36)}`,
-        ...(username !== undefined ? { username } : {}),
-        ...(password !== undefined ? { password } : {}),
-        ...(opts.ca !== undefined ? { ca: readFileSync(opts.ca) } : {}),
-        ...(opts.cert !== undefined ? { cert: readFileSync(opts.cert) } : {}),
-        ...(opts.key !== undefined ? { key: readFileSync(opts.key) } : {}),
+        ...credentials,
       });
       const s = session;
       await runJobs(jobs, {

@@ -3,7 +3,7 @@
 // alone; a broker that is down fails with the reason, and the rerun after it is back resumes;
 // Ctrl-C keeps what was acknowledged.
 import t from 'tap';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cli } from '../helpers/cli.js';
 import { until, sleep } from '../helpers/agent.js';
@@ -181,11 +181,14 @@ t.test('usage errors exit 2 and touch nothing', async (t) => {
     ['--broker', 'mqtt://127.0.0.1:1', '--concurrency', '0'],
     ['--broker', 'mqtt://127.0.0.1:1', '--retries', 'x'],
     ['--broker', 'mqtt://127.0.0.1:1', '--gateway', 'gw-nope'],
+    ['--broker', 'mqtt://127.0.0.1:1', '--prefix', 'site/+/'],
+    ['--broker', 'mqtt://127.0.0.1:1', '--username', 'u', '--password-file', '/nonexistent/pass'],
   ]) {
     const r = cli(['fleet', 'publish', dir, ...args]);
     t.equal(r.code, 2, `${args.join(' ')}: ${r.stderr.trim()}`);
     t.match(r.stderr, /EW_USAGE/);
   }
+  t.notOk(existsSync(join(dir, 'fleet-published.json')), 'nothing recorded');
   const empty = t.testdir({});
   t.equal(cli(['fleet', 'publish', empty, '--broker', 'mqtt://127.0.0.1:1']).code, 2, 'a directory without a manifest');
 });
