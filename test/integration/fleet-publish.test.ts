@@ -5,7 +5,8 @@
 import t from 'tap';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cli } from '../helpers/cli.js';
+import { spawnSync } from 'node:child_process';
+import { BIN, cli } from '../helpers/cli.js';
 import { until, sleep } from '../helpers/agent.js';
 import { startMosquitto } from '../helpers/mosquitto.js';
 import { addSnapshots, cliAsync, gatewaySnapshot, makeFleet, sha256, snapshotTopic, watch } from '../helpers/fleet.js';
@@ -148,6 +149,19 @@ t.test('the progress line on a terminal (in process, a fake terminal)', async (t
   const none: string[] = [];
   t.equal(await fleetPublishCommand(dir, { broker: cloud.url }, { out: (l) => none.push(l), err: (l) => none.push(l) }, { progress: undefined, handleSignals: false }), 0);
   t.same(none, ['published 0, unchanged 20, failed 0'], 'no terminal: only the summary');
+});
+
+t.test('on a real terminal (util-linux script: stdout and stderr on a pty), the progress line', { skip: spawnSync('script', ['--version']).status === 0 ? false : 'no script(1)' }, async (t) => {
+  const cloud = await startMosquitto();
+  t.teardown(() => cloud.stop());
+  const dir = t.testdir({});
+  makeFleet(dir, ids.slice(0, 5));
+  const quote = (a: string) => `'${a.replace(/'/g, `'\\''`)}'`;
+  const command = [process.execPath, BIN, 'fleet', 'publish', dir, '--broker', cloud.url].map(quote).join(' ');
+  const r = spawnSync('script', ['-qec', command, '/dev/null'], { encoding: 'utf8', timeout: 60_000 });
+  t.equal(r.status, 0, r.stdout + r.stderr);
+  t.match(r.stdout, /\r\[#{20}\] 5\/5 published 5 unchanged 0 failed 0/, 'the bar, full');
+  t.match(r.stdout, /published 5, unchanged 0, failed 0\r?\n/, 'the summary');
 });
 
 t.test('SIGINT: what was acknowledged is recorded; the rerun publishes the rest', async (t) => {
