@@ -210,17 +210,18 @@ export async function fleetPublishCommand(dir: string, opts: FleetPublishOptions
 
   try {
     if (jobs.length > 0) {
-      session = new BrokerSession(broker.key, {
-        ackTimeoutMs: timeoutS * 1000,
-        clientId: `edgewarden-fleet-publish-${process.pid}-${Date.now().toString(36)}`,
-        ...credentials,
-      });
-      const s = session;
+      // Connected at the first snapshot that passes its checks: none may.
+      const connection = (): BrokerSession =>
+        (session ??= new BrokerSession(broker.key, {
+          ackTimeoutMs: timeoutS * 1000,
+          clientId: `edgewarden-fleet-publish-${process.pid}-${Date.now().toString(36)}`,
+          ...credentials,
+        }));
       await runJobs(jobs, {
         concurrency,
         retries,
         backoffMs: defaultBackoffMs,
-        abandoned: () => abandonReason ?? (s.refused === undefined ? undefined : `not attempted: ${s.refused}`),
+        abandoned: () => abandonReason ?? (session?.refused === undefined ? undefined : `not attempted: ${session.refused}`),
         prepare: ({ gatewayId, entry }) => {
           try {
             return prepareSnapshot(gatewayId, entry);
@@ -228,7 +229,7 @@ export async function fleetPublishCommand(dir: string, opts: FleetPublishOptions
             throw err instanceof EwError ? new Error(err.describe()) : err;
           }
         },
-        send: (_job, p) => s.publishRetained(p.topic, p.bytes),
+        send: (_job, p) => connection().publishRetained(p.topic, p.bytes),
         settled: ({ gatewayId, entry }, outcome) => {
           if (outcome.ok) {
             summary.published++;
@@ -239,7 +240,7 @@ export async function fleetPublishCommand(dir: string, opts: FleetPublishOptions
             summary.failures.push({ gateway: gatewayId, reason: outcome.reason });
             // A snapshot that exhausted its attempts for want of a connection: the broker is gone;
             // the rest fail at once instead of each waiting out its own attempts.
-            if (outcome.attempts > 0 && !s.connected) abandonReason ??= `not attempted: ${s.notConnectedReason()}`;
+            if (outcome.attempts > 0 && session && !session.connected) abandonReason ??= `not attempted: ${session.notConnectedReason()}`;
           }
           draw();
         },

@@ -134,9 +134,16 @@ export class BrokerSession {
     });
   }
 
-  /** Closes the connection (after a clean DISCONNECT when connected). */
+  /** Closes the connection (after a clean DISCONNECT when connected; at once while connecting). */
   async end(): Promise<void> {
-    await new Promise<void>((resolve) => this.client.end(!this.client.connected, {}, () => resolve()));
+    await new Promise<void>((resolve) => {
+      // While a connection attempt is under way MQTT.js may call back only once it gives up on it.
+      const bound = setTimeout(resolve, this.client.connected ? this.ackTimeoutMs : 1000);
+      this.client.end(!this.client.connected, {}, () => {
+        clearTimeout(bound);
+        resolve();
+      });
+    });
     this.client.removeAllListeners();
     this.client.on('error', () => undefined);
   }
