@@ -134,7 +134,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--key <file>', 'client key (PEM) for mqtts')
     .option('--concurrency <n>', 'publishes awaiting their acknowledgement at most', '32')
     .option('--retries <n>', 'attempts after the first, per snapshot, with exponential back-off', '3')
-    .option('--timeout <seconds>', 'wait this long for the connection and the acknowledgement of each publish', '15')
+    .option('--timeout <seconds>', 'wait this long for the connection, and as long for the acknowledgement of each publish', '15')
     .option('--json', 'print the summary as JSON')
     .action(async (dir: string, o: FleetPublishOptions) => setExit(await (await import('./fleet-publish.js')).fleetPublishCommand(dir, o, io)));
   // ── end fleet publish ──

@@ -7,7 +7,7 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 
 export interface BrokerSessionOptions extends IClientOptions {
-  /** Time to wait for the connection and then for the PUBACK of one publish, in ms. */
+  /** Time to wait for the connection, and then as long for the PUBACK of one publish, in ms. */
   readonly ackTimeoutMs: number;
 }
 
