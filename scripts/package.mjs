@@ -50,7 +50,7 @@ export const EXAMPLE_FILES = ['edgewarden.yaml', 'cloud-tls.yaml', 'example-poli
 /** The user documentation (below docs/): docs/ beside the executable, /usr/share/doc/edgewarden/ in the .deb. */
 export const DOC_FILES = [
   'config.md', 'operating.md', 'reasons.md', 'policy.md', 'policy.schema.json', 'errors.md', 'audit.md', 'cloud.md',
-  'cli.md', 'decisions.md', 'broker.md', 'snapshots.md', 'troubleshooting.md', 'choices.md',
+  'cli.md', 'decisions.md', 'broker.md', 'snapshots.md', 'troubleshooting.md', 'choices.md', 'fleet.md',
 ];
 /** The README beside the executable, with @VERSION@, @ARCH@ and @DEB_ARCH@ filled in. */
 const README_TEMPLATE = 'deploy/tarball/README.md';

@@ -11,6 +11,7 @@ import type { explainCommand } from './explain.js';
 import type { signCommand } from './snapshot-sign.js';
 import type { verifyCommand } from './snapshot.js';
 import type { FleetSignCliOptions } from './fleet-sign.js';
+import type { FleetPublishOptions } from './fleet-publish.js';
 
 // Each command's module is imported when that command runs, not before: `edgewarden status` does not
 // load the broker (aedes), the cloud link (MQTT.js) or the metrics (prom-client), and `edgewarden run`
@@ -116,7 +117,28 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--timeout <seconds>', 'give up after this long', '15')
     .action(async (file: string, o: PublishOptions) => setExit(await (await import('./snapshot-publish.js')).publishCommand(file, o, io)));
 
-  const fleet = program.command('fleet').description('(cloud side) one tenant policy, many gateways: a signed slice each (docs/fleet.md)');
+  // ── fleet (issue 14): one tenant policy, one snapshot per gateway (docs/fleet.md) ──
+  const fleet = program.command('fleet').description('(cloud side) one tenant policy, many gateways: a signed slice each, published to the fleet (docs/fleet.md)');
+
+  // fleet publish
+  fleet
+    .command('publish <dir>')
+    .description('publish, retained, each snapshot of a fleet directory that the broker does not hold yet to its gateway\'s snapshot topic; resumable')
+    .requiredOption('--broker <url>', 'the cloud broker: mqtt://host:port or mqtts://host:port')
+    .option('-t, --trust <key>', 'trusted public key to verify the snapshots with (repeatable; default: the demo key)', collect)
+    .option('--gateway <id>', 'only this gateway (repeatable)', collect)
+    .option('--prefix <prefix>', 'the gateways\' topic prefix ({gatewayId} is replaced)', 'edgewarden/{gatewayId}/')
+    .option('--username <name>', 'username at the broker')
+    .option('--password-file <file>', 'file whose first line is the password')
+    .option('--ca <file>', 'CA certificates (PEM) for mqtts')
+    .option('--cert <file>', 'client certificate (PEM) for mqtts')
+    .option('--key <file>', 'client key (PEM) for mqtts')
+    .option('--concurrency <n>', 'publishes awaiting their acknowledgement at most', '32')
+    .option('--retries <n>', 'attempts after the first, per snapshot, with exponential back-off', '3')
+    .option('--timeout <seconds>', 'wait this long for the connection, and as long for the acknowledgement of each publish', '15')
+    .option('--json', 'print the summary as JSON')
+    .action(async (dir: string, o: FleetPublishOptions) => setExit(await (await import('./fleet-publish.js')).fleetPublishCommand(dir, o, io)));
+
   // fleet sign
   fleet
     .command('sign <tenant> <fleet>')
@@ -131,6 +153,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--limit <n>', 'gateway lines shown (default 50; --json lists all)')
     .option('--json', 'print JSON')
     .action(async (tenant: string, fleetFile: string, o: FleetSignCliOptions) => setExit(await (await import('./fleet-sign.js')).fleetSignCommand(tenant, fleetFile, o, io)));
+  // ── end fleet ──
 
   program
     .command('run')

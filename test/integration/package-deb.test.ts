@@ -20,7 +20,7 @@ t.setTimeout(600_000);
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
 const DOCS = [
-  'audit.md', 'broker.md', 'choices.md', 'cli.md', 'cloud.md', 'config.md', 'decisions.md', 'errors.md', 'operating.md', 'policy.md',
+  'audit.md', 'broker.md', 'choices.md', 'cli.md', 'cloud.md', 'config.md', 'decisions.md', 'errors.md', 'fleet.md', 'operating.md', 'policy.md',
   'policy.schema.json', 'reasons.md', 'snapshots.md', 'troubleshooting.md',
 ];
 const EXAMPLES = ['cloud-tls.yaml', 'edgewarden.yaml', 'example-policy.yaml', 'templates/ibm-roles.yaml'];

@@ -83,6 +83,7 @@ const EXPECTED_FILES = [
   '-rw-r--r-- docs/config.md',
   '-rw-r--r-- docs/decisions.md',
   '-rw-r--r-- docs/errors.md',
+  '-rw-r--r-- docs/fleet.md',
   '-rw-r--r-- docs/operating.md',
   '-rw-r--r-- docs/policy.md',
   '-rw-r--r-- docs/policy.schema.json',
