@@ -10,7 +10,8 @@
 // then the footprint (footprint.ts): the agent's peak RSS installing the largest snapshot snapshot.maxBytes
 // allows, against the unit's MemoryMax; then the durable acknowledgement (durable-ack.ts): PUBACK latency and
 // rate of QoS 1 messages forwarded to the cloud (acknowledged once fsynced in the outbox) against local ones.
-// `--only decisions|startup|broker|outbox|footprint|durable-ack` runs one section; `--cpu-prof-dir <dir>` profiles the agents;
+// then the fleet (fleet.ts): `fleet sign` on a 100,000-thing tenant over 1,000 and 10,000 gateways: time, peak memory, snapshot sizes.
+// `--only decisions|startup|broker|outbox|footprint|durable-ack|fleet` runs one section; `--cpu-prof-dir <dir>` profiles the agents;
 // `--topics-per-publisher <n>` spreads the broker load over more topics (past the agent's decision caches).
 // Progress goes to stderr; stdout carries only the figures. See bench/README.md.
 import { cpus, totalmem } from 'node:os';
@@ -29,6 +30,7 @@ import { outboxSection } from './outbox.js';
 import { footprintSection } from './footprint.js';
 import { durableAckSection } from './durable-ack.js';
 import { startupSection } from './startup.js';
+import { fleetSection } from './fleet.js';
 
 const TARGET_DECISIONS_PER_SECOND = 5_000_000;
 const TARGET_VERIFY_AND_INDEX_100K_MS = 500;
@@ -53,7 +55,7 @@ function flag(name: string): string | undefined {
   if (i >= 0) return argv[i + 1];
   return argv.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
 }
-const SECTIONS = ['decisions', 'startup', 'broker', 'outbox', 'footprint', 'durable-ack'] as const;
+const SECTIONS = ['decisions', 'startup', 'broker', 'outbox', 'footprint', 'durable-ack', 'fleet'] as const;
 type Section = (typeof SECTIONS)[number];
 const only = flag('--only');
 if (only !== undefined && !(SECTIONS as readonly string[]).includes(only)) {
@@ -470,6 +472,11 @@ async function main(): Promise<void> {
     const d = await durableAckSection({ progress });
     Object.assign(figures, d.figures);
     out.push('', ...d.lines);
+  }
+  if (sections.includes('fleet')) {
+    const f = await fleetSection({ progress });
+    Object.assign(figures, f.figures);
+    out.push('', ...f.lines);
   }
   figures.benchTotalSeconds = r1((now() - started) / 1000);
 

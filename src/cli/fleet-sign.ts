@@ -44,7 +44,9 @@ export async function fleetSignCommand(tenantPath: string, fleetPath: string, o:
   const seconds = (performance.now() - started) / 1000;
   for (const w of report.warnings) io.err(`warning: ${tenantPath}: ${w.path}: ${w.message}`);
   if (o.json === true) {
-    io.out(JSON.stringify({ ...report, issuedAt: iso(report.issuedAt), dir: o.out, seconds: Number(seconds.toFixed(2)) }, null, 2));
+    // peakRssMB: the process's peak resident memory, its signing threads included.
+    const peakRssMB = Math.round(process.resourceUsage().maxRSS / 1024);
+    io.out(JSON.stringify({ ...report, issuedAt: iso(report.issuedAt), dir: o.out, seconds: Number(seconds.toFixed(2)), peakRssMB }, null, 2));
     return 0;
   }
   for (const line of renderReport(report, o.out, limit, seconds)) io.out(line);
