@@ -53,11 +53,12 @@ export function verifyCommand(
     issuedAt: iso(p.issuedAt),
     expiresAt: iso(p.expiresAt),
     expired: p.expiresAt <= Date.now(),
+    endorsedBy: v.endorsement?.endorserKid ?? null,
   };
   if (opts.json) io.out(JSON.stringify(summary, null, 2));
   else
     io.out(
-      `${file}: valid snapshot version ${p.version} for gateway ${p.gateway.id} (${p.gateway.role}), signed by ${v.kid}, ` +
+      `${file}: valid snapshot version ${p.version} for gateway ${p.gateway.id} (${p.gateway.role}), signed by ${v.kid}${v.endorsement ? ` (endorsed by ${v.endorsement.endorserKid})` : ''}, ` +
         `issued ${summary.issuedAt}, expires ${summary.expiresAt}${summary.expired ? ' (EXPIRED)' : ''}` +
         (opts.gateway === undefined ? '' : `; acceptable by gateway ${opts.gateway}`),
     );
