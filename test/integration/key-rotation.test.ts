@@ -1,0 +1,102 @@
+// Rotating the signing key without touching gateways (docs/snapshots.md, "Rotating the signing
+// key"), on a real agent that trusts only the OLD key: a NEW-signed snapshot is refused until it
+// carries OLD's endorsement of NEW; then NEW is learned (and survives a restart), OLD signs on until
+// the retire time it set itself, and is refused after it. Self-endorsements and chains through a key
+// the same snapshot introduces are refused throughout.
+import t from 'tap';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadPolicyText, compilePolicy } from '../../src/policy/validate.js';
+import { signSnapshot } from '../../src/snapshot/snapshot.js';
+import { signEndorsement } from '../../src/snapshot/endorsement.js';
+import { kidOf, parsePrivateKey, parsePublicKey } from '../../src/snapshot/keys.js';
+import { cli } from '../helpers/cli.js';
+import { cleanup, EXAMPLE_POLICY, sleep, startAgent, type AgentProcess } from '../helpers/agent.js';
+
+/** How far ahead OLD's retirement is set: room for a restart and two installs on a loaded machine. */
+const RETIRE_AHEAD_MS = 30_000;
+
+t.test('rotation: endorse, learn, restart, retire', async (t) => {
+  const dir = t.testdir({});
+  for (const name of ['old', 'new', 'third']) t.equal(cli(['keygen', '-o', dir, '-n', name]).code, 0, `keygen ${name}`);
+  const priv = (name: string) => parsePrivateKey(readFileSync(join(dir, `${name}.key.pem`), 'utf8'));
+  const pub = (name: string) => parsePublicKey(readFileSync(join(dir, `${name}.pub.pem`), 'utf8'));
+  const KID = { old: kidOf(pub('old')), new: kidOf(pub('new')), third: kidOf(pub('third')) };
+
+  const { policy } = loadPolicyText(readFileSync(EXAMPLE_POLICY, 'utf8'), EXAMPLE_POLICY);
+  const sign = (version: number, key: 'old' | 'new' | 'third', endorsement?: Uint8Array): string => {
+    const bytes = signSnapshot(compilePolicy(policy, { version, issuedAt: Date.now() - 60_000 }), priv(key), KID[key], endorsement ? { endorsement } : {});
+    const file = join(dir, `v${version}-${key}-${Math.random().toString(36).slice(2)}.cose`);
+    writeFileSync(file, bytes);
+    return file;
+  };
+
+  let agent: AgentProcess = await startAgent({ bootstrap: null, config: { trust: { keys: [join(dir, 'old.pub.pem')] } } });
+  t.teardown(async () => {
+    await agent.kill();
+    cleanup(agent);
+  });
+  const config = join(agent.stateDir, 'test-config.yaml');
+  const install = (file: string) => cli(['snapshot', 'install', file, '-c', config, '--state-dir', agent.stateDir]);
+  const status = () => JSON.parse(cli(['status', '-c', config, '--state-dir', agent.stateDir, '--json']).stdout) as {
+    snapshotVersion: number;
+    keys: { configured: string[]; learned: { kid: string; endorsedBy: string }[]; retired: { kid: string; passed: boolean }[] };
+  };
+  const accepted = (file: string, version: number, label: string) => {
+    const r = install(file);
+    t.equal(r.code, 0, `${label}: accepted (${r.stderr.trim()})`);
+    t.match(r.stdout, `installed snapshot version ${version} into the running agent`, label);
+  };
+  const refused = (file: string, re: RegExp, label: string) => {
+    const r = install(file);
+    t.equal(r.code, 1, `${label}: refused`);
+    t.match(r.stderr, re, `${label}: ${re}`);
+  };
+
+  accepted(sign(1, 'old'), 1, 'OLD-signed v1');
+  // (1) NEW, without an endorsement: unknown.
+  refused(sign(2, 'new'), /EW_SNAPSHOT_UNKNOWN_KID/, 'NEW-signed, no endorsement');
+  // (5) NEW endorsing itself; THIRD endorsed by NEW (a key only this snapshot would introduce).
+  const self = signEndorsement(priv('new'), KID.new, pub('new'), { issuedAt: Date.now() });
+  refused(sign(2, 'new', self), /EW_SNAPSHOT_BAD_ENDORSEMENT: .*endorses itself/, 'NEW-signed, endorsing itself');
+  refused(sign(2, 'third', signEndorsement(priv('new'), KID.new, pub('third'), { issuedAt: Date.now() })), /EW_SNAPSHOT_BAD_ENDORSEMENT: .*endorser ".*" is not a trusted key/, 'THIRD endorsed by NEW');
+
+  // (2) OLD endorses NEW, retiring itself at T (the CLI, as an operator would).
+  const T = Date.now() + RETIRE_AHEAD_MS;
+  const endorsementFile = join(dir, 'old-endorses-new.cose');
+  const e = cli(['key', 'endorse', '-k', join(dir, 'old.key.pem'), '--new', join(dir, 'new.pub.pem'), '--retire-after', new Date(T).toISOString(), '-o', endorsementFile]);
+  t.equal(e.code, 0, e.stderr);
+  const v2 = join(dir, 'v2-endorsed.cose');
+  const s = cli(['snapshot', 'sign', EXAMPLE_POLICY, '-k', join(dir, 'new.key.pem'), '--version', '2', '--issued-at', new Date(Date.now() - 60_000).toISOString(), '--endorsement', endorsementFile, '-o', v2]);
+  t.equal(s.code, 0, s.stderr);
+  t.equal(cli(['snapshot', 'sign', EXAMPLE_POLICY, '-k', join(dir, 'third.key.pem'), '--version', '2', '--endorsement', endorsementFile, '-o', join(dir, 'x.cose')]).code, 2, 'sign --endorsement of another key: usage error');
+  accepted(v2, 2, 'NEW-signed v2 with OLD\'s endorsement');
+  await agent.waitLog(new RegExp(`learned snapshot key \\\\"${KID.new}\\\\", endorsed by \\\\"${KID.old}\\\\"`));
+
+  // (3) Restart: v2 still in force, NEW learned; OLD still signs before T.
+  await agent.stop();
+  agent = await startAgent({ stateDir: agent.stateDir, bootstrap: null, configFile: config });
+  let st = status();
+  t.equal(st.snapshotVersion, 2, 'the NEW-signed snapshot is in force after the restart');
+  t.match(st.keys, { configured: [KID.old], learned: [{ kid: KID.new, endorsedBy: KID.old }], retired: [{ kid: KID.old, passed: false }] });
+  t.match(cli(['status', '-c', config, '--state-dir', agent.stateDir]).stdout, new RegExp(`key learned\\s+${KID.new} \\(endorsed by ${KID.old}`), 'status text shows the learned key');
+  t.ok(Date.now() < T, `still before T (${T - Date.now()} ms to go): else RETIRE_AHEAD_MS is too short for this machine`);
+  accepted(sign(3, 'old'), 3, 'OLD-signed v3 before T');
+  accepted(sign(4, 'new'), 4, 'NEW-signed v4 without an endorsement: NEW is learned');
+
+  // (4) After T (the system clock's real time; the agent's too): OLD is retired.
+  while (Date.now() <= T + 1000) await sleep(200);
+  refused(sign(5, 'old'), /EW_SNAPSHOT_KEY_RETIRED/, 'OLD-signed v5 after T');
+  refused(sign(5, 'third', signEndorsement(priv('old'), KID.old, pub('third'), { issuedAt: Date.now() })), /EW_SNAPSHOT_BAD_ENDORSEMENT: .*was retired/, 'OLD endorsing THIRD after T (a stolen old key)');
+  st = status();
+  t.equal(st.snapshotVersion, 4, 'v4 still in force');
+  t.match(st.keys.retired, [{ kid: KID.old, passed: true }]);
+  accepted(sign(5, 'new', readFileSync(endorsementFile)), 5, 'NEW-signed v5, still carrying the endorsement');
+
+  // A restart after T warns about the retired key in trust.keys, and keeps it retired.
+  await agent.stop();
+  agent = await startAgent({ stateDir: agent.stateDir, bootstrap: null, configFile: config });
+  t.match(agent.logs().join('\n'), new RegExp(`trusted key \\\\"${KID.old}\\\\" in trust.keys was retired`), 'warning names the retired configured key');
+  t.equal(status().snapshotVersion, 5);
+  refused(sign(6, 'old'), /EW_SNAPSHOT_KEY_RETIRED/, 'OLD-signed v6 after a restart');
+});
