@@ -14,7 +14,7 @@
 import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { isEwError } from '../errors.js';
-import { learnedKeys, type Endorsement } from '../snapshot/endorsement.js';
+import { learnedKeys, parseEndorsement, type Endorsement } from '../snapshot/endorsement.js';
 import type { TrustedKeys } from '../snapshot/keys.js';
 import { readFileBounded, writeFileAtomic } from './atomic-file.js';
 
@@ -147,7 +147,15 @@ export class TrustStore {
       const kept = new Set(doc.learned.map((l) => l.endorsement));
       for (const b of this.endorsements) {
         const b64 = Buffer.from(b).toString('base64');
-        if (!kept.has(b64)) doc.learned.push({ kid: '?', endorsedBy: '?', at: '?', endorsement: b64 });
+        if (kept.has(b64)) continue;
+        let e: Endorsement | undefined;
+        try {
+          e = parseEndorsement(b).endorsement;
+        } catch {
+          continue; // not an endorsement at all: dropped
+        }
+        doc.learned.push({ kid: e.kid, endorsedBy: e.endorserKid, at: new Date(e.issuedAt).toISOString(), endorsement: b64 });
+        kept.add(b64);
       }
       await writeFileAtomic(this.path, JSON.stringify(doc, null, 2) + '\n');
     };

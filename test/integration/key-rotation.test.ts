@@ -83,6 +83,8 @@ t.test('rotation: endorse, learn, restart, retire', async (t) => {
   t.ok(Date.now() < T, `still before T (${T - Date.now()} ms to go): else RETIRE_AHEAD_MS is too short for this machine`);
   accepted(sign(3, 'old'), 3, 'OLD-signed v3 before T');
   accepted(sign(4, 'new'), 4, 'NEW-signed v4 without an endorsement: NEW is learned');
+  const x = cli(['explain', '-c', config, '--state-dir', agent.stateDir, '-p', 'op-bob', '-P', 'READ_CUSTOMER', '--json']);
+  t.match(x.stdout, /"version": 4/, `explain reads v4, signed by the learned key (${x.stderr.trim()})`);
 
   // (4) After T (the system clock's real time; the agent's too): OLD is retired.
   while (Date.now() <= T + 1000) await sleep(200);
