@@ -6,6 +6,7 @@
 import t from 'tap';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parse, stringify } from 'yaml';
 import { loadPolicyText, compilePolicy } from '../../src/policy/validate.js';
 import { signSnapshot } from '../../src/snapshot/snapshot.js';
 import { signEndorsement } from '../../src/snapshot/endorsement.js';
@@ -101,4 +102,13 @@ t.test('rotation: endorse, learn, restart, retire', async (t) => {
   t.match(agent.logs().join('\n'), new RegExp(`trusted key \\\\"${KID.old}\\\\" in trust.keys was retired`), 'warning names the retired configured key');
   t.equal(status().snapshotVersion, 5);
   refused(sign(6, 'old'), /EW_SNAPSHOT_KEY_RETIRED/, 'OLD-signed v6 after a restart');
+
+  // SIGHUP with NEW added to trust.keys (the operator's configuration update): OLD stays retired, NEW signs.
+  const original = parse(readFileSync(config, 'utf8')) as Record<string, unknown>;
+  writeFileSync(config, stringify({ ...original, trust: { keys: [join(dir, 'old.pub.pem'), join(dir, 'new.pub.pem')] } }));
+  agent.child.kill('SIGHUP');
+  t.match(await agent.waitLog(/configuration reloaded/), /"applied":\[[^\]]*"trust.keys"/, 'the new trust.keys are applied');
+  refused(sign(6, 'old'), /EW_SNAPSHOT_KEY_RETIRED/, 'OLD-signed v6 after the reload');
+  accepted(sign(6, 'new'), 6, 'NEW-signed v6 after the reload');
+  t.match(status().keys, { configured: [KID.old, KID.new], retired: [{ kid: KID.old, passed: true }] });
 });
