@@ -59,8 +59,8 @@ export async function statusCommand(opts: { config?: string; stateDir?: string; 
   if (s.keys) {
     const k = s.keys;
     lines.push(['keys', `${k.configured.length} configured: ${k.configured.join(', ')}`]);
-    for (const l of k.learned) lines.push(['key learned', `${l.kid} (endorsed by ${l.endorsedBy}, ${l.at})`]);
-    for (const r of k.retired) lines.push(['key retired', `${r.kid} ${r.passed ? 'since' : 'at'} ${r.at}`]);
+    for (const l of k.learned) lines.push(['learned', `${l.kid} (endorsed by ${l.endorsedBy}, ${l.at})`]);
+    for (const r of k.retired) lines.push(['retired', `${r.kid} ${r.passed ? 'since' : 'at'} ${r.at}`]);
   }
   lines.push(['started', s.startedAt]);
   for (const w of s.warnings ?? []) lines.push(['warning', w]);
