@@ -112,3 +112,31 @@ t.test('rotation: endorse, learn, restart, retire', async (t) => {
   accepted(sign(6, 'new'), 6, 'NEW-signed v6 after the reload');
   t.match(status().keys, { configured: [KID.old, KID.new], retired: [{ kid: KID.old, passed: true }] });
 });
+
+t.test('key endorse and snapshot sign --endorsement: usage errors say what is wrong', async (t) => {
+  const dir = t.testdir({});
+  for (const name of ['old', 'new']) t.equal(cli(['keygen', '-o', dir, '-n', name]).code, 0);
+  const endorse = (...extra: string[]) => cli(['key', 'endorse', '-k', join(dir, 'old.key.pem'), '--new', join(dir, 'new.pub.pem'), '-o', join(dir, 'e.cose'), ...extra]);
+  const cases: [string[], RegExp][] = [
+    [['--retire-in', '30x'], /--retire-in must be a duration such as 30d/],
+    [['--retire-in', '1d', '--retire-after', '2030-01-01T00:00:00Z'], /give one, not both/],
+    [['--retire-after', '2030-01-01'], /--retire-after must be an ISO 8601 time with a zone/],
+    [['--issued-at', '2030-01-02T00:00:00Z', '--retire-after', '2030-01-01T00:00:00Z'], /is not after the issue time/],
+  ];
+  for (const [args, re] of cases) {
+    const r = endorse(...args);
+    t.equal(r.code, 2, `${args.join(' ')}: usage error`);
+    t.match(r.stderr, re);
+  }
+  const self = cli(['key', 'endorse', '-k', join(dir, 'new.key.pem'), '--new', join(dir, 'new.pub.pem'), '-o', join(dir, 'self.cose')]);
+  t.equal(self.code, 2, 'a key endorsing itself');
+  t.match(self.stderr, /a key cannot endorse itself/);
+  const ok = endorse('--retire-in', '2w');
+  t.equal(ok.code, 0, ok.stderr);
+  t.match(ok.stderr, /retires at .* on each gateway that takes a snapshot carrying it/);
+  const junk = join(dir, 'junk.cose');
+  writeFileSync(junk, 'not an endorsement');
+  const s = cli(['snapshot', 'sign', EXAMPLE_POLICY, '-k', join(dir, 'new.key.pem'), '--version', '2', '--endorsement', junk, '-o', join(dir, 's.cose')]);
+  t.equal(s.code, 1);
+  t.match(s.stderr, /EW_SNAPSHOT_BAD_ENDORSEMENT: .*junk.cose: endorsement is not a COSE_Sign1/);
+});
