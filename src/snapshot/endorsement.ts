@@ -135,6 +135,8 @@ export function verifyEndorsement(bytes: Uint8Array, c: EndorsementCheck): Endor
   if (e.kid !== thumbprint) throw bad(`endorsed kid "${e.kid}" is not the RFC 7638 thumbprint of the endorsed public key ("${thumbprint}")`, where);
   const endorserKey = c.trustedKeys.get(e.endorserKid);
   if (!endorserKey) throw bad(`endorser "${e.endorserKid}" is not a trusted key (only a key trusted already, configured or learned earlier, can endorse)`, where);
+  // The same key under another kid (a configured kid=file name) would live on after its own retirement.
+  if (kidOf(endorserKey) === thumbprint) throw bad(`endorser "${e.endorserKid}" endorses its own public key (as "${e.kid}"): a snapshot may not extend its own trust on its signer's word alone`, where);
   const retiredAt = c.retired?.get(e.endorserKid);
   if (c.now !== undefined && retiredAt !== undefined && retiredAt <= c.now) {
     throw bad(`endorser "${e.endorserKid}" was retired at ${new Date(retiredAt).toISOString()}, before the gateway's time ${new Date(c.now).toISOString()}`, where);

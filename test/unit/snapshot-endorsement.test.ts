@@ -51,6 +51,9 @@ t.test('every refusal of an endorsement names the check that failed', async (t) 
   // Even when the self-endorsing key is trusted, it cannot endorse itself (checked before trust).
   refusedWith(t, () => verifyEndorsement(self, { trustedKeys: new Map([[NEW.kid, NEW.publicKey]]) }), 'EW_SNAPSHOT_BAD_ENDORSEMENT', /endorses itself/, 'self-endorsement by a trusted key');
   refusedWith(t, () => acceptSnapshot(snap(5, THIRD, endorse(NEW, THIRD)), ctx()), 'EW_SNAPSHOT_BAD_ENDORSEMENT', /endorser ".*" is not a trusted key/, 'untrusted endorser');
+  // OLD configured under an explicit kid endorses its own key under its thumbprint: still itself.
+  const aliased = signEndorsement(OLD.privateKey, 'old-2026', OLD.publicKey, { issuedAt: ISSUED_AT, retiresSigner: T });
+  refusedWith(t, () => acceptSnapshot(snap(5, OLD, aliased), ctx({ trustedKeys: new Map([['old-2026', OLD.publicKey]]) })), 'EW_SNAPSHOT_BAD_ENDORSEMENT', /endorses its own public key/, 'self-endorsement under another kid');
   refusedWith(
     t,
     () => acceptSnapshot(snap(5, NEW, endorse()), ctx({ retired: new Map([[OLD.kid, ISSUED_AT + 500]]) })),
