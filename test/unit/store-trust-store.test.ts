@@ -58,6 +58,12 @@ t.test('an endorsed snapshot teaches a key and a retirement; both survive a rest
   // A later endorsement from OLD with a later retirement (or none) cannot move it back.
   t.equal(await a.trust.record({ endorserKid: OLD.kid, kid: NEW.kid, publicKey: NEW.publicKey, issuedAt: T0, retiresSigner: T + 10 * 86_400_000, bytes: endorsement }), false);
   t.equal(a.trust.retired().get(OLD.kid), T, 'the earlier retirement stays');
+
+  // current.cose (v4, NEW) torn: the previous one (v3, signed by OLD before it retired) still loads.
+  writeFileSync(join(dir, 'snapshot', 'current.cose'), 'torn');
+  a = await open(dir, T + 2000);
+  t.equal(a.store.heldVersion(), 3, 'a stored snapshot of a key retired since is not lost');
+  t.equal((await a.store.install(signSnapshot(payload(5, T + 2000), NEW.privateKey, NEW.kid), 'v5')).kid, NEW.kid);
 });
 
 t.test('trust.json lost: the snapshot in force carries its endorsement, and teaches the key and the retirement again', async (t) => {
