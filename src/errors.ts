@@ -20,6 +20,8 @@ export const ERROR_CODES = {
   EW_SNAPSHOT_STALE: 'the snapshot is older than the one held',
   EW_SNAPSHOT_EXPIRED: 'the snapshot expired before the system clock',
   EW_SNAPSHOT_EXPIRED_BY_TIME_FLOOR: 'the snapshot expired before the time floor (the system clock is behind it)',
+  EW_SNAPSHOT_BAD_ENDORSEMENT: 'the key endorsement carried by the snapshot (or given to the command) is refused; the message says which check failed',
+  EW_SNAPSHOT_KEY_RETIRED: 'the snapshot is signed by a key that retired itself (key rotation) before the gateway\'s time',
   // the agent's configuration file
   EW_CONFIG_READ: 'the configuration file cannot be read, is not UTF-8, or is larger than 1 MiB',
   EW_CONFIG_YAML: 'the configuration file is not valid YAML (duplicate keys, or aliases that expand without bound)',

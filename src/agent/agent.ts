@@ -15,6 +15,7 @@ import { EwError, isEwError } from '../errors.js';
 import { SnapshotStore } from '../store/snapshot-store.js';
 import { TimeFloor } from '../store/time-floor.js';
 import { loadTrustedKeys } from '../store/keys.js';
+import { TrustStore, type TrustSummary } from '../store/trust-store.js';
 import { readFileBounded, writeFileAtomic } from '../store/atomic-file.js';
 import type { Outbox } from '../store/outbox.js';
 import type { AuditUploader } from '../audit/audit-uploader.js';
@@ -47,6 +48,8 @@ export interface AgentStatus {
   readonly startedAt: string;
   /** The configuration's warnings (plain MQTT on the network, the demo key, ...), as logged at start. */
   readonly warnings: readonly string[];
+  /** Snapshot keys: configured, learned by endorsement, retired (docs/snapshots.md, "Rotating the signing key"). */
+  readonly keys: TrustSummary;
 }
 
 /** How many served things get a retained things/{t}/cloud-status when the link goes up or down. */
@@ -77,6 +80,7 @@ export class Agent {
     private readonly log: Logger,
     private readonly timeFloor: TimeFloor,
     private readonly store: SnapshotStore,
+    private readonly trust: TrustStore,
     readonly audit: AuditLog,
     private readonly outbox: Outbox | undefined,
     private readonly lock: StateLock,
@@ -111,9 +115,10 @@ export class Agent {
     const stateDir = config.stateDir;
     const storeLog = log.child({ module: 'store' });
     const timeFloor = await TimeFloor.load(stateDir, Date.now, { onProblem: (msg) => storeLog.info(msg) });
+    const trust = await TrustStore.load(stateDir, trustedKeys, (level, msg) => storeLog[level](msg), timeFloor.now());
     const store = await SnapshotStore.open({
       stateDir,
-      trustedKeys,
+      trust,
       gatewayId: config.gateway.id,
       timeFloor,
       maxBytes: config.snapshot.maxBytes,
@@ -148,7 +153,7 @@ export class Agent {
           onProblem: (msg) => log.warn({ module: 'outbox' }, msg),
         })
       : undefined;
-    const agent = new Agent(config, log, timeFloor, store, audit, outbox, lock, build);
+    const agent = new Agent(config, log, timeFloor, store, trust, audit, outbox, lock, build);
     agent.adopt(initial);
     initial = undefined; // the index holds what it needs; the payload goes
     if (!agent.index) log.warn({ stateDir }, 'no valid snapshot: every request is denied (NO_SNAPSHOT) until one is installed');
@@ -386,7 +391,7 @@ export class Agent {
       this.adopt(v);
       const dropped = this.broker?.dropStaleSessions(this.index!) ?? 0;
       this.link?.publishStatus();
-      this.log.info({ source, version: v.payload.version, kid: v.kid, expiresAt: new Date(v.payload.expiresAt).toISOString(), dropped }, 'snapshot accepted');
+      this.log.info({ source, version: v.payload.version, kid: v.kid, ...(v.endorsement ? { endorsedBy: v.endorsement.endorserKid } : {}), expiresAt: new Date(v.payload.expiresAt).toISOString(), dropped }, 'snapshot accepted');
       return { version: v.payload.version };
     } catch (err) {
       this.log.warn({ source, code: isEwError(err) ? err.code : undefined, reason: (err as Error).message }, 'snapshot refused');
@@ -434,6 +439,7 @@ export class Agent {
       cloud: this.link && this.outbox ? { link: this.link.stats(), queue: this.outbox.stats() } : null,
       startedAt: this.startedAt.toISOString(),
       warnings: this.configWarnings,
+      keys: this.trust.summary(this.timeFloor.now()),
     };
   }
 
@@ -468,7 +474,7 @@ export class Agent {
       applied.push('log.level');
     }
     if (keys) {
-      this.store.setTrustedKeys(keys);
+      this.trust.setConfigured(keys);
       cur.trust = next.trust;
       applied.push('trust.keys');
     }

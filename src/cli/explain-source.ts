@@ -12,6 +12,7 @@ import { verifySnapshot, type VerifiedSnapshot } from '../snapshot/snapshot.js';
 import { readSnapshotInForce, SNAPSHOT_DIR } from '../store/snapshot-store.js';
 import { TimeFloor } from '../store/time-floor.js';
 import { loadTrustedKeys } from '../store/keys.js';
+import { TrustStore } from '../store/trust-store.js';
 import { EwError, isEwError, type ErrorCode } from '../errors.js';
 import { packageRoot, readSnapshotFile } from './io.js';
 import { parseTime, trustedKeysFrom } from './snapshot.js';
@@ -96,7 +97,9 @@ async function installedSnapshot(config: AgentConfig): Promise<{ snapshot: Verif
   const dir = join(config.stateDir, SNAPSHOT_DIR);
   const keys = loadTrustedKeys(config.trust.keys);
   if (keys.size === 0) throw new EwError('EW_KEY_READ', 'no trusted snapshot key in the configuration: set trust.keys (the installed snapshot is verified with them)', { where: 'trust.keys' });
-  const found = await readSnapshotInForce({ stateDir: config.stateDir, trustedKeys: keys, gatewayId: config.gateway.id, maxBytes: config.snapshot.maxBytes });
+  // With the keys the agent learned by endorsement (key rotation), as the agent verifies it at start; read only.
+  const trust = await TrustStore.load(config.stateDir, keys, () => undefined, 0);
+  const found = await readSnapshotInForce({ stateDir: config.stateDir, trustedKeys: trust.keys(), gatewayId: config.gateway.id, maxBytes: config.snapshot.maxBytes });
   const denied = found.passedOver.find((p) => /EACCES|EPERM/.test(p.error?.message ?? ''));
   if (denied) {
     throw new EwError('EW_STORE_IO', `permission denied reading the installed snapshot: run as the agent's user (edgewarden) or root, or explain from a file with -s FILE`, { where: denied.file, cause: denied.error });

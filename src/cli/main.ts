@@ -12,6 +12,7 @@ import type { signCommand } from './snapshot-sign.js';
 import type { verifyCommand } from './snapshot.js';
 import type { FleetSignCliOptions } from './fleet-sign.js';
 import type { FleetPublishOptions } from './fleet-publish.js';
+import type { EndorseOptions } from './key-endorse.js';
 
 // Each command's module is imported when that command runs, not before: `edgewarden status` does not
 // load the broker (aedes), the cloud link (MQTT.js) or the metrics (prom-client), and `edgewarden run`
@@ -42,6 +43,19 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--force', 'overwrite existing key files')
     .action(async (o: { out: string; name: string; force?: boolean }) => setExit((await import('./keygen.js')).keygenCommand(o, io)));
 
+  const key = program.command('key').description('snapshot signing keys: rotation');
+  key
+    .command('endorse')
+    .description('sign, with the old key, an endorsement of a new key (key rotation: docs/snapshots.md)')
+    .requiredOption('-k, --key <file>', 'the OLD Ed25519 private key (PEM), trusted by the gateways')
+    .requiredOption('--new <file>', 'the NEW public key (PEM) to endorse')
+    .requiredOption('-o, --out <file>', 'where to write the endorsement')
+    .option('--retire-after <iso>', 'the old key is no longer trusted after this time by a gateway that took the endorsement')
+    .option('--retire-in <duration>', 'the same, as a duration from now: 30d, 12h, 90m, 45s, 2w')
+    .option('--kid <kid>', 'the old key\'s kid as gateways know it (default: its RFC 7638 thumbprint)')
+    .option('--issued-at <iso>', 'issue time (default: now)')
+    .action(async (o: EndorseOptions) => setExit((await import('./key-endorse.js')).endorseCommand(o, io)));
+
   program
     .command('hash')
     .description('print the credential hash of a secret read from standard input, for a policy file')
@@ -71,6 +85,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--kid <kid>', 'key id for the header (default: the key\'s RFC 7638 thumbprint)')
     .option('--plain-cbor', 'payload members as plain CBOR maps and arrays, for readers without the record and packed-string extensions (larger, slower to load)')
     .option('--strict', 'refuse a policy with warnings (likely mistakes: a resource group without things, an undefined role, a permission whose module is inactive)')
+    .option('--endorsement <file>', 'carry this endorsement of the signing key (edgewarden key endorse) in the unprotected header: gateways trusting the old key take it')
     .action(async (file: string, o: Parameters<typeof signCommand>[1]) => setExit((await import('./snapshot-sign.js')).signCommand(file, o, io)));
   snapshot
     .command('verify <file>')

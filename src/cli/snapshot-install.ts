@@ -9,6 +9,7 @@ import { lockStateDir } from '../agent/state-lock.js';
 import { SNAPSHOT_DIR, SnapshotStore } from '../store/snapshot-store.js';
 import { TIME_FLOOR_FILE, TimeFloor } from '../store/time-floor.js';
 import { loadTrustedKeys } from '../store/keys.js';
+import { TRUST_FILE, TrustStore } from '../store/trust-store.js';
 import { EwError, type ErrorCode } from '../errors.js';
 import { packageRoot, readSnapshotFile } from './io.js';
 import type { Io } from './output.js';
@@ -38,7 +39,8 @@ export async function installCommand(file: string, opts: { config?: string; stat
   const lock = await lockStateDir(config.stateDir);
   try {
     const timeFloor = await TimeFloor.load(config.stateDir);
-    const store = await SnapshotStore.open({ stateDir: config.stateDir, trustedKeys, gatewayId: config.gateway.id, timeFloor, maxBytes: config.snapshot.maxBytes });
+    const trust = await TrustStore.load(config.stateDir, trustedKeys, (level, msg) => (level === 'info' ? undefined : io.err(`${level}: ${msg}`)), timeFloor.now());
+    const store = await SnapshotStore.open({ stateDir: config.stateDir, trust, gatewayId: config.gateway.id, timeFloor, maxBytes: config.snapshot.maxBytes });
     const v = await store.install(bytes, file);
     await giveToStateDirOwner(config.stateDir);
     io.out(`no agent running: installed snapshot version ${v.payload.version} into ${config.stateDir}; it is enforced from the next start`);
@@ -58,6 +60,6 @@ async function giveToStateDirOwner(stateDir: string): Promise<void> {
   const { uid, gid } = await stat(stateDir);
   if (uid === 0) return;
   const snapshotDir = join(stateDir, SNAPSHOT_DIR);
-  const paths = [snapshotDir, ...(await readdir(snapshotDir)).map((n) => join(snapshotDir, n)), join(stateDir, TIME_FLOOR_FILE)];
+  const paths = [snapshotDir, ...(await readdir(snapshotDir)).map((n) => join(snapshotDir, n)), join(stateDir, TIME_FLOOR_FILE), join(stateDir, TRUST_FILE)];
   for (const p of paths) await chown(p, uid, gid).catch(() => undefined);
 }

@@ -4,7 +4,8 @@ import { EwError } from '../errors.js';
 import { compilePolicy } from '../policy/validate.js';
 import { kidOf } from '../snapshot/keys.js';
 import { signSnapshot } from '../snapshot/snapshot.js';
-import { readPolicyFile, readPrivateKeyFile } from './io.js';
+import { parseEndorsement, MAX_ENDORSEMENT_BYTES } from '../snapshot/endorsement.js';
+import { readBounded, readPolicyFile, readPrivateKeyFile } from './io.js';
 import { iso, type Io } from './output.js';
 import { parseTime, parseVersion } from './snapshot.js';
 import { signSummary } from './snapshot-summary.js';
@@ -15,7 +16,7 @@ import { signSummary } from './snapshot-summary.js';
  */
 export function signCommand(
   policyPath: string,
-  opts: { key: string; version: string; out: string; issuedAt?: string; kid?: string; plainCbor?: boolean; strict?: boolean },
+  opts: { key: string; version: string; out: string; issuedAt?: string; kid?: string; plainCbor?: boolean; strict?: boolean; endorsement?: string },
   io: Io,
 ): number {
   const version = parseVersion(opts.version);
@@ -34,12 +35,24 @@ export function signCommand(
     throw new EwError('EW_POLICY_INVALID', `validity: the snapshot would expire (${iso(payload.expiresAt)}) before it is issued (${iso(issuedAt)})`, { where: policyPath });
   }
   const kid = opts.kid ?? kidOf(key);
-  const bytes = signSnapshot(payload, key, kid, { plain: opts.plainCbor === true });
+  const endorsement = opts.endorsement === undefined ? undefined : readEndorsementFor(opts.endorsement, kid, kidOf(key));
+  const bytes = signSnapshot(payload, key, kid, { plain: opts.plainCbor === true, ...(endorsement ? { endorsement } : {}) });
   const tmp = `${opts.out}.tmp-${process.pid}`;
   writeFileSync(tmp, bytes);
   renameSync(tmp, opts.out);
   io.err(`signed snapshot version ${version} for gateway ${payload.gateway.id} (${payload.gateway.role}), kid ${kid} -> ${opts.out} (${bytes.length} bytes)`);
+  if (opts.endorsement !== undefined) io.err(`  endorsement ${opts.endorsement} carried (gateways trusting its endorser take this key)`);
   for (const line of signSummary(payload)) io.err(line);
   if (warnings.length > 0) io.err(`  warnings    ${warnings.length} (above); snapshot sign --strict refuses a policy with warnings`);
   return 0;
+}
+
+/** The endorsement file's bytes, if it endorses the signing key (a usage error otherwise: it would only be refused by every gateway). */
+function readEndorsementFor(file: string, kid: string, thumbprint: string): Uint8Array {
+  const bytes = readBounded(file, MAX_ENDORSEMENT_BYTES, 'EW_SNAPSHOT_BAD_ENDORSEMENT', 'EW_STORE_IO');
+  const { endorsement: e } = parseEndorsement(bytes, file);
+  if (e.kid !== kid || e.kid !== thumbprint) {
+    throw new EwError('EW_USAGE', `--endorsement ${file} endorses key "${e.kid}", not the signing key "${kid}" (endorse the new key's public key with the old key: edgewarden key endorse)`);
+  }
+  return bytes;
 }

@@ -56,6 +56,12 @@ export async function statusCommand(opts: { config?: string; stateDir?: string; 
     const l = a.lastLoss;
     lines.push(['audit lost', `${a.lostBeforeUpload} rotated away before upload (disk bound); last: ${l.count} record(s), seq ${l.fromSeq}-${l.toSeq}, ${l.from} to ${l.to}`]);
   }
+  if (s.keys) {
+    const k = s.keys;
+    lines.push(['keys', `${k.configured.length} configured: ${k.configured.join(', ')}`]);
+    for (const l of k.learned) lines.push(['learned', `${l.kid} (endorsed by ${l.endorsedBy}, ${l.at})`]);
+    for (const r of k.retired) lines.push(['retired', `${r.kid} ${r.passed ? 'since' : 'at'} ${r.at}`]);
+  }
   lines.push(['started', s.startedAt]);
   for (const w of s.warnings ?? []) lines.push(['warning', w]);
   const w = Math.max(...lines.map(([k]) => k.length));

@@ -1,6 +1,9 @@
 // COSE_Sign1 (RFC 9052 section 4.2) with EdDSA over Ed25519 (RFC 9053 section 2.2).
 //
-//   COSE_Sign1 = #6.18([ protected: bstr .cbor {1: -8, 4: kid}, unprotected: {}, payload: bstr, signature: bstr ])
+//   COSE_Sign1 = #6.18([ protected: bstr .cbor {1: -8, 4: kid}, unprotected: {...}, payload: bstr, signature: bstr ])
+//
+// The unprotected header is empty unless a key endorsement rides along (src/snapshot/endorsement.ts):
+// it is not covered by the signature, and is read only for what authenticates itself.
 //   Sig_structure = [ "Signature1", protected, external_aad = h'', payload ]
 //
 // Keys are passed in; no I/O here.
@@ -20,6 +23,8 @@ export interface CoseSign1 {
   readonly protectedBytes: Uint8Array;
   readonly alg: number | undefined;
   readonly kid: string | undefined;
+  /** The unprotected header (NOT covered by the signature). */
+  readonly unprotected: ReadonlyMap<unknown, unknown>;
   readonly payload: Uint8Array;
   readonly signature: Uint8Array;
 }
@@ -63,12 +68,12 @@ export function sigStructure(protectedBytes: Uint8Array, payload: Uint8Array): B
   return out;
 }
 
-/** Signs `payload` with an Ed25519 private key; the kid goes in the protected header. */
-export function signCoseSign1(payload: Uint8Array, privateKey: KeyObject, kid: string): Buffer {
+/** Signs `payload` with an Ed25519 private key; the kid goes in the protected header, `unprotected` (default empty) beside it. */
+export function signCoseSign1(payload: Uint8Array, privateKey: KeyObject, kid: string, unprotected: ReadonlyMap<string | number, unknown> = new Map()): Buffer {
   if (privateKey.asymmetricKeyType !== 'ed25519') throw new Error(`signing key must be Ed25519, got ${String(privateKey.asymmetricKeyType)}`);
   const protectedBytes = encoder.encode(new Map<number, unknown>([[HEADER_ALG, ALG_EDDSA], [HEADER_KID, Buffer.from(kid, 'utf8')]]));
   const signature = edSign(null, sigStructure(protectedBytes, payload), privateKey);
-  return encoder.encode(new Tag([protectedBytes, new Map(), toBuffer(payload), signature], COSE_SIGN1_TAG));
+  return encoder.encode(new Tag([protectedBytes, new Map(unprotected), toBuffer(payload), signature], COSE_SIGN1_TAG));
 }
 
 function isBytes(v: unknown): v is Uint8Array {
@@ -106,6 +111,7 @@ export function parseCoseSign1(bytes: Uint8Array): CoseSign1 {
     protectedBytes,
     alg: typeof alg === 'number' ? alg : undefined,
     kid: isBytes(kidRaw) ? Buffer.from(kidRaw).toString('utf8') : typeof kidRaw === 'string' ? kidRaw : undefined,
+    unprotected,
     payload,
     signature,
   };

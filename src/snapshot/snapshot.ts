@@ -7,6 +7,7 @@ import type { SnapshotPayload } from '../policy/schema.js';
 import { validatePayload } from '../policy/validate-payload.js';
 import { CoseFormatError, ALG_EDDSA, parseCoseSign1, signCoseSign1, verifyCoseSign1 } from './cose.js';
 import type { TrustedKeys } from './keys.js';
+import { ENDORSEMENT_HEADER, endorsementIn, verifyEndorsement, type Endorsement } from './endorsement.js';
 
 /** Largest snapshot accepted, in bytes: a 100,000-thing snapshot of the benchmark's shape (names, token hashes, some certificates) is about 17 MB (25 MB as plain CBOR maps). */
 export const DEFAULT_MAX_SNAPSHOT_BYTES = 32 * 1024 * 1024;
@@ -47,6 +48,11 @@ export interface VerifiedSnapshot {
   readonly bytes: Uint8Array;
   /** Accepted although it expired by the time floor: proof the floor got ahead (acceptSnapshot). */
   readonly resetsTimeFloor?: boolean;
+  /**
+   * The endorsement it carries, verified: of its signer, by a key trusted already. Present when the
+   * signer was trusted only through it, or when it verifies anyway (its retirement still counts).
+   */
+  readonly endorsement?: Endorsement;
 }
 
 /** CBOR head of a map of `n` entries (major type 5, shortest form). */
@@ -80,15 +86,27 @@ export function encodePayloadPlain(payload: SnapshotPayload): Buffer {
   return Buffer.from(plainEncoder.encode(JSON.parse(JSON.stringify(payload))));
 }
 
-export function signSnapshot(payload: SnapshotPayload, privateKey: KeyObject, kid: string, opts: { plain?: boolean } = {}): Buffer {
-  return signCoseSign1(opts.plain === true ? encodePayloadPlain(payload) : encodePayload(payload), privateKey, kid);
+/**
+ * `endorsement`: the bytes of an endorsement of this key (src/snapshot/endorsement.ts), carried in
+ * the unprotected header for gateways that do not trust the key yet. Not checked here (the CLI does).
+ */
+export function signSnapshot(payload: SnapshotPayload, privateKey: KeyObject, kid: string, opts: { plain?: boolean; endorsement?: Uint8Array } = {}): Buffer {
+  const unprotected = new Map<string, unknown>(opts.endorsement === undefined ? [] : [[ENDORSEMENT_HEADER, Buffer.from(opts.endorsement)]]);
+  return signCoseSign1(opts.plain === true ? encodePayloadPlain(payload) : encodePayload(payload), privateKey, kid, unprotected);
+}
+
+export interface TrustOptions {
+  /** Retirement times by kid (key rotation): a key retired by `now` signs nothing acceptable, endorses nothing. */
+  readonly retired?: ReadonlyMap<string, number>;
+  /** The gateway's effective now for retirement; without it retirement is not checked (a stored snapshot, accepted earlier). */
+  readonly now?: number;
 }
 
 /**
  * Signature and payload checks only: the bytes are a COSE_Sign1 signed by a trusted key, and the
  * payload is a well-formed snapshot payload. `where` names the source in errors.
  */
-export function verifySnapshot(bytes: Uint8Array, trustedKeys: TrustedKeys, opts: { where?: string; maxBytes?: number } = {}): VerifiedSnapshot {
+export function verifySnapshot(bytes: Uint8Array, trustedKeys: TrustedKeys, opts: { where?: string; maxBytes?: number } & TrustOptions = {}): VerifiedSnapshot {
   const where = opts.where ?? 'snapshot';
   const maxBytes = opts.maxBytes ?? DEFAULT_MAX_SNAPSHOT_BYTES;
   if (bytes.length > maxBytes) {
@@ -106,8 +124,29 @@ export function verifySnapshot(bytes: Uint8Array, trustedKeys: TrustedKeys, opts
     throw new EwError('EW_SNAPSHOT_BAD_ALGORITHM', `algorithm ${String(msg.alg)} in the protected header is not EdDSA (-8)`, { where });
   }
   if (msg.kid === undefined) throw new EwError('EW_SNAPSHOT_UNKNOWN_KID', 'no kid in the protected header', { where });
-  const key = trustedKeys.get(msg.kid);
-  if (!key) throw new EwError('EW_SNAPSHOT_UNKNOWN_KID', `kid "${msg.kid}" is not a trusted key`, { where });
+  const retiredAt = opts.retired?.get(msg.kid);
+  if (opts.now !== undefined && retiredAt !== undefined && retiredAt <= opts.now) {
+    throw new EwError('EW_SNAPSHOT_KEY_RETIRED', `key "${msg.kid}" was retired at ${iso(retiredAt)} (it endorsed its successor), before the gateway's time ${iso(opts.now)}`, { where });
+  }
+  const endorsementBytes = endorsementIn(msg, where);
+  let key = trustedKeys.get(msg.kid);
+  let endorsement: Endorsement | undefined;
+  const check = { trustedKeys, signerKid: msg.kid, where, ...(opts.retired ? { retired: opts.retired } : {}), ...(opts.now === undefined ? {} : { now: opts.now }) };
+  if (key) {
+    // Trusted anyway: the endorsement is not needed, but a valid one still retires its endorser.
+    if (endorsementBytes) {
+      try {
+        endorsement = verifyEndorsement(endorsementBytes, check);
+      } catch {
+        endorsement = undefined;
+      }
+    }
+  } else if (endorsementBytes) {
+    endorsement = verifyEndorsement(endorsementBytes, check);
+    key = endorsement.publicKey;
+  } else {
+    throw new EwError('EW_SNAPSHOT_UNKNOWN_KID', `kid "${msg.kid}" is not a trusted key`, { where });
+  }
   if (!verifyCoseSign1(msg, key, bytes)) {
     throw new EwError('EW_SNAPSHOT_BAD_SIGNATURE', `signature does not match key "${msg.kid}"`, { where });
   }
@@ -132,7 +171,7 @@ export function verifySnapshot(bytes: Uint8Array, trustedKeys: TrustedKeys, opts
   if (p.issuedAt >= p.expiresAt) {
     throw new EwError('EW_SNAPSHOT_BAD_PAYLOAD', `issuedAt ${iso(p.issuedAt)} is not before expiresAt ${iso(p.expiresAt)}`, { where });
   }
-  return { payload: p, kid: msg.kid, bytes };
+  return { payload: p, kid: msg.kid, bytes, ...(endorsement ? { endorsement } : {}) };
 }
 
 export interface AcceptContext {
@@ -147,6 +186,8 @@ export interface AcceptContext {
   readonly timeFloor: number;
   /** issuedAt of the snapshot held (0: none): a newer one may heal a floor that got ahead. */
   readonly heldIssuedAt?: number;
+  /** Retirement times by kid (key rotation), checked against effectiveNow(now, timeFloor). */
+  readonly retired?: ReadonlyMap<string, number>;
   readonly maxBytes?: number;
   readonly where?: string;
 }
@@ -162,7 +203,12 @@ export function effectiveNow(now: number, timeFloor: number): number {
 /** SPEC section 4: trusted key, this gateway, higher version, not expired against the time floor. */
 export function acceptSnapshot(bytes: Uint8Array, ctx: AcceptContext): VerifiedSnapshot {
   const where = ctx.where ?? 'snapshot';
-  const verified = verifySnapshot(bytes, ctx.trustedKeys, { where, ...(ctx.maxBytes === undefined ? {} : { maxBytes: ctx.maxBytes }) });
+  const verified = verifySnapshot(bytes, ctx.trustedKeys, {
+    where,
+    ...(ctx.maxBytes === undefined ? {} : { maxBytes: ctx.maxBytes }),
+    ...(ctx.retired === undefined ? {} : { retired: ctx.retired }),
+    now: effectiveNow(ctx.now, ctx.timeFloor),
+  });
   const p = verified.payload;
   if (p.gateway.id !== ctx.gatewayId) {
     throw new EwError('EW_SNAPSHOT_WRONG_GATEWAY', `snapshot is for gateway "${p.gateway.id}", this is "${ctx.gatewayId}"`, { where });

@@ -32,6 +32,17 @@ import type { TrustedKeys } from '../snapshot/keys.js';
 import { createHash } from 'node:crypto';
 import { copyFileAtomic, readFileBounded, removeStaleTempFiles, writeFileAtomic } from './atomic-file.js';
 import type { TimeFloor } from './time-floor.js';
+import type { Endorsement } from '../snapshot/endorsement.js';
+
+/** The trusted keys as the agent keeps them across key rotations (src/store/trust-store.ts's TrustStore). */
+export interface KeyTrust {
+  /** Configured and learned keys (retired ones included: stored snapshots were accepted before). */
+  keys(): TrustedKeys;
+  /** Retirement times by kid: checked for snapshots installed from now on. */
+  retired(): ReadonlyMap<string, number>;
+  /** An endorsement carried by a snapshot accepted or loaded: its key is learned, its retirement kept. */
+  record(e: Endorsement): Promise<unknown>;
+}
 
 export interface StoreLogEvent {
   readonly level: 'info' | 'warn' | 'error';
@@ -46,7 +57,10 @@ export type StoreLog = (event: StoreLogEvent) => void;
 
 export interface SnapshotStoreOptions {
   readonly stateDir: string;
-  readonly trustedKeys: TrustedKeys;
+  /** The trusted keys; ignored when `trust` is given. */
+  readonly trustedKeys?: TrustedKeys;
+  /** Trusted keys that follow key rotations (learned keys, retirements): the agent's. */
+  readonly trust?: KeyTrust;
   /** This gateway's id: a stored snapshot for another gateway is not loaded. */
   readonly gatewayId: string;
   readonly timeFloor: TimeFloor;
@@ -95,9 +109,23 @@ export class SnapshotStore {
     this.log = opts.log ?? (() => undefined);
   }
 
-  /** Snapshots installed from now on are checked against these keys (configuration reload). */
+  /** Snapshots installed from now on are checked against these keys (configuration reload; without `trust`). */
   setTrustedKeys(trustedKeys: TrustedKeys): void {
     this.opts = { ...this.opts, trustedKeys };
+  }
+
+  private trustedKeys(): TrustedKeys {
+    return this.opts.trust?.keys() ?? this.opts.trustedKeys ?? new Map();
+  }
+
+  /** Records the endorsement a snapshot carried; a failure to write it is logged, the snapshot stays (it carries it). */
+  private async recordEndorsement(v: VerifiedSnapshot, file: string): Promise<void> {
+    if (!v.endorsement || !this.opts.trust) return;
+    try {
+      await this.opts.trust.record(v.endorsement);
+    } catch (err) {
+      this.logError('error', err, file, 'cannot record the learned key');
+    }
   }
 
   /**
@@ -204,13 +232,14 @@ export class SnapshotStore {
       });
     }
     this.log({ level: 'info', msg: `loaded stored snapshot version ${loaded.payload.version}`, file });
+    await this.recordEndorsement(loaded, file);
     return loaded;
   }
 
   /** One stored file, verified for this gateway; no snapshot (and logged) when missing or refused. */
   private async readStored(path: string): Promise<{ snapshot?: VerifiedSnapshot; missing: boolean }> {
     try {
-      const verified = await verifyStoredFile(path, this.opts.trustedKeys, this.opts.gatewayId, this.maxBytes);
+      const verified = await verifyStoredFile(path, this.trustedKeys(), this.opts.gatewayId, this.maxBytes);
       return verified === undefined ? { missing: true } : { snapshot: verified, missing: false };
     } catch (err) {
       this.logError('error', err, path, 'stored snapshot refused');
@@ -222,7 +251,8 @@ export class SnapshotStore {
     // No copy of the caller's bytes: they are written before this resolves and not kept after.
     const tf = this.opts.timeFloor;
     const verified = acceptSnapshot(bytes, {
-      trustedKeys: this.opts.trustedKeys,
+      trustedKeys: this.trustedKeys(),
+      ...(this.opts.trust ? { retired: this.opts.trust.retired() } : {}),
       gatewayId: this.opts.gatewayId,
       heldVersion: this.heldVersion(),
       now: tf.clock(),
@@ -238,6 +268,8 @@ export class SnapshotStore {
     }
     await writeFileAtomic(this.currentPath, bytes);
     this.snapshot = heldOf(verified);
+    // After the write: a retirement only ever comes with the snapshot that replaces the retired key's.
+    await this.recordEndorsement(verified, this.currentPath);
     this.loaded = undefined;
     if (verified.resetsTimeFloor) {
       this.log({
