@@ -7,6 +7,8 @@ import { defaultThreads } from '../fleet/signer.js';
 import { loadTrustedKeys, readPrivateKeyFile } from './io.js';
 import { iso, type Io } from './output.js';
 import { parseTime } from './snapshot.js';
+import { readEndorsementFor } from './snapshot-sign.js';
+import { kidOf } from '../snapshot/keys.js';
 
 export interface FleetSignCliOptions {
   key: string;
@@ -18,6 +20,7 @@ export interface FleetSignCliOptions {
   strict?: boolean;
   json?: boolean;
   limit?: string;
+  endorsement?: string;
 }
 
 export async function fleetSignCommand(tenantPath: string, fleetPath: string, o: FleetSignCliOptions, io: Io): Promise<number> {
@@ -26,6 +29,8 @@ export async function fleetSignCommand(tenantPath: string, fleetPath: string, o:
   const limit = o.limit === undefined ? 50 : Number(o.limit);
   if (!Number.isSafeInteger(limit) || limit < 0) throw new EwError('EW_USAGE', `--limit must be a whole number, got ${JSON.stringify(o.limit)}`);
   const key = readPrivateKeyFile(o.key);
+  const kid = o.kid ?? kidOf(key);
+  const endorsement = o.endorsement === undefined ? undefined : readEndorsementFor(o.endorsement, kid, kidOf(key));
   const started = performance.now();
   const onTty = process.stderr.isTTY === true && o.json !== true;
   const report = await signFleet({
@@ -33,7 +38,8 @@ export async function fleetSignCommand(tenantPath: string, fleetPath: string, o:
     fleetPath,
     dir: o.out,
     key,
-    ...(o.kid === undefined ? {} : { kid: o.kid }),
+    kid,
+    ...(endorsement === undefined ? {} : { endorsement }),
     ...(o.issuedAt === undefined ? {} : { issuedAt: parseTime(o.issuedAt, '--issued-at') }),
     ...(o.trust && o.trust.length > 0 ? { trusted: loadTrustedKeys(o.trust) } : {}),
     threads,

@@ -164,6 +164,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--issued-at <iso>', 'issue time, and so the version (default: now)')
     .option('-t, --trust <key>', 'public key earlier snapshots were signed with, for the diffs (repeatable; the signing key is always trusted)', collect)
     .option('--threads <n>', 'signing threads (default: one per core; 0: sign in the main thread)')
+    .option('--endorsement <file>', 'a key endorsement of the signing key (key endorse), carried in each new snapshot: rotating the key (docs/snapshots.md)')
     .option('--strict', 'refuse a tenant policy with warnings')
     .option('--limit <n>', 'gateway lines shown (default 50; --json lists all)')
     .option('--json', 'print JSON')

@@ -48,7 +48,7 @@ export function signCommand(
 }
 
 /** The endorsement file's bytes, if it endorses the signing key (a usage error otherwise: it would only be refused by every gateway). */
-function readEndorsementFor(file: string, kid: string, thumbprint: string): Uint8Array {
+export function readEndorsementFor(file: string, kid: string, thumbprint: string): Uint8Array {
   const bytes = readBounded(file, MAX_ENDORSEMENT_BYTES, 'EW_SNAPSHOT_BAD_ENDORSEMENT', 'EW_STORE_IO');
   const { endorsement: e } = parseEndorsement(bytes, file);
   if (e.kid !== kid || e.kid !== thumbprint) {

@@ -10,6 +10,8 @@ export interface SignWorkerData {
   readonly kid: string;
   /** [kid, public key PEM] */
   readonly trusted: readonly (readonly [string, string])[];
+  /** A key endorsement carried in each snapshot's header. */
+  readonly endorsement?: Uint8Array;
 }
 
 export interface SignRequest {
@@ -23,6 +25,7 @@ export function runSignWorker(): void {
     key: createPrivateKey(data.keyPem),
     kid: data.kid,
     trusted: new Map<string, KeyObject>(data.trusted.map(([kid, pem]) => [kid, createPublicKey(pem)])),
+    ...(data.endorsement === undefined ? {} : { signOptions: { endorsement: data.endorsement } }),
   };
   parentPort!.on('message', (m: SignRequest) => {
     try {

@@ -29,6 +29,8 @@ export interface FleetSignOptions {
   readonly trusted?: TrustedKeys;
   /** Signing threads; 0 signs in this thread. */
   readonly threads: number;
+  /** A key endorsement (key endorse) carried in each new snapshot's header: rotation to this key. */
+  readonly endorsement?: Uint8Array;
   /** Refuse a tenant with warnings. */
   readonly strict?: boolean;
   /** Called now and then with the gateways done so far. */
@@ -98,7 +100,7 @@ export async function signFleet(o: FleetSignOptions): Promise<FleetSignReport> {
 
   const prepared = prepareTenant(tenant);
   const t2 = performance.now();
-  const signer = createSigner({ threads: o.threads, key: o.key, kid, trusted });
+  const signer = createSigner({ threads: o.threads, key: o.key, kid, trusted, ...(o.endorsement === undefined ? {} : { endorsement: o.endorsement }) });
   const entries: Record<string, ManifestEntry> = {};
   const reports: GatewayReport[] = [];
   const counts: Record<IssueOutcome, number> = { new: 0, changed: 0, renewed: 0, rekeyed: 0, repaired: 0, unchanged: 0 };

@@ -34,10 +34,10 @@ export function defaultThreads(): number {
 
 const IN_FLIGHT_PER_THREAD = 4;
 
-export function createSigner(opts: { threads: number; key: KeyObject; kid: string; trusted: TrustedKeys }): Signer {
+export function createSigner(opts: { threads: number; key: KeyObject; kid: string; trusted: TrustedKeys; endorsement?: Uint8Array }): Signer {
   const script = workerScript();
   if (opts.threads < 1 || script === undefined) {
-    const ctx = { key: opts.key, kid: opts.kid, trusted: opts.trusted };
+    const ctx = { key: opts.key, kid: opts.kid, trusted: opts.trusted, ...(opts.endorsement === undefined ? {} : { signOptions: { endorsement: opts.endorsement } }) };
     return { threads: 0, capacity: 1, sign: async (job) => signJob(job, ctx), close: async () => undefined };
   }
   const data: SignWorkerData = {
@@ -45,6 +45,7 @@ export function createSigner(opts: { threads: number; key: KeyObject; kid: strin
     keyPem: opts.key.export({ type: 'pkcs8', format: 'pem' }).toString(),
     kid: opts.kid,
     trusted: [...opts.trusted].map(([kid, k]) => [kid, k.export({ type: 'spki', format: 'pem' }).toString()] as const),
+    ...(opts.endorsement === undefined ? {} : { endorsement: opts.endorsement }),
   };
   interface Pending {
     resolve(s: Signed): void;

@@ -185,3 +185,29 @@ t.test('fleet sign: a CSV error names the line, the row and the field; nothing i
   const u = cli(['fleet', 'sign', join(dir, 'tenant.yaml'), join(dir, 'fleet.csv'), '-k', join(dir, 'k.key.pem'), '-o', join(dir, 'out'), '--threads', 'x']);
   t.equal(u.code, 2, 'a bad --threads is a usage error');
 });
+
+t.test('fleet sign: rotating the signing key re-issues every gateway, with the endorsement, acceptable on the old key alone', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ew-fleet-rotate-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  t.equal(cli(['keygen', '-o', dir, '-n', 'old']).code, 0);
+  t.equal(cli(['keygen', '-o', dir, '-n', 'new']).code, 0);
+  writeFileSync(join(dir, 'tenant.yaml'), tenant(H(12)));
+  writeFileSync(join(dir, 'fleet.yaml'), FLEET);
+  const out = join(dir, 'fleet');
+  const sign = (keyName: string, issuedAt: string, ...more: string[]) =>
+    cli(['fleet', 'sign', join(dir, 'tenant.yaml'), join(dir, 'fleet.yaml'), '-k', join(dir, `${keyName}.key.pem`), '-o', out, '--issued-at', issuedAt, '--json', ...more]);
+  t.equal(sign('old', T0).code, 0);
+  const e = cli(['key', 'endorse', '-k', join(dir, 'old.key.pem'), '--new', join(dir, 'new.pub.pem'), '--retire-in', '30d', '-o', join(dir, 'new.endorsement.cose')]);
+  t.equal(e.code, 0, e.stderr);
+  const wrongKey = sign('old', at(1), '--endorsement', join(dir, 'new.endorsement.cose'));
+  t.equal(wrongKey.code, 2, 'an endorsement of another key than the signing key is a usage error');
+  const r = sign('new', at(1), '--endorsement', join(dir, 'new.endorsement.cose'), '-t', join(dir, 'old.pub.pem'));
+  t.equal(r.code, 0, r.stderr);
+  const report = JSON.parse(r.stdout) as Report;
+  t.same(report.gateways.map((g) => g.outcome), ['rekeyed', 'rekeyed', 'rekeyed']);
+  t.same(report.gateways[0]!.changes, { principalsAdded: 0, principalsRemoved: 0, revoked: 0, reinstated: 0, thingsAdded: 0, thingsRemoved: 0, gains: 0, losses: 0, sessionsEnd: 0, credentialChanges: 0 }, 'diffed against the old-key snapshot: no change');
+  const v = cli(['snapshot', 'verify', join(out, 'gw-a.cose'), '-t', join(dir, 'old.pub.pem'), '--gateway', 'gw-a', '--now', at(1, 1)]);
+  t.equal(v.code, 0, `a gateway trusting only the old key accepts it: ${v.stderr}`);
+  t.match(v.stdout, /endorsed by/);
+  t.same(JSON.parse(sign('new', at(2), '--endorsement', join(dir, 'new.endorsement.cose')).stdout).counts.unchanged, 3, 'then unchanged again');
+});
