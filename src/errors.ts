@@ -30,7 +30,7 @@ export const ERROR_CODES = {
   EW_CLOCK_BEHIND: 'fleet sign: the issue time is before the newest snapshot issued from the fleet directory (a clock set back)',
   EW_KEY_READ: 'a key file cannot be read or is not an Ed25519 key',
   EW_STORE_IO: 'a state file cannot be read or written',
-  EW_STATE_LOCKED: 'another agent is running on the state directory',
+  EW_STATE_LOCKED: 'another edgewarden process owns the directory: an agent its state directory, or fleet sign its fleet directory',
   // listeners
   EW_LISTEN: 'a listener cannot be opened: the address is in use, a port below 1024 needs privileges, or the address is not on this machine',
   EW_OUTBOX_RECORD_TOO_LARGE: 'a message for the cloud is larger than the outbox accepts (refused, not queued)',

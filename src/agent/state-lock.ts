@@ -1,82 +1,13 @@
 // One agent per state directory: <stateDir>/agent.lock holds the pid of the agent that owns it.
-//
 // Two agents on one state directory would both append to the audit log, fight over the control
-// socket and overwrite each other's snapshot files. Node has no flock(2), so the lock is a file
-// made atomically: the pid is written to a temp file, then link(2)ed to agent.lock, which fails if
-// agent.lock exists. An existing lock whose process is gone (a SIGKILL, a power cut) is stale: it is
-// renamed away (only one of two racing agents can rename it) and the link is tried again. A pid the
-// kernel has given to another program since is also stale: the holder must look like an edgewarden
-// agent (its /proc/<pid>/cmdline names edgewarden).
-import { link, readFile, rename, unlink, writeFile } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
-import { EwError } from '../errors.js';
+// socket and overwrite each other's snapshot files. The lock itself: src/store/dir-lock.ts.
+import { lockDirectory, type DirLock } from '../store/dir-lock.js';
 
 export const LOCK_FILE = 'agent.lock';
 
-export interface StateLock {
-  readonly path: string;
-  release(): Promise<void>;
-}
-
-async function holderOf(path: string): Promise<number | undefined> {
-  try {
-    const pid = Number((await readFile(path, 'utf8')).trim());
-    return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Whether `pid` is a live edgewarden agent (not this process). */
-async function isAgent(pid: number): Promise<boolean> {
-  if (pid === process.pid) return false;
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    // EPERM: alive, another user's; it still holds the directory.
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
-  try {
-    return (await readFile(`/proc/${pid}/cmdline`, 'utf8')).includes('edgewarden');
-  } catch {
-    return true; // no /proc: trust that the pid is alive
-  }
-}
+export type StateLock = DirLock;
 
 /** Takes the state directory's lock, or throws EW_STATE_LOCKED naming the agent that holds it. */
-export async function lockStateDir(stateDir: string): Promise<StateLock> {
-  const path = join(stateDir, LOCK_FILE);
-  const tmp = join(stateDir, `.${LOCK_FILE}.${process.pid}.${randomBytes(4).toString('hex')}`);
-  await writeFile(tmp, `${process.pid}\n`, { mode: 0o600 });
-  try {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        await link(tmp, path);
-        return {
-          path,
-          release: async () => {
-            if ((await holderOf(path)) === process.pid) await unlink(path).catch(() => undefined);
-          },
-        };
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      }
-      const holder = await holderOf(path);
-      if (holder !== undefined && (await isAgent(holder))) {
-        throw new EwError('EW_STATE_LOCKED', `another agent (pid ${holder}) is running on this state directory; stop it first, or give this one another --state-dir`, { where: path });
-      }
-      // Stale: renamed away, so that of two agents taking it over at once only one succeeds.
-      const stale = `${path}.stale-${randomBytes(4).toString('hex')}`;
-      try {
-        await rename(path, stale);
-        await unlink(stale);
-      } catch {
-        // another agent took it over first: the next attempt sees its lock
-      }
-    }
-    throw new EwError('EW_STATE_LOCKED', 'cannot take the state directory lock: it changed hands three times while trying', { where: path });
-  } finally {
-    await unlink(tmp).catch(() => undefined);
-  }
+export function lockStateDir(stateDir: string): Promise<StateLock> {
+  return lockDirectory(stateDir, LOCK_FILE, (pid) => `another agent (pid ${pid}) is running on this state directory; stop it first, or give this one another --state-dir`);
 }

@@ -10,12 +10,16 @@ import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { EwError, type Issue } from '../errors.js';
-import { prepareTenant, type FleetGateway } from '../policy/fleet.js';
+import { prepareTenant, type Fleet, type FleetGateway, type TenantPolicy } from '../policy/fleet.js';
+import { lockDirectory } from '../store/dir-lock.js';
 import { kidOf, type TrustedKeys } from '../snapshot/keys.js';
 import { readFleetInputs } from './files.js';
 import { planGateway, type ChangeSummary, type IssueOutcome, type Plan, type PreviousIssue } from './issue.js';
 import { readManifest, snapshotFileName, writeManifest, type ManifestEntry } from './manifest.js';
 import { createSigner } from './signer.js';
+
+/** The fleet directory's lock: the pid of the fleet sign writing it. */
+export const LOCK_FILE = 'fleet-sign.lock';
 
 export interface FleetSignOptions {
   readonly tenantPath: string;
@@ -84,6 +88,16 @@ export async function signFleet(o: FleetSignOptions): Promise<FleetSignReport> {
   } catch (err) {
     throw new EwError('EW_STORE_IO', `cannot create the fleet directory: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { where: o.dir, cause: err });
   }
+  // One fleet sign per directory: two would interleave their files and manifests.
+  const lock = await lockDirectory(o.dir, LOCK_FILE, (pid) => `another fleet sign (pid ${pid}) is writing this fleet directory; wait for it to end`);
+  try {
+    return await signLocked(o, tenant, fleet, warnings, t0, t1);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function signLocked(o: FleetSignOptions, tenant: TenantPolicy, fleet: Fleet, warnings: readonly Issue[], t0: number, t1: number): Promise<FleetSignReport> {
   const manifest = readManifest(o.dir);
   const issuedAt = o.issuedAt ?? Date.now();
   if (issuedAt < manifest.lastIssuedAt) {

@@ -5,7 +5,8 @@
 // holds no credential of another site.
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cli } from '../helpers/cli.js';
@@ -210,4 +211,30 @@ t.test('fleet sign: rotating the signing key re-issues every gateway, with the e
   t.equal(v.code, 0, `a gateway trusting only the old key accepts it: ${v.stderr}`);
   t.match(v.stdout, /endorsed by/);
   t.same(JSON.parse(sign('new', at(2), '--endorsement', join(dir, 'new.endorsement.cose')).stdout).counts.unchanged, 3, 'then unchanged again');
+});
+
+t.test('fleet sign: one at a time per fleet directory; a lock left by a process that is gone is taken over', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ew-fleet-lock-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  t.equal(cli(['keygen', '-o', dir, '-n', 'k']).code, 0);
+  writeFileSync(join(dir, 'tenant.yaml'), tenant(H(12)));
+  writeFileSync(join(dir, 'fleet.yaml'), FLEET);
+  const out = join(dir, 'fleet');
+  const sign = () => cli(['fleet', 'sign', join(dir, 'tenant.yaml'), join(dir, 'fleet.yaml'), '-k', join(dir, 'k.key.pem'), '-o', out, '--issued-at', T0]);
+  // A live edgewarden process holds the lock (its command line names edgewarden, as a fleet sign's does).
+  const holder = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', 'edgewarden-fleet-sign-stand-in'], { stdio: 'ignore' });
+  t.teardown(() => holder.kill('SIGKILL'));
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, 'fleet-sign.lock'), `${holder.pid}\n`);
+  const locked = sign();
+  t.equal(locked.code, 1);
+  t.match(locked.stderr, new RegExp(`EW_STATE_LOCKED: .*fleet-sign\\.lock: another fleet sign \\(pid ${holder.pid}\\) is writing this fleet directory`));
+  t.notOk(existsSync(join(out, 'fleet-manifest.json')), 'nothing written');
+  await new Promise<void>((resolve) => {
+    holder.once('exit', () => resolve());
+    holder.kill('SIGKILL');
+  });
+  const after = sign();
+  t.equal(after.code, 0, `the stale lock is taken over: ${after.stderr}`);
+  t.notOk(existsSync(join(out, 'fleet-sign.lock')), 'the lock is released at the end');
 });
