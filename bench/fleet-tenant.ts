@@ -9,7 +9,7 @@
 // Two fleets over it: 1,000 gateways of 10 sites (100 things) and 10,000 gateways of one site (10 things).
 // Deterministic: the same options give the same tenant.
 import type { FleetGateway, TenantPolicy } from '../src/policy/fleet.js';
-import { ACTIVE_MODULES, createRandom, intBelow, ROLES, type Random } from './synthetic.js';
+import { ACTIVE_MODULES, createRandom, intBelow, ROLES, scryptLike, sha256Like } from './synthetic.js';
 
 export interface FleetTenantOptions {
   readonly things: number;
@@ -18,15 +18,6 @@ export interface FleetTenantOptions {
   readonly seed: number;
 }
 
-const HEX = '0123456789abcdef';
-const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
-function chars(rnd: Random, alphabet: string, n: number): string {
-  let s = '';
-  for (let i = 0; i < n; i++) s += alphabet[intBelow(rnd, alphabet.length)];
-  return s;
-}
-const sha256Like = (rnd: Random): string => `sha256:${chars(rnd, HEX, 64)}`;
-const scryptLike = (rnd: Random): string => `scrypt:15:8:1:${chars(rnd, B64URL, 22)}:${chars(rnd, B64URL, 43)}`;
 const KINDS = ['oven', 'mixer', 'chiller', 'press', 'pump', 'compressor', 'boiler', 'robot', 'conveyor', 'filler'];
 
 export interface FleetTenant {

@@ -33,8 +33,8 @@ function chars(rnd: Random, alphabet: string, n: number): string {
   return s;
 }
 /** Shaped like the real thing (sha256:<64 hex>); not the hash of anything. */
-const sha256Like = (rnd: Random): string => `sha256:${chars(rnd, HEX, 64)}`;
-const scryptLike = (rnd: Random): string => `scrypt:15:8:1:${chars(rnd, B64URL, 22)}:${chars(rnd, B64URL, 43)}`;
+export const sha256Like = (rnd: Random): string => `sha256:${chars(rnd, HEX, 64)}`;
+export const scryptLike = (rnd: Random): string => `scrypt:15:8:1:${chars(rnd, B64URL, 22)}:${chars(rnd, B64URL, 43)}`;
 
 /** Active modules: VALUE_ADDED_DIGITAL_SERVICES is off, so READ_RULE, WRITE_TASK, ... are MODULE_INACTIVE. */
 export const ACTIVE_MODULES: ModuleId[] = ['CONNECTED_FIELD_SERVICE', 'SPARE_PARTS_AND_CONSUMABLES'];

@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { constants as osConstants } from 'node:os';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readManifest, snapshotFileName, writeManifest, type ManifestEntry } from '../../src/fleet/manifest.js';
 import { verifySnapshot } from '../../src/snapshot/snapshot.js';
@@ -82,3 +82,11 @@ export async function watch(url: string, filter: string | string[], opts: IClien
 }
 
 export const snapshotTopic = (id: string) => `edgewarden/${id}/snapshot`;
+
+/** The fenced block between `<!-- fleet-acl:NAME:begin -->` and `...:end -->` in docs/fleet.md (tests configure mosquitto with exactly it). */
+export function docBlock(name: string): string {
+  const doc = readFileSync(join(ROOT, 'docs', 'fleet.md'), 'utf8');
+  const m = new RegExp(`<!-- fleet-acl:${name}:begin -->\\n\`\`\`\\n([\\s\\S]*?)\`\`\`\\n<!-- fleet-acl:${name}:end -->`).exec(doc);
+  if (!m) throw new Error(`docs/fleet.md has no block fleet-acl:${name}`);
+  return m[1]!;
+}

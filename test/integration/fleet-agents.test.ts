@@ -12,9 +12,8 @@ import { controlRequest } from '../../src/agent/control.js';
 import { scryptHash, sha256Hash } from '../../src/policy/credentials.js';
 import { cleanup, connackCode, logJson, startAgent, until, type AgentProcess } from '../helpers/agent.js';
 import { cli } from '../helpers/cli.js';
-import { watch } from '../helpers/fleet.js';
+import { docBlock, watch } from '../helpers/fleet.js';
 import { startMosquitto } from '../helpers/mosquitto.js';
-import { ROOT } from '../helpers/policy.js';
 
 const SITES = ['a', 'b', 'c'] as const;
 type Site = (typeof SITES)[number];
@@ -22,13 +21,6 @@ const FAST_SCRYPT = { logN: 10 };
 const ADMIN_HASH = scryptHash('admin-pass', FAST_SCRYPT);
 /** CONNACK return codes of MQTT 3.1.1 that refuse a login: 4 bad user name or password, 5 not authorized. */
 const REFUSED = [4, 5];
-
-/** The fenced block between `<!-- fleet-acl:NAME:begin -->` and `...:end -->` in docs/fleet.md. */
-function docBlock(name: string): string {
-  const m = new RegExp(`<!-- fleet-acl:${name}:begin -->\\n\`\`\`\\n([\\s\\S]*?)\`\`\`\\n<!-- fleet-acl:${name}:end -->`).exec(readFileSync(join(ROOT, 'docs', 'fleet.md'), 'utf8'));
-  if (!m) throw new Error(`docs/fleet.md has no block fleet-acl:${name}`);
-  return m[1]!;
-}
 
 interface Credentials {
   /** Each site's operator password hash and device token hash, by site. */

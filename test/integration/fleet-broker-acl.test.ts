@@ -9,18 +9,9 @@ import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { cli } from '../helpers/cli.js';
 import { DEMO_KEY, EXAMPLE_POLICY, until, sleep } from '../helpers/agent.js';
-import { ROOT } from '../helpers/policy.js';
 import { startMosquitto } from '../helpers/mosquitto.js';
-import { entryFor, watch } from '../helpers/fleet.js';
+import { docBlock, entryFor, watch } from '../helpers/fleet.js';
 import { writeManifest } from '../../src/fleet/manifest.js';
-
-/** The fenced block between `<!-- fleet-acl:NAME:begin -->` and `...:end -->` in docs/fleet.md. */
-function docBlock(name: string): string {
-  const doc = readFileSync(join(ROOT, 'docs', 'fleet.md'), 'utf8');
-  const m = new RegExp(`<!-- fleet-acl:${name}:begin -->\\n\`\`\`\\n([\\s\\S]*?)\`\`\`\\n<!-- fleet-acl:${name}:end -->`).exec(doc);
-  if (!m) throw new Error(`docs/fleet.md has no block fleet-acl:${name}`);
-  return m[1]!;
-}
 
 const PASSWORDS: Record<string, string> = {
   'edgewarden-publisher': 'publisher-secret-9f2c',
