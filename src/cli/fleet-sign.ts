@@ -68,6 +68,12 @@ export function renderReport(r: FleetSignReport, dir: string, limit: number, sec
     lines.push(`  ${g.gateway}  ${g.outcome}  version ${g.version}  ${g.things} things, ${g.principals} principals, ${g.bytes} bytes: ${what}`);
   }
   if (issued.length > limit) lines.push(`  (+${issued.length - limit} more issued; --json lists every gateway)`);
+  if (r.everywhere.count > 0) {
+    const more = r.everywhere.count > r.everywhere.ids.length ? `, ... (+${r.everywhere.count - r.everywhere.ids.length})` : '';
+    lines.push(
+      `  every gateway holds the credentials of ${r.everywhere.count} principal${r.everywhere.count === 1 ? '' : 's'} that reach every thing (organization-wide, or READ_ALL_THINGS): ${r.everywhere.ids.join(', ')}${more}; organizationAuthorizations narrow them`,
+    );
+  }
   for (const id of r.removed) lines.push(`  ${id}  removed from the fleet: its snapshot file and manifest entry are deleted`);
   const byOutcome = ISSUE_OUTCOMES.filter((k) => k !== 'unchanged' && r.counts[k] > 0).map((k) => `${r.counts[k]} ${k}`);
   lines.push(

@@ -10,7 +10,7 @@ import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { EwError, type Issue } from '../errors.js';
-import { prepareTenant, type Fleet, type FleetGateway, type TenantPolicy } from '../policy/fleet.js';
+import { prepareTenant, principalId, type Fleet, type FleetGateway, type TenantPolicy } from '../policy/fleet.js';
 import { lockDirectory } from '../store/dir-lock.js';
 import { kidOf, type TrustedKeys } from '../snapshot/keys.js';
 import { readFleetInputs } from './files.js';
@@ -61,6 +61,11 @@ export interface FleetSignReport {
   readonly removed: readonly string[];
   readonly warnings: readonly Issue[];
   readonly counts: Readonly<Record<IssueOutcome, number>>;
+  /**
+   * Principals in every slice that serves a thing (organization-wide, or reading every thing with
+   * READ_ALL_THINGS): their credentials are on every gateway. `ids`: the first few.
+   */
+  readonly everywhere: { readonly count: number; readonly ids: readonly string[] };
   /** Where the time went, in ms: reading and validating both files, indexing the tenant, slicing and signing, writing the manifest. */
   readonly timings: { readonly validateMs: number; readonly prepareMs: number; readonly issueMs: number; readonly manifestMs: number };
 }
@@ -182,5 +187,6 @@ async function signLocked(o: FleetSignOptions, tenant: TenantPolicy, fleet: Flee
   reports.sort((a, b) => order.get(a.gateway)! - order.get(b.gateway)!);
   const ms = (a: number, b: number) => Math.round(b - a);
   const timings = { validateMs: ms(t0, t1), prepareMs: ms(t1, t2), issueMs: ms(t2, t3), manifestMs: ms(t3, t4) };
-  return { tenant: tenant.tenant, kid, issuedAt, threads: signer.threads, gateways: reports, removed, warnings, counts, timings };
+  const everywhere = { count: prepared.everywhere.length, ids: prepared.everywhere.slice(0, 5).map((n) => principalId(prepared, n)) };
+  return { tenant: tenant.tenant, kid, issuedAt, threads: signer.threads, gateways: reports, removed, warnings, counts, everywhere, timings };
 }

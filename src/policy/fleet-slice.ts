@@ -229,6 +229,13 @@ export function prepareTenant(tenant: TenantPolicy): PreparedTenant {
 
 const ascending = (a: number, b: number) => a - b;
 
+/** The id of principal number `n` of a prepared tenant (users, then API keys, then applications). */
+export function principalId(p: PreparedTenant, n: number): string {
+  const K0 = p.users.length;
+  const A0 = K0 + p.apiKeys.length;
+  return n < K0 ? p.users[n]!.id : n < A0 ? p.apiKeys[n - K0]!.id : p.applications[n - A0]!.id;
+}
+
 /** The entries of `list` at the positions of `keys` (looked up in `index`), in the list's order. */
 function inOrder<T>(list: readonly T[] | undefined, index: ReadonlyMap<string, number>, keys: Iterable<string>): T[] {
   const at: number[] = [];

@@ -17,7 +17,7 @@ import { typeOf } from './issues.js';
 import { parsePolicyYaml, validatePolicy } from './validate.js';
 import type { FleetGateway, TenantPolicy } from './fleet-slice.js';
 
-export { DEVICE_PERMISSIONS, prepareTenant, sliceForGateway, type FleetGateway, type PreparedTenant, type TenantPolicy } from './fleet-slice.js';
+export { DEVICE_PERMISSIONS, prepareTenant, principalId, sliceForGateway, type FleetGateway, type PreparedTenant, type TenantPolicy } from './fleet-slice.js';
 
 export interface Fleet {
   readonly formatVersion: 1;

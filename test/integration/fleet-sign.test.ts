@@ -76,6 +76,7 @@ t.test('fleet sign: slices, versions, change, clock, removal, repair', async (t)
   t.equal(first.code, 0, first.stderr);
   t.match(first.stdout, /gw-a {2}new {2}version 1798761600000 {2}1 things, 2 principals, \d+ bytes: first snapshot/);
   t.match(first.stdout, /issued 3 \(3 new\), unchanged 0, removed 0 -> /);
+  t.match(first.stdout, /every gateway holds the credentials of 1 principal that reach every thing \(organization-wide, or READ_ALL_THINGS\): admin; /);
   for (const gw of ['gw-a', 'gw-b', 'gw-c']) {
     const v = cli(['snapshot', 'verify', join(out, `${gw}.cose`), '-t', pub, '--gateway', gw, '--now', at(1)]);
     t.equal(v.code, 0, `${gw}: ${v.stderr}`);
