@@ -160,7 +160,9 @@ t.test('three agents, one tenant: a change to one site re-issues only that site,
   const line = acceptedLines().pop()!;
   const takenAt = Date.parse((JSON.parse(logJson(line)) as { time: string }).time);
   const took = takenAt - delivered[0]!.at;
-  t.ok(took < 1000, `gw-b took it ${took} ms after the broker delivered it (within a second)`);
+  // The observer at the broker receives the same message at about the same time as gw-b (a negative
+  // figure: gw-b had it first); the assertion is that gw-b enforces it within a second of delivery.
+  t.ok(took < 1000, `gw-b accepted it ${took} ms after a cloud-side observer received it (within a second)`);
   t.ok(REFUSED.includes(await connackCode(agents.b.port, { clientId: 'op-b-2', username: 'op-b', password: 'op-b-pass' })), 'the old password no longer works at gw-b');
   t.equal(await connackCode(agents.b.port, { clientId: 'op-b-3', username: 'op-b', password: 'op-b-new-pass' }), 0, 'the new one does');
 
