@@ -69,19 +69,23 @@ export async function runCommand(opts: RunOptions, io: Io): Promise<number> {
     log.warn(banner);
     io.err(`edgewarden: WARNING: ${banner}`);
   }
-  // Signals during start-up: SIGTERM/SIGINT stop the agent as soon as it has started (its files are
-  // then closed cleanly, its lock released), instead of killing it halfway; SIGHUP waits for it.
+  // Signals: one listener each for the agent's whole life. A listener removed and another added
+  // would drop a signal that arrived in between (libuv discards the pending event of the handle
+  // closed): under load a SIGTERM sent right after `ready` was lost, and the agent ran on.
+  // During start-up SIGTERM/SIGINT stop the agent as soon as it has started (its files are then
+  // closed cleanly, its lock released), instead of killing it halfway; SIGHUP waits for it.
   let early: string | undefined;
-  const earlyStop = (signal: string) => () => {
-    early ??= signal;
+  let onStop: ((signal: string) => void) | undefined;
+  let onHup: (() => void) | undefined;
+  const stopSignal = (signal: string) => () => {
+    if (onStop) return onStop(signal);
+    if (early !== undefined) return;
+    early = signal;
     log.info({ signal }, 'stop requested during start-up: stopping once started');
   };
-  const earlyHup = () => log.info('SIGHUP during start-up: the configuration is read as the agent starts');
-  const onTerm = earlyStop('SIGTERM');
-  const onInt = earlyStop('SIGINT');
-  process.on('SIGTERM', onTerm);
-  process.on('SIGINT', onInt);
-  process.on('SIGHUP', earlyHup);
+  process.on('SIGTERM', stopSignal('SIGTERM'));
+  process.on('SIGINT', stopSignal('SIGINT'));
+  process.on('SIGHUP', () => (onHup ? onHup() : log.info('SIGHUP during start-up: the configuration is read as the agent starts')));
   let agent: Agent;
   try {
     agent = await Agent.start(config, log, { version, node: process.version });
@@ -90,10 +94,6 @@ export async function runCommand(opts: RunOptions, io: Io): Promise<number> {
     // status line says why in `systemctl status`.
     await sdNotify([`STATUS=start failed: ${(isEwError(err) ? `${err.code}: ${err.message}` : (err as Error).message).replace(/\n/g, ' ')}`]);
     throw err;
-  } finally {
-    process.off('SIGTERM', onTerm);
-    process.off('SIGINT', onInt);
-    process.off('SIGHUP', earlyHup);
   }
   agent.setConfigWarnings(loaded.warnings);
   const notified = (r: { error?: string }) => r.error && log.warn({ err: r.error }, 'systemd notification failed');
@@ -112,6 +112,7 @@ export async function runCommand(opts: RunOptions, io: Io): Promise<number> {
   }
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
+      if (stopping) return void log.info({ signal }, 'already stopping');
       stopping = true;
       log.info({ signal }, 'stopping');
       void sdNotify(['STOPPING=1']).then(notified);
@@ -145,9 +146,8 @@ export async function runCommand(opts: RunOptions, io: Io): Promise<number> {
         }
       });
     };
-    process.on('SIGHUP', reload);
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    onHup = reload;
+    onStop = stop;
     if (early !== undefined) stop(early);
   });
   return 0;

@@ -7,7 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { controlRequest } from '../../src/agent/control.js';
-import { cleanup, connackCode, connect, endAll, startAgent, subscribe, until } from '../helpers/agent.js';
+import { cleanup, connackCode, connect, endAll, NODE_FLAGS, startAgent, subscribe, until } from '../helpers/agent.js';
+import { BIN } from '../helpers/cli.js';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { freePort } from '../helpers/mosquitto.js';
 
 t.test('SIGHUP reloads topic rules and the log level without dropping anyone; a bad file changes nothing', async (t) => {
@@ -162,4 +164,34 @@ t.test('under systemd: READY=1 once serving, WATCHDOG=1 every WatchdogSec/2, STO
   const after = notes().length;
   await new Promise((r) => setTimeout(r, 700));
   t.equal(notes().length, after, 'no pings once stopped');
+});
+
+// A SIGTERM at any moment of start-up or right at `ready` stops the agent: the signal listeners are
+// installed once, before the agent starts, and never swapped (a swap could drop a signal that
+// arrived in between; under load one sent right after `ready` was lost and the agent ran on).
+t.test('SIGTERM at start-up or the moment ready is logged stops the agent, every time', async (t) => {
+  const exitOf = (child: ChildProcess) => new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', (code) => resolve(code))));
+  const within = <T>(p: Promise<T>, ms: number) => Promise.race([p, new Promise<'hung'>((r) => setTimeout(() => r('hung'), ms).unref())]);
+  for (let i = 0; i < 6; i++) {
+    // At ready: the moment the helper sees the line.
+    const agent = await startAgent({ embeddedDefaults: true, readyTimeoutMs: 30_000 });
+    t.teardown(() => cleanup(agent));
+    agent.child.kill('SIGTERM');
+    const code = await within(exitOf(agent.child), 20_000);
+    if (code === 'hung') await agent.kill();
+    t.equal(code, 0, `run ${i + 1}: a SIGTERM at ready stops it (exit 0)`);
+
+    // During start-up: at its first log line.
+    const stateDir = mkdtempSync(join(tmpdir(), 'ew-sig-'));
+    t.teardown(() => rmSync(stateDir, { recursive: true, force: true }));
+    const child = spawn(process.execPath, [...NODE_FLAGS, BIN, 'run', '--state-dir', stateDir, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout!.once('data', () => child.kill('SIGTERM'));
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    const early = await within(exitOf(child), 20_000);
+    if (early === 'hung') child.kill('SIGKILL');
+    t.equal(early, 0, `run ${i + 1}: a SIGTERM during start-up stops it once started (exit 0)`);
+    t.match(out, /stop requested during start-up|"msg":"stopped"/, 'and it says so');
+  }
 });
