@@ -9,7 +9,7 @@
 // Two fleets over it: 1,000 gateways of 10 sites (100 things) and 10,000 gateways of one site (10 things).
 // Deterministic: the same options give the same tenant.
 import type { FleetGateway, TenantPolicy } from '../src/policy/fleet.js';
-import { ACTIVE_MODULES, createRandom, intBelow, ROLES, scryptLike, sha256Like } from './synthetic.js';
+import { ACTIVE_MODULES, createRandom, intBelow, makeApplications, ROLES, scryptLike, sha256Like } from './synthetic.js';
 
 export interface FleetTenantOptions {
   readonly things: number;
@@ -105,15 +105,7 @@ export function generateFleetTenant(o: FleetTenantOptions): FleetTenant {
       r < 0.2 ? ['PARTNER', partners[intBelow(rnd, nPartners)]!.id, ['READ_THING', 'READ_CLOUD_STATUS', 'READ_WORK_ORDER', 'WRITE_WORK_ORDER']] : ['CUSTOMER', customers[intBelow(rnd, nCustomers)]!.id, ['READ_THING', 'READ_HISTORICAL_DATA', 'EXPORT_DATA']];
     apiKeys.push({ id: `key-${i}`, name: `integration ${i}`, userType, entity, permissions, secretHash: sha256Like(rnd), ...(rnd() < 0.05 ? { revoked: true } : {}) });
   }
-  const appRoles = [
-    ['visualization', 'ibm-app-visualization'],
-    ['operations', 'ibm-app-operations'],
-    ['backend-trusted', 'ibm-app-backend-trusted'],
-  ] as const;
-  const applications = Array.from({ length: nApplications }, (_, i) => {
-    const [ibmRole, role] = appRoles[i % appRoles.length]!;
-    return { id: `app-${ibmRole}-${i}`, name: `${ibmRole} application ${i}`, ibmRole, role, secretHash: sha256Like(rnd) };
-  });
+  const applications = makeApplications(rnd, nApplications);
 
   const tenant: TenantPolicy = {
     formatVersion: 1,

@@ -92,6 +92,20 @@ export interface TenantModel {
   readonly readAllThingsKey: string;
 }
 
+const APP_ROLES = [
+  ['visualization', 'ibm-app-visualization'],
+  ['operations', 'ibm-app-operations'],
+  ['backend-trusted', 'ibm-app-backend-trusted'],
+] as const;
+
+/** `n` applications, modelled on IBM's application roles in turn, each with its secret's hash. */
+export function makeApplications(rnd: Random, n: number): NonNullable<SnapshotPayload['applications']> {
+  return Array.from({ length: n }, (_, i) => {
+    const [ibmRole, role] = APP_ROLES[i % APP_ROLES.length]!;
+    return { id: `app-${ibmRole}-${i}`, name: `${ibmRole} application ${i}`, ibmRole, role, secretHash: sha256Like(rnd) };
+  });
+}
+
 export function generateTenant(o: TenantOptions): TenantModel {
   const rnd = createRandom(o.seed);
   const scale = o.things / 10_000;
@@ -242,15 +256,7 @@ export function generateTenant(o: TenantOptions): TenantModel {
           : ['CUSTOMER', customers[intBelow(rnd, nCustomers)]!.id, ['READ_THING', 'READ_HISTORICAL_DATA', 'EXPORT_DATA', 'READ_RULE']];
     apiKeys.push({ id, name: `integration ${i}`, userType, entity, permissions, secretHash: sha256Like(rnd), ...(revoked ? { revoked: true } : {}) });
   }
-  const appRoles = [
-    ['visualization', 'ibm-app-visualization'],
-    ['operations', 'ibm-app-operations'],
-    ['backend-trusted', 'ibm-app-backend-trusted'],
-  ] as const;
-  const applications: NonNullable<SnapshotPayload['applications']> = Array.from({ length: nApplications }, (_, i) => {
-    const [ibmRole, role] = appRoles[i % appRoles.length]!;
-    return { id: `app-${ibmRole}-${i}`, name: `${ibmRole} application ${i}`, ibmRole, role, secretHash: sha256Like(rnd) };
-  });
+  const applications = makeApplications(rnd, nApplications);
 
   const payload: SnapshotPayload = {
     formatVersion: 1,
