@@ -1,13 +1,14 @@
 // Key endorsements (key rotation): encode/verify, and every refusal — self-endorsement, untrusted
 // endorser, retired endorser, kid/thumbprint mismatch, a chain through a key the same snapshot
 // introduces, tampering; retired signers; learned keys verified again from the configured ones.
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { Encoder } from 'cbor-x';
-import { EwError, type ErrorCode } from '../../src/errors.js';
+
 import { acceptSnapshot, signSnapshot, verifySnapshot, type AcceptContext } from '../../src/snapshot/snapshot.js';
 import { signCoseSign1 } from '../../src/snapshot/cose.js';
 import { ENDORSEMENT_HEADER, learnedKeys, parseEndorsement, signEndorsement, verifyEndorsement } from '../../src/snapshot/endorsement.js';
 import { fixturePayload, testKey, ISSUED_AT } from '../helpers/policy.js';
+import { refusedWith } from '../helpers/refused.js';
 
 const OLD = testKey();
 const NEW = testKey();
@@ -19,17 +20,6 @@ const endorse = (by = OLD, of = NEW, retiresSigner: number | undefined = T) =>
 const snap = (version: number, key = NEW, endorsement?: Uint8Array) =>
   signSnapshot(fixturePayload('decide-policy.yaml', version), key.privateKey, key.kid, endorsement ? { endorsement } : {});
 const ctx = (over: Partial<AcceptContext> = {}): AcceptContext => ({ trustedKeys: configured, gatewayId: 'gw-test', heldVersion: 4, now: ISSUED_AT + 1000, timeFloor: ISSUED_AT, ...over });
-
-function refusedWith(t: Test, fn: () => unknown, code: ErrorCode, msg: RegExp, label: string) {
-  try {
-    fn();
-    t.fail(`${label}: accepted`);
-  } catch (err) {
-    t.ok(err instanceof EwError, `${label}: EwError (${(err as Error).message})`);
-    t.equal((err as EwError).code, code, label);
-    t.match((err as Error).message, msg, `${label}: message`);
-  }
-}
 
 t.test('an endorsement round-trips, and a snapshot carrying it is accepted with the endorsed key', async (t) => {
   const bytes = endorse();

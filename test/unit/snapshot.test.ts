@@ -1,14 +1,15 @@
 // Signed snapshots: COSE_Sign1 structure, and every refusal reason of SPEC section 4.
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { Decoder, Encoder, Tag } from 'cbor-x';
-import { EwError, type ErrorCode } from '../../src/errors.js';
+import { EwError } from '../../src/errors.js';
 import { acceptSnapshot, encodePayload, encodePayloadPlain, signSnapshot, verifySnapshot, type AcceptContext } from '../../src/snapshot/snapshot.js';
 import type { SnapshotPayload } from '../../src/policy/schema.js';
 import { parseCoseSign1, sigStructure, signCoseSign1, verifyCoseSign1 } from '../../src/snapshot/cose.js';
 import { kidOf } from '../../src/snapshot/keys.js';
 import { buildIndex, principalOf } from '../../src/decide/policy-index.js';
 import { fixturePayload, testKey, ISSUED_AT } from '../helpers/policy.js';
+import { refusedWith } from '../helpers/refused.js';
 
 const key = testKey();
 const other = testKey();
@@ -27,17 +28,6 @@ const ctx = (over: Partial<AcceptContext> = {}): AcceptContext => ({
   timeFloor: ISSUED_AT,
   ...over,
 });
-
-function refusedWith(t: Test, fn: () => unknown, code: ErrorCode, msg: RegExp, label: string) {
-  try {
-    fn();
-    t.fail(`${label}: accepted`);
-  } catch (err) {
-    t.ok(err instanceof EwError, `${label}: EwError (${(err as Error).message})`);
-    t.equal((err as EwError).code, code, label);
-    t.match((err as EwError).message, msg, `${label}: message`);
-  }
-}
 
 t.test('Sig_structure written by hand is the CBOR encoding of ["Signature1", protected, h\'\', payload]', async (t) => {
   const enc = new Encoder({ useRecords: false, tagUint8Array: false, mapsAsObjects: false, pack: false, variableMapSize: true });
