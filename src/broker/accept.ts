@@ -5,6 +5,7 @@
 // protocol level answered with CONNACK 0x01 (./protocol-level.ts).
 import type { Socket } from 'node:net';
 import type { Aedes, Client } from 'aedes';
+import { guardPrototypeFilters, hardenClient } from './aedes2.js';
 import type { Logger } from 'pino';
 import type { AgentConfig } from '../config/load.js';
 import { isTlsSocket, lacksRequiredCertificate } from './client-cert.js';
@@ -34,6 +35,7 @@ export function acceptConnection(d: AcceptDeps, socket: Socket): void {
   socket.setNoDelay(true);
   socket.on('error', () => undefined); // reported through aedes' clientError
   const client = d.aedes.handle(socket) as Client & { _parser: ParserInternals & { parse(buf: Buffer): unknown } };
+  hardenClient(client); // ./aedes2.ts
   // Read now: once the socket is destroyed (a refusal being logged), its address is gone.
   d.events.accepted(client, socket);
   d.delivery.wrap(client);
@@ -41,6 +43,7 @@ export function acceptConnection(d: AcceptDeps, socket: Socket): void {
   const parser = client._parser;
   guardTopicUtf8(parser);
   passUnsupportedLevel(parser);
+  guardPrototypeFilters(parser as unknown as Parameters<typeof guardPrototypeFilters>[0]);
   const parse = parser.parse.bind(parser);
   parser.parse = (buf: Buffer) => {
     const problem = guard.check(buf);

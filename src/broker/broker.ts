@@ -25,6 +25,7 @@ import { PRINCIPAL_KIND_NAMES, PrincipalKind, type PolicyIndex } from '../decide
 import { compileTopicMap, compileTopicRules, type ActionRef, type DeliveryRoute, type TopicMap, type TopicRules } from '../topics/index.js';
 import { permissionId } from '../catalog/index.js';
 import { createGuardedMq } from './mq.js';
+import { DISCONNECT_NOT_AUTHORIZED, MQTT5_REFUSED_LEVEL, cleanIncomingOnCleanSessions, disconnectWithReason, hardenBroker } from './aedes2.js';
 import { RateLimiter } from './rate-limit.js';
 import { CredentialChecker, credentialStillValid } from './credentials.js';
 import { ActionGate } from './actions.js';
@@ -232,6 +233,7 @@ export class GatewayBroker {
       onQueueLimit: (e) => broker?.onQueueLimit(e),
       // The unsent rest of a resumed session's queue waits for its in-flight window (./delivery.ts).
       resumeSentOnly: true,
+      maxIncomingPerClient: c.limits.maxInflightPerClient,
       ...(c.sessions.persist
         ? {
             journal: {
@@ -254,13 +256,17 @@ export class GatewayBroker {
       // limits.keepaliveLimitSeconds is checked in authenticate: aedes' own check answers CONNACK 6,
       // a return code MQTT 3.1.1 does not have (0 to 5).
       keepaliveLimit: 0,
-      maxInflightInbound: c.limits.maxInflightPerClient,
+      // aedes 2.0.0-beta.1 has no maxInflightInbound (1.2.0 had): the inbound QoS 2 window is the session
+      // store's (maxIncomingPerClient above). MQTT 5 Receive Maximum: aedes advertises it, we enforce it.
+      receiveMaximum: Math.min(65535, c.limits.maxInflightPerClient),
+      sessionExpiryIntervalLimit: c.sessions.expirySeconds,
       queueLimit: Math.max(42, c.limits.maxInflightPerClient),
       maxTopicLevels: c.limits.maxTopicLevels,
       maxClientsIdLength: 128,
       drainTimeout: 30_000,
       heartbeatInterval: 60_000,
     });
+    hardenBroker(aedes);
     broker = new GatewayBroker(opts, aedes, actions, store);
     const purged = store.purgeRetained((topic) => actionOf(topic) !== null);
     if (purged > 0) opts.log.warn({ purged }, 'retained messages on action topics purged: actions are never retained');
@@ -361,6 +367,10 @@ export class GatewayBroker {
       // invent an id and accept; remember it here, refuse it in authenticate.
       if (!packet.clientId) (client as ClientMarks)[EMPTY_ID] = true;
       (client as ClientMarks)[LEVEL] = sentLevel(packet as { protocolVersion?: number; bridgeMode?: boolean });
+      // listeners.mqtt5 false: MQTT 5 is refused as by an MQTT 3.1.1 broker (aedes' init answers a level it
+      // does not serve with CONNACK 0x01 in 3.1.1's format). authenticate cannot: aedes maps its return
+      // codes outside 2-5 to 5.
+      if (packet.protocolVersion === 5 && !this.opts.config.listeners.mqtt5) (packet as { protocolVersion: number }).protocolVersion = MQTT5_REFUSED_LEVEL;
       (client as ClientMarks)[KEEPALIVE] = packet.keepalive;
       (client as ClientMarks)[SENT] = { clientId: packet.clientId ?? '', username: packet.username ?? null };
       cb(null, true);
@@ -408,6 +418,7 @@ export class GatewayBroker {
     });
     a.on('client', (client) => this.events.connected(client, this.sessions.get(client)));
     a.on('clientDisconnect', (client) => this.onGone(client));
+    cleanIncomingOnCleanSessions(a, this.store);
     a.on('clientReady', (client) => this.delivery.ready(client));
     a.on('clientError', (client, err) => onClientError(this.clientErrors, client, err));
     a.on('connectionError', (client, err) => onClientError(this.clientErrors, client, err));
@@ -497,7 +508,8 @@ export class GatewayBroker {
         this.log.info({ principal: s.principal, clientId: client.id, version: index.version }, 'session dropped: credentials gone or revoked in the new snapshot');
         this.opts.audit.record({ principal: s.principal, clientId: client.id, action: 'connect', decision: 'deny', reason: 'REVOKED', snapshotVersion: index.version });
         this.events.ending(client, 'revoked', { snapshotVersion: index.version });
-        client.close();
+        // MQTT 5 clients are told why (DISCONNECT 0x87 Not authorized); 3.1.1 ones are closed.
+        disconnectWithReason(client, DISCONNECT_NOT_AUTHORIZED, 'credentials revoked');
       }
     }
     // A persistent session whose owner left the snapshot ends, with the messages queued for it.

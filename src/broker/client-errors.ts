@@ -6,8 +6,9 @@ import type { Client } from 'aedes';
 import type { Logger } from 'pino';
 import type { AuditRecord } from '../audit/audit-log.js';
 import type { ConnectionEvents } from './connections.js';
-import { LEVEL, remoteOf, type ClientMarks, type Session } from './session.js';
+import { EMPTY_ID, LEVEL, SENT, remoteOf, type ClientMarks, type Session } from './session.js';
 import { TOPIC_NOT_UTF8 } from './topic-utf8.js';
+import { PUBLISH_DENIED } from './publish.js';
 
 export interface ClientErrorDeps {
   readonly log: Logger;
@@ -22,9 +23,17 @@ export interface ClientErrorDeps {
 const reported = new WeakSet<Client>();
 
 export function onClientError(d: ClientErrorDeps, client: Client, err: Error & { errorCode?: number; code?: string; cmd?: string }): void {
+  // A denied MQTT 5 publish, answered PUBACK/PUBREC 0x87 (./publish.ts): logged there, and not an ending.
+  if ((err as { [PUBLISH_DENIED]?: boolean })[PUBLISH_DENIED] === true) return;
   if (reported.has(client)) return;
   reported.add(client);
   const errorCode = err.errorCode;
+  // aedes 2.0.0-beta.1 refuses [MQTT-3.1.3-8] itself (CONNACK 0x02, connect.js) before authenticate runs:
+  // the refusal is ours to log and audit. Test: test/integration/connection-events.test.ts.
+  if (errorCode === 2 && (client as ClientMarks)[EMPTY_ID] === true && d.session(client) === undefined) {
+    d.events.refuse(client, 'EMPTY_CLIENT_ID_WITH_PERSISTENT_SESSION', (client as ClientMarks)[SENT]?.username ?? null, 2);
+    return;
+  }
   if (errorCode !== undefined && errorCode >= 2) return; // a CONNACK refusal of authenticate: refused and logged there
   if (errorCode === 1) {
     // [MQTT-3.1.2-2]: aedes answered CONNACK 0x01 (unacceptable protocol level) and closes (./protocol-level.ts).

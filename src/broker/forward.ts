@@ -44,6 +44,11 @@ export function authorizeForward(ctx: BrokerContext, client: Client, packet: Aed
   return ok;
 }
 
+/** Whether this session may receive messages on the topic (an MQTT 5 response topic, ./publish.ts). */
+export function mayRead(ctx: BrokerContext, session: Session, topic: string, view: PolicyView): boolean {
+  return forwardRoute(ctx, session, topic, view) !== false;
+}
+
 /** The delivery route when this session may receive the topic (scope, inbox, rules), else false. */
 function forwardRoute(ctx: BrokerContext, session: Session, topic: string, view: PolicyView): DeliveryRoute | false {
   const r = topic.startsWith('$') ? RULES_ROUTE : ctx.deliveryRoute(topic);

@@ -2,8 +2,9 @@
 // (unacceptable protocol level) and then disconnect the Client if the Protocol Level is not supported
 // by the Server."
 //
-// aedes 1.2 does so for the levels that reach it: it serves 3 (MQTT 3.1) and 4 (3.1.1), and answers
-// 5 (MQTT 5) with CONNACK 0x01 in 3.1.1's format. But mqtt-packet 9's parser refuses every level
+// aedes 2 does so for the levels that reach it: it serves 3 (MQTT 3.1), 4 (3.1.1) and 5 (MQTT 5; with
+// listeners.mqtt5 false, broker.ts hands a level-5 CONNECT on as level 6), and answers the others
+// with CONNACK 0x01 in 3.1.1's format. But mqtt-packet 9's parser refuses every level
 // other than 3, 4 and 5 itself ('Invalid protocol version'), before aedes sees the CONNECT, and
 // aedes then closes the connection without a CONNACK. This workaround lets such a CONNECT through to
 // aedes as far as the parser read it (protocol name and level; the rest of a packet of an unknown
@@ -27,7 +28,12 @@ export function passUnsupportedLevel(parser: ParserInternals): void {
   const emitError = parser._emitError;
   parser._emitError = function passLevel(this: ParserInternals, err: Error): void {
     // Not an error: _parseConnect returns, and the parser emits the packet read so far.
-    if (err.message === INVALID_LEVEL && this.packet.cmd === 'connect') return;
+    if (err.message === INVALID_LEVEL && this.packet.cmd === 'connect') {
+      // aedes 2.0.0-beta.1 (./aedes2.ts): its init() reads clientId.length for every level below 5, and
+      // the CONNECT handed on here has no client id (not parsed): an uncaught TypeError, the agent exits.
+      (this.packet as { clientId?: string }).clientId ??= '';
+      return;
+    }
     emitError.call(this, err);
   };
 }

@@ -12,6 +12,22 @@ import type { PolicyView } from './broker.js';
 import type { BrokerContext } from './context.js';
 import { DROP, REQUEST_ID, logDeny, refreshCaches, type Marked, type PublishVerdict, type Session } from './session.js';
 import { decidePublish } from './topic-decisions.js';
+import { versionOf } from './aedes2.js';
+import { mayRead } from './forward.js';
+
+/** Marks the error of a denied MQTT 5 publish: aedes emits it as clientError, but the client stays connected. */
+export const PUBLISH_DENIED = Symbol('publishDenied');
+
+/** One error per reason, made once: aedes only reads its message (the PUBACK's reason string). */
+const DENIED_ERRORS = new Map<string, Error>();
+function deniedError(reason: string): Error {
+  let err = DENIED_ERRORS.get(reason);
+  if (err === undefined) {
+    err = Object.assign(new Error(reason), { [PUBLISH_DENIED]: true });
+    DENIED_ERRORS.set(reason, err);
+  }
+  return err;
+}
 
 const COMMAND_PERMISSIONS = new Set([permissionId('EXECUTE_THING_COMMAND'), permissionId('SET_THING_PARAMETER')]);
 const FIRMWARE_PERMISSION = permissionId('UPDATE_FIRMWARE');
@@ -43,6 +59,11 @@ export function authorizePublish(ctx: BrokerContext, client: Client | null, pack
   }
   let decision = verdict.decision;
   const route = verdict.route;
+  // MQTT 5 request/response: whoever publishes a request with a response topic must be able to read
+  // that topic, or the reply would go where the requester cannot see it (or somewhere it could not
+  // subscribe to itself). The reply is then authorized like any publish of the responder.
+  const responseTopic = packet.properties?.responseTopic;
+  if (decision.allow && responseTopic !== undefined && !mayRead(ctx, session, responseTopic, view)) decision = DENY.RESPONSE_TOPIC_DENIED;
   if (decision.allow && route.kind === 'action') {
     if (COMMAND_PERMISSIONS.has(route.permissionId) && !ctx.commandLimiter.take(session.principal!, Date.now())) decision = DENY.RATE_LIMITED;
     else if (route.permissionId === FIRMWARE_PERMISSION && !ctx.firmwareLimiter.take(session.principal!, Date.now())) decision = DENY.RATE_LIMITED;
@@ -60,6 +81,11 @@ export function authorizePublish(ctx: BrokerContext, client: Client | null, pack
     packet[DROP] = true;
     ctx.denials.record(session.denials, { principal: session.principal, clientId: client.id, action: verdict.action, topic, thing: verdict.thing, decision: 'deny', reason: decision.reason, snapshotVersion: view.index?.version ?? null, ...(will ? { will } : {}) });
     logDeny(ctx.log, client, session, topic, verdict.action, decision.reason);
+    // MQTT 5: an error makes aedes answer a QoS 1/2 publish with PUBACK/PUBREC 0x87 Not authorized, the
+    // error's message (our reason code: no topic, principal or policy data) as reason string, and keep
+    // the client connected. 3.1.1 has no way to say it (aedes would close the connection): the
+    // publish is acknowledged and dropped [MQTT-3.3.5-2]. A will has nobody to tell.
+    if (versionOf(client) === 5 && !will) return cb(deniedError(decision.reason));
     return cb(null);
   }
   let retainIgnored = false;

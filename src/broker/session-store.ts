@@ -669,6 +669,11 @@ export class SessionStore {
       m = new Map();
       this.incoming.set(client.id, m);
     }
+    const max = this.opts.maxIncomingPerClient;
+    // Checked and taken synchronously: aedes dispatches a whole read chunk concurrently.
+    if (max !== undefined && max > 0 && !m.has(packet.messageId!) && m.size >= max) {
+      throw new Error(`maxInflightInbound exceeded: ${max} inbound QoS 2 messages already awaiting PUBREL`);
+    }
     const copy = copyPacket(packet);
     copy.messageId = packet.messageId;
     m.set(packet.messageId!, copy);
@@ -682,7 +687,10 @@ export class SessionStore {
 
   async incomingDelPacket(client: { id: string }, packet: StoredPacket): Promise<void> {
     const m = this.incoming.get(client.id);
-    if (!m || !m.delete(packet.messageId!)) throw new Error('no such packet');
+    // aedes 2.0.0-beta.1 (./aedes2.ts): its PUBREL handler calls this under .finally() without a catch
+    // (1.2.0 catches); two PUBRELs for one packet in one read race here, and a rejection would end the
+    // process. Test: test/integration/aedes2-regressions.test.ts "two PUBRELs".
+    if (!m || !m.delete(packet.messageId!)) return;
     if (m.size === 0) this.incoming.delete(client.id);
   }
 

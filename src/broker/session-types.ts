@@ -127,6 +127,11 @@ export interface SessionStoreOptions {
    * (./inflight-window.ts), which sends them (unsent, markSent). Absent: the whole queue.
    */
   resumeSentOnly?: boolean;
+  /**
+   * aedes 2.0.0-beta.1 has no maxInflightInbound (1.2.0 had, ./aedes2.ts): inbound QoS 2 packets awaiting PUBREL per
+   * client; past it incomingStorePacket rejects and aedes closes the connection. Absent: unbounded.
+   */
+  maxIncomingPerClient?: number;
 }
 
 /** An entry dropped by dropExpired. */

@@ -6,17 +6,20 @@ import type { Client, Subscription } from 'aedes';
 import type { BrokerContext } from './context.js';
 import { logDeny, logLimitOnce } from './session.js';
 import { decideSubscription } from './topic-decisions.js';
+import { DENY } from '../decide/reasons.js';
+import { REFUSED_FILTER } from './aedes2.js';
 
 export function authorizeSubscribe(ctx: BrokerContext, client: Client, sub: Subscription): Subscription | null {
   const session = ctx.sessions.get(client);
   if (!session) return null;
-  const filter = sub.topic;
+  const refused = (sub as { [REFUSED_FILTER]?: string })[REFUSED_FILTER];
+  const filter = refused ?? sub.topic;
   if (!session.subscriptions.has(filter) && session.subscriptions.size >= ctx.config.limits.maxSubscriptionsPerClient) {
     logLimitOnce(ctx.log, client, session, 'subscriptions', { max: ctx.config.limits.maxSubscriptionsPerClient }, 'subscription limit reached: further subscriptions are refused');
     return null;
   }
   const view = ctx.policy();
-  const decision = decideSubscription(ctx.topicMap, ctx.rules, view.index, session, filter, view.now());
+  const decision = refused !== undefined ? DENY.TOPIC_DENIED : decideSubscription(ctx.topicMap, ctx.rules, view.index, session, filter, view.now());
   if (!decision.allow) {
     ctx.denials.record(session.denials, { principal: session.principal, clientId: client.id, action: 'subscribe', topic: filter, thing: null, decision: 'deny', reason: decision.reason, snapshotVersion: view.index?.version ?? null });
     logDeny(ctx.log, client, session, filter, 'subscribe', decision.reason);

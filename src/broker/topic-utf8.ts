@@ -26,7 +26,7 @@ const TOPIC_PACKETS = new Set(['publish', 'subscribe', 'unsubscribe']);
 
 /** What this reaches of an mqtt-packet Parser (not in its type declarations). */
 export interface ParserInternals {
-  packet: { cmd?: string };
+  packet: { cmd?: string; clientId?: string };
   _pos: number;
   _list: { slice(start: number, end: number): Buffer };
   _parseString(): string | null;

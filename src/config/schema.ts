@@ -98,6 +98,7 @@ export const CONFIG_SCHEMA = Type.Object(
           },
           'MQTT over TLS listener',
         ),
+        mqtt5: Bool(true, 'serve MQTT 5 as well as MQTT 3.1.1 on every listener; false = refuse MQTT 5 with CONNACK 0x01, as an MQTT 3.1.1 broker does'),
       },
       'where local clients connect',
     ),

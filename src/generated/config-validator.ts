@@ -19,10 +19,10 @@ const ajvRuntime_ucs2length = function ucs2length(str) {
     }
     return length;
 };
-export const CONFIG_DEFAULTS = {"gateway":{"id":"gw-plant-1"},"trust":{"keys":[]},"stateDir":"/var/lib/edgewarden","snapshot":{"bootstrap":null,"inbox":true,"maxBytes":33554432,"expiredMode":"read-only"},"listeners":{"tcp":{"enabled":true,"host":"127.0.0.1","port":1883,"allowNetwork":false},"tls":{"enabled":false,"host":"0.0.0.0","port":8883,"cert":null,"key":null,"ca":null,"requestClientCert":false,"requireClientCert":false}},"limits":{"maxConnections":1000,"maxPacketBytes":1048576,"connectTimeoutMs":10000,"maxSubscriptionsPerClient":100,"maxInflightPerClient":100,"maxInflightOutbound":1000,"keepaliveLimitSeconds":0,"maxTopicLevels":32},"rateLimits":{"commandsPerMinute":60,"firmwareUpdatesPerHour":10},"sessions":{"persist":true,"syncIntervalMs":100,"maxQueuedMessages":1000,"maxQueuedBytes":1048576,"maxTotalQueuedBytes":67108864,"maxPersistent":10000,"expirySeconds":604800},"actions":{"ttlSeconds":{"command":300,"parameter":300,"firmware":3600,"metric":300,"alert":3600,"option":300,"activation":300,"registration":300,"bulk":900}},"topics":{"thingMap":true,"rules":[]},"audit":{"maxBytes":10485760,"flushIntervalMs":1000},"cache":{"decisionsPerClient":256,"credentials":10000},"log":{"level":"info"},"cloud":{"enabled":false,"url":"mqtt://127.0.0.1:1883","clientId":"edgewarden-{gatewayId}","prefix":"edgewarden/{gatewayId}/","username":null,"passwordFile":null,"ca":null,"cert":null,"key":null,"keepaliveSeconds":60,"connectTimeoutMs":30000,"reconnectMinMs":1000,"reconnectMaxMs":300000,"inflight":32,"forward":["things/+/telemetry/#","things/+/alerts/#","things/+/commands/+/reply"],"queue":{"maxBytes":67108864,"syncIntervalMs":20}},"metrics":{"enabled":false,"host":"127.0.0.1","port":9464},"schedule":{"timeFloorPersist":"*/1 * * * *","snapshotRefresh":"17 */6 * * *","expiryCheck":"*/1 * * * *","auditUpload":"*/1 * * * *","queueCompact":"*/10 * * * *"}};
-export const CONFIG_KEY_ORDER = ["gateway","gateway.id","trust","trust.keys","stateDir","snapshot","snapshot.bootstrap","snapshot.inbox","snapshot.maxBytes","snapshot.expiredMode","listeners","listeners.tcp","listeners.tcp.enabled","listeners.tcp.host","listeners.tcp.port","listeners.tcp.allowNetwork","listeners.tls","listeners.tls.enabled","listeners.tls.host","listeners.tls.port","listeners.tls.cert","listeners.tls.key","listeners.tls.ca","listeners.tls.requestClientCert","listeners.tls.requireClientCert","limits","limits.maxConnections","limits.maxPacketBytes","limits.connectTimeoutMs","limits.maxSubscriptionsPerClient","limits.maxInflightPerClient","limits.maxInflightOutbound","limits.keepaliveLimitSeconds","limits.maxTopicLevels","rateLimits","rateLimits.commandsPerMinute","rateLimits.firmwareUpdatesPerHour","sessions","sessions.persist","sessions.syncIntervalMs","sessions.maxQueuedMessages","sessions.maxQueuedBytes","sessions.maxTotalQueuedBytes","sessions.maxPersistent","sessions.expirySeconds","actions","actions.ttlSeconds","actions.ttlSeconds.command","actions.ttlSeconds.parameter","actions.ttlSeconds.firmware","actions.ttlSeconds.metric","actions.ttlSeconds.alert","actions.ttlSeconds.option","actions.ttlSeconds.activation","actions.ttlSeconds.registration","actions.ttlSeconds.bulk","topics","topics.thingMap","topics.rules","topics.rules[].pattern","topics.rules[].who","topics.rules[].access","audit","audit.maxBytes","audit.flushIntervalMs","cache","cache.decisionsPerClient","cache.credentials","log","log.level","cloud","cloud.enabled","cloud.url","cloud.clientId","cloud.prefix","cloud.username","cloud.passwordFile","cloud.ca","cloud.cert","cloud.key","cloud.keepaliveSeconds","cloud.connectTimeoutMs","cloud.reconnectMinMs","cloud.reconnectMaxMs","cloud.inflight","cloud.forward","cloud.queue","cloud.queue.maxBytes","cloud.queue.syncIntervalMs","metrics","metrics.enabled","metrics.host","metrics.port","schedule","schedule.timeFloorPersist","schedule.snapshotRefresh","schedule.expiryCheck","schedule.auditUpload","schedule.queueCompact"];
+export const CONFIG_DEFAULTS = {"gateway":{"id":"gw-plant-1"},"trust":{"keys":[]},"stateDir":"/var/lib/edgewarden","snapshot":{"bootstrap":null,"inbox":true,"maxBytes":33554432,"expiredMode":"read-only"},"listeners":{"tcp":{"enabled":true,"host":"127.0.0.1","port":1883,"allowNetwork":false},"tls":{"enabled":false,"host":"0.0.0.0","port":8883,"cert":null,"key":null,"ca":null,"requestClientCert":false,"requireClientCert":false},"mqtt5":true},"limits":{"maxConnections":1000,"maxPacketBytes":1048576,"connectTimeoutMs":10000,"maxSubscriptionsPerClient":100,"maxInflightPerClient":100,"maxInflightOutbound":1000,"keepaliveLimitSeconds":0,"maxTopicLevels":32},"rateLimits":{"commandsPerMinute":60,"firmwareUpdatesPerHour":10},"sessions":{"persist":true,"syncIntervalMs":100,"maxQueuedMessages":1000,"maxQueuedBytes":1048576,"maxTotalQueuedBytes":67108864,"maxPersistent":10000,"expirySeconds":604800},"actions":{"ttlSeconds":{"command":300,"parameter":300,"firmware":3600,"metric":300,"alert":3600,"option":300,"activation":300,"registration":300,"bulk":900}},"topics":{"thingMap":true,"rules":[]},"audit":{"maxBytes":10485760,"flushIntervalMs":1000},"cache":{"decisionsPerClient":256,"credentials":10000},"log":{"level":"info"},"cloud":{"enabled":false,"url":"mqtt://127.0.0.1:1883","clientId":"edgewarden-{gatewayId}","prefix":"edgewarden/{gatewayId}/","username":null,"passwordFile":null,"ca":null,"cert":null,"key":null,"keepaliveSeconds":60,"connectTimeoutMs":30000,"reconnectMinMs":1000,"reconnectMaxMs":300000,"inflight":32,"forward":["things/+/telemetry/#","things/+/alerts/#","things/+/commands/+/reply"],"queue":{"maxBytes":67108864,"syncIntervalMs":20}},"metrics":{"enabled":false,"host":"127.0.0.1","port":9464},"schedule":{"timeFloorPersist":"*/1 * * * *","snapshotRefresh":"17 */6 * * *","expiryCheck":"*/1 * * * *","auditUpload":"*/1 * * * *","queueCompact":"*/10 * * * *"}};
+export const CONFIG_KEY_ORDER = ["gateway","gateway.id","trust","trust.keys","stateDir","snapshot","snapshot.bootstrap","snapshot.inbox","snapshot.maxBytes","snapshot.expiredMode","listeners","listeners.tcp","listeners.tcp.enabled","listeners.tcp.host","listeners.tcp.port","listeners.tcp.allowNetwork","listeners.tls","listeners.tls.enabled","listeners.tls.host","listeners.tls.port","listeners.tls.cert","listeners.tls.key","listeners.tls.ca","listeners.tls.requestClientCert","listeners.tls.requireClientCert","listeners.mqtt5","limits","limits.maxConnections","limits.maxPacketBytes","limits.connectTimeoutMs","limits.maxSubscriptionsPerClient","limits.maxInflightPerClient","limits.maxInflightOutbound","limits.keepaliveLimitSeconds","limits.maxTopicLevels","rateLimits","rateLimits.commandsPerMinute","rateLimits.firmwareUpdatesPerHour","sessions","sessions.persist","sessions.syncIntervalMs","sessions.maxQueuedMessages","sessions.maxQueuedBytes","sessions.maxTotalQueuedBytes","sessions.maxPersistent","sessions.expirySeconds","actions","actions.ttlSeconds","actions.ttlSeconds.command","actions.ttlSeconds.parameter","actions.ttlSeconds.firmware","actions.ttlSeconds.metric","actions.ttlSeconds.alert","actions.ttlSeconds.option","actions.ttlSeconds.activation","actions.ttlSeconds.registration","actions.ttlSeconds.bulk","topics","topics.thingMap","topics.rules","topics.rules[].pattern","topics.rules[].who","topics.rules[].access","audit","audit.maxBytes","audit.flushIntervalMs","cache","cache.decisionsPerClient","cache.credentials","log","log.level","cloud","cloud.enabled","cloud.url","cloud.clientId","cloud.prefix","cloud.username","cloud.passwordFile","cloud.ca","cloud.cert","cloud.key","cloud.keepaliveSeconds","cloud.connectTimeoutMs","cloud.reconnectMinMs","cloud.reconnectMaxMs","cloud.inflight","cloud.forward","cloud.queue","cloud.queue.maxBytes","cloud.queue.syncIntervalMs","metrics","metrics.enabled","metrics.host","metrics.port","schedule","schedule.timeFloorPersist","schedule.snapshotRefresh","schedule.expiryCheck","schedule.auditUpload","schedule.queueCompact"];
 export const validateConfig = validate10;
-const schema11 = {"additionalProperties":false,"$id":"https://edgewarden.dev/schema/config.json","type":"object","required":["gateway","trust","stateDir","snapshot","listeners","limits","rateLimits","sessions","actions","topics","audit","cache","log","cloud","metrics","schedule"],"properties":{"gateway":{"additionalProperties":false,"type":"object","required":["id"],"properties":{"id":{"default":"gw-plant-1","minLength":1,"maxLength":128,"pattern":"^[A-Za-z0-9][A-Za-z0-9._:@-]*$","type":"string"}}},"trust":{"additionalProperties":false,"type":"object","required":["keys"],"properties":{"keys":{"default":[],"minItems":1,"type":"array","items":{"minLength":1,"type":"string"}}}},"stateDir":{"default":"/var/lib/edgewarden","minLength":1,"type":"string"},"snapshot":{"additionalProperties":false,"type":"object","required":["bootstrap","inbox","maxBytes","expiredMode"],"properties":{"bootstrap":{"type":["string","null"],"minLength":1,"default":null},"inbox":{"default":true,"type":"boolean"},"maxBytes":{"default":33554432,"minimum":1024,"maximum":1073741824,"type":"integer"},"expiredMode":{"default":"read-only","anyOf":[{"const":"read-only","type":"string"},{"const":"deny-all","type":"string"},{"const":"enforce","type":"string"}]}}},"listeners":{"additionalProperties":false,"type":"object","required":["tcp","tls"],"properties":{"tcp":{"additionalProperties":false,"type":"object","required":["enabled","host","port","allowNetwork"],"properties":{"enabled":{"default":true,"type":"boolean"},"host":{"default":"127.0.0.1","minLength":1,"type":"string"},"port":{"default":1883,"minimum":0,"maximum":65535,"type":"integer"},"allowNetwork":{"default":false,"type":"boolean"}}},"tls":{"additionalProperties":false,"type":"object","required":["enabled","host","port","cert","key","ca","requestClientCert","requireClientCert"],"properties":{"enabled":{"default":false,"type":"boolean"},"host":{"default":"0.0.0.0","minLength":1,"type":"string"},"port":{"default":8883,"minimum":0,"maximum":65535,"type":"integer"},"cert":{"type":["string","null"],"minLength":1,"default":null},"key":{"type":["string","null"],"minLength":1,"default":null},"ca":{"type":["string","null"],"minLength":1,"default":null},"requestClientCert":{"default":false,"type":"boolean"},"requireClientCert":{"default":false,"type":"boolean"}}}}},"limits":{"additionalProperties":false,"type":"object","required":["maxConnections","maxPacketBytes","connectTimeoutMs","maxSubscriptionsPerClient","maxInflightPerClient","maxInflightOutbound","keepaliveLimitSeconds","maxTopicLevels"],"properties":{"maxConnections":{"default":1000,"minimum":1,"maximum":1000000,"type":"integer"},"maxPacketBytes":{"default":1048576,"minimum":16,"maximum":268435455,"type":"integer"},"connectTimeoutMs":{"default":10000,"minimum":100,"maximum":600000,"type":"integer"},"maxSubscriptionsPerClient":{"default":100,"minimum":1,"maximum":100000,"type":"integer"},"maxInflightPerClient":{"default":100,"minimum":1,"maximum":65535,"type":"integer"},"maxInflightOutbound":{"default":1000,"minimum":1,"maximum":65535,"type":"integer"},"keepaliveLimitSeconds":{"default":0,"minimum":0,"maximum":65535,"type":"integer"},"maxTopicLevels":{"default":32,"minimum":1,"maximum":1024,"type":"integer"}}},"rateLimits":{"additionalProperties":false,"type":"object","required":["commandsPerMinute","firmwareUpdatesPerHour"],"properties":{"commandsPerMinute":{"default":60,"minimum":0,"maximum":1000000,"type":"integer"},"firmwareUpdatesPerHour":{"default":10,"minimum":0,"maximum":1000000,"type":"integer"}}},"sessions":{"additionalProperties":false,"type":"object","required":["persist","syncIntervalMs","maxQueuedMessages","maxQueuedBytes","maxTotalQueuedBytes","maxPersistent","expirySeconds"],"properties":{"persist":{"default":true,"type":"boolean"},"syncIntervalMs":{"default":100,"minimum":0,"maximum":10000,"type":"integer"},"maxQueuedMessages":{"default":1000,"minimum":1,"maximum":10000000,"type":"integer"},"maxQueuedBytes":{"default":1048576,"minimum":1024,"maximum":1073741824,"type":"integer"},"maxTotalQueuedBytes":{"default":67108864,"minimum":65536,"maximum":4294967296,"type":"integer"},"maxPersistent":{"default":10000,"minimum":1,"maximum":10000000,"type":"integer"},"expirySeconds":{"default":604800,"minimum":1,"maximum":315360000,"type":"integer"}}},"actions":{"additionalProperties":false,"type":"object","required":["ttlSeconds"],"properties":{"ttlSeconds":{"additionalProperties":false,"type":"object","required":["command","parameter","firmware","metric","alert","option","activation","registration","bulk"],"properties":{"command":{"default":300,"minimum":1,"maximum":31536000,"type":"integer"},"parameter":{"default":300,"minimum":1,"maximum":31536000,"type":"integer"},"firmware":{"default":3600,"minimum":1,"maximum":31536000,"type":"integer"},"metric":{"default":300,"minimum":1,"maximum":31536000,"type":"integer"},"alert":{"default":3600,"minimum":1,"maximum":31536000,"type":"integer"},"option":{"default":300,"minimum":1,"maximum":31536000,"type":"integer"},"activation":{"default":300,"minimum":1,"maximum":31536000,"type":"integer"},"registration":{"default":300,"minimum":1,"maximum":31536000,"type":"integer"},"bulk":{"default":900,"minimum":1,"maximum":31536000,"type":"integer"}}}}},"topics":{"additionalProperties":false,"type":"object","required":["thingMap","rules"],"properties":{"thingMap":{"default":true,"type":"boolean"},"rules":{"default":[],"type":"array","items":{"additionalProperties":false,"type":"object","required":["pattern","who","access"],"properties":{"pattern":{"minLength":1,"maxLength":65535,"pattern":"^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$","type":"string"},"who":{"pattern":"^(?:anonymous|authenticated|principal:[A-Za-z0-9][A-Za-z0-9._:@-]*|role:[A-Za-z0-9][A-Za-z0-9._:@-]*)$","type":"string"},"access":{"anyOf":[{"const":"read","type":"string"},{"const":"write","type":"string"},{"const":"readwrite","type":"string"},{"const":"deny","type":"string"}]}}}}}},"audit":{"additionalProperties":false,"type":"object","required":["maxBytes","flushIntervalMs"],"properties":{"maxBytes":{"default":10485760,"minimum":65536,"maximum":1073741824,"type":"integer"},"flushIntervalMs":{"default":1000,"minimum":1,"maximum":3600000,"type":"integer"}}},"cache":{"additionalProperties":false,"type":"object","required":["decisionsPerClient","credentials"],"properties":{"decisionsPerClient":{"default":256,"minimum":0,"maximum":1000000,"type":"integer"},"credentials":{"default":10000,"minimum":0,"maximum":10000000,"type":"integer"}}},"log":{"additionalProperties":false,"type":"object","required":["level"],"properties":{"level":{"default":"info","anyOf":[{"const":"fatal","type":"string"},{"const":"error","type":"string"},{"const":"warn","type":"string"},{"const":"info","type":"string"},{"const":"debug","type":"string"},{"const":"trace","type":"string"},{"const":"silent","type":"string"}]}}},"cloud":{"additionalProperties":false,"type":"object","required":["enabled","url","clientId","prefix","username","passwordFile","ca","cert","key","keepaliveSeconds","connectTimeoutMs","reconnectMinMs","reconnectMaxMs","inflight","forward","queue"],"properties":{"enabled":{"default":false,"type":"boolean"},"url":{"default":"mqtt://127.0.0.1:1883","pattern":"^(mqtt|mqtts)://[^/?#@]+$","type":"string"},"clientId":{"default":"edgewarden-{gatewayId}","minLength":1,"maxLength":128,"type":"string"},"prefix":{"default":"edgewarden/{gatewayId}/","minLength":2,"pattern":"^[^+#\\u0000]*/$","type":"string"},"username":{"type":["string","null"],"minLength":1,"default":null},"passwordFile":{"type":["string","null"],"minLength":1,"default":null},"ca":{"type":["string","null"],"minLength":1,"default":null},"cert":{"type":["string","null"],"minLength":1,"default":null},"key":{"type":["string","null"],"minLength":1,"default":null},"keepaliveSeconds":{"default":60,"minimum":5,"maximum":3600,"type":"integer"},"connectTimeoutMs":{"default":30000,"minimum":1000,"maximum":600000,"type":"integer"},"reconnectMinMs":{"default":1000,"minimum":10,"maximum":3600000,"type":"integer"},"reconnectMaxMs":{"default":300000,"minimum":100,"maximum":86400000,"type":"integer"},"inflight":{"default":32,"minimum":1,"maximum":65535,"type":"integer"},"forward":{"default":["things/+/telemetry/#","things/+/alerts/#","things/+/commands/+/reply"],"type":"array","items":{"minLength":1,"maxLength":65535,"pattern":"^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$","type":"string"}},"queue":{"additionalProperties":false,"type":"object","required":["maxBytes","syncIntervalMs"],"properties":{"maxBytes":{"default":67108864,"minimum":65536,"maximum":68719476736,"type":"integer"},"syncIntervalMs":{"default":20,"minimum":0,"maximum":10000,"type":"integer"}}}}},"metrics":{"additionalProperties":false,"type":"object","required":["enabled","host","port"],"properties":{"enabled":{"default":false,"type":"boolean"},"host":{"default":"127.0.0.1","minLength":1,"type":"string"},"port":{"default":9464,"minimum":0,"maximum":65535,"type":"integer"}}},"schedule":{"additionalProperties":false,"type":"object","required":["timeFloorPersist","snapshotRefresh","expiryCheck","auditUpload","queueCompact"],"properties":{"timeFloorPersist":{"default":"*/1 * * * *","minLength":1,"type":"string"},"snapshotRefresh":{"default":"17 */6 * * *","minLength":1,"type":"string"},"expiryCheck":{"default":"*/1 * * * *","minLength":1,"type":"string"},"auditUpload":{"default":"*/1 * * * *","minLength":1,"type":"string"},"queueCompact":{"default":"*/10 * * * *","minLength":1,"type":"string"}}}}};
+const schema11 = {"additionalProperties":false,"$id":"https://edgewarden.dev/schema/config.json","type":"object","required":["gateway","trust","stateDir","snapshot","listeners","limits","rateLimits","sessions","actions","topics","audit","cache","log","cloud","metrics","schedule"],"properties":{"gateway":{"additionalProperties":false,"type":"object","required":["id"],"properties":{"id":{"default":"gw-plant-1","minLength":1,"maxLength":128,"pattern":"^[A-Za-z0-9][A-Za-z0-9._:@-]*$","type":"string"}}},"trust":{"additionalProperties":false,"type":"object","required":["keys"],"properties":{"keys":{"default":[],"minItems":1,"type":"array","items":{"minLength":1,"type":"string"}}}},"stateDir":{"default":"/var/lib/edgewarden","minLength":1,"type":"string"},"snapshot":{"additionalProperties":false,"type":"object","required":["bootstrap","inbox","maxBytes","expiredMode"],"properties":{"bootstrap":{"type":["string","null"],"minLength":1,"default":null},"inbox":{"default":true,"type":"boolean"},"maxBytes":{"default":33554432,"minimum":1024,"maximum":1073741824,"type":"integer"},"expiredMode":{"default":"read-only","anyOf":[{"const":"read-only","type":"string"},{"const":"deny-all","type":"string"},{"const":"enforce","type":"string"}]}}},"listeners":{"additionalProperties":false,"type":"object","required":["tcp","tls","mqtt5"],"properties":{"tcp":{"additionalProperties":false,"type":"object","required":["enabled","host","port","allowNetwork"],"properties":{"enabled":{"default":true,"type":"boolean"},"host":{"default":"127.0.0.1","minLength":1,"type":"string"},"port":{"default":1883,"minimum":0,"maximum":65535,"type":"integer"},"allowNetwork":{"default":false,"type":"boolean"}}},"tls":{"additionalProperties":false,"type":"object","required":["enabled","host","port","cert","key","ca","requestClientCert","requireClientCert"],"properties":{"enabled":{"default":false,"type":"boolean"},"host":{"default":"0.0.0.0","minLength":1,"type":"string"},"port":{"default":8883,"minimum":0,"maximum":65535,"type":"integer"},"cert":{"type":["string","null"],"minLength":1,"default":null},"key":{"type":["string","null"],"minLength":1,"default":null},"ca":{"type":["string","null"],"minLength":1,"default":null},"requestClientCert":{"default":false,"type":"boolean"},"requireClientCert":{"default":false,"type":"boolean"}}},"mqtt5":{"default":true,"type":"boolean"}}},"limits":{"additionalProperties":false,"type":"object","required":["maxConnections","maxPacketBytes","connectTimeoutMs","maxSubscriptionsPerClient","maxInflightPerClient","maxInflightOutbound","keepaliveLimitSeconds","maxTopicLevels"],"properties":{"maxConnections":{"default":1000,"minimum":1,"maximum":1000000,"type":"integer"},"maxPacketBytes":{"default":1048576,"minimum":16,"maximum":268435455,"type":"integer"},"connectTimeoutMs":{"default":10000,"minimum":100,"maximum":600000,"type":"integer"},"maxSubscriptionsPerClient":{"default":100,"minimum":1,"maximum":100000,"type":"integer"},"maxInflightPerClient":{"default":100,"minimum":1,"maximum":65535,"type":"integer"},"maxInflightOutbound":{"default":1000,"minimum":1,"maximum":65535,"type":"integer"},"keepaliveLimitSeconds":{"default":0,"minimum":0,"maximum":65535,"type":"integer"},"maxTopicLevels":{"default":32,"minimum":1,"maximum":1024,"type":"integer"}}},"rateLimits":{"additionalProperties":false,"type":"object","required":["commandsPerMinute","firmwareUpdatesPerHour"],"properties":{"commandsPerMinute":{"default":60,"minimum":0,"maximum":1000000,"type":"integer"},"firmwareUpdatesPerHour":{"default":10,"minimum":0,"maximum":1000000,"type":"integer"}}},"sessions":{"additionalProperties":false,"type":"object","required":["persist","syncIntervalMs","maxQueuedMessages","maxQueuedBytes","maxTotalQueuedBytes","maxPersistent","expirySeconds"],"properties":{"persist":{"default":true,"type":"boolean"},"syncIntervalMs":{"default":100,"minimum":0,"maximum":10000,"type":"integer"},"maxQueuedMessages":{"default":1000,"minimum":1,"maximum":10000000,"type":"integer"},"maxQueuedBytes":{"default":1048576,"minimum":1024,"maximum":1073741824,"type":"integer"},"maxTotalQueuedBytes":{"default":67108864,"minimum":65536,"maximum":4294967296,"type":"integer"},"maxPersistent":{"default":10000,"minimum":1,"maximum":10000000,"type":"integer"},"expirySeconds":{"default":604800,"minimum":1,"maximum":315360000,"type":"integer"}}},"actions":{"additionalProperties":false,"type":"object","required":["ttlSeconds"],"properties":{"ttlSeconds":{"additionalProperties":false,"type":"object","required":["command","parameter","firmware","metric","alert","option","activation","registration","bulk"],"properties":{"command":{"default":300,"minimum":1,"maximum":31536000,"type":"integer"},"parameter":{"default":300,"minimum":1,"maximum":31536000,"type":"integer"},"firmware":{"default":3600,"minimum":1,"maximum":31536000,"type":"integer"},"metric":{"default":300,"minimum":1,"maximum":31536000,"type":"integer"},"alert":{"default":3600,"minimum":1,"maximum":31536000,"type":"integer"},"option":{"default":300,"minimum":1,"maximum":31536000,"type":"integer"},"activation":{"default":300,"minimum":1,"maximum":31536000,"type":"integer"},"registration":{"default":300,"minimum":1,"maximum":31536000,"type":"integer"},"bulk":{"default":900,"minimum":1,"maximum":31536000,"type":"integer"}}}}},"topics":{"additionalProperties":false,"type":"object","required":["thingMap","rules"],"properties":{"thingMap":{"default":true,"type":"boolean"},"rules":{"default":[],"type":"array","items":{"additionalProperties":false,"type":"object","required":["pattern","who","access"],"properties":{"pattern":{"minLength":1,"maxLength":65535,"pattern":"^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$","type":"string"},"who":{"pattern":"^(?:anonymous|authenticated|principal:[A-Za-z0-9][A-Za-z0-9._:@-]*|role:[A-Za-z0-9][A-Za-z0-9._:@-]*)$","type":"string"},"access":{"anyOf":[{"const":"read","type":"string"},{"const":"write","type":"string"},{"const":"readwrite","type":"string"},{"const":"deny","type":"string"}]}}}}}},"audit":{"additionalProperties":false,"type":"object","required":["maxBytes","flushIntervalMs"],"properties":{"maxBytes":{"default":10485760,"minimum":65536,"maximum":1073741824,"type":"integer"},"flushIntervalMs":{"default":1000,"minimum":1,"maximum":3600000,"type":"integer"}}},"cache":{"additionalProperties":false,"type":"object","required":["decisionsPerClient","credentials"],"properties":{"decisionsPerClient":{"default":256,"minimum":0,"maximum":1000000,"type":"integer"},"credentials":{"default":10000,"minimum":0,"maximum":10000000,"type":"integer"}}},"log":{"additionalProperties":false,"type":"object","required":["level"],"properties":{"level":{"default":"info","anyOf":[{"const":"fatal","type":"string"},{"const":"error","type":"string"},{"const":"warn","type":"string"},{"const":"info","type":"string"},{"const":"debug","type":"string"},{"const":"trace","type":"string"},{"const":"silent","type":"string"}]}}},"cloud":{"additionalProperties":false,"type":"object","required":["enabled","url","clientId","prefix","username","passwordFile","ca","cert","key","keepaliveSeconds","connectTimeoutMs","reconnectMinMs","reconnectMaxMs","inflight","forward","queue"],"properties":{"enabled":{"default":false,"type":"boolean"},"url":{"default":"mqtt://127.0.0.1:1883","pattern":"^(mqtt|mqtts)://[^/?#@]+$","type":"string"},"clientId":{"default":"edgewarden-{gatewayId}","minLength":1,"maxLength":128,"type":"string"},"prefix":{"default":"edgewarden/{gatewayId}/","minLength":2,"pattern":"^[^+#\\u0000]*/$","type":"string"},"username":{"type":["string","null"],"minLength":1,"default":null},"passwordFile":{"type":["string","null"],"minLength":1,"default":null},"ca":{"type":["string","null"],"minLength":1,"default":null},"cert":{"type":["string","null"],"minLength":1,"default":null},"key":{"type":["string","null"],"minLength":1,"default":null},"keepaliveSeconds":{"default":60,"minimum":5,"maximum":3600,"type":"integer"},"connectTimeoutMs":{"default":30000,"minimum":1000,"maximum":600000,"type":"integer"},"reconnectMinMs":{"default":1000,"minimum":10,"maximum":3600000,"type":"integer"},"reconnectMaxMs":{"default":300000,"minimum":100,"maximum":86400000,"type":"integer"},"inflight":{"default":32,"minimum":1,"maximum":65535,"type":"integer"},"forward":{"default":["things/+/telemetry/#","things/+/alerts/#","things/+/commands/+/reply"],"type":"array","items":{"minLength":1,"maxLength":65535,"pattern":"^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$","type":"string"}},"queue":{"additionalProperties":false,"type":"object","required":["maxBytes","syncIntervalMs"],"properties":{"maxBytes":{"default":67108864,"minimum":65536,"maximum":68719476736,"type":"integer"},"syncIntervalMs":{"default":20,"minimum":0,"maximum":10000,"type":"integer"}}}}},"metrics":{"additionalProperties":false,"type":"object","required":["enabled","host","port"],"properties":{"enabled":{"default":false,"type":"boolean"},"host":{"default":"127.0.0.1","minLength":1,"type":"string"},"port":{"default":9464,"minimum":0,"maximum":65535,"type":"integer"}}},"schedule":{"additionalProperties":false,"type":"object","required":["timeFloorPersist","snapshotRefresh","expiryCheck","auditUpload","queueCompact"],"properties":{"timeFloorPersist":{"default":"*/1 * * * *","minLength":1,"type":"string"},"snapshotRefresh":{"default":"17 */6 * * *","minLength":1,"type":"string"},"expiryCheck":{"default":"*/1 * * * *","minLength":1,"type":"string"},"auditUpload":{"default":"*/1 * * * *","minLength":1,"type":"string"},"queueCompact":{"default":"*/10 * * * *","minLength":1,"type":"string"}}}}};
 const func2 = Object.prototype.hasOwnProperty;
 const func3 = ajvRuntime_ucs2length;
 const pattern0 = new RegExp("^[A-Za-z0-9][A-Za-z0-9._:@-]*$", "u");
@@ -665,9 +665,8 @@ vErrors.push(err53);
 }
 errors++;
 }
-for(const key4 in data11){
-if(!((key4 === "tcp") || (key4 === "tls"))){
-const err54 = {instancePath:instancePath+"/listeners",schemaPath:"#/properties/listeners/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.listeners,data:data11};
+if(data11.mqtt5 === undefined){
+const err54 = {instancePath:instancePath+"/listeners",schemaPath:"#/properties/listeners/required",keyword:"required",params:{missingProperty: "mqtt5"},message:"must have required property '"+"mqtt5"+"'",schema:schema11.properties.listeners.required,parentSchema:schema11.properties.listeners,data:data11};
 if(vErrors === null){
 vErrors = [err54];
 }
@@ -676,12 +675,9 @@ vErrors.push(err54);
 }
 errors++;
 }
-}
-if(data11.tcp !== undefined){
-let data12 = data11.tcp;
-if(data12 && typeof data12 == "object" && !Array.isArray(data12)){
-if(data12.enabled === undefined){
-const err55 = {instancePath:instancePath+"/listeners/tcp",schemaPath:"#/properties/listeners/properties/tcp/required",keyword:"required",params:{missingProperty: "enabled"},message:"must have required property '"+"enabled"+"'",schema:schema11.properties.listeners.properties.tcp.required,parentSchema:schema11.properties.listeners.properties.tcp,data:data12};
+for(const key4 in data11){
+if(!(((key4 === "tcp") || (key4 === "tls")) || (key4 === "mqtt5"))){
+const err55 = {instancePath:instancePath+"/listeners",schemaPath:"#/properties/listeners/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.listeners,data:data11};
 if(vErrors === null){
 vErrors = [err55];
 }
@@ -690,8 +686,12 @@ vErrors.push(err55);
 }
 errors++;
 }
-if(data12.host === undefined){
-const err56 = {instancePath:instancePath+"/listeners/tcp",schemaPath:"#/properties/listeners/properties/tcp/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'",schema:schema11.properties.listeners.properties.tcp.required,parentSchema:schema11.properties.listeners.properties.tcp,data:data12};
+}
+if(data11.tcp !== undefined){
+let data12 = data11.tcp;
+if(data12 && typeof data12 == "object" && !Array.isArray(data12)){
+if(data12.enabled === undefined){
+const err56 = {instancePath:instancePath+"/listeners/tcp",schemaPath:"#/properties/listeners/properties/tcp/required",keyword:"required",params:{missingProperty: "enabled"},message:"must have required property '"+"enabled"+"'",schema:schema11.properties.listeners.properties.tcp.required,parentSchema:schema11.properties.listeners.properties.tcp,data:data12};
 if(vErrors === null){
 vErrors = [err56];
 }
@@ -700,8 +700,8 @@ vErrors.push(err56);
 }
 errors++;
 }
-if(data12.port === undefined){
-const err57 = {instancePath:instancePath+"/listeners/tcp",schemaPath:"#/properties/listeners/properties/tcp/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'",schema:schema11.properties.listeners.properties.tcp.required,parentSchema:schema11.properties.listeners.properties.tcp,data:data12};
+if(data12.host === undefined){
+const err57 = {instancePath:instancePath+"/listeners/tcp",schemaPath:"#/properties/listeners/properties/tcp/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'",schema:schema11.properties.listeners.properties.tcp.required,parentSchema:schema11.properties.listeners.properties.tcp,data:data12};
 if(vErrors === null){
 vErrors = [err57];
 }
@@ -710,8 +710,8 @@ vErrors.push(err57);
 }
 errors++;
 }
-if(data12.allowNetwork === undefined){
-const err58 = {instancePath:instancePath+"/listeners/tcp",schemaPath:"#/properties/listeners/properties/tcp/required",keyword:"required",params:{missingProperty: "allowNetwork"},message:"must have required property '"+"allowNetwork"+"'",schema:schema11.properties.listeners.properties.tcp.required,parentSchema:schema11.properties.listeners.properties.tcp,data:data12};
+if(data12.port === undefined){
+const err58 = {instancePath:instancePath+"/listeners/tcp",schemaPath:"#/properties/listeners/properties/tcp/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'",schema:schema11.properties.listeners.properties.tcp.required,parentSchema:schema11.properties.listeners.properties.tcp,data:data12};
 if(vErrors === null){
 vErrors = [err58];
 }
@@ -720,9 +720,8 @@ vErrors.push(err58);
 }
 errors++;
 }
-for(const key5 in data12){
-if(!((((key5 === "enabled") || (key5 === "host")) || (key5 === "port")) || (key5 === "allowNetwork"))){
-const err59 = {instancePath:instancePath+"/listeners/tcp",schemaPath:"#/properties/listeners/properties/tcp/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.listeners.properties.tcp,data:data12};
+if(data12.allowNetwork === undefined){
+const err59 = {instancePath:instancePath+"/listeners/tcp",schemaPath:"#/properties/listeners/properties/tcp/required",keyword:"required",params:{missingProperty: "allowNetwork"},message:"must have required property '"+"allowNetwork"+"'",schema:schema11.properties.listeners.properties.tcp.required,parentSchema:schema11.properties.listeners.properties.tcp,data:data12};
 if(vErrors === null){
 vErrors = [err59];
 }
@@ -731,11 +730,9 @@ vErrors.push(err59);
 }
 errors++;
 }
-}
-if(data12.enabled !== undefined){
-let data13 = data12.enabled;
-if(typeof data13 !== "boolean"){
-const err60 = {instancePath:instancePath+"/listeners/tcp/enabled",schemaPath:"#/properties/listeners/properties/tcp/properties/enabled/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.listeners.properties.tcp.properties.enabled.type,parentSchema:schema11.properties.listeners.properties.tcp.properties.enabled,data:data13};
+for(const key5 in data12){
+if(!((((key5 === "enabled") || (key5 === "host")) || (key5 === "port")) || (key5 === "allowNetwork"))){
+const err60 = {instancePath:instancePath+"/listeners/tcp",schemaPath:"#/properties/listeners/properties/tcp/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.listeners.properties.tcp,data:data12};
 if(vErrors === null){
 vErrors = [err60];
 }
@@ -745,11 +742,10 @@ vErrors.push(err60);
 errors++;
 }
 }
-if(data12.host !== undefined){
-let data14 = data12.host;
-if(typeof data14 === "string"){
-if(func3(data14) < 1){
-const err61 = {instancePath:instancePath+"/listeners/tcp/host",schemaPath:"#/properties/listeners/properties/tcp/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.listeners.properties.tcp.properties.host,data:data14};
+if(data12.enabled !== undefined){
+let data13 = data12.enabled;
+if(typeof data13 !== "boolean"){
+const err61 = {instancePath:instancePath+"/listeners/tcp/enabled",schemaPath:"#/properties/listeners/properties/tcp/properties/enabled/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.listeners.properties.tcp.properties.enabled.type,parentSchema:schema11.properties.listeners.properties.tcp.properties.enabled,data:data13};
 if(vErrors === null){
 vErrors = [err61];
 }
@@ -759,8 +755,11 @@ vErrors.push(err61);
 errors++;
 }
 }
-else {
-const err62 = {instancePath:instancePath+"/listeners/tcp/host",schemaPath:"#/properties/listeners/properties/tcp/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.listeners.properties.tcp.properties.host.type,parentSchema:schema11.properties.listeners.properties.tcp.properties.host,data:data14};
+if(data12.host !== undefined){
+let data14 = data12.host;
+if(typeof data14 === "string"){
+if(func3(data14) < 1){
+const err62 = {instancePath:instancePath+"/listeners/tcp/host",schemaPath:"#/properties/listeners/properties/tcp/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.listeners.properties.tcp.properties.host,data:data14};
 if(vErrors === null){
 vErrors = [err62];
 }
@@ -770,10 +769,8 @@ vErrors.push(err62);
 errors++;
 }
 }
-if(data12.port !== undefined){
-let data15 = data12.port;
-if(!(((typeof data15 == "number") && (!(data15 % 1) && !isNaN(data15))) && (isFinite(data15)))){
-const err63 = {instancePath:instancePath+"/listeners/tcp/port",schemaPath:"#/properties/listeners/properties/tcp/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.listeners.properties.tcp.properties.port.type,parentSchema:schema11.properties.listeners.properties.tcp.properties.port,data:data15};
+else {
+const err63 = {instancePath:instancePath+"/listeners/tcp/host",schemaPath:"#/properties/listeners/properties/tcp/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.listeners.properties.tcp.properties.host.type,parentSchema:schema11.properties.listeners.properties.tcp.properties.host,data:data14};
 if(vErrors === null){
 vErrors = [err63];
 }
@@ -782,9 +779,11 @@ vErrors.push(err63);
 }
 errors++;
 }
-if((typeof data15 == "number") && (isFinite(data15))){
-if(data15 > 65535 || isNaN(data15)){
-const err64 = {instancePath:instancePath+"/listeners/tcp/port",schemaPath:"#/properties/listeners/properties/tcp/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema11.properties.listeners.properties.tcp.properties.port,data:data15};
+}
+if(data12.port !== undefined){
+let data15 = data12.port;
+if(!(((typeof data15 == "number") && (!(data15 % 1) && !isNaN(data15))) && (isFinite(data15)))){
+const err64 = {instancePath:instancePath+"/listeners/tcp/port",schemaPath:"#/properties/listeners/properties/tcp/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.listeners.properties.tcp.properties.port.type,parentSchema:schema11.properties.listeners.properties.tcp.properties.port,data:data15};
 if(vErrors === null){
 vErrors = [err64];
 }
@@ -793,8 +792,9 @@ vErrors.push(err64);
 }
 errors++;
 }
-if(data15 < 0 || isNaN(data15)){
-const err65 = {instancePath:instancePath+"/listeners/tcp/port",schemaPath:"#/properties/listeners/properties/tcp/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.listeners.properties.tcp.properties.port,data:data15};
+if((typeof data15 == "number") && (isFinite(data15))){
+if(data15 > 65535 || isNaN(data15)){
+const err65 = {instancePath:instancePath+"/listeners/tcp/port",schemaPath:"#/properties/listeners/properties/tcp/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema11.properties.listeners.properties.tcp.properties.port,data:data15};
 if(vErrors === null){
 vErrors = [err65];
 }
@@ -803,12 +803,8 @@ vErrors.push(err65);
 }
 errors++;
 }
-}
-}
-if(data12.allowNetwork !== undefined){
-let data16 = data12.allowNetwork;
-if(typeof data16 !== "boolean"){
-const err66 = {instancePath:instancePath+"/listeners/tcp/allowNetwork",schemaPath:"#/properties/listeners/properties/tcp/properties/allowNetwork/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.listeners.properties.tcp.properties.allowNetwork.type,parentSchema:schema11.properties.listeners.properties.tcp.properties.allowNetwork,data:data16};
+if(data15 < 0 || isNaN(data15)){
+const err66 = {instancePath:instancePath+"/listeners/tcp/port",schemaPath:"#/properties/listeners/properties/tcp/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.listeners.properties.tcp.properties.port,data:data15};
 if(vErrors === null){
 vErrors = [err66];
 }
@@ -819,8 +815,10 @@ errors++;
 }
 }
 }
-else {
-const err67 = {instancePath:instancePath+"/listeners/tcp",schemaPath:"#/properties/listeners/properties/tcp/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.listeners.properties.tcp.type,parentSchema:schema11.properties.listeners.properties.tcp,data:data12};
+if(data12.allowNetwork !== undefined){
+let data16 = data12.allowNetwork;
+if(typeof data16 !== "boolean"){
+const err67 = {instancePath:instancePath+"/listeners/tcp/allowNetwork",schemaPath:"#/properties/listeners/properties/tcp/properties/allowNetwork/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.listeners.properties.tcp.properties.allowNetwork.type,parentSchema:schema11.properties.listeners.properties.tcp.properties.allowNetwork,data:data16};
 if(vErrors === null){
 vErrors = [err67];
 }
@@ -830,11 +828,9 @@ vErrors.push(err67);
 errors++;
 }
 }
-if(data11.tls !== undefined){
-let data17 = data11.tls;
-if(data17 && typeof data17 == "object" && !Array.isArray(data17)){
-if(data17.enabled === undefined){
-const err68 = {instancePath:instancePath+"/listeners/tls",schemaPath:"#/properties/listeners/properties/tls/required",keyword:"required",params:{missingProperty: "enabled"},message:"must have required property '"+"enabled"+"'",schema:schema11.properties.listeners.properties.tls.required,parentSchema:schema11.properties.listeners.properties.tls,data:data17};
+}
+else {
+const err68 = {instancePath:instancePath+"/listeners/tcp",schemaPath:"#/properties/listeners/properties/tcp/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.listeners.properties.tcp.type,parentSchema:schema11.properties.listeners.properties.tcp,data:data12};
 if(vErrors === null){
 vErrors = [err68];
 }
@@ -843,8 +839,12 @@ vErrors.push(err68);
 }
 errors++;
 }
-if(data17.host === undefined){
-const err69 = {instancePath:instancePath+"/listeners/tls",schemaPath:"#/properties/listeners/properties/tls/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'",schema:schema11.properties.listeners.properties.tls.required,parentSchema:schema11.properties.listeners.properties.tls,data:data17};
+}
+if(data11.tls !== undefined){
+let data17 = data11.tls;
+if(data17 && typeof data17 == "object" && !Array.isArray(data17)){
+if(data17.enabled === undefined){
+const err69 = {instancePath:instancePath+"/listeners/tls",schemaPath:"#/properties/listeners/properties/tls/required",keyword:"required",params:{missingProperty: "enabled"},message:"must have required property '"+"enabled"+"'",schema:schema11.properties.listeners.properties.tls.required,parentSchema:schema11.properties.listeners.properties.tls,data:data17};
 if(vErrors === null){
 vErrors = [err69];
 }
@@ -853,8 +853,8 @@ vErrors.push(err69);
 }
 errors++;
 }
-if(data17.port === undefined){
-const err70 = {instancePath:instancePath+"/listeners/tls",schemaPath:"#/properties/listeners/properties/tls/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'",schema:schema11.properties.listeners.properties.tls.required,parentSchema:schema11.properties.listeners.properties.tls,data:data17};
+if(data17.host === undefined){
+const err70 = {instancePath:instancePath+"/listeners/tls",schemaPath:"#/properties/listeners/properties/tls/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'",schema:schema11.properties.listeners.properties.tls.required,parentSchema:schema11.properties.listeners.properties.tls,data:data17};
 if(vErrors === null){
 vErrors = [err70];
 }
@@ -863,8 +863,8 @@ vErrors.push(err70);
 }
 errors++;
 }
-if(data17.cert === undefined){
-const err71 = {instancePath:instancePath+"/listeners/tls",schemaPath:"#/properties/listeners/properties/tls/required",keyword:"required",params:{missingProperty: "cert"},message:"must have required property '"+"cert"+"'",schema:schema11.properties.listeners.properties.tls.required,parentSchema:schema11.properties.listeners.properties.tls,data:data17};
+if(data17.port === undefined){
+const err71 = {instancePath:instancePath+"/listeners/tls",schemaPath:"#/properties/listeners/properties/tls/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'",schema:schema11.properties.listeners.properties.tls.required,parentSchema:schema11.properties.listeners.properties.tls,data:data17};
 if(vErrors === null){
 vErrors = [err71];
 }
@@ -873,8 +873,8 @@ vErrors.push(err71);
 }
 errors++;
 }
-if(data17.key === undefined){
-const err72 = {instancePath:instancePath+"/listeners/tls",schemaPath:"#/properties/listeners/properties/tls/required",keyword:"required",params:{missingProperty: "key"},message:"must have required property '"+"key"+"'",schema:schema11.properties.listeners.properties.tls.required,parentSchema:schema11.properties.listeners.properties.tls,data:data17};
+if(data17.cert === undefined){
+const err72 = {instancePath:instancePath+"/listeners/tls",schemaPath:"#/properties/listeners/properties/tls/required",keyword:"required",params:{missingProperty: "cert"},message:"must have required property '"+"cert"+"'",schema:schema11.properties.listeners.properties.tls.required,parentSchema:schema11.properties.listeners.properties.tls,data:data17};
 if(vErrors === null){
 vErrors = [err72];
 }
@@ -883,8 +883,8 @@ vErrors.push(err72);
 }
 errors++;
 }
-if(data17.ca === undefined){
-const err73 = {instancePath:instancePath+"/listeners/tls",schemaPath:"#/properties/listeners/properties/tls/required",keyword:"required",params:{missingProperty: "ca"},message:"must have required property '"+"ca"+"'",schema:schema11.properties.listeners.properties.tls.required,parentSchema:schema11.properties.listeners.properties.tls,data:data17};
+if(data17.key === undefined){
+const err73 = {instancePath:instancePath+"/listeners/tls",schemaPath:"#/properties/listeners/properties/tls/required",keyword:"required",params:{missingProperty: "key"},message:"must have required property '"+"key"+"'",schema:schema11.properties.listeners.properties.tls.required,parentSchema:schema11.properties.listeners.properties.tls,data:data17};
 if(vErrors === null){
 vErrors = [err73];
 }
@@ -893,8 +893,8 @@ vErrors.push(err73);
 }
 errors++;
 }
-if(data17.requestClientCert === undefined){
-const err74 = {instancePath:instancePath+"/listeners/tls",schemaPath:"#/properties/listeners/properties/tls/required",keyword:"required",params:{missingProperty: "requestClientCert"},message:"must have required property '"+"requestClientCert"+"'",schema:schema11.properties.listeners.properties.tls.required,parentSchema:schema11.properties.listeners.properties.tls,data:data17};
+if(data17.ca === undefined){
+const err74 = {instancePath:instancePath+"/listeners/tls",schemaPath:"#/properties/listeners/properties/tls/required",keyword:"required",params:{missingProperty: "ca"},message:"must have required property '"+"ca"+"'",schema:schema11.properties.listeners.properties.tls.required,parentSchema:schema11.properties.listeners.properties.tls,data:data17};
 if(vErrors === null){
 vErrors = [err74];
 }
@@ -903,8 +903,8 @@ vErrors.push(err74);
 }
 errors++;
 }
-if(data17.requireClientCert === undefined){
-const err75 = {instancePath:instancePath+"/listeners/tls",schemaPath:"#/properties/listeners/properties/tls/required",keyword:"required",params:{missingProperty: "requireClientCert"},message:"must have required property '"+"requireClientCert"+"'",schema:schema11.properties.listeners.properties.tls.required,parentSchema:schema11.properties.listeners.properties.tls,data:data17};
+if(data17.requestClientCert === undefined){
+const err75 = {instancePath:instancePath+"/listeners/tls",schemaPath:"#/properties/listeners/properties/tls/required",keyword:"required",params:{missingProperty: "requestClientCert"},message:"must have required property '"+"requestClientCert"+"'",schema:schema11.properties.listeners.properties.tls.required,parentSchema:schema11.properties.listeners.properties.tls,data:data17};
 if(vErrors === null){
 vErrors = [err75];
 }
@@ -913,9 +913,8 @@ vErrors.push(err75);
 }
 errors++;
 }
-for(const key6 in data17){
-if(!((((((((key6 === "enabled") || (key6 === "host")) || (key6 === "port")) || (key6 === "cert")) || (key6 === "key")) || (key6 === "ca")) || (key6 === "requestClientCert")) || (key6 === "requireClientCert"))){
-const err76 = {instancePath:instancePath+"/listeners/tls",schemaPath:"#/properties/listeners/properties/tls/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.listeners.properties.tls,data:data17};
+if(data17.requireClientCert === undefined){
+const err76 = {instancePath:instancePath+"/listeners/tls",schemaPath:"#/properties/listeners/properties/tls/required",keyword:"required",params:{missingProperty: "requireClientCert"},message:"must have required property '"+"requireClientCert"+"'",schema:schema11.properties.listeners.properties.tls.required,parentSchema:schema11.properties.listeners.properties.tls,data:data17};
 if(vErrors === null){
 vErrors = [err76];
 }
@@ -924,11 +923,9 @@ vErrors.push(err76);
 }
 errors++;
 }
-}
-if(data17.enabled !== undefined){
-let data18 = data17.enabled;
-if(typeof data18 !== "boolean"){
-const err77 = {instancePath:instancePath+"/listeners/tls/enabled",schemaPath:"#/properties/listeners/properties/tls/properties/enabled/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.listeners.properties.tls.properties.enabled.type,parentSchema:schema11.properties.listeners.properties.tls.properties.enabled,data:data18};
+for(const key6 in data17){
+if(!((((((((key6 === "enabled") || (key6 === "host")) || (key6 === "port")) || (key6 === "cert")) || (key6 === "key")) || (key6 === "ca")) || (key6 === "requestClientCert")) || (key6 === "requireClientCert"))){
+const err77 = {instancePath:instancePath+"/listeners/tls",schemaPath:"#/properties/listeners/properties/tls/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.listeners.properties.tls,data:data17};
 if(vErrors === null){
 vErrors = [err77];
 }
@@ -938,11 +935,10 @@ vErrors.push(err77);
 errors++;
 }
 }
-if(data17.host !== undefined){
-let data19 = data17.host;
-if(typeof data19 === "string"){
-if(func3(data19) < 1){
-const err78 = {instancePath:instancePath+"/listeners/tls/host",schemaPath:"#/properties/listeners/properties/tls/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.listeners.properties.tls.properties.host,data:data19};
+if(data17.enabled !== undefined){
+let data18 = data17.enabled;
+if(typeof data18 !== "boolean"){
+const err78 = {instancePath:instancePath+"/listeners/tls/enabled",schemaPath:"#/properties/listeners/properties/tls/properties/enabled/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.listeners.properties.tls.properties.enabled.type,parentSchema:schema11.properties.listeners.properties.tls.properties.enabled,data:data18};
 if(vErrors === null){
 vErrors = [err78];
 }
@@ -952,8 +948,11 @@ vErrors.push(err78);
 errors++;
 }
 }
-else {
-const err79 = {instancePath:instancePath+"/listeners/tls/host",schemaPath:"#/properties/listeners/properties/tls/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.listeners.properties.tls.properties.host.type,parentSchema:schema11.properties.listeners.properties.tls.properties.host,data:data19};
+if(data17.host !== undefined){
+let data19 = data17.host;
+if(typeof data19 === "string"){
+if(func3(data19) < 1){
+const err79 = {instancePath:instancePath+"/listeners/tls/host",schemaPath:"#/properties/listeners/properties/tls/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.listeners.properties.tls.properties.host,data:data19};
 if(vErrors === null){
 vErrors = [err79];
 }
@@ -963,10 +962,8 @@ vErrors.push(err79);
 errors++;
 }
 }
-if(data17.port !== undefined){
-let data20 = data17.port;
-if(!(((typeof data20 == "number") && (!(data20 % 1) && !isNaN(data20))) && (isFinite(data20)))){
-const err80 = {instancePath:instancePath+"/listeners/tls/port",schemaPath:"#/properties/listeners/properties/tls/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.listeners.properties.tls.properties.port.type,parentSchema:schema11.properties.listeners.properties.tls.properties.port,data:data20};
+else {
+const err80 = {instancePath:instancePath+"/listeners/tls/host",schemaPath:"#/properties/listeners/properties/tls/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.listeners.properties.tls.properties.host.type,parentSchema:schema11.properties.listeners.properties.tls.properties.host,data:data19};
 if(vErrors === null){
 vErrors = [err80];
 }
@@ -975,9 +972,11 @@ vErrors.push(err80);
 }
 errors++;
 }
-if((typeof data20 == "number") && (isFinite(data20))){
-if(data20 > 65535 || isNaN(data20)){
-const err81 = {instancePath:instancePath+"/listeners/tls/port",schemaPath:"#/properties/listeners/properties/tls/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema11.properties.listeners.properties.tls.properties.port,data:data20};
+}
+if(data17.port !== undefined){
+let data20 = data17.port;
+if(!(((typeof data20 == "number") && (!(data20 % 1) && !isNaN(data20))) && (isFinite(data20)))){
+const err81 = {instancePath:instancePath+"/listeners/tls/port",schemaPath:"#/properties/listeners/properties/tls/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.listeners.properties.tls.properties.port.type,parentSchema:schema11.properties.listeners.properties.tls.properties.port,data:data20};
 if(vErrors === null){
 vErrors = [err81];
 }
@@ -986,8 +985,9 @@ vErrors.push(err81);
 }
 errors++;
 }
-if(data20 < 0 || isNaN(data20)){
-const err82 = {instancePath:instancePath+"/listeners/tls/port",schemaPath:"#/properties/listeners/properties/tls/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.listeners.properties.tls.properties.port,data:data20};
+if((typeof data20 == "number") && (isFinite(data20))){
+if(data20 > 65535 || isNaN(data20)){
+const err82 = {instancePath:instancePath+"/listeners/tls/port",schemaPath:"#/properties/listeners/properties/tls/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema11.properties.listeners.properties.tls.properties.port,data:data20};
 if(vErrors === null){
 vErrors = [err82];
 }
@@ -996,12 +996,8 @@ vErrors.push(err82);
 }
 errors++;
 }
-}
-}
-if(data17.cert !== undefined){
-let data21 = data17.cert;
-if((typeof data21 !== "string") && (data21 !== null)){
-const err83 = {instancePath:instancePath+"/listeners/tls/cert",schemaPath:"#/properties/listeners/properties/tls/properties/cert/type",keyword:"type",params:{type: schema11.properties.listeners.properties.tls.properties.cert.type},message:"must be string,null",schema:schema11.properties.listeners.properties.tls.properties.cert.type,parentSchema:schema11.properties.listeners.properties.tls.properties.cert,data:data21};
+if(data20 < 0 || isNaN(data20)){
+const err83 = {instancePath:instancePath+"/listeners/tls/port",schemaPath:"#/properties/listeners/properties/tls/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.listeners.properties.tls.properties.port,data:data20};
 if(vErrors === null){
 vErrors = [err83];
 }
@@ -1010,9 +1006,12 @@ vErrors.push(err83);
 }
 errors++;
 }
-if(typeof data21 === "string"){
-if(func3(data21) < 1){
-const err84 = {instancePath:instancePath+"/listeners/tls/cert",schemaPath:"#/properties/listeners/properties/tls/properties/cert/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.listeners.properties.tls.properties.cert,data:data21};
+}
+}
+if(data17.cert !== undefined){
+let data21 = data17.cert;
+if((typeof data21 !== "string") && (data21 !== null)){
+const err84 = {instancePath:instancePath+"/listeners/tls/cert",schemaPath:"#/properties/listeners/properties/tls/properties/cert/type",keyword:"type",params:{type: schema11.properties.listeners.properties.tls.properties.cert.type},message:"must be string,null",schema:schema11.properties.listeners.properties.tls.properties.cert.type,parentSchema:schema11.properties.listeners.properties.tls.properties.cert,data:data21};
 if(vErrors === null){
 vErrors = [err84];
 }
@@ -1021,12 +1020,9 @@ vErrors.push(err84);
 }
 errors++;
 }
-}
-}
-if(data17.key !== undefined){
-let data22 = data17.key;
-if((typeof data22 !== "string") && (data22 !== null)){
-const err85 = {instancePath:instancePath+"/listeners/tls/key",schemaPath:"#/properties/listeners/properties/tls/properties/key/type",keyword:"type",params:{type: schema11.properties.listeners.properties.tls.properties.key.type},message:"must be string,null",schema:schema11.properties.listeners.properties.tls.properties.key.type,parentSchema:schema11.properties.listeners.properties.tls.properties.key,data:data22};
+if(typeof data21 === "string"){
+if(func3(data21) < 1){
+const err85 = {instancePath:instancePath+"/listeners/tls/cert",schemaPath:"#/properties/listeners/properties/tls/properties/cert/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.listeners.properties.tls.properties.cert,data:data21};
 if(vErrors === null){
 vErrors = [err85];
 }
@@ -1035,9 +1031,12 @@ vErrors.push(err85);
 }
 errors++;
 }
-if(typeof data22 === "string"){
-if(func3(data22) < 1){
-const err86 = {instancePath:instancePath+"/listeners/tls/key",schemaPath:"#/properties/listeners/properties/tls/properties/key/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.listeners.properties.tls.properties.key,data:data22};
+}
+}
+if(data17.key !== undefined){
+let data22 = data17.key;
+if((typeof data22 !== "string") && (data22 !== null)){
+const err86 = {instancePath:instancePath+"/listeners/tls/key",schemaPath:"#/properties/listeners/properties/tls/properties/key/type",keyword:"type",params:{type: schema11.properties.listeners.properties.tls.properties.key.type},message:"must be string,null",schema:schema11.properties.listeners.properties.tls.properties.key.type,parentSchema:schema11.properties.listeners.properties.tls.properties.key,data:data22};
 if(vErrors === null){
 vErrors = [err86];
 }
@@ -1046,12 +1045,9 @@ vErrors.push(err86);
 }
 errors++;
 }
-}
-}
-if(data17.ca !== undefined){
-let data23 = data17.ca;
-if((typeof data23 !== "string") && (data23 !== null)){
-const err87 = {instancePath:instancePath+"/listeners/tls/ca",schemaPath:"#/properties/listeners/properties/tls/properties/ca/type",keyword:"type",params:{type: schema11.properties.listeners.properties.tls.properties.ca.type},message:"must be string,null",schema:schema11.properties.listeners.properties.tls.properties.ca.type,parentSchema:schema11.properties.listeners.properties.tls.properties.ca,data:data23};
+if(typeof data22 === "string"){
+if(func3(data22) < 1){
+const err87 = {instancePath:instancePath+"/listeners/tls/key",schemaPath:"#/properties/listeners/properties/tls/properties/key/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.listeners.properties.tls.properties.key,data:data22};
 if(vErrors === null){
 vErrors = [err87];
 }
@@ -1060,9 +1056,12 @@ vErrors.push(err87);
 }
 errors++;
 }
-if(typeof data23 === "string"){
-if(func3(data23) < 1){
-const err88 = {instancePath:instancePath+"/listeners/tls/ca",schemaPath:"#/properties/listeners/properties/tls/properties/ca/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.listeners.properties.tls.properties.ca,data:data23};
+}
+}
+if(data17.ca !== undefined){
+let data23 = data17.ca;
+if((typeof data23 !== "string") && (data23 !== null)){
+const err88 = {instancePath:instancePath+"/listeners/tls/ca",schemaPath:"#/properties/listeners/properties/tls/properties/ca/type",keyword:"type",params:{type: schema11.properties.listeners.properties.tls.properties.ca.type},message:"must be string,null",schema:schema11.properties.listeners.properties.tls.properties.ca.type,parentSchema:schema11.properties.listeners.properties.tls.properties.ca,data:data23};
 if(vErrors === null){
 vErrors = [err88];
 }
@@ -1071,12 +1070,9 @@ vErrors.push(err88);
 }
 errors++;
 }
-}
-}
-if(data17.requestClientCert !== undefined){
-let data24 = data17.requestClientCert;
-if(typeof data24 !== "boolean"){
-const err89 = {instancePath:instancePath+"/listeners/tls/requestClientCert",schemaPath:"#/properties/listeners/properties/tls/properties/requestClientCert/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.listeners.properties.tls.properties.requestClientCert.type,parentSchema:schema11.properties.listeners.properties.tls.properties.requestClientCert,data:data24};
+if(typeof data23 === "string"){
+if(func3(data23) < 1){
+const err89 = {instancePath:instancePath+"/listeners/tls/ca",schemaPath:"#/properties/listeners/properties/tls/properties/ca/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.listeners.properties.tls.properties.ca,data:data23};
 if(vErrors === null){
 vErrors = [err89];
 }
@@ -1086,10 +1082,11 @@ vErrors.push(err89);
 errors++;
 }
 }
-if(data17.requireClientCert !== undefined){
-let data25 = data17.requireClientCert;
-if(typeof data25 !== "boolean"){
-const err90 = {instancePath:instancePath+"/listeners/tls/requireClientCert",schemaPath:"#/properties/listeners/properties/tls/properties/requireClientCert/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.listeners.properties.tls.properties.requireClientCert.type,parentSchema:schema11.properties.listeners.properties.tls.properties.requireClientCert,data:data25};
+}
+if(data17.requestClientCert !== undefined){
+let data24 = data17.requestClientCert;
+if(typeof data24 !== "boolean"){
+const err90 = {instancePath:instancePath+"/listeners/tls/requestClientCert",schemaPath:"#/properties/listeners/properties/tls/properties/requestClientCert/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.listeners.properties.tls.properties.requestClientCert.type,parentSchema:schema11.properties.listeners.properties.tls.properties.requestClientCert,data:data24};
 if(vErrors === null){
 vErrors = [err90];
 }
@@ -1099,9 +1096,10 @@ vErrors.push(err90);
 errors++;
 }
 }
-}
-else {
-const err91 = {instancePath:instancePath+"/listeners/tls",schemaPath:"#/properties/listeners/properties/tls/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.listeners.properties.tls.type,parentSchema:schema11.properties.listeners.properties.tls,data:data17};
+if(data17.requireClientCert !== undefined){
+let data25 = data17.requireClientCert;
+if(typeof data25 !== "boolean"){
+const err91 = {instancePath:instancePath+"/listeners/tls/requireClientCert",schemaPath:"#/properties/listeners/properties/tls/properties/requireClientCert/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.listeners.properties.tls.properties.requireClientCert.type,parentSchema:schema11.properties.listeners.properties.tls.properties.requireClientCert,data:data25};
 if(vErrors === null){
 vErrors = [err91];
 }
@@ -1113,7 +1111,7 @@ errors++;
 }
 }
 else {
-const err92 = {instancePath:instancePath+"/listeners",schemaPath:"#/properties/listeners/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.listeners.type,parentSchema:schema11.properties.listeners,data:data11};
+const err92 = {instancePath:instancePath+"/listeners/tls",schemaPath:"#/properties/listeners/properties/tls/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.listeners.properties.tls.type,parentSchema:schema11.properties.listeners.properties.tls,data:data17};
 if(vErrors === null){
 vErrors = [err92];
 }
@@ -1123,11 +1121,10 @@ vErrors.push(err92);
 errors++;
 }
 }
-if(data.limits !== undefined){
-let data26 = data.limits;
-if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
-if(data26.maxConnections === undefined){
-const err93 = {instancePath:instancePath+"/limits",schemaPath:"#/properties/limits/required",keyword:"required",params:{missingProperty: "maxConnections"},message:"must have required property '"+"maxConnections"+"'",schema:schema11.properties.limits.required,parentSchema:schema11.properties.limits,data:data26};
+if(data11.mqtt5 !== undefined){
+let data26 = data11.mqtt5;
+if(typeof data26 !== "boolean"){
+const err93 = {instancePath:instancePath+"/listeners/mqtt5",schemaPath:"#/properties/listeners/properties/mqtt5/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.listeners.properties.mqtt5.type,parentSchema:schema11.properties.listeners.properties.mqtt5,data:data26};
 if(vErrors === null){
 vErrors = [err93];
 }
@@ -1136,8 +1133,10 @@ vErrors.push(err93);
 }
 errors++;
 }
-if(data26.maxPacketBytes === undefined){
-const err94 = {instancePath:instancePath+"/limits",schemaPath:"#/properties/limits/required",keyword:"required",params:{missingProperty: "maxPacketBytes"},message:"must have required property '"+"maxPacketBytes"+"'",schema:schema11.properties.limits.required,parentSchema:schema11.properties.limits,data:data26};
+}
+}
+else {
+const err94 = {instancePath:instancePath+"/listeners",schemaPath:"#/properties/listeners/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.listeners.type,parentSchema:schema11.properties.listeners,data:data11};
 if(vErrors === null){
 vErrors = [err94];
 }
@@ -1146,8 +1145,12 @@ vErrors.push(err94);
 }
 errors++;
 }
-if(data26.connectTimeoutMs === undefined){
-const err95 = {instancePath:instancePath+"/limits",schemaPath:"#/properties/limits/required",keyword:"required",params:{missingProperty: "connectTimeoutMs"},message:"must have required property '"+"connectTimeoutMs"+"'",schema:schema11.properties.limits.required,parentSchema:schema11.properties.limits,data:data26};
+}
+if(data.limits !== undefined){
+let data27 = data.limits;
+if(data27 && typeof data27 == "object" && !Array.isArray(data27)){
+if(data27.maxConnections === undefined){
+const err95 = {instancePath:instancePath+"/limits",schemaPath:"#/properties/limits/required",keyword:"required",params:{missingProperty: "maxConnections"},message:"must have required property '"+"maxConnections"+"'",schema:schema11.properties.limits.required,parentSchema:schema11.properties.limits,data:data27};
 if(vErrors === null){
 vErrors = [err95];
 }
@@ -1156,8 +1159,8 @@ vErrors.push(err95);
 }
 errors++;
 }
-if(data26.maxSubscriptionsPerClient === undefined){
-const err96 = {instancePath:instancePath+"/limits",schemaPath:"#/properties/limits/required",keyword:"required",params:{missingProperty: "maxSubscriptionsPerClient"},message:"must have required property '"+"maxSubscriptionsPerClient"+"'",schema:schema11.properties.limits.required,parentSchema:schema11.properties.limits,data:data26};
+if(data27.maxPacketBytes === undefined){
+const err96 = {instancePath:instancePath+"/limits",schemaPath:"#/properties/limits/required",keyword:"required",params:{missingProperty: "maxPacketBytes"},message:"must have required property '"+"maxPacketBytes"+"'",schema:schema11.properties.limits.required,parentSchema:schema11.properties.limits,data:data27};
 if(vErrors === null){
 vErrors = [err96];
 }
@@ -1166,8 +1169,8 @@ vErrors.push(err96);
 }
 errors++;
 }
-if(data26.maxInflightPerClient === undefined){
-const err97 = {instancePath:instancePath+"/limits",schemaPath:"#/properties/limits/required",keyword:"required",params:{missingProperty: "maxInflightPerClient"},message:"must have required property '"+"maxInflightPerClient"+"'",schema:schema11.properties.limits.required,parentSchema:schema11.properties.limits,data:data26};
+if(data27.connectTimeoutMs === undefined){
+const err97 = {instancePath:instancePath+"/limits",schemaPath:"#/properties/limits/required",keyword:"required",params:{missingProperty: "connectTimeoutMs"},message:"must have required property '"+"connectTimeoutMs"+"'",schema:schema11.properties.limits.required,parentSchema:schema11.properties.limits,data:data27};
 if(vErrors === null){
 vErrors = [err97];
 }
@@ -1176,8 +1179,8 @@ vErrors.push(err97);
 }
 errors++;
 }
-if(data26.maxInflightOutbound === undefined){
-const err98 = {instancePath:instancePath+"/limits",schemaPath:"#/properties/limits/required",keyword:"required",params:{missingProperty: "maxInflightOutbound"},message:"must have required property '"+"maxInflightOutbound"+"'",schema:schema11.properties.limits.required,parentSchema:schema11.properties.limits,data:data26};
+if(data27.maxSubscriptionsPerClient === undefined){
+const err98 = {instancePath:instancePath+"/limits",schemaPath:"#/properties/limits/required",keyword:"required",params:{missingProperty: "maxSubscriptionsPerClient"},message:"must have required property '"+"maxSubscriptionsPerClient"+"'",schema:schema11.properties.limits.required,parentSchema:schema11.properties.limits,data:data27};
 if(vErrors === null){
 vErrors = [err98];
 }
@@ -1186,8 +1189,8 @@ vErrors.push(err98);
 }
 errors++;
 }
-if(data26.keepaliveLimitSeconds === undefined){
-const err99 = {instancePath:instancePath+"/limits",schemaPath:"#/properties/limits/required",keyword:"required",params:{missingProperty: "keepaliveLimitSeconds"},message:"must have required property '"+"keepaliveLimitSeconds"+"'",schema:schema11.properties.limits.required,parentSchema:schema11.properties.limits,data:data26};
+if(data27.maxInflightPerClient === undefined){
+const err99 = {instancePath:instancePath+"/limits",schemaPath:"#/properties/limits/required",keyword:"required",params:{missingProperty: "maxInflightPerClient"},message:"must have required property '"+"maxInflightPerClient"+"'",schema:schema11.properties.limits.required,parentSchema:schema11.properties.limits,data:data27};
 if(vErrors === null){
 vErrors = [err99];
 }
@@ -1196,8 +1199,8 @@ vErrors.push(err99);
 }
 errors++;
 }
-if(data26.maxTopicLevels === undefined){
-const err100 = {instancePath:instancePath+"/limits",schemaPath:"#/properties/limits/required",keyword:"required",params:{missingProperty: "maxTopicLevels"},message:"must have required property '"+"maxTopicLevels"+"'",schema:schema11.properties.limits.required,parentSchema:schema11.properties.limits,data:data26};
+if(data27.maxInflightOutbound === undefined){
+const err100 = {instancePath:instancePath+"/limits",schemaPath:"#/properties/limits/required",keyword:"required",params:{missingProperty: "maxInflightOutbound"},message:"must have required property '"+"maxInflightOutbound"+"'",schema:schema11.properties.limits.required,parentSchema:schema11.properties.limits,data:data27};
 if(vErrors === null){
 vErrors = [err100];
 }
@@ -1206,9 +1209,8 @@ vErrors.push(err100);
 }
 errors++;
 }
-for(const key7 in data26){
-if(!((((((((key7 === "maxConnections") || (key7 === "maxPacketBytes")) || (key7 === "connectTimeoutMs")) || (key7 === "maxSubscriptionsPerClient")) || (key7 === "maxInflightPerClient")) || (key7 === "maxInflightOutbound")) || (key7 === "keepaliveLimitSeconds")) || (key7 === "maxTopicLevels"))){
-const err101 = {instancePath:instancePath+"/limits",schemaPath:"#/properties/limits/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.limits,data:data26};
+if(data27.keepaliveLimitSeconds === undefined){
+const err101 = {instancePath:instancePath+"/limits",schemaPath:"#/properties/limits/required",keyword:"required",params:{missingProperty: "keepaliveLimitSeconds"},message:"must have required property '"+"keepaliveLimitSeconds"+"'",schema:schema11.properties.limits.required,parentSchema:schema11.properties.limits,data:data27};
 if(vErrors === null){
 vErrors = [err101];
 }
@@ -1217,11 +1219,8 @@ vErrors.push(err101);
 }
 errors++;
 }
-}
-if(data26.maxConnections !== undefined){
-let data27 = data26.maxConnections;
-if(!(((typeof data27 == "number") && (!(data27 % 1) && !isNaN(data27))) && (isFinite(data27)))){
-const err102 = {instancePath:instancePath+"/limits/maxConnections",schemaPath:"#/properties/limits/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.maxConnections.type,parentSchema:schema11.properties.limits.properties.maxConnections,data:data27};
+if(data27.maxTopicLevels === undefined){
+const err102 = {instancePath:instancePath+"/limits",schemaPath:"#/properties/limits/required",keyword:"required",params:{missingProperty: "maxTopicLevels"},message:"must have required property '"+"maxTopicLevels"+"'",schema:schema11.properties.limits.required,parentSchema:schema11.properties.limits,data:data27};
 if(vErrors === null){
 vErrors = [err102];
 }
@@ -1230,9 +1229,9 @@ vErrors.push(err102);
 }
 errors++;
 }
-if((typeof data27 == "number") && (isFinite(data27))){
-if(data27 > 1000000 || isNaN(data27)){
-const err103 = {instancePath:instancePath+"/limits/maxConnections",schemaPath:"#/properties/limits/properties/maxConnections/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000",schema:1000000,parentSchema:schema11.properties.limits.properties.maxConnections,data:data27};
+for(const key7 in data27){
+if(!((((((((key7 === "maxConnections") || (key7 === "maxPacketBytes")) || (key7 === "connectTimeoutMs")) || (key7 === "maxSubscriptionsPerClient")) || (key7 === "maxInflightPerClient")) || (key7 === "maxInflightOutbound")) || (key7 === "keepaliveLimitSeconds")) || (key7 === "maxTopicLevels"))){
+const err103 = {instancePath:instancePath+"/limits",schemaPath:"#/properties/limits/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.limits,data:data27};
 if(vErrors === null){
 vErrors = [err103];
 }
@@ -1241,8 +1240,11 @@ vErrors.push(err103);
 }
 errors++;
 }
-if(data27 < 1 || isNaN(data27)){
-const err104 = {instancePath:instancePath+"/limits/maxConnections",schemaPath:"#/properties/limits/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.limits.properties.maxConnections,data:data27};
+}
+if(data27.maxConnections !== undefined){
+let data28 = data27.maxConnections;
+if(!(((typeof data28 == "number") && (!(data28 % 1) && !isNaN(data28))) && (isFinite(data28)))){
+const err104 = {instancePath:instancePath+"/limits/maxConnections",schemaPath:"#/properties/limits/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.maxConnections.type,parentSchema:schema11.properties.limits.properties.maxConnections,data:data28};
 if(vErrors === null){
 vErrors = [err104];
 }
@@ -1251,12 +1253,9 @@ vErrors.push(err104);
 }
 errors++;
 }
-}
-}
-if(data26.maxPacketBytes !== undefined){
-let data28 = data26.maxPacketBytes;
-if(!(((typeof data28 == "number") && (!(data28 % 1) && !isNaN(data28))) && (isFinite(data28)))){
-const err105 = {instancePath:instancePath+"/limits/maxPacketBytes",schemaPath:"#/properties/limits/properties/maxPacketBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.maxPacketBytes.type,parentSchema:schema11.properties.limits.properties.maxPacketBytes,data:data28};
+if((typeof data28 == "number") && (isFinite(data28))){
+if(data28 > 1000000 || isNaN(data28)){
+const err105 = {instancePath:instancePath+"/limits/maxConnections",schemaPath:"#/properties/limits/properties/maxConnections/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000",schema:1000000,parentSchema:schema11.properties.limits.properties.maxConnections,data:data28};
 if(vErrors === null){
 vErrors = [err105];
 }
@@ -1265,9 +1264,8 @@ vErrors.push(err105);
 }
 errors++;
 }
-if((typeof data28 == "number") && (isFinite(data28))){
-if(data28 > 268435455 || isNaN(data28)){
-const err106 = {instancePath:instancePath+"/limits/maxPacketBytes",schemaPath:"#/properties/limits/properties/maxPacketBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 268435455},message:"must be <= 268435455",schema:268435455,parentSchema:schema11.properties.limits.properties.maxPacketBytes,data:data28};
+if(data28 < 1 || isNaN(data28)){
+const err106 = {instancePath:instancePath+"/limits/maxConnections",schemaPath:"#/properties/limits/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.limits.properties.maxConnections,data:data28};
 if(vErrors === null){
 vErrors = [err106];
 }
@@ -1276,8 +1274,12 @@ vErrors.push(err106);
 }
 errors++;
 }
-if(data28 < 16 || isNaN(data28)){
-const err107 = {instancePath:instancePath+"/limits/maxPacketBytes",schemaPath:"#/properties/limits/properties/maxPacketBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 16},message:"must be >= 16",schema:16,parentSchema:schema11.properties.limits.properties.maxPacketBytes,data:data28};
+}
+}
+if(data27.maxPacketBytes !== undefined){
+let data29 = data27.maxPacketBytes;
+if(!(((typeof data29 == "number") && (!(data29 % 1) && !isNaN(data29))) && (isFinite(data29)))){
+const err107 = {instancePath:instancePath+"/limits/maxPacketBytes",schemaPath:"#/properties/limits/properties/maxPacketBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.maxPacketBytes.type,parentSchema:schema11.properties.limits.properties.maxPacketBytes,data:data29};
 if(vErrors === null){
 vErrors = [err107];
 }
@@ -1286,12 +1288,9 @@ vErrors.push(err107);
 }
 errors++;
 }
-}
-}
-if(data26.connectTimeoutMs !== undefined){
-let data29 = data26.connectTimeoutMs;
-if(!(((typeof data29 == "number") && (!(data29 % 1) && !isNaN(data29))) && (isFinite(data29)))){
-const err108 = {instancePath:instancePath+"/limits/connectTimeoutMs",schemaPath:"#/properties/limits/properties/connectTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.connectTimeoutMs.type,parentSchema:schema11.properties.limits.properties.connectTimeoutMs,data:data29};
+if((typeof data29 == "number") && (isFinite(data29))){
+if(data29 > 268435455 || isNaN(data29)){
+const err108 = {instancePath:instancePath+"/limits/maxPacketBytes",schemaPath:"#/properties/limits/properties/maxPacketBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 268435455},message:"must be <= 268435455",schema:268435455,parentSchema:schema11.properties.limits.properties.maxPacketBytes,data:data29};
 if(vErrors === null){
 vErrors = [err108];
 }
@@ -1300,9 +1299,8 @@ vErrors.push(err108);
 }
 errors++;
 }
-if((typeof data29 == "number") && (isFinite(data29))){
-if(data29 > 600000 || isNaN(data29)){
-const err109 = {instancePath:instancePath+"/limits/connectTimeoutMs",schemaPath:"#/properties/limits/properties/connectTimeoutMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 600000},message:"must be <= 600000",schema:600000,parentSchema:schema11.properties.limits.properties.connectTimeoutMs,data:data29};
+if(data29 < 16 || isNaN(data29)){
+const err109 = {instancePath:instancePath+"/limits/maxPacketBytes",schemaPath:"#/properties/limits/properties/maxPacketBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 16},message:"must be >= 16",schema:16,parentSchema:schema11.properties.limits.properties.maxPacketBytes,data:data29};
 if(vErrors === null){
 vErrors = [err109];
 }
@@ -1311,8 +1309,12 @@ vErrors.push(err109);
 }
 errors++;
 }
-if(data29 < 100 || isNaN(data29)){
-const err110 = {instancePath:instancePath+"/limits/connectTimeoutMs",schemaPath:"#/properties/limits/properties/connectTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 100},message:"must be >= 100",schema:100,parentSchema:schema11.properties.limits.properties.connectTimeoutMs,data:data29};
+}
+}
+if(data27.connectTimeoutMs !== undefined){
+let data30 = data27.connectTimeoutMs;
+if(!(((typeof data30 == "number") && (!(data30 % 1) && !isNaN(data30))) && (isFinite(data30)))){
+const err110 = {instancePath:instancePath+"/limits/connectTimeoutMs",schemaPath:"#/properties/limits/properties/connectTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.connectTimeoutMs.type,parentSchema:schema11.properties.limits.properties.connectTimeoutMs,data:data30};
 if(vErrors === null){
 vErrors = [err110];
 }
@@ -1321,12 +1323,9 @@ vErrors.push(err110);
 }
 errors++;
 }
-}
-}
-if(data26.maxSubscriptionsPerClient !== undefined){
-let data30 = data26.maxSubscriptionsPerClient;
-if(!(((typeof data30 == "number") && (!(data30 % 1) && !isNaN(data30))) && (isFinite(data30)))){
-const err111 = {instancePath:instancePath+"/limits/maxSubscriptionsPerClient",schemaPath:"#/properties/limits/properties/maxSubscriptionsPerClient/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.maxSubscriptionsPerClient.type,parentSchema:schema11.properties.limits.properties.maxSubscriptionsPerClient,data:data30};
+if((typeof data30 == "number") && (isFinite(data30))){
+if(data30 > 600000 || isNaN(data30)){
+const err111 = {instancePath:instancePath+"/limits/connectTimeoutMs",schemaPath:"#/properties/limits/properties/connectTimeoutMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 600000},message:"must be <= 600000",schema:600000,parentSchema:schema11.properties.limits.properties.connectTimeoutMs,data:data30};
 if(vErrors === null){
 vErrors = [err111];
 }
@@ -1335,9 +1334,8 @@ vErrors.push(err111);
 }
 errors++;
 }
-if((typeof data30 == "number") && (isFinite(data30))){
-if(data30 > 100000 || isNaN(data30)){
-const err112 = {instancePath:instancePath+"/limits/maxSubscriptionsPerClient",schemaPath:"#/properties/limits/properties/maxSubscriptionsPerClient/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100000},message:"must be <= 100000",schema:100000,parentSchema:schema11.properties.limits.properties.maxSubscriptionsPerClient,data:data30};
+if(data30 < 100 || isNaN(data30)){
+const err112 = {instancePath:instancePath+"/limits/connectTimeoutMs",schemaPath:"#/properties/limits/properties/connectTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 100},message:"must be >= 100",schema:100,parentSchema:schema11.properties.limits.properties.connectTimeoutMs,data:data30};
 if(vErrors === null){
 vErrors = [err112];
 }
@@ -1346,8 +1344,12 @@ vErrors.push(err112);
 }
 errors++;
 }
-if(data30 < 1 || isNaN(data30)){
-const err113 = {instancePath:instancePath+"/limits/maxSubscriptionsPerClient",schemaPath:"#/properties/limits/properties/maxSubscriptionsPerClient/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.limits.properties.maxSubscriptionsPerClient,data:data30};
+}
+}
+if(data27.maxSubscriptionsPerClient !== undefined){
+let data31 = data27.maxSubscriptionsPerClient;
+if(!(((typeof data31 == "number") && (!(data31 % 1) && !isNaN(data31))) && (isFinite(data31)))){
+const err113 = {instancePath:instancePath+"/limits/maxSubscriptionsPerClient",schemaPath:"#/properties/limits/properties/maxSubscriptionsPerClient/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.maxSubscriptionsPerClient.type,parentSchema:schema11.properties.limits.properties.maxSubscriptionsPerClient,data:data31};
 if(vErrors === null){
 vErrors = [err113];
 }
@@ -1356,12 +1358,9 @@ vErrors.push(err113);
 }
 errors++;
 }
-}
-}
-if(data26.maxInflightPerClient !== undefined){
-let data31 = data26.maxInflightPerClient;
-if(!(((typeof data31 == "number") && (!(data31 % 1) && !isNaN(data31))) && (isFinite(data31)))){
-const err114 = {instancePath:instancePath+"/limits/maxInflightPerClient",schemaPath:"#/properties/limits/properties/maxInflightPerClient/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.maxInflightPerClient.type,parentSchema:schema11.properties.limits.properties.maxInflightPerClient,data:data31};
+if((typeof data31 == "number") && (isFinite(data31))){
+if(data31 > 100000 || isNaN(data31)){
+const err114 = {instancePath:instancePath+"/limits/maxSubscriptionsPerClient",schemaPath:"#/properties/limits/properties/maxSubscriptionsPerClient/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100000},message:"must be <= 100000",schema:100000,parentSchema:schema11.properties.limits.properties.maxSubscriptionsPerClient,data:data31};
 if(vErrors === null){
 vErrors = [err114];
 }
@@ -1370,9 +1369,8 @@ vErrors.push(err114);
 }
 errors++;
 }
-if((typeof data31 == "number") && (isFinite(data31))){
-if(data31 > 65535 || isNaN(data31)){
-const err115 = {instancePath:instancePath+"/limits/maxInflightPerClient",schemaPath:"#/properties/limits/properties/maxInflightPerClient/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema11.properties.limits.properties.maxInflightPerClient,data:data31};
+if(data31 < 1 || isNaN(data31)){
+const err115 = {instancePath:instancePath+"/limits/maxSubscriptionsPerClient",schemaPath:"#/properties/limits/properties/maxSubscriptionsPerClient/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.limits.properties.maxSubscriptionsPerClient,data:data31};
 if(vErrors === null){
 vErrors = [err115];
 }
@@ -1381,8 +1379,12 @@ vErrors.push(err115);
 }
 errors++;
 }
-if(data31 < 1 || isNaN(data31)){
-const err116 = {instancePath:instancePath+"/limits/maxInflightPerClient",schemaPath:"#/properties/limits/properties/maxInflightPerClient/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.limits.properties.maxInflightPerClient,data:data31};
+}
+}
+if(data27.maxInflightPerClient !== undefined){
+let data32 = data27.maxInflightPerClient;
+if(!(((typeof data32 == "number") && (!(data32 % 1) && !isNaN(data32))) && (isFinite(data32)))){
+const err116 = {instancePath:instancePath+"/limits/maxInflightPerClient",schemaPath:"#/properties/limits/properties/maxInflightPerClient/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.maxInflightPerClient.type,parentSchema:schema11.properties.limits.properties.maxInflightPerClient,data:data32};
 if(vErrors === null){
 vErrors = [err116];
 }
@@ -1391,12 +1393,9 @@ vErrors.push(err116);
 }
 errors++;
 }
-}
-}
-if(data26.maxInflightOutbound !== undefined){
-let data32 = data26.maxInflightOutbound;
-if(!(((typeof data32 == "number") && (!(data32 % 1) && !isNaN(data32))) && (isFinite(data32)))){
-const err117 = {instancePath:instancePath+"/limits/maxInflightOutbound",schemaPath:"#/properties/limits/properties/maxInflightOutbound/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.maxInflightOutbound.type,parentSchema:schema11.properties.limits.properties.maxInflightOutbound,data:data32};
+if((typeof data32 == "number") && (isFinite(data32))){
+if(data32 > 65535 || isNaN(data32)){
+const err117 = {instancePath:instancePath+"/limits/maxInflightPerClient",schemaPath:"#/properties/limits/properties/maxInflightPerClient/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema11.properties.limits.properties.maxInflightPerClient,data:data32};
 if(vErrors === null){
 vErrors = [err117];
 }
@@ -1405,9 +1404,8 @@ vErrors.push(err117);
 }
 errors++;
 }
-if((typeof data32 == "number") && (isFinite(data32))){
-if(data32 > 65535 || isNaN(data32)){
-const err118 = {instancePath:instancePath+"/limits/maxInflightOutbound",schemaPath:"#/properties/limits/properties/maxInflightOutbound/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema11.properties.limits.properties.maxInflightOutbound,data:data32};
+if(data32 < 1 || isNaN(data32)){
+const err118 = {instancePath:instancePath+"/limits/maxInflightPerClient",schemaPath:"#/properties/limits/properties/maxInflightPerClient/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.limits.properties.maxInflightPerClient,data:data32};
 if(vErrors === null){
 vErrors = [err118];
 }
@@ -1416,8 +1414,12 @@ vErrors.push(err118);
 }
 errors++;
 }
-if(data32 < 1 || isNaN(data32)){
-const err119 = {instancePath:instancePath+"/limits/maxInflightOutbound",schemaPath:"#/properties/limits/properties/maxInflightOutbound/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.limits.properties.maxInflightOutbound,data:data32};
+}
+}
+if(data27.maxInflightOutbound !== undefined){
+let data33 = data27.maxInflightOutbound;
+if(!(((typeof data33 == "number") && (!(data33 % 1) && !isNaN(data33))) && (isFinite(data33)))){
+const err119 = {instancePath:instancePath+"/limits/maxInflightOutbound",schemaPath:"#/properties/limits/properties/maxInflightOutbound/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.maxInflightOutbound.type,parentSchema:schema11.properties.limits.properties.maxInflightOutbound,data:data33};
 if(vErrors === null){
 vErrors = [err119];
 }
@@ -1426,12 +1428,9 @@ vErrors.push(err119);
 }
 errors++;
 }
-}
-}
-if(data26.keepaliveLimitSeconds !== undefined){
-let data33 = data26.keepaliveLimitSeconds;
-if(!(((typeof data33 == "number") && (!(data33 % 1) && !isNaN(data33))) && (isFinite(data33)))){
-const err120 = {instancePath:instancePath+"/limits/keepaliveLimitSeconds",schemaPath:"#/properties/limits/properties/keepaliveLimitSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.keepaliveLimitSeconds.type,parentSchema:schema11.properties.limits.properties.keepaliveLimitSeconds,data:data33};
+if((typeof data33 == "number") && (isFinite(data33))){
+if(data33 > 65535 || isNaN(data33)){
+const err120 = {instancePath:instancePath+"/limits/maxInflightOutbound",schemaPath:"#/properties/limits/properties/maxInflightOutbound/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema11.properties.limits.properties.maxInflightOutbound,data:data33};
 if(vErrors === null){
 vErrors = [err120];
 }
@@ -1440,9 +1439,8 @@ vErrors.push(err120);
 }
 errors++;
 }
-if((typeof data33 == "number") && (isFinite(data33))){
-if(data33 > 65535 || isNaN(data33)){
-const err121 = {instancePath:instancePath+"/limits/keepaliveLimitSeconds",schemaPath:"#/properties/limits/properties/keepaliveLimitSeconds/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema11.properties.limits.properties.keepaliveLimitSeconds,data:data33};
+if(data33 < 1 || isNaN(data33)){
+const err121 = {instancePath:instancePath+"/limits/maxInflightOutbound",schemaPath:"#/properties/limits/properties/maxInflightOutbound/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.limits.properties.maxInflightOutbound,data:data33};
 if(vErrors === null){
 vErrors = [err121];
 }
@@ -1451,8 +1449,12 @@ vErrors.push(err121);
 }
 errors++;
 }
-if(data33 < 0 || isNaN(data33)){
-const err122 = {instancePath:instancePath+"/limits/keepaliveLimitSeconds",schemaPath:"#/properties/limits/properties/keepaliveLimitSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.limits.properties.keepaliveLimitSeconds,data:data33};
+}
+}
+if(data27.keepaliveLimitSeconds !== undefined){
+let data34 = data27.keepaliveLimitSeconds;
+if(!(((typeof data34 == "number") && (!(data34 % 1) && !isNaN(data34))) && (isFinite(data34)))){
+const err122 = {instancePath:instancePath+"/limits/keepaliveLimitSeconds",schemaPath:"#/properties/limits/properties/keepaliveLimitSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.keepaliveLimitSeconds.type,parentSchema:schema11.properties.limits.properties.keepaliveLimitSeconds,data:data34};
 if(vErrors === null){
 vErrors = [err122];
 }
@@ -1461,12 +1463,9 @@ vErrors.push(err122);
 }
 errors++;
 }
-}
-}
-if(data26.maxTopicLevels !== undefined){
-let data34 = data26.maxTopicLevels;
-if(!(((typeof data34 == "number") && (!(data34 % 1) && !isNaN(data34))) && (isFinite(data34)))){
-const err123 = {instancePath:instancePath+"/limits/maxTopicLevels",schemaPath:"#/properties/limits/properties/maxTopicLevels/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.maxTopicLevels.type,parentSchema:schema11.properties.limits.properties.maxTopicLevels,data:data34};
+if((typeof data34 == "number") && (isFinite(data34))){
+if(data34 > 65535 || isNaN(data34)){
+const err123 = {instancePath:instancePath+"/limits/keepaliveLimitSeconds",schemaPath:"#/properties/limits/properties/keepaliveLimitSeconds/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema11.properties.limits.properties.keepaliveLimitSeconds,data:data34};
 if(vErrors === null){
 vErrors = [err123];
 }
@@ -1475,9 +1474,8 @@ vErrors.push(err123);
 }
 errors++;
 }
-if((typeof data34 == "number") && (isFinite(data34))){
-if(data34 > 1024 || isNaN(data34)){
-const err124 = {instancePath:instancePath+"/limits/maxTopicLevels",schemaPath:"#/properties/limits/properties/maxTopicLevels/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1024},message:"must be <= 1024",schema:1024,parentSchema:schema11.properties.limits.properties.maxTopicLevels,data:data34};
+if(data34 < 0 || isNaN(data34)){
+const err124 = {instancePath:instancePath+"/limits/keepaliveLimitSeconds",schemaPath:"#/properties/limits/properties/keepaliveLimitSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.limits.properties.keepaliveLimitSeconds,data:data34};
 if(vErrors === null){
 vErrors = [err124];
 }
@@ -1486,8 +1484,12 @@ vErrors.push(err124);
 }
 errors++;
 }
-if(data34 < 1 || isNaN(data34)){
-const err125 = {instancePath:instancePath+"/limits/maxTopicLevels",schemaPath:"#/properties/limits/properties/maxTopicLevels/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.limits.properties.maxTopicLevels,data:data34};
+}
+}
+if(data27.maxTopicLevels !== undefined){
+let data35 = data27.maxTopicLevels;
+if(!(((typeof data35 == "number") && (!(data35 % 1) && !isNaN(data35))) && (isFinite(data35)))){
+const err125 = {instancePath:instancePath+"/limits/maxTopicLevels",schemaPath:"#/properties/limits/properties/maxTopicLevels/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.maxTopicLevels.type,parentSchema:schema11.properties.limits.properties.maxTopicLevels,data:data35};
 if(vErrors === null){
 vErrors = [err125];
 }
@@ -1496,11 +1498,9 @@ vErrors.push(err125);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err126 = {instancePath:instancePath+"/limits",schemaPath:"#/properties/limits/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.limits.type,parentSchema:schema11.properties.limits,data:data26};
+if((typeof data35 == "number") && (isFinite(data35))){
+if(data35 > 1024 || isNaN(data35)){
+const err126 = {instancePath:instancePath+"/limits/maxTopicLevels",schemaPath:"#/properties/limits/properties/maxTopicLevels/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1024},message:"must be <= 1024",schema:1024,parentSchema:schema11.properties.limits.properties.maxTopicLevels,data:data35};
 if(vErrors === null){
 vErrors = [err126];
 }
@@ -1509,12 +1509,8 @@ vErrors.push(err126);
 }
 errors++;
 }
-}
-if(data.rateLimits !== undefined){
-let data35 = data.rateLimits;
-if(data35 && typeof data35 == "object" && !Array.isArray(data35)){
-if(data35.commandsPerMinute === undefined){
-const err127 = {instancePath:instancePath+"/rateLimits",schemaPath:"#/properties/rateLimits/required",keyword:"required",params:{missingProperty: "commandsPerMinute"},message:"must have required property '"+"commandsPerMinute"+"'",schema:schema11.properties.rateLimits.required,parentSchema:schema11.properties.rateLimits,data:data35};
+if(data35 < 1 || isNaN(data35)){
+const err127 = {instancePath:instancePath+"/limits/maxTopicLevels",schemaPath:"#/properties/limits/properties/maxTopicLevels/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.limits.properties.maxTopicLevels,data:data35};
 if(vErrors === null){
 vErrors = [err127];
 }
@@ -1523,8 +1519,11 @@ vErrors.push(err127);
 }
 errors++;
 }
-if(data35.firmwareUpdatesPerHour === undefined){
-const err128 = {instancePath:instancePath+"/rateLimits",schemaPath:"#/properties/rateLimits/required",keyword:"required",params:{missingProperty: "firmwareUpdatesPerHour"},message:"must have required property '"+"firmwareUpdatesPerHour"+"'",schema:schema11.properties.rateLimits.required,parentSchema:schema11.properties.rateLimits,data:data35};
+}
+}
+}
+else {
+const err128 = {instancePath:instancePath+"/limits",schemaPath:"#/properties/limits/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.limits.type,parentSchema:schema11.properties.limits,data:data27};
 if(vErrors === null){
 vErrors = [err128];
 }
@@ -1533,9 +1532,12 @@ vErrors.push(err128);
 }
 errors++;
 }
-for(const key8 in data35){
-if(!((key8 === "commandsPerMinute") || (key8 === "firmwareUpdatesPerHour"))){
-const err129 = {instancePath:instancePath+"/rateLimits",schemaPath:"#/properties/rateLimits/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.rateLimits,data:data35};
+}
+if(data.rateLimits !== undefined){
+let data36 = data.rateLimits;
+if(data36 && typeof data36 == "object" && !Array.isArray(data36)){
+if(data36.commandsPerMinute === undefined){
+const err129 = {instancePath:instancePath+"/rateLimits",schemaPath:"#/properties/rateLimits/required",keyword:"required",params:{missingProperty: "commandsPerMinute"},message:"must have required property '"+"commandsPerMinute"+"'",schema:schema11.properties.rateLimits.required,parentSchema:schema11.properties.rateLimits,data:data36};
 if(vErrors === null){
 vErrors = [err129];
 }
@@ -1544,11 +1546,8 @@ vErrors.push(err129);
 }
 errors++;
 }
-}
-if(data35.commandsPerMinute !== undefined){
-let data36 = data35.commandsPerMinute;
-if(!(((typeof data36 == "number") && (!(data36 % 1) && !isNaN(data36))) && (isFinite(data36)))){
-const err130 = {instancePath:instancePath+"/rateLimits/commandsPerMinute",schemaPath:"#/properties/rateLimits/properties/commandsPerMinute/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.rateLimits.properties.commandsPerMinute.type,parentSchema:schema11.properties.rateLimits.properties.commandsPerMinute,data:data36};
+if(data36.firmwareUpdatesPerHour === undefined){
+const err130 = {instancePath:instancePath+"/rateLimits",schemaPath:"#/properties/rateLimits/required",keyword:"required",params:{missingProperty: "firmwareUpdatesPerHour"},message:"must have required property '"+"firmwareUpdatesPerHour"+"'",schema:schema11.properties.rateLimits.required,parentSchema:schema11.properties.rateLimits,data:data36};
 if(vErrors === null){
 vErrors = [err130];
 }
@@ -1557,9 +1556,9 @@ vErrors.push(err130);
 }
 errors++;
 }
-if((typeof data36 == "number") && (isFinite(data36))){
-if(data36 > 1000000 || isNaN(data36)){
-const err131 = {instancePath:instancePath+"/rateLimits/commandsPerMinute",schemaPath:"#/properties/rateLimits/properties/commandsPerMinute/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000",schema:1000000,parentSchema:schema11.properties.rateLimits.properties.commandsPerMinute,data:data36};
+for(const key8 in data36){
+if(!((key8 === "commandsPerMinute") || (key8 === "firmwareUpdatesPerHour"))){
+const err131 = {instancePath:instancePath+"/rateLimits",schemaPath:"#/properties/rateLimits/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.rateLimits,data:data36};
 if(vErrors === null){
 vErrors = [err131];
 }
@@ -1568,8 +1567,11 @@ vErrors.push(err131);
 }
 errors++;
 }
-if(data36 < 0 || isNaN(data36)){
-const err132 = {instancePath:instancePath+"/rateLimits/commandsPerMinute",schemaPath:"#/properties/rateLimits/properties/commandsPerMinute/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.rateLimits.properties.commandsPerMinute,data:data36};
+}
+if(data36.commandsPerMinute !== undefined){
+let data37 = data36.commandsPerMinute;
+if(!(((typeof data37 == "number") && (!(data37 % 1) && !isNaN(data37))) && (isFinite(data37)))){
+const err132 = {instancePath:instancePath+"/rateLimits/commandsPerMinute",schemaPath:"#/properties/rateLimits/properties/commandsPerMinute/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.rateLimits.properties.commandsPerMinute.type,parentSchema:schema11.properties.rateLimits.properties.commandsPerMinute,data:data37};
 if(vErrors === null){
 vErrors = [err132];
 }
@@ -1578,12 +1580,9 @@ vErrors.push(err132);
 }
 errors++;
 }
-}
-}
-if(data35.firmwareUpdatesPerHour !== undefined){
-let data37 = data35.firmwareUpdatesPerHour;
-if(!(((typeof data37 == "number") && (!(data37 % 1) && !isNaN(data37))) && (isFinite(data37)))){
-const err133 = {instancePath:instancePath+"/rateLimits/firmwareUpdatesPerHour",schemaPath:"#/properties/rateLimits/properties/firmwareUpdatesPerHour/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.rateLimits.properties.firmwareUpdatesPerHour.type,parentSchema:schema11.properties.rateLimits.properties.firmwareUpdatesPerHour,data:data37};
+if((typeof data37 == "number") && (isFinite(data37))){
+if(data37 > 1000000 || isNaN(data37)){
+const err133 = {instancePath:instancePath+"/rateLimits/commandsPerMinute",schemaPath:"#/properties/rateLimits/properties/commandsPerMinute/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000",schema:1000000,parentSchema:schema11.properties.rateLimits.properties.commandsPerMinute,data:data37};
 if(vErrors === null){
 vErrors = [err133];
 }
@@ -1592,9 +1591,8 @@ vErrors.push(err133);
 }
 errors++;
 }
-if((typeof data37 == "number") && (isFinite(data37))){
-if(data37 > 1000000 || isNaN(data37)){
-const err134 = {instancePath:instancePath+"/rateLimits/firmwareUpdatesPerHour",schemaPath:"#/properties/rateLimits/properties/firmwareUpdatesPerHour/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000",schema:1000000,parentSchema:schema11.properties.rateLimits.properties.firmwareUpdatesPerHour,data:data37};
+if(data37 < 0 || isNaN(data37)){
+const err134 = {instancePath:instancePath+"/rateLimits/commandsPerMinute",schemaPath:"#/properties/rateLimits/properties/commandsPerMinute/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.rateLimits.properties.commandsPerMinute,data:data37};
 if(vErrors === null){
 vErrors = [err134];
 }
@@ -1603,8 +1601,12 @@ vErrors.push(err134);
 }
 errors++;
 }
-if(data37 < 0 || isNaN(data37)){
-const err135 = {instancePath:instancePath+"/rateLimits/firmwareUpdatesPerHour",schemaPath:"#/properties/rateLimits/properties/firmwareUpdatesPerHour/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.rateLimits.properties.firmwareUpdatesPerHour,data:data37};
+}
+}
+if(data36.firmwareUpdatesPerHour !== undefined){
+let data38 = data36.firmwareUpdatesPerHour;
+if(!(((typeof data38 == "number") && (!(data38 % 1) && !isNaN(data38))) && (isFinite(data38)))){
+const err135 = {instancePath:instancePath+"/rateLimits/firmwareUpdatesPerHour",schemaPath:"#/properties/rateLimits/properties/firmwareUpdatesPerHour/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.rateLimits.properties.firmwareUpdatesPerHour.type,parentSchema:schema11.properties.rateLimits.properties.firmwareUpdatesPerHour,data:data38};
 if(vErrors === null){
 vErrors = [err135];
 }
@@ -1613,11 +1615,9 @@ vErrors.push(err135);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err136 = {instancePath:instancePath+"/rateLimits",schemaPath:"#/properties/rateLimits/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.rateLimits.type,parentSchema:schema11.properties.rateLimits,data:data35};
+if((typeof data38 == "number") && (isFinite(data38))){
+if(data38 > 1000000 || isNaN(data38)){
+const err136 = {instancePath:instancePath+"/rateLimits/firmwareUpdatesPerHour",schemaPath:"#/properties/rateLimits/properties/firmwareUpdatesPerHour/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000",schema:1000000,parentSchema:schema11.properties.rateLimits.properties.firmwareUpdatesPerHour,data:data38};
 if(vErrors === null){
 vErrors = [err136];
 }
@@ -1626,12 +1626,8 @@ vErrors.push(err136);
 }
 errors++;
 }
-}
-if(data.sessions !== undefined){
-let data38 = data.sessions;
-if(data38 && typeof data38 == "object" && !Array.isArray(data38)){
-if(data38.persist === undefined){
-const err137 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/required",keyword:"required",params:{missingProperty: "persist"},message:"must have required property '"+"persist"+"'",schema:schema11.properties.sessions.required,parentSchema:schema11.properties.sessions,data:data38};
+if(data38 < 0 || isNaN(data38)){
+const err137 = {instancePath:instancePath+"/rateLimits/firmwareUpdatesPerHour",schemaPath:"#/properties/rateLimits/properties/firmwareUpdatesPerHour/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.rateLimits.properties.firmwareUpdatesPerHour,data:data38};
 if(vErrors === null){
 vErrors = [err137];
 }
@@ -1640,8 +1636,11 @@ vErrors.push(err137);
 }
 errors++;
 }
-if(data38.syncIntervalMs === undefined){
-const err138 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/required",keyword:"required",params:{missingProperty: "syncIntervalMs"},message:"must have required property '"+"syncIntervalMs"+"'",schema:schema11.properties.sessions.required,parentSchema:schema11.properties.sessions,data:data38};
+}
+}
+}
+else {
+const err138 = {instancePath:instancePath+"/rateLimits",schemaPath:"#/properties/rateLimits/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.rateLimits.type,parentSchema:schema11.properties.rateLimits,data:data36};
 if(vErrors === null){
 vErrors = [err138];
 }
@@ -1650,8 +1649,12 @@ vErrors.push(err138);
 }
 errors++;
 }
-if(data38.maxQueuedMessages === undefined){
-const err139 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/required",keyword:"required",params:{missingProperty: "maxQueuedMessages"},message:"must have required property '"+"maxQueuedMessages"+"'",schema:schema11.properties.sessions.required,parentSchema:schema11.properties.sessions,data:data38};
+}
+if(data.sessions !== undefined){
+let data39 = data.sessions;
+if(data39 && typeof data39 == "object" && !Array.isArray(data39)){
+if(data39.persist === undefined){
+const err139 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/required",keyword:"required",params:{missingProperty: "persist"},message:"must have required property '"+"persist"+"'",schema:schema11.properties.sessions.required,parentSchema:schema11.properties.sessions,data:data39};
 if(vErrors === null){
 vErrors = [err139];
 }
@@ -1660,8 +1663,8 @@ vErrors.push(err139);
 }
 errors++;
 }
-if(data38.maxQueuedBytes === undefined){
-const err140 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/required",keyword:"required",params:{missingProperty: "maxQueuedBytes"},message:"must have required property '"+"maxQueuedBytes"+"'",schema:schema11.properties.sessions.required,parentSchema:schema11.properties.sessions,data:data38};
+if(data39.syncIntervalMs === undefined){
+const err140 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/required",keyword:"required",params:{missingProperty: "syncIntervalMs"},message:"must have required property '"+"syncIntervalMs"+"'",schema:schema11.properties.sessions.required,parentSchema:schema11.properties.sessions,data:data39};
 if(vErrors === null){
 vErrors = [err140];
 }
@@ -1670,8 +1673,8 @@ vErrors.push(err140);
 }
 errors++;
 }
-if(data38.maxTotalQueuedBytes === undefined){
-const err141 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/required",keyword:"required",params:{missingProperty: "maxTotalQueuedBytes"},message:"must have required property '"+"maxTotalQueuedBytes"+"'",schema:schema11.properties.sessions.required,parentSchema:schema11.properties.sessions,data:data38};
+if(data39.maxQueuedMessages === undefined){
+const err141 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/required",keyword:"required",params:{missingProperty: "maxQueuedMessages"},message:"must have required property '"+"maxQueuedMessages"+"'",schema:schema11.properties.sessions.required,parentSchema:schema11.properties.sessions,data:data39};
 if(vErrors === null){
 vErrors = [err141];
 }
@@ -1680,8 +1683,8 @@ vErrors.push(err141);
 }
 errors++;
 }
-if(data38.maxPersistent === undefined){
-const err142 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/required",keyword:"required",params:{missingProperty: "maxPersistent"},message:"must have required property '"+"maxPersistent"+"'",schema:schema11.properties.sessions.required,parentSchema:schema11.properties.sessions,data:data38};
+if(data39.maxQueuedBytes === undefined){
+const err142 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/required",keyword:"required",params:{missingProperty: "maxQueuedBytes"},message:"must have required property '"+"maxQueuedBytes"+"'",schema:schema11.properties.sessions.required,parentSchema:schema11.properties.sessions,data:data39};
 if(vErrors === null){
 vErrors = [err142];
 }
@@ -1690,8 +1693,8 @@ vErrors.push(err142);
 }
 errors++;
 }
-if(data38.expirySeconds === undefined){
-const err143 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/required",keyword:"required",params:{missingProperty: "expirySeconds"},message:"must have required property '"+"expirySeconds"+"'",schema:schema11.properties.sessions.required,parentSchema:schema11.properties.sessions,data:data38};
+if(data39.maxTotalQueuedBytes === undefined){
+const err143 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/required",keyword:"required",params:{missingProperty: "maxTotalQueuedBytes"},message:"must have required property '"+"maxTotalQueuedBytes"+"'",schema:schema11.properties.sessions.required,parentSchema:schema11.properties.sessions,data:data39};
 if(vErrors === null){
 vErrors = [err143];
 }
@@ -1700,9 +1703,8 @@ vErrors.push(err143);
 }
 errors++;
 }
-for(const key9 in data38){
-if(!(((((((key9 === "persist") || (key9 === "syncIntervalMs")) || (key9 === "maxQueuedMessages")) || (key9 === "maxQueuedBytes")) || (key9 === "maxTotalQueuedBytes")) || (key9 === "maxPersistent")) || (key9 === "expirySeconds"))){
-const err144 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.sessions,data:data38};
+if(data39.maxPersistent === undefined){
+const err144 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/required",keyword:"required",params:{missingProperty: "maxPersistent"},message:"must have required property '"+"maxPersistent"+"'",schema:schema11.properties.sessions.required,parentSchema:schema11.properties.sessions,data:data39};
 if(vErrors === null){
 vErrors = [err144];
 }
@@ -1711,11 +1713,8 @@ vErrors.push(err144);
 }
 errors++;
 }
-}
-if(data38.persist !== undefined){
-let data39 = data38.persist;
-if(typeof data39 !== "boolean"){
-const err145 = {instancePath:instancePath+"/sessions/persist",schemaPath:"#/properties/sessions/properties/persist/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.sessions.properties.persist.type,parentSchema:schema11.properties.sessions.properties.persist,data:data39};
+if(data39.expirySeconds === undefined){
+const err145 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/required",keyword:"required",params:{missingProperty: "expirySeconds"},message:"must have required property '"+"expirySeconds"+"'",schema:schema11.properties.sessions.required,parentSchema:schema11.properties.sessions,data:data39};
 if(vErrors === null){
 vErrors = [err145];
 }
@@ -1724,11 +1723,9 @@ vErrors.push(err145);
 }
 errors++;
 }
-}
-if(data38.syncIntervalMs !== undefined){
-let data40 = data38.syncIntervalMs;
-if(!(((typeof data40 == "number") && (!(data40 % 1) && !isNaN(data40))) && (isFinite(data40)))){
-const err146 = {instancePath:instancePath+"/sessions/syncIntervalMs",schemaPath:"#/properties/sessions/properties/syncIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.sessions.properties.syncIntervalMs.type,parentSchema:schema11.properties.sessions.properties.syncIntervalMs,data:data40};
+for(const key9 in data39){
+if(!(((((((key9 === "persist") || (key9 === "syncIntervalMs")) || (key9 === "maxQueuedMessages")) || (key9 === "maxQueuedBytes")) || (key9 === "maxTotalQueuedBytes")) || (key9 === "maxPersistent")) || (key9 === "expirySeconds"))){
+const err146 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.sessions,data:data39};
 if(vErrors === null){
 vErrors = [err146];
 }
@@ -1737,9 +1734,11 @@ vErrors.push(err146);
 }
 errors++;
 }
-if((typeof data40 == "number") && (isFinite(data40))){
-if(data40 > 10000 || isNaN(data40)){
-const err147 = {instancePath:instancePath+"/sessions/syncIntervalMs",schemaPath:"#/properties/sessions/properties/syncIntervalMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000},message:"must be <= 10000",schema:10000,parentSchema:schema11.properties.sessions.properties.syncIntervalMs,data:data40};
+}
+if(data39.persist !== undefined){
+let data40 = data39.persist;
+if(typeof data40 !== "boolean"){
+const err147 = {instancePath:instancePath+"/sessions/persist",schemaPath:"#/properties/sessions/properties/persist/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.sessions.properties.persist.type,parentSchema:schema11.properties.sessions.properties.persist,data:data40};
 if(vErrors === null){
 vErrors = [err147];
 }
@@ -1748,8 +1747,11 @@ vErrors.push(err147);
 }
 errors++;
 }
-if(data40 < 0 || isNaN(data40)){
-const err148 = {instancePath:instancePath+"/sessions/syncIntervalMs",schemaPath:"#/properties/sessions/properties/syncIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.sessions.properties.syncIntervalMs,data:data40};
+}
+if(data39.syncIntervalMs !== undefined){
+let data41 = data39.syncIntervalMs;
+if(!(((typeof data41 == "number") && (!(data41 % 1) && !isNaN(data41))) && (isFinite(data41)))){
+const err148 = {instancePath:instancePath+"/sessions/syncIntervalMs",schemaPath:"#/properties/sessions/properties/syncIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.sessions.properties.syncIntervalMs.type,parentSchema:schema11.properties.sessions.properties.syncIntervalMs,data:data41};
 if(vErrors === null){
 vErrors = [err148];
 }
@@ -1758,12 +1760,9 @@ vErrors.push(err148);
 }
 errors++;
 }
-}
-}
-if(data38.maxQueuedMessages !== undefined){
-let data41 = data38.maxQueuedMessages;
-if(!(((typeof data41 == "number") && (!(data41 % 1) && !isNaN(data41))) && (isFinite(data41)))){
-const err149 = {instancePath:instancePath+"/sessions/maxQueuedMessages",schemaPath:"#/properties/sessions/properties/maxQueuedMessages/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.sessions.properties.maxQueuedMessages.type,parentSchema:schema11.properties.sessions.properties.maxQueuedMessages,data:data41};
+if((typeof data41 == "number") && (isFinite(data41))){
+if(data41 > 10000 || isNaN(data41)){
+const err149 = {instancePath:instancePath+"/sessions/syncIntervalMs",schemaPath:"#/properties/sessions/properties/syncIntervalMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000},message:"must be <= 10000",schema:10000,parentSchema:schema11.properties.sessions.properties.syncIntervalMs,data:data41};
 if(vErrors === null){
 vErrors = [err149];
 }
@@ -1772,9 +1771,8 @@ vErrors.push(err149);
 }
 errors++;
 }
-if((typeof data41 == "number") && (isFinite(data41))){
-if(data41 > 10000000 || isNaN(data41)){
-const err150 = {instancePath:instancePath+"/sessions/maxQueuedMessages",schemaPath:"#/properties/sessions/properties/maxQueuedMessages/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000000},message:"must be <= 10000000",schema:10000000,parentSchema:schema11.properties.sessions.properties.maxQueuedMessages,data:data41};
+if(data41 < 0 || isNaN(data41)){
+const err150 = {instancePath:instancePath+"/sessions/syncIntervalMs",schemaPath:"#/properties/sessions/properties/syncIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.sessions.properties.syncIntervalMs,data:data41};
 if(vErrors === null){
 vErrors = [err150];
 }
@@ -1783,8 +1781,12 @@ vErrors.push(err150);
 }
 errors++;
 }
-if(data41 < 1 || isNaN(data41)){
-const err151 = {instancePath:instancePath+"/sessions/maxQueuedMessages",schemaPath:"#/properties/sessions/properties/maxQueuedMessages/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.sessions.properties.maxQueuedMessages,data:data41};
+}
+}
+if(data39.maxQueuedMessages !== undefined){
+let data42 = data39.maxQueuedMessages;
+if(!(((typeof data42 == "number") && (!(data42 % 1) && !isNaN(data42))) && (isFinite(data42)))){
+const err151 = {instancePath:instancePath+"/sessions/maxQueuedMessages",schemaPath:"#/properties/sessions/properties/maxQueuedMessages/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.sessions.properties.maxQueuedMessages.type,parentSchema:schema11.properties.sessions.properties.maxQueuedMessages,data:data42};
 if(vErrors === null){
 vErrors = [err151];
 }
@@ -1793,12 +1795,9 @@ vErrors.push(err151);
 }
 errors++;
 }
-}
-}
-if(data38.maxQueuedBytes !== undefined){
-let data42 = data38.maxQueuedBytes;
-if(!(((typeof data42 == "number") && (!(data42 % 1) && !isNaN(data42))) && (isFinite(data42)))){
-const err152 = {instancePath:instancePath+"/sessions/maxQueuedBytes",schemaPath:"#/properties/sessions/properties/maxQueuedBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.sessions.properties.maxQueuedBytes.type,parentSchema:schema11.properties.sessions.properties.maxQueuedBytes,data:data42};
+if((typeof data42 == "number") && (isFinite(data42))){
+if(data42 > 10000000 || isNaN(data42)){
+const err152 = {instancePath:instancePath+"/sessions/maxQueuedMessages",schemaPath:"#/properties/sessions/properties/maxQueuedMessages/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000000},message:"must be <= 10000000",schema:10000000,parentSchema:schema11.properties.sessions.properties.maxQueuedMessages,data:data42};
 if(vErrors === null){
 vErrors = [err152];
 }
@@ -1807,9 +1806,8 @@ vErrors.push(err152);
 }
 errors++;
 }
-if((typeof data42 == "number") && (isFinite(data42))){
-if(data42 > 1073741824 || isNaN(data42)){
-const err153 = {instancePath:instancePath+"/sessions/maxQueuedBytes",schemaPath:"#/properties/sessions/properties/maxQueuedBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1073741824},message:"must be <= 1073741824",schema:1073741824,parentSchema:schema11.properties.sessions.properties.maxQueuedBytes,data:data42};
+if(data42 < 1 || isNaN(data42)){
+const err153 = {instancePath:instancePath+"/sessions/maxQueuedMessages",schemaPath:"#/properties/sessions/properties/maxQueuedMessages/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.sessions.properties.maxQueuedMessages,data:data42};
 if(vErrors === null){
 vErrors = [err153];
 }
@@ -1818,8 +1816,12 @@ vErrors.push(err153);
 }
 errors++;
 }
-if(data42 < 1024 || isNaN(data42)){
-const err154 = {instancePath:instancePath+"/sessions/maxQueuedBytes",schemaPath:"#/properties/sessions/properties/maxQueuedBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1024},message:"must be >= 1024",schema:1024,parentSchema:schema11.properties.sessions.properties.maxQueuedBytes,data:data42};
+}
+}
+if(data39.maxQueuedBytes !== undefined){
+let data43 = data39.maxQueuedBytes;
+if(!(((typeof data43 == "number") && (!(data43 % 1) && !isNaN(data43))) && (isFinite(data43)))){
+const err154 = {instancePath:instancePath+"/sessions/maxQueuedBytes",schemaPath:"#/properties/sessions/properties/maxQueuedBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.sessions.properties.maxQueuedBytes.type,parentSchema:schema11.properties.sessions.properties.maxQueuedBytes,data:data43};
 if(vErrors === null){
 vErrors = [err154];
 }
@@ -1828,12 +1830,9 @@ vErrors.push(err154);
 }
 errors++;
 }
-}
-}
-if(data38.maxTotalQueuedBytes !== undefined){
-let data43 = data38.maxTotalQueuedBytes;
-if(!(((typeof data43 == "number") && (!(data43 % 1) && !isNaN(data43))) && (isFinite(data43)))){
-const err155 = {instancePath:instancePath+"/sessions/maxTotalQueuedBytes",schemaPath:"#/properties/sessions/properties/maxTotalQueuedBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.sessions.properties.maxTotalQueuedBytes.type,parentSchema:schema11.properties.sessions.properties.maxTotalQueuedBytes,data:data43};
+if((typeof data43 == "number") && (isFinite(data43))){
+if(data43 > 1073741824 || isNaN(data43)){
+const err155 = {instancePath:instancePath+"/sessions/maxQueuedBytes",schemaPath:"#/properties/sessions/properties/maxQueuedBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1073741824},message:"must be <= 1073741824",schema:1073741824,parentSchema:schema11.properties.sessions.properties.maxQueuedBytes,data:data43};
 if(vErrors === null){
 vErrors = [err155];
 }
@@ -1842,9 +1841,8 @@ vErrors.push(err155);
 }
 errors++;
 }
-if((typeof data43 == "number") && (isFinite(data43))){
-if(data43 > 4294967296 || isNaN(data43)){
-const err156 = {instancePath:instancePath+"/sessions/maxTotalQueuedBytes",schemaPath:"#/properties/sessions/properties/maxTotalQueuedBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 4294967296},message:"must be <= 4294967296",schema:4294967296,parentSchema:schema11.properties.sessions.properties.maxTotalQueuedBytes,data:data43};
+if(data43 < 1024 || isNaN(data43)){
+const err156 = {instancePath:instancePath+"/sessions/maxQueuedBytes",schemaPath:"#/properties/sessions/properties/maxQueuedBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1024},message:"must be >= 1024",schema:1024,parentSchema:schema11.properties.sessions.properties.maxQueuedBytes,data:data43};
 if(vErrors === null){
 vErrors = [err156];
 }
@@ -1853,8 +1851,12 @@ vErrors.push(err156);
 }
 errors++;
 }
-if(data43 < 65536 || isNaN(data43)){
-const err157 = {instancePath:instancePath+"/sessions/maxTotalQueuedBytes",schemaPath:"#/properties/sessions/properties/maxTotalQueuedBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 65536},message:"must be >= 65536",schema:65536,parentSchema:schema11.properties.sessions.properties.maxTotalQueuedBytes,data:data43};
+}
+}
+if(data39.maxTotalQueuedBytes !== undefined){
+let data44 = data39.maxTotalQueuedBytes;
+if(!(((typeof data44 == "number") && (!(data44 % 1) && !isNaN(data44))) && (isFinite(data44)))){
+const err157 = {instancePath:instancePath+"/sessions/maxTotalQueuedBytes",schemaPath:"#/properties/sessions/properties/maxTotalQueuedBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.sessions.properties.maxTotalQueuedBytes.type,parentSchema:schema11.properties.sessions.properties.maxTotalQueuedBytes,data:data44};
 if(vErrors === null){
 vErrors = [err157];
 }
@@ -1863,12 +1865,9 @@ vErrors.push(err157);
 }
 errors++;
 }
-}
-}
-if(data38.maxPersistent !== undefined){
-let data44 = data38.maxPersistent;
-if(!(((typeof data44 == "number") && (!(data44 % 1) && !isNaN(data44))) && (isFinite(data44)))){
-const err158 = {instancePath:instancePath+"/sessions/maxPersistent",schemaPath:"#/properties/sessions/properties/maxPersistent/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.sessions.properties.maxPersistent.type,parentSchema:schema11.properties.sessions.properties.maxPersistent,data:data44};
+if((typeof data44 == "number") && (isFinite(data44))){
+if(data44 > 4294967296 || isNaN(data44)){
+const err158 = {instancePath:instancePath+"/sessions/maxTotalQueuedBytes",schemaPath:"#/properties/sessions/properties/maxTotalQueuedBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 4294967296},message:"must be <= 4294967296",schema:4294967296,parentSchema:schema11.properties.sessions.properties.maxTotalQueuedBytes,data:data44};
 if(vErrors === null){
 vErrors = [err158];
 }
@@ -1877,9 +1876,8 @@ vErrors.push(err158);
 }
 errors++;
 }
-if((typeof data44 == "number") && (isFinite(data44))){
-if(data44 > 10000000 || isNaN(data44)){
-const err159 = {instancePath:instancePath+"/sessions/maxPersistent",schemaPath:"#/properties/sessions/properties/maxPersistent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000000},message:"must be <= 10000000",schema:10000000,parentSchema:schema11.properties.sessions.properties.maxPersistent,data:data44};
+if(data44 < 65536 || isNaN(data44)){
+const err159 = {instancePath:instancePath+"/sessions/maxTotalQueuedBytes",schemaPath:"#/properties/sessions/properties/maxTotalQueuedBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 65536},message:"must be >= 65536",schema:65536,parentSchema:schema11.properties.sessions.properties.maxTotalQueuedBytes,data:data44};
 if(vErrors === null){
 vErrors = [err159];
 }
@@ -1888,8 +1886,12 @@ vErrors.push(err159);
 }
 errors++;
 }
-if(data44 < 1 || isNaN(data44)){
-const err160 = {instancePath:instancePath+"/sessions/maxPersistent",schemaPath:"#/properties/sessions/properties/maxPersistent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.sessions.properties.maxPersistent,data:data44};
+}
+}
+if(data39.maxPersistent !== undefined){
+let data45 = data39.maxPersistent;
+if(!(((typeof data45 == "number") && (!(data45 % 1) && !isNaN(data45))) && (isFinite(data45)))){
+const err160 = {instancePath:instancePath+"/sessions/maxPersistent",schemaPath:"#/properties/sessions/properties/maxPersistent/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.sessions.properties.maxPersistent.type,parentSchema:schema11.properties.sessions.properties.maxPersistent,data:data45};
 if(vErrors === null){
 vErrors = [err160];
 }
@@ -1898,12 +1900,9 @@ vErrors.push(err160);
 }
 errors++;
 }
-}
-}
-if(data38.expirySeconds !== undefined){
-let data45 = data38.expirySeconds;
-if(!(((typeof data45 == "number") && (!(data45 % 1) && !isNaN(data45))) && (isFinite(data45)))){
-const err161 = {instancePath:instancePath+"/sessions/expirySeconds",schemaPath:"#/properties/sessions/properties/expirySeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.sessions.properties.expirySeconds.type,parentSchema:schema11.properties.sessions.properties.expirySeconds,data:data45};
+if((typeof data45 == "number") && (isFinite(data45))){
+if(data45 > 10000000 || isNaN(data45)){
+const err161 = {instancePath:instancePath+"/sessions/maxPersistent",schemaPath:"#/properties/sessions/properties/maxPersistent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000000},message:"must be <= 10000000",schema:10000000,parentSchema:schema11.properties.sessions.properties.maxPersistent,data:data45};
 if(vErrors === null){
 vErrors = [err161];
 }
@@ -1912,9 +1911,8 @@ vErrors.push(err161);
 }
 errors++;
 }
-if((typeof data45 == "number") && (isFinite(data45))){
-if(data45 > 315360000 || isNaN(data45)){
-const err162 = {instancePath:instancePath+"/sessions/expirySeconds",schemaPath:"#/properties/sessions/properties/expirySeconds/maximum",keyword:"maximum",params:{comparison: "<=", limit: 315360000},message:"must be <= 315360000",schema:315360000,parentSchema:schema11.properties.sessions.properties.expirySeconds,data:data45};
+if(data45 < 1 || isNaN(data45)){
+const err162 = {instancePath:instancePath+"/sessions/maxPersistent",schemaPath:"#/properties/sessions/properties/maxPersistent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.sessions.properties.maxPersistent,data:data45};
 if(vErrors === null){
 vErrors = [err162];
 }
@@ -1923,8 +1921,12 @@ vErrors.push(err162);
 }
 errors++;
 }
-if(data45 < 1 || isNaN(data45)){
-const err163 = {instancePath:instancePath+"/sessions/expirySeconds",schemaPath:"#/properties/sessions/properties/expirySeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.sessions.properties.expirySeconds,data:data45};
+}
+}
+if(data39.expirySeconds !== undefined){
+let data46 = data39.expirySeconds;
+if(!(((typeof data46 == "number") && (!(data46 % 1) && !isNaN(data46))) && (isFinite(data46)))){
+const err163 = {instancePath:instancePath+"/sessions/expirySeconds",schemaPath:"#/properties/sessions/properties/expirySeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.sessions.properties.expirySeconds.type,parentSchema:schema11.properties.sessions.properties.expirySeconds,data:data46};
 if(vErrors === null){
 vErrors = [err163];
 }
@@ -1933,11 +1935,9 @@ vErrors.push(err163);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err164 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.sessions.type,parentSchema:schema11.properties.sessions,data:data38};
+if((typeof data46 == "number") && (isFinite(data46))){
+if(data46 > 315360000 || isNaN(data46)){
+const err164 = {instancePath:instancePath+"/sessions/expirySeconds",schemaPath:"#/properties/sessions/properties/expirySeconds/maximum",keyword:"maximum",params:{comparison: "<=", limit: 315360000},message:"must be <= 315360000",schema:315360000,parentSchema:schema11.properties.sessions.properties.expirySeconds,data:data46};
 if(vErrors === null){
 vErrors = [err164];
 }
@@ -1946,12 +1946,8 @@ vErrors.push(err164);
 }
 errors++;
 }
-}
-if(data.actions !== undefined){
-let data46 = data.actions;
-if(data46 && typeof data46 == "object" && !Array.isArray(data46)){
-if(data46.ttlSeconds === undefined){
-const err165 = {instancePath:instancePath+"/actions",schemaPath:"#/properties/actions/required",keyword:"required",params:{missingProperty: "ttlSeconds"},message:"must have required property '"+"ttlSeconds"+"'",schema:schema11.properties.actions.required,parentSchema:schema11.properties.actions,data:data46};
+if(data46 < 1 || isNaN(data46)){
+const err165 = {instancePath:instancePath+"/sessions/expirySeconds",schemaPath:"#/properties/sessions/properties/expirySeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.sessions.properties.expirySeconds,data:data46};
 if(vErrors === null){
 vErrors = [err165];
 }
@@ -1960,9 +1956,11 @@ vErrors.push(err165);
 }
 errors++;
 }
-for(const key10 in data46){
-if(!(key10 === "ttlSeconds")){
-const err166 = {instancePath:instancePath+"/actions",schemaPath:"#/properties/actions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.actions,data:data46};
+}
+}
+}
+else {
+const err166 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.sessions.type,parentSchema:schema11.properties.sessions,data:data39};
 if(vErrors === null){
 vErrors = [err166];
 }
@@ -1972,11 +1970,11 @@ vErrors.push(err166);
 errors++;
 }
 }
-if(data46.ttlSeconds !== undefined){
-let data47 = data46.ttlSeconds;
+if(data.actions !== undefined){
+let data47 = data.actions;
 if(data47 && typeof data47 == "object" && !Array.isArray(data47)){
-if(data47.command === undefined){
-const err167 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "command"},message:"must have required property '"+"command"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data47};
+if(data47.ttlSeconds === undefined){
+const err167 = {instancePath:instancePath+"/actions",schemaPath:"#/properties/actions/required",keyword:"required",params:{missingProperty: "ttlSeconds"},message:"must have required property '"+"ttlSeconds"+"'",schema:schema11.properties.actions.required,parentSchema:schema11.properties.actions,data:data47};
 if(vErrors === null){
 vErrors = [err167];
 }
@@ -1985,8 +1983,9 @@ vErrors.push(err167);
 }
 errors++;
 }
-if(data47.parameter === undefined){
-const err168 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "parameter"},message:"must have required property '"+"parameter"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data47};
+for(const key10 in data47){
+if(!(key10 === "ttlSeconds")){
+const err168 = {instancePath:instancePath+"/actions",schemaPath:"#/properties/actions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.actions,data:data47};
 if(vErrors === null){
 vErrors = [err168];
 }
@@ -1995,8 +1994,12 @@ vErrors.push(err168);
 }
 errors++;
 }
-if(data47.firmware === undefined){
-const err169 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "firmware"},message:"must have required property '"+"firmware"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data47};
+}
+if(data47.ttlSeconds !== undefined){
+let data48 = data47.ttlSeconds;
+if(data48 && typeof data48 == "object" && !Array.isArray(data48)){
+if(data48.command === undefined){
+const err169 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "command"},message:"must have required property '"+"command"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data48};
 if(vErrors === null){
 vErrors = [err169];
 }
@@ -2005,8 +2008,8 @@ vErrors.push(err169);
 }
 errors++;
 }
-if(data47.metric === undefined){
-const err170 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "metric"},message:"must have required property '"+"metric"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data47};
+if(data48.parameter === undefined){
+const err170 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "parameter"},message:"must have required property '"+"parameter"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data48};
 if(vErrors === null){
 vErrors = [err170];
 }
@@ -2015,8 +2018,8 @@ vErrors.push(err170);
 }
 errors++;
 }
-if(data47.alert === undefined){
-const err171 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "alert"},message:"must have required property '"+"alert"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data47};
+if(data48.firmware === undefined){
+const err171 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "firmware"},message:"must have required property '"+"firmware"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data48};
 if(vErrors === null){
 vErrors = [err171];
 }
@@ -2025,8 +2028,8 @@ vErrors.push(err171);
 }
 errors++;
 }
-if(data47.option === undefined){
-const err172 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "option"},message:"must have required property '"+"option"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data47};
+if(data48.metric === undefined){
+const err172 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "metric"},message:"must have required property '"+"metric"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data48};
 if(vErrors === null){
 vErrors = [err172];
 }
@@ -2035,8 +2038,8 @@ vErrors.push(err172);
 }
 errors++;
 }
-if(data47.activation === undefined){
-const err173 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "activation"},message:"must have required property '"+"activation"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data47};
+if(data48.alert === undefined){
+const err173 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "alert"},message:"must have required property '"+"alert"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data48};
 if(vErrors === null){
 vErrors = [err173];
 }
@@ -2045,8 +2048,8 @@ vErrors.push(err173);
 }
 errors++;
 }
-if(data47.registration === undefined){
-const err174 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "registration"},message:"must have required property '"+"registration"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data47};
+if(data48.option === undefined){
+const err174 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "option"},message:"must have required property '"+"option"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data48};
 if(vErrors === null){
 vErrors = [err174];
 }
@@ -2055,8 +2058,8 @@ vErrors.push(err174);
 }
 errors++;
 }
-if(data47.bulk === undefined){
-const err175 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "bulk"},message:"must have required property '"+"bulk"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data47};
+if(data48.activation === undefined){
+const err175 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "activation"},message:"must have required property '"+"activation"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data48};
 if(vErrors === null){
 vErrors = [err175];
 }
@@ -2065,9 +2068,8 @@ vErrors.push(err175);
 }
 errors++;
 }
-for(const key11 in data47){
-if(!(func2.call(schema11.properties.actions.properties.ttlSeconds.properties, key11))){
-const err176 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key11},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data47};
+if(data48.registration === undefined){
+const err176 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "registration"},message:"must have required property '"+"registration"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data48};
 if(vErrors === null){
 vErrors = [err176];
 }
@@ -2076,11 +2078,8 @@ vErrors.push(err176);
 }
 errors++;
 }
-}
-if(data47.command !== undefined){
-let data48 = data47.command;
-if(!(((typeof data48 == "number") && (!(data48 % 1) && !isNaN(data48))) && (isFinite(data48)))){
-const err177 = {instancePath:instancePath+"/actions/ttlSeconds/command",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/command/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.command.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.command,data:data48};
+if(data48.bulk === undefined){
+const err177 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "bulk"},message:"must have required property '"+"bulk"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data48};
 if(vErrors === null){
 vErrors = [err177];
 }
@@ -2089,9 +2088,9 @@ vErrors.push(err177);
 }
 errors++;
 }
-if((typeof data48 == "number") && (isFinite(data48))){
-if(data48 > 31536000 || isNaN(data48)){
-const err178 = {instancePath:instancePath+"/actions/ttlSeconds/command",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/command/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.command,data:data48};
+for(const key11 in data48){
+if(!(func2.call(schema11.properties.actions.properties.ttlSeconds.properties, key11))){
+const err178 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key11},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data48};
 if(vErrors === null){
 vErrors = [err178];
 }
@@ -2100,8 +2099,11 @@ vErrors.push(err178);
 }
 errors++;
 }
-if(data48 < 1 || isNaN(data48)){
-const err179 = {instancePath:instancePath+"/actions/ttlSeconds/command",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/command/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.command,data:data48};
+}
+if(data48.command !== undefined){
+let data49 = data48.command;
+if(!(((typeof data49 == "number") && (!(data49 % 1) && !isNaN(data49))) && (isFinite(data49)))){
+const err179 = {instancePath:instancePath+"/actions/ttlSeconds/command",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/command/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.command.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.command,data:data49};
 if(vErrors === null){
 vErrors = [err179];
 }
@@ -2110,12 +2112,9 @@ vErrors.push(err179);
 }
 errors++;
 }
-}
-}
-if(data47.parameter !== undefined){
-let data49 = data47.parameter;
-if(!(((typeof data49 == "number") && (!(data49 % 1) && !isNaN(data49))) && (isFinite(data49)))){
-const err180 = {instancePath:instancePath+"/actions/ttlSeconds/parameter",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/parameter/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.parameter.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.parameter,data:data49};
+if((typeof data49 == "number") && (isFinite(data49))){
+if(data49 > 31536000 || isNaN(data49)){
+const err180 = {instancePath:instancePath+"/actions/ttlSeconds/command",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/command/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.command,data:data49};
 if(vErrors === null){
 vErrors = [err180];
 }
@@ -2124,9 +2123,8 @@ vErrors.push(err180);
 }
 errors++;
 }
-if((typeof data49 == "number") && (isFinite(data49))){
-if(data49 > 31536000 || isNaN(data49)){
-const err181 = {instancePath:instancePath+"/actions/ttlSeconds/parameter",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/parameter/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.parameter,data:data49};
+if(data49 < 1 || isNaN(data49)){
+const err181 = {instancePath:instancePath+"/actions/ttlSeconds/command",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/command/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.command,data:data49};
 if(vErrors === null){
 vErrors = [err181];
 }
@@ -2135,8 +2133,12 @@ vErrors.push(err181);
 }
 errors++;
 }
-if(data49 < 1 || isNaN(data49)){
-const err182 = {instancePath:instancePath+"/actions/ttlSeconds/parameter",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/parameter/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.parameter,data:data49};
+}
+}
+if(data48.parameter !== undefined){
+let data50 = data48.parameter;
+if(!(((typeof data50 == "number") && (!(data50 % 1) && !isNaN(data50))) && (isFinite(data50)))){
+const err182 = {instancePath:instancePath+"/actions/ttlSeconds/parameter",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/parameter/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.parameter.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.parameter,data:data50};
 if(vErrors === null){
 vErrors = [err182];
 }
@@ -2145,12 +2147,9 @@ vErrors.push(err182);
 }
 errors++;
 }
-}
-}
-if(data47.firmware !== undefined){
-let data50 = data47.firmware;
-if(!(((typeof data50 == "number") && (!(data50 % 1) && !isNaN(data50))) && (isFinite(data50)))){
-const err183 = {instancePath:instancePath+"/actions/ttlSeconds/firmware",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/firmware/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.firmware.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.firmware,data:data50};
+if((typeof data50 == "number") && (isFinite(data50))){
+if(data50 > 31536000 || isNaN(data50)){
+const err183 = {instancePath:instancePath+"/actions/ttlSeconds/parameter",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/parameter/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.parameter,data:data50};
 if(vErrors === null){
 vErrors = [err183];
 }
@@ -2159,9 +2158,8 @@ vErrors.push(err183);
 }
 errors++;
 }
-if((typeof data50 == "number") && (isFinite(data50))){
-if(data50 > 31536000 || isNaN(data50)){
-const err184 = {instancePath:instancePath+"/actions/ttlSeconds/firmware",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/firmware/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.firmware,data:data50};
+if(data50 < 1 || isNaN(data50)){
+const err184 = {instancePath:instancePath+"/actions/ttlSeconds/parameter",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/parameter/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.parameter,data:data50};
 if(vErrors === null){
 vErrors = [err184];
 }
@@ -2170,8 +2168,12 @@ vErrors.push(err184);
 }
 errors++;
 }
-if(data50 < 1 || isNaN(data50)){
-const err185 = {instancePath:instancePath+"/actions/ttlSeconds/firmware",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/firmware/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.firmware,data:data50};
+}
+}
+if(data48.firmware !== undefined){
+let data51 = data48.firmware;
+if(!(((typeof data51 == "number") && (!(data51 % 1) && !isNaN(data51))) && (isFinite(data51)))){
+const err185 = {instancePath:instancePath+"/actions/ttlSeconds/firmware",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/firmware/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.firmware.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.firmware,data:data51};
 if(vErrors === null){
 vErrors = [err185];
 }
@@ -2180,12 +2182,9 @@ vErrors.push(err185);
 }
 errors++;
 }
-}
-}
-if(data47.metric !== undefined){
-let data51 = data47.metric;
-if(!(((typeof data51 == "number") && (!(data51 % 1) && !isNaN(data51))) && (isFinite(data51)))){
-const err186 = {instancePath:instancePath+"/actions/ttlSeconds/metric",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/metric/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.metric.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.metric,data:data51};
+if((typeof data51 == "number") && (isFinite(data51))){
+if(data51 > 31536000 || isNaN(data51)){
+const err186 = {instancePath:instancePath+"/actions/ttlSeconds/firmware",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/firmware/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.firmware,data:data51};
 if(vErrors === null){
 vErrors = [err186];
 }
@@ -2194,9 +2193,8 @@ vErrors.push(err186);
 }
 errors++;
 }
-if((typeof data51 == "number") && (isFinite(data51))){
-if(data51 > 31536000 || isNaN(data51)){
-const err187 = {instancePath:instancePath+"/actions/ttlSeconds/metric",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/metric/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.metric,data:data51};
+if(data51 < 1 || isNaN(data51)){
+const err187 = {instancePath:instancePath+"/actions/ttlSeconds/firmware",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/firmware/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.firmware,data:data51};
 if(vErrors === null){
 vErrors = [err187];
 }
@@ -2205,8 +2203,12 @@ vErrors.push(err187);
 }
 errors++;
 }
-if(data51 < 1 || isNaN(data51)){
-const err188 = {instancePath:instancePath+"/actions/ttlSeconds/metric",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/metric/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.metric,data:data51};
+}
+}
+if(data48.metric !== undefined){
+let data52 = data48.metric;
+if(!(((typeof data52 == "number") && (!(data52 % 1) && !isNaN(data52))) && (isFinite(data52)))){
+const err188 = {instancePath:instancePath+"/actions/ttlSeconds/metric",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/metric/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.metric.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.metric,data:data52};
 if(vErrors === null){
 vErrors = [err188];
 }
@@ -2215,12 +2217,9 @@ vErrors.push(err188);
 }
 errors++;
 }
-}
-}
-if(data47.alert !== undefined){
-let data52 = data47.alert;
-if(!(((typeof data52 == "number") && (!(data52 % 1) && !isNaN(data52))) && (isFinite(data52)))){
-const err189 = {instancePath:instancePath+"/actions/ttlSeconds/alert",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/alert/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.alert.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.alert,data:data52};
+if((typeof data52 == "number") && (isFinite(data52))){
+if(data52 > 31536000 || isNaN(data52)){
+const err189 = {instancePath:instancePath+"/actions/ttlSeconds/metric",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/metric/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.metric,data:data52};
 if(vErrors === null){
 vErrors = [err189];
 }
@@ -2229,9 +2228,8 @@ vErrors.push(err189);
 }
 errors++;
 }
-if((typeof data52 == "number") && (isFinite(data52))){
-if(data52 > 31536000 || isNaN(data52)){
-const err190 = {instancePath:instancePath+"/actions/ttlSeconds/alert",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/alert/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.alert,data:data52};
+if(data52 < 1 || isNaN(data52)){
+const err190 = {instancePath:instancePath+"/actions/ttlSeconds/metric",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/metric/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.metric,data:data52};
 if(vErrors === null){
 vErrors = [err190];
 }
@@ -2240,8 +2238,12 @@ vErrors.push(err190);
 }
 errors++;
 }
-if(data52 < 1 || isNaN(data52)){
-const err191 = {instancePath:instancePath+"/actions/ttlSeconds/alert",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/alert/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.alert,data:data52};
+}
+}
+if(data48.alert !== undefined){
+let data53 = data48.alert;
+if(!(((typeof data53 == "number") && (!(data53 % 1) && !isNaN(data53))) && (isFinite(data53)))){
+const err191 = {instancePath:instancePath+"/actions/ttlSeconds/alert",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/alert/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.alert.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.alert,data:data53};
 if(vErrors === null){
 vErrors = [err191];
 }
@@ -2250,12 +2252,9 @@ vErrors.push(err191);
 }
 errors++;
 }
-}
-}
-if(data47.option !== undefined){
-let data53 = data47.option;
-if(!(((typeof data53 == "number") && (!(data53 % 1) && !isNaN(data53))) && (isFinite(data53)))){
-const err192 = {instancePath:instancePath+"/actions/ttlSeconds/option",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/option/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.option.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.option,data:data53};
+if((typeof data53 == "number") && (isFinite(data53))){
+if(data53 > 31536000 || isNaN(data53)){
+const err192 = {instancePath:instancePath+"/actions/ttlSeconds/alert",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/alert/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.alert,data:data53};
 if(vErrors === null){
 vErrors = [err192];
 }
@@ -2264,9 +2263,8 @@ vErrors.push(err192);
 }
 errors++;
 }
-if((typeof data53 == "number") && (isFinite(data53))){
-if(data53 > 31536000 || isNaN(data53)){
-const err193 = {instancePath:instancePath+"/actions/ttlSeconds/option",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/option/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.option,data:data53};
+if(data53 < 1 || isNaN(data53)){
+const err193 = {instancePath:instancePath+"/actions/ttlSeconds/alert",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/alert/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.alert,data:data53};
 if(vErrors === null){
 vErrors = [err193];
 }
@@ -2275,8 +2273,12 @@ vErrors.push(err193);
 }
 errors++;
 }
-if(data53 < 1 || isNaN(data53)){
-const err194 = {instancePath:instancePath+"/actions/ttlSeconds/option",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/option/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.option,data:data53};
+}
+}
+if(data48.option !== undefined){
+let data54 = data48.option;
+if(!(((typeof data54 == "number") && (!(data54 % 1) && !isNaN(data54))) && (isFinite(data54)))){
+const err194 = {instancePath:instancePath+"/actions/ttlSeconds/option",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/option/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.option.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.option,data:data54};
 if(vErrors === null){
 vErrors = [err194];
 }
@@ -2285,12 +2287,9 @@ vErrors.push(err194);
 }
 errors++;
 }
-}
-}
-if(data47.activation !== undefined){
-let data54 = data47.activation;
-if(!(((typeof data54 == "number") && (!(data54 % 1) && !isNaN(data54))) && (isFinite(data54)))){
-const err195 = {instancePath:instancePath+"/actions/ttlSeconds/activation",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/activation/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.activation.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.activation,data:data54};
+if((typeof data54 == "number") && (isFinite(data54))){
+if(data54 > 31536000 || isNaN(data54)){
+const err195 = {instancePath:instancePath+"/actions/ttlSeconds/option",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/option/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.option,data:data54};
 if(vErrors === null){
 vErrors = [err195];
 }
@@ -2299,9 +2298,8 @@ vErrors.push(err195);
 }
 errors++;
 }
-if((typeof data54 == "number") && (isFinite(data54))){
-if(data54 > 31536000 || isNaN(data54)){
-const err196 = {instancePath:instancePath+"/actions/ttlSeconds/activation",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/activation/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.activation,data:data54};
+if(data54 < 1 || isNaN(data54)){
+const err196 = {instancePath:instancePath+"/actions/ttlSeconds/option",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/option/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.option,data:data54};
 if(vErrors === null){
 vErrors = [err196];
 }
@@ -2310,8 +2308,12 @@ vErrors.push(err196);
 }
 errors++;
 }
-if(data54 < 1 || isNaN(data54)){
-const err197 = {instancePath:instancePath+"/actions/ttlSeconds/activation",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/activation/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.activation,data:data54};
+}
+}
+if(data48.activation !== undefined){
+let data55 = data48.activation;
+if(!(((typeof data55 == "number") && (!(data55 % 1) && !isNaN(data55))) && (isFinite(data55)))){
+const err197 = {instancePath:instancePath+"/actions/ttlSeconds/activation",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/activation/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.activation.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.activation,data:data55};
 if(vErrors === null){
 vErrors = [err197];
 }
@@ -2320,12 +2322,9 @@ vErrors.push(err197);
 }
 errors++;
 }
-}
-}
-if(data47.registration !== undefined){
-let data55 = data47.registration;
-if(!(((typeof data55 == "number") && (!(data55 % 1) && !isNaN(data55))) && (isFinite(data55)))){
-const err198 = {instancePath:instancePath+"/actions/ttlSeconds/registration",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/registration/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.registration.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.registration,data:data55};
+if((typeof data55 == "number") && (isFinite(data55))){
+if(data55 > 31536000 || isNaN(data55)){
+const err198 = {instancePath:instancePath+"/actions/ttlSeconds/activation",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/activation/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.activation,data:data55};
 if(vErrors === null){
 vErrors = [err198];
 }
@@ -2334,9 +2333,8 @@ vErrors.push(err198);
 }
 errors++;
 }
-if((typeof data55 == "number") && (isFinite(data55))){
-if(data55 > 31536000 || isNaN(data55)){
-const err199 = {instancePath:instancePath+"/actions/ttlSeconds/registration",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/registration/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.registration,data:data55};
+if(data55 < 1 || isNaN(data55)){
+const err199 = {instancePath:instancePath+"/actions/ttlSeconds/activation",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/activation/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.activation,data:data55};
 if(vErrors === null){
 vErrors = [err199];
 }
@@ -2345,8 +2343,12 @@ vErrors.push(err199);
 }
 errors++;
 }
-if(data55 < 1 || isNaN(data55)){
-const err200 = {instancePath:instancePath+"/actions/ttlSeconds/registration",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/registration/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.registration,data:data55};
+}
+}
+if(data48.registration !== undefined){
+let data56 = data48.registration;
+if(!(((typeof data56 == "number") && (!(data56 % 1) && !isNaN(data56))) && (isFinite(data56)))){
+const err200 = {instancePath:instancePath+"/actions/ttlSeconds/registration",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/registration/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.registration.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.registration,data:data56};
 if(vErrors === null){
 vErrors = [err200];
 }
@@ -2355,12 +2357,9 @@ vErrors.push(err200);
 }
 errors++;
 }
-}
-}
-if(data47.bulk !== undefined){
-let data56 = data47.bulk;
-if(!(((typeof data56 == "number") && (!(data56 % 1) && !isNaN(data56))) && (isFinite(data56)))){
-const err201 = {instancePath:instancePath+"/actions/ttlSeconds/bulk",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/bulk/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.bulk.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.bulk,data:data56};
+if((typeof data56 == "number") && (isFinite(data56))){
+if(data56 > 31536000 || isNaN(data56)){
+const err201 = {instancePath:instancePath+"/actions/ttlSeconds/registration",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/registration/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.registration,data:data56};
 if(vErrors === null){
 vErrors = [err201];
 }
@@ -2369,9 +2368,8 @@ vErrors.push(err201);
 }
 errors++;
 }
-if((typeof data56 == "number") && (isFinite(data56))){
-if(data56 > 31536000 || isNaN(data56)){
-const err202 = {instancePath:instancePath+"/actions/ttlSeconds/bulk",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/bulk/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.bulk,data:data56};
+if(data56 < 1 || isNaN(data56)){
+const err202 = {instancePath:instancePath+"/actions/ttlSeconds/registration",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/registration/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.registration,data:data56};
 if(vErrors === null){
 vErrors = [err202];
 }
@@ -2380,8 +2378,12 @@ vErrors.push(err202);
 }
 errors++;
 }
-if(data56 < 1 || isNaN(data56)){
-const err203 = {instancePath:instancePath+"/actions/ttlSeconds/bulk",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/bulk/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.bulk,data:data56};
+}
+}
+if(data48.bulk !== undefined){
+let data57 = data48.bulk;
+if(!(((typeof data57 == "number") && (!(data57 % 1) && !isNaN(data57))) && (isFinite(data57)))){
+const err203 = {instancePath:instancePath+"/actions/ttlSeconds/bulk",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/bulk/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.bulk.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.bulk,data:data57};
 if(vErrors === null){
 vErrors = [err203];
 }
@@ -2390,11 +2392,9 @@ vErrors.push(err203);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err204 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.actions.properties.ttlSeconds.type,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data47};
+if((typeof data57 == "number") && (isFinite(data57))){
+if(data57 > 31536000 || isNaN(data57)){
+const err204 = {instancePath:instancePath+"/actions/ttlSeconds/bulk",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/bulk/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.bulk,data:data57};
 if(vErrors === null){
 vErrors = [err204];
 }
@@ -2403,10 +2403,8 @@ vErrors.push(err204);
 }
 errors++;
 }
-}
-}
-else {
-const err205 = {instancePath:instancePath+"/actions",schemaPath:"#/properties/actions/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.actions.type,parentSchema:schema11.properties.actions,data:data46};
+if(data57 < 1 || isNaN(data57)){
+const err205 = {instancePath:instancePath+"/actions/ttlSeconds/bulk",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/bulk/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.bulk,data:data57};
 if(vErrors === null){
 vErrors = [err205];
 }
@@ -2416,11 +2414,10 @@ vErrors.push(err205);
 errors++;
 }
 }
-if(data.topics !== undefined){
-let data57 = data.topics;
-if(data57 && typeof data57 == "object" && !Array.isArray(data57)){
-if(data57.thingMap === undefined){
-const err206 = {instancePath:instancePath+"/topics",schemaPath:"#/properties/topics/required",keyword:"required",params:{missingProperty: "thingMap"},message:"must have required property '"+"thingMap"+"'",schema:schema11.properties.topics.required,parentSchema:schema11.properties.topics,data:data57};
+}
+}
+else {
+const err206 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.actions.properties.ttlSeconds.type,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data48};
 if(vErrors === null){
 vErrors = [err206];
 }
@@ -2429,8 +2426,10 @@ vErrors.push(err206);
 }
 errors++;
 }
-if(data57.rules === undefined){
-const err207 = {instancePath:instancePath+"/topics",schemaPath:"#/properties/topics/required",keyword:"required",params:{missingProperty: "rules"},message:"must have required property '"+"rules"+"'",schema:schema11.properties.topics.required,parentSchema:schema11.properties.topics,data:data57};
+}
+}
+else {
+const err207 = {instancePath:instancePath+"/actions",schemaPath:"#/properties/actions/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.actions.type,parentSchema:schema11.properties.actions,data:data47};
 if(vErrors === null){
 vErrors = [err207];
 }
@@ -2439,9 +2438,12 @@ vErrors.push(err207);
 }
 errors++;
 }
-for(const key12 in data57){
-if(!((key12 === "thingMap") || (key12 === "rules"))){
-const err208 = {instancePath:instancePath+"/topics",schemaPath:"#/properties/topics/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key12},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.topics,data:data57};
+}
+if(data.topics !== undefined){
+let data58 = data.topics;
+if(data58 && typeof data58 == "object" && !Array.isArray(data58)){
+if(data58.thingMap === undefined){
+const err208 = {instancePath:instancePath+"/topics",schemaPath:"#/properties/topics/required",keyword:"required",params:{missingProperty: "thingMap"},message:"must have required property '"+"thingMap"+"'",schema:schema11.properties.topics.required,parentSchema:schema11.properties.topics,data:data58};
 if(vErrors === null){
 vErrors = [err208];
 }
@@ -2450,11 +2452,8 @@ vErrors.push(err208);
 }
 errors++;
 }
-}
-if(data57.thingMap !== undefined){
-let data58 = data57.thingMap;
-if(typeof data58 !== "boolean"){
-const err209 = {instancePath:instancePath+"/topics/thingMap",schemaPath:"#/properties/topics/properties/thingMap/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.topics.properties.thingMap.type,parentSchema:schema11.properties.topics.properties.thingMap,data:data58};
+if(data58.rules === undefined){
+const err209 = {instancePath:instancePath+"/topics",schemaPath:"#/properties/topics/required",keyword:"required",params:{missingProperty: "rules"},message:"must have required property '"+"rules"+"'",schema:schema11.properties.topics.required,parentSchema:schema11.properties.topics,data:data58};
 if(vErrors === null){
 vErrors = [err209];
 }
@@ -2463,16 +2462,9 @@ vErrors.push(err209);
 }
 errors++;
 }
-}
-if(data57.rules !== undefined){
-let data59 = data57.rules;
-if(Array.isArray(data59)){
-const len1 = data59.length;
-for(let i1=0; i1<len1; i1++){
-let data60 = data59[i1];
-if(data60 && typeof data60 == "object" && !Array.isArray(data60)){
-if(data60.pattern === undefined){
-const err210 = {instancePath:instancePath+"/topics/rules/" + i1,schemaPath:"#/properties/topics/properties/rules/items/required",keyword:"required",params:{missingProperty: "pattern"},message:"must have required property '"+"pattern"+"'",schema:schema11.properties.topics.properties.rules.items.required,parentSchema:schema11.properties.topics.properties.rules.items,data:data60};
+for(const key12 in data58){
+if(!((key12 === "thingMap") || (key12 === "rules"))){
+const err210 = {instancePath:instancePath+"/topics",schemaPath:"#/properties/topics/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key12},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.topics,data:data58};
 if(vErrors === null){
 vErrors = [err210];
 }
@@ -2481,8 +2473,11 @@ vErrors.push(err210);
 }
 errors++;
 }
-if(data60.who === undefined){
-const err211 = {instancePath:instancePath+"/topics/rules/" + i1,schemaPath:"#/properties/topics/properties/rules/items/required",keyword:"required",params:{missingProperty: "who"},message:"must have required property '"+"who"+"'",schema:schema11.properties.topics.properties.rules.items.required,parentSchema:schema11.properties.topics.properties.rules.items,data:data60};
+}
+if(data58.thingMap !== undefined){
+let data59 = data58.thingMap;
+if(typeof data59 !== "boolean"){
+const err211 = {instancePath:instancePath+"/topics/thingMap",schemaPath:"#/properties/topics/properties/thingMap/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.topics.properties.thingMap.type,parentSchema:schema11.properties.topics.properties.thingMap,data:data59};
 if(vErrors === null){
 vErrors = [err211];
 }
@@ -2491,8 +2486,16 @@ vErrors.push(err211);
 }
 errors++;
 }
-if(data60.access === undefined){
-const err212 = {instancePath:instancePath+"/topics/rules/" + i1,schemaPath:"#/properties/topics/properties/rules/items/required",keyword:"required",params:{missingProperty: "access"},message:"must have required property '"+"access"+"'",schema:schema11.properties.topics.properties.rules.items.required,parentSchema:schema11.properties.topics.properties.rules.items,data:data60};
+}
+if(data58.rules !== undefined){
+let data60 = data58.rules;
+if(Array.isArray(data60)){
+const len1 = data60.length;
+for(let i1=0; i1<len1; i1++){
+let data61 = data60[i1];
+if(data61 && typeof data61 == "object" && !Array.isArray(data61)){
+if(data61.pattern === undefined){
+const err212 = {instancePath:instancePath+"/topics/rules/" + i1,schemaPath:"#/properties/topics/properties/rules/items/required",keyword:"required",params:{missingProperty: "pattern"},message:"must have required property '"+"pattern"+"'",schema:schema11.properties.topics.properties.rules.items.required,parentSchema:schema11.properties.topics.properties.rules.items,data:data61};
 if(vErrors === null){
 vErrors = [err212];
 }
@@ -2501,9 +2504,8 @@ vErrors.push(err212);
 }
 errors++;
 }
-for(const key13 in data60){
-if(!(((key13 === "pattern") || (key13 === "who")) || (key13 === "access"))){
-const err213 = {instancePath:instancePath+"/topics/rules/" + i1,schemaPath:"#/properties/topics/properties/rules/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key13},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.topics.properties.rules.items,data:data60};
+if(data61.who === undefined){
+const err213 = {instancePath:instancePath+"/topics/rules/" + i1,schemaPath:"#/properties/topics/properties/rules/items/required",keyword:"required",params:{missingProperty: "who"},message:"must have required property '"+"who"+"'",schema:schema11.properties.topics.properties.rules.items.required,parentSchema:schema11.properties.topics.properties.rules.items,data:data61};
 if(vErrors === null){
 vErrors = [err213];
 }
@@ -2512,12 +2514,8 @@ vErrors.push(err213);
 }
 errors++;
 }
-}
-if(data60.pattern !== undefined){
-let data61 = data60.pattern;
-if(typeof data61 === "string"){
-if(func3(data61) > 65535){
-const err214 = {instancePath:instancePath+"/topics/rules/" + i1+"/pattern",schemaPath:"#/properties/topics/properties/rules/items/properties/pattern/maxLength",keyword:"maxLength",params:{limit: 65535},message:"must NOT have more than 65535 characters",schema:65535,parentSchema:schema11.properties.topics.properties.rules.items.properties.pattern,data:data61};
+if(data61.access === undefined){
+const err214 = {instancePath:instancePath+"/topics/rules/" + i1,schemaPath:"#/properties/topics/properties/rules/items/required",keyword:"required",params:{missingProperty: "access"},message:"must have required property '"+"access"+"'",schema:schema11.properties.topics.properties.rules.items.required,parentSchema:schema11.properties.topics.properties.rules.items,data:data61};
 if(vErrors === null){
 vErrors = [err214];
 }
@@ -2526,8 +2524,9 @@ vErrors.push(err214);
 }
 errors++;
 }
-if(func3(data61) < 1){
-const err215 = {instancePath:instancePath+"/topics/rules/" + i1+"/pattern",schemaPath:"#/properties/topics/properties/rules/items/properties/pattern/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.topics.properties.rules.items.properties.pattern,data:data61};
+for(const key13 in data61){
+if(!(((key13 === "pattern") || (key13 === "who")) || (key13 === "access"))){
+const err215 = {instancePath:instancePath+"/topics/rules/" + i1,schemaPath:"#/properties/topics/properties/rules/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key13},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.topics.properties.rules.items,data:data61};
 if(vErrors === null){
 vErrors = [err215];
 }
@@ -2536,8 +2535,12 @@ vErrors.push(err215);
 }
 errors++;
 }
-if(!pattern1.test(data61)){
-const err216 = {instancePath:instancePath+"/topics/rules/" + i1+"/pattern",schemaPath:"#/properties/topics/properties/rules/items/properties/pattern/pattern",keyword:"pattern",params:{pattern: "^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$"},message:"must match pattern \""+"^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$"+"\"",schema:"^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$",parentSchema:schema11.properties.topics.properties.rules.items.properties.pattern,data:data61};
+}
+if(data61.pattern !== undefined){
+let data62 = data61.pattern;
+if(typeof data62 === "string"){
+if(func3(data62) > 65535){
+const err216 = {instancePath:instancePath+"/topics/rules/" + i1+"/pattern",schemaPath:"#/properties/topics/properties/rules/items/properties/pattern/maxLength",keyword:"maxLength",params:{limit: 65535},message:"must NOT have more than 65535 characters",schema:65535,parentSchema:schema11.properties.topics.properties.rules.items.properties.pattern,data:data62};
 if(vErrors === null){
 vErrors = [err216];
 }
@@ -2546,9 +2549,8 @@ vErrors.push(err216);
 }
 errors++;
 }
-}
-else {
-const err217 = {instancePath:instancePath+"/topics/rules/" + i1+"/pattern",schemaPath:"#/properties/topics/properties/rules/items/properties/pattern/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.topics.properties.rules.items.properties.pattern.type,parentSchema:schema11.properties.topics.properties.rules.items.properties.pattern,data:data61};
+if(func3(data62) < 1){
+const err217 = {instancePath:instancePath+"/topics/rules/" + i1+"/pattern",schemaPath:"#/properties/topics/properties/rules/items/properties/pattern/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.topics.properties.rules.items.properties.pattern,data:data62};
 if(vErrors === null){
 vErrors = [err217];
 }
@@ -2557,12 +2559,8 @@ vErrors.push(err217);
 }
 errors++;
 }
-}
-if(data60.who !== undefined){
-let data62 = data60.who;
-if(typeof data62 === "string"){
-if(!pattern2.test(data62)){
-const err218 = {instancePath:instancePath+"/topics/rules/" + i1+"/who",schemaPath:"#/properties/topics/properties/rules/items/properties/who/pattern",keyword:"pattern",params:{pattern: "^(?:anonymous|authenticated|principal:[A-Za-z0-9][A-Za-z0-9._:@-]*|role:[A-Za-z0-9][A-Za-z0-9._:@-]*)$"},message:"must match pattern \""+"^(?:anonymous|authenticated|principal:[A-Za-z0-9][A-Za-z0-9._:@-]*|role:[A-Za-z0-9][A-Za-z0-9._:@-]*)$"+"\"",schema:"^(?:anonymous|authenticated|principal:[A-Za-z0-9][A-Za-z0-9._:@-]*|role:[A-Za-z0-9][A-Za-z0-9._:@-]*)$",parentSchema:schema11.properties.topics.properties.rules.items.properties.who,data:data62};
+if(!pattern1.test(data62)){
+const err218 = {instancePath:instancePath+"/topics/rules/" + i1+"/pattern",schemaPath:"#/properties/topics/properties/rules/items/properties/pattern/pattern",keyword:"pattern",params:{pattern: "^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$"},message:"must match pattern \""+"^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$"+"\"",schema:"^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$",parentSchema:schema11.properties.topics.properties.rules.items.properties.pattern,data:data62};
 if(vErrors === null){
 vErrors = [err218];
 }
@@ -2573,7 +2571,7 @@ errors++;
 }
 }
 else {
-const err219 = {instancePath:instancePath+"/topics/rules/" + i1+"/who",schemaPath:"#/properties/topics/properties/rules/items/properties/who/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.topics.properties.rules.items.properties.who.type,parentSchema:schema11.properties.topics.properties.rules.items.properties.who,data:data62};
+const err219 = {instancePath:instancePath+"/topics/rules/" + i1+"/pattern",schemaPath:"#/properties/topics/properties/rules/items/properties/pattern/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.topics.properties.rules.items.properties.pattern.type,parentSchema:schema11.properties.topics.properties.rules.items.properties.pattern,data:data62};
 if(vErrors === null){
 vErrors = [err219];
 }
@@ -2583,13 +2581,11 @@ vErrors.push(err219);
 errors++;
 }
 }
-if(data60.access !== undefined){
-let data63 = data60.access;
-const _errs148 = errors;
-let valid19 = false;
-const _errs149 = errors;
-if(typeof data63 !== "string"){
-const err220 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[0].type,parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[0],data:data63};
+if(data61.who !== undefined){
+let data63 = data61.who;
+if(typeof data63 === "string"){
+if(!pattern2.test(data63)){
+const err220 = {instancePath:instancePath+"/topics/rules/" + i1+"/who",schemaPath:"#/properties/topics/properties/rules/items/properties/who/pattern",keyword:"pattern",params:{pattern: "^(?:anonymous|authenticated|principal:[A-Za-z0-9][A-Za-z0-9._:@-]*|role:[A-Za-z0-9][A-Za-z0-9._:@-]*)$"},message:"must match pattern \""+"^(?:anonymous|authenticated|principal:[A-Za-z0-9][A-Za-z0-9._:@-]*|role:[A-Za-z0-9][A-Za-z0-9._:@-]*)$"+"\"",schema:"^(?:anonymous|authenticated|principal:[A-Za-z0-9][A-Za-z0-9._:@-]*|role:[A-Za-z0-9][A-Za-z0-9._:@-]*)$",parentSchema:schema11.properties.topics.properties.rules.items.properties.who,data:data63};
 if(vErrors === null){
 vErrors = [err220];
 }
@@ -2598,8 +2594,9 @@ vErrors.push(err220);
 }
 errors++;
 }
-if("read" !== data63){
-const err221 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/0/const",keyword:"const",params:{allowedValue: "read"},message:"must be equal to constant",schema:"read",parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[0],data:data63};
+}
+else {
+const err221 = {instancePath:instancePath+"/topics/rules/" + i1+"/who",schemaPath:"#/properties/topics/properties/rules/items/properties/who/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.topics.properties.rules.items.properties.who.type,parentSchema:schema11.properties.topics.properties.rules.items.properties.who,data:data63};
 if(vErrors === null){
 vErrors = [err221];
 }
@@ -2608,12 +2605,14 @@ vErrors.push(err221);
 }
 errors++;
 }
-var _valid1 = _errs149 === errors;
-valid19 = valid19 || _valid1;
-if(!valid19){
+}
+if(data61.access !== undefined){
+let data64 = data61.access;
+const _errs150 = errors;
+let valid19 = false;
 const _errs151 = errors;
-if(typeof data63 !== "string"){
-const err222 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[1].type,parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[1],data:data63};
+if(typeof data64 !== "string"){
+const err222 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[0].type,parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[0],data:data64};
 if(vErrors === null){
 vErrors = [err222];
 }
@@ -2622,8 +2621,8 @@ vErrors.push(err222);
 }
 errors++;
 }
-if("write" !== data63){
-const err223 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/1/const",keyword:"const",params:{allowedValue: "write"},message:"must be equal to constant",schema:"write",parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[1],data:data63};
+if("read" !== data64){
+const err223 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/0/const",keyword:"const",params:{allowedValue: "read"},message:"must be equal to constant",schema:"read",parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[0],data:data64};
 if(vErrors === null){
 vErrors = [err223];
 }
@@ -2636,8 +2635,8 @@ var _valid1 = _errs151 === errors;
 valid19 = valid19 || _valid1;
 if(!valid19){
 const _errs153 = errors;
-if(typeof data63 !== "string"){
-const err224 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[2].type,parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[2],data:data63};
+if(typeof data64 !== "string"){
+const err224 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[1].type,parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[1],data:data64};
 if(vErrors === null){
 vErrors = [err224];
 }
@@ -2646,8 +2645,8 @@ vErrors.push(err224);
 }
 errors++;
 }
-if("readwrite" !== data63){
-const err225 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/2/const",keyword:"const",params:{allowedValue: "readwrite"},message:"must be equal to constant",schema:"readwrite",parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[2],data:data63};
+if("write" !== data64){
+const err225 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/1/const",keyword:"const",params:{allowedValue: "write"},message:"must be equal to constant",schema:"write",parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[1],data:data64};
 if(vErrors === null){
 vErrors = [err225];
 }
@@ -2660,8 +2659,8 @@ var _valid1 = _errs153 === errors;
 valid19 = valid19 || _valid1;
 if(!valid19){
 const _errs155 = errors;
-if(typeof data63 !== "string"){
-const err226 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/3/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[3].type,parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[3],data:data63};
+if(typeof data64 !== "string"){
+const err226 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[2].type,parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[2],data:data64};
 if(vErrors === null){
 vErrors = [err226];
 }
@@ -2670,8 +2669,8 @@ vErrors.push(err226);
 }
 errors++;
 }
-if("deny" !== data63){
-const err227 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/3/const",keyword:"const",params:{allowedValue: "deny"},message:"must be equal to constant",schema:"deny",parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[3],data:data63};
+if("readwrite" !== data64){
+const err227 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/2/const",keyword:"const",params:{allowedValue: "readwrite"},message:"must be equal to constant",schema:"readwrite",parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[2],data:data64};
 if(vErrors === null){
 vErrors = [err227];
 }
@@ -2682,11 +2681,10 @@ errors++;
 }
 var _valid1 = _errs155 === errors;
 valid19 = valid19 || _valid1;
-}
-}
-}
 if(!valid19){
-const err228 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.topics.properties.rules.items.properties.access.anyOf,parentSchema:schema11.properties.topics.properties.rules.items.properties.access,data:data63};
+const _errs157 = errors;
+if(typeof data64 !== "string"){
+const err228 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/3/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[3].type,parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[3],data:data64};
 if(vErrors === null){
 vErrors = [err228];
 }
@@ -2695,11 +2693,36 @@ vErrors.push(err228);
 }
 errors++;
 }
+if("deny" !== data64){
+const err229 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/3/const",keyword:"const",params:{allowedValue: "deny"},message:"must be equal to constant",schema:"deny",parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[3],data:data64};
+if(vErrors === null){
+vErrors = [err229];
+}
 else {
-errors = _errs148;
+vErrors.push(err229);
+}
+errors++;
+}
+var _valid1 = _errs157 === errors;
+valid19 = valid19 || _valid1;
+}
+}
+}
+if(!valid19){
+const err230 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.topics.properties.rules.items.properties.access.anyOf,parentSchema:schema11.properties.topics.properties.rules.items.properties.access,data:data64};
+if(vErrors === null){
+vErrors = [err230];
+}
+else {
+vErrors.push(err230);
+}
+errors++;
+}
+else {
+errors = _errs150;
 if(vErrors !== null){
-if(_errs148){
-vErrors.length = _errs148;
+if(_errs150){
+vErrors.length = _errs150;
 }
 else {
 vErrors = null;
@@ -2709,31 +2732,7 @@ vErrors = null;
 }
 }
 else {
-const err229 = {instancePath:instancePath+"/topics/rules/" + i1,schemaPath:"#/properties/topics/properties/rules/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.topics.properties.rules.items.type,parentSchema:schema11.properties.topics.properties.rules.items,data:data60};
-if(vErrors === null){
-vErrors = [err229];
-}
-else {
-vErrors.push(err229);
-}
-errors++;
-}
-}
-}
-else {
-const err230 = {instancePath:instancePath+"/topics/rules",schemaPath:"#/properties/topics/properties/rules/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.topics.properties.rules.type,parentSchema:schema11.properties.topics.properties.rules,data:data59};
-if(vErrors === null){
-vErrors = [err230];
-}
-else {
-vErrors.push(err230);
-}
-errors++;
-}
-}
-}
-else {
-const err231 = {instancePath:instancePath+"/topics",schemaPath:"#/properties/topics/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.topics.type,parentSchema:schema11.properties.topics,data:data57};
+const err231 = {instancePath:instancePath+"/topics/rules/" + i1,schemaPath:"#/properties/topics/properties/rules/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.topics.properties.rules.items.type,parentSchema:schema11.properties.topics.properties.rules.items,data:data61};
 if(vErrors === null){
 vErrors = [err231];
 }
@@ -2743,11 +2742,9 @@ vErrors.push(err231);
 errors++;
 }
 }
-if(data.audit !== undefined){
-let data64 = data.audit;
-if(data64 && typeof data64 == "object" && !Array.isArray(data64)){
-if(data64.maxBytes === undefined){
-const err232 = {instancePath:instancePath+"/audit",schemaPath:"#/properties/audit/required",keyword:"required",params:{missingProperty: "maxBytes"},message:"must have required property '"+"maxBytes"+"'",schema:schema11.properties.audit.required,parentSchema:schema11.properties.audit,data:data64};
+}
+else {
+const err232 = {instancePath:instancePath+"/topics/rules",schemaPath:"#/properties/topics/properties/rules/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.topics.properties.rules.type,parentSchema:schema11.properties.topics.properties.rules,data:data60};
 if(vErrors === null){
 vErrors = [err232];
 }
@@ -2756,8 +2753,10 @@ vErrors.push(err232);
 }
 errors++;
 }
-if(data64.flushIntervalMs === undefined){
-const err233 = {instancePath:instancePath+"/audit",schemaPath:"#/properties/audit/required",keyword:"required",params:{missingProperty: "flushIntervalMs"},message:"must have required property '"+"flushIntervalMs"+"'",schema:schema11.properties.audit.required,parentSchema:schema11.properties.audit,data:data64};
+}
+}
+else {
+const err233 = {instancePath:instancePath+"/topics",schemaPath:"#/properties/topics/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.topics.type,parentSchema:schema11.properties.topics,data:data58};
 if(vErrors === null){
 vErrors = [err233];
 }
@@ -2766,9 +2765,12 @@ vErrors.push(err233);
 }
 errors++;
 }
-for(const key14 in data64){
-if(!((key14 === "maxBytes") || (key14 === "flushIntervalMs"))){
-const err234 = {instancePath:instancePath+"/audit",schemaPath:"#/properties/audit/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key14},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.audit,data:data64};
+}
+if(data.audit !== undefined){
+let data65 = data.audit;
+if(data65 && typeof data65 == "object" && !Array.isArray(data65)){
+if(data65.maxBytes === undefined){
+const err234 = {instancePath:instancePath+"/audit",schemaPath:"#/properties/audit/required",keyword:"required",params:{missingProperty: "maxBytes"},message:"must have required property '"+"maxBytes"+"'",schema:schema11.properties.audit.required,parentSchema:schema11.properties.audit,data:data65};
 if(vErrors === null){
 vErrors = [err234];
 }
@@ -2777,11 +2779,8 @@ vErrors.push(err234);
 }
 errors++;
 }
-}
-if(data64.maxBytes !== undefined){
-let data65 = data64.maxBytes;
-if(!(((typeof data65 == "number") && (!(data65 % 1) && !isNaN(data65))) && (isFinite(data65)))){
-const err235 = {instancePath:instancePath+"/audit/maxBytes",schemaPath:"#/properties/audit/properties/maxBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.audit.properties.maxBytes.type,parentSchema:schema11.properties.audit.properties.maxBytes,data:data65};
+if(data65.flushIntervalMs === undefined){
+const err235 = {instancePath:instancePath+"/audit",schemaPath:"#/properties/audit/required",keyword:"required",params:{missingProperty: "flushIntervalMs"},message:"must have required property '"+"flushIntervalMs"+"'",schema:schema11.properties.audit.required,parentSchema:schema11.properties.audit,data:data65};
 if(vErrors === null){
 vErrors = [err235];
 }
@@ -2790,9 +2789,9 @@ vErrors.push(err235);
 }
 errors++;
 }
-if((typeof data65 == "number") && (isFinite(data65))){
-if(data65 > 1073741824 || isNaN(data65)){
-const err236 = {instancePath:instancePath+"/audit/maxBytes",schemaPath:"#/properties/audit/properties/maxBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1073741824},message:"must be <= 1073741824",schema:1073741824,parentSchema:schema11.properties.audit.properties.maxBytes,data:data65};
+for(const key14 in data65){
+if(!((key14 === "maxBytes") || (key14 === "flushIntervalMs"))){
+const err236 = {instancePath:instancePath+"/audit",schemaPath:"#/properties/audit/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key14},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.audit,data:data65};
 if(vErrors === null){
 vErrors = [err236];
 }
@@ -2801,8 +2800,11 @@ vErrors.push(err236);
 }
 errors++;
 }
-if(data65 < 65536 || isNaN(data65)){
-const err237 = {instancePath:instancePath+"/audit/maxBytes",schemaPath:"#/properties/audit/properties/maxBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 65536},message:"must be >= 65536",schema:65536,parentSchema:schema11.properties.audit.properties.maxBytes,data:data65};
+}
+if(data65.maxBytes !== undefined){
+let data66 = data65.maxBytes;
+if(!(((typeof data66 == "number") && (!(data66 % 1) && !isNaN(data66))) && (isFinite(data66)))){
+const err237 = {instancePath:instancePath+"/audit/maxBytes",schemaPath:"#/properties/audit/properties/maxBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.audit.properties.maxBytes.type,parentSchema:schema11.properties.audit.properties.maxBytes,data:data66};
 if(vErrors === null){
 vErrors = [err237];
 }
@@ -2811,12 +2813,9 @@ vErrors.push(err237);
 }
 errors++;
 }
-}
-}
-if(data64.flushIntervalMs !== undefined){
-let data66 = data64.flushIntervalMs;
-if(!(((typeof data66 == "number") && (!(data66 % 1) && !isNaN(data66))) && (isFinite(data66)))){
-const err238 = {instancePath:instancePath+"/audit/flushIntervalMs",schemaPath:"#/properties/audit/properties/flushIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.audit.properties.flushIntervalMs.type,parentSchema:schema11.properties.audit.properties.flushIntervalMs,data:data66};
+if((typeof data66 == "number") && (isFinite(data66))){
+if(data66 > 1073741824 || isNaN(data66)){
+const err238 = {instancePath:instancePath+"/audit/maxBytes",schemaPath:"#/properties/audit/properties/maxBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1073741824},message:"must be <= 1073741824",schema:1073741824,parentSchema:schema11.properties.audit.properties.maxBytes,data:data66};
 if(vErrors === null){
 vErrors = [err238];
 }
@@ -2825,9 +2824,8 @@ vErrors.push(err238);
 }
 errors++;
 }
-if((typeof data66 == "number") && (isFinite(data66))){
-if(data66 > 3600000 || isNaN(data66)){
-const err239 = {instancePath:instancePath+"/audit/flushIntervalMs",schemaPath:"#/properties/audit/properties/flushIntervalMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 3600000},message:"must be <= 3600000",schema:3600000,parentSchema:schema11.properties.audit.properties.flushIntervalMs,data:data66};
+if(data66 < 65536 || isNaN(data66)){
+const err239 = {instancePath:instancePath+"/audit/maxBytes",schemaPath:"#/properties/audit/properties/maxBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 65536},message:"must be >= 65536",schema:65536,parentSchema:schema11.properties.audit.properties.maxBytes,data:data66};
 if(vErrors === null){
 vErrors = [err239];
 }
@@ -2836,8 +2834,12 @@ vErrors.push(err239);
 }
 errors++;
 }
-if(data66 < 1 || isNaN(data66)){
-const err240 = {instancePath:instancePath+"/audit/flushIntervalMs",schemaPath:"#/properties/audit/properties/flushIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.audit.properties.flushIntervalMs,data:data66};
+}
+}
+if(data65.flushIntervalMs !== undefined){
+let data67 = data65.flushIntervalMs;
+if(!(((typeof data67 == "number") && (!(data67 % 1) && !isNaN(data67))) && (isFinite(data67)))){
+const err240 = {instancePath:instancePath+"/audit/flushIntervalMs",schemaPath:"#/properties/audit/properties/flushIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.audit.properties.flushIntervalMs.type,parentSchema:schema11.properties.audit.properties.flushIntervalMs,data:data67};
 if(vErrors === null){
 vErrors = [err240];
 }
@@ -2846,11 +2848,9 @@ vErrors.push(err240);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err241 = {instancePath:instancePath+"/audit",schemaPath:"#/properties/audit/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.audit.type,parentSchema:schema11.properties.audit,data:data64};
+if((typeof data67 == "number") && (isFinite(data67))){
+if(data67 > 3600000 || isNaN(data67)){
+const err241 = {instancePath:instancePath+"/audit/flushIntervalMs",schemaPath:"#/properties/audit/properties/flushIntervalMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 3600000},message:"must be <= 3600000",schema:3600000,parentSchema:schema11.properties.audit.properties.flushIntervalMs,data:data67};
 if(vErrors === null){
 vErrors = [err241];
 }
@@ -2859,12 +2859,8 @@ vErrors.push(err241);
 }
 errors++;
 }
-}
-if(data.cache !== undefined){
-let data67 = data.cache;
-if(data67 && typeof data67 == "object" && !Array.isArray(data67)){
-if(data67.decisionsPerClient === undefined){
-const err242 = {instancePath:instancePath+"/cache",schemaPath:"#/properties/cache/required",keyword:"required",params:{missingProperty: "decisionsPerClient"},message:"must have required property '"+"decisionsPerClient"+"'",schema:schema11.properties.cache.required,parentSchema:schema11.properties.cache,data:data67};
+if(data67 < 1 || isNaN(data67)){
+const err242 = {instancePath:instancePath+"/audit/flushIntervalMs",schemaPath:"#/properties/audit/properties/flushIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.audit.properties.flushIntervalMs,data:data67};
 if(vErrors === null){
 vErrors = [err242];
 }
@@ -2873,8 +2869,11 @@ vErrors.push(err242);
 }
 errors++;
 }
-if(data67.credentials === undefined){
-const err243 = {instancePath:instancePath+"/cache",schemaPath:"#/properties/cache/required",keyword:"required",params:{missingProperty: "credentials"},message:"must have required property '"+"credentials"+"'",schema:schema11.properties.cache.required,parentSchema:schema11.properties.cache,data:data67};
+}
+}
+}
+else {
+const err243 = {instancePath:instancePath+"/audit",schemaPath:"#/properties/audit/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.audit.type,parentSchema:schema11.properties.audit,data:data65};
 if(vErrors === null){
 vErrors = [err243];
 }
@@ -2883,9 +2882,12 @@ vErrors.push(err243);
 }
 errors++;
 }
-for(const key15 in data67){
-if(!((key15 === "decisionsPerClient") || (key15 === "credentials"))){
-const err244 = {instancePath:instancePath+"/cache",schemaPath:"#/properties/cache/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key15},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.cache,data:data67};
+}
+if(data.cache !== undefined){
+let data68 = data.cache;
+if(data68 && typeof data68 == "object" && !Array.isArray(data68)){
+if(data68.decisionsPerClient === undefined){
+const err244 = {instancePath:instancePath+"/cache",schemaPath:"#/properties/cache/required",keyword:"required",params:{missingProperty: "decisionsPerClient"},message:"must have required property '"+"decisionsPerClient"+"'",schema:schema11.properties.cache.required,parentSchema:schema11.properties.cache,data:data68};
 if(vErrors === null){
 vErrors = [err244];
 }
@@ -2894,11 +2896,8 @@ vErrors.push(err244);
 }
 errors++;
 }
-}
-if(data67.decisionsPerClient !== undefined){
-let data68 = data67.decisionsPerClient;
-if(!(((typeof data68 == "number") && (!(data68 % 1) && !isNaN(data68))) && (isFinite(data68)))){
-const err245 = {instancePath:instancePath+"/cache/decisionsPerClient",schemaPath:"#/properties/cache/properties/decisionsPerClient/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cache.properties.decisionsPerClient.type,parentSchema:schema11.properties.cache.properties.decisionsPerClient,data:data68};
+if(data68.credentials === undefined){
+const err245 = {instancePath:instancePath+"/cache",schemaPath:"#/properties/cache/required",keyword:"required",params:{missingProperty: "credentials"},message:"must have required property '"+"credentials"+"'",schema:schema11.properties.cache.required,parentSchema:schema11.properties.cache,data:data68};
 if(vErrors === null){
 vErrors = [err245];
 }
@@ -2907,9 +2906,9 @@ vErrors.push(err245);
 }
 errors++;
 }
-if((typeof data68 == "number") && (isFinite(data68))){
-if(data68 > 1000000 || isNaN(data68)){
-const err246 = {instancePath:instancePath+"/cache/decisionsPerClient",schemaPath:"#/properties/cache/properties/decisionsPerClient/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000",schema:1000000,parentSchema:schema11.properties.cache.properties.decisionsPerClient,data:data68};
+for(const key15 in data68){
+if(!((key15 === "decisionsPerClient") || (key15 === "credentials"))){
+const err246 = {instancePath:instancePath+"/cache",schemaPath:"#/properties/cache/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key15},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.cache,data:data68};
 if(vErrors === null){
 vErrors = [err246];
 }
@@ -2918,8 +2917,11 @@ vErrors.push(err246);
 }
 errors++;
 }
-if(data68 < 0 || isNaN(data68)){
-const err247 = {instancePath:instancePath+"/cache/decisionsPerClient",schemaPath:"#/properties/cache/properties/decisionsPerClient/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.cache.properties.decisionsPerClient,data:data68};
+}
+if(data68.decisionsPerClient !== undefined){
+let data69 = data68.decisionsPerClient;
+if(!(((typeof data69 == "number") && (!(data69 % 1) && !isNaN(data69))) && (isFinite(data69)))){
+const err247 = {instancePath:instancePath+"/cache/decisionsPerClient",schemaPath:"#/properties/cache/properties/decisionsPerClient/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cache.properties.decisionsPerClient.type,parentSchema:schema11.properties.cache.properties.decisionsPerClient,data:data69};
 if(vErrors === null){
 vErrors = [err247];
 }
@@ -2928,12 +2930,9 @@ vErrors.push(err247);
 }
 errors++;
 }
-}
-}
-if(data67.credentials !== undefined){
-let data69 = data67.credentials;
-if(!(((typeof data69 == "number") && (!(data69 % 1) && !isNaN(data69))) && (isFinite(data69)))){
-const err248 = {instancePath:instancePath+"/cache/credentials",schemaPath:"#/properties/cache/properties/credentials/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cache.properties.credentials.type,parentSchema:schema11.properties.cache.properties.credentials,data:data69};
+if((typeof data69 == "number") && (isFinite(data69))){
+if(data69 > 1000000 || isNaN(data69)){
+const err248 = {instancePath:instancePath+"/cache/decisionsPerClient",schemaPath:"#/properties/cache/properties/decisionsPerClient/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000",schema:1000000,parentSchema:schema11.properties.cache.properties.decisionsPerClient,data:data69};
 if(vErrors === null){
 vErrors = [err248];
 }
@@ -2942,9 +2941,8 @@ vErrors.push(err248);
 }
 errors++;
 }
-if((typeof data69 == "number") && (isFinite(data69))){
-if(data69 > 10000000 || isNaN(data69)){
-const err249 = {instancePath:instancePath+"/cache/credentials",schemaPath:"#/properties/cache/properties/credentials/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000000},message:"must be <= 10000000",schema:10000000,parentSchema:schema11.properties.cache.properties.credentials,data:data69};
+if(data69 < 0 || isNaN(data69)){
+const err249 = {instancePath:instancePath+"/cache/decisionsPerClient",schemaPath:"#/properties/cache/properties/decisionsPerClient/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.cache.properties.decisionsPerClient,data:data69};
 if(vErrors === null){
 vErrors = [err249];
 }
@@ -2953,8 +2951,12 @@ vErrors.push(err249);
 }
 errors++;
 }
-if(data69 < 0 || isNaN(data69)){
-const err250 = {instancePath:instancePath+"/cache/credentials",schemaPath:"#/properties/cache/properties/credentials/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.cache.properties.credentials,data:data69};
+}
+}
+if(data68.credentials !== undefined){
+let data70 = data68.credentials;
+if(!(((typeof data70 == "number") && (!(data70 % 1) && !isNaN(data70))) && (isFinite(data70)))){
+const err250 = {instancePath:instancePath+"/cache/credentials",schemaPath:"#/properties/cache/properties/credentials/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cache.properties.credentials.type,parentSchema:schema11.properties.cache.properties.credentials,data:data70};
 if(vErrors === null){
 vErrors = [err250];
 }
@@ -2963,11 +2965,9 @@ vErrors.push(err250);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err251 = {instancePath:instancePath+"/cache",schemaPath:"#/properties/cache/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.cache.type,parentSchema:schema11.properties.cache,data:data67};
+if((typeof data70 == "number") && (isFinite(data70))){
+if(data70 > 10000000 || isNaN(data70)){
+const err251 = {instancePath:instancePath+"/cache/credentials",schemaPath:"#/properties/cache/properties/credentials/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000000},message:"must be <= 10000000",schema:10000000,parentSchema:schema11.properties.cache.properties.credentials,data:data70};
 if(vErrors === null){
 vErrors = [err251];
 }
@@ -2976,12 +2976,8 @@ vErrors.push(err251);
 }
 errors++;
 }
-}
-if(data.log !== undefined){
-let data70 = data.log;
-if(data70 && typeof data70 == "object" && !Array.isArray(data70)){
-if(data70.level === undefined){
-const err252 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/required",keyword:"required",params:{missingProperty: "level"},message:"must have required property '"+"level"+"'",schema:schema11.properties.log.required,parentSchema:schema11.properties.log,data:data70};
+if(data70 < 0 || isNaN(data70)){
+const err252 = {instancePath:instancePath+"/cache/credentials",schemaPath:"#/properties/cache/properties/credentials/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.cache.properties.credentials,data:data70};
 if(vErrors === null){
 vErrors = [err252];
 }
@@ -2990,9 +2986,11 @@ vErrors.push(err252);
 }
 errors++;
 }
-for(const key16 in data70){
-if(!(key16 === "level")){
-const err253 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key16},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.log,data:data70};
+}
+}
+}
+else {
+const err253 = {instancePath:instancePath+"/cache",schemaPath:"#/properties/cache/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.cache.type,parentSchema:schema11.properties.cache,data:data68};
 if(vErrors === null){
 vErrors = [err253];
 }
@@ -3002,13 +3000,11 @@ vErrors.push(err253);
 errors++;
 }
 }
-if(data70.level !== undefined){
-let data71 = data70.level;
-const _errs175 = errors;
-let valid23 = false;
-const _errs176 = errors;
-if(typeof data71 !== "string"){
-const err254 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.log.properties.level.anyOf[0].type,parentSchema:schema11.properties.log.properties.level.anyOf[0],data:data71};
+if(data.log !== undefined){
+let data71 = data.log;
+if(data71 && typeof data71 == "object" && !Array.isArray(data71)){
+if(data71.level === undefined){
+const err254 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/required",keyword:"required",params:{missingProperty: "level"},message:"must have required property '"+"level"+"'",schema:schema11.properties.log.required,parentSchema:schema11.properties.log,data:data71};
 if(vErrors === null){
 vErrors = [err254];
 }
@@ -3017,8 +3013,9 @@ vErrors.push(err254);
 }
 errors++;
 }
-if("fatal" !== data71){
-const err255 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/const",keyword:"const",params:{allowedValue: "fatal"},message:"must be equal to constant",schema:"fatal",parentSchema:schema11.properties.log.properties.level.anyOf[0],data:data71};
+for(const key16 in data71){
+if(!(key16 === "level")){
+const err255 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key16},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.log,data:data71};
 if(vErrors === null){
 vErrors = [err255];
 }
@@ -3027,12 +3024,14 @@ vErrors.push(err255);
 }
 errors++;
 }
-var _valid2 = _errs176 === errors;
-valid23 = valid23 || _valid2;
-if(!valid23){
+}
+if(data71.level !== undefined){
+let data72 = data71.level;
+const _errs177 = errors;
+let valid23 = false;
 const _errs178 = errors;
-if(typeof data71 !== "string"){
-const err256 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.log.properties.level.anyOf[1].type,parentSchema:schema11.properties.log.properties.level.anyOf[1],data:data71};
+if(typeof data72 !== "string"){
+const err256 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.log.properties.level.anyOf[0].type,parentSchema:schema11.properties.log.properties.level.anyOf[0],data:data72};
 if(vErrors === null){
 vErrors = [err256];
 }
@@ -3041,8 +3040,8 @@ vErrors.push(err256);
 }
 errors++;
 }
-if("error" !== data71){
-const err257 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/const",keyword:"const",params:{allowedValue: "error"},message:"must be equal to constant",schema:"error",parentSchema:schema11.properties.log.properties.level.anyOf[1],data:data71};
+if("fatal" !== data72){
+const err257 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/const",keyword:"const",params:{allowedValue: "fatal"},message:"must be equal to constant",schema:"fatal",parentSchema:schema11.properties.log.properties.level.anyOf[0],data:data72};
 if(vErrors === null){
 vErrors = [err257];
 }
@@ -3055,8 +3054,8 @@ var _valid2 = _errs178 === errors;
 valid23 = valid23 || _valid2;
 if(!valid23){
 const _errs180 = errors;
-if(typeof data71 !== "string"){
-const err258 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.log.properties.level.anyOf[2].type,parentSchema:schema11.properties.log.properties.level.anyOf[2],data:data71};
+if(typeof data72 !== "string"){
+const err258 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.log.properties.level.anyOf[1].type,parentSchema:schema11.properties.log.properties.level.anyOf[1],data:data72};
 if(vErrors === null){
 vErrors = [err258];
 }
@@ -3065,8 +3064,8 @@ vErrors.push(err258);
 }
 errors++;
 }
-if("warn" !== data71){
-const err259 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/const",keyword:"const",params:{allowedValue: "warn"},message:"must be equal to constant",schema:"warn",parentSchema:schema11.properties.log.properties.level.anyOf[2],data:data71};
+if("error" !== data72){
+const err259 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/const",keyword:"const",params:{allowedValue: "error"},message:"must be equal to constant",schema:"error",parentSchema:schema11.properties.log.properties.level.anyOf[1],data:data72};
 if(vErrors === null){
 vErrors = [err259];
 }
@@ -3079,8 +3078,8 @@ var _valid2 = _errs180 === errors;
 valid23 = valid23 || _valid2;
 if(!valid23){
 const _errs182 = errors;
-if(typeof data71 !== "string"){
-const err260 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.log.properties.level.anyOf[3].type,parentSchema:schema11.properties.log.properties.level.anyOf[3],data:data71};
+if(typeof data72 !== "string"){
+const err260 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.log.properties.level.anyOf[2].type,parentSchema:schema11.properties.log.properties.level.anyOf[2],data:data72};
 if(vErrors === null){
 vErrors = [err260];
 }
@@ -3089,8 +3088,8 @@ vErrors.push(err260);
 }
 errors++;
 }
-if("info" !== data71){
-const err261 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/const",keyword:"const",params:{allowedValue: "info"},message:"must be equal to constant",schema:"info",parentSchema:schema11.properties.log.properties.level.anyOf[3],data:data71};
+if("warn" !== data72){
+const err261 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/const",keyword:"const",params:{allowedValue: "warn"},message:"must be equal to constant",schema:"warn",parentSchema:schema11.properties.log.properties.level.anyOf[2],data:data72};
 if(vErrors === null){
 vErrors = [err261];
 }
@@ -3103,8 +3102,8 @@ var _valid2 = _errs182 === errors;
 valid23 = valid23 || _valid2;
 if(!valid23){
 const _errs184 = errors;
-if(typeof data71 !== "string"){
-const err262 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/4/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.log.properties.level.anyOf[4].type,parentSchema:schema11.properties.log.properties.level.anyOf[4],data:data71};
+if(typeof data72 !== "string"){
+const err262 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.log.properties.level.anyOf[3].type,parentSchema:schema11.properties.log.properties.level.anyOf[3],data:data72};
 if(vErrors === null){
 vErrors = [err262];
 }
@@ -3113,8 +3112,8 @@ vErrors.push(err262);
 }
 errors++;
 }
-if("debug" !== data71){
-const err263 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/4/const",keyword:"const",params:{allowedValue: "debug"},message:"must be equal to constant",schema:"debug",parentSchema:schema11.properties.log.properties.level.anyOf[4],data:data71};
+if("info" !== data72){
+const err263 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/const",keyword:"const",params:{allowedValue: "info"},message:"must be equal to constant",schema:"info",parentSchema:schema11.properties.log.properties.level.anyOf[3],data:data72};
 if(vErrors === null){
 vErrors = [err263];
 }
@@ -3127,8 +3126,8 @@ var _valid2 = _errs184 === errors;
 valid23 = valid23 || _valid2;
 if(!valid23){
 const _errs186 = errors;
-if(typeof data71 !== "string"){
-const err264 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/5/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.log.properties.level.anyOf[5].type,parentSchema:schema11.properties.log.properties.level.anyOf[5],data:data71};
+if(typeof data72 !== "string"){
+const err264 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/4/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.log.properties.level.anyOf[4].type,parentSchema:schema11.properties.log.properties.level.anyOf[4],data:data72};
 if(vErrors === null){
 vErrors = [err264];
 }
@@ -3137,8 +3136,8 @@ vErrors.push(err264);
 }
 errors++;
 }
-if("trace" !== data71){
-const err265 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/5/const",keyword:"const",params:{allowedValue: "trace"},message:"must be equal to constant",schema:"trace",parentSchema:schema11.properties.log.properties.level.anyOf[5],data:data71};
+if("debug" !== data72){
+const err265 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/4/const",keyword:"const",params:{allowedValue: "debug"},message:"must be equal to constant",schema:"debug",parentSchema:schema11.properties.log.properties.level.anyOf[4],data:data72};
 if(vErrors === null){
 vErrors = [err265];
 }
@@ -3151,8 +3150,8 @@ var _valid2 = _errs186 === errors;
 valid23 = valid23 || _valid2;
 if(!valid23){
 const _errs188 = errors;
-if(typeof data71 !== "string"){
-const err266 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/6/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.log.properties.level.anyOf[6].type,parentSchema:schema11.properties.log.properties.level.anyOf[6],data:data71};
+if(typeof data72 !== "string"){
+const err266 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/5/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.log.properties.level.anyOf[5].type,parentSchema:schema11.properties.log.properties.level.anyOf[5],data:data72};
 if(vErrors === null){
 vErrors = [err266];
 }
@@ -3161,8 +3160,8 @@ vErrors.push(err266);
 }
 errors++;
 }
-if("silent" !== data71){
-const err267 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/6/const",keyword:"const",params:{allowedValue: "silent"},message:"must be equal to constant",schema:"silent",parentSchema:schema11.properties.log.properties.level.anyOf[6],data:data71};
+if("trace" !== data72){
+const err267 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/5/const",keyword:"const",params:{allowedValue: "trace"},message:"must be equal to constant",schema:"trace",parentSchema:schema11.properties.log.properties.level.anyOf[5],data:data72};
 if(vErrors === null){
 vErrors = [err267];
 }
@@ -3173,14 +3172,10 @@ errors++;
 }
 var _valid2 = _errs188 === errors;
 valid23 = valid23 || _valid2;
-}
-}
-}
-}
-}
-}
 if(!valid23){
-const err268 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.log.properties.level.anyOf,parentSchema:schema11.properties.log.properties.level,data:data71};
+const _errs190 = errors;
+if(typeof data72 !== "string"){
+const err268 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/6/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.log.properties.level.anyOf[6].type,parentSchema:schema11.properties.log.properties.level.anyOf[6],data:data72};
 if(vErrors === null){
 vErrors = [err268];
 }
@@ -3189,11 +3184,39 @@ vErrors.push(err268);
 }
 errors++;
 }
+if("silent" !== data72){
+const err269 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/6/const",keyword:"const",params:{allowedValue: "silent"},message:"must be equal to constant",schema:"silent",parentSchema:schema11.properties.log.properties.level.anyOf[6],data:data72};
+if(vErrors === null){
+vErrors = [err269];
+}
 else {
-errors = _errs175;
+vErrors.push(err269);
+}
+errors++;
+}
+var _valid2 = _errs190 === errors;
+valid23 = valid23 || _valid2;
+}
+}
+}
+}
+}
+}
+if(!valid23){
+const err270 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.log.properties.level.anyOf,parentSchema:schema11.properties.log.properties.level,data:data72};
+if(vErrors === null){
+vErrors = [err270];
+}
+else {
+vErrors.push(err270);
+}
+errors++;
+}
+else {
+errors = _errs177;
 if(vErrors !== null){
-if(_errs175){
-vErrors.length = _errs175;
+if(_errs177){
+vErrors.length = _errs177;
 }
 else {
 vErrors = null;
@@ -3203,31 +3226,7 @@ vErrors = null;
 }
 }
 else {
-const err269 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.log.type,parentSchema:schema11.properties.log,data:data70};
-if(vErrors === null){
-vErrors = [err269];
-}
-else {
-vErrors.push(err269);
-}
-errors++;
-}
-}
-if(data.cloud !== undefined){
-let data72 = data.cloud;
-if(data72 && typeof data72 == "object" && !Array.isArray(data72)){
-if(data72.enabled === undefined){
-const err270 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "enabled"},message:"must have required property '"+"enabled"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data72};
-if(vErrors === null){
-vErrors = [err270];
-}
-else {
-vErrors.push(err270);
-}
-errors++;
-}
-if(data72.url === undefined){
-const err271 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "url"},message:"must have required property '"+"url"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data72};
+const err271 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.log.type,parentSchema:schema11.properties.log,data:data71};
 if(vErrors === null){
 vErrors = [err271];
 }
@@ -3236,8 +3235,12 @@ vErrors.push(err271);
 }
 errors++;
 }
-if(data72.clientId === undefined){
-const err272 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "clientId"},message:"must have required property '"+"clientId"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data72};
+}
+if(data.cloud !== undefined){
+let data73 = data.cloud;
+if(data73 && typeof data73 == "object" && !Array.isArray(data73)){
+if(data73.enabled === undefined){
+const err272 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "enabled"},message:"must have required property '"+"enabled"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
 if(vErrors === null){
 vErrors = [err272];
 }
@@ -3246,8 +3249,8 @@ vErrors.push(err272);
 }
 errors++;
 }
-if(data72.prefix === undefined){
-const err273 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "prefix"},message:"must have required property '"+"prefix"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data72};
+if(data73.url === undefined){
+const err273 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "url"},message:"must have required property '"+"url"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
 if(vErrors === null){
 vErrors = [err273];
 }
@@ -3256,8 +3259,8 @@ vErrors.push(err273);
 }
 errors++;
 }
-if(data72.username === undefined){
-const err274 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "username"},message:"must have required property '"+"username"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data72};
+if(data73.clientId === undefined){
+const err274 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "clientId"},message:"must have required property '"+"clientId"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
 if(vErrors === null){
 vErrors = [err274];
 }
@@ -3266,8 +3269,8 @@ vErrors.push(err274);
 }
 errors++;
 }
-if(data72.passwordFile === undefined){
-const err275 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "passwordFile"},message:"must have required property '"+"passwordFile"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data72};
+if(data73.prefix === undefined){
+const err275 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "prefix"},message:"must have required property '"+"prefix"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
 if(vErrors === null){
 vErrors = [err275];
 }
@@ -3276,8 +3279,8 @@ vErrors.push(err275);
 }
 errors++;
 }
-if(data72.ca === undefined){
-const err276 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "ca"},message:"must have required property '"+"ca"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data72};
+if(data73.username === undefined){
+const err276 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "username"},message:"must have required property '"+"username"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
 if(vErrors === null){
 vErrors = [err276];
 }
@@ -3286,8 +3289,8 @@ vErrors.push(err276);
 }
 errors++;
 }
-if(data72.cert === undefined){
-const err277 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "cert"},message:"must have required property '"+"cert"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data72};
+if(data73.passwordFile === undefined){
+const err277 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "passwordFile"},message:"must have required property '"+"passwordFile"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
 if(vErrors === null){
 vErrors = [err277];
 }
@@ -3296,8 +3299,8 @@ vErrors.push(err277);
 }
 errors++;
 }
-if(data72.key === undefined){
-const err278 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "key"},message:"must have required property '"+"key"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data72};
+if(data73.ca === undefined){
+const err278 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "ca"},message:"must have required property '"+"ca"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
 if(vErrors === null){
 vErrors = [err278];
 }
@@ -3306,8 +3309,8 @@ vErrors.push(err278);
 }
 errors++;
 }
-if(data72.keepaliveSeconds === undefined){
-const err279 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "keepaliveSeconds"},message:"must have required property '"+"keepaliveSeconds"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data72};
+if(data73.cert === undefined){
+const err279 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "cert"},message:"must have required property '"+"cert"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
 if(vErrors === null){
 vErrors = [err279];
 }
@@ -3316,8 +3319,8 @@ vErrors.push(err279);
 }
 errors++;
 }
-if(data72.connectTimeoutMs === undefined){
-const err280 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "connectTimeoutMs"},message:"must have required property '"+"connectTimeoutMs"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data72};
+if(data73.key === undefined){
+const err280 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "key"},message:"must have required property '"+"key"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
 if(vErrors === null){
 vErrors = [err280];
 }
@@ -3326,8 +3329,8 @@ vErrors.push(err280);
 }
 errors++;
 }
-if(data72.reconnectMinMs === undefined){
-const err281 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "reconnectMinMs"},message:"must have required property '"+"reconnectMinMs"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data72};
+if(data73.keepaliveSeconds === undefined){
+const err281 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "keepaliveSeconds"},message:"must have required property '"+"keepaliveSeconds"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
 if(vErrors === null){
 vErrors = [err281];
 }
@@ -3336,8 +3339,8 @@ vErrors.push(err281);
 }
 errors++;
 }
-if(data72.reconnectMaxMs === undefined){
-const err282 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "reconnectMaxMs"},message:"must have required property '"+"reconnectMaxMs"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data72};
+if(data73.connectTimeoutMs === undefined){
+const err282 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "connectTimeoutMs"},message:"must have required property '"+"connectTimeoutMs"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
 if(vErrors === null){
 vErrors = [err282];
 }
@@ -3346,8 +3349,8 @@ vErrors.push(err282);
 }
 errors++;
 }
-if(data72.inflight === undefined){
-const err283 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "inflight"},message:"must have required property '"+"inflight"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data72};
+if(data73.reconnectMinMs === undefined){
+const err283 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "reconnectMinMs"},message:"must have required property '"+"reconnectMinMs"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
 if(vErrors === null){
 vErrors = [err283];
 }
@@ -3356,8 +3359,8 @@ vErrors.push(err283);
 }
 errors++;
 }
-if(data72.forward === undefined){
-const err284 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "forward"},message:"must have required property '"+"forward"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data72};
+if(data73.reconnectMaxMs === undefined){
+const err284 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "reconnectMaxMs"},message:"must have required property '"+"reconnectMaxMs"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
 if(vErrors === null){
 vErrors = [err284];
 }
@@ -3366,8 +3369,8 @@ vErrors.push(err284);
 }
 errors++;
 }
-if(data72.queue === undefined){
-const err285 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "queue"},message:"must have required property '"+"queue"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data72};
+if(data73.inflight === undefined){
+const err285 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "inflight"},message:"must have required property '"+"inflight"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
 if(vErrors === null){
 vErrors = [err285];
 }
@@ -3376,9 +3379,8 @@ vErrors.push(err285);
 }
 errors++;
 }
-for(const key17 in data72){
-if(!(func2.call(schema11.properties.cloud.properties, key17))){
-const err286 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key17},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.cloud,data:data72};
+if(data73.forward === undefined){
+const err286 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "forward"},message:"must have required property '"+"forward"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
 if(vErrors === null){
 vErrors = [err286];
 }
@@ -3387,11 +3389,8 @@ vErrors.push(err286);
 }
 errors++;
 }
-}
-if(data72.enabled !== undefined){
-let data73 = data72.enabled;
-if(typeof data73 !== "boolean"){
-const err287 = {instancePath:instancePath+"/cloud/enabled",schemaPath:"#/properties/cloud/properties/enabled/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.cloud.properties.enabled.type,parentSchema:schema11.properties.cloud.properties.enabled,data:data73};
+if(data73.queue === undefined){
+const err287 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "queue"},message:"must have required property '"+"queue"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
 if(vErrors === null){
 vErrors = [err287];
 }
@@ -3400,12 +3399,9 @@ vErrors.push(err287);
 }
 errors++;
 }
-}
-if(data72.url !== undefined){
-let data74 = data72.url;
-if(typeof data74 === "string"){
-if(!pattern3.test(data74)){
-const err288 = {instancePath:instancePath+"/cloud/url",schemaPath:"#/properties/cloud/properties/url/pattern",keyword:"pattern",params:{pattern: "^(mqtt|mqtts)://[^/?#@]+$"},message:"must match pattern \""+"^(mqtt|mqtts)://[^/?#@]+$"+"\"",schema:"^(mqtt|mqtts)://[^/?#@]+$",parentSchema:schema11.properties.cloud.properties.url,data:data74};
+for(const key17 in data73){
+if(!(func2.call(schema11.properties.cloud.properties, key17))){
+const err288 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key17},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.cloud,data:data73};
 if(vErrors === null){
 vErrors = [err288];
 }
@@ -3415,8 +3411,10 @@ vErrors.push(err288);
 errors++;
 }
 }
-else {
-const err289 = {instancePath:instancePath+"/cloud/url",schemaPath:"#/properties/cloud/properties/url/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.cloud.properties.url.type,parentSchema:schema11.properties.cloud.properties.url,data:data74};
+if(data73.enabled !== undefined){
+let data74 = data73.enabled;
+if(typeof data74 !== "boolean"){
+const err289 = {instancePath:instancePath+"/cloud/enabled",schemaPath:"#/properties/cloud/properties/enabled/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.cloud.properties.enabled.type,parentSchema:schema11.properties.cloud.properties.enabled,data:data74};
 if(vErrors === null){
 vErrors = [err289];
 }
@@ -3426,11 +3424,11 @@ vErrors.push(err289);
 errors++;
 }
 }
-if(data72.clientId !== undefined){
-let data75 = data72.clientId;
+if(data73.url !== undefined){
+let data75 = data73.url;
 if(typeof data75 === "string"){
-if(func3(data75) > 128){
-const err290 = {instancePath:instancePath+"/cloud/clientId",schemaPath:"#/properties/cloud/properties/clientId/maxLength",keyword:"maxLength",params:{limit: 128},message:"must NOT have more than 128 characters",schema:128,parentSchema:schema11.properties.cloud.properties.clientId,data:data75};
+if(!pattern3.test(data75)){
+const err290 = {instancePath:instancePath+"/cloud/url",schemaPath:"#/properties/cloud/properties/url/pattern",keyword:"pattern",params:{pattern: "^(mqtt|mqtts)://[^/?#@]+$"},message:"must match pattern \""+"^(mqtt|mqtts)://[^/?#@]+$"+"\"",schema:"^(mqtt|mqtts)://[^/?#@]+$",parentSchema:schema11.properties.cloud.properties.url,data:data75};
 if(vErrors === null){
 vErrors = [err290];
 }
@@ -3439,8 +3437,9 @@ vErrors.push(err290);
 }
 errors++;
 }
-if(func3(data75) < 1){
-const err291 = {instancePath:instancePath+"/cloud/clientId",schemaPath:"#/properties/cloud/properties/clientId/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.cloud.properties.clientId,data:data75};
+}
+else {
+const err291 = {instancePath:instancePath+"/cloud/url",schemaPath:"#/properties/cloud/properties/url/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.cloud.properties.url.type,parentSchema:schema11.properties.cloud.properties.url,data:data75};
 if(vErrors === null){
 vErrors = [err291];
 }
@@ -3450,8 +3449,11 @@ vErrors.push(err291);
 errors++;
 }
 }
-else {
-const err292 = {instancePath:instancePath+"/cloud/clientId",schemaPath:"#/properties/cloud/properties/clientId/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.cloud.properties.clientId.type,parentSchema:schema11.properties.cloud.properties.clientId,data:data75};
+if(data73.clientId !== undefined){
+let data76 = data73.clientId;
+if(typeof data76 === "string"){
+if(func3(data76) > 128){
+const err292 = {instancePath:instancePath+"/cloud/clientId",schemaPath:"#/properties/cloud/properties/clientId/maxLength",keyword:"maxLength",params:{limit: 128},message:"must NOT have more than 128 characters",schema:128,parentSchema:schema11.properties.cloud.properties.clientId,data:data76};
 if(vErrors === null){
 vErrors = [err292];
 }
@@ -3460,12 +3462,8 @@ vErrors.push(err292);
 }
 errors++;
 }
-}
-if(data72.prefix !== undefined){
-let data76 = data72.prefix;
-if(typeof data76 === "string"){
-if(func3(data76) < 2){
-const err293 = {instancePath:instancePath+"/cloud/prefix",schemaPath:"#/properties/cloud/properties/prefix/minLength",keyword:"minLength",params:{limit: 2},message:"must NOT have fewer than 2 characters",schema:2,parentSchema:schema11.properties.cloud.properties.prefix,data:data76};
+if(func3(data76) < 1){
+const err293 = {instancePath:instancePath+"/cloud/clientId",schemaPath:"#/properties/cloud/properties/clientId/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.cloud.properties.clientId,data:data76};
 if(vErrors === null){
 vErrors = [err293];
 }
@@ -3474,8 +3472,9 @@ vErrors.push(err293);
 }
 errors++;
 }
-if(!pattern4.test(data76)){
-const err294 = {instancePath:instancePath+"/cloud/prefix",schemaPath:"#/properties/cloud/properties/prefix/pattern",keyword:"pattern",params:{pattern: "^[^+#\\u0000]*/$"},message:"must match pattern \""+"^[^+#\\u0000]*/$"+"\"",schema:"^[^+#\\u0000]*/$",parentSchema:schema11.properties.cloud.properties.prefix,data:data76};
+}
+else {
+const err294 = {instancePath:instancePath+"/cloud/clientId",schemaPath:"#/properties/cloud/properties/clientId/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.cloud.properties.clientId.type,parentSchema:schema11.properties.cloud.properties.clientId,data:data76};
 if(vErrors === null){
 vErrors = [err294];
 }
@@ -3485,8 +3484,11 @@ vErrors.push(err294);
 errors++;
 }
 }
-else {
-const err295 = {instancePath:instancePath+"/cloud/prefix",schemaPath:"#/properties/cloud/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.cloud.properties.prefix.type,parentSchema:schema11.properties.cloud.properties.prefix,data:data76};
+if(data73.prefix !== undefined){
+let data77 = data73.prefix;
+if(typeof data77 === "string"){
+if(func3(data77) < 2){
+const err295 = {instancePath:instancePath+"/cloud/prefix",schemaPath:"#/properties/cloud/properties/prefix/minLength",keyword:"minLength",params:{limit: 2},message:"must NOT have fewer than 2 characters",schema:2,parentSchema:schema11.properties.cloud.properties.prefix,data:data77};
 if(vErrors === null){
 vErrors = [err295];
 }
@@ -3495,11 +3497,8 @@ vErrors.push(err295);
 }
 errors++;
 }
-}
-if(data72.username !== undefined){
-let data77 = data72.username;
-if((typeof data77 !== "string") && (data77 !== null)){
-const err296 = {instancePath:instancePath+"/cloud/username",schemaPath:"#/properties/cloud/properties/username/type",keyword:"type",params:{type: schema11.properties.cloud.properties.username.type},message:"must be string,null",schema:schema11.properties.cloud.properties.username.type,parentSchema:schema11.properties.cloud.properties.username,data:data77};
+if(!pattern4.test(data77)){
+const err296 = {instancePath:instancePath+"/cloud/prefix",schemaPath:"#/properties/cloud/properties/prefix/pattern",keyword:"pattern",params:{pattern: "^[^+#\\u0000]*/$"},message:"must match pattern \""+"^[^+#\\u0000]*/$"+"\"",schema:"^[^+#\\u0000]*/$",parentSchema:schema11.properties.cloud.properties.prefix,data:data77};
 if(vErrors === null){
 vErrors = [err296];
 }
@@ -3508,9 +3507,9 @@ vErrors.push(err296);
 }
 errors++;
 }
-if(typeof data77 === "string"){
-if(func3(data77) < 1){
-const err297 = {instancePath:instancePath+"/cloud/username",schemaPath:"#/properties/cloud/properties/username/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.cloud.properties.username,data:data77};
+}
+else {
+const err297 = {instancePath:instancePath+"/cloud/prefix",schemaPath:"#/properties/cloud/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.cloud.properties.prefix.type,parentSchema:schema11.properties.cloud.properties.prefix,data:data77};
 if(vErrors === null){
 vErrors = [err297];
 }
@@ -3520,11 +3519,10 @@ vErrors.push(err297);
 errors++;
 }
 }
-}
-if(data72.passwordFile !== undefined){
-let data78 = data72.passwordFile;
+if(data73.username !== undefined){
+let data78 = data73.username;
 if((typeof data78 !== "string") && (data78 !== null)){
-const err298 = {instancePath:instancePath+"/cloud/passwordFile",schemaPath:"#/properties/cloud/properties/passwordFile/type",keyword:"type",params:{type: schema11.properties.cloud.properties.passwordFile.type},message:"must be string,null",schema:schema11.properties.cloud.properties.passwordFile.type,parentSchema:schema11.properties.cloud.properties.passwordFile,data:data78};
+const err298 = {instancePath:instancePath+"/cloud/username",schemaPath:"#/properties/cloud/properties/username/type",keyword:"type",params:{type: schema11.properties.cloud.properties.username.type},message:"must be string,null",schema:schema11.properties.cloud.properties.username.type,parentSchema:schema11.properties.cloud.properties.username,data:data78};
 if(vErrors === null){
 vErrors = [err298];
 }
@@ -3535,7 +3533,7 @@ errors++;
 }
 if(typeof data78 === "string"){
 if(func3(data78) < 1){
-const err299 = {instancePath:instancePath+"/cloud/passwordFile",schemaPath:"#/properties/cloud/properties/passwordFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.cloud.properties.passwordFile,data:data78};
+const err299 = {instancePath:instancePath+"/cloud/username",schemaPath:"#/properties/cloud/properties/username/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.cloud.properties.username,data:data78};
 if(vErrors === null){
 vErrors = [err299];
 }
@@ -3546,10 +3544,10 @@ errors++;
 }
 }
 }
-if(data72.ca !== undefined){
-let data79 = data72.ca;
+if(data73.passwordFile !== undefined){
+let data79 = data73.passwordFile;
 if((typeof data79 !== "string") && (data79 !== null)){
-const err300 = {instancePath:instancePath+"/cloud/ca",schemaPath:"#/properties/cloud/properties/ca/type",keyword:"type",params:{type: schema11.properties.cloud.properties.ca.type},message:"must be string,null",schema:schema11.properties.cloud.properties.ca.type,parentSchema:schema11.properties.cloud.properties.ca,data:data79};
+const err300 = {instancePath:instancePath+"/cloud/passwordFile",schemaPath:"#/properties/cloud/properties/passwordFile/type",keyword:"type",params:{type: schema11.properties.cloud.properties.passwordFile.type},message:"must be string,null",schema:schema11.properties.cloud.properties.passwordFile.type,parentSchema:schema11.properties.cloud.properties.passwordFile,data:data79};
 if(vErrors === null){
 vErrors = [err300];
 }
@@ -3560,7 +3558,7 @@ errors++;
 }
 if(typeof data79 === "string"){
 if(func3(data79) < 1){
-const err301 = {instancePath:instancePath+"/cloud/ca",schemaPath:"#/properties/cloud/properties/ca/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.cloud.properties.ca,data:data79};
+const err301 = {instancePath:instancePath+"/cloud/passwordFile",schemaPath:"#/properties/cloud/properties/passwordFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.cloud.properties.passwordFile,data:data79};
 if(vErrors === null){
 vErrors = [err301];
 }
@@ -3571,10 +3569,10 @@ errors++;
 }
 }
 }
-if(data72.cert !== undefined){
-let data80 = data72.cert;
+if(data73.ca !== undefined){
+let data80 = data73.ca;
 if((typeof data80 !== "string") && (data80 !== null)){
-const err302 = {instancePath:instancePath+"/cloud/cert",schemaPath:"#/properties/cloud/properties/cert/type",keyword:"type",params:{type: schema11.properties.cloud.properties.cert.type},message:"must be string,null",schema:schema11.properties.cloud.properties.cert.type,parentSchema:schema11.properties.cloud.properties.cert,data:data80};
+const err302 = {instancePath:instancePath+"/cloud/ca",schemaPath:"#/properties/cloud/properties/ca/type",keyword:"type",params:{type: schema11.properties.cloud.properties.ca.type},message:"must be string,null",schema:schema11.properties.cloud.properties.ca.type,parentSchema:schema11.properties.cloud.properties.ca,data:data80};
 if(vErrors === null){
 vErrors = [err302];
 }
@@ -3585,7 +3583,7 @@ errors++;
 }
 if(typeof data80 === "string"){
 if(func3(data80) < 1){
-const err303 = {instancePath:instancePath+"/cloud/cert",schemaPath:"#/properties/cloud/properties/cert/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.cloud.properties.cert,data:data80};
+const err303 = {instancePath:instancePath+"/cloud/ca",schemaPath:"#/properties/cloud/properties/ca/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.cloud.properties.ca,data:data80};
 if(vErrors === null){
 vErrors = [err303];
 }
@@ -3596,10 +3594,10 @@ errors++;
 }
 }
 }
-if(data72.key !== undefined){
-let data81 = data72.key;
+if(data73.cert !== undefined){
+let data81 = data73.cert;
 if((typeof data81 !== "string") && (data81 !== null)){
-const err304 = {instancePath:instancePath+"/cloud/key",schemaPath:"#/properties/cloud/properties/key/type",keyword:"type",params:{type: schema11.properties.cloud.properties.key.type},message:"must be string,null",schema:schema11.properties.cloud.properties.key.type,parentSchema:schema11.properties.cloud.properties.key,data:data81};
+const err304 = {instancePath:instancePath+"/cloud/cert",schemaPath:"#/properties/cloud/properties/cert/type",keyword:"type",params:{type: schema11.properties.cloud.properties.cert.type},message:"must be string,null",schema:schema11.properties.cloud.properties.cert.type,parentSchema:schema11.properties.cloud.properties.cert,data:data81};
 if(vErrors === null){
 vErrors = [err304];
 }
@@ -3610,7 +3608,7 @@ errors++;
 }
 if(typeof data81 === "string"){
 if(func3(data81) < 1){
-const err305 = {instancePath:instancePath+"/cloud/key",schemaPath:"#/properties/cloud/properties/key/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.cloud.properties.key,data:data81};
+const err305 = {instancePath:instancePath+"/cloud/cert",schemaPath:"#/properties/cloud/properties/cert/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.cloud.properties.cert,data:data81};
 if(vErrors === null){
 vErrors = [err305];
 }
@@ -3621,10 +3619,10 @@ errors++;
 }
 }
 }
-if(data72.keepaliveSeconds !== undefined){
-let data82 = data72.keepaliveSeconds;
-if(!(((typeof data82 == "number") && (!(data82 % 1) && !isNaN(data82))) && (isFinite(data82)))){
-const err306 = {instancePath:instancePath+"/cloud/keepaliveSeconds",schemaPath:"#/properties/cloud/properties/keepaliveSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cloud.properties.keepaliveSeconds.type,parentSchema:schema11.properties.cloud.properties.keepaliveSeconds,data:data82};
+if(data73.key !== undefined){
+let data82 = data73.key;
+if((typeof data82 !== "string") && (data82 !== null)){
+const err306 = {instancePath:instancePath+"/cloud/key",schemaPath:"#/properties/cloud/properties/key/type",keyword:"type",params:{type: schema11.properties.cloud.properties.key.type},message:"must be string,null",schema:schema11.properties.cloud.properties.key.type,parentSchema:schema11.properties.cloud.properties.key,data:data82};
 if(vErrors === null){
 vErrors = [err306];
 }
@@ -3633,9 +3631,9 @@ vErrors.push(err306);
 }
 errors++;
 }
-if((typeof data82 == "number") && (isFinite(data82))){
-if(data82 > 3600 || isNaN(data82)){
-const err307 = {instancePath:instancePath+"/cloud/keepaliveSeconds",schemaPath:"#/properties/cloud/properties/keepaliveSeconds/maximum",keyword:"maximum",params:{comparison: "<=", limit: 3600},message:"must be <= 3600",schema:3600,parentSchema:schema11.properties.cloud.properties.keepaliveSeconds,data:data82};
+if(typeof data82 === "string"){
+if(func3(data82) < 1){
+const err307 = {instancePath:instancePath+"/cloud/key",schemaPath:"#/properties/cloud/properties/key/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.cloud.properties.key,data:data82};
 if(vErrors === null){
 vErrors = [err307];
 }
@@ -3644,8 +3642,12 @@ vErrors.push(err307);
 }
 errors++;
 }
-if(data82 < 5 || isNaN(data82)){
-const err308 = {instancePath:instancePath+"/cloud/keepaliveSeconds",schemaPath:"#/properties/cloud/properties/keepaliveSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 5},message:"must be >= 5",schema:5,parentSchema:schema11.properties.cloud.properties.keepaliveSeconds,data:data82};
+}
+}
+if(data73.keepaliveSeconds !== undefined){
+let data83 = data73.keepaliveSeconds;
+if(!(((typeof data83 == "number") && (!(data83 % 1) && !isNaN(data83))) && (isFinite(data83)))){
+const err308 = {instancePath:instancePath+"/cloud/keepaliveSeconds",schemaPath:"#/properties/cloud/properties/keepaliveSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cloud.properties.keepaliveSeconds.type,parentSchema:schema11.properties.cloud.properties.keepaliveSeconds,data:data83};
 if(vErrors === null){
 vErrors = [err308];
 }
@@ -3654,12 +3656,9 @@ vErrors.push(err308);
 }
 errors++;
 }
-}
-}
-if(data72.connectTimeoutMs !== undefined){
-let data83 = data72.connectTimeoutMs;
-if(!(((typeof data83 == "number") && (!(data83 % 1) && !isNaN(data83))) && (isFinite(data83)))){
-const err309 = {instancePath:instancePath+"/cloud/connectTimeoutMs",schemaPath:"#/properties/cloud/properties/connectTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cloud.properties.connectTimeoutMs.type,parentSchema:schema11.properties.cloud.properties.connectTimeoutMs,data:data83};
+if((typeof data83 == "number") && (isFinite(data83))){
+if(data83 > 3600 || isNaN(data83)){
+const err309 = {instancePath:instancePath+"/cloud/keepaliveSeconds",schemaPath:"#/properties/cloud/properties/keepaliveSeconds/maximum",keyword:"maximum",params:{comparison: "<=", limit: 3600},message:"must be <= 3600",schema:3600,parentSchema:schema11.properties.cloud.properties.keepaliveSeconds,data:data83};
 if(vErrors === null){
 vErrors = [err309];
 }
@@ -3668,9 +3667,8 @@ vErrors.push(err309);
 }
 errors++;
 }
-if((typeof data83 == "number") && (isFinite(data83))){
-if(data83 > 600000 || isNaN(data83)){
-const err310 = {instancePath:instancePath+"/cloud/connectTimeoutMs",schemaPath:"#/properties/cloud/properties/connectTimeoutMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 600000},message:"must be <= 600000",schema:600000,parentSchema:schema11.properties.cloud.properties.connectTimeoutMs,data:data83};
+if(data83 < 5 || isNaN(data83)){
+const err310 = {instancePath:instancePath+"/cloud/keepaliveSeconds",schemaPath:"#/properties/cloud/properties/keepaliveSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 5},message:"must be >= 5",schema:5,parentSchema:schema11.properties.cloud.properties.keepaliveSeconds,data:data83};
 if(vErrors === null){
 vErrors = [err310];
 }
@@ -3679,8 +3677,12 @@ vErrors.push(err310);
 }
 errors++;
 }
-if(data83 < 1000 || isNaN(data83)){
-const err311 = {instancePath:instancePath+"/cloud/connectTimeoutMs",schemaPath:"#/properties/cloud/properties/connectTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1000},message:"must be >= 1000",schema:1000,parentSchema:schema11.properties.cloud.properties.connectTimeoutMs,data:data83};
+}
+}
+if(data73.connectTimeoutMs !== undefined){
+let data84 = data73.connectTimeoutMs;
+if(!(((typeof data84 == "number") && (!(data84 % 1) && !isNaN(data84))) && (isFinite(data84)))){
+const err311 = {instancePath:instancePath+"/cloud/connectTimeoutMs",schemaPath:"#/properties/cloud/properties/connectTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cloud.properties.connectTimeoutMs.type,parentSchema:schema11.properties.cloud.properties.connectTimeoutMs,data:data84};
 if(vErrors === null){
 vErrors = [err311];
 }
@@ -3689,12 +3691,9 @@ vErrors.push(err311);
 }
 errors++;
 }
-}
-}
-if(data72.reconnectMinMs !== undefined){
-let data84 = data72.reconnectMinMs;
-if(!(((typeof data84 == "number") && (!(data84 % 1) && !isNaN(data84))) && (isFinite(data84)))){
-const err312 = {instancePath:instancePath+"/cloud/reconnectMinMs",schemaPath:"#/properties/cloud/properties/reconnectMinMs/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cloud.properties.reconnectMinMs.type,parentSchema:schema11.properties.cloud.properties.reconnectMinMs,data:data84};
+if((typeof data84 == "number") && (isFinite(data84))){
+if(data84 > 600000 || isNaN(data84)){
+const err312 = {instancePath:instancePath+"/cloud/connectTimeoutMs",schemaPath:"#/properties/cloud/properties/connectTimeoutMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 600000},message:"must be <= 600000",schema:600000,parentSchema:schema11.properties.cloud.properties.connectTimeoutMs,data:data84};
 if(vErrors === null){
 vErrors = [err312];
 }
@@ -3703,9 +3702,8 @@ vErrors.push(err312);
 }
 errors++;
 }
-if((typeof data84 == "number") && (isFinite(data84))){
-if(data84 > 3600000 || isNaN(data84)){
-const err313 = {instancePath:instancePath+"/cloud/reconnectMinMs",schemaPath:"#/properties/cloud/properties/reconnectMinMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 3600000},message:"must be <= 3600000",schema:3600000,parentSchema:schema11.properties.cloud.properties.reconnectMinMs,data:data84};
+if(data84 < 1000 || isNaN(data84)){
+const err313 = {instancePath:instancePath+"/cloud/connectTimeoutMs",schemaPath:"#/properties/cloud/properties/connectTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1000},message:"must be >= 1000",schema:1000,parentSchema:schema11.properties.cloud.properties.connectTimeoutMs,data:data84};
 if(vErrors === null){
 vErrors = [err313];
 }
@@ -3714,8 +3712,12 @@ vErrors.push(err313);
 }
 errors++;
 }
-if(data84 < 10 || isNaN(data84)){
-const err314 = {instancePath:instancePath+"/cloud/reconnectMinMs",schemaPath:"#/properties/cloud/properties/reconnectMinMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 10},message:"must be >= 10",schema:10,parentSchema:schema11.properties.cloud.properties.reconnectMinMs,data:data84};
+}
+}
+if(data73.reconnectMinMs !== undefined){
+let data85 = data73.reconnectMinMs;
+if(!(((typeof data85 == "number") && (!(data85 % 1) && !isNaN(data85))) && (isFinite(data85)))){
+const err314 = {instancePath:instancePath+"/cloud/reconnectMinMs",schemaPath:"#/properties/cloud/properties/reconnectMinMs/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cloud.properties.reconnectMinMs.type,parentSchema:schema11.properties.cloud.properties.reconnectMinMs,data:data85};
 if(vErrors === null){
 vErrors = [err314];
 }
@@ -3724,12 +3726,9 @@ vErrors.push(err314);
 }
 errors++;
 }
-}
-}
-if(data72.reconnectMaxMs !== undefined){
-let data85 = data72.reconnectMaxMs;
-if(!(((typeof data85 == "number") && (!(data85 % 1) && !isNaN(data85))) && (isFinite(data85)))){
-const err315 = {instancePath:instancePath+"/cloud/reconnectMaxMs",schemaPath:"#/properties/cloud/properties/reconnectMaxMs/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cloud.properties.reconnectMaxMs.type,parentSchema:schema11.properties.cloud.properties.reconnectMaxMs,data:data85};
+if((typeof data85 == "number") && (isFinite(data85))){
+if(data85 > 3600000 || isNaN(data85)){
+const err315 = {instancePath:instancePath+"/cloud/reconnectMinMs",schemaPath:"#/properties/cloud/properties/reconnectMinMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 3600000},message:"must be <= 3600000",schema:3600000,parentSchema:schema11.properties.cloud.properties.reconnectMinMs,data:data85};
 if(vErrors === null){
 vErrors = [err315];
 }
@@ -3738,9 +3737,8 @@ vErrors.push(err315);
 }
 errors++;
 }
-if((typeof data85 == "number") && (isFinite(data85))){
-if(data85 > 86400000 || isNaN(data85)){
-const err316 = {instancePath:instancePath+"/cloud/reconnectMaxMs",schemaPath:"#/properties/cloud/properties/reconnectMaxMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 86400000},message:"must be <= 86400000",schema:86400000,parentSchema:schema11.properties.cloud.properties.reconnectMaxMs,data:data85};
+if(data85 < 10 || isNaN(data85)){
+const err316 = {instancePath:instancePath+"/cloud/reconnectMinMs",schemaPath:"#/properties/cloud/properties/reconnectMinMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 10},message:"must be >= 10",schema:10,parentSchema:schema11.properties.cloud.properties.reconnectMinMs,data:data85};
 if(vErrors === null){
 vErrors = [err316];
 }
@@ -3749,8 +3747,12 @@ vErrors.push(err316);
 }
 errors++;
 }
-if(data85 < 100 || isNaN(data85)){
-const err317 = {instancePath:instancePath+"/cloud/reconnectMaxMs",schemaPath:"#/properties/cloud/properties/reconnectMaxMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 100},message:"must be >= 100",schema:100,parentSchema:schema11.properties.cloud.properties.reconnectMaxMs,data:data85};
+}
+}
+if(data73.reconnectMaxMs !== undefined){
+let data86 = data73.reconnectMaxMs;
+if(!(((typeof data86 == "number") && (!(data86 % 1) && !isNaN(data86))) && (isFinite(data86)))){
+const err317 = {instancePath:instancePath+"/cloud/reconnectMaxMs",schemaPath:"#/properties/cloud/properties/reconnectMaxMs/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cloud.properties.reconnectMaxMs.type,parentSchema:schema11.properties.cloud.properties.reconnectMaxMs,data:data86};
 if(vErrors === null){
 vErrors = [err317];
 }
@@ -3759,12 +3761,9 @@ vErrors.push(err317);
 }
 errors++;
 }
-}
-}
-if(data72.inflight !== undefined){
-let data86 = data72.inflight;
-if(!(((typeof data86 == "number") && (!(data86 % 1) && !isNaN(data86))) && (isFinite(data86)))){
-const err318 = {instancePath:instancePath+"/cloud/inflight",schemaPath:"#/properties/cloud/properties/inflight/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cloud.properties.inflight.type,parentSchema:schema11.properties.cloud.properties.inflight,data:data86};
+if((typeof data86 == "number") && (isFinite(data86))){
+if(data86 > 86400000 || isNaN(data86)){
+const err318 = {instancePath:instancePath+"/cloud/reconnectMaxMs",schemaPath:"#/properties/cloud/properties/reconnectMaxMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 86400000},message:"must be <= 86400000",schema:86400000,parentSchema:schema11.properties.cloud.properties.reconnectMaxMs,data:data86};
 if(vErrors === null){
 vErrors = [err318];
 }
@@ -3773,9 +3772,8 @@ vErrors.push(err318);
 }
 errors++;
 }
-if((typeof data86 == "number") && (isFinite(data86))){
-if(data86 > 65535 || isNaN(data86)){
-const err319 = {instancePath:instancePath+"/cloud/inflight",schemaPath:"#/properties/cloud/properties/inflight/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema11.properties.cloud.properties.inflight,data:data86};
+if(data86 < 100 || isNaN(data86)){
+const err319 = {instancePath:instancePath+"/cloud/reconnectMaxMs",schemaPath:"#/properties/cloud/properties/reconnectMaxMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 100},message:"must be >= 100",schema:100,parentSchema:schema11.properties.cloud.properties.reconnectMaxMs,data:data86};
 if(vErrors === null){
 vErrors = [err319];
 }
@@ -3784,8 +3782,12 @@ vErrors.push(err319);
 }
 errors++;
 }
-if(data86 < 1 || isNaN(data86)){
-const err320 = {instancePath:instancePath+"/cloud/inflight",schemaPath:"#/properties/cloud/properties/inflight/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.cloud.properties.inflight,data:data86};
+}
+}
+if(data73.inflight !== undefined){
+let data87 = data73.inflight;
+if(!(((typeof data87 == "number") && (!(data87 % 1) && !isNaN(data87))) && (isFinite(data87)))){
+const err320 = {instancePath:instancePath+"/cloud/inflight",schemaPath:"#/properties/cloud/properties/inflight/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cloud.properties.inflight.type,parentSchema:schema11.properties.cloud.properties.inflight,data:data87};
 if(vErrors === null){
 vErrors = [err320];
 }
@@ -3794,17 +3796,9 @@ vErrors.push(err320);
 }
 errors++;
 }
-}
-}
-if(data72.forward !== undefined){
-let data87 = data72.forward;
-if(Array.isArray(data87)){
-const len2 = data87.length;
-for(let i2=0; i2<len2; i2++){
-let data88 = data87[i2];
-if(typeof data88 === "string"){
-if(func3(data88) > 65535){
-const err321 = {instancePath:instancePath+"/cloud/forward/" + i2,schemaPath:"#/properties/cloud/properties/forward/items/maxLength",keyword:"maxLength",params:{limit: 65535},message:"must NOT have more than 65535 characters",schema:65535,parentSchema:schema11.properties.cloud.properties.forward.items,data:data88};
+if((typeof data87 == "number") && (isFinite(data87))){
+if(data87 > 65535 || isNaN(data87)){
+const err321 = {instancePath:instancePath+"/cloud/inflight",schemaPath:"#/properties/cloud/properties/inflight/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema11.properties.cloud.properties.inflight,data:data87};
 if(vErrors === null){
 vErrors = [err321];
 }
@@ -3813,8 +3807,8 @@ vErrors.push(err321);
 }
 errors++;
 }
-if(func3(data88) < 1){
-const err322 = {instancePath:instancePath+"/cloud/forward/" + i2,schemaPath:"#/properties/cloud/properties/forward/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.cloud.properties.forward.items,data:data88};
+if(data87 < 1 || isNaN(data87)){
+const err322 = {instancePath:instancePath+"/cloud/inflight",schemaPath:"#/properties/cloud/properties/inflight/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.cloud.properties.inflight,data:data87};
 if(vErrors === null){
 vErrors = [err322];
 }
@@ -3823,8 +3817,17 @@ vErrors.push(err322);
 }
 errors++;
 }
-if(!pattern1.test(data88)){
-const err323 = {instancePath:instancePath+"/cloud/forward/" + i2,schemaPath:"#/properties/cloud/properties/forward/items/pattern",keyword:"pattern",params:{pattern: "^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$"},message:"must match pattern \""+"^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$"+"\"",schema:"^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$",parentSchema:schema11.properties.cloud.properties.forward.items,data:data88};
+}
+}
+if(data73.forward !== undefined){
+let data88 = data73.forward;
+if(Array.isArray(data88)){
+const len2 = data88.length;
+for(let i2=0; i2<len2; i2++){
+let data89 = data88[i2];
+if(typeof data89 === "string"){
+if(func3(data89) > 65535){
+const err323 = {instancePath:instancePath+"/cloud/forward/" + i2,schemaPath:"#/properties/cloud/properties/forward/items/maxLength",keyword:"maxLength",params:{limit: 65535},message:"must NOT have more than 65535 characters",schema:65535,parentSchema:schema11.properties.cloud.properties.forward.items,data:data89};
 if(vErrors === null){
 vErrors = [err323];
 }
@@ -3833,9 +3836,8 @@ vErrors.push(err323);
 }
 errors++;
 }
-}
-else {
-const err324 = {instancePath:instancePath+"/cloud/forward/" + i2,schemaPath:"#/properties/cloud/properties/forward/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.cloud.properties.forward.items.type,parentSchema:schema11.properties.cloud.properties.forward.items,data:data88};
+if(func3(data89) < 1){
+const err324 = {instancePath:instancePath+"/cloud/forward/" + i2,schemaPath:"#/properties/cloud/properties/forward/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.cloud.properties.forward.items,data:data89};
 if(vErrors === null){
 vErrors = [err324];
 }
@@ -3844,10 +3846,8 @@ vErrors.push(err324);
 }
 errors++;
 }
-}
-}
-else {
-const err325 = {instancePath:instancePath+"/cloud/forward",schemaPath:"#/properties/cloud/properties/forward/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.cloud.properties.forward.type,parentSchema:schema11.properties.cloud.properties.forward,data:data87};
+if(!pattern1.test(data89)){
+const err325 = {instancePath:instancePath+"/cloud/forward/" + i2,schemaPath:"#/properties/cloud/properties/forward/items/pattern",keyword:"pattern",params:{pattern: "^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$"},message:"must match pattern \""+"^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$"+"\"",schema:"^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$",parentSchema:schema11.properties.cloud.properties.forward.items,data:data89};
 if(vErrors === null){
 vErrors = [err325];
 }
@@ -3857,11 +3857,8 @@ vErrors.push(err325);
 errors++;
 }
 }
-if(data72.queue !== undefined){
-let data89 = data72.queue;
-if(data89 && typeof data89 == "object" && !Array.isArray(data89)){
-if(data89.maxBytes === undefined){
-const err326 = {instancePath:instancePath+"/cloud/queue",schemaPath:"#/properties/cloud/properties/queue/required",keyword:"required",params:{missingProperty: "maxBytes"},message:"must have required property '"+"maxBytes"+"'",schema:schema11.properties.cloud.properties.queue.required,parentSchema:schema11.properties.cloud.properties.queue,data:data89};
+else {
+const err326 = {instancePath:instancePath+"/cloud/forward/" + i2,schemaPath:"#/properties/cloud/properties/forward/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.cloud.properties.forward.items.type,parentSchema:schema11.properties.cloud.properties.forward.items,data:data89};
 if(vErrors === null){
 vErrors = [err326];
 }
@@ -3870,8 +3867,10 @@ vErrors.push(err326);
 }
 errors++;
 }
-if(data89.syncIntervalMs === undefined){
-const err327 = {instancePath:instancePath+"/cloud/queue",schemaPath:"#/properties/cloud/properties/queue/required",keyword:"required",params:{missingProperty: "syncIntervalMs"},message:"must have required property '"+"syncIntervalMs"+"'",schema:schema11.properties.cloud.properties.queue.required,parentSchema:schema11.properties.cloud.properties.queue,data:data89};
+}
+}
+else {
+const err327 = {instancePath:instancePath+"/cloud/forward",schemaPath:"#/properties/cloud/properties/forward/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.cloud.properties.forward.type,parentSchema:schema11.properties.cloud.properties.forward,data:data88};
 if(vErrors === null){
 vErrors = [err327];
 }
@@ -3880,9 +3879,12 @@ vErrors.push(err327);
 }
 errors++;
 }
-for(const key18 in data89){
-if(!((key18 === "maxBytes") || (key18 === "syncIntervalMs"))){
-const err328 = {instancePath:instancePath+"/cloud/queue",schemaPath:"#/properties/cloud/properties/queue/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key18},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.cloud.properties.queue,data:data89};
+}
+if(data73.queue !== undefined){
+let data90 = data73.queue;
+if(data90 && typeof data90 == "object" && !Array.isArray(data90)){
+if(data90.maxBytes === undefined){
+const err328 = {instancePath:instancePath+"/cloud/queue",schemaPath:"#/properties/cloud/properties/queue/required",keyword:"required",params:{missingProperty: "maxBytes"},message:"must have required property '"+"maxBytes"+"'",schema:schema11.properties.cloud.properties.queue.required,parentSchema:schema11.properties.cloud.properties.queue,data:data90};
 if(vErrors === null){
 vErrors = [err328];
 }
@@ -3891,11 +3893,8 @@ vErrors.push(err328);
 }
 errors++;
 }
-}
-if(data89.maxBytes !== undefined){
-let data90 = data89.maxBytes;
-if(!(((typeof data90 == "number") && (!(data90 % 1) && !isNaN(data90))) && (isFinite(data90)))){
-const err329 = {instancePath:instancePath+"/cloud/queue/maxBytes",schemaPath:"#/properties/cloud/properties/queue/properties/maxBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cloud.properties.queue.properties.maxBytes.type,parentSchema:schema11.properties.cloud.properties.queue.properties.maxBytes,data:data90};
+if(data90.syncIntervalMs === undefined){
+const err329 = {instancePath:instancePath+"/cloud/queue",schemaPath:"#/properties/cloud/properties/queue/required",keyword:"required",params:{missingProperty: "syncIntervalMs"},message:"must have required property '"+"syncIntervalMs"+"'",schema:schema11.properties.cloud.properties.queue.required,parentSchema:schema11.properties.cloud.properties.queue,data:data90};
 if(vErrors === null){
 vErrors = [err329];
 }
@@ -3904,9 +3903,9 @@ vErrors.push(err329);
 }
 errors++;
 }
-if((typeof data90 == "number") && (isFinite(data90))){
-if(data90 > 68719476736 || isNaN(data90)){
-const err330 = {instancePath:instancePath+"/cloud/queue/maxBytes",schemaPath:"#/properties/cloud/properties/queue/properties/maxBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 68719476736},message:"must be <= 68719476736",schema:68719476736,parentSchema:schema11.properties.cloud.properties.queue.properties.maxBytes,data:data90};
+for(const key18 in data90){
+if(!((key18 === "maxBytes") || (key18 === "syncIntervalMs"))){
+const err330 = {instancePath:instancePath+"/cloud/queue",schemaPath:"#/properties/cloud/properties/queue/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key18},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.cloud.properties.queue,data:data90};
 if(vErrors === null){
 vErrors = [err330];
 }
@@ -3915,8 +3914,11 @@ vErrors.push(err330);
 }
 errors++;
 }
-if(data90 < 65536 || isNaN(data90)){
-const err331 = {instancePath:instancePath+"/cloud/queue/maxBytes",schemaPath:"#/properties/cloud/properties/queue/properties/maxBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 65536},message:"must be >= 65536",schema:65536,parentSchema:schema11.properties.cloud.properties.queue.properties.maxBytes,data:data90};
+}
+if(data90.maxBytes !== undefined){
+let data91 = data90.maxBytes;
+if(!(((typeof data91 == "number") && (!(data91 % 1) && !isNaN(data91))) && (isFinite(data91)))){
+const err331 = {instancePath:instancePath+"/cloud/queue/maxBytes",schemaPath:"#/properties/cloud/properties/queue/properties/maxBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cloud.properties.queue.properties.maxBytes.type,parentSchema:schema11.properties.cloud.properties.queue.properties.maxBytes,data:data91};
 if(vErrors === null){
 vErrors = [err331];
 }
@@ -3925,12 +3927,9 @@ vErrors.push(err331);
 }
 errors++;
 }
-}
-}
-if(data89.syncIntervalMs !== undefined){
-let data91 = data89.syncIntervalMs;
-if(!(((typeof data91 == "number") && (!(data91 % 1) && !isNaN(data91))) && (isFinite(data91)))){
-const err332 = {instancePath:instancePath+"/cloud/queue/syncIntervalMs",schemaPath:"#/properties/cloud/properties/queue/properties/syncIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cloud.properties.queue.properties.syncIntervalMs.type,parentSchema:schema11.properties.cloud.properties.queue.properties.syncIntervalMs,data:data91};
+if((typeof data91 == "number") && (isFinite(data91))){
+if(data91 > 68719476736 || isNaN(data91)){
+const err332 = {instancePath:instancePath+"/cloud/queue/maxBytes",schemaPath:"#/properties/cloud/properties/queue/properties/maxBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 68719476736},message:"must be <= 68719476736",schema:68719476736,parentSchema:schema11.properties.cloud.properties.queue.properties.maxBytes,data:data91};
 if(vErrors === null){
 vErrors = [err332];
 }
@@ -3939,9 +3938,8 @@ vErrors.push(err332);
 }
 errors++;
 }
-if((typeof data91 == "number") && (isFinite(data91))){
-if(data91 > 10000 || isNaN(data91)){
-const err333 = {instancePath:instancePath+"/cloud/queue/syncIntervalMs",schemaPath:"#/properties/cloud/properties/queue/properties/syncIntervalMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000},message:"must be <= 10000",schema:10000,parentSchema:schema11.properties.cloud.properties.queue.properties.syncIntervalMs,data:data91};
+if(data91 < 65536 || isNaN(data91)){
+const err333 = {instancePath:instancePath+"/cloud/queue/maxBytes",schemaPath:"#/properties/cloud/properties/queue/properties/maxBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 65536},message:"must be >= 65536",schema:65536,parentSchema:schema11.properties.cloud.properties.queue.properties.maxBytes,data:data91};
 if(vErrors === null){
 vErrors = [err333];
 }
@@ -3950,8 +3948,12 @@ vErrors.push(err333);
 }
 errors++;
 }
-if(data91 < 0 || isNaN(data91)){
-const err334 = {instancePath:instancePath+"/cloud/queue/syncIntervalMs",schemaPath:"#/properties/cloud/properties/queue/properties/syncIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.cloud.properties.queue.properties.syncIntervalMs,data:data91};
+}
+}
+if(data90.syncIntervalMs !== undefined){
+let data92 = data90.syncIntervalMs;
+if(!(((typeof data92 == "number") && (!(data92 % 1) && !isNaN(data92))) && (isFinite(data92)))){
+const err334 = {instancePath:instancePath+"/cloud/queue/syncIntervalMs",schemaPath:"#/properties/cloud/properties/queue/properties/syncIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cloud.properties.queue.properties.syncIntervalMs.type,parentSchema:schema11.properties.cloud.properties.queue.properties.syncIntervalMs,data:data92};
 if(vErrors === null){
 vErrors = [err334];
 }
@@ -3960,11 +3962,9 @@ vErrors.push(err334);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err335 = {instancePath:instancePath+"/cloud/queue",schemaPath:"#/properties/cloud/properties/queue/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.cloud.properties.queue.type,parentSchema:schema11.properties.cloud.properties.queue,data:data89};
+if((typeof data92 == "number") && (isFinite(data92))){
+if(data92 > 10000 || isNaN(data92)){
+const err335 = {instancePath:instancePath+"/cloud/queue/syncIntervalMs",schemaPath:"#/properties/cloud/properties/queue/properties/syncIntervalMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000},message:"must be <= 10000",schema:10000,parentSchema:schema11.properties.cloud.properties.queue.properties.syncIntervalMs,data:data92};
 if(vErrors === null){
 vErrors = [err335];
 }
@@ -3973,10 +3973,8 @@ vErrors.push(err335);
 }
 errors++;
 }
-}
-}
-else {
-const err336 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.cloud.type,parentSchema:schema11.properties.cloud,data:data72};
+if(data92 < 0 || isNaN(data92)){
+const err336 = {instancePath:instancePath+"/cloud/queue/syncIntervalMs",schemaPath:"#/properties/cloud/properties/queue/properties/syncIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.cloud.properties.queue.properties.syncIntervalMs,data:data92};
 if(vErrors === null){
 vErrors = [err336];
 }
@@ -3986,11 +3984,10 @@ vErrors.push(err336);
 errors++;
 }
 }
-if(data.metrics !== undefined){
-let data92 = data.metrics;
-if(data92 && typeof data92 == "object" && !Array.isArray(data92)){
-if(data92.enabled === undefined){
-const err337 = {instancePath:instancePath+"/metrics",schemaPath:"#/properties/metrics/required",keyword:"required",params:{missingProperty: "enabled"},message:"must have required property '"+"enabled"+"'",schema:schema11.properties.metrics.required,parentSchema:schema11.properties.metrics,data:data92};
+}
+}
+else {
+const err337 = {instancePath:instancePath+"/cloud/queue",schemaPath:"#/properties/cloud/properties/queue/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.cloud.properties.queue.type,parentSchema:schema11.properties.cloud.properties.queue,data:data90};
 if(vErrors === null){
 vErrors = [err337];
 }
@@ -3999,8 +3996,10 @@ vErrors.push(err337);
 }
 errors++;
 }
-if(data92.host === undefined){
-const err338 = {instancePath:instancePath+"/metrics",schemaPath:"#/properties/metrics/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'",schema:schema11.properties.metrics.required,parentSchema:schema11.properties.metrics,data:data92};
+}
+}
+else {
+const err338 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.cloud.type,parentSchema:schema11.properties.cloud,data:data73};
 if(vErrors === null){
 vErrors = [err338];
 }
@@ -4009,8 +4008,12 @@ vErrors.push(err338);
 }
 errors++;
 }
-if(data92.port === undefined){
-const err339 = {instancePath:instancePath+"/metrics",schemaPath:"#/properties/metrics/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'",schema:schema11.properties.metrics.required,parentSchema:schema11.properties.metrics,data:data92};
+}
+if(data.metrics !== undefined){
+let data93 = data.metrics;
+if(data93 && typeof data93 == "object" && !Array.isArray(data93)){
+if(data93.enabled === undefined){
+const err339 = {instancePath:instancePath+"/metrics",schemaPath:"#/properties/metrics/required",keyword:"required",params:{missingProperty: "enabled"},message:"must have required property '"+"enabled"+"'",schema:schema11.properties.metrics.required,parentSchema:schema11.properties.metrics,data:data93};
 if(vErrors === null){
 vErrors = [err339];
 }
@@ -4019,9 +4022,8 @@ vErrors.push(err339);
 }
 errors++;
 }
-for(const key19 in data92){
-if(!(((key19 === "enabled") || (key19 === "host")) || (key19 === "port"))){
-const err340 = {instancePath:instancePath+"/metrics",schemaPath:"#/properties/metrics/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key19},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.metrics,data:data92};
+if(data93.host === undefined){
+const err340 = {instancePath:instancePath+"/metrics",schemaPath:"#/properties/metrics/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'",schema:schema11.properties.metrics.required,parentSchema:schema11.properties.metrics,data:data93};
 if(vErrors === null){
 vErrors = [err340];
 }
@@ -4030,11 +4032,8 @@ vErrors.push(err340);
 }
 errors++;
 }
-}
-if(data92.enabled !== undefined){
-let data93 = data92.enabled;
-if(typeof data93 !== "boolean"){
-const err341 = {instancePath:instancePath+"/metrics/enabled",schemaPath:"#/properties/metrics/properties/enabled/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.metrics.properties.enabled.type,parentSchema:schema11.properties.metrics.properties.enabled,data:data93};
+if(data93.port === undefined){
+const err341 = {instancePath:instancePath+"/metrics",schemaPath:"#/properties/metrics/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'",schema:schema11.properties.metrics.required,parentSchema:schema11.properties.metrics,data:data93};
 if(vErrors === null){
 vErrors = [err341];
 }
@@ -4043,12 +4042,9 @@ vErrors.push(err341);
 }
 errors++;
 }
-}
-if(data92.host !== undefined){
-let data94 = data92.host;
-if(typeof data94 === "string"){
-if(func3(data94) < 1){
-const err342 = {instancePath:instancePath+"/metrics/host",schemaPath:"#/properties/metrics/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.metrics.properties.host,data:data94};
+for(const key19 in data93){
+if(!(((key19 === "enabled") || (key19 === "host")) || (key19 === "port"))){
+const err342 = {instancePath:instancePath+"/metrics",schemaPath:"#/properties/metrics/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key19},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.metrics,data:data93};
 if(vErrors === null){
 vErrors = [err342];
 }
@@ -4058,8 +4054,10 @@ vErrors.push(err342);
 errors++;
 }
 }
-else {
-const err343 = {instancePath:instancePath+"/metrics/host",schemaPath:"#/properties/metrics/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.metrics.properties.host.type,parentSchema:schema11.properties.metrics.properties.host,data:data94};
+if(data93.enabled !== undefined){
+let data94 = data93.enabled;
+if(typeof data94 !== "boolean"){
+const err343 = {instancePath:instancePath+"/metrics/enabled",schemaPath:"#/properties/metrics/properties/enabled/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.metrics.properties.enabled.type,parentSchema:schema11.properties.metrics.properties.enabled,data:data94};
 if(vErrors === null){
 vErrors = [err343];
 }
@@ -4069,10 +4067,11 @@ vErrors.push(err343);
 errors++;
 }
 }
-if(data92.port !== undefined){
-let data95 = data92.port;
-if(!(((typeof data95 == "number") && (!(data95 % 1) && !isNaN(data95))) && (isFinite(data95)))){
-const err344 = {instancePath:instancePath+"/metrics/port",schemaPath:"#/properties/metrics/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.metrics.properties.port.type,parentSchema:schema11.properties.metrics.properties.port,data:data95};
+if(data93.host !== undefined){
+let data95 = data93.host;
+if(typeof data95 === "string"){
+if(func3(data95) < 1){
+const err344 = {instancePath:instancePath+"/metrics/host",schemaPath:"#/properties/metrics/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.metrics.properties.host,data:data95};
 if(vErrors === null){
 vErrors = [err344];
 }
@@ -4081,9 +4080,9 @@ vErrors.push(err344);
 }
 errors++;
 }
-if((typeof data95 == "number") && (isFinite(data95))){
-if(data95 > 65535 || isNaN(data95)){
-const err345 = {instancePath:instancePath+"/metrics/port",schemaPath:"#/properties/metrics/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema11.properties.metrics.properties.port,data:data95};
+}
+else {
+const err345 = {instancePath:instancePath+"/metrics/host",schemaPath:"#/properties/metrics/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.metrics.properties.host.type,parentSchema:schema11.properties.metrics.properties.host,data:data95};
 if(vErrors === null){
 vErrors = [err345];
 }
@@ -4092,8 +4091,11 @@ vErrors.push(err345);
 }
 errors++;
 }
-if(data95 < 0 || isNaN(data95)){
-const err346 = {instancePath:instancePath+"/metrics/port",schemaPath:"#/properties/metrics/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.metrics.properties.port,data:data95};
+}
+if(data93.port !== undefined){
+let data96 = data93.port;
+if(!(((typeof data96 == "number") && (!(data96 % 1) && !isNaN(data96))) && (isFinite(data96)))){
+const err346 = {instancePath:instancePath+"/metrics/port",schemaPath:"#/properties/metrics/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.metrics.properties.port.type,parentSchema:schema11.properties.metrics.properties.port,data:data96};
 if(vErrors === null){
 vErrors = [err346];
 }
@@ -4102,11 +4104,9 @@ vErrors.push(err346);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err347 = {instancePath:instancePath+"/metrics",schemaPath:"#/properties/metrics/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.metrics.type,parentSchema:schema11.properties.metrics,data:data92};
+if((typeof data96 == "number") && (isFinite(data96))){
+if(data96 > 65535 || isNaN(data96)){
+const err347 = {instancePath:instancePath+"/metrics/port",schemaPath:"#/properties/metrics/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema11.properties.metrics.properties.port,data:data96};
 if(vErrors === null){
 vErrors = [err347];
 }
@@ -4115,12 +4115,8 @@ vErrors.push(err347);
 }
 errors++;
 }
-}
-if(data.schedule !== undefined){
-let data96 = data.schedule;
-if(data96 && typeof data96 == "object" && !Array.isArray(data96)){
-if(data96.timeFloorPersist === undefined){
-const err348 = {instancePath:instancePath+"/schedule",schemaPath:"#/properties/schedule/required",keyword:"required",params:{missingProperty: "timeFloorPersist"},message:"must have required property '"+"timeFloorPersist"+"'",schema:schema11.properties.schedule.required,parentSchema:schema11.properties.schedule,data:data96};
+if(data96 < 0 || isNaN(data96)){
+const err348 = {instancePath:instancePath+"/metrics/port",schemaPath:"#/properties/metrics/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.metrics.properties.port,data:data96};
 if(vErrors === null){
 vErrors = [err348];
 }
@@ -4129,8 +4125,11 @@ vErrors.push(err348);
 }
 errors++;
 }
-if(data96.snapshotRefresh === undefined){
-const err349 = {instancePath:instancePath+"/schedule",schemaPath:"#/properties/schedule/required",keyword:"required",params:{missingProperty: "snapshotRefresh"},message:"must have required property '"+"snapshotRefresh"+"'",schema:schema11.properties.schedule.required,parentSchema:schema11.properties.schedule,data:data96};
+}
+}
+}
+else {
+const err349 = {instancePath:instancePath+"/metrics",schemaPath:"#/properties/metrics/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.metrics.type,parentSchema:schema11.properties.metrics,data:data93};
 if(vErrors === null){
 vErrors = [err349];
 }
@@ -4139,8 +4138,12 @@ vErrors.push(err349);
 }
 errors++;
 }
-if(data96.expiryCheck === undefined){
-const err350 = {instancePath:instancePath+"/schedule",schemaPath:"#/properties/schedule/required",keyword:"required",params:{missingProperty: "expiryCheck"},message:"must have required property '"+"expiryCheck"+"'",schema:schema11.properties.schedule.required,parentSchema:schema11.properties.schedule,data:data96};
+}
+if(data.schedule !== undefined){
+let data97 = data.schedule;
+if(data97 && typeof data97 == "object" && !Array.isArray(data97)){
+if(data97.timeFloorPersist === undefined){
+const err350 = {instancePath:instancePath+"/schedule",schemaPath:"#/properties/schedule/required",keyword:"required",params:{missingProperty: "timeFloorPersist"},message:"must have required property '"+"timeFloorPersist"+"'",schema:schema11.properties.schedule.required,parentSchema:schema11.properties.schedule,data:data97};
 if(vErrors === null){
 vErrors = [err350];
 }
@@ -4149,8 +4152,8 @@ vErrors.push(err350);
 }
 errors++;
 }
-if(data96.auditUpload === undefined){
-const err351 = {instancePath:instancePath+"/schedule",schemaPath:"#/properties/schedule/required",keyword:"required",params:{missingProperty: "auditUpload"},message:"must have required property '"+"auditUpload"+"'",schema:schema11.properties.schedule.required,parentSchema:schema11.properties.schedule,data:data96};
+if(data97.snapshotRefresh === undefined){
+const err351 = {instancePath:instancePath+"/schedule",schemaPath:"#/properties/schedule/required",keyword:"required",params:{missingProperty: "snapshotRefresh"},message:"must have required property '"+"snapshotRefresh"+"'",schema:schema11.properties.schedule.required,parentSchema:schema11.properties.schedule,data:data97};
 if(vErrors === null){
 vErrors = [err351];
 }
@@ -4159,8 +4162,8 @@ vErrors.push(err351);
 }
 errors++;
 }
-if(data96.queueCompact === undefined){
-const err352 = {instancePath:instancePath+"/schedule",schemaPath:"#/properties/schedule/required",keyword:"required",params:{missingProperty: "queueCompact"},message:"must have required property '"+"queueCompact"+"'",schema:schema11.properties.schedule.required,parentSchema:schema11.properties.schedule,data:data96};
+if(data97.expiryCheck === undefined){
+const err352 = {instancePath:instancePath+"/schedule",schemaPath:"#/properties/schedule/required",keyword:"required",params:{missingProperty: "expiryCheck"},message:"must have required property '"+"expiryCheck"+"'",schema:schema11.properties.schedule.required,parentSchema:schema11.properties.schedule,data:data97};
 if(vErrors === null){
 vErrors = [err352];
 }
@@ -4169,9 +4172,8 @@ vErrors.push(err352);
 }
 errors++;
 }
-for(const key20 in data96){
-if(!(((((key20 === "timeFloorPersist") || (key20 === "snapshotRefresh")) || (key20 === "expiryCheck")) || (key20 === "auditUpload")) || (key20 === "queueCompact"))){
-const err353 = {instancePath:instancePath+"/schedule",schemaPath:"#/properties/schedule/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key20},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.schedule,data:data96};
+if(data97.auditUpload === undefined){
+const err353 = {instancePath:instancePath+"/schedule",schemaPath:"#/properties/schedule/required",keyword:"required",params:{missingProperty: "auditUpload"},message:"must have required property '"+"auditUpload"+"'",schema:schema11.properties.schedule.required,parentSchema:schema11.properties.schedule,data:data97};
 if(vErrors === null){
 vErrors = [err353];
 }
@@ -4180,12 +4182,8 @@ vErrors.push(err353);
 }
 errors++;
 }
-}
-if(data96.timeFloorPersist !== undefined){
-let data97 = data96.timeFloorPersist;
-if(typeof data97 === "string"){
-if(func3(data97) < 1){
-const err354 = {instancePath:instancePath+"/schedule/timeFloorPersist",schemaPath:"#/properties/schedule/properties/timeFloorPersist/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.schedule.properties.timeFloorPersist,data:data97};
+if(data97.queueCompact === undefined){
+const err354 = {instancePath:instancePath+"/schedule",schemaPath:"#/properties/schedule/required",keyword:"required",params:{missingProperty: "queueCompact"},message:"must have required property '"+"queueCompact"+"'",schema:schema11.properties.schedule.required,parentSchema:schema11.properties.schedule,data:data97};
 if(vErrors === null){
 vErrors = [err354];
 }
@@ -4194,9 +4192,9 @@ vErrors.push(err354);
 }
 errors++;
 }
-}
-else {
-const err355 = {instancePath:instancePath+"/schedule/timeFloorPersist",schemaPath:"#/properties/schedule/properties/timeFloorPersist/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.schedule.properties.timeFloorPersist.type,parentSchema:schema11.properties.schedule.properties.timeFloorPersist,data:data97};
+for(const key20 in data97){
+if(!(((((key20 === "timeFloorPersist") || (key20 === "snapshotRefresh")) || (key20 === "expiryCheck")) || (key20 === "auditUpload")) || (key20 === "queueCompact"))){
+const err355 = {instancePath:instancePath+"/schedule",schemaPath:"#/properties/schedule/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key20},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.schedule,data:data97};
 if(vErrors === null){
 vErrors = [err355];
 }
@@ -4206,11 +4204,11 @@ vErrors.push(err355);
 errors++;
 }
 }
-if(data96.snapshotRefresh !== undefined){
-let data98 = data96.snapshotRefresh;
+if(data97.timeFloorPersist !== undefined){
+let data98 = data97.timeFloorPersist;
 if(typeof data98 === "string"){
 if(func3(data98) < 1){
-const err356 = {instancePath:instancePath+"/schedule/snapshotRefresh",schemaPath:"#/properties/schedule/properties/snapshotRefresh/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.schedule.properties.snapshotRefresh,data:data98};
+const err356 = {instancePath:instancePath+"/schedule/timeFloorPersist",schemaPath:"#/properties/schedule/properties/timeFloorPersist/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.schedule.properties.timeFloorPersist,data:data98};
 if(vErrors === null){
 vErrors = [err356];
 }
@@ -4221,7 +4219,7 @@ errors++;
 }
 }
 else {
-const err357 = {instancePath:instancePath+"/schedule/snapshotRefresh",schemaPath:"#/properties/schedule/properties/snapshotRefresh/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.schedule.properties.snapshotRefresh.type,parentSchema:schema11.properties.schedule.properties.snapshotRefresh,data:data98};
+const err357 = {instancePath:instancePath+"/schedule/timeFloorPersist",schemaPath:"#/properties/schedule/properties/timeFloorPersist/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.schedule.properties.timeFloorPersist.type,parentSchema:schema11.properties.schedule.properties.timeFloorPersist,data:data98};
 if(vErrors === null){
 vErrors = [err357];
 }
@@ -4231,11 +4229,11 @@ vErrors.push(err357);
 errors++;
 }
 }
-if(data96.expiryCheck !== undefined){
-let data99 = data96.expiryCheck;
+if(data97.snapshotRefresh !== undefined){
+let data99 = data97.snapshotRefresh;
 if(typeof data99 === "string"){
 if(func3(data99) < 1){
-const err358 = {instancePath:instancePath+"/schedule/expiryCheck",schemaPath:"#/properties/schedule/properties/expiryCheck/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.schedule.properties.expiryCheck,data:data99};
+const err358 = {instancePath:instancePath+"/schedule/snapshotRefresh",schemaPath:"#/properties/schedule/properties/snapshotRefresh/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.schedule.properties.snapshotRefresh,data:data99};
 if(vErrors === null){
 vErrors = [err358];
 }
@@ -4246,7 +4244,7 @@ errors++;
 }
 }
 else {
-const err359 = {instancePath:instancePath+"/schedule/expiryCheck",schemaPath:"#/properties/schedule/properties/expiryCheck/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.schedule.properties.expiryCheck.type,parentSchema:schema11.properties.schedule.properties.expiryCheck,data:data99};
+const err359 = {instancePath:instancePath+"/schedule/snapshotRefresh",schemaPath:"#/properties/schedule/properties/snapshotRefresh/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.schedule.properties.snapshotRefresh.type,parentSchema:schema11.properties.schedule.properties.snapshotRefresh,data:data99};
 if(vErrors === null){
 vErrors = [err359];
 }
@@ -4256,11 +4254,11 @@ vErrors.push(err359);
 errors++;
 }
 }
-if(data96.auditUpload !== undefined){
-let data100 = data96.auditUpload;
+if(data97.expiryCheck !== undefined){
+let data100 = data97.expiryCheck;
 if(typeof data100 === "string"){
 if(func3(data100) < 1){
-const err360 = {instancePath:instancePath+"/schedule/auditUpload",schemaPath:"#/properties/schedule/properties/auditUpload/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.schedule.properties.auditUpload,data:data100};
+const err360 = {instancePath:instancePath+"/schedule/expiryCheck",schemaPath:"#/properties/schedule/properties/expiryCheck/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.schedule.properties.expiryCheck,data:data100};
 if(vErrors === null){
 vErrors = [err360];
 }
@@ -4271,7 +4269,7 @@ errors++;
 }
 }
 else {
-const err361 = {instancePath:instancePath+"/schedule/auditUpload",schemaPath:"#/properties/schedule/properties/auditUpload/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.schedule.properties.auditUpload.type,parentSchema:schema11.properties.schedule.properties.auditUpload,data:data100};
+const err361 = {instancePath:instancePath+"/schedule/expiryCheck",schemaPath:"#/properties/schedule/properties/expiryCheck/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.schedule.properties.expiryCheck.type,parentSchema:schema11.properties.schedule.properties.expiryCheck,data:data100};
 if(vErrors === null){
 vErrors = [err361];
 }
@@ -4281,11 +4279,11 @@ vErrors.push(err361);
 errors++;
 }
 }
-if(data96.queueCompact !== undefined){
-let data101 = data96.queueCompact;
+if(data97.auditUpload !== undefined){
+let data101 = data97.auditUpload;
 if(typeof data101 === "string"){
 if(func3(data101) < 1){
-const err362 = {instancePath:instancePath+"/schedule/queueCompact",schemaPath:"#/properties/schedule/properties/queueCompact/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.schedule.properties.queueCompact,data:data101};
+const err362 = {instancePath:instancePath+"/schedule/auditUpload",schemaPath:"#/properties/schedule/properties/auditUpload/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.schedule.properties.auditUpload,data:data101};
 if(vErrors === null){
 vErrors = [err362];
 }
@@ -4296,7 +4294,7 @@ errors++;
 }
 }
 else {
-const err363 = {instancePath:instancePath+"/schedule/queueCompact",schemaPath:"#/properties/schedule/properties/queueCompact/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.schedule.properties.queueCompact.type,parentSchema:schema11.properties.schedule.properties.queueCompact,data:data101};
+const err363 = {instancePath:instancePath+"/schedule/auditUpload",schemaPath:"#/properties/schedule/properties/auditUpload/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.schedule.properties.auditUpload.type,parentSchema:schema11.properties.schedule.properties.auditUpload,data:data101};
 if(vErrors === null){
 vErrors = [err363];
 }
@@ -4306,9 +4304,11 @@ vErrors.push(err363);
 errors++;
 }
 }
-}
-else {
-const err364 = {instancePath:instancePath+"/schedule",schemaPath:"#/properties/schedule/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.schedule.type,parentSchema:schema11.properties.schedule,data:data96};
+if(data97.queueCompact !== undefined){
+let data102 = data97.queueCompact;
+if(typeof data102 === "string"){
+if(func3(data102) < 1){
+const err364 = {instancePath:instancePath+"/schedule/queueCompact",schemaPath:"#/properties/schedule/properties/queueCompact/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.schedule.properties.queueCompact,data:data102};
 if(vErrors === null){
 vErrors = [err364];
 }
@@ -4318,14 +4318,37 @@ vErrors.push(err364);
 errors++;
 }
 }
-}
 else {
-const err365 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.type,parentSchema:schema11,data};
+const err365 = {instancePath:instancePath+"/schedule/queueCompact",schemaPath:"#/properties/schedule/properties/queueCompact/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.schedule.properties.queueCompact.type,parentSchema:schema11.properties.schedule.properties.queueCompact,data:data102};
 if(vErrors === null){
 vErrors = [err365];
 }
 else {
 vErrors.push(err365);
+}
+errors++;
+}
+}
+}
+else {
+const err366 = {instancePath:instancePath+"/schedule",schemaPath:"#/properties/schedule/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.schedule.type,parentSchema:schema11.properties.schedule,data:data97};
+if(vErrors === null){
+vErrors = [err366];
+}
+else {
+vErrors.push(err366);
+}
+errors++;
+}
+}
+}
+else {
+const err367 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.type,parentSchema:schema11,data};
+if(vErrors === null){
+vErrors = [err367];
+}
+else {
+vErrors.push(err367);
 }
 errors++;
 }

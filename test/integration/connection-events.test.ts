@@ -43,7 +43,8 @@ function rawAttempt(port: number, bytes: Buffer | null): Promise<void> {
 const WRONG_TOKEN = 'not-the-oven-token-s3cr3t';
 
 t.test('each refusal kind: exactly one warning line with its reason, address and port, counted by reason', async (t) => {
-  const agent = await agentFor(t, { config: { limits: { connectTimeoutMs: 1500 }, metrics: { enabled: true, host: '127.0.0.1', port: 0 } } });
+  // listeners.mqtt5 off: an MQTT 5 client is refused as by an MQTT 3.1.1 broker (UNSUPPORTED_PROTOCOL_LEVEL).
+  const agent = await agentFor(t, { config: { listeners: { tcp: { enabled: true, host: '127.0.0.1', port: 0 }, mqtt5: false }, limits: { connectTimeoutMs: 1500 }, metrics: { enabled: true, host: '127.0.0.1', port: 0 } } });
   const metricsPort = (JSON.parse(await agent.waitLog(/metrics endpoint listening/)) as { port: number }).port;
   const holder = await connect(agent.port, { clientId: 'oven-1-held', username: 'oven-1', password: 'oven-1-token' });
   t.teardown(() => endAll(holder));

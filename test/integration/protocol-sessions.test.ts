@@ -67,8 +67,8 @@ class Raw {
   readonly whenClosed: Promise<void>;
   private waiters: { pred: (p: Packet) => boolean; resolve: (p: Packet) => void }[] = [];
 
-  private constructor(readonly socket: Socket) {
-    const parser = mqttPacket.parser({ protocolVersion: 4 });
+  private constructor(readonly socket: Socket, protocolVersion: number) {
+    const parser = mqttPacket.parser({ protocolVersion });
     parser.on('packet', (p: Packet) => this.onPacket(p));
     socket.on('data', (d) => parser.parse(d));
     socket.on('error', () => undefined);
@@ -81,10 +81,10 @@ class Raw {
     open.push({ end: async () => void socket.destroy() });
   }
 
-  static open(port: number): Promise<Raw> {
+  static open(port: number, protocolVersion = 4): Promise<Raw> {
     return new Promise((resolve, reject) => {
       const s = createConnection(port, '127.0.0.1');
-      s.once('connect', () => resolve(new Raw(s)));
+      s.once('connect', () => resolve(new Raw(s, protocolVersion)));
       s.once('error', reject);
     });
   }
@@ -638,8 +638,6 @@ for (const P of PROFILES) {
   t.test(`${P.name}: [MQTT-3.1.2-2] a CONNECT of an unsupported protocol level gets CONNACK 0x01, then the connection is closed`, async (t) => {
     const levels: { level: number; bytes: Buffer }[] = [
       ...[6, 0, 255, 2, 7].map((level) => ({ level, bytes: connectAtLevel(level, P.writer) })),
-      // MQTT 5 (level 5, with its properties): refused the same way, in 3.1.1's CONNACK format.
-      { level: 5, bytes: mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, clientId: 'lvl-5', keepalive: 30, ...(P.writer.username !== undefined ? { username: P.writer.username, password: Buffer.from(P.writer.password!) } : {}) } as Packet) },
     ];
     for (const { level, bytes } of levels) {
       const raw = await Raw.open(P.agent.port);
@@ -651,10 +649,14 @@ for (const P of PROFILES) {
       t.ok(raw.closed, `level ${level}: then the agent closes the connection`);
       t.same(raw.packets.map((p) => p.cmd), [], `level ${level}: nothing else`);
     }
-    // Level 4 (and 3, MQTT 3.1) is served.
+    // Level 4 (and 3, MQTT 3.1) is served, and 5 (MQTT 5; listeners.mqtt5 false refuses it like the
+    // levels above: test/integration/connection-events.test.ts).
     const ok = await Raw.open(P.agent.port);
     ok.socket.write(connectAtLevel(4, P.writer));
     t.equal(((await ok.next((p) => p.cmd === 'connack')) as IConnackPacket).returnCode, 0, 'level 4: CONNACK 0');
+    const v5 = await Raw.open(P.agent.port, 5);
+    v5.socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, clientId: 'lvl-5', keepalive: 30, ...(P.writer.username !== undefined ? { username: P.writer.username, password: Buffer.from(P.writer.password!) } : {}) } as Packet));
+    t.equal(((await v5.next((p) => p.cmd === 'connack')) as IConnackPacket).reasonCode, 0, 'level 5: CONNACK reason code 0 (MQTT 5 format)');
     t.match(await P.agent.waitLog(/connection refused: UNSUPPORTED_PROTOCOL_LEVEL/), /"protocolLevel":6/, 'the refusal is logged (the first of each source and interval)');
   });
 }
@@ -666,5 +668,5 @@ t.test('enforcing: the refusal of an unsupported protocol level is audited, coal
     if (entries.length === 0) await sleep(100);
   }
   t.match(entries[0], { action: 'connect', decision: 'deny', reason: 'UNSUPPORTED_PROTOCOL_LEVEL', remote: '127.0.0.1' });
-  t.ok(entries.length <= 2, `${entries.length} record(s) for the 6 refusals: the first, then (after the interval) a count`);
+  t.ok(entries.length <= 2, `${entries.length} record(s) for the 5 refusals: the first, then (after the interval) a count`);
 });

@@ -53,6 +53,7 @@ t.test('DEFAULT_CONFIG holds the documented defaults, frozen', async (t) => {
     listeners: {
       tcp: { enabled: true, host: '127.0.0.1', port: 1883, allowNetwork: false },
       tls: { enabled: false, host: '0.0.0.0', port: 8883, cert: null, key: null, ca: null, requestClientCert: false, requireClientCert: false },
+      mqtt5: true,
     },
     limits: {
       maxConnections: 1000,

@@ -1,0 +1,95 @@
+// What aedes 2.0.0-beta.1 gets wrong, and how we correct it from outside. package.json pins that exact
+// version; test/unit/broker-aedes2.test.ts fails when another one is installed, and every workaround
+// here has a regression test (named at each). Findings and evidence: docs/notes/mqtt5-aedes2.md.
+//
+// The beta is aedes' mqttv5 branch, cut from 1.1.0: it carries MQTT 5, but not the fixes of 1.1.1 to
+// 1.2.0. Re-check every workaround against a new 2.x release (one rebased on 1.2 makes most of them
+// unnecessary) before moving the pin.
+import type { Aedes, Client } from 'aedes';
+
+/** The aedes version these workarounds are written against (package.json pins it exactly). */
+export const AEDES_PINNED = '2.0.0-beta.1';
+
+/** The level a CONNECT of a disabled MQTT 5 is handed to aedes with: one it refuses (CONNACK 0x01). */
+export const MQTT5_REFUSED_LEVEL = 6;
+
+/** Server DISCONNECT reason codes (MQTT 5, 3.14.2.1) we send. */
+export const DISCONNECT_NOT_AUTHORIZED = 0x87;
+
+interface AedesMaps {
+  clients: Record<string, unknown>;
+  brokers: Record<string, unknown>;
+}
+
+/**
+ * GHSA-52qw-whmv-87c5 (fixed in 1.2.0, not in the beta): aedes keys plain `{}` maps by client id and
+ * broker id from the wire, so a client id `constructor` finds Object.prototype's and ends the process
+ * (`this.clients[client.id].disconnect is not a function`). Null-prototype maps, before any client.
+ * Test: test/integration/aedes2-regressions.test.ts "client id constructor".
+ */
+export function hardenBroker(aedes: Aedes): void {
+  const a = aedes as unknown as AedesMaps;
+  a.clients = Object.create(null) as Record<string, unknown>;
+  a.brokers = Object.create(null) as Record<string, unknown>;
+}
+
+/** The same for a client's maps keyed by topic filter and broker id (call right after `handle`). */
+export function hardenClient(client: Client): void {
+  Object.assign(client, { subscriptions: Object.create(null) as object, duplicates: Object.create(null) as object });
+}
+
+/** Marks a subscription refused before aedes saw it (./subscribe.ts refuses it). */
+export const REFUSED_FILTER = Symbol('refusedFilter');
+
+/**
+ * The beta dedupes a SUBSCRIBE of several filters through a plain `{}` keyed by filter (subscribe.js
+ * `_dedupe`; a single filter skips it): a filter `__proto__` among others sets that object's
+ * prototype, and the subscriptions it returns are then its own fields: the agent process ends. Such a
+ * filter is renamed before aedes' handler runs (a listener prepended to the parser's 'packet') and
+ * marked; authorizeSubscribe refuses it (SUBACK 0x80 / 0x87) under its real name.
+ * Test: test/integration/aedes2-regressions.test.ts "prototype".
+ */
+export function guardPrototypeFilters(parser: { prependListener(event: 'packet', fn: (p: { cmd: string; subscriptions?: { topic: string }[] }) => void): unknown }): void {
+  parser.prependListener('packet', (p) => {
+    if (p.cmd !== 'subscribe' || p.subscriptions === undefined || p.subscriptions.length < 2) return;
+    for (const sub of p.subscriptions) {
+      if (sub.topic !== '__proto__') continue;
+      sub.topic = '$edgewarden/refused/__proto__';
+      (sub as { [REFUSED_FILTER]?: string })[REFUSED_FILTER] = '__proto__';
+    }
+  });
+}
+
+/**
+ * [MQTT-3.1.2-6]: a discarded session takes its inbound QoS 2 state with it. aedes 1.2.0 calls
+ * persistence.cleanIncoming on a clean CONNECT and when a clean session ends; the beta never does,
+ * so a reconnected client's reused packet id would be acknowledged and never delivered (the
+ * aedes-persistence < 11 advisory's subject). On 'client' (registered: a taken-over connection is
+ * closed by then) when Clean Start, and on 'clientDisconnect' of a clean session.
+ * Test: test/integration/aedes2-regressions.test.ts "QoS 2 packet id reused after a clean reconnect".
+ */
+export function cleanIncomingOnCleanSessions(aedes: Aedes, store: { cleanIncoming(client: Client): Promise<void> }): void {
+  aedes.on('client', (client) => {
+    if ((client as { _cleanStart?: boolean })._cleanStart === true) void store.cleanIncoming(client);
+  });
+  aedes.on('clientDisconnect', (client) => {
+    if (client.clean) void store.cleanIncoming(client);
+  });
+}
+
+/**
+ * Ends a client's connection telling an MQTT 5 client why (server DISCONNECT with a reason code and
+ * a reason string); a 3.1.1 client, which has no server DISCONNECT, is closed. (aedes' `disconnect`
+ * is not in its type declarations.)
+ */
+export function disconnectWithReason(client: Client, reasonCode: number, reasonString: string): void {
+  (client as unknown as { disconnect(o: { reasonCode: number; properties?: { reasonString?: string } }, cb: () => void): void }).disconnect(
+    { reasonCode, properties: { reasonString } },
+    () => undefined,
+  );
+}
+
+/** The MQTT version a connected client speaks: 5, or 3/4 (MQTT 3.1 / 3.1.1). */
+export function versionOf(client: Client | null): number {
+  return (client as { version?: number } | null)?.version ?? 4;
+}
