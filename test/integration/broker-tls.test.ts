@@ -76,8 +76,21 @@ t.test('TLS listener with client-certificate authentication', async (t) => {
   t.equal(pub.code, 0, `mosquitto_pub over TLS: ${pub.stderr}`);
   t.ok(await until(() => oven.messages.length === 2), 'delivered');
   t.equal(oven.messages[1]?.payload, 'via-mosquitto');
+
+  // MQTT 5 on the same TLS listener: a certificate device and a password user; a denied command gets
+  // PUBACK 0x87, an allowed one arrives.
+  const oven5 = await connect(tlsPort, { protocol: 'mqtts', protocolVersion: 5, ca, cert: readFileSync(join(dir, 'oven-1.pem')), key: readFileSync(join(dir, 'oven-1.key')), clientId: 'oven-1-v5', rejectUnauthorized: true, servername: 'localhost' });
+  t.equal(await subscribe(oven5, 'things/oven-1/commands/#'), 1, 'MQTT 5 over TLS: the certificate authenticates oven-1');
+  t.equal(await subscribe(oven5, 'things/mixer-1/commands/#'), 0x87, 'MQTT 5 over TLS: ... and only as oven-1 (SUBACK 0x87)');
+  const carl5 = await connect(tlsPort, { protocol: 'mqtts', protocolVersion: 5, ca, clientId: 'carl-v5', username: 'viewer-carl', password: 'carl-pass', rejectUnauthorized: true, servername: 'localhost' });
+  const denied = await carl5.client.publishAsync('things/oven-1/commands/reboot', 'carl', { qos: 1 }).then(() => 0, (err: { code?: number }) => err.code);
+  t.equal(denied, 0x87, 'MQTT 5 over TLS: a denied command gets PUBACK 0x87');
+  const pub5 = mosquitto('mosquitto_pub', ['-V', 'mqttv5', '-h', '127.0.0.1', '-p', String(tlsPort), '--cafile', join(dir, 'ca.pem'), '-u', 'tech-anna', '-P', 'anna-pass', '-t', 'things/oven-1/commands/tls5', '-m', 'via-mosquitto-v5', '-q', '1']);
+  t.equal(pub5.code, 0, `mosquitto_pub -V mqttv5 over TLS: ${pub5.stderr}`);
+  t.ok(await until(() => oven5.messages.some((m) => m.payload === 'via-mosquitto-v5')), 'delivered to the MQTT 5 device');
+  t.notOk(oven5.messages.some((m) => m.payload === 'carl'), 'carl\'s never');
   await sleep(100);
-  await endAll(oven, anna);
+  await endAll(oven, anna, oven5, carl5);
 });
 
 /** CONNACK return code of a CONNECT over TLS (raw bytes), or -1 when the connection closes without one. */
