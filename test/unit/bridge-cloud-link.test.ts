@@ -1,7 +1,7 @@
 // The pure parts of the cloud link: the back-off (full jitter, bounded), the down request envelope,
 // the prefix template.
 import t from 'tap';
-import { backoffBound, expandGatewayId, MAX_REQUEST_BYTES, parseCloudRequest } from '../../src/bridge/cloud-link.js';
+import { backoffBound, expandGatewayId, MAX_REQUEST_BYTES, parseCloudRequest, replyUserProperties } from '../../src/bridge/cloud-link.js';
 
 t.test('back-off bound doubles from the minimum to the maximum', async (t) => {
   t.same([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map((n) => backoffBound(n, 1000, 300_000)), [1000, 2000, 4000, 8000, 16_000, 32_000, 64_000, 128_000, 256_000, 300_000, 300_000]);
@@ -46,4 +46,12 @@ t.test('down request envelopes', async (t) => {
     const r = parseCloudRequest(junk);
     t.ok('error' in r || 'principal' in r, 'random bytes never throw');
   }
+});
+
+t.test('reply user properties: the outcome, and the reason when refused; one shared object each', async (t) => {
+  t.same(replyUserProperties('delivered', undefined), { 'ew-outcome': 'delivered' });
+  t.same(replyUserProperties('denied', 'NOT_GRANTED'), { 'ew-outcome': 'denied', 'ew-reason': 'NOT_GRANTED' });
+  t.same(replyUserProperties('expired', 'ACTION_EXPIRED'), { 'ew-outcome': 'expired', 'ew-reason': 'ACTION_EXPIRED' });
+  t.equal(replyUserProperties('denied', 'NOT_GRANTED'), replyUserProperties('denied', 'NOT_GRANTED'), 'made once');
+  t.ok(Object.isFrozen(replyUserProperties('invalid', undefined)));
 });
