@@ -401,18 +401,20 @@ export class CloudLink {
     if ('error' in req) {
       this.counters.requestsDenied++;
       this.log.warn({ topic: localTopic, err: req.error }, 'cloud request refused: malformed');
-      // Not remembered by id: nothing of it was delivered, so no late refusal follows.
-      route = this.routes.route(responseTopic, correlationData, null);
+      route = this.routes.route(responseTopic, correlationData);
       properties = replyProperties(route, 'invalid', undefined);
       reply = { ...base, id: req.id, outcome: 'invalid', reasonCode: MQTT5_PAYLOAD_FORMAT_INVALID, error: req.error };
     } else {
-      route = this.routes.route(responseTopic, correlationData, req.id);
+      route = this.routes.route(responseTopic, correlationData);
+      // Remembered before it is delivered: a refusal at delivery may come before request() resolves.
+      this.routes.remember(req.id, route);
       const d = await this.opts.host.request(req.principal, localTopic, req.payload, req.qos, req.id);
       if (d.allow) {
         properties = replyProperties(route, 'delivered', undefined);
         reply = { ...base, id: req.id, principal: req.principal, outcome: 'delivered', reasonCode: MQTT5_SUCCESS };
       } else {
         this.counters.requestsDenied++;
+        this.routes.forget(req.id);
         properties = replyProperties(route, 'denied', d.reason);
         reply = { ...base, id: req.id, principal: req.principal, outcome: 'denied', reason: d.reason, reasonCode: mqtt5CodeFor(d.reason) };
       }

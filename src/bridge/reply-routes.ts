@@ -49,11 +49,8 @@ export class ReplyRoutes {
     private readonly log: Logger,
   ) {}
 
-  /**
-   * The route of a request's reply, from the MQTT 5 properties it came with; remembered by request
-   * id (when it has one and the route is not the default) for a late refusal.
-   */
-  route(responseTopic: string | undefined, correlationData: Buffer | undefined, requestId: string | null): ReplyRoute {
+  /** The route of a request's reply, from the MQTT 5 properties it came with. */
+  route(responseTopic: string | undefined, correlationData: Buffer | undefined): ReplyRoute {
     let route = DEFAULT_ROUTE;
     if (responseTopic !== undefined || correlationData !== undefined) {
       let topic = REPLIES;
@@ -65,11 +62,22 @@ export class ReplyRoutes {
       // A copy: MQTT.js hands out a view of the bytes it received, which may be a whole large packet.
       route = correlationData === undefined ? (topic === REPLIES ? DEFAULT_ROUTE : { topic }) : { topic, correlationData: Buffer.from(correlationData) };
     }
-    if (requestId !== null) {
-      if (route === DEFAULT_ROUTE) this.byId.delete(requestId);
-      else this.byId.set(requestId, route);
-    }
     return route;
+  }
+
+  /**
+   * Remembers the route of a delivered request for its late refusal (only one that is not the
+   * default: a later request with the same id and the default route makes it forgotten).
+   */
+  remember(requestId: string | null, route: ReplyRoute): void {
+    if (requestId === null) return;
+    if (route === DEFAULT_ROUTE) this.byId.delete(requestId);
+    else this.byId.set(requestId, route);
+  }
+
+  /** Forgets a request refused at once: no late refusal follows it. */
+  forget(requestId: string | null): void {
+    if (requestId !== null) this.byId.delete(requestId);
   }
 
   /** The route of a late refusal of request `requestId`: its reply's, while remembered. */

@@ -60,7 +60,7 @@ t.test('replies go to the response topic with the correlation data, outcome, rea
       cloud: { enabled: true, url: cloud.url, reconnectMinMs: 50, reconnectMaxMs: 500 },
       schedule: { auditUpload: '0 0 1 1 *' },
       rateLimits: { commandsPerMinute: 1 },
-      actions: { ttlSeconds: { command: 2 } },
+      actions: { ttlSeconds: { command: 6 } },
     },
   });
   t.teardown(async () => {
@@ -140,7 +140,8 @@ t.test('replies go to the response topic with the correlation data, outcome, rea
 
   // A late refusal follows the first reply, and is queued through an outage of the cloud broker:
   // a command for oven-1 while it is offline is delivered to its session, the cloud broker goes
-  // away, the command expires (ttl 2 s) and its reply waits on disk until the broker is back.
+  // away, the command expires (ttl 6 s: the broker is gone well before) and its reply waits on
+  // disk until the broker is back.
   await endAll(oven);
   const corrE = Buffer.from('exp-1');
   await request({ principal: 'plant-admin', id: 'rr-8', payload: 'will expire' }, { responseTopic: `${P}replies/tool-9`, correlationData: corrE });
@@ -148,7 +149,7 @@ t.test('replies go to the response topic with the correlation data, outcome, rea
   t.match(queued?.body, { outcome: 'delivered', reasonCode: 0 }, 'delivered to the offline device\'s session');
   await cloud.stop();
   t.ok(await until(() => agent.logs().some((l) => /cloud link down/.test(l)), 15_000), 'the cloud broker is gone');
-  t.ok(await waitDepth(agent, 1, 30_000), 'the expiry reply is queued on disk while the cloud is unreachable');
+  t.ok(await waitDepth(agent, 1, 45_000), 'the expiry reply is queued on disk while the cloud is unreachable');
   await cloud.start();
   const [late] = await replyOn('replies/tool-9', 'rr-8', 2).then((r) => r.filter((g) => g.body['outcome'] === 'expired'));
   t.ok(late, 'after reconnecting, the late reply arrives on the same response topic');
