@@ -10,6 +10,8 @@
 //         P snapshot/request    asks for a fresh snapshot (on every connect, and on schedule)
 //         P snapshot/refused    a snapshot the gateway refused, with the reason   (queued)
 //         P replies             the outcome of each down request                  (queued)
+//                               (or the request's MQTT 5 response topic below P replies/, with its
+//                               correlation data: reply-routes.ts)
 //         P up/<local topic>    device telemetry and events                       (queued)
 //         P audit               audit records, JSON Lines                         (queued)
 //
@@ -25,12 +27,14 @@
 // reconnectMinMs: a fleet of gateways restarting at once spreads out instead of hammering the cloud.
 import { readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import mqtt, { type IClientOptions, type IClientPublishOptions, type MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type IClientPublishOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import type { AgentConfig } from '../config/load.js';
-import type { Outbox, OutboxRecord } from '../store/outbox.js';
+import type { Outbox, OutboxProperties, OutboxRecord } from '../store/outbox.js';
 import type { Decision } from '../decide/reasons.js';
 import { EwError, isEwError } from '../errors.js';
+import { MQTT5_PAYLOAD_FORMAT_INVALID, MQTT5_SUCCESS, mqtt5CodeFor } from '../broker/reason-codes.js';
+import { ReplyRoutes, type ReplyRoute } from './reply-routes.js';
 
 export type CloudConfig = AgentConfig['cloud'];
 export type LinkState = 'connecting' | 'online' | 'offline' | 'stopped';
@@ -68,6 +72,27 @@ export const MAX_REQUEST_BYTES = 1024 * 1024;
 /** Maximum Packet Size announced to the cloud broker: a snapshot or a request, with room for its topic and properties. */
 export function maxIncomingPacketBytes(maxSnapshotBytes: number): number {
   return Math.min(268_435_455, Math.max(maxSnapshotBytes, MAX_REQUEST_BYTES) + 64 * 1024);
+}
+
+type Outcome = 'delivered' | 'denied' | 'invalid' | 'expired';
+
+/** A reply's user properties, one frozen object per outcome and reason (a fixed set), made once. */
+const REPLY_USER_PROPERTIES = new Map<string, Readonly<Record<string, string>>>();
+export function replyUserProperties(outcome: Outcome, reason: string | undefined): Readonly<Record<string, string>> {
+  const key = reason === undefined ? outcome : `${outcome} ${reason}`;
+  const known = REPLY_USER_PROPERTIES.get(key);
+  if (known !== undefined) return known;
+  const p: Record<string, string> = { 'ew-outcome': outcome };
+  if (reason !== undefined) p['ew-reason'] = reason;
+  Object.freeze(p);
+  if (REPLY_USER_PROPERTIES.size < 256) REPLY_USER_PROPERTIES.set(key, p);
+  return p;
+}
+
+/** The MQTT 5 properties a reply is queued with: its outcome and reason, and the request's correlation data. */
+function replyProperties(route: ReplyRoute, outcome: Outcome, reason: string | undefined): OutboxProperties {
+  const userProperties = replyUserProperties(outcome, reason);
+  return route.correlationData === undefined ? { userProperties } : { correlationData: route.correlationData, userProperties };
 }
 
 /** A connection that stays up this long resets the back-off. */
@@ -130,6 +155,7 @@ export class CloudLink {
   private stopped = false;
   private password: string | undefined;
   private readonly refusedSeen = new Set<string>();
+  private readonly routes: ReplyRoutes;
   private requests: Promise<void> = Promise.resolve();
   private readonly random: () => number;
   private readonly log: Logger;
@@ -140,6 +166,7 @@ export class CloudLink {
     this.prefix = expandGatewayId(opts.config.prefix, opts.gatewayId);
     this.random = opts.random ?? Math.random;
     this.log = opts.log;
+    this.routes = new ReplyRoutes(this.prefix, opts.log);
   }
 
   get state(): LinkState {
@@ -222,7 +249,7 @@ export class CloudLink {
     }
     this.client = client;
     client.on('connect', () => this.onConnect(client));
-    client.on('message', (topic, payload) => this.onMessage(topic, payload));
+    client.on('message', (topic, payload, packet) => this.onMessage(topic, payload, packet));
     client.on('error', (err) => {
       // MQTT.js errors name the host and the reason; they never carry the password.
       if (this.lastError !== err.message) this.log.warn({ url: this.opts.config.url, err: err.message }, 'cloud link error');
@@ -276,7 +303,7 @@ export class CloudLink {
   }
 
   /** Queues an upward message on disk (resolves when durable) and sends what the window allows. */
-  async enqueue(topic: string, payload: Buffer | string, opts: { qos?: 0 | 1; retain?: boolean } = {}): Promise<number> {
+  async enqueue(topic: string, payload: Buffer | string, opts: { qos?: 0 | 1; retain?: boolean; properties?: OutboxProperties } = {}): Promise<number> {
     const seq = await this.opts.outbox.append(topic, payload, opts);
     this.pump();
     return seq;
@@ -298,11 +325,15 @@ export class CloudLink {
     for (const r of records) {
       this.lastSent = r.seq;
       this.inflight.add(r.seq);
-      const options: IClientPublishOptions = {
-        qos: 1,
-        retain: r.retain,
-        properties: { userProperties: { 'ew-seq': String(r.seq), 'ew-enqueued-at': new Date(r.enqueuedAt).toISOString() } },
-      };
+      const userProperties: Record<string, string> = { 'ew-seq': String(r.seq), 'ew-enqueued-at': new Date(r.enqueuedAt).toISOString() };
+      const options: IClientPublishOptions = { qos: 1, retain: r.retain, properties: { userProperties } };
+      const rp = r.properties;
+      if (rp !== undefined) {
+        // A reply's outcome and reason, after ew-seq and ew-enqueued-at (which it cannot replace), and
+        // the request's correlation data.
+        if (rp.userProperties !== undefined) for (const k in rp.userProperties) if (!(k in userProperties)) userProperties[k] = rp.userProperties[k]!;
+        if (rp.correlationData !== undefined) options.properties!.correlationData = rp.correlationData;
+      }
       client.publish(`${this.prefix}${r.topic}`, r.payload, options, (err) => {
         if (client !== this.client) return; // a dead connection: the record is sent again on the next
         this.inflight.delete(r.seq);
@@ -314,13 +345,16 @@ export class CloudLink {
     }
   }
 
-  private onMessage(topic: string, payload: Buffer): void {
+  private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
     try {
       if (topic === `${this.prefix}snapshot`) this.onSnapshot(payload);
       else if (topic.startsWith(`${this.prefix}down/`)) {
         const local = topic.slice(this.prefix.length + 'down/'.length);
+        // MQTT 5 request/response: where the reply goes, and what it carries back.
+        const responseTopic = packet.properties?.responseTopic;
+        const correlationData = packet.properties?.correlationData;
         // Requests are handled one at a time, in arrival order.
-        this.requests = this.requests.then(() => this.onRequest(local, payload)).catch((err: Error) => this.log.error({ err: err.message }, 'cloud request failed'));
+        this.requests = this.requests.then(() => this.onRequest(local, payload, responseTopic, correlationData)).catch((err: Error) => this.log.error({ err: err.message }, 'cloud request failed'));
       }
     } catch (err) {
       this.log.error({ topic, err: (err as Error).message }, 'cloud message not handled');
@@ -357,43 +391,62 @@ export class CloudLink {
     );
   }
 
-  private async onRequest(localTopic: string, bytes: Buffer): Promise<void> {
+  private async onRequest(localTopic: string, bytes: Buffer, responseTopic: string | undefined, correlationData: Buffer | undefined): Promise<void> {
     this.counters.requests++;
     const req = parseCloudRequest(bytes);
     const base = { gatewayId: this.opts.gatewayId, topic: localTopic };
     let reply: Record<string, unknown>;
+    let route: ReplyRoute;
+    let properties: OutboxProperties;
     if ('error' in req) {
       this.counters.requestsDenied++;
       this.log.warn({ topic: localTopic, err: req.error }, 'cloud request refused: malformed');
-      reply = { ...base, id: req.id, outcome: 'invalid', error: req.error };
+      route = this.routes.route(responseTopic, correlationData);
+      properties = replyProperties(route, 'invalid', undefined);
+      reply = { ...base, id: req.id, outcome: 'invalid', reasonCode: MQTT5_PAYLOAD_FORMAT_INVALID, error: req.error };
     } else {
+      route = this.routes.route(responseTopic, correlationData);
+      // Remembered before it is delivered: a refusal at delivery may come before request() resolves.
+      this.routes.remember(req.id, route);
       const d = await this.opts.host.request(req.principal, localTopic, req.payload, req.qos, req.id);
-      if (!d.allow) this.counters.requestsDenied++;
-      reply = { ...base, id: req.id, principal: req.principal, outcome: d.allow ? 'delivered' : 'denied', ...(d.allow ? {} : { reason: d.reason }) };
+      if (d.allow) {
+        properties = replyProperties(route, 'delivered', undefined);
+        reply = { ...base, id: req.id, principal: req.principal, outcome: 'delivered', reasonCode: MQTT5_SUCCESS };
+      } else {
+        this.counters.requestsDenied++;
+        this.routes.forget(req.id);
+        properties = replyProperties(route, 'denied', d.reason);
+        reply = { ...base, id: req.id, principal: req.principal, outcome: 'denied', reason: d.reason, reasonCode: mqtt5CodeFor(d.reason) };
+      }
     }
     reply['snapshotVersion'] = this.opts.host.snapshotStatus().version;
     reply['at'] = new Date().toISOString();
-    await this.enqueue('replies', JSON.stringify(reply), { qos: 1 });
+    await this.enqueue(route.topic, JSON.stringify(reply), { qos: 1, properties });
   }
 
   /**
    * A request that was delivered (accepted locally) and then refused when it was to reach the
    * device — its sender revoked or narrowed in between, its time to live passed (stage 'queue': it
-   * expired waiting for an offline device): a second reply with the same id says so.
+   * expired waiting for an offline device): a second reply with the same id says so, on the first
+   * reply's topic with its correlation data (while the request is remembered, see reply-routes.ts).
+   * An expiry has no MQTT 5 reason code: its reply has no reasonCode.
    */
   async reportLateRefusal(r: { requestId: string | null; principal: string; topic: string; reason: string; stage: 'delivery' | 'queue' }): Promise<void> {
+    const outcome = r.reason === 'ACTION_EXPIRED' ? 'expired' : 'denied';
+    const route = this.routes.late(r.requestId);
     const reply = {
       gatewayId: this.opts.gatewayId,
       topic: r.topic,
       id: r.requestId,
       principal: r.principal,
-      outcome: r.reason === 'ACTION_EXPIRED' ? 'expired' : 'denied',
+      outcome,
       reason: r.reason,
+      ...(outcome === 'denied' ? { reasonCode: mqtt5CodeFor(r.reason) } : {}),
       stage: r.stage,
       snapshotVersion: this.opts.host.snapshotStatus().version,
       at: new Date().toISOString(),
     };
-    await this.enqueue('replies', JSON.stringify(reply), { qos: 1 });
+    await this.enqueue(route.topic, JSON.stringify(reply), { qos: 1, properties: replyProperties(route, outcome, r.reason) });
   }
 
   /** Asks the cloud for a fresh snapshot (when online). */

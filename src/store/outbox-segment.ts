@@ -126,7 +126,7 @@ export interface RecordHead {
 
 /**
  * The record at `off` if it is whole and valid: length in range, CRC, seq above `prevSeq` (and
- * not below the segment's first seq), known flags, topic within the body.
+ * not below the segment's first seq), known flags, topic (and properties) within the body.
  */
 export function validRecordAt(reader: Reader, seg: Segment, off: number, end: number, prevSeq: number): RecordHead | undefined {
   if (off + REC_HEADER + BODY_FIXED > end) return undefined;
@@ -139,10 +139,14 @@ export function validRecordAt(reader: Reader, seg: Segment, off: number, end: nu
   if (hi > 0x1fffff) return undefined;
   const seq = hi * TWO_32 + head.readUInt32BE(12);
   if (seq <= prevSeq || seq < seg.firstSeq || seq < 1) return undefined;
-  if ((head[16]! & ~3) !== 0) return undefined;
-  if (head.readUInt16BE(23) > len - BODY_FIXED) return undefined;
+  const flags = head[16]!;
+  if ((flags & ~7) !== 0) return undefined;
+  const tlen = head.readUInt16BE(23);
+  if (tlen > len - BODY_FIXED) return undefined;
   const stored = head.readUInt32BE(4);
   const rec = reader.bytes(seg, off, bytes);
   if (!rec || recordCrc(rec) !== stored) return undefined;
+  // Flag bit 2: a properties block (u16 length, then the properties) follows the topic, within the body.
+  if ((flags & 4) !== 0 && (REC_HEADER + BODY_FIXED + tlen + 2 > bytes || REC_HEADER + BODY_FIXED + tlen + 2 + rec.readUInt16BE(REC_HEADER + BODY_FIXED + tlen) > bytes)) return undefined;
   return { seq, bytes };
 }

@@ -502,6 +502,8 @@ export class SqliteOutbox {
     if (this.closed) return Promise.reject(new EwError('EW_STORE_IO', 'the outbox is closed', { where: this.dir }));
     const qos = opts.qos ?? 0;
     if (qos !== 0 && qos !== 1) return Promise.reject(new RangeError(`outbox qos must be 0 or 1, not ${String(qos)}`));
+    // MQTT 5 properties (the cloud link's replies) came after the measurement, to the log only: refused, never dropped silently.
+    if (opts.properties !== undefined) return Promise.reject(new RangeError('the SQLite outbox does not store MQTT 5 properties'));
     const body = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
     const topicBytes = Buffer.byteLength(topic, 'utf8');
     const total = RECORD_OVERHEAD_BYTES + topicBytes + body.length;

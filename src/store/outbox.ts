@@ -18,13 +18,18 @@
 //       0      4    body length (u32 BE)
 //       4      4    CRC-32 (zlib.crc32) of bytes 0..3 and 8..end
 //       8      8    sequence number (u64 BE: high u32, low u32)
-//       16     1    flags: bit 0 QoS 1, bit 1 retain
+//       16     1    flags: bit 0 QoS 1, bit 1 retain, bit 2 MQTT 5 properties
 //       17     6    enqueuedAt, ms since the epoch (u48 BE)
 //       23     2    topic length in bytes (u16 BE)
-//       25     n    topic (UTF-8), then the payload up to the end of the body
+//       25     n    topic (UTF-8)
+//       25+n   2+m  only with flag bit 2: properties length m (u16 BE), then m bytes of MQTT 5
+//                   properties (Correlation Data, User Properties; outbox-properties.ts)
+//       ...         the payload, up to the end of the body
 //
 //   25 bytes plus the topic per record: a 64-byte payload on `things/oven-1/telemetry/temperature`
-//   takes 124 bytes. Sequence numbers start at 1, grow by one per append and are never reused for a
+//   takes 124 bytes. Flag bit 2 came with the cloud link's MQTT 5 replies; a record without it is
+//   laid out exactly as before, so segments written by earlier versions load and send unchanged
+//   (an earlier version reading a record with bit 2 takes it for damage and skips it). Sequence numbers start at 1, grow by one per append and are never reused for a
 //   record that peek() returned, also across restarts, nor for one counted as lost to damage.
 // - `state.json`, written atomically (writeFileAtomic):
 //   `{"format":1,"ackedThrough":N,"dropped":D,"ackedAbove":[...],"lostAbove":[[from,to],...]}`.
@@ -70,6 +75,9 @@ import { readFileBounded, removeStaleTempFiles, writeFileAtomic } from './atomic
 import { cutAtDamage, lossText, scanSegments, type LossCount } from './outbox-recovery.js';
 import { BODY_FIXED, HARD_MAX_RECORD, HEADER_BYTES, MAGIC, MIB, REC_HEADER, Reader, TWO_32, errText, ioError, newSegment, noteRecord, recordCrc, segmentName, writeAll, type Segment } from './outbox-segment.js';
 import { addRange, countIn, dropThrough, holds, type SeqRange } from './seq-ranges.js';
+import { propertiesBytes, propertiesFit, readProperties, writeProperties, type OutboxProperties } from './outbox-properties.js';
+
+export type { OutboxProperties } from './outbox-properties.js';
 
 export type OutboxQos = 0 | 1;
 
@@ -83,6 +91,8 @@ export interface OutboxRecord {
   readonly retain: boolean;
   /** `now()` at append, ms since the epoch. */
   readonly enqueuedAt: number;
+  /** MQTT 5 properties to send it with; absent when none were queued. */
+  readonly properties?: OutboxProperties;
 }
 
 export interface OutboxOptions {
@@ -109,6 +119,8 @@ export interface AppendOptions {
   readonly qos?: OutboxQos;
   /** Default false. */
   readonly retain?: boolean;
+  /** MQTT 5 properties to send it with (Correlation Data, User Properties); at most 0xffff bytes encoded. */
+  readonly properties?: OutboxProperties;
 }
 
 export interface OutboxStats {
@@ -489,24 +501,34 @@ export class Outbox {
     if (qos !== 0 && qos !== 1) return Promise.reject(new RangeError(`outbox qos must be 0 or 1, not ${String(qos)}`));
     const body = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
     const topicBytes = Buffer.byteLength(topic, 'utf8');
-    const total = REC_HEADER + BODY_FIXED + topicBytes + body.length;
+    const props = opts.properties;
+    const propBytes = propertiesBytes(props);
+    if (propBytes > 0xffff || (propBytes > 0 && !propertiesFit(props!))) {
+      return Promise.reject(new EwError('EW_OUTBOX_RECORD_TOO_LARGE', `message on ${JSON.stringify(topic.length > 200 ? topic.slice(0, 200) + '...' : topic)} refused: its MQTT 5 properties take ${propBytes} bytes, more than 65535 (or one of them more than 65535)`, { where: this.dir }));
+    }
+    const propBlock = propBytes > 0 ? 2 + propBytes : 0;
+    const total = REC_HEADER + BODY_FIXED + topicBytes + propBlock + body.length;
     if (total > this.lim.maxRecordBytes || topicBytes > 0xffff) {
       return Promise.reject(
         new EwError(
           'EW_OUTBOX_RECORD_TOO_LARGE',
-          `message on ${JSON.stringify(topic.length > 200 ? topic.slice(0, 200) + '...' : topic)} refused: ${total} bytes (topic ${topicBytes}, payload ${body.length}, framing ${RECORD_OVERHEAD_BYTES}) is more than the ${Math.min(this.lim.maxRecordBytes, 0xffff + RECORD_OVERHEAD_BYTES + body.length)} allowed`,
+          `message on ${JSON.stringify(topic.length > 200 ? topic.slice(0, 200) + '...' : topic)} refused: ${total} bytes (topic ${topicBytes}, payload ${body.length}, framing ${RECORD_OVERHEAD_BYTES}${propBlock > 0 ? `, properties ${propBlock}` : ''}) is more than the ${Math.min(this.lim.maxRecordBytes, 0xffff + RECORD_OVERHEAD_BYTES + body.length)} allowed`,
           { where: this.dir },
         ),
       );
     }
     const rec = Buffer.allocUnsafe(total);
     rec.writeUInt32BE(total - REC_HEADER, 0);
-    rec[16] = (qos === 1 ? 1 : 0) | (opts.retain ? 2 : 0);
+    rec[16] = (qos === 1 ? 1 : 0) | (opts.retain ? 2 : 0) | (propBlock > 0 ? 4 : 0);
     const at = Math.min(MAX_U48, Math.max(0, Math.floor(this.clock()) || 0));
     rec.writeUIntBE(at, 17, 6);
     rec.writeUInt16BE(topicBytes, 23);
     rec.write(topic, 25, topicBytes, 'utf8');
-    rec.set(body, 25 + topicBytes);
+    if (propBlock > 0) {
+      rec.writeUInt16BE(propBytes, 25 + topicBytes);
+      writeProperties(rec, 27 + topicBytes, props!);
+    }
+    rec.set(body, 25 + topicBytes + propBlock);
 
     let seg: Segment;
     try {
@@ -762,14 +784,17 @@ export class Outbox {
             break;
           }
           const tlen = rec.readUInt16BE(23);
-          out.push({
-            seq,
-            topic: rec.toString('utf8', 25, 25 + tlen),
-            payload: Buffer.from(rec.subarray(25 + tlen)),
-            qos: (rec[16]! & 1) as OutboxQos,
-            retain: (rec[16]! & 2) !== 0,
-            enqueuedAt: rec.readUIntBE(17, 6),
-          });
+          const flags = rec[16]!;
+          const topic = rec.toString('utf8', 25, 25 + tlen);
+          const enqueuedAt = rec.readUIntBE(17, 6);
+          if ((flags & 4) === 0) {
+            out.push({ seq, topic, payload: Buffer.from(rec.subarray(25 + tlen)), qos: (flags & 1) as OutboxQos, retain: (flags & 2) !== 0, enqueuedAt });
+          } else {
+            const plen = rec.readUInt16BE(25 + tlen);
+            const properties = readProperties(rec.subarray(27 + tlen, 27 + tlen + plen));
+            if (properties === undefined) this.report(`record ${seq} in ${seg.path} has malformed MQTT 5 properties: sent without them`);
+            out.push({ seq, topic, payload: Buffer.from(rec.subarray(27 + tlen + plen)), qos: (flags & 1) as OutboxQos, retain: (flags & 2) !== 0, enqueuedAt, ...(properties === undefined ? {} : { properties }) });
+          }
         }
         off += bytes;
       }

@@ -136,6 +136,7 @@ t.test('each gateway reads only its own snapshot and down/#, and publishes only 
     ['edgewarden/gw-b/status', true],
     ['edgewarden/gw-b/up/things/oven-9/telemetry/t', false],
     ['edgewarden/gw-b/audit', false],
+    ['edgewarden/gw-b/replies/tool-7', false],
     ['edgewarden/gw-b/down/things/oven-9/commands/stop', false],
   ] as const) {
     try {
@@ -144,9 +145,11 @@ t.test('each gateway reads only its own snapshot and down/#, and publishes only 
       refused.push(`${topic}: ${(err as Error).message}`);
     }
   }
-  t.equal(refused.length, 5, `each refused (MQTT 5 PUBACK): ${refused.join('; ')}`);
+  t.equal(refused.length, 6, `each refused (MQTT 5 PUBACK): ${refused.join('; ')}`);
   await gwA.client.publishAsync('edgewarden/gw-a/status', '{"state":"online"}', { qos: 1, retain: true });
   t.ok(await until(() => app.got.some((m) => m.topic === 'edgewarden/gw-a/status'), 20_000), 'gw-a may publish its own status');
+  await gwA.client.publishAsync('edgewarden/gw-a/replies/tool-7', '{"outcome":"delivered"}', { qos: 1 });
+  t.ok(await until(() => app.got.some((m) => m.topic === 'edgewarden/gw-a/replies/tool-7'), 20_000), 'and a reply to a response topic below its own replies/');
   await sleep(300);
   t.same(app.got.filter((m) => m.payload.toString() === 'forged by gw-a'), [], 'the cloud application saw nothing forged');
   t.same(gwB.got.filter((m) => m.payload.toString() === 'forged by gw-a'), [], 'gw-b saw nothing forged');

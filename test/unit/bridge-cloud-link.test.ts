@@ -1,7 +1,9 @@
 // The pure parts of the cloud link: the back-off (full jitter, bounded), the down request envelope,
-// the prefix template.
+// the prefix template, the replies' properties; and a late refusal's route, with a fake outbox.
 import t from 'tap';
-import { backoffBound, expandGatewayId, MAX_REQUEST_BYTES, parseCloudRequest } from '../../src/bridge/cloud-link.js';
+import pino from 'pino';
+import { backoffBound, CloudLink, expandGatewayId, MAX_REQUEST_BYTES, parseCloudRequest, replyUserProperties } from '../../src/bridge/cloud-link.js';
+import type { ReplyRoutes } from '../../src/bridge/reply-routes.js';
 
 t.test('back-off bound doubles from the minimum to the maximum', async (t) => {
   t.same([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map((n) => backoffBound(n, 1000, 300_000)), [1000, 2000, 4000, 8000, 16_000, 32_000, 64_000, 128_000, 256_000, 300_000, 300_000]);
@@ -46,4 +48,35 @@ t.test('down request envelopes', async (t) => {
     const r = parseCloudRequest(junk);
     t.ok('error' in r || 'principal' in r, 'random bytes never throw');
   }
+});
+
+t.test('reply user properties: the outcome, and the reason when refused; one shared object each', async (t) => {
+  t.same(replyUserProperties('delivered', undefined), { 'ew-outcome': 'delivered' });
+  t.same(replyUserProperties('denied', 'NOT_GRANTED'), { 'ew-outcome': 'denied', 'ew-reason': 'NOT_GRANTED' });
+  t.same(replyUserProperties('expired', 'ACTION_EXPIRED'), { 'ew-outcome': 'expired', 'ew-reason': 'ACTION_EXPIRED' });
+  t.equal(replyUserProperties('denied', 'NOT_GRANTED'), replyUserProperties('denied', 'NOT_GRANTED'), 'made once');
+  t.ok(Object.isFrozen(replyUserProperties('invalid', undefined)));
+});
+
+t.test('a late refusal follows the first reply: its response topic and correlation data; reasonCode 0x87, none for an expiry', async (t) => {
+  const appended: { topic: string; body: Record<string, unknown>; properties: unknown }[] = [];
+  const outbox = {
+    append: (topic: string, payload: string | Buffer, opts: { properties?: unknown }) => {
+      appended.push({ topic, body: JSON.parse(payload.toString()) as Record<string, unknown>, properties: opts.properties });
+      return Promise.resolve(appended.length);
+    },
+    stats: () => ({ depth: 0 }),
+  };
+  const host = { snapshotStatus: () => ({ version: 3, expiresAt: null, expired: false }) };
+  const link = new CloudLink({ config: { prefix: 'edgewarden/{gatewayId}/' } as never, gatewayId: 'gw-1', outbox: outbox as never, host: host as never, log: pino({ level: 'silent' }) });
+  const routes = (link as unknown as { routes: ReplyRoutes }).routes;
+  routes.remember('r1', routes.route('edgewarden/gw-1/replies/tool-7', Buffer.from('c1')));
+  await link.reportLateRefusal({ requestId: 'r1', principal: 'tech-anna', topic: 'things/oven-1/commands/reboot', reason: 'REVOKED', stage: 'delivery' });
+  await link.reportLateRefusal({ requestId: 'r1', principal: 'tech-anna', topic: 'things/oven-1/commands/reboot', reason: 'ACTION_EXPIRED', stage: 'queue' });
+  await link.reportLateRefusal({ requestId: 'r2', principal: 'tech-anna', topic: 'things/oven-1/commands/reboot', reason: 'NOT_GRANTED', stage: 'delivery' });
+  t.match(appended[0], { topic: 'replies/tool-7', body: { id: 'r1', outcome: 'denied', reason: 'REVOKED', reasonCode: 0x87, stage: 'delivery' }, properties: { correlationData: Buffer.from('c1'), userProperties: { 'ew-outcome': 'denied', 'ew-reason': 'REVOKED' } } });
+  t.match(appended[1], { topic: 'replies/tool-7', body: { outcome: 'expired', reason: 'ACTION_EXPIRED', stage: 'queue' }, properties: { correlationData: Buffer.from('c1'), userProperties: { 'ew-outcome': 'expired', 'ew-reason': 'ACTION_EXPIRED' } } });
+  t.notOk('reasonCode' in appended[1]!.body, 'no reasonCode for an expiry');
+  t.match(appended[2], { topic: 'replies', body: { id: 'r2', reasonCode: 0x87 } }, 'a request not remembered: P replies');
+  t.notOk('correlationData' in (appended[2]!.properties as object));
 });
