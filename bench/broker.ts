@@ -48,18 +48,19 @@ const ROOT = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../'
 const GENERATOR = fileURLToPath(new URL('./load-generator.js', import.meta.url));
 
 export const DEVICES = 1000;
-const PUBLISHERS = 16;
-const SUBSCRIBERS = 2;
-const PAYLOAD_BYTES = 64;
+// The load, shared with the mqtt5 section (mqtt5.ts).
+export const PUBLISHERS = 16;
+export const SUBSCRIBERS = 2;
+export const PAYLOAD_BYTES = 64;
 const QOS0_BATCH = 16;
 const QOS1_INFLIGHT = 32;
-const ROUNDS = 5; // per configuration and QoS; order E O, O E, E O, ...
-const WARMUP_MS = 500;
-const WINDOW_MS = 1500;
-const LATENCY_ROUNDS = 2; // per configuration, alternating; the samples of a configuration are pooled
-const LATENCY_WARMUP = 100; // per round
-const LATENCY_COMMANDS = 1000; // per round
-const LATENCY_GAP_MS = 1;
+export const ROUNDS = 5; // per configuration and QoS; order E O, O E, E O, ...
+export const WARMUP_MS = 500;
+export const WINDOW_MS = 1500;
+export const LATENCY_ROUNDS = 2; // per configuration, alternating; the samples of a configuration are pooled
+export const LATENCY_WARMUP = 100; // per round
+export const LATENCY_COMMANDS = 1000; // per round
+export const LATENCY_GAP_MS = 1;
 /**
  * Offline queues: this many devices, the even-numbered dev-0000, dev-0002, ... (c-bakery, so in
  * tech-anna's scope), each with a persistent session for its commands and the dashboard with one
@@ -79,12 +80,12 @@ export const CONNECT_KEEPALIVE = 60;
 /** Connections between TCP connect and CONNACK at once; below Node's listen backlog (511), so no SYN is dropped. */
 export const CONNECT_MAX_PENDING = 256;
 
-const TELEMETRY_FILTER = 'things/+/telemetry/#';
+export const TELEMETRY_FILTER = 'things/+/telemetry/#';
 export const deviceId = (i: number): string => `dev-${String(i).padStart(4, '0')}`;
 export const deviceToken = (id: string): string => `${id}-token`;
 const APP = { id: 'dashboard', secret: 'dashboard-secret' }; // config/example-policy.yaml: READ_THING tenant-wide
 const TECHNICIAN = { id: 'tech-anna', password: 'anna-pass' }; // partner of c-bakery, EXECUTE_THING_COMMAND (scrypt hash)
-const COMMAND_DEVICE = deviceId(0); // c-bakery, line-1: in tech-anna's scope and served by gw-plant-1
+export const COMMAND_DEVICE = deviceId(0); // c-bakery, line-1: in tech-anna's scope and served by gw-plant-1
 
 export type BrokerFigures = Record<string, string | number | boolean | number[]>;
 
@@ -248,33 +249,57 @@ export async function connectDevices(o: {
   }
 }
 
-interface Config {
-  readonly name: 'enforced' | 'open';
-  readonly agent: AgentProcess;
+/** Who publishes and subscribes in the throughput runs, and who sends a command to which device in the latency runs. */
+export interface Load {
   readonly publishers: ThroughputRequest['publishers'];
   readonly subscribers: ThroughputRequest['subscribers'];
   readonly sender: Credentials;
   readonly device: Credentials;
+}
+
+interface Config extends Load {
+  readonly name: 'enforced' | 'open';
+  readonly agent: AgentProcess;
   readonly queueSessions: OfflineQueueRequest['sessions'];
   readonly queuePublishers: OfflineQueueRequest['publishers'];
 }
 
-interface Run extends ThroughputResult {
+const telemetryTopics = (id: string, topicsPerPublisher: number): string[] =>
+  topicsPerPublisher === 1 ? [`things/${id}/telemetry/temperature`] : Array.from({ length: topicsPerPublisher }, (_, k) => `things/${id}/telemetry/m${k}`);
+
+/**
+ * The enforced configuration's load: PUBLISHERS devices (sha256 tokens) on their own telemetry,
+ * SUBSCRIBERS connections of the application "dashboard" (READ_THING) on TELEMETRY_FILTER,
+ * tech-anna (EXECUTE_THING_COMMAND) commanding COMMAND_DEVICE.
+ */
+export function enforcedLoad(topicsPerPublisher = 1): Load {
+  const pubIds = Array.from({ length: PUBLISHERS }, (_, i) => deviceId(i));
+  return {
+    publishers: pubIds.map((id, i) => ({ clientId: `pub-${i}`, username: id, password: deviceToken(id), topics: telemetryTopics(id, topicsPerPublisher) })),
+    subscribers: Array.from({ length: SUBSCRIBERS }, (_, j) => ({ clientId: `sub-${j}`, username: APP.id, password: APP.secret, filter: TELEMETRY_FILTER })),
+    sender: { clientId: 'cmd-sender', username: TECHNICIAN.id, password: TECHNICIAN.password },
+    device: { clientId: 'cmd-device', username: COMMAND_DEVICE, password: deviceToken(COMMAND_DEVICE) },
+  };
+}
+
+export interface Run extends ThroughputResult {
   /** The agent's CPU time in the window / the window (1 = one core busy). */
   readonly agentCpu: number;
 }
 
-async function throughputRun(gen: Generator, c: Config, qos: 0 | 1): Promise<Run> {
+/** One throughput run of `load` against `agent` (`label` names it in errors); `protocolVersion` 4 (3.1.1) or 5. */
+export async function throughputRun(gen: Generator, agent: AgentProcess, load: Load, qos: 0 | 1, label: string, protocolVersion: 4 | 5 = 4): Promise<Run> {
   let cpu0 = 0;
   let t0 = 0;
   let agentCpu = NaN;
   const r = await gen.request<ThroughputResult>(
     {
       kind: 'throughput',
-      port: c.agent.port,
+      port: agent.port,
+      protocolVersion,
       qos,
-      publishers: c.publishers,
-      subscribers: c.subscribers,
+      publishers: load.publishers,
+      subscribers: load.subscribers,
       payloadBytes: PAYLOAD_BYTES,
       batch: QOS0_BATCH,
       inflight: QOS1_INFLIGHT,
@@ -282,18 +307,35 @@ async function throughputRun(gen: Generator, c: Config, qos: 0 | 1): Promise<Run
       windowMs: WINDOW_MS,
     },
     (phase) => {
-      const cpu = c.agent.cpuMs() ?? NaN;
+      const cpu = agent.cpuMs() ?? NaN;
       if (phase === 'start') {
         cpu0 = cpu;
         t0 = now();
       } else agentCpu = (cpu - cpu0) / (now() - t0);
     },
   );
-  if (r.deliveredPerSecond <= 0) throw new Error(`${c.name} QoS ${qos}: nothing was delivered`);
+  if (r.deliveredPerSecond <= 0) throw new Error(`${label} QoS ${qos}: nothing was delivered`);
   return { ...r, agentCpu };
 }
 
-interface LatencyStats {
+/** LATENCY_COMMANDS commands (QoS 1, after LATENCY_WARMUP), one at a time, from `load.sender` to `load.device`. */
+export function latencyRequest(port: number, load: Load, protocolVersion: 4 | 5 = 4): LatencyRequest {
+  return {
+    kind: 'latency',
+    port,
+    protocolVersion,
+    sender: load.sender,
+    device: load.device,
+    topic: `things/${COMMAND_DEVICE}/commands/reboot`,
+    filter: `things/${COMMAND_DEVICE}/commands/+`,
+    warmup: LATENCY_WARMUP,
+    count: LATENCY_COMMANDS,
+    gapMs: LATENCY_GAP_MS,
+    payloadBytes: PAYLOAD_BYTES,
+  };
+}
+
+export interface LatencyStats {
   readonly count: number;
   readonly medianMs: number;
   readonly p90Ms: number;
@@ -301,7 +343,7 @@ interface LatencyStats {
   readonly maxMs: number;
 }
 
-function latencyStats(samples: readonly number[]): LatencyStats {
+export function latencyStats(samples: readonly number[]): LatencyStats {
   const s = [...samples].sort((a, b) => a - b);
   const at = (q: number): number => s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)]!;
   return { count: s.length, medianMs: at(0.5), p90Ms: at(0.9), p99Ms: at(0.99), maxMs: s[s.length - 1]! };
@@ -401,17 +443,11 @@ export async function brokerSection(o: Options): Promise<{ figures: BrokerFigure
     const openAgent = await start('open', false);
     gen = new Generator();
 
-    const pubIds = Array.from({ length: PUBLISHERS }, (_, i) => deviceId(i));
     const queueIds = Array.from({ length: QUEUE_DEVICES }, (_, i) => deviceId(2 * i));
-    const telemetry = (id: string): string[] =>
-      topicsPerPublisher === 1 ? [`things/${id}/telemetry/temperature`] : Array.from({ length: topicsPerPublisher }, (_, k) => `things/${id}/telemetry/m${k}`);
     const enforced: Config = {
       name: 'enforced',
       agent: enforcedAgent,
-      publishers: pubIds.map((id, i) => ({ clientId: `pub-${i}`, username: id, password: deviceToken(id), topics: telemetry(id) })),
-      subscribers: Array.from({ length: SUBSCRIBERS }, (_, j) => ({ clientId: `sub-${j}`, username: APP.id, password: APP.secret, filter: TELEMETRY_FILTER })),
-      sender: { clientId: 'cmd-sender', username: TECHNICIAN.id, password: TECHNICIAN.password },
-      device: { clientId: 'cmd-device', username: COMMAND_DEVICE, password: deviceToken(COMMAND_DEVICE) },
+      ...enforcedLoad(topicsPerPublisher),
       // Each device's session gets commands (actions: decided again at delivery, for tech-anna), the
       // dashboard's session for that device its telemetry (not an action); as many of each.
       queueSessions: queueIds.flatMap((id) => [
@@ -444,7 +480,7 @@ export async function brokerSection(o: Options): Promise<{ figures: BrokerFigure
       for (const c of r % 2 === 0 ? [enforced, open] : [open, enforced]) {
         for (const qos of [0, 1] as const) {
           o.progress(`broker: round ${r + 1}/${ROUNDS}, ${c.name}, QoS ${qos}: ${PUBLISHERS} publishers, ${SUBSCRIBERS} subscribers, ${WARMUP_MS / 1000} s warm-up + ${WINDOW_MS / 1000} s`);
-          const run = await throughputRun(gen, c, qos);
+          const run = await throughputRun(gen, c.agent, c, qos, c.name);
           const f = qosFigures[qos];
           f.delivered[c.name].push(run.deliveredPerSecond);
           f.accepted[c.name].push(run.acceptedPerSecond);
@@ -460,19 +496,7 @@ export async function brokerSection(o: Options): Promise<{ figures: BrokerFigure
     // 2. latency of an allowed command, one at a time, alternating
     const latency = async (c: Config, round: number): Promise<LatencyResult> => {
       o.progress(`broker: latency round ${round + 1}/${LATENCY_ROUNDS}, ${c.name}: ${LATENCY_COMMANDS} commands (QoS 1) one at a time to ${COMMAND_DEVICE}`);
-      const req: LatencyRequest = {
-        kind: 'latency',
-        port: c.agent.port,
-        sender: c.sender,
-        device: c.device,
-        topic: `things/${COMMAND_DEVICE}/commands/reboot`,
-        filter: `things/${COMMAND_DEVICE}/commands/+`,
-        warmup: LATENCY_WARMUP,
-        count: LATENCY_COMMANDS,
-        gapMs: LATENCY_GAP_MS,
-        payloadBytes: PAYLOAD_BYTES,
-      };
-      return gen!.request<LatencyResult>(req);
+      return gen!.request<LatencyResult>(latencyRequest(c.agent.port, c));
     };
     const samples: Record<'enforced' | 'open', number[]> = { enforced: [], open: [] };
     for (let r = 0; r < LATENCY_ROUNDS; r++) {

@@ -5,13 +5,15 @@
 // the footprint budget, next to a bare node, with the unit's V8 flags, and with 1,000 devices connected;
 // then the broker (broker.ts): messages per second through the agent enforcing against the same
 // agent as an open broker, command latency, persistent sessions receiving their offline queues
-// (half of it commands, decided again at delivery), 1,000 devices connecting, RSS.
+// (half of it commands, decided again at delivery), 1,000 devices connecting, RSS;
+// then MQTT 5 (mqtt5.ts): one enforced agent, the broker section's load over MQTT 3.1.1 and MQTT 5 in
+// alternating rounds: QoS 0/1 throughput, the agent's CPU per delivery, command latency, 5 ÷ 3.1.1.
 // then the outbox (outbox.ts), the segment log and the node:sqlite queue side by side: messages queued durably per second, drained per second, disk bytes each, open time, memory;
 // then the footprint (footprint.ts): the agent's peak RSS installing the largest snapshot snapshot.maxBytes
 // allows, against the unit's MemoryMax; then the durable acknowledgement (durable-ack.ts): PUBACK latency and
 // rate of QoS 1 messages forwarded to the cloud (acknowledged once fsynced in the outbox) against local ones.
 // then the fleet (fleet.ts): `fleet sign` on a 100,000-thing tenant over 1,000 and 10,000 gateways: time, peak memory, snapshot sizes.
-// `--only decisions|startup|broker|outbox|footprint|durable-ack|fleet` runs one section; `--cpu-prof-dir <dir>` profiles the agents;
+// `--only decisions|startup|broker|mqtt5|outbox|footprint|durable-ack|fleet` runs one section; `--cpu-prof-dir <dir>` profiles the agents;
 // `--topics-per-publisher <n>` spreads the broker load over more topics (past the agent's decision caches).
 // Progress goes to stderr; stdout carries only the figures. See bench/README.md.
 import { cpus, totalmem } from 'node:os';
@@ -26,6 +28,7 @@ import { generateQuestions, QUESTION_KINDS, type QuestionKind, type Questions } 
 import { generateTenant } from './synthetic.js';
 import { collect, GcCounter, hasGc, MB, now, settle } from './measure.js';
 import { brokerSection } from './broker.js';
+import { mqtt5Section } from './mqtt5.js';
 import { outboxSection } from './outbox.js';
 import { footprintSection } from './footprint.js';
 import { durableAckSection } from './durable-ack.js';
@@ -55,7 +58,7 @@ function flag(name: string): string | undefined {
   if (i >= 0) return argv[i + 1];
   return argv.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
 }
-const SECTIONS = ['decisions', 'startup', 'broker', 'outbox', 'footprint', 'durable-ack', 'fleet'] as const;
+const SECTIONS = ['decisions', 'startup', 'broker', 'mqtt5', 'outbox', 'footprint', 'durable-ack', 'fleet'] as const;
 type Section = (typeof SECTIONS)[number];
 const only = flag('--only');
 if (only !== undefined && !(SECTIONS as readonly string[]).includes(only)) {
@@ -64,7 +67,7 @@ if (only !== undefined && !(SECTIONS as readonly string[]).includes(only)) {
 }
 const sections: readonly Section[] = only === undefined ? SECTIONS : [only as Section];
 const cpuProfDir = flag('--cpu-prof-dir');
-/** `--agent-node-options "--max-semi-space-size=2 ..."`: node flags for the broker section's agents. */
+/** `--agent-node-options "--max-semi-space-size=2 ..."`: node flags for the broker and mqtt5 sections' agents. */
 const agentNodeOptions = flag('--agent-node-options');
 const topicsPerPublisher = flag('--topics-per-publisher');
 
@@ -457,6 +460,14 @@ async function main(): Promise<void> {
     });
     Object.assign(figures, b.figures);
     out.push('', ...b.lines);
+  }
+  if (sections.includes('mqtt5')) {
+    const m = await mqtt5Section({
+      progress,
+      ...(agentNodeOptions === undefined ? {} : { agentNodeArgs: agentNodeOptions.split(/\s+/).filter(Boolean) }),
+    });
+    Object.assign(figures, m.figures);
+    out.push('', ...m.lines);
   }
   if (sections.includes('outbox')) {
     const o = await outboxSection({ progress });

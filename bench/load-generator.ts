@@ -1,6 +1,7 @@
 // The broker bench's load generator: a separate process (forked by broker.ts, one request at a time
 // over the IPC channel) so that it and the agent each get a core of their own. It is the same code
-// for both agent configurations; only the credentials and the port differ.
+// for both agent configurations; only the credentials and the port differ. The throughput and
+// latency requests speak MQTT 3.1.1 or 5 (`protocolVersion`, for the mqtt5 section, mqtt5.ts).
 //
 // Raw TCP sockets and pre-built packets rather than MQTT.js: a publisher writes a ready-made batch
 // of PUBLISH packets per write, a subscriber only splits the byte stream by fixed headers and counts
@@ -19,12 +20,16 @@ import {
   PUBLISH,
   publishPacket,
   publishPacketId,
+  publishPacketIdOffset,
   publishPayloadStart,
   publishQos,
+  pubackReasonCode,
   pubacks,
   SUBACK,
+  subackFirstCode,
   subscribePacket,
   type Credentials,
+  type ProtocolVersion,
 } from './mqtt-wire.js';
 
 // --- the protocol between broker.ts and this process -------------------------------------------------
@@ -32,6 +37,8 @@ import {
 export interface ThroughputRequest {
   readonly kind: 'throughput';
   readonly port: number;
+  /** Every connection's MQTT version: 4 (3.1.1, the default) or 5. */
+  readonly protocolVersion?: ProtocolVersion;
   readonly qos: 0 | 1;
   /** Each publishes to its own topics, in turn, as fast as the broker takes it. */
   readonly publishers: readonly (Credentials & { readonly topics: readonly string[] })[];
@@ -62,11 +69,15 @@ export interface ThroughputResult {
   /** The generator's CPU time in the window / the window (1 = one core busy). */
   readonly generatorCpu: number;
   readonly socketErrors: number;
+  /** MQTT 5, QoS 1: PUBACKs with a reason code of 0x80 or above (refused; counted in `accepted*` all the same). */
+  readonly refusedTotal: number;
 }
 
 export interface LatencyRequest {
   readonly kind: 'latency';
   readonly port: number;
+  /** The sender's and the device's MQTT version: 4 (3.1.1, the default) or 5. */
+  readonly protocolVersion?: ProtocolVersion;
   readonly sender: Credentials;
   readonly device: Credentials;
   /** The command topic the sender publishes to (QoS 1). */
@@ -78,6 +89,8 @@ export interface LatencyRequest {
   /** Pause between a delivery and the next command. */
   readonly gapMs: number;
   readonly payloadBytes: number;
+  /** Give up (reject) when a command has not arrived this long after it was sent (default 10 s). */
+  readonly timeoutMs?: number;
 }
 
 export interface LatencyResult {
@@ -169,6 +182,7 @@ type FrameHandler = (buf: Buffer, start: number, body: number, end: number) => v
 
 interface Conn {
   readonly socket: Socket;
+  readonly v5: boolean;
   handler: FrameHandler;
   /** Runs after each received chunk's frames (to answer them in one write). */
   afterChunk: (() => void) | null;
@@ -180,6 +194,8 @@ const ignore: FrameHandler = () => undefined;
 
 interface DialOptions {
   readonly keepalive?: number;
+  /** 4 (MQTT 3.1.1, the default) or 5. */
+  readonly protocolVersion?: ProtocolVersion;
   /** CleanSession (default true). */
   readonly clean?: boolean;
   /**
@@ -191,14 +207,17 @@ interface DialOptions {
 
 /** TCP connect, CONNECT, CONNACK 0; rejects on any other outcome. */
 function dial(port: number, c: Credentials, o: DialOptions = {}): Promise<Conn> {
+  const version = o.protocolVersion ?? 4;
   return new Promise((resolve, reject) => {
     const socket = createConnection({ host: '127.0.0.1', port });
     socket.setNoDelay(true);
     const conn: Conn = {
       socket,
+      v5: version === 5,
       afterChunk: null,
       handler: (buf, start, body) => {
         if (buf[start]! >> 4 !== CONNACK) return;
+        // The 3.1.1 return code and the MQTT 5 reason code sit in the same byte (then 5's properties).
         const rc = buf[body + 1]!;
         conn.handler = ignore;
         if (rc === 0) o.onConnack?.(conn, (buf[body]! & 1) === 1);
@@ -219,20 +238,21 @@ function dial(port: number, c: Credentials, o: DialOptions = {}): Promise<Conn> 
       reject(err);
     });
     socket.on('close', () => reject(new Error(`${c.clientId}: connection closed before CONNACK`)));
-    socket.on('connect', () => socket.write(connectPacket(c, o.keepalive ?? 60, o.clean ?? true)));
+    socket.on('connect', () => socket.write(connectPacket(c, o.keepalive ?? 60, o.clean ?? true, version)));
   });
 }
 
 function subscribe(conn: Conn, filter: string, qos: 0 | 1): Promise<void> {
   return new Promise((resolve, reject) => {
-    conn.handler = (buf, start, body) => {
+    conn.handler = (buf, start, body, end) => {
       if (buf[start]! >> 4 !== SUBACK) return;
       conn.handler = ignore;
-      const granted = buf[body + 2]!;
-      if (granted === 0x80) reject(new Error(`subscription to ${filter} refused`));
+      // 3.1.1: 0x80 is the only failure; 5: every reason code from 0x80 up.
+      const granted = subackFirstCode(buf, body, end, conn.v5);
+      if (granted < 0 || granted >= 0x80) reject(new Error(`subscription to ${filter} refused (0x${granted.toString(16)})`));
       else resolve();
     };
-    conn.socket.write(subscribePacket(1, filter, qos));
+    conn.socket.write(subscribePacket(1, filter, qos, conn.v5 ? 5 : 4));
   });
 }
 
@@ -262,12 +282,14 @@ async function closeAll(conns: readonly Conn[]): Promise<void> {
 
 async function throughput(r: ThroughputRequest): Promise<ThroughputResult> {
   const errorsBefore = socketErrors;
-  const subs = await Promise.all(r.subscribers.map((s) => dial(r.port, s)));
+  const version = r.protocolVersion ?? 4;
+  const subs = await Promise.all(r.subscribers.map((s) => dial(r.port, s, { protocolVersion: version })));
   await Promise.all(subs.map((s, i) => subscribe(s, r.subscribers[i]!.filter, r.qos)));
-  const pubs = await Promise.all(r.publishers.map((p) => dial(r.port, p)));
+  const pubs = await Promise.all(r.publishers.map((p) => dial(r.port, p, { protocolVersion: version })));
 
   let delivered = 0;
   let accepted = 0;
+  let refused = 0;
   let running = true;
   // QoS 0 flow control: publishers wait here while the shared budget is spent.
   const budget = r.inflight * r.publishers.length * r.subscribers.length; // in deliveries
@@ -302,7 +324,7 @@ async function throughput(r: ThroughputRequest): Promise<ThroughputResult> {
     const T = topics.length;
     if (r.qos === 0) {
       // Batches of r.batch packets whose topics go round the publisher's list.
-      const packets = topics.map((t) => publishPacket(t, payload, 0));
+      const packets = topics.map((t) => publishPacket(t, payload, 0, 1, version));
       const batches = Array.from({ length: T / gcd(T, r.batch) }, (_, b) => Buffer.concat(Array.from({ length: r.batch }, (_, k) => packets[(b * r.batch + k) % T]!)));
       let b = 0;
       const pump = (): void => {
@@ -323,7 +345,7 @@ async function throughput(r: ThroughputRequest): Promise<ThroughputResult> {
     // QoS 1: a ring of packets with ids 1..RING; a new one goes out for each PUBACK, so at most
     // `inflight` ids are unacknowledged and an id is reused only long after its PUBACK.
     const RING = Math.max(1024, 4 * r.inflight);
-    const packets = Array.from({ length: RING }, (_, k) => publishPacket(topics[k % T]!, payload, 1, k + 1));
+    const packets = Array.from({ length: RING }, (_, k) => publishPacket(topics[k % T]!, payload, 1, k + 1, version));
     const ring = Buffer.concat(packets);
     const at = [0]; // at[k]: where packet k starts in the ring; at[RING] = its length
     for (const pk of packets) at.push(at[at.length - 1]! + pk.length);
@@ -337,8 +359,10 @@ async function throughput(r: ThroughputRequest): Promise<ThroughputResult> {
         k -= m;
       }
     };
-    p.handler = (buf, start) => {
-      if (buf[start]! >> 4 === PUBACK) acked++;
+    p.handler = (buf, start, body, end) => {
+      if (buf[start]! >> 4 !== PUBACK) return;
+      acked++;
+      if (pubackReasonCode(buf, body, end) >= 0x80) refused++;
     };
     p.afterChunk = () => {
       if (acked === 0) return;
@@ -363,9 +387,10 @@ async function throughput(r: ThroughputRequest): Promise<ThroughputResult> {
   send({ kind: 'mark', phase: 'end' });
   running = false;
 
-  // Drain: wait until deliveries stop (at most 5 s), so the totals can be compared.
+  // Drain: wait until deliveries stop and every accepted message is delivered, at most 5 s (a
+  // pause of 200 ms on a loaded machine does not end it early), so the totals can be compared.
   let last = -1;
-  for (let waited = 0; waited < 5000 && delivered !== last; waited += 200) {
+  for (let waited = 0; waited < 5000 && (delivered !== last || delivered < accepted * subs.length); waited += 200) {
     last = delivered;
     await sleep(200);
   }
@@ -377,6 +402,7 @@ async function throughput(r: ThroughputRequest): Promise<ThroughputResult> {
     deliveredTotal: delivered,
     generatorCpu: (c1.user + c1.system) / 1000 / (t1 - t0),
     socketErrors: socketErrors - errorsBefore,
+    refusedTotal: refused,
   };
   await closeAll([...pubs, ...subs]);
   return result;
@@ -385,18 +411,22 @@ async function throughput(r: ThroughputRequest): Promise<ThroughputResult> {
 // --- latency of one command at a time ---------------------------------------------------------------------
 
 async function latency(r: LatencyRequest): Promise<LatencyResult> {
-  const device = await dial(r.port, r.device);
+  const version = r.protocolVersion ?? 4;
+  const v5 = version === 5;
+  const device = await dial(r.port, r.device, { protocolVersion: version });
   await subscribe(device, r.filter, 1);
-  const sender = await dial(r.port, r.sender);
+  const sender = await dial(r.port, r.sender, { protocolVersion: version });
   const total = r.warmup + r.count;
   const samples = new Float64Array(r.count);
   // One packet, patched in place: packet id, sequence number, then the timestamp just before the write.
   const payloadBytes = Math.max(16, r.payloadBytes); // timestamp (float64) + sequence number (uint32)
-  const template = publishPacket(r.topic, Buffer.alloc(payloadBytes), 1, 1);
+  const template = publishPacket(r.topic, Buffer.alloc(payloadBytes), 1, 1, version);
   const payloadAt = template.length - payloadBytes;
-  const idAt = payloadAt - 2; // the packet id sits between the topic and the payload
+  const idAt = publishPacketIdOffset(template); // after the topic (then, in MQTT 5, the properties length)
   let seq = 0;
+  let sentAt = 0; // Date.now() of the command on its way; 0 between a delivery and the next command
   const sendOne = (): void => {
+    sentAt = Date.now();
     const packet = Buffer.from(template);
     const id = (seq % 65535) + 1;
     packet[idAt] = id >> 8;
@@ -405,18 +435,25 @@ async function latency(r: LatencyRequest): Promise<LatencyResult> {
     packet.writeDoubleBE(performance.now(), payloadAt);
     sender.socket.write(packet);
   };
+  const timeoutMs = r.timeoutMs ?? 10_000;
+  let watchdog: NodeJS.Timeout | undefined;
   await new Promise<void>((resolve, reject) => {
     const ids: number[] = [];
     let n = 0;
-    device.handler = (buf, start, body) => {
+    // A command that never arrives (refused, lost) fails the request instead of hanging it.
+    watchdog = setInterval(() => {
+      if (sentAt > 0 && Date.now() - sentAt > timeoutMs) reject(new Error(`command ${seq} not delivered within ${timeoutMs} ms`));
+    }, 500);
+    device.handler = (buf, start, body, end) => {
       if (buf[start]! >> 4 !== PUBLISH) return;
-      const at = publishPayloadStart(buf, start, body);
+      const at = publishPayloadStart(buf, start, body, end, v5);
       const ms = performance.now() - buf.readDoubleBE(at);
       const got = buf.readUInt32BE(at + 8);
       if (publishQos(buf, start) === 1) ids[n++] = publishPacketId(buf, body);
       if (got !== seq) return reject(new Error(`command ${got} arrived while waiting for ${seq}`));
       if (seq >= r.warmup) samples[seq - r.warmup] = ms;
       seq++;
+      sentAt = 0;
       if (seq === total) return resolve();
       setTimeout(sendOne, r.gapMs);
     };
@@ -426,7 +463,7 @@ async function latency(r: LatencyRequest): Promise<LatencyResult> {
       n = 0;
     };
     sendOne();
-  });
+  }).finally(() => clearInterval(watchdog));
   await closeAll([sender, device]);
   return { samplesMs: Array.from(samples) };
 }
@@ -474,6 +511,7 @@ function connectMany(r: ConnectRequest): Promise<ConnectResult> {
         socket.setNoDelay(true);
         const conn: Conn = {
           socket,
+          v5: false,
           afterChunk: null,
           handler: (buf, start, body) => {
             if (buf[start]! >> 4 !== CONNACK) return;
@@ -519,15 +557,16 @@ async function forgetSessions(port: number, clients: readonly Credentials[]): Pr
 function publishCounted(conn: Conn, topics: readonly string[], count: number, payload: Buffer, inflight: number): Promise<void> {
   return new Promise((resolve) => {
     if (count === 0) return resolve();
-    // One packet per topic, copied and given its packet id (which sits right before the payload) per send.
+    // One packet per topic, copied and given its packet id (right after the topic) per send.
     const templates = topics.map((t) => publishPacket(t, payload, 1, 1));
     let sent = 0;
     let acked = 0;
     const sendOne = (): void => {
       const p = Buffer.from(templates[sent % templates.length]!);
       const id = (sent % 65535) + 1;
-      p[p.length - payload.length - 2] = id >> 8;
-      p[p.length - payload.length - 1] = id & 0xff;
+      const idAt = publishPacketIdOffset(p);
+      p[idAt] = id >> 8;
+      p[idAt + 1] = id & 0xff;
       sent++;
       conn.socket.write(p);
     };
