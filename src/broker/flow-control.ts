@@ -76,7 +76,6 @@ export function disconnectAndClose(client: Client, reasonCode: number, reasonStr
 
 const INBOUND_LIMIT = /^maxInflightInbound exceeded/;
 const refusedInbound = new WeakSet<Client>();
-const never = new Promise<never>(() => undefined);
 
 /**
  * Inbound Receive Maximum (we advertise limits.maxInflightPerClient): the session store refuses the
@@ -86,7 +85,7 @@ const never = new Promise<never>(() => undefined);
  * then DISCONNECT 0x93 Receive Maximum exceeded, and the connection closed once it is written. The
  * refused PUBLISH's handling never completes (no PUBREC, and aedes reads nothing more from the
  * connection): it ends with the connection. A 3.1.1 client is closed as before.
- * Test: test/integration/mqtt5-flow.test.ts "Receive Maximum exceeded".
+ * Test: test/integration/mqtt5-flow.test.ts "inbound Receive Maximum".
  */
 export function disconnectOnReceiveMaximum(aedes: Aedes, store: { incomingStorePacket(client: Client, packet: unknown): Promise<void> }): void {
   const incomingStorePacket = store.incomingStorePacket.bind(store);
@@ -100,7 +99,9 @@ export function disconnectOnReceiveMaximum(aedes: Aedes, store: { incomingStoreP
         aedes.emit('clientError', client, err);
         disconnectAndClose(client, DISCONNECT_RECEIVE_MAXIMUM_EXCEEDED, 'Receive Maximum exceeded');
       }
-      return never;
+      // Never settles: aedes' handling of this PUBLISH stops here. A promise of its own (not a shared
+      // one, which would keep every waiting reaction, and its client, alive forever).
+      return new Promise<never>(() => undefined);
     });
   };
 }
