@@ -118,6 +118,7 @@ export function createRegistry(source: MetricsSource, build: BuildInfo): Registr
   gauge('edgewarden_sessions_persistent', 'Persistent sessions (CleanSession=0) with subscriptions', b('sessionsSessions'));
   gauge('edgewarden_sessions_queued_messages', 'QoS 1/2 messages queued for persistent sessions, not yet acknowledged', b('sessionsQueued'));
   counter('edgewarden_oversized_packets_total', 'Connections closed for a packet over limits.maxPacketBytes', b('oversizedPackets'));
+  counter('edgewarden_deliveries_too_large_total', 'Messages not sent to an MQTT 5 client because they are larger than the Maximum Packet Size of its CONNECT (dropped for that client)', b('deliveriesTooLarge'));
   gauge('edgewarden_snapshot_version', 'Version of the snapshot in force; 0 when none is held', () => source.snapshot().version ?? 0);
   gauge('edgewarden_snapshot_expiry_seconds', 'Seconds until the snapshot in force expires, against the time floor (negative: expired); 0 when none is held', () => {
     const s = source.snapshot();

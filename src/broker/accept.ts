@@ -1,8 +1,8 @@
 // A new TCP or TLS connection, before any MQTT: a TLS client without the certificate the listener
 // requires is refused; the rest are handed to aedes, marked for the connection log (address and port
 // are gone once the socket is), and their parser guarded: packet sizes bounded before mqtt-packet
-// buffers them (./frame-guard.ts), topics checked as UTF-8 (./topic-utf8.ts), an unsupported
-// protocol level answered with CONNACK 0x01 (./protocol-level.ts).
+// buffers them (./frame-guard.ts; an MQTT 5 client is told, DISCONNECT 0x95), topics checked as
+// UTF-8 (./topic-utf8.ts), an unsupported protocol level answered with CONNACK 0x01 (./protocol-level.ts).
 import type { Socket } from 'node:net';
 import type { Aedes, Client } from 'aedes';
 import { guardPrototypeFilters, hardenClient } from './aedes2.js';
@@ -12,7 +12,8 @@ import { isTlsSocket, lacksRequiredCertificate } from './client-cert.js';
 import type { ConnectionEvents } from './connections.js';
 import type { BrokerCounters } from './context.js';
 import type { Delivery } from './delivery.js';
-import { FrameGuard } from './frame-guard.js';
+import { DISCONNECT_PACKET_TOO_LARGE, disconnectAndClose } from './flow-control.js';
+import { FrameGuard, TOO_LARGE } from './frame-guard.js';
 import { passUnsupportedLevel } from './protocol-level.js';
 import { guardTopicUtf8, type ParserInternals } from './topic-utf8.js';
 
@@ -45,13 +46,18 @@ export function acceptConnection(d: AcceptDeps, socket: Socket): void {
   passUnsupportedLevel(parser);
   guardPrototypeFilters(parser as unknown as Parameters<typeof guardPrototypeFilters>[0]);
   const parse = parser.parse.bind(parser);
+  let refusing = false;
   parser.parse = (buf: Buffer) => {
+    if (refusing) return 0; // what comes after an oversized packet is read and discarded, never buffered
     const problem = guard.check(buf);
     if (problem !== null) {
       d.counters.oversizedPackets++;
       d.events.ending(client, 'limit', { limit: 'limits.maxPacketBytes' });
       d.log.warn({ clientId: client.id ?? null, remote: socket.remoteAddress, problem }, 'closing connection: packet limit');
-      socket.destroy();
+      refusing = true;
+      // An MQTT 5 client (after its CONNACK) is told: DISCONNECT 0x95 Packet too large [MQTT-3.2.2-15], then the close.
+      if (problem.includes(TOO_LARGE)) disconnectAndClose(client, DISCONNECT_PACKET_TOO_LARGE, 'Packet too large');
+      else socket.destroy();
       return 0;
     }
     return parse(buf);

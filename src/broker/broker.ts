@@ -35,6 +35,7 @@ import { DenialBudget } from './denial-budget.js';
 import { DROP, EMPTY_ID, KEEPALIVE, LEVEL, SENT, logLimitOnce, type ClientMarks, type Marked, type Session } from './session.js';
 import { ConnectionEvents } from './connections.js';
 import { acceptConnection } from './accept.js';
+import { disconnectOnReceiveMaximum, outboundWindow } from './flow-control.js';
 import { onClientError, type ClientErrorDeps } from './client-errors.js';
 import { Delivery } from './delivery.js';
 import { openListeners } from './listeners.js';
@@ -100,6 +101,7 @@ export class GatewayBroker {
     deliveries: 0,
     deliveriesFiltered: 0,
     oversizedPackets: 0,
+    deliveriesTooLarge: 0,
     // the in-flight windows' (./inflight-window.ts)
     inflightWindowFull: 0,
     deliveriesWaited: 0,
@@ -159,7 +161,7 @@ export class GatewayBroker {
       keep: (packet) => this.actions.keepAuthority(packet),
       full: (client, max) => {
         const s = this.sessions.get(client);
-        if (s) logLimitOnce(this.log, client, s, 'inflightOutbound', { max }, 'in-flight window full: further QoS 1/2 messages wait until the client acknowledges (limits.maxInflightOutbound)');
+        if (s) logLimitOnce(this.log, client, s, 'inflightOutbound', { max }, 'in-flight window full: further QoS 1/2 messages wait until the client acknowledges (limits.maxInflightOutbound, or the MQTT 5 client\'s Receive Maximum)');
       },
       reserve: (bytes) => this.store.reserve(bytes),
       release: (bytes) => this.store.release(bytes),
@@ -259,6 +261,11 @@ export class GatewayBroker {
       // aedes 2.0.0-beta.1 has no maxInflightInbound (1.2.0 had): the inbound QoS 2 window is the session
       // store's (maxIncomingPerClient above). MQTT 5 Receive Maximum: aedes advertises it, we enforce it.
       receiveMaximum: Math.min(65535, c.limits.maxInflightPerClient),
+      // MQTT 5 Maximum Packet Size in CONNACK: ours counts the whole packet as MQTT 5's does. Our frame
+      // guard (./accept.ts) closes a larger one first, before it is buffered; aedes' check repeats it.
+      maximumPacketSize: c.limits.maxPacketBytes,
+      // MQTT 5 topic aliases (inbound): resolved by aedes before authorizePublish, which sees the real topic.
+      topicAliasMaximum: c.limits.maxTopicAliases,
       sessionExpiryIntervalLimit: c.sessions.expirySeconds,
       queueLimit: Math.max(42, c.limits.maxInflightPerClient),
       maxTopicLevels: c.limits.maxTopicLevels,
@@ -267,6 +274,7 @@ export class GatewayBroker {
       heartbeatInterval: 60_000,
     });
     hardenBroker(aedes);
+    disconnectOnReceiveMaximum(aedes, store as never);
     broker = new GatewayBroker(opts, aedes, actions, store);
     const purged = store.purgeRetained((topic) => actionOf(topic) !== null);
     if (purged > 0) opts.log.warn({ purged }, 'retained messages on action topics purged: actions are never retained');
@@ -449,7 +457,8 @@ export class GatewayBroker {
           markSent: (p, messageId) => store.markSent(id, p, messageId),
           sentIds: () => store.sentIds(id),
         };
-    this.delivery.openWindow(client, c.limits.maxInflightOutbound, { messages: c.sessions.maxQueuedMessages, bytes: c.sessions.maxQueuedBytes }, queue);
+    // [MQTT-3.3.4-9] no more in flight to an MQTT 5 client than its Receive Maximum (./flow-control.ts).
+    this.delivery.openWindow(client, outboundWindow(client, c.limits.maxInflightOutbound), { messages: c.sessions.maxQueuedMessages, bytes: c.sessions.maxQueuedBytes }, queue);
   }
 
   /** Set by the agent once its cloud link exists: client publishes on these topics go to the outbox, QoS 1 before its PUBACK. */

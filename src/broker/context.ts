@@ -21,6 +21,8 @@ export interface BrokerCounters {
   deliveries: number;
   deliveriesFiltered: number;
   oversizedPackets: number;
+  /** Deliveries dropped for an MQTT 5 client: larger than its Maximum Packet Size (./flow-control.ts). */
+  deliveriesTooLarge: number;
   // the in-flight windows' (./inflight-window.ts)
   inflightWindowFull: number;
   deliveriesWaited: number;

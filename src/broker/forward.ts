@@ -1,12 +1,14 @@
 // aedes' authorizeForward: each delivered message, filtered per subscriber by scope (cached per client
 // and policy epoch); an action is also decided again for its sender at each delivery (./actions.ts),
-// and a message queued for an offline session goes out at the QoS its subscription was granted.
+// a message queued for an offline session goes out at the QoS its subscription was granted, and an
+// MQTT 5 client is not sent a message larger than its Maximum Packet Size (./flow-control.ts).
 import type { AedesPublishPacket, Client } from 'aedes';
 import { LRUCache } from 'lru-cache';
 import type { DeliveryRoute } from '../topics/index.js';
 import type { PolicyView } from './broker.js';
 import type { BrokerContext } from './context.js';
-import { refreshCaches, type Session } from './session.js';
+import { exceedsClientMaximum } from './flow-control.js';
+import { logLimitOnce, refreshCaches, type Session } from './session.js';
 import { decideDelivery } from './topic-decisions.js';
 
 /** The route of a topic the topic rules decide (outside the map, `$` topics, the map disabled). */
@@ -31,14 +33,22 @@ export function authorizeForward(ctx: BrokerContext, client: Client, packet: Aed
     session.lastForward = route;
   }
   // An action is decided again, for its sender, at every delivery (not cached: it depends on the message).
-  const ok = route !== false && ((route.kind !== 'read' && route.kind !== 'inbox') || route.action === null || ctx.actions.deliverable(client, packet, route.thing, route.action, view));
-  if (ok) ctx.counters.deliveries++;
+  let ok = route !== false && ((route.kind !== 'read' && route.kind !== 'inbox') || route.action === null || ctx.actions.deliverable(client, packet, route.thing, route.action, view));
   if (!ok) ctx.counters.deliveriesFiltered++;
-  else if (packet.qos > 0 && packet !== ctx.delivery.routedPacket) {
-    // A message queued for an offline session was stored at its published QoS: send it at the
-    // granted one ([MQTT-3.8.4-6]; live deliveries were already routed by ./delivery.ts).
-    const granted = ctx.delivery.qosFor(client, topic);
-    if (granted !== undefined && granted < packet.qos) packet.qos = Math.max(1, granted) as 1 | 2;
+  else {
+    if (packet.qos > 0 && packet !== ctx.delivery.routedPacket) {
+      // A message queued for an offline session was stored at its published QoS: send it at the
+      // granted one ([MQTT-3.8.4-6]; live deliveries were already routed by ./delivery.ts).
+      const granted = ctx.delivery.qosFor(client, topic);
+      if (granted !== undefined && granted < packet.qos) packet.qos = Math.max(1, granted) as 1 | 2;
+    }
+    // [MQTT-3.1.2-24/25] Larger than the MQTT 5 client's Maximum Packet Size: dropped for this client
+    // as if delivered (refused here, aedes and the in-flight window take it off its queue and window).
+    if (exceedsClientMaximum(client, packet)) {
+      ok = false;
+      ctx.counters.deliveriesTooLarge++;
+      logLimitOnce(ctx.log, client, session, 'maximumPacketSize', { max: (client as { maximumPacketSize?: number }).maximumPacketSize }, 'messages larger than the client\'s Maximum Packet Size are not sent to it (dropped)');
+    } else ctx.counters.deliveries++;
   }
   ctx.delivery.forwarded(packet, ok);
   return ok;

@@ -5,6 +5,9 @@
 // follows the frame boundaries in the byte stream (fixed header byte, remaining length as a
 // variable byte integer [MQTT-2.2.3], then the body) and reports a packet larger than the limit,
 // or a malformed length, as soon as its header is read — before the parser sees it.
+/** In the message of a packet over the limit (not of a malformed length). */
+export const TOO_LARGE = 'is larger than the';
+
 export class FrameGuard {
   private remaining = 0; // body bytes of the current packet still to skip
   private state = 0; // 0: expect the fixed header byte; 1: reading remaining length; 2: in body
@@ -43,7 +46,7 @@ export class FrameGuard {
         continue;
       }
       if (this.length + 1 + this.lengthBytes > this.maxPacketBytes) {
-        return `packet of ${this.length + 1 + this.lengthBytes} bytes is larger than the ${this.maxPacketBytes} allowed`;
+        return `packet of ${this.length + 1 + this.lengthBytes} bytes ${TOO_LARGE} ${this.maxPacketBytes} allowed`;
       }
       this.remaining = this.length;
       this.state = this.remaining === 0 ? 0 : 2;

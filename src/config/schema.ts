@@ -105,13 +105,14 @@ export const CONFIG_SCHEMA = Type.Object(
     limits: O(
       {
         maxConnections: Int(1000, 1, 1_000_000, 'concurrent client connections; more are refused'),
-        maxPacketBytes: Int(1024 * 1024, 16, 268_435_455, 'largest MQTT packet (by its remaining length); a larger one closes the connection before it is buffered'),
+        maxPacketBytes: Int(1024 * 1024, 16, 268_435_455, 'largest MQTT packet in bytes, fixed header included (MQTT 5 Maximum Packet Size in CONNACK); a larger one closes the connection before it is buffered'),
         connectTimeoutMs: Int(10_000, 100, 600_000, 'a socket that sends no CONNECT within this time is closed'),
         maxSubscriptionsPerClient: Int(100, 1, 100_000, 'subscriptions one client may hold'),
         maxInflightPerClient: Int(100, 1, 65535, 'QoS 2 messages received from one client and awaiting its PUBREL; one more closes the connection'),
         maxInflightOutbound: Int(1000, 1, 65535, 'QoS 1/2 messages sent to one client and not yet acknowledged; more wait in its queue'),
         keepaliveLimitSeconds: Int(0, 0, 65535, 'largest keepalive a client may ask for; 0 = no limit'),
         maxTopicLevels: Int(32, 1, 1024, 'most levels in a topic or topic filter'),
+        maxTopicAliases: Int(16, 0, 65535, 'MQTT 5 topic aliases one client may register (Topic Alias Maximum in CONNACK); 0 = none, an alias is then a protocol error (DISCONNECT 0x94)'),
       },
       'resource bounds per broker and per client',
     ),

@@ -19,10 +19,10 @@ const ajvRuntime_ucs2length = function ucs2length(str) {
     }
     return length;
 };
-export const CONFIG_DEFAULTS = {"gateway":{"id":"gw-plant-1"},"trust":{"keys":[]},"stateDir":"/var/lib/edgewarden","snapshot":{"bootstrap":null,"inbox":true,"maxBytes":33554432,"expiredMode":"read-only"},"listeners":{"tcp":{"enabled":true,"host":"127.0.0.1","port":1883,"allowNetwork":false},"tls":{"enabled":false,"host":"0.0.0.0","port":8883,"cert":null,"key":null,"ca":null,"requestClientCert":false,"requireClientCert":false},"mqtt5":true},"limits":{"maxConnections":1000,"maxPacketBytes":1048576,"connectTimeoutMs":10000,"maxSubscriptionsPerClient":100,"maxInflightPerClient":100,"maxInflightOutbound":1000,"keepaliveLimitSeconds":0,"maxTopicLevels":32},"rateLimits":{"commandsPerMinute":60,"firmwareUpdatesPerHour":10},"sessions":{"persist":true,"syncIntervalMs":100,"maxQueuedMessages":1000,"maxQueuedBytes":1048576,"maxTotalQueuedBytes":67108864,"maxPersistent":10000,"expirySeconds":604800},"actions":{"ttlSeconds":{"command":300,"parameter":300,"firmware":3600,"metric":300,"alert":3600,"option":300,"activation":300,"registration":300,"bulk":900}},"topics":{"thingMap":true,"rules":[]},"audit":{"maxBytes":10485760,"flushIntervalMs":1000},"cache":{"decisionsPerClient":256,"credentials":10000},"log":{"level":"info"},"cloud":{"enabled":false,"url":"mqtt://127.0.0.1:1883","clientId":"edgewarden-{gatewayId}","prefix":"edgewarden/{gatewayId}/","username":null,"passwordFile":null,"ca":null,"cert":null,"key":null,"keepaliveSeconds":60,"connectTimeoutMs":30000,"reconnectMinMs":1000,"reconnectMaxMs":300000,"inflight":32,"forward":["things/+/telemetry/#","things/+/alerts/#","things/+/commands/+/reply"],"queue":{"maxBytes":67108864,"syncIntervalMs":20}},"metrics":{"enabled":false,"host":"127.0.0.1","port":9464},"schedule":{"timeFloorPersist":"*/1 * * * *","snapshotRefresh":"17 */6 * * *","expiryCheck":"*/1 * * * *","auditUpload":"*/1 * * * *","queueCompact":"*/10 * * * *"}};
-export const CONFIG_KEY_ORDER = ["gateway","gateway.id","trust","trust.keys","stateDir","snapshot","snapshot.bootstrap","snapshot.inbox","snapshot.maxBytes","snapshot.expiredMode","listeners","listeners.tcp","listeners.tcp.enabled","listeners.tcp.host","listeners.tcp.port","listeners.tcp.allowNetwork","listeners.tls","listeners.tls.enabled","listeners.tls.host","listeners.tls.port","listeners.tls.cert","listeners.tls.key","listeners.tls.ca","listeners.tls.requestClientCert","listeners.tls.requireClientCert","listeners.mqtt5","limits","limits.maxConnections","limits.maxPacketBytes","limits.connectTimeoutMs","limits.maxSubscriptionsPerClient","limits.maxInflightPerClient","limits.maxInflightOutbound","limits.keepaliveLimitSeconds","limits.maxTopicLevels","rateLimits","rateLimits.commandsPerMinute","rateLimits.firmwareUpdatesPerHour","sessions","sessions.persist","sessions.syncIntervalMs","sessions.maxQueuedMessages","sessions.maxQueuedBytes","sessions.maxTotalQueuedBytes","sessions.maxPersistent","sessions.expirySeconds","actions","actions.ttlSeconds","actions.ttlSeconds.command","actions.ttlSeconds.parameter","actions.ttlSeconds.firmware","actions.ttlSeconds.metric","actions.ttlSeconds.alert","actions.ttlSeconds.option","actions.ttlSeconds.activation","actions.ttlSeconds.registration","actions.ttlSeconds.bulk","topics","topics.thingMap","topics.rules","topics.rules[].pattern","topics.rules[].who","topics.rules[].access","audit","audit.maxBytes","audit.flushIntervalMs","cache","cache.decisionsPerClient","cache.credentials","log","log.level","cloud","cloud.enabled","cloud.url","cloud.clientId","cloud.prefix","cloud.username","cloud.passwordFile","cloud.ca","cloud.cert","cloud.key","cloud.keepaliveSeconds","cloud.connectTimeoutMs","cloud.reconnectMinMs","cloud.reconnectMaxMs","cloud.inflight","cloud.forward","cloud.queue","cloud.queue.maxBytes","cloud.queue.syncIntervalMs","metrics","metrics.enabled","metrics.host","metrics.port","schedule","schedule.timeFloorPersist","schedule.snapshotRefresh","schedule.expiryCheck","schedule.auditUpload","schedule.queueCompact"];
+export const CONFIG_DEFAULTS = {"gateway":{"id":"gw-plant-1"},"trust":{"keys":[]},"stateDir":"/var/lib/edgewarden","snapshot":{"bootstrap":null,"inbox":true,"maxBytes":33554432,"expiredMode":"read-only"},"listeners":{"tcp":{"enabled":true,"host":"127.0.0.1","port":1883,"allowNetwork":false},"tls":{"enabled":false,"host":"0.0.0.0","port":8883,"cert":null,"key":null,"ca":null,"requestClientCert":false,"requireClientCert":false},"mqtt5":true},"limits":{"maxConnections":1000,"maxPacketBytes":1048576,"connectTimeoutMs":10000,"maxSubscriptionsPerClient":100,"maxInflightPerClient":100,"maxInflightOutbound":1000,"keepaliveLimitSeconds":0,"maxTopicLevels":32,"maxTopicAliases":16},"rateLimits":{"commandsPerMinute":60,"firmwareUpdatesPerHour":10},"sessions":{"persist":true,"syncIntervalMs":100,"maxQueuedMessages":1000,"maxQueuedBytes":1048576,"maxTotalQueuedBytes":67108864,"maxPersistent":10000,"expirySeconds":604800},"actions":{"ttlSeconds":{"command":300,"parameter":300,"firmware":3600,"metric":300,"alert":3600,"option":300,"activation":300,"registration":300,"bulk":900}},"topics":{"thingMap":true,"rules":[]},"audit":{"maxBytes":10485760,"flushIntervalMs":1000},"cache":{"decisionsPerClient":256,"credentials":10000},"log":{"level":"info"},"cloud":{"enabled":false,"url":"mqtt://127.0.0.1:1883","clientId":"edgewarden-{gatewayId}","prefix":"edgewarden/{gatewayId}/","username":null,"passwordFile":null,"ca":null,"cert":null,"key":null,"keepaliveSeconds":60,"connectTimeoutMs":30000,"reconnectMinMs":1000,"reconnectMaxMs":300000,"inflight":32,"forward":["things/+/telemetry/#","things/+/alerts/#","things/+/commands/+/reply"],"queue":{"maxBytes":67108864,"syncIntervalMs":20}},"metrics":{"enabled":false,"host":"127.0.0.1","port":9464},"schedule":{"timeFloorPersist":"*/1 * * * *","snapshotRefresh":"17 */6 * * *","expiryCheck":"*/1 * * * *","auditUpload":"*/1 * * * *","queueCompact":"*/10 * * * *"}};
+export const CONFIG_KEY_ORDER = ["gateway","gateway.id","trust","trust.keys","stateDir","snapshot","snapshot.bootstrap","snapshot.inbox","snapshot.maxBytes","snapshot.expiredMode","listeners","listeners.tcp","listeners.tcp.enabled","listeners.tcp.host","listeners.tcp.port","listeners.tcp.allowNetwork","listeners.tls","listeners.tls.enabled","listeners.tls.host","listeners.tls.port","listeners.tls.cert","listeners.tls.key","listeners.tls.ca","listeners.tls.requestClientCert","listeners.tls.requireClientCert","listeners.mqtt5","limits","limits.maxConnections","limits.maxPacketBytes","limits.connectTimeoutMs","limits.maxSubscriptionsPerClient","limits.maxInflightPerClient","limits.maxInflightOutbound","limits.keepaliveLimitSeconds","limits.maxTopicLevels","limits.maxTopicAliases","rateLimits","rateLimits.commandsPerMinute","rateLimits.firmwareUpdatesPerHour","sessions","sessions.persist","sessions.syncIntervalMs","sessions.maxQueuedMessages","sessions.maxQueuedBytes","sessions.maxTotalQueuedBytes","sessions.maxPersistent","sessions.expirySeconds","actions","actions.ttlSeconds","actions.ttlSeconds.command","actions.ttlSeconds.parameter","actions.ttlSeconds.firmware","actions.ttlSeconds.metric","actions.ttlSeconds.alert","actions.ttlSeconds.option","actions.ttlSeconds.activation","actions.ttlSeconds.registration","actions.ttlSeconds.bulk","topics","topics.thingMap","topics.rules","topics.rules[].pattern","topics.rules[].who","topics.rules[].access","audit","audit.maxBytes","audit.flushIntervalMs","cache","cache.decisionsPerClient","cache.credentials","log","log.level","cloud","cloud.enabled","cloud.url","cloud.clientId","cloud.prefix","cloud.username","cloud.passwordFile","cloud.ca","cloud.cert","cloud.key","cloud.keepaliveSeconds","cloud.connectTimeoutMs","cloud.reconnectMinMs","cloud.reconnectMaxMs","cloud.inflight","cloud.forward","cloud.queue","cloud.queue.maxBytes","cloud.queue.syncIntervalMs","metrics","metrics.enabled","metrics.host","metrics.port","schedule","schedule.timeFloorPersist","schedule.snapshotRefresh","schedule.expiryCheck","schedule.auditUpload","schedule.queueCompact"];
 export const validateConfig = validate10;
-const schema11 = {"additionalProperties":false,"$id":"https://edgewarden.dev/schema/config.json","type":"object","required":["gateway","trust","stateDir","snapshot","listeners","limits","rateLimits","sessions","actions","topics","audit","cache","log","cloud","metrics","schedule"],"properties":{"gateway":{"additionalProperties":false,"type":"object","required":["id"],"properties":{"id":{"default":"gw-plant-1","minLength":1,"maxLength":128,"pattern":"^[A-Za-z0-9][A-Za-z0-9._:@-]*$","type":"string"}}},"trust":{"additionalProperties":false,"type":"object","required":["keys"],"properties":{"keys":{"default":[],"minItems":1,"type":"array","items":{"minLength":1,"type":"string"}}}},"stateDir":{"default":"/var/lib/edgewarden","minLength":1,"type":"string"},"snapshot":{"additionalProperties":false,"type":"object","required":["bootstrap","inbox","maxBytes","expiredMode"],"properties":{"bootstrap":{"type":["string","null"],"minLength":1,"default":null},"inbox":{"default":true,"type":"boolean"},"maxBytes":{"default":33554432,"minimum":1024,"maximum":1073741824,"type":"integer"},"expiredMode":{"default":"read-only","anyOf":[{"const":"read-only","type":"string"},{"const":"deny-all","type":"string"},{"const":"enforce","type":"string"}]}}},"listeners":{"additionalProperties":false,"type":"object","required":["tcp","tls","mqtt5"],"properties":{"tcp":{"additionalProperties":false,"type":"object","required":["enabled","host","port","allowNetwork"],"properties":{"enabled":{"default":true,"type":"boolean"},"host":{"default":"127.0.0.1","minLength":1,"type":"string"},"port":{"default":1883,"minimum":0,"maximum":65535,"type":"integer"},"allowNetwork":{"default":false,"type":"boolean"}}},"tls":{"additionalProperties":false,"type":"object","required":["enabled","host","port","cert","key","ca","requestClientCert","requireClientCert"],"properties":{"enabled":{"default":false,"type":"boolean"},"host":{"default":"0.0.0.0","minLength":1,"type":"string"},"port":{"default":8883,"minimum":0,"maximum":65535,"type":"integer"},"cert":{"type":["string","null"],"minLength":1,"default":null},"key":{"type":["string","null"],"minLength":1,"default":null},"ca":{"type":["string","null"],"minLength":1,"default":null},"requestClientCert":{"default":false,"type":"boolean"},"requireClientCert":{"default":false,"type":"boolean"}}},"mqtt5":{"default":true,"type":"boolean"}}},"limits":{"additionalProperties":false,"type":"object","required":["maxConnections","maxPacketBytes","connectTimeoutMs","maxSubscriptionsPerClient","maxInflightPerClient","maxInflightOutbound","keepaliveLimitSeconds","maxTopicLevels"],"properties":{"maxConnections":{"default":1000,"minimum":1,"maximum":1000000,"type":"integer"},"maxPacketBytes":{"default":1048576,"minimum":16,"maximum":268435455,"type":"integer"},"connectTimeoutMs":{"default":10000,"minimum":100,"maximum":600000,"type":"integer"},"maxSubscriptionsPerClient":{"default":100,"minimum":1,"maximum":100000,"type":"integer"},"maxInflightPerClient":{"default":100,"minimum":1,"maximum":65535,"type":"integer"},"maxInflightOutbound":{"default":1000,"minimum":1,"maximum":65535,"type":"integer"},"keepaliveLimitSeconds":{"default":0,"minimum":0,"maximum":65535,"type":"integer"},"maxTopicLevels":{"default":32,"minimum":1,"maximum":1024,"type":"integer"}}},"rateLimits":{"additionalProperties":false,"type":"object","required":["commandsPerMinute","firmwareUpdatesPerHour"],"properties":{"commandsPerMinute":{"default":60,"minimum":0,"maximum":1000000,"type":"integer"},"firmwareUpdatesPerHour":{"default":10,"minimum":0,"maximum":1000000,"type":"integer"}}},"sessions":{"additionalProperties":false,"type":"object","required":["persist","syncIntervalMs","maxQueuedMessages","maxQueuedBytes","maxTotalQueuedBytes","maxPersistent","expirySeconds"],"properties":{"persist":{"default":true,"type":"boolean"},"syncIntervalMs":{"default":100,"minimum":0,"maximum":10000,"type":"integer"},"maxQueuedMessages":{"default":1000,"minimum":1,"maximum":10000000,"type":"integer"},"maxQueuedBytes":{"default":1048576,"minimum":1024,"maximum":1073741824,"type":"integer"},"maxTotalQueuedBytes":{"default":67108864,"minimum":65536,"maximum":4294967296,"type":"integer"},"maxPersistent":{"default":10000,"minimum":1,"maximum":10000000,"type":"integer"},"expirySeconds":{"default":604800,"minimum":1,"maximum":315360000,"type":"integer"}}},"actions":{"additionalProperties":false,"type":"object","required":["ttlSeconds"],"properties":{"ttlSeconds":{"additionalProperties":false,"type":"object","required":["command","parameter","firmware","metric","alert","option","activation","registration","bulk"],"properties":{"command":{"default":300,"minimum":1,"maximum":31536000,"type":"integer"},"parameter":{"default":300,"minimum":1,"maximum":31536000,"type":"integer"},"firmware":{"default":3600,"minimum":1,"maximum":31536000,"type":"integer"},"metric":{"default":300,"minimum":1,"maximum":31536000,"type":"integer"},"alert":{"default":3600,"minimum":1,"maximum":31536000,"type":"integer"},"option":{"default":300,"minimum":1,"maximum":31536000,"type":"integer"},"activation":{"default":300,"minimum":1,"maximum":31536000,"type":"integer"},"registration":{"default":300,"minimum":1,"maximum":31536000,"type":"integer"},"bulk":{"default":900,"minimum":1,"maximum":31536000,"type":"integer"}}}}},"topics":{"additionalProperties":false,"type":"object","required":["thingMap","rules"],"properties":{"thingMap":{"default":true,"type":"boolean"},"rules":{"default":[],"type":"array","items":{"additionalProperties":false,"type":"object","required":["pattern","who","access"],"properties":{"pattern":{"minLength":1,"maxLength":65535,"pattern":"^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$","type":"string"},"who":{"pattern":"^(?:anonymous|authenticated|principal:[A-Za-z0-9][A-Za-z0-9._:@-]*|role:[A-Za-z0-9][A-Za-z0-9._:@-]*)$","type":"string"},"access":{"anyOf":[{"const":"read","type":"string"},{"const":"write","type":"string"},{"const":"readwrite","type":"string"},{"const":"deny","type":"string"}]}}}}}},"audit":{"additionalProperties":false,"type":"object","required":["maxBytes","flushIntervalMs"],"properties":{"maxBytes":{"default":10485760,"minimum":65536,"maximum":1073741824,"type":"integer"},"flushIntervalMs":{"default":1000,"minimum":1,"maximum":3600000,"type":"integer"}}},"cache":{"additionalProperties":false,"type":"object","required":["decisionsPerClient","credentials"],"properties":{"decisionsPerClient":{"default":256,"minimum":0,"maximum":1000000,"type":"integer"},"credentials":{"default":10000,"minimum":0,"maximum":10000000,"type":"integer"}}},"log":{"additionalProperties":false,"type":"object","required":["level"],"properties":{"level":{"default":"info","anyOf":[{"const":"fatal","type":"string"},{"const":"error","type":"string"},{"const":"warn","type":"string"},{"const":"info","type":"string"},{"const":"debug","type":"string"},{"const":"trace","type":"string"},{"const":"silent","type":"string"}]}}},"cloud":{"additionalProperties":false,"type":"object","required":["enabled","url","clientId","prefix","username","passwordFile","ca","cert","key","keepaliveSeconds","connectTimeoutMs","reconnectMinMs","reconnectMaxMs","inflight","forward","queue"],"properties":{"enabled":{"default":false,"type":"boolean"},"url":{"default":"mqtt://127.0.0.1:1883","pattern":"^(mqtt|mqtts)://[^/?#@]+$","type":"string"},"clientId":{"default":"edgewarden-{gatewayId}","minLength":1,"maxLength":128,"type":"string"},"prefix":{"default":"edgewarden/{gatewayId}/","minLength":2,"pattern":"^[^+#\\u0000]*/$","type":"string"},"username":{"type":["string","null"],"minLength":1,"default":null},"passwordFile":{"type":["string","null"],"minLength":1,"default":null},"ca":{"type":["string","null"],"minLength":1,"default":null},"cert":{"type":["string","null"],"minLength":1,"default":null},"key":{"type":["string","null"],"minLength":1,"default":null},"keepaliveSeconds":{"default":60,"minimum":5,"maximum":3600,"type":"integer"},"connectTimeoutMs":{"default":30000,"minimum":1000,"maximum":600000,"type":"integer"},"reconnectMinMs":{"default":1000,"minimum":10,"maximum":3600000,"type":"integer"},"reconnectMaxMs":{"default":300000,"minimum":100,"maximum":86400000,"type":"integer"},"inflight":{"default":32,"minimum":1,"maximum":65535,"type":"integer"},"forward":{"default":["things/+/telemetry/#","things/+/alerts/#","things/+/commands/+/reply"],"type":"array","items":{"minLength":1,"maxLength":65535,"pattern":"^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$","type":"string"}},"queue":{"additionalProperties":false,"type":"object","required":["maxBytes","syncIntervalMs"],"properties":{"maxBytes":{"default":67108864,"minimum":65536,"maximum":68719476736,"type":"integer"},"syncIntervalMs":{"default":20,"minimum":0,"maximum":10000,"type":"integer"}}}}},"metrics":{"additionalProperties":false,"type":"object","required":["enabled","host","port"],"properties":{"enabled":{"default":false,"type":"boolean"},"host":{"default":"127.0.0.1","minLength":1,"type":"string"},"port":{"default":9464,"minimum":0,"maximum":65535,"type":"integer"}}},"schedule":{"additionalProperties":false,"type":"object","required":["timeFloorPersist","snapshotRefresh","expiryCheck","auditUpload","queueCompact"],"properties":{"timeFloorPersist":{"default":"*/1 * * * *","minLength":1,"type":"string"},"snapshotRefresh":{"default":"17 */6 * * *","minLength":1,"type":"string"},"expiryCheck":{"default":"*/1 * * * *","minLength":1,"type":"string"},"auditUpload":{"default":"*/1 * * * *","minLength":1,"type":"string"},"queueCompact":{"default":"*/10 * * * *","minLength":1,"type":"string"}}}}};
+const schema11 = {"additionalProperties":false,"$id":"https://edgewarden.dev/schema/config.json","type":"object","required":["gateway","trust","stateDir","snapshot","listeners","limits","rateLimits","sessions","actions","topics","audit","cache","log","cloud","metrics","schedule"],"properties":{"gateway":{"additionalProperties":false,"type":"object","required":["id"],"properties":{"id":{"default":"gw-plant-1","minLength":1,"maxLength":128,"pattern":"^[A-Za-z0-9][A-Za-z0-9._:@-]*$","type":"string"}}},"trust":{"additionalProperties":false,"type":"object","required":["keys"],"properties":{"keys":{"default":[],"minItems":1,"type":"array","items":{"minLength":1,"type":"string"}}}},"stateDir":{"default":"/var/lib/edgewarden","minLength":1,"type":"string"},"snapshot":{"additionalProperties":false,"type":"object","required":["bootstrap","inbox","maxBytes","expiredMode"],"properties":{"bootstrap":{"type":["string","null"],"minLength":1,"default":null},"inbox":{"default":true,"type":"boolean"},"maxBytes":{"default":33554432,"minimum":1024,"maximum":1073741824,"type":"integer"},"expiredMode":{"default":"read-only","anyOf":[{"const":"read-only","type":"string"},{"const":"deny-all","type":"string"},{"const":"enforce","type":"string"}]}}},"listeners":{"additionalProperties":false,"type":"object","required":["tcp","tls","mqtt5"],"properties":{"tcp":{"additionalProperties":false,"type":"object","required":["enabled","host","port","allowNetwork"],"properties":{"enabled":{"default":true,"type":"boolean"},"host":{"default":"127.0.0.1","minLength":1,"type":"string"},"port":{"default":1883,"minimum":0,"maximum":65535,"type":"integer"},"allowNetwork":{"default":false,"type":"boolean"}}},"tls":{"additionalProperties":false,"type":"object","required":["enabled","host","port","cert","key","ca","requestClientCert","requireClientCert"],"properties":{"enabled":{"default":false,"type":"boolean"},"host":{"default":"0.0.0.0","minLength":1,"type":"string"},"port":{"default":8883,"minimum":0,"maximum":65535,"type":"integer"},"cert":{"type":["string","null"],"minLength":1,"default":null},"key":{"type":["string","null"],"minLength":1,"default":null},"ca":{"type":["string","null"],"minLength":1,"default":null},"requestClientCert":{"default":false,"type":"boolean"},"requireClientCert":{"default":false,"type":"boolean"}}},"mqtt5":{"default":true,"type":"boolean"}}},"limits":{"additionalProperties":false,"type":"object","required":["maxConnections","maxPacketBytes","connectTimeoutMs","maxSubscriptionsPerClient","maxInflightPerClient","maxInflightOutbound","keepaliveLimitSeconds","maxTopicLevels","maxTopicAliases"],"properties":{"maxConnections":{"default":1000,"minimum":1,"maximum":1000000,"type":"integer"},"maxPacketBytes":{"default":1048576,"minimum":16,"maximum":268435455,"type":"integer"},"connectTimeoutMs":{"default":10000,"minimum":100,"maximum":600000,"type":"integer"},"maxSubscriptionsPerClient":{"default":100,"minimum":1,"maximum":100000,"type":"integer"},"maxInflightPerClient":{"default":100,"minimum":1,"maximum":65535,"type":"integer"},"maxInflightOutbound":{"default":1000,"minimum":1,"maximum":65535,"type":"integer"},"keepaliveLimitSeconds":{"default":0,"minimum":0,"maximum":65535,"type":"integer"},"maxTopicLevels":{"default":32,"minimum":1,"maximum":1024,"type":"integer"},"maxTopicAliases":{"default":16,"minimum":0,"maximum":65535,"type":"integer"}}},"rateLimits":{"additionalProperties":false,"type":"object","required":["commandsPerMinute","firmwareUpdatesPerHour"],"properties":{"commandsPerMinute":{"default":60,"minimum":0,"maximum":1000000,"type":"integer"},"firmwareUpdatesPerHour":{"default":10,"minimum":0,"maximum":1000000,"type":"integer"}}},"sessions":{"additionalProperties":false,"type":"object","required":["persist","syncIntervalMs","maxQueuedMessages","maxQueuedBytes","maxTotalQueuedBytes","maxPersistent","expirySeconds"],"properties":{"persist":{"default":true,"type":"boolean"},"syncIntervalMs":{"default":100,"minimum":0,"maximum":10000,"type":"integer"},"maxQueuedMessages":{"default":1000,"minimum":1,"maximum":10000000,"type":"integer"},"maxQueuedBytes":{"default":1048576,"minimum":1024,"maximum":1073741824,"type":"integer"},"maxTotalQueuedBytes":{"default":67108864,"minimum":65536,"maximum":4294967296,"type":"integer"},"maxPersistent":{"default":10000,"minimum":1,"maximum":10000000,"type":"integer"},"expirySeconds":{"default":604800,"minimum":1,"maximum":315360000,"type":"integer"}}},"actions":{"additionalProperties":false,"type":"object","required":["ttlSeconds"],"properties":{"ttlSeconds":{"additionalProperties":false,"type":"object","required":["command","parameter","firmware","metric","alert","option","activation","registration","bulk"],"properties":{"command":{"default":300,"minimum":1,"maximum":31536000,"type":"integer"},"parameter":{"default":300,"minimum":1,"maximum":31536000,"type":"integer"},"firmware":{"default":3600,"minimum":1,"maximum":31536000,"type":"integer"},"metric":{"default":300,"minimum":1,"maximum":31536000,"type":"integer"},"alert":{"default":3600,"minimum":1,"maximum":31536000,"type":"integer"},"option":{"default":300,"minimum":1,"maximum":31536000,"type":"integer"},"activation":{"default":300,"minimum":1,"maximum":31536000,"type":"integer"},"registration":{"default":300,"minimum":1,"maximum":31536000,"type":"integer"},"bulk":{"default":900,"minimum":1,"maximum":31536000,"type":"integer"}}}}},"topics":{"additionalProperties":false,"type":"object","required":["thingMap","rules"],"properties":{"thingMap":{"default":true,"type":"boolean"},"rules":{"default":[],"type":"array","items":{"additionalProperties":false,"type":"object","required":["pattern","who","access"],"properties":{"pattern":{"minLength":1,"maxLength":65535,"pattern":"^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$","type":"string"},"who":{"pattern":"^(?:anonymous|authenticated|principal:[A-Za-z0-9][A-Za-z0-9._:@-]*|role:[A-Za-z0-9][A-Za-z0-9._:@-]*)$","type":"string"},"access":{"anyOf":[{"const":"read","type":"string"},{"const":"write","type":"string"},{"const":"readwrite","type":"string"},{"const":"deny","type":"string"}]}}}}}},"audit":{"additionalProperties":false,"type":"object","required":["maxBytes","flushIntervalMs"],"properties":{"maxBytes":{"default":10485760,"minimum":65536,"maximum":1073741824,"type":"integer"},"flushIntervalMs":{"default":1000,"minimum":1,"maximum":3600000,"type":"integer"}}},"cache":{"additionalProperties":false,"type":"object","required":["decisionsPerClient","credentials"],"properties":{"decisionsPerClient":{"default":256,"minimum":0,"maximum":1000000,"type":"integer"},"credentials":{"default":10000,"minimum":0,"maximum":10000000,"type":"integer"}}},"log":{"additionalProperties":false,"type":"object","required":["level"],"properties":{"level":{"default":"info","anyOf":[{"const":"fatal","type":"string"},{"const":"error","type":"string"},{"const":"warn","type":"string"},{"const":"info","type":"string"},{"const":"debug","type":"string"},{"const":"trace","type":"string"},{"const":"silent","type":"string"}]}}},"cloud":{"additionalProperties":false,"type":"object","required":["enabled","url","clientId","prefix","username","passwordFile","ca","cert","key","keepaliveSeconds","connectTimeoutMs","reconnectMinMs","reconnectMaxMs","inflight","forward","queue"],"properties":{"enabled":{"default":false,"type":"boolean"},"url":{"default":"mqtt://127.0.0.1:1883","pattern":"^(mqtt|mqtts)://[^/?#@]+$","type":"string"},"clientId":{"default":"edgewarden-{gatewayId}","minLength":1,"maxLength":128,"type":"string"},"prefix":{"default":"edgewarden/{gatewayId}/","minLength":2,"pattern":"^[^+#\\u0000]*/$","type":"string"},"username":{"type":["string","null"],"minLength":1,"default":null},"passwordFile":{"type":["string","null"],"minLength":1,"default":null},"ca":{"type":["string","null"],"minLength":1,"default":null},"cert":{"type":["string","null"],"minLength":1,"default":null},"key":{"type":["string","null"],"minLength":1,"default":null},"keepaliveSeconds":{"default":60,"minimum":5,"maximum":3600,"type":"integer"},"connectTimeoutMs":{"default":30000,"minimum":1000,"maximum":600000,"type":"integer"},"reconnectMinMs":{"default":1000,"minimum":10,"maximum":3600000,"type":"integer"},"reconnectMaxMs":{"default":300000,"minimum":100,"maximum":86400000,"type":"integer"},"inflight":{"default":32,"minimum":1,"maximum":65535,"type":"integer"},"forward":{"default":["things/+/telemetry/#","things/+/alerts/#","things/+/commands/+/reply"],"type":"array","items":{"minLength":1,"maxLength":65535,"pattern":"^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$","type":"string"}},"queue":{"additionalProperties":false,"type":"object","required":["maxBytes","syncIntervalMs"],"properties":{"maxBytes":{"default":67108864,"minimum":65536,"maximum":68719476736,"type":"integer"},"syncIntervalMs":{"default":20,"minimum":0,"maximum":10000,"type":"integer"}}}}},"metrics":{"additionalProperties":false,"type":"object","required":["enabled","host","port"],"properties":{"enabled":{"default":false,"type":"boolean"},"host":{"default":"127.0.0.1","minLength":1,"type":"string"},"port":{"default":9464,"minimum":0,"maximum":65535,"type":"integer"}}},"schedule":{"additionalProperties":false,"type":"object","required":["timeFloorPersist","snapshotRefresh","expiryCheck","auditUpload","queueCompact"],"properties":{"timeFloorPersist":{"default":"*/1 * * * *","minLength":1,"type":"string"},"snapshotRefresh":{"default":"17 */6 * * *","minLength":1,"type":"string"},"expiryCheck":{"default":"*/1 * * * *","minLength":1,"type":"string"},"auditUpload":{"default":"*/1 * * * *","minLength":1,"type":"string"},"queueCompact":{"default":"*/10 * * * *","minLength":1,"type":"string"}}}}};
 const func2 = Object.prototype.hasOwnProperty;
 const func3 = ajvRuntime_ucs2length;
 const pattern0 = new RegExp("^[A-Za-z0-9][A-Za-z0-9._:@-]*$", "u");
@@ -1229,9 +1229,8 @@ vErrors.push(err102);
 }
 errors++;
 }
-for(const key7 in data27){
-if(!((((((((key7 === "maxConnections") || (key7 === "maxPacketBytes")) || (key7 === "connectTimeoutMs")) || (key7 === "maxSubscriptionsPerClient")) || (key7 === "maxInflightPerClient")) || (key7 === "maxInflightOutbound")) || (key7 === "keepaliveLimitSeconds")) || (key7 === "maxTopicLevels"))){
-const err103 = {instancePath:instancePath+"/limits",schemaPath:"#/properties/limits/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.limits,data:data27};
+if(data27.maxTopicAliases === undefined){
+const err103 = {instancePath:instancePath+"/limits",schemaPath:"#/properties/limits/required",keyword:"required",params:{missingProperty: "maxTopicAliases"},message:"must have required property '"+"maxTopicAliases"+"'",schema:schema11.properties.limits.required,parentSchema:schema11.properties.limits,data:data27};
 if(vErrors === null){
 vErrors = [err103];
 }
@@ -1240,11 +1239,9 @@ vErrors.push(err103);
 }
 errors++;
 }
-}
-if(data27.maxConnections !== undefined){
-let data28 = data27.maxConnections;
-if(!(((typeof data28 == "number") && (!(data28 % 1) && !isNaN(data28))) && (isFinite(data28)))){
-const err104 = {instancePath:instancePath+"/limits/maxConnections",schemaPath:"#/properties/limits/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.maxConnections.type,parentSchema:schema11.properties.limits.properties.maxConnections,data:data28};
+for(const key7 in data27){
+if(!(func2.call(schema11.properties.limits.properties, key7))){
+const err104 = {instancePath:instancePath+"/limits",schemaPath:"#/properties/limits/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.limits,data:data27};
 if(vErrors === null){
 vErrors = [err104];
 }
@@ -1253,9 +1250,11 @@ vErrors.push(err104);
 }
 errors++;
 }
-if((typeof data28 == "number") && (isFinite(data28))){
-if(data28 > 1000000 || isNaN(data28)){
-const err105 = {instancePath:instancePath+"/limits/maxConnections",schemaPath:"#/properties/limits/properties/maxConnections/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000",schema:1000000,parentSchema:schema11.properties.limits.properties.maxConnections,data:data28};
+}
+if(data27.maxConnections !== undefined){
+let data28 = data27.maxConnections;
+if(!(((typeof data28 == "number") && (!(data28 % 1) && !isNaN(data28))) && (isFinite(data28)))){
+const err105 = {instancePath:instancePath+"/limits/maxConnections",schemaPath:"#/properties/limits/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.maxConnections.type,parentSchema:schema11.properties.limits.properties.maxConnections,data:data28};
 if(vErrors === null){
 vErrors = [err105];
 }
@@ -1264,8 +1263,9 @@ vErrors.push(err105);
 }
 errors++;
 }
-if(data28 < 1 || isNaN(data28)){
-const err106 = {instancePath:instancePath+"/limits/maxConnections",schemaPath:"#/properties/limits/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.limits.properties.maxConnections,data:data28};
+if((typeof data28 == "number") && (isFinite(data28))){
+if(data28 > 1000000 || isNaN(data28)){
+const err106 = {instancePath:instancePath+"/limits/maxConnections",schemaPath:"#/properties/limits/properties/maxConnections/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000",schema:1000000,parentSchema:schema11.properties.limits.properties.maxConnections,data:data28};
 if(vErrors === null){
 vErrors = [err106];
 }
@@ -1274,12 +1274,8 @@ vErrors.push(err106);
 }
 errors++;
 }
-}
-}
-if(data27.maxPacketBytes !== undefined){
-let data29 = data27.maxPacketBytes;
-if(!(((typeof data29 == "number") && (!(data29 % 1) && !isNaN(data29))) && (isFinite(data29)))){
-const err107 = {instancePath:instancePath+"/limits/maxPacketBytes",schemaPath:"#/properties/limits/properties/maxPacketBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.maxPacketBytes.type,parentSchema:schema11.properties.limits.properties.maxPacketBytes,data:data29};
+if(data28 < 1 || isNaN(data28)){
+const err107 = {instancePath:instancePath+"/limits/maxConnections",schemaPath:"#/properties/limits/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.limits.properties.maxConnections,data:data28};
 if(vErrors === null){
 vErrors = [err107];
 }
@@ -1288,9 +1284,12 @@ vErrors.push(err107);
 }
 errors++;
 }
-if((typeof data29 == "number") && (isFinite(data29))){
-if(data29 > 268435455 || isNaN(data29)){
-const err108 = {instancePath:instancePath+"/limits/maxPacketBytes",schemaPath:"#/properties/limits/properties/maxPacketBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 268435455},message:"must be <= 268435455",schema:268435455,parentSchema:schema11.properties.limits.properties.maxPacketBytes,data:data29};
+}
+}
+if(data27.maxPacketBytes !== undefined){
+let data29 = data27.maxPacketBytes;
+if(!(((typeof data29 == "number") && (!(data29 % 1) && !isNaN(data29))) && (isFinite(data29)))){
+const err108 = {instancePath:instancePath+"/limits/maxPacketBytes",schemaPath:"#/properties/limits/properties/maxPacketBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.maxPacketBytes.type,parentSchema:schema11.properties.limits.properties.maxPacketBytes,data:data29};
 if(vErrors === null){
 vErrors = [err108];
 }
@@ -1299,8 +1298,9 @@ vErrors.push(err108);
 }
 errors++;
 }
-if(data29 < 16 || isNaN(data29)){
-const err109 = {instancePath:instancePath+"/limits/maxPacketBytes",schemaPath:"#/properties/limits/properties/maxPacketBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 16},message:"must be >= 16",schema:16,parentSchema:schema11.properties.limits.properties.maxPacketBytes,data:data29};
+if((typeof data29 == "number") && (isFinite(data29))){
+if(data29 > 268435455 || isNaN(data29)){
+const err109 = {instancePath:instancePath+"/limits/maxPacketBytes",schemaPath:"#/properties/limits/properties/maxPacketBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 268435455},message:"must be <= 268435455",schema:268435455,parentSchema:schema11.properties.limits.properties.maxPacketBytes,data:data29};
 if(vErrors === null){
 vErrors = [err109];
 }
@@ -1309,12 +1309,8 @@ vErrors.push(err109);
 }
 errors++;
 }
-}
-}
-if(data27.connectTimeoutMs !== undefined){
-let data30 = data27.connectTimeoutMs;
-if(!(((typeof data30 == "number") && (!(data30 % 1) && !isNaN(data30))) && (isFinite(data30)))){
-const err110 = {instancePath:instancePath+"/limits/connectTimeoutMs",schemaPath:"#/properties/limits/properties/connectTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.connectTimeoutMs.type,parentSchema:schema11.properties.limits.properties.connectTimeoutMs,data:data30};
+if(data29 < 16 || isNaN(data29)){
+const err110 = {instancePath:instancePath+"/limits/maxPacketBytes",schemaPath:"#/properties/limits/properties/maxPacketBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 16},message:"must be >= 16",schema:16,parentSchema:schema11.properties.limits.properties.maxPacketBytes,data:data29};
 if(vErrors === null){
 vErrors = [err110];
 }
@@ -1323,9 +1319,12 @@ vErrors.push(err110);
 }
 errors++;
 }
-if((typeof data30 == "number") && (isFinite(data30))){
-if(data30 > 600000 || isNaN(data30)){
-const err111 = {instancePath:instancePath+"/limits/connectTimeoutMs",schemaPath:"#/properties/limits/properties/connectTimeoutMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 600000},message:"must be <= 600000",schema:600000,parentSchema:schema11.properties.limits.properties.connectTimeoutMs,data:data30};
+}
+}
+if(data27.connectTimeoutMs !== undefined){
+let data30 = data27.connectTimeoutMs;
+if(!(((typeof data30 == "number") && (!(data30 % 1) && !isNaN(data30))) && (isFinite(data30)))){
+const err111 = {instancePath:instancePath+"/limits/connectTimeoutMs",schemaPath:"#/properties/limits/properties/connectTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.connectTimeoutMs.type,parentSchema:schema11.properties.limits.properties.connectTimeoutMs,data:data30};
 if(vErrors === null){
 vErrors = [err111];
 }
@@ -1334,8 +1333,9 @@ vErrors.push(err111);
 }
 errors++;
 }
-if(data30 < 100 || isNaN(data30)){
-const err112 = {instancePath:instancePath+"/limits/connectTimeoutMs",schemaPath:"#/properties/limits/properties/connectTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 100},message:"must be >= 100",schema:100,parentSchema:schema11.properties.limits.properties.connectTimeoutMs,data:data30};
+if((typeof data30 == "number") && (isFinite(data30))){
+if(data30 > 600000 || isNaN(data30)){
+const err112 = {instancePath:instancePath+"/limits/connectTimeoutMs",schemaPath:"#/properties/limits/properties/connectTimeoutMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 600000},message:"must be <= 600000",schema:600000,parentSchema:schema11.properties.limits.properties.connectTimeoutMs,data:data30};
 if(vErrors === null){
 vErrors = [err112];
 }
@@ -1344,12 +1344,8 @@ vErrors.push(err112);
 }
 errors++;
 }
-}
-}
-if(data27.maxSubscriptionsPerClient !== undefined){
-let data31 = data27.maxSubscriptionsPerClient;
-if(!(((typeof data31 == "number") && (!(data31 % 1) && !isNaN(data31))) && (isFinite(data31)))){
-const err113 = {instancePath:instancePath+"/limits/maxSubscriptionsPerClient",schemaPath:"#/properties/limits/properties/maxSubscriptionsPerClient/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.maxSubscriptionsPerClient.type,parentSchema:schema11.properties.limits.properties.maxSubscriptionsPerClient,data:data31};
+if(data30 < 100 || isNaN(data30)){
+const err113 = {instancePath:instancePath+"/limits/connectTimeoutMs",schemaPath:"#/properties/limits/properties/connectTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 100},message:"must be >= 100",schema:100,parentSchema:schema11.properties.limits.properties.connectTimeoutMs,data:data30};
 if(vErrors === null){
 vErrors = [err113];
 }
@@ -1358,9 +1354,12 @@ vErrors.push(err113);
 }
 errors++;
 }
-if((typeof data31 == "number") && (isFinite(data31))){
-if(data31 > 100000 || isNaN(data31)){
-const err114 = {instancePath:instancePath+"/limits/maxSubscriptionsPerClient",schemaPath:"#/properties/limits/properties/maxSubscriptionsPerClient/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100000},message:"must be <= 100000",schema:100000,parentSchema:schema11.properties.limits.properties.maxSubscriptionsPerClient,data:data31};
+}
+}
+if(data27.maxSubscriptionsPerClient !== undefined){
+let data31 = data27.maxSubscriptionsPerClient;
+if(!(((typeof data31 == "number") && (!(data31 % 1) && !isNaN(data31))) && (isFinite(data31)))){
+const err114 = {instancePath:instancePath+"/limits/maxSubscriptionsPerClient",schemaPath:"#/properties/limits/properties/maxSubscriptionsPerClient/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.maxSubscriptionsPerClient.type,parentSchema:schema11.properties.limits.properties.maxSubscriptionsPerClient,data:data31};
 if(vErrors === null){
 vErrors = [err114];
 }
@@ -1369,8 +1368,9 @@ vErrors.push(err114);
 }
 errors++;
 }
-if(data31 < 1 || isNaN(data31)){
-const err115 = {instancePath:instancePath+"/limits/maxSubscriptionsPerClient",schemaPath:"#/properties/limits/properties/maxSubscriptionsPerClient/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.limits.properties.maxSubscriptionsPerClient,data:data31};
+if((typeof data31 == "number") && (isFinite(data31))){
+if(data31 > 100000 || isNaN(data31)){
+const err115 = {instancePath:instancePath+"/limits/maxSubscriptionsPerClient",schemaPath:"#/properties/limits/properties/maxSubscriptionsPerClient/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100000},message:"must be <= 100000",schema:100000,parentSchema:schema11.properties.limits.properties.maxSubscriptionsPerClient,data:data31};
 if(vErrors === null){
 vErrors = [err115];
 }
@@ -1379,12 +1379,8 @@ vErrors.push(err115);
 }
 errors++;
 }
-}
-}
-if(data27.maxInflightPerClient !== undefined){
-let data32 = data27.maxInflightPerClient;
-if(!(((typeof data32 == "number") && (!(data32 % 1) && !isNaN(data32))) && (isFinite(data32)))){
-const err116 = {instancePath:instancePath+"/limits/maxInflightPerClient",schemaPath:"#/properties/limits/properties/maxInflightPerClient/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.maxInflightPerClient.type,parentSchema:schema11.properties.limits.properties.maxInflightPerClient,data:data32};
+if(data31 < 1 || isNaN(data31)){
+const err116 = {instancePath:instancePath+"/limits/maxSubscriptionsPerClient",schemaPath:"#/properties/limits/properties/maxSubscriptionsPerClient/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.limits.properties.maxSubscriptionsPerClient,data:data31};
 if(vErrors === null){
 vErrors = [err116];
 }
@@ -1393,9 +1389,12 @@ vErrors.push(err116);
 }
 errors++;
 }
-if((typeof data32 == "number") && (isFinite(data32))){
-if(data32 > 65535 || isNaN(data32)){
-const err117 = {instancePath:instancePath+"/limits/maxInflightPerClient",schemaPath:"#/properties/limits/properties/maxInflightPerClient/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema11.properties.limits.properties.maxInflightPerClient,data:data32};
+}
+}
+if(data27.maxInflightPerClient !== undefined){
+let data32 = data27.maxInflightPerClient;
+if(!(((typeof data32 == "number") && (!(data32 % 1) && !isNaN(data32))) && (isFinite(data32)))){
+const err117 = {instancePath:instancePath+"/limits/maxInflightPerClient",schemaPath:"#/properties/limits/properties/maxInflightPerClient/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.maxInflightPerClient.type,parentSchema:schema11.properties.limits.properties.maxInflightPerClient,data:data32};
 if(vErrors === null){
 vErrors = [err117];
 }
@@ -1404,8 +1403,9 @@ vErrors.push(err117);
 }
 errors++;
 }
-if(data32 < 1 || isNaN(data32)){
-const err118 = {instancePath:instancePath+"/limits/maxInflightPerClient",schemaPath:"#/properties/limits/properties/maxInflightPerClient/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.limits.properties.maxInflightPerClient,data:data32};
+if((typeof data32 == "number") && (isFinite(data32))){
+if(data32 > 65535 || isNaN(data32)){
+const err118 = {instancePath:instancePath+"/limits/maxInflightPerClient",schemaPath:"#/properties/limits/properties/maxInflightPerClient/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema11.properties.limits.properties.maxInflightPerClient,data:data32};
 if(vErrors === null){
 vErrors = [err118];
 }
@@ -1414,12 +1414,8 @@ vErrors.push(err118);
 }
 errors++;
 }
-}
-}
-if(data27.maxInflightOutbound !== undefined){
-let data33 = data27.maxInflightOutbound;
-if(!(((typeof data33 == "number") && (!(data33 % 1) && !isNaN(data33))) && (isFinite(data33)))){
-const err119 = {instancePath:instancePath+"/limits/maxInflightOutbound",schemaPath:"#/properties/limits/properties/maxInflightOutbound/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.maxInflightOutbound.type,parentSchema:schema11.properties.limits.properties.maxInflightOutbound,data:data33};
+if(data32 < 1 || isNaN(data32)){
+const err119 = {instancePath:instancePath+"/limits/maxInflightPerClient",schemaPath:"#/properties/limits/properties/maxInflightPerClient/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.limits.properties.maxInflightPerClient,data:data32};
 if(vErrors === null){
 vErrors = [err119];
 }
@@ -1428,9 +1424,12 @@ vErrors.push(err119);
 }
 errors++;
 }
-if((typeof data33 == "number") && (isFinite(data33))){
-if(data33 > 65535 || isNaN(data33)){
-const err120 = {instancePath:instancePath+"/limits/maxInflightOutbound",schemaPath:"#/properties/limits/properties/maxInflightOutbound/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema11.properties.limits.properties.maxInflightOutbound,data:data33};
+}
+}
+if(data27.maxInflightOutbound !== undefined){
+let data33 = data27.maxInflightOutbound;
+if(!(((typeof data33 == "number") && (!(data33 % 1) && !isNaN(data33))) && (isFinite(data33)))){
+const err120 = {instancePath:instancePath+"/limits/maxInflightOutbound",schemaPath:"#/properties/limits/properties/maxInflightOutbound/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.maxInflightOutbound.type,parentSchema:schema11.properties.limits.properties.maxInflightOutbound,data:data33};
 if(vErrors === null){
 vErrors = [err120];
 }
@@ -1439,8 +1438,9 @@ vErrors.push(err120);
 }
 errors++;
 }
-if(data33 < 1 || isNaN(data33)){
-const err121 = {instancePath:instancePath+"/limits/maxInflightOutbound",schemaPath:"#/properties/limits/properties/maxInflightOutbound/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.limits.properties.maxInflightOutbound,data:data33};
+if((typeof data33 == "number") && (isFinite(data33))){
+if(data33 > 65535 || isNaN(data33)){
+const err121 = {instancePath:instancePath+"/limits/maxInflightOutbound",schemaPath:"#/properties/limits/properties/maxInflightOutbound/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema11.properties.limits.properties.maxInflightOutbound,data:data33};
 if(vErrors === null){
 vErrors = [err121];
 }
@@ -1449,12 +1449,8 @@ vErrors.push(err121);
 }
 errors++;
 }
-}
-}
-if(data27.keepaliveLimitSeconds !== undefined){
-let data34 = data27.keepaliveLimitSeconds;
-if(!(((typeof data34 == "number") && (!(data34 % 1) && !isNaN(data34))) && (isFinite(data34)))){
-const err122 = {instancePath:instancePath+"/limits/keepaliveLimitSeconds",schemaPath:"#/properties/limits/properties/keepaliveLimitSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.keepaliveLimitSeconds.type,parentSchema:schema11.properties.limits.properties.keepaliveLimitSeconds,data:data34};
+if(data33 < 1 || isNaN(data33)){
+const err122 = {instancePath:instancePath+"/limits/maxInflightOutbound",schemaPath:"#/properties/limits/properties/maxInflightOutbound/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.limits.properties.maxInflightOutbound,data:data33};
 if(vErrors === null){
 vErrors = [err122];
 }
@@ -1463,9 +1459,12 @@ vErrors.push(err122);
 }
 errors++;
 }
-if((typeof data34 == "number") && (isFinite(data34))){
-if(data34 > 65535 || isNaN(data34)){
-const err123 = {instancePath:instancePath+"/limits/keepaliveLimitSeconds",schemaPath:"#/properties/limits/properties/keepaliveLimitSeconds/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema11.properties.limits.properties.keepaliveLimitSeconds,data:data34};
+}
+}
+if(data27.keepaliveLimitSeconds !== undefined){
+let data34 = data27.keepaliveLimitSeconds;
+if(!(((typeof data34 == "number") && (!(data34 % 1) && !isNaN(data34))) && (isFinite(data34)))){
+const err123 = {instancePath:instancePath+"/limits/keepaliveLimitSeconds",schemaPath:"#/properties/limits/properties/keepaliveLimitSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.keepaliveLimitSeconds.type,parentSchema:schema11.properties.limits.properties.keepaliveLimitSeconds,data:data34};
 if(vErrors === null){
 vErrors = [err123];
 }
@@ -1474,8 +1473,9 @@ vErrors.push(err123);
 }
 errors++;
 }
-if(data34 < 0 || isNaN(data34)){
-const err124 = {instancePath:instancePath+"/limits/keepaliveLimitSeconds",schemaPath:"#/properties/limits/properties/keepaliveLimitSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.limits.properties.keepaliveLimitSeconds,data:data34};
+if((typeof data34 == "number") && (isFinite(data34))){
+if(data34 > 65535 || isNaN(data34)){
+const err124 = {instancePath:instancePath+"/limits/keepaliveLimitSeconds",schemaPath:"#/properties/limits/properties/keepaliveLimitSeconds/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema11.properties.limits.properties.keepaliveLimitSeconds,data:data34};
 if(vErrors === null){
 vErrors = [err124];
 }
@@ -1484,12 +1484,8 @@ vErrors.push(err124);
 }
 errors++;
 }
-}
-}
-if(data27.maxTopicLevels !== undefined){
-let data35 = data27.maxTopicLevels;
-if(!(((typeof data35 == "number") && (!(data35 % 1) && !isNaN(data35))) && (isFinite(data35)))){
-const err125 = {instancePath:instancePath+"/limits/maxTopicLevels",schemaPath:"#/properties/limits/properties/maxTopicLevels/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.maxTopicLevels.type,parentSchema:schema11.properties.limits.properties.maxTopicLevels,data:data35};
+if(data34 < 0 || isNaN(data34)){
+const err125 = {instancePath:instancePath+"/limits/keepaliveLimitSeconds",schemaPath:"#/properties/limits/properties/keepaliveLimitSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.limits.properties.keepaliveLimitSeconds,data:data34};
 if(vErrors === null){
 vErrors = [err125];
 }
@@ -1498,9 +1494,12 @@ vErrors.push(err125);
 }
 errors++;
 }
-if((typeof data35 == "number") && (isFinite(data35))){
-if(data35 > 1024 || isNaN(data35)){
-const err126 = {instancePath:instancePath+"/limits/maxTopicLevels",schemaPath:"#/properties/limits/properties/maxTopicLevels/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1024},message:"must be <= 1024",schema:1024,parentSchema:schema11.properties.limits.properties.maxTopicLevels,data:data35};
+}
+}
+if(data27.maxTopicLevels !== undefined){
+let data35 = data27.maxTopicLevels;
+if(!(((typeof data35 == "number") && (!(data35 % 1) && !isNaN(data35))) && (isFinite(data35)))){
+const err126 = {instancePath:instancePath+"/limits/maxTopicLevels",schemaPath:"#/properties/limits/properties/maxTopicLevels/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.maxTopicLevels.type,parentSchema:schema11.properties.limits.properties.maxTopicLevels,data:data35};
 if(vErrors === null){
 vErrors = [err126];
 }
@@ -1509,8 +1508,9 @@ vErrors.push(err126);
 }
 errors++;
 }
-if(data35 < 1 || isNaN(data35)){
-const err127 = {instancePath:instancePath+"/limits/maxTopicLevels",schemaPath:"#/properties/limits/properties/maxTopicLevels/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.limits.properties.maxTopicLevels,data:data35};
+if((typeof data35 == "number") && (isFinite(data35))){
+if(data35 > 1024 || isNaN(data35)){
+const err127 = {instancePath:instancePath+"/limits/maxTopicLevels",schemaPath:"#/properties/limits/properties/maxTopicLevels/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1024},message:"must be <= 1024",schema:1024,parentSchema:schema11.properties.limits.properties.maxTopicLevels,data:data35};
 if(vErrors === null){
 vErrors = [err127];
 }
@@ -1519,11 +1519,8 @@ vErrors.push(err127);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err128 = {instancePath:instancePath+"/limits",schemaPath:"#/properties/limits/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.limits.type,parentSchema:schema11.properties.limits,data:data27};
+if(data35 < 1 || isNaN(data35)){
+const err128 = {instancePath:instancePath+"/limits/maxTopicLevels",schemaPath:"#/properties/limits/properties/maxTopicLevels/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.limits.properties.maxTopicLevels,data:data35};
 if(vErrors === null){
 vErrors = [err128];
 }
@@ -1533,11 +1530,11 @@ vErrors.push(err128);
 errors++;
 }
 }
-if(data.rateLimits !== undefined){
-let data36 = data.rateLimits;
-if(data36 && typeof data36 == "object" && !Array.isArray(data36)){
-if(data36.commandsPerMinute === undefined){
-const err129 = {instancePath:instancePath+"/rateLimits",schemaPath:"#/properties/rateLimits/required",keyword:"required",params:{missingProperty: "commandsPerMinute"},message:"must have required property '"+"commandsPerMinute"+"'",schema:schema11.properties.rateLimits.required,parentSchema:schema11.properties.rateLimits,data:data36};
+}
+if(data27.maxTopicAliases !== undefined){
+let data36 = data27.maxTopicAliases;
+if(!(((typeof data36 == "number") && (!(data36 % 1) && !isNaN(data36))) && (isFinite(data36)))){
+const err129 = {instancePath:instancePath+"/limits/maxTopicAliases",schemaPath:"#/properties/limits/properties/maxTopicAliases/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.limits.properties.maxTopicAliases.type,parentSchema:schema11.properties.limits.properties.maxTopicAliases,data:data36};
 if(vErrors === null){
 vErrors = [err129];
 }
@@ -1546,8 +1543,9 @@ vErrors.push(err129);
 }
 errors++;
 }
-if(data36.firmwareUpdatesPerHour === undefined){
-const err130 = {instancePath:instancePath+"/rateLimits",schemaPath:"#/properties/rateLimits/required",keyword:"required",params:{missingProperty: "firmwareUpdatesPerHour"},message:"must have required property '"+"firmwareUpdatesPerHour"+"'",schema:schema11.properties.rateLimits.required,parentSchema:schema11.properties.rateLimits,data:data36};
+if((typeof data36 == "number") && (isFinite(data36))){
+if(data36 > 65535 || isNaN(data36)){
+const err130 = {instancePath:instancePath+"/limits/maxTopicAliases",schemaPath:"#/properties/limits/properties/maxTopicAliases/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema11.properties.limits.properties.maxTopicAliases,data:data36};
 if(vErrors === null){
 vErrors = [err130];
 }
@@ -1556,9 +1554,8 @@ vErrors.push(err130);
 }
 errors++;
 }
-for(const key8 in data36){
-if(!((key8 === "commandsPerMinute") || (key8 === "firmwareUpdatesPerHour"))){
-const err131 = {instancePath:instancePath+"/rateLimits",schemaPath:"#/properties/rateLimits/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.rateLimits,data:data36};
+if(data36 < 0 || isNaN(data36)){
+const err131 = {instancePath:instancePath+"/limits/maxTopicAliases",schemaPath:"#/properties/limits/properties/maxTopicAliases/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.limits.properties.maxTopicAliases,data:data36};
 if(vErrors === null){
 vErrors = [err131];
 }
@@ -1568,10 +1565,10 @@ vErrors.push(err131);
 errors++;
 }
 }
-if(data36.commandsPerMinute !== undefined){
-let data37 = data36.commandsPerMinute;
-if(!(((typeof data37 == "number") && (!(data37 % 1) && !isNaN(data37))) && (isFinite(data37)))){
-const err132 = {instancePath:instancePath+"/rateLimits/commandsPerMinute",schemaPath:"#/properties/rateLimits/properties/commandsPerMinute/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.rateLimits.properties.commandsPerMinute.type,parentSchema:schema11.properties.rateLimits.properties.commandsPerMinute,data:data37};
+}
+}
+else {
+const err132 = {instancePath:instancePath+"/limits",schemaPath:"#/properties/limits/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.limits.type,parentSchema:schema11.properties.limits,data:data27};
 if(vErrors === null){
 vErrors = [err132];
 }
@@ -1580,9 +1577,12 @@ vErrors.push(err132);
 }
 errors++;
 }
-if((typeof data37 == "number") && (isFinite(data37))){
-if(data37 > 1000000 || isNaN(data37)){
-const err133 = {instancePath:instancePath+"/rateLimits/commandsPerMinute",schemaPath:"#/properties/rateLimits/properties/commandsPerMinute/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000",schema:1000000,parentSchema:schema11.properties.rateLimits.properties.commandsPerMinute,data:data37};
+}
+if(data.rateLimits !== undefined){
+let data37 = data.rateLimits;
+if(data37 && typeof data37 == "object" && !Array.isArray(data37)){
+if(data37.commandsPerMinute === undefined){
+const err133 = {instancePath:instancePath+"/rateLimits",schemaPath:"#/properties/rateLimits/required",keyword:"required",params:{missingProperty: "commandsPerMinute"},message:"must have required property '"+"commandsPerMinute"+"'",schema:schema11.properties.rateLimits.required,parentSchema:schema11.properties.rateLimits,data:data37};
 if(vErrors === null){
 vErrors = [err133];
 }
@@ -1591,8 +1591,8 @@ vErrors.push(err133);
 }
 errors++;
 }
-if(data37 < 0 || isNaN(data37)){
-const err134 = {instancePath:instancePath+"/rateLimits/commandsPerMinute",schemaPath:"#/properties/rateLimits/properties/commandsPerMinute/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.rateLimits.properties.commandsPerMinute,data:data37};
+if(data37.firmwareUpdatesPerHour === undefined){
+const err134 = {instancePath:instancePath+"/rateLimits",schemaPath:"#/properties/rateLimits/required",keyword:"required",params:{missingProperty: "firmwareUpdatesPerHour"},message:"must have required property '"+"firmwareUpdatesPerHour"+"'",schema:schema11.properties.rateLimits.required,parentSchema:schema11.properties.rateLimits,data:data37};
 if(vErrors === null){
 vErrors = [err134];
 }
@@ -1601,12 +1601,9 @@ vErrors.push(err134);
 }
 errors++;
 }
-}
-}
-if(data36.firmwareUpdatesPerHour !== undefined){
-let data38 = data36.firmwareUpdatesPerHour;
-if(!(((typeof data38 == "number") && (!(data38 % 1) && !isNaN(data38))) && (isFinite(data38)))){
-const err135 = {instancePath:instancePath+"/rateLimits/firmwareUpdatesPerHour",schemaPath:"#/properties/rateLimits/properties/firmwareUpdatesPerHour/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.rateLimits.properties.firmwareUpdatesPerHour.type,parentSchema:schema11.properties.rateLimits.properties.firmwareUpdatesPerHour,data:data38};
+for(const key8 in data37){
+if(!((key8 === "commandsPerMinute") || (key8 === "firmwareUpdatesPerHour"))){
+const err135 = {instancePath:instancePath+"/rateLimits",schemaPath:"#/properties/rateLimits/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.rateLimits,data:data37};
 if(vErrors === null){
 vErrors = [err135];
 }
@@ -1615,9 +1612,11 @@ vErrors.push(err135);
 }
 errors++;
 }
-if((typeof data38 == "number") && (isFinite(data38))){
-if(data38 > 1000000 || isNaN(data38)){
-const err136 = {instancePath:instancePath+"/rateLimits/firmwareUpdatesPerHour",schemaPath:"#/properties/rateLimits/properties/firmwareUpdatesPerHour/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000",schema:1000000,parentSchema:schema11.properties.rateLimits.properties.firmwareUpdatesPerHour,data:data38};
+}
+if(data37.commandsPerMinute !== undefined){
+let data38 = data37.commandsPerMinute;
+if(!(((typeof data38 == "number") && (!(data38 % 1) && !isNaN(data38))) && (isFinite(data38)))){
+const err136 = {instancePath:instancePath+"/rateLimits/commandsPerMinute",schemaPath:"#/properties/rateLimits/properties/commandsPerMinute/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.rateLimits.properties.commandsPerMinute.type,parentSchema:schema11.properties.rateLimits.properties.commandsPerMinute,data:data38};
 if(vErrors === null){
 vErrors = [err136];
 }
@@ -1626,8 +1625,9 @@ vErrors.push(err136);
 }
 errors++;
 }
-if(data38 < 0 || isNaN(data38)){
-const err137 = {instancePath:instancePath+"/rateLimits/firmwareUpdatesPerHour",schemaPath:"#/properties/rateLimits/properties/firmwareUpdatesPerHour/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.rateLimits.properties.firmwareUpdatesPerHour,data:data38};
+if((typeof data38 == "number") && (isFinite(data38))){
+if(data38 > 1000000 || isNaN(data38)){
+const err137 = {instancePath:instancePath+"/rateLimits/commandsPerMinute",schemaPath:"#/properties/rateLimits/properties/commandsPerMinute/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000",schema:1000000,parentSchema:schema11.properties.rateLimits.properties.commandsPerMinute,data:data38};
 if(vErrors === null){
 vErrors = [err137];
 }
@@ -1636,11 +1636,8 @@ vErrors.push(err137);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err138 = {instancePath:instancePath+"/rateLimits",schemaPath:"#/properties/rateLimits/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.rateLimits.type,parentSchema:schema11.properties.rateLimits,data:data36};
+if(data38 < 0 || isNaN(data38)){
+const err138 = {instancePath:instancePath+"/rateLimits/commandsPerMinute",schemaPath:"#/properties/rateLimits/properties/commandsPerMinute/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.rateLimits.properties.commandsPerMinute,data:data38};
 if(vErrors === null){
 vErrors = [err138];
 }
@@ -1650,11 +1647,11 @@ vErrors.push(err138);
 errors++;
 }
 }
-if(data.sessions !== undefined){
-let data39 = data.sessions;
-if(data39 && typeof data39 == "object" && !Array.isArray(data39)){
-if(data39.persist === undefined){
-const err139 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/required",keyword:"required",params:{missingProperty: "persist"},message:"must have required property '"+"persist"+"'",schema:schema11.properties.sessions.required,parentSchema:schema11.properties.sessions,data:data39};
+}
+if(data37.firmwareUpdatesPerHour !== undefined){
+let data39 = data37.firmwareUpdatesPerHour;
+if(!(((typeof data39 == "number") && (!(data39 % 1) && !isNaN(data39))) && (isFinite(data39)))){
+const err139 = {instancePath:instancePath+"/rateLimits/firmwareUpdatesPerHour",schemaPath:"#/properties/rateLimits/properties/firmwareUpdatesPerHour/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.rateLimits.properties.firmwareUpdatesPerHour.type,parentSchema:schema11.properties.rateLimits.properties.firmwareUpdatesPerHour,data:data39};
 if(vErrors === null){
 vErrors = [err139];
 }
@@ -1663,8 +1660,9 @@ vErrors.push(err139);
 }
 errors++;
 }
-if(data39.syncIntervalMs === undefined){
-const err140 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/required",keyword:"required",params:{missingProperty: "syncIntervalMs"},message:"must have required property '"+"syncIntervalMs"+"'",schema:schema11.properties.sessions.required,parentSchema:schema11.properties.sessions,data:data39};
+if((typeof data39 == "number") && (isFinite(data39))){
+if(data39 > 1000000 || isNaN(data39)){
+const err140 = {instancePath:instancePath+"/rateLimits/firmwareUpdatesPerHour",schemaPath:"#/properties/rateLimits/properties/firmwareUpdatesPerHour/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000",schema:1000000,parentSchema:schema11.properties.rateLimits.properties.firmwareUpdatesPerHour,data:data39};
 if(vErrors === null){
 vErrors = [err140];
 }
@@ -1673,8 +1671,8 @@ vErrors.push(err140);
 }
 errors++;
 }
-if(data39.maxQueuedMessages === undefined){
-const err141 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/required",keyword:"required",params:{missingProperty: "maxQueuedMessages"},message:"must have required property '"+"maxQueuedMessages"+"'",schema:schema11.properties.sessions.required,parentSchema:schema11.properties.sessions,data:data39};
+if(data39 < 0 || isNaN(data39)){
+const err141 = {instancePath:instancePath+"/rateLimits/firmwareUpdatesPerHour",schemaPath:"#/properties/rateLimits/properties/firmwareUpdatesPerHour/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.rateLimits.properties.firmwareUpdatesPerHour,data:data39};
 if(vErrors === null){
 vErrors = [err141];
 }
@@ -1683,8 +1681,11 @@ vErrors.push(err141);
 }
 errors++;
 }
-if(data39.maxQueuedBytes === undefined){
-const err142 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/required",keyword:"required",params:{missingProperty: "maxQueuedBytes"},message:"must have required property '"+"maxQueuedBytes"+"'",schema:schema11.properties.sessions.required,parentSchema:schema11.properties.sessions,data:data39};
+}
+}
+}
+else {
+const err142 = {instancePath:instancePath+"/rateLimits",schemaPath:"#/properties/rateLimits/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.rateLimits.type,parentSchema:schema11.properties.rateLimits,data:data37};
 if(vErrors === null){
 vErrors = [err142];
 }
@@ -1693,8 +1694,12 @@ vErrors.push(err142);
 }
 errors++;
 }
-if(data39.maxTotalQueuedBytes === undefined){
-const err143 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/required",keyword:"required",params:{missingProperty: "maxTotalQueuedBytes"},message:"must have required property '"+"maxTotalQueuedBytes"+"'",schema:schema11.properties.sessions.required,parentSchema:schema11.properties.sessions,data:data39};
+}
+if(data.sessions !== undefined){
+let data40 = data.sessions;
+if(data40 && typeof data40 == "object" && !Array.isArray(data40)){
+if(data40.persist === undefined){
+const err143 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/required",keyword:"required",params:{missingProperty: "persist"},message:"must have required property '"+"persist"+"'",schema:schema11.properties.sessions.required,parentSchema:schema11.properties.sessions,data:data40};
 if(vErrors === null){
 vErrors = [err143];
 }
@@ -1703,8 +1708,8 @@ vErrors.push(err143);
 }
 errors++;
 }
-if(data39.maxPersistent === undefined){
-const err144 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/required",keyword:"required",params:{missingProperty: "maxPersistent"},message:"must have required property '"+"maxPersistent"+"'",schema:schema11.properties.sessions.required,parentSchema:schema11.properties.sessions,data:data39};
+if(data40.syncIntervalMs === undefined){
+const err144 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/required",keyword:"required",params:{missingProperty: "syncIntervalMs"},message:"must have required property '"+"syncIntervalMs"+"'",schema:schema11.properties.sessions.required,parentSchema:schema11.properties.sessions,data:data40};
 if(vErrors === null){
 vErrors = [err144];
 }
@@ -1713,8 +1718,8 @@ vErrors.push(err144);
 }
 errors++;
 }
-if(data39.expirySeconds === undefined){
-const err145 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/required",keyword:"required",params:{missingProperty: "expirySeconds"},message:"must have required property '"+"expirySeconds"+"'",schema:schema11.properties.sessions.required,parentSchema:schema11.properties.sessions,data:data39};
+if(data40.maxQueuedMessages === undefined){
+const err145 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/required",keyword:"required",params:{missingProperty: "maxQueuedMessages"},message:"must have required property '"+"maxQueuedMessages"+"'",schema:schema11.properties.sessions.required,parentSchema:schema11.properties.sessions,data:data40};
 if(vErrors === null){
 vErrors = [err145];
 }
@@ -1723,9 +1728,8 @@ vErrors.push(err145);
 }
 errors++;
 }
-for(const key9 in data39){
-if(!(((((((key9 === "persist") || (key9 === "syncIntervalMs")) || (key9 === "maxQueuedMessages")) || (key9 === "maxQueuedBytes")) || (key9 === "maxTotalQueuedBytes")) || (key9 === "maxPersistent")) || (key9 === "expirySeconds"))){
-const err146 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.sessions,data:data39};
+if(data40.maxQueuedBytes === undefined){
+const err146 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/required",keyword:"required",params:{missingProperty: "maxQueuedBytes"},message:"must have required property '"+"maxQueuedBytes"+"'",schema:schema11.properties.sessions.required,parentSchema:schema11.properties.sessions,data:data40};
 if(vErrors === null){
 vErrors = [err146];
 }
@@ -1734,11 +1738,8 @@ vErrors.push(err146);
 }
 errors++;
 }
-}
-if(data39.persist !== undefined){
-let data40 = data39.persist;
-if(typeof data40 !== "boolean"){
-const err147 = {instancePath:instancePath+"/sessions/persist",schemaPath:"#/properties/sessions/properties/persist/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.sessions.properties.persist.type,parentSchema:schema11.properties.sessions.properties.persist,data:data40};
+if(data40.maxTotalQueuedBytes === undefined){
+const err147 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/required",keyword:"required",params:{missingProperty: "maxTotalQueuedBytes"},message:"must have required property '"+"maxTotalQueuedBytes"+"'",schema:schema11.properties.sessions.required,parentSchema:schema11.properties.sessions,data:data40};
 if(vErrors === null){
 vErrors = [err147];
 }
@@ -1747,11 +1748,8 @@ vErrors.push(err147);
 }
 errors++;
 }
-}
-if(data39.syncIntervalMs !== undefined){
-let data41 = data39.syncIntervalMs;
-if(!(((typeof data41 == "number") && (!(data41 % 1) && !isNaN(data41))) && (isFinite(data41)))){
-const err148 = {instancePath:instancePath+"/sessions/syncIntervalMs",schemaPath:"#/properties/sessions/properties/syncIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.sessions.properties.syncIntervalMs.type,parentSchema:schema11.properties.sessions.properties.syncIntervalMs,data:data41};
+if(data40.maxPersistent === undefined){
+const err148 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/required",keyword:"required",params:{missingProperty: "maxPersistent"},message:"must have required property '"+"maxPersistent"+"'",schema:schema11.properties.sessions.required,parentSchema:schema11.properties.sessions,data:data40};
 if(vErrors === null){
 vErrors = [err148];
 }
@@ -1760,9 +1758,8 @@ vErrors.push(err148);
 }
 errors++;
 }
-if((typeof data41 == "number") && (isFinite(data41))){
-if(data41 > 10000 || isNaN(data41)){
-const err149 = {instancePath:instancePath+"/sessions/syncIntervalMs",schemaPath:"#/properties/sessions/properties/syncIntervalMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000},message:"must be <= 10000",schema:10000,parentSchema:schema11.properties.sessions.properties.syncIntervalMs,data:data41};
+if(data40.expirySeconds === undefined){
+const err149 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/required",keyword:"required",params:{missingProperty: "expirySeconds"},message:"must have required property '"+"expirySeconds"+"'",schema:schema11.properties.sessions.required,parentSchema:schema11.properties.sessions,data:data40};
 if(vErrors === null){
 vErrors = [err149];
 }
@@ -1771,8 +1768,9 @@ vErrors.push(err149);
 }
 errors++;
 }
-if(data41 < 0 || isNaN(data41)){
-const err150 = {instancePath:instancePath+"/sessions/syncIntervalMs",schemaPath:"#/properties/sessions/properties/syncIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.sessions.properties.syncIntervalMs,data:data41};
+for(const key9 in data40){
+if(!(((((((key9 === "persist") || (key9 === "syncIntervalMs")) || (key9 === "maxQueuedMessages")) || (key9 === "maxQueuedBytes")) || (key9 === "maxTotalQueuedBytes")) || (key9 === "maxPersistent")) || (key9 === "expirySeconds"))){
+const err150 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.sessions,data:data40};
 if(vErrors === null){
 vErrors = [err150];
 }
@@ -1782,11 +1780,10 @@ vErrors.push(err150);
 errors++;
 }
 }
-}
-if(data39.maxQueuedMessages !== undefined){
-let data42 = data39.maxQueuedMessages;
-if(!(((typeof data42 == "number") && (!(data42 % 1) && !isNaN(data42))) && (isFinite(data42)))){
-const err151 = {instancePath:instancePath+"/sessions/maxQueuedMessages",schemaPath:"#/properties/sessions/properties/maxQueuedMessages/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.sessions.properties.maxQueuedMessages.type,parentSchema:schema11.properties.sessions.properties.maxQueuedMessages,data:data42};
+if(data40.persist !== undefined){
+let data41 = data40.persist;
+if(typeof data41 !== "boolean"){
+const err151 = {instancePath:instancePath+"/sessions/persist",schemaPath:"#/properties/sessions/properties/persist/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.sessions.properties.persist.type,parentSchema:schema11.properties.sessions.properties.persist,data:data41};
 if(vErrors === null){
 vErrors = [err151];
 }
@@ -1795,9 +1792,11 @@ vErrors.push(err151);
 }
 errors++;
 }
-if((typeof data42 == "number") && (isFinite(data42))){
-if(data42 > 10000000 || isNaN(data42)){
-const err152 = {instancePath:instancePath+"/sessions/maxQueuedMessages",schemaPath:"#/properties/sessions/properties/maxQueuedMessages/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000000},message:"must be <= 10000000",schema:10000000,parentSchema:schema11.properties.sessions.properties.maxQueuedMessages,data:data42};
+}
+if(data40.syncIntervalMs !== undefined){
+let data42 = data40.syncIntervalMs;
+if(!(((typeof data42 == "number") && (!(data42 % 1) && !isNaN(data42))) && (isFinite(data42)))){
+const err152 = {instancePath:instancePath+"/sessions/syncIntervalMs",schemaPath:"#/properties/sessions/properties/syncIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.sessions.properties.syncIntervalMs.type,parentSchema:schema11.properties.sessions.properties.syncIntervalMs,data:data42};
 if(vErrors === null){
 vErrors = [err152];
 }
@@ -1806,8 +1805,9 @@ vErrors.push(err152);
 }
 errors++;
 }
-if(data42 < 1 || isNaN(data42)){
-const err153 = {instancePath:instancePath+"/sessions/maxQueuedMessages",schemaPath:"#/properties/sessions/properties/maxQueuedMessages/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.sessions.properties.maxQueuedMessages,data:data42};
+if((typeof data42 == "number") && (isFinite(data42))){
+if(data42 > 10000 || isNaN(data42)){
+const err153 = {instancePath:instancePath+"/sessions/syncIntervalMs",schemaPath:"#/properties/sessions/properties/syncIntervalMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000},message:"must be <= 10000",schema:10000,parentSchema:schema11.properties.sessions.properties.syncIntervalMs,data:data42};
 if(vErrors === null){
 vErrors = [err153];
 }
@@ -1816,12 +1816,8 @@ vErrors.push(err153);
 }
 errors++;
 }
-}
-}
-if(data39.maxQueuedBytes !== undefined){
-let data43 = data39.maxQueuedBytes;
-if(!(((typeof data43 == "number") && (!(data43 % 1) && !isNaN(data43))) && (isFinite(data43)))){
-const err154 = {instancePath:instancePath+"/sessions/maxQueuedBytes",schemaPath:"#/properties/sessions/properties/maxQueuedBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.sessions.properties.maxQueuedBytes.type,parentSchema:schema11.properties.sessions.properties.maxQueuedBytes,data:data43};
+if(data42 < 0 || isNaN(data42)){
+const err154 = {instancePath:instancePath+"/sessions/syncIntervalMs",schemaPath:"#/properties/sessions/properties/syncIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.sessions.properties.syncIntervalMs,data:data42};
 if(vErrors === null){
 vErrors = [err154];
 }
@@ -1830,9 +1826,12 @@ vErrors.push(err154);
 }
 errors++;
 }
-if((typeof data43 == "number") && (isFinite(data43))){
-if(data43 > 1073741824 || isNaN(data43)){
-const err155 = {instancePath:instancePath+"/sessions/maxQueuedBytes",schemaPath:"#/properties/sessions/properties/maxQueuedBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1073741824},message:"must be <= 1073741824",schema:1073741824,parentSchema:schema11.properties.sessions.properties.maxQueuedBytes,data:data43};
+}
+}
+if(data40.maxQueuedMessages !== undefined){
+let data43 = data40.maxQueuedMessages;
+if(!(((typeof data43 == "number") && (!(data43 % 1) && !isNaN(data43))) && (isFinite(data43)))){
+const err155 = {instancePath:instancePath+"/sessions/maxQueuedMessages",schemaPath:"#/properties/sessions/properties/maxQueuedMessages/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.sessions.properties.maxQueuedMessages.type,parentSchema:schema11.properties.sessions.properties.maxQueuedMessages,data:data43};
 if(vErrors === null){
 vErrors = [err155];
 }
@@ -1841,8 +1840,9 @@ vErrors.push(err155);
 }
 errors++;
 }
-if(data43 < 1024 || isNaN(data43)){
-const err156 = {instancePath:instancePath+"/sessions/maxQueuedBytes",schemaPath:"#/properties/sessions/properties/maxQueuedBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1024},message:"must be >= 1024",schema:1024,parentSchema:schema11.properties.sessions.properties.maxQueuedBytes,data:data43};
+if((typeof data43 == "number") && (isFinite(data43))){
+if(data43 > 10000000 || isNaN(data43)){
+const err156 = {instancePath:instancePath+"/sessions/maxQueuedMessages",schemaPath:"#/properties/sessions/properties/maxQueuedMessages/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000000},message:"must be <= 10000000",schema:10000000,parentSchema:schema11.properties.sessions.properties.maxQueuedMessages,data:data43};
 if(vErrors === null){
 vErrors = [err156];
 }
@@ -1851,12 +1851,8 @@ vErrors.push(err156);
 }
 errors++;
 }
-}
-}
-if(data39.maxTotalQueuedBytes !== undefined){
-let data44 = data39.maxTotalQueuedBytes;
-if(!(((typeof data44 == "number") && (!(data44 % 1) && !isNaN(data44))) && (isFinite(data44)))){
-const err157 = {instancePath:instancePath+"/sessions/maxTotalQueuedBytes",schemaPath:"#/properties/sessions/properties/maxTotalQueuedBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.sessions.properties.maxTotalQueuedBytes.type,parentSchema:schema11.properties.sessions.properties.maxTotalQueuedBytes,data:data44};
+if(data43 < 1 || isNaN(data43)){
+const err157 = {instancePath:instancePath+"/sessions/maxQueuedMessages",schemaPath:"#/properties/sessions/properties/maxQueuedMessages/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.sessions.properties.maxQueuedMessages,data:data43};
 if(vErrors === null){
 vErrors = [err157];
 }
@@ -1865,9 +1861,12 @@ vErrors.push(err157);
 }
 errors++;
 }
-if((typeof data44 == "number") && (isFinite(data44))){
-if(data44 > 4294967296 || isNaN(data44)){
-const err158 = {instancePath:instancePath+"/sessions/maxTotalQueuedBytes",schemaPath:"#/properties/sessions/properties/maxTotalQueuedBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 4294967296},message:"must be <= 4294967296",schema:4294967296,parentSchema:schema11.properties.sessions.properties.maxTotalQueuedBytes,data:data44};
+}
+}
+if(data40.maxQueuedBytes !== undefined){
+let data44 = data40.maxQueuedBytes;
+if(!(((typeof data44 == "number") && (!(data44 % 1) && !isNaN(data44))) && (isFinite(data44)))){
+const err158 = {instancePath:instancePath+"/sessions/maxQueuedBytes",schemaPath:"#/properties/sessions/properties/maxQueuedBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.sessions.properties.maxQueuedBytes.type,parentSchema:schema11.properties.sessions.properties.maxQueuedBytes,data:data44};
 if(vErrors === null){
 vErrors = [err158];
 }
@@ -1876,8 +1875,9 @@ vErrors.push(err158);
 }
 errors++;
 }
-if(data44 < 65536 || isNaN(data44)){
-const err159 = {instancePath:instancePath+"/sessions/maxTotalQueuedBytes",schemaPath:"#/properties/sessions/properties/maxTotalQueuedBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 65536},message:"must be >= 65536",schema:65536,parentSchema:schema11.properties.sessions.properties.maxTotalQueuedBytes,data:data44};
+if((typeof data44 == "number") && (isFinite(data44))){
+if(data44 > 1073741824 || isNaN(data44)){
+const err159 = {instancePath:instancePath+"/sessions/maxQueuedBytes",schemaPath:"#/properties/sessions/properties/maxQueuedBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1073741824},message:"must be <= 1073741824",schema:1073741824,parentSchema:schema11.properties.sessions.properties.maxQueuedBytes,data:data44};
 if(vErrors === null){
 vErrors = [err159];
 }
@@ -1886,12 +1886,8 @@ vErrors.push(err159);
 }
 errors++;
 }
-}
-}
-if(data39.maxPersistent !== undefined){
-let data45 = data39.maxPersistent;
-if(!(((typeof data45 == "number") && (!(data45 % 1) && !isNaN(data45))) && (isFinite(data45)))){
-const err160 = {instancePath:instancePath+"/sessions/maxPersistent",schemaPath:"#/properties/sessions/properties/maxPersistent/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.sessions.properties.maxPersistent.type,parentSchema:schema11.properties.sessions.properties.maxPersistent,data:data45};
+if(data44 < 1024 || isNaN(data44)){
+const err160 = {instancePath:instancePath+"/sessions/maxQueuedBytes",schemaPath:"#/properties/sessions/properties/maxQueuedBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1024},message:"must be >= 1024",schema:1024,parentSchema:schema11.properties.sessions.properties.maxQueuedBytes,data:data44};
 if(vErrors === null){
 vErrors = [err160];
 }
@@ -1900,9 +1896,12 @@ vErrors.push(err160);
 }
 errors++;
 }
-if((typeof data45 == "number") && (isFinite(data45))){
-if(data45 > 10000000 || isNaN(data45)){
-const err161 = {instancePath:instancePath+"/sessions/maxPersistent",schemaPath:"#/properties/sessions/properties/maxPersistent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000000},message:"must be <= 10000000",schema:10000000,parentSchema:schema11.properties.sessions.properties.maxPersistent,data:data45};
+}
+}
+if(data40.maxTotalQueuedBytes !== undefined){
+let data45 = data40.maxTotalQueuedBytes;
+if(!(((typeof data45 == "number") && (!(data45 % 1) && !isNaN(data45))) && (isFinite(data45)))){
+const err161 = {instancePath:instancePath+"/sessions/maxTotalQueuedBytes",schemaPath:"#/properties/sessions/properties/maxTotalQueuedBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.sessions.properties.maxTotalQueuedBytes.type,parentSchema:schema11.properties.sessions.properties.maxTotalQueuedBytes,data:data45};
 if(vErrors === null){
 vErrors = [err161];
 }
@@ -1911,8 +1910,9 @@ vErrors.push(err161);
 }
 errors++;
 }
-if(data45 < 1 || isNaN(data45)){
-const err162 = {instancePath:instancePath+"/sessions/maxPersistent",schemaPath:"#/properties/sessions/properties/maxPersistent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.sessions.properties.maxPersistent,data:data45};
+if((typeof data45 == "number") && (isFinite(data45))){
+if(data45 > 4294967296 || isNaN(data45)){
+const err162 = {instancePath:instancePath+"/sessions/maxTotalQueuedBytes",schemaPath:"#/properties/sessions/properties/maxTotalQueuedBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 4294967296},message:"must be <= 4294967296",schema:4294967296,parentSchema:schema11.properties.sessions.properties.maxTotalQueuedBytes,data:data45};
 if(vErrors === null){
 vErrors = [err162];
 }
@@ -1921,12 +1921,8 @@ vErrors.push(err162);
 }
 errors++;
 }
-}
-}
-if(data39.expirySeconds !== undefined){
-let data46 = data39.expirySeconds;
-if(!(((typeof data46 == "number") && (!(data46 % 1) && !isNaN(data46))) && (isFinite(data46)))){
-const err163 = {instancePath:instancePath+"/sessions/expirySeconds",schemaPath:"#/properties/sessions/properties/expirySeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.sessions.properties.expirySeconds.type,parentSchema:schema11.properties.sessions.properties.expirySeconds,data:data46};
+if(data45 < 65536 || isNaN(data45)){
+const err163 = {instancePath:instancePath+"/sessions/maxTotalQueuedBytes",schemaPath:"#/properties/sessions/properties/maxTotalQueuedBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 65536},message:"must be >= 65536",schema:65536,parentSchema:schema11.properties.sessions.properties.maxTotalQueuedBytes,data:data45};
 if(vErrors === null){
 vErrors = [err163];
 }
@@ -1935,9 +1931,12 @@ vErrors.push(err163);
 }
 errors++;
 }
-if((typeof data46 == "number") && (isFinite(data46))){
-if(data46 > 315360000 || isNaN(data46)){
-const err164 = {instancePath:instancePath+"/sessions/expirySeconds",schemaPath:"#/properties/sessions/properties/expirySeconds/maximum",keyword:"maximum",params:{comparison: "<=", limit: 315360000},message:"must be <= 315360000",schema:315360000,parentSchema:schema11.properties.sessions.properties.expirySeconds,data:data46};
+}
+}
+if(data40.maxPersistent !== undefined){
+let data46 = data40.maxPersistent;
+if(!(((typeof data46 == "number") && (!(data46 % 1) && !isNaN(data46))) && (isFinite(data46)))){
+const err164 = {instancePath:instancePath+"/sessions/maxPersistent",schemaPath:"#/properties/sessions/properties/maxPersistent/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.sessions.properties.maxPersistent.type,parentSchema:schema11.properties.sessions.properties.maxPersistent,data:data46};
 if(vErrors === null){
 vErrors = [err164];
 }
@@ -1946,8 +1945,9 @@ vErrors.push(err164);
 }
 errors++;
 }
-if(data46 < 1 || isNaN(data46)){
-const err165 = {instancePath:instancePath+"/sessions/expirySeconds",schemaPath:"#/properties/sessions/properties/expirySeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.sessions.properties.expirySeconds,data:data46};
+if((typeof data46 == "number") && (isFinite(data46))){
+if(data46 > 10000000 || isNaN(data46)){
+const err165 = {instancePath:instancePath+"/sessions/maxPersistent",schemaPath:"#/properties/sessions/properties/maxPersistent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000000},message:"must be <= 10000000",schema:10000000,parentSchema:schema11.properties.sessions.properties.maxPersistent,data:data46};
 if(vErrors === null){
 vErrors = [err165];
 }
@@ -1956,11 +1956,8 @@ vErrors.push(err165);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err166 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.sessions.type,parentSchema:schema11.properties.sessions,data:data39};
+if(data46 < 1 || isNaN(data46)){
+const err166 = {instancePath:instancePath+"/sessions/maxPersistent",schemaPath:"#/properties/sessions/properties/maxPersistent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.sessions.properties.maxPersistent,data:data46};
 if(vErrors === null){
 vErrors = [err166];
 }
@@ -1970,11 +1967,11 @@ vErrors.push(err166);
 errors++;
 }
 }
-if(data.actions !== undefined){
-let data47 = data.actions;
-if(data47 && typeof data47 == "object" && !Array.isArray(data47)){
-if(data47.ttlSeconds === undefined){
-const err167 = {instancePath:instancePath+"/actions",schemaPath:"#/properties/actions/required",keyword:"required",params:{missingProperty: "ttlSeconds"},message:"must have required property '"+"ttlSeconds"+"'",schema:schema11.properties.actions.required,parentSchema:schema11.properties.actions,data:data47};
+}
+if(data40.expirySeconds !== undefined){
+let data47 = data40.expirySeconds;
+if(!(((typeof data47 == "number") && (!(data47 % 1) && !isNaN(data47))) && (isFinite(data47)))){
+const err167 = {instancePath:instancePath+"/sessions/expirySeconds",schemaPath:"#/properties/sessions/properties/expirySeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.sessions.properties.expirySeconds.type,parentSchema:schema11.properties.sessions.properties.expirySeconds,data:data47};
 if(vErrors === null){
 vErrors = [err167];
 }
@@ -1983,9 +1980,9 @@ vErrors.push(err167);
 }
 errors++;
 }
-for(const key10 in data47){
-if(!(key10 === "ttlSeconds")){
-const err168 = {instancePath:instancePath+"/actions",schemaPath:"#/properties/actions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.actions,data:data47};
+if((typeof data47 == "number") && (isFinite(data47))){
+if(data47 > 315360000 || isNaN(data47)){
+const err168 = {instancePath:instancePath+"/sessions/expirySeconds",schemaPath:"#/properties/sessions/properties/expirySeconds/maximum",keyword:"maximum",params:{comparison: "<=", limit: 315360000},message:"must be <= 315360000",schema:315360000,parentSchema:schema11.properties.sessions.properties.expirySeconds,data:data47};
 if(vErrors === null){
 vErrors = [err168];
 }
@@ -1994,12 +1991,8 @@ vErrors.push(err168);
 }
 errors++;
 }
-}
-if(data47.ttlSeconds !== undefined){
-let data48 = data47.ttlSeconds;
-if(data48 && typeof data48 == "object" && !Array.isArray(data48)){
-if(data48.command === undefined){
-const err169 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "command"},message:"must have required property '"+"command"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data48};
+if(data47 < 1 || isNaN(data47)){
+const err169 = {instancePath:instancePath+"/sessions/expirySeconds",schemaPath:"#/properties/sessions/properties/expirySeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.sessions.properties.expirySeconds,data:data47};
 if(vErrors === null){
 vErrors = [err169];
 }
@@ -2008,8 +2001,11 @@ vErrors.push(err169);
 }
 errors++;
 }
-if(data48.parameter === undefined){
-const err170 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "parameter"},message:"must have required property '"+"parameter"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data48};
+}
+}
+}
+else {
+const err170 = {instancePath:instancePath+"/sessions",schemaPath:"#/properties/sessions/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.sessions.type,parentSchema:schema11.properties.sessions,data:data40};
 if(vErrors === null){
 vErrors = [err170];
 }
@@ -2018,8 +2014,12 @@ vErrors.push(err170);
 }
 errors++;
 }
-if(data48.firmware === undefined){
-const err171 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "firmware"},message:"must have required property '"+"firmware"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data48};
+}
+if(data.actions !== undefined){
+let data48 = data.actions;
+if(data48 && typeof data48 == "object" && !Array.isArray(data48)){
+if(data48.ttlSeconds === undefined){
+const err171 = {instancePath:instancePath+"/actions",schemaPath:"#/properties/actions/required",keyword:"required",params:{missingProperty: "ttlSeconds"},message:"must have required property '"+"ttlSeconds"+"'",schema:schema11.properties.actions.required,parentSchema:schema11.properties.actions,data:data48};
 if(vErrors === null){
 vErrors = [err171];
 }
@@ -2028,8 +2028,9 @@ vErrors.push(err171);
 }
 errors++;
 }
-if(data48.metric === undefined){
-const err172 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "metric"},message:"must have required property '"+"metric"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data48};
+for(const key10 in data48){
+if(!(key10 === "ttlSeconds")){
+const err172 = {instancePath:instancePath+"/actions",schemaPath:"#/properties/actions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.actions,data:data48};
 if(vErrors === null){
 vErrors = [err172];
 }
@@ -2038,8 +2039,12 @@ vErrors.push(err172);
 }
 errors++;
 }
-if(data48.alert === undefined){
-const err173 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "alert"},message:"must have required property '"+"alert"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data48};
+}
+if(data48.ttlSeconds !== undefined){
+let data49 = data48.ttlSeconds;
+if(data49 && typeof data49 == "object" && !Array.isArray(data49)){
+if(data49.command === undefined){
+const err173 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "command"},message:"must have required property '"+"command"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data49};
 if(vErrors === null){
 vErrors = [err173];
 }
@@ -2048,8 +2053,8 @@ vErrors.push(err173);
 }
 errors++;
 }
-if(data48.option === undefined){
-const err174 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "option"},message:"must have required property '"+"option"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data48};
+if(data49.parameter === undefined){
+const err174 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "parameter"},message:"must have required property '"+"parameter"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data49};
 if(vErrors === null){
 vErrors = [err174];
 }
@@ -2058,8 +2063,8 @@ vErrors.push(err174);
 }
 errors++;
 }
-if(data48.activation === undefined){
-const err175 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "activation"},message:"must have required property '"+"activation"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data48};
+if(data49.firmware === undefined){
+const err175 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "firmware"},message:"must have required property '"+"firmware"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data49};
 if(vErrors === null){
 vErrors = [err175];
 }
@@ -2068,8 +2073,8 @@ vErrors.push(err175);
 }
 errors++;
 }
-if(data48.registration === undefined){
-const err176 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "registration"},message:"must have required property '"+"registration"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data48};
+if(data49.metric === undefined){
+const err176 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "metric"},message:"must have required property '"+"metric"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data49};
 if(vErrors === null){
 vErrors = [err176];
 }
@@ -2078,8 +2083,8 @@ vErrors.push(err176);
 }
 errors++;
 }
-if(data48.bulk === undefined){
-const err177 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "bulk"},message:"must have required property '"+"bulk"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data48};
+if(data49.alert === undefined){
+const err177 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "alert"},message:"must have required property '"+"alert"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data49};
 if(vErrors === null){
 vErrors = [err177];
 }
@@ -2088,9 +2093,8 @@ vErrors.push(err177);
 }
 errors++;
 }
-for(const key11 in data48){
-if(!(func2.call(schema11.properties.actions.properties.ttlSeconds.properties, key11))){
-const err178 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key11},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data48};
+if(data49.option === undefined){
+const err178 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "option"},message:"must have required property '"+"option"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data49};
 if(vErrors === null){
 vErrors = [err178];
 }
@@ -2099,11 +2103,8 @@ vErrors.push(err178);
 }
 errors++;
 }
-}
-if(data48.command !== undefined){
-let data49 = data48.command;
-if(!(((typeof data49 == "number") && (!(data49 % 1) && !isNaN(data49))) && (isFinite(data49)))){
-const err179 = {instancePath:instancePath+"/actions/ttlSeconds/command",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/command/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.command.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.command,data:data49};
+if(data49.activation === undefined){
+const err179 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "activation"},message:"must have required property '"+"activation"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data49};
 if(vErrors === null){
 vErrors = [err179];
 }
@@ -2112,9 +2113,8 @@ vErrors.push(err179);
 }
 errors++;
 }
-if((typeof data49 == "number") && (isFinite(data49))){
-if(data49 > 31536000 || isNaN(data49)){
-const err180 = {instancePath:instancePath+"/actions/ttlSeconds/command",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/command/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.command,data:data49};
+if(data49.registration === undefined){
+const err180 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "registration"},message:"must have required property '"+"registration"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data49};
 if(vErrors === null){
 vErrors = [err180];
 }
@@ -2123,8 +2123,8 @@ vErrors.push(err180);
 }
 errors++;
 }
-if(data49 < 1 || isNaN(data49)){
-const err181 = {instancePath:instancePath+"/actions/ttlSeconds/command",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/command/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.command,data:data49};
+if(data49.bulk === undefined){
+const err181 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/required",keyword:"required",params:{missingProperty: "bulk"},message:"must have required property '"+"bulk"+"'",schema:schema11.properties.actions.properties.ttlSeconds.required,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data49};
 if(vErrors === null){
 vErrors = [err181];
 }
@@ -2133,12 +2133,9 @@ vErrors.push(err181);
 }
 errors++;
 }
-}
-}
-if(data48.parameter !== undefined){
-let data50 = data48.parameter;
-if(!(((typeof data50 == "number") && (!(data50 % 1) && !isNaN(data50))) && (isFinite(data50)))){
-const err182 = {instancePath:instancePath+"/actions/ttlSeconds/parameter",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/parameter/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.parameter.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.parameter,data:data50};
+for(const key11 in data49){
+if(!(func2.call(schema11.properties.actions.properties.ttlSeconds.properties, key11))){
+const err182 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key11},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data49};
 if(vErrors === null){
 vErrors = [err182];
 }
@@ -2147,9 +2144,11 @@ vErrors.push(err182);
 }
 errors++;
 }
-if((typeof data50 == "number") && (isFinite(data50))){
-if(data50 > 31536000 || isNaN(data50)){
-const err183 = {instancePath:instancePath+"/actions/ttlSeconds/parameter",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/parameter/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.parameter,data:data50};
+}
+if(data49.command !== undefined){
+let data50 = data49.command;
+if(!(((typeof data50 == "number") && (!(data50 % 1) && !isNaN(data50))) && (isFinite(data50)))){
+const err183 = {instancePath:instancePath+"/actions/ttlSeconds/command",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/command/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.command.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.command,data:data50};
 if(vErrors === null){
 vErrors = [err183];
 }
@@ -2158,8 +2157,9 @@ vErrors.push(err183);
 }
 errors++;
 }
-if(data50 < 1 || isNaN(data50)){
-const err184 = {instancePath:instancePath+"/actions/ttlSeconds/parameter",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/parameter/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.parameter,data:data50};
+if((typeof data50 == "number") && (isFinite(data50))){
+if(data50 > 31536000 || isNaN(data50)){
+const err184 = {instancePath:instancePath+"/actions/ttlSeconds/command",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/command/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.command,data:data50};
 if(vErrors === null){
 vErrors = [err184];
 }
@@ -2168,12 +2168,8 @@ vErrors.push(err184);
 }
 errors++;
 }
-}
-}
-if(data48.firmware !== undefined){
-let data51 = data48.firmware;
-if(!(((typeof data51 == "number") && (!(data51 % 1) && !isNaN(data51))) && (isFinite(data51)))){
-const err185 = {instancePath:instancePath+"/actions/ttlSeconds/firmware",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/firmware/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.firmware.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.firmware,data:data51};
+if(data50 < 1 || isNaN(data50)){
+const err185 = {instancePath:instancePath+"/actions/ttlSeconds/command",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/command/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.command,data:data50};
 if(vErrors === null){
 vErrors = [err185];
 }
@@ -2182,9 +2178,12 @@ vErrors.push(err185);
 }
 errors++;
 }
-if((typeof data51 == "number") && (isFinite(data51))){
-if(data51 > 31536000 || isNaN(data51)){
-const err186 = {instancePath:instancePath+"/actions/ttlSeconds/firmware",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/firmware/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.firmware,data:data51};
+}
+}
+if(data49.parameter !== undefined){
+let data51 = data49.parameter;
+if(!(((typeof data51 == "number") && (!(data51 % 1) && !isNaN(data51))) && (isFinite(data51)))){
+const err186 = {instancePath:instancePath+"/actions/ttlSeconds/parameter",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/parameter/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.parameter.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.parameter,data:data51};
 if(vErrors === null){
 vErrors = [err186];
 }
@@ -2193,8 +2192,9 @@ vErrors.push(err186);
 }
 errors++;
 }
-if(data51 < 1 || isNaN(data51)){
-const err187 = {instancePath:instancePath+"/actions/ttlSeconds/firmware",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/firmware/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.firmware,data:data51};
+if((typeof data51 == "number") && (isFinite(data51))){
+if(data51 > 31536000 || isNaN(data51)){
+const err187 = {instancePath:instancePath+"/actions/ttlSeconds/parameter",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/parameter/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.parameter,data:data51};
 if(vErrors === null){
 vErrors = [err187];
 }
@@ -2203,12 +2203,8 @@ vErrors.push(err187);
 }
 errors++;
 }
-}
-}
-if(data48.metric !== undefined){
-let data52 = data48.metric;
-if(!(((typeof data52 == "number") && (!(data52 % 1) && !isNaN(data52))) && (isFinite(data52)))){
-const err188 = {instancePath:instancePath+"/actions/ttlSeconds/metric",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/metric/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.metric.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.metric,data:data52};
+if(data51 < 1 || isNaN(data51)){
+const err188 = {instancePath:instancePath+"/actions/ttlSeconds/parameter",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/parameter/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.parameter,data:data51};
 if(vErrors === null){
 vErrors = [err188];
 }
@@ -2217,9 +2213,12 @@ vErrors.push(err188);
 }
 errors++;
 }
-if((typeof data52 == "number") && (isFinite(data52))){
-if(data52 > 31536000 || isNaN(data52)){
-const err189 = {instancePath:instancePath+"/actions/ttlSeconds/metric",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/metric/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.metric,data:data52};
+}
+}
+if(data49.firmware !== undefined){
+let data52 = data49.firmware;
+if(!(((typeof data52 == "number") && (!(data52 % 1) && !isNaN(data52))) && (isFinite(data52)))){
+const err189 = {instancePath:instancePath+"/actions/ttlSeconds/firmware",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/firmware/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.firmware.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.firmware,data:data52};
 if(vErrors === null){
 vErrors = [err189];
 }
@@ -2228,8 +2227,9 @@ vErrors.push(err189);
 }
 errors++;
 }
-if(data52 < 1 || isNaN(data52)){
-const err190 = {instancePath:instancePath+"/actions/ttlSeconds/metric",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/metric/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.metric,data:data52};
+if((typeof data52 == "number") && (isFinite(data52))){
+if(data52 > 31536000 || isNaN(data52)){
+const err190 = {instancePath:instancePath+"/actions/ttlSeconds/firmware",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/firmware/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.firmware,data:data52};
 if(vErrors === null){
 vErrors = [err190];
 }
@@ -2238,12 +2238,8 @@ vErrors.push(err190);
 }
 errors++;
 }
-}
-}
-if(data48.alert !== undefined){
-let data53 = data48.alert;
-if(!(((typeof data53 == "number") && (!(data53 % 1) && !isNaN(data53))) && (isFinite(data53)))){
-const err191 = {instancePath:instancePath+"/actions/ttlSeconds/alert",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/alert/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.alert.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.alert,data:data53};
+if(data52 < 1 || isNaN(data52)){
+const err191 = {instancePath:instancePath+"/actions/ttlSeconds/firmware",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/firmware/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.firmware,data:data52};
 if(vErrors === null){
 vErrors = [err191];
 }
@@ -2252,9 +2248,12 @@ vErrors.push(err191);
 }
 errors++;
 }
-if((typeof data53 == "number") && (isFinite(data53))){
-if(data53 > 31536000 || isNaN(data53)){
-const err192 = {instancePath:instancePath+"/actions/ttlSeconds/alert",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/alert/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.alert,data:data53};
+}
+}
+if(data49.metric !== undefined){
+let data53 = data49.metric;
+if(!(((typeof data53 == "number") && (!(data53 % 1) && !isNaN(data53))) && (isFinite(data53)))){
+const err192 = {instancePath:instancePath+"/actions/ttlSeconds/metric",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/metric/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.metric.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.metric,data:data53};
 if(vErrors === null){
 vErrors = [err192];
 }
@@ -2263,8 +2262,9 @@ vErrors.push(err192);
 }
 errors++;
 }
-if(data53 < 1 || isNaN(data53)){
-const err193 = {instancePath:instancePath+"/actions/ttlSeconds/alert",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/alert/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.alert,data:data53};
+if((typeof data53 == "number") && (isFinite(data53))){
+if(data53 > 31536000 || isNaN(data53)){
+const err193 = {instancePath:instancePath+"/actions/ttlSeconds/metric",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/metric/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.metric,data:data53};
 if(vErrors === null){
 vErrors = [err193];
 }
@@ -2273,12 +2273,8 @@ vErrors.push(err193);
 }
 errors++;
 }
-}
-}
-if(data48.option !== undefined){
-let data54 = data48.option;
-if(!(((typeof data54 == "number") && (!(data54 % 1) && !isNaN(data54))) && (isFinite(data54)))){
-const err194 = {instancePath:instancePath+"/actions/ttlSeconds/option",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/option/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.option.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.option,data:data54};
+if(data53 < 1 || isNaN(data53)){
+const err194 = {instancePath:instancePath+"/actions/ttlSeconds/metric",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/metric/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.metric,data:data53};
 if(vErrors === null){
 vErrors = [err194];
 }
@@ -2287,9 +2283,12 @@ vErrors.push(err194);
 }
 errors++;
 }
-if((typeof data54 == "number") && (isFinite(data54))){
-if(data54 > 31536000 || isNaN(data54)){
-const err195 = {instancePath:instancePath+"/actions/ttlSeconds/option",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/option/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.option,data:data54};
+}
+}
+if(data49.alert !== undefined){
+let data54 = data49.alert;
+if(!(((typeof data54 == "number") && (!(data54 % 1) && !isNaN(data54))) && (isFinite(data54)))){
+const err195 = {instancePath:instancePath+"/actions/ttlSeconds/alert",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/alert/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.alert.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.alert,data:data54};
 if(vErrors === null){
 vErrors = [err195];
 }
@@ -2298,8 +2297,9 @@ vErrors.push(err195);
 }
 errors++;
 }
-if(data54 < 1 || isNaN(data54)){
-const err196 = {instancePath:instancePath+"/actions/ttlSeconds/option",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/option/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.option,data:data54};
+if((typeof data54 == "number") && (isFinite(data54))){
+if(data54 > 31536000 || isNaN(data54)){
+const err196 = {instancePath:instancePath+"/actions/ttlSeconds/alert",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/alert/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.alert,data:data54};
 if(vErrors === null){
 vErrors = [err196];
 }
@@ -2308,12 +2308,8 @@ vErrors.push(err196);
 }
 errors++;
 }
-}
-}
-if(data48.activation !== undefined){
-let data55 = data48.activation;
-if(!(((typeof data55 == "number") && (!(data55 % 1) && !isNaN(data55))) && (isFinite(data55)))){
-const err197 = {instancePath:instancePath+"/actions/ttlSeconds/activation",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/activation/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.activation.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.activation,data:data55};
+if(data54 < 1 || isNaN(data54)){
+const err197 = {instancePath:instancePath+"/actions/ttlSeconds/alert",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/alert/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.alert,data:data54};
 if(vErrors === null){
 vErrors = [err197];
 }
@@ -2322,9 +2318,12 @@ vErrors.push(err197);
 }
 errors++;
 }
-if((typeof data55 == "number") && (isFinite(data55))){
-if(data55 > 31536000 || isNaN(data55)){
-const err198 = {instancePath:instancePath+"/actions/ttlSeconds/activation",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/activation/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.activation,data:data55};
+}
+}
+if(data49.option !== undefined){
+let data55 = data49.option;
+if(!(((typeof data55 == "number") && (!(data55 % 1) && !isNaN(data55))) && (isFinite(data55)))){
+const err198 = {instancePath:instancePath+"/actions/ttlSeconds/option",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/option/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.option.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.option,data:data55};
 if(vErrors === null){
 vErrors = [err198];
 }
@@ -2333,8 +2332,9 @@ vErrors.push(err198);
 }
 errors++;
 }
-if(data55 < 1 || isNaN(data55)){
-const err199 = {instancePath:instancePath+"/actions/ttlSeconds/activation",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/activation/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.activation,data:data55};
+if((typeof data55 == "number") && (isFinite(data55))){
+if(data55 > 31536000 || isNaN(data55)){
+const err199 = {instancePath:instancePath+"/actions/ttlSeconds/option",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/option/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.option,data:data55};
 if(vErrors === null){
 vErrors = [err199];
 }
@@ -2343,12 +2343,8 @@ vErrors.push(err199);
 }
 errors++;
 }
-}
-}
-if(data48.registration !== undefined){
-let data56 = data48.registration;
-if(!(((typeof data56 == "number") && (!(data56 % 1) && !isNaN(data56))) && (isFinite(data56)))){
-const err200 = {instancePath:instancePath+"/actions/ttlSeconds/registration",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/registration/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.registration.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.registration,data:data56};
+if(data55 < 1 || isNaN(data55)){
+const err200 = {instancePath:instancePath+"/actions/ttlSeconds/option",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/option/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.option,data:data55};
 if(vErrors === null){
 vErrors = [err200];
 }
@@ -2357,9 +2353,12 @@ vErrors.push(err200);
 }
 errors++;
 }
-if((typeof data56 == "number") && (isFinite(data56))){
-if(data56 > 31536000 || isNaN(data56)){
-const err201 = {instancePath:instancePath+"/actions/ttlSeconds/registration",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/registration/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.registration,data:data56};
+}
+}
+if(data49.activation !== undefined){
+let data56 = data49.activation;
+if(!(((typeof data56 == "number") && (!(data56 % 1) && !isNaN(data56))) && (isFinite(data56)))){
+const err201 = {instancePath:instancePath+"/actions/ttlSeconds/activation",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/activation/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.activation.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.activation,data:data56};
 if(vErrors === null){
 vErrors = [err201];
 }
@@ -2368,8 +2367,9 @@ vErrors.push(err201);
 }
 errors++;
 }
-if(data56 < 1 || isNaN(data56)){
-const err202 = {instancePath:instancePath+"/actions/ttlSeconds/registration",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/registration/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.registration,data:data56};
+if((typeof data56 == "number") && (isFinite(data56))){
+if(data56 > 31536000 || isNaN(data56)){
+const err202 = {instancePath:instancePath+"/actions/ttlSeconds/activation",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/activation/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.activation,data:data56};
 if(vErrors === null){
 vErrors = [err202];
 }
@@ -2378,12 +2378,8 @@ vErrors.push(err202);
 }
 errors++;
 }
-}
-}
-if(data48.bulk !== undefined){
-let data57 = data48.bulk;
-if(!(((typeof data57 == "number") && (!(data57 % 1) && !isNaN(data57))) && (isFinite(data57)))){
-const err203 = {instancePath:instancePath+"/actions/ttlSeconds/bulk",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/bulk/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.bulk.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.bulk,data:data57};
+if(data56 < 1 || isNaN(data56)){
+const err203 = {instancePath:instancePath+"/actions/ttlSeconds/activation",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/activation/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.activation,data:data56};
 if(vErrors === null){
 vErrors = [err203];
 }
@@ -2392,9 +2388,12 @@ vErrors.push(err203);
 }
 errors++;
 }
-if((typeof data57 == "number") && (isFinite(data57))){
-if(data57 > 31536000 || isNaN(data57)){
-const err204 = {instancePath:instancePath+"/actions/ttlSeconds/bulk",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/bulk/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.bulk,data:data57};
+}
+}
+if(data49.registration !== undefined){
+let data57 = data49.registration;
+if(!(((typeof data57 == "number") && (!(data57 % 1) && !isNaN(data57))) && (isFinite(data57)))){
+const err204 = {instancePath:instancePath+"/actions/ttlSeconds/registration",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/registration/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.registration.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.registration,data:data57};
 if(vErrors === null){
 vErrors = [err204];
 }
@@ -2403,8 +2402,9 @@ vErrors.push(err204);
 }
 errors++;
 }
-if(data57 < 1 || isNaN(data57)){
-const err205 = {instancePath:instancePath+"/actions/ttlSeconds/bulk",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/bulk/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.bulk,data:data57};
+if((typeof data57 == "number") && (isFinite(data57))){
+if(data57 > 31536000 || isNaN(data57)){
+const err205 = {instancePath:instancePath+"/actions/ttlSeconds/registration",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/registration/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.registration,data:data57};
 if(vErrors === null){
 vErrors = [err205];
 }
@@ -2413,11 +2413,8 @@ vErrors.push(err205);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err206 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.actions.properties.ttlSeconds.type,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data48};
+if(data57 < 1 || isNaN(data57)){
+const err206 = {instancePath:instancePath+"/actions/ttlSeconds/registration",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/registration/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.registration,data:data57};
 if(vErrors === null){
 vErrors = [err206];
 }
@@ -2428,8 +2425,10 @@ errors++;
 }
 }
 }
-else {
-const err207 = {instancePath:instancePath+"/actions",schemaPath:"#/properties/actions/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.actions.type,parentSchema:schema11.properties.actions,data:data47};
+if(data49.bulk !== undefined){
+let data58 = data49.bulk;
+if(!(((typeof data58 == "number") && (!(data58 % 1) && !isNaN(data58))) && (isFinite(data58)))){
+const err207 = {instancePath:instancePath+"/actions/ttlSeconds/bulk",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/bulk/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.actions.properties.ttlSeconds.properties.bulk.type,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.bulk,data:data58};
 if(vErrors === null){
 vErrors = [err207];
 }
@@ -2438,12 +2437,9 @@ vErrors.push(err207);
 }
 errors++;
 }
-}
-if(data.topics !== undefined){
-let data58 = data.topics;
-if(data58 && typeof data58 == "object" && !Array.isArray(data58)){
-if(data58.thingMap === undefined){
-const err208 = {instancePath:instancePath+"/topics",schemaPath:"#/properties/topics/required",keyword:"required",params:{missingProperty: "thingMap"},message:"must have required property '"+"thingMap"+"'",schema:schema11.properties.topics.required,parentSchema:schema11.properties.topics,data:data58};
+if((typeof data58 == "number") && (isFinite(data58))){
+if(data58 > 31536000 || isNaN(data58)){
+const err208 = {instancePath:instancePath+"/actions/ttlSeconds/bulk",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/bulk/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31536000},message:"must be <= 31536000",schema:31536000,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.bulk,data:data58};
 if(vErrors === null){
 vErrors = [err208];
 }
@@ -2452,8 +2448,8 @@ vErrors.push(err208);
 }
 errors++;
 }
-if(data58.rules === undefined){
-const err209 = {instancePath:instancePath+"/topics",schemaPath:"#/properties/topics/required",keyword:"required",params:{missingProperty: "rules"},message:"must have required property '"+"rules"+"'",schema:schema11.properties.topics.required,parentSchema:schema11.properties.topics,data:data58};
+if(data58 < 1 || isNaN(data58)){
+const err209 = {instancePath:instancePath+"/actions/ttlSeconds/bulk",schemaPath:"#/properties/actions/properties/ttlSeconds/properties/bulk/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.actions.properties.ttlSeconds.properties.bulk,data:data58};
 if(vErrors === null){
 vErrors = [err209];
 }
@@ -2462,9 +2458,11 @@ vErrors.push(err209);
 }
 errors++;
 }
-for(const key12 in data58){
-if(!((key12 === "thingMap") || (key12 === "rules"))){
-const err210 = {instancePath:instancePath+"/topics",schemaPath:"#/properties/topics/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key12},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.topics,data:data58};
+}
+}
+}
+else {
+const err210 = {instancePath:instancePath+"/actions/ttlSeconds",schemaPath:"#/properties/actions/properties/ttlSeconds/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.actions.properties.ttlSeconds.type,parentSchema:schema11.properties.actions.properties.ttlSeconds,data:data49};
 if(vErrors === null){
 vErrors = [err210];
 }
@@ -2474,10 +2472,9 @@ vErrors.push(err210);
 errors++;
 }
 }
-if(data58.thingMap !== undefined){
-let data59 = data58.thingMap;
-if(typeof data59 !== "boolean"){
-const err211 = {instancePath:instancePath+"/topics/thingMap",schemaPath:"#/properties/topics/properties/thingMap/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.topics.properties.thingMap.type,parentSchema:schema11.properties.topics.properties.thingMap,data:data59};
+}
+else {
+const err211 = {instancePath:instancePath+"/actions",schemaPath:"#/properties/actions/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.actions.type,parentSchema:schema11.properties.actions,data:data48};
 if(vErrors === null){
 vErrors = [err211];
 }
@@ -2487,15 +2484,11 @@ vErrors.push(err211);
 errors++;
 }
 }
-if(data58.rules !== undefined){
-let data60 = data58.rules;
-if(Array.isArray(data60)){
-const len1 = data60.length;
-for(let i1=0; i1<len1; i1++){
-let data61 = data60[i1];
-if(data61 && typeof data61 == "object" && !Array.isArray(data61)){
-if(data61.pattern === undefined){
-const err212 = {instancePath:instancePath+"/topics/rules/" + i1,schemaPath:"#/properties/topics/properties/rules/items/required",keyword:"required",params:{missingProperty: "pattern"},message:"must have required property '"+"pattern"+"'",schema:schema11.properties.topics.properties.rules.items.required,parentSchema:schema11.properties.topics.properties.rules.items,data:data61};
+if(data.topics !== undefined){
+let data59 = data.topics;
+if(data59 && typeof data59 == "object" && !Array.isArray(data59)){
+if(data59.thingMap === undefined){
+const err212 = {instancePath:instancePath+"/topics",schemaPath:"#/properties/topics/required",keyword:"required",params:{missingProperty: "thingMap"},message:"must have required property '"+"thingMap"+"'",schema:schema11.properties.topics.required,parentSchema:schema11.properties.topics,data:data59};
 if(vErrors === null){
 vErrors = [err212];
 }
@@ -2504,8 +2497,8 @@ vErrors.push(err212);
 }
 errors++;
 }
-if(data61.who === undefined){
-const err213 = {instancePath:instancePath+"/topics/rules/" + i1,schemaPath:"#/properties/topics/properties/rules/items/required",keyword:"required",params:{missingProperty: "who"},message:"must have required property '"+"who"+"'",schema:schema11.properties.topics.properties.rules.items.required,parentSchema:schema11.properties.topics.properties.rules.items,data:data61};
+if(data59.rules === undefined){
+const err213 = {instancePath:instancePath+"/topics",schemaPath:"#/properties/topics/required",keyword:"required",params:{missingProperty: "rules"},message:"must have required property '"+"rules"+"'",schema:schema11.properties.topics.required,parentSchema:schema11.properties.topics,data:data59};
 if(vErrors === null){
 vErrors = [err213];
 }
@@ -2514,8 +2507,9 @@ vErrors.push(err213);
 }
 errors++;
 }
-if(data61.access === undefined){
-const err214 = {instancePath:instancePath+"/topics/rules/" + i1,schemaPath:"#/properties/topics/properties/rules/items/required",keyword:"required",params:{missingProperty: "access"},message:"must have required property '"+"access"+"'",schema:schema11.properties.topics.properties.rules.items.required,parentSchema:schema11.properties.topics.properties.rules.items,data:data61};
+for(const key12 in data59){
+if(!((key12 === "thingMap") || (key12 === "rules"))){
+const err214 = {instancePath:instancePath+"/topics",schemaPath:"#/properties/topics/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key12},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.topics,data:data59};
 if(vErrors === null){
 vErrors = [err214];
 }
@@ -2524,9 +2518,11 @@ vErrors.push(err214);
 }
 errors++;
 }
-for(const key13 in data61){
-if(!(((key13 === "pattern") || (key13 === "who")) || (key13 === "access"))){
-const err215 = {instancePath:instancePath+"/topics/rules/" + i1,schemaPath:"#/properties/topics/properties/rules/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key13},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.topics.properties.rules.items,data:data61};
+}
+if(data59.thingMap !== undefined){
+let data60 = data59.thingMap;
+if(typeof data60 !== "boolean"){
+const err215 = {instancePath:instancePath+"/topics/thingMap",schemaPath:"#/properties/topics/properties/thingMap/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.topics.properties.thingMap.type,parentSchema:schema11.properties.topics.properties.thingMap,data:data60};
 if(vErrors === null){
 vErrors = [err215];
 }
@@ -2536,11 +2532,15 @@ vErrors.push(err215);
 errors++;
 }
 }
-if(data61.pattern !== undefined){
-let data62 = data61.pattern;
-if(typeof data62 === "string"){
-if(func3(data62) > 65535){
-const err216 = {instancePath:instancePath+"/topics/rules/" + i1+"/pattern",schemaPath:"#/properties/topics/properties/rules/items/properties/pattern/maxLength",keyword:"maxLength",params:{limit: 65535},message:"must NOT have more than 65535 characters",schema:65535,parentSchema:schema11.properties.topics.properties.rules.items.properties.pattern,data:data62};
+if(data59.rules !== undefined){
+let data61 = data59.rules;
+if(Array.isArray(data61)){
+const len1 = data61.length;
+for(let i1=0; i1<len1; i1++){
+let data62 = data61[i1];
+if(data62 && typeof data62 == "object" && !Array.isArray(data62)){
+if(data62.pattern === undefined){
+const err216 = {instancePath:instancePath+"/topics/rules/" + i1,schemaPath:"#/properties/topics/properties/rules/items/required",keyword:"required",params:{missingProperty: "pattern"},message:"must have required property '"+"pattern"+"'",schema:schema11.properties.topics.properties.rules.items.required,parentSchema:schema11.properties.topics.properties.rules.items,data:data62};
 if(vErrors === null){
 vErrors = [err216];
 }
@@ -2549,8 +2549,8 @@ vErrors.push(err216);
 }
 errors++;
 }
-if(func3(data62) < 1){
-const err217 = {instancePath:instancePath+"/topics/rules/" + i1+"/pattern",schemaPath:"#/properties/topics/properties/rules/items/properties/pattern/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.topics.properties.rules.items.properties.pattern,data:data62};
+if(data62.who === undefined){
+const err217 = {instancePath:instancePath+"/topics/rules/" + i1,schemaPath:"#/properties/topics/properties/rules/items/required",keyword:"required",params:{missingProperty: "who"},message:"must have required property '"+"who"+"'",schema:schema11.properties.topics.properties.rules.items.required,parentSchema:schema11.properties.topics.properties.rules.items,data:data62};
 if(vErrors === null){
 vErrors = [err217];
 }
@@ -2559,8 +2559,8 @@ vErrors.push(err217);
 }
 errors++;
 }
-if(!pattern1.test(data62)){
-const err218 = {instancePath:instancePath+"/topics/rules/" + i1+"/pattern",schemaPath:"#/properties/topics/properties/rules/items/properties/pattern/pattern",keyword:"pattern",params:{pattern: "^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$"},message:"must match pattern \""+"^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$"+"\"",schema:"^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$",parentSchema:schema11.properties.topics.properties.rules.items.properties.pattern,data:data62};
+if(data62.access === undefined){
+const err218 = {instancePath:instancePath+"/topics/rules/" + i1,schemaPath:"#/properties/topics/properties/rules/items/required",keyword:"required",params:{missingProperty: "access"},message:"must have required property '"+"access"+"'",schema:schema11.properties.topics.properties.rules.items.required,parentSchema:schema11.properties.topics.properties.rules.items,data:data62};
 if(vErrors === null){
 vErrors = [err218];
 }
@@ -2569,9 +2569,9 @@ vErrors.push(err218);
 }
 errors++;
 }
-}
-else {
-const err219 = {instancePath:instancePath+"/topics/rules/" + i1+"/pattern",schemaPath:"#/properties/topics/properties/rules/items/properties/pattern/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.topics.properties.rules.items.properties.pattern.type,parentSchema:schema11.properties.topics.properties.rules.items.properties.pattern,data:data62};
+for(const key13 in data62){
+if(!(((key13 === "pattern") || (key13 === "who")) || (key13 === "access"))){
+const err219 = {instancePath:instancePath+"/topics/rules/" + i1,schemaPath:"#/properties/topics/properties/rules/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key13},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.topics.properties.rules.items,data:data62};
 if(vErrors === null){
 vErrors = [err219];
 }
@@ -2581,11 +2581,11 @@ vErrors.push(err219);
 errors++;
 }
 }
-if(data61.who !== undefined){
-let data63 = data61.who;
+if(data62.pattern !== undefined){
+let data63 = data62.pattern;
 if(typeof data63 === "string"){
-if(!pattern2.test(data63)){
-const err220 = {instancePath:instancePath+"/topics/rules/" + i1+"/who",schemaPath:"#/properties/topics/properties/rules/items/properties/who/pattern",keyword:"pattern",params:{pattern: "^(?:anonymous|authenticated|principal:[A-Za-z0-9][A-Za-z0-9._:@-]*|role:[A-Za-z0-9][A-Za-z0-9._:@-]*)$"},message:"must match pattern \""+"^(?:anonymous|authenticated|principal:[A-Za-z0-9][A-Za-z0-9._:@-]*|role:[A-Za-z0-9][A-Za-z0-9._:@-]*)$"+"\"",schema:"^(?:anonymous|authenticated|principal:[A-Za-z0-9][A-Za-z0-9._:@-]*|role:[A-Za-z0-9][A-Za-z0-9._:@-]*)$",parentSchema:schema11.properties.topics.properties.rules.items.properties.who,data:data63};
+if(func3(data63) > 65535){
+const err220 = {instancePath:instancePath+"/topics/rules/" + i1+"/pattern",schemaPath:"#/properties/topics/properties/rules/items/properties/pattern/maxLength",keyword:"maxLength",params:{limit: 65535},message:"must NOT have more than 65535 characters",schema:65535,parentSchema:schema11.properties.topics.properties.rules.items.properties.pattern,data:data63};
 if(vErrors === null){
 vErrors = [err220];
 }
@@ -2594,9 +2594,8 @@ vErrors.push(err220);
 }
 errors++;
 }
-}
-else {
-const err221 = {instancePath:instancePath+"/topics/rules/" + i1+"/who",schemaPath:"#/properties/topics/properties/rules/items/properties/who/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.topics.properties.rules.items.properties.who.type,parentSchema:schema11.properties.topics.properties.rules.items.properties.who,data:data63};
+if(func3(data63) < 1){
+const err221 = {instancePath:instancePath+"/topics/rules/" + i1+"/pattern",schemaPath:"#/properties/topics/properties/rules/items/properties/pattern/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.topics.properties.rules.items.properties.pattern,data:data63};
 if(vErrors === null){
 vErrors = [err221];
 }
@@ -2605,14 +2604,8 @@ vErrors.push(err221);
 }
 errors++;
 }
-}
-if(data61.access !== undefined){
-let data64 = data61.access;
-const _errs150 = errors;
-let valid19 = false;
-const _errs151 = errors;
-if(typeof data64 !== "string"){
-const err222 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[0].type,parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[0],data:data64};
+if(!pattern1.test(data63)){
+const err222 = {instancePath:instancePath+"/topics/rules/" + i1+"/pattern",schemaPath:"#/properties/topics/properties/rules/items/properties/pattern/pattern",keyword:"pattern",params:{pattern: "^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$"},message:"must match pattern \""+"^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$"+"\"",schema:"^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$",parentSchema:schema11.properties.topics.properties.rules.items.properties.pattern,data:data63};
 if(vErrors === null){
 vErrors = [err222];
 }
@@ -2621,8 +2614,9 @@ vErrors.push(err222);
 }
 errors++;
 }
-if("read" !== data64){
-const err223 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/0/const",keyword:"const",params:{allowedValue: "read"},message:"must be equal to constant",schema:"read",parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[0],data:data64};
+}
+else {
+const err223 = {instancePath:instancePath+"/topics/rules/" + i1+"/pattern",schemaPath:"#/properties/topics/properties/rules/items/properties/pattern/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.topics.properties.rules.items.properties.pattern.type,parentSchema:schema11.properties.topics.properties.rules.items.properties.pattern,data:data63};
 if(vErrors === null){
 vErrors = [err223];
 }
@@ -2631,12 +2625,12 @@ vErrors.push(err223);
 }
 errors++;
 }
-var _valid1 = _errs151 === errors;
-valid19 = valid19 || _valid1;
-if(!valid19){
-const _errs153 = errors;
-if(typeof data64 !== "string"){
-const err224 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[1].type,parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[1],data:data64};
+}
+if(data62.who !== undefined){
+let data64 = data62.who;
+if(typeof data64 === "string"){
+if(!pattern2.test(data64)){
+const err224 = {instancePath:instancePath+"/topics/rules/" + i1+"/who",schemaPath:"#/properties/topics/properties/rules/items/properties/who/pattern",keyword:"pattern",params:{pattern: "^(?:anonymous|authenticated|principal:[A-Za-z0-9][A-Za-z0-9._:@-]*|role:[A-Za-z0-9][A-Za-z0-9._:@-]*)$"},message:"must match pattern \""+"^(?:anonymous|authenticated|principal:[A-Za-z0-9][A-Za-z0-9._:@-]*|role:[A-Za-z0-9][A-Za-z0-9._:@-]*)$"+"\"",schema:"^(?:anonymous|authenticated|principal:[A-Za-z0-9][A-Za-z0-9._:@-]*|role:[A-Za-z0-9][A-Za-z0-9._:@-]*)$",parentSchema:schema11.properties.topics.properties.rules.items.properties.who,data:data64};
 if(vErrors === null){
 vErrors = [err224];
 }
@@ -2645,8 +2639,9 @@ vErrors.push(err224);
 }
 errors++;
 }
-if("write" !== data64){
-const err225 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/1/const",keyword:"const",params:{allowedValue: "write"},message:"must be equal to constant",schema:"write",parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[1],data:data64};
+}
+else {
+const err225 = {instancePath:instancePath+"/topics/rules/" + i1+"/who",schemaPath:"#/properties/topics/properties/rules/items/properties/who/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.topics.properties.rules.items.properties.who.type,parentSchema:schema11.properties.topics.properties.rules.items.properties.who,data:data64};
 if(vErrors === null){
 vErrors = [err225];
 }
@@ -2655,12 +2650,14 @@ vErrors.push(err225);
 }
 errors++;
 }
-var _valid1 = _errs153 === errors;
-valid19 = valid19 || _valid1;
-if(!valid19){
-const _errs155 = errors;
-if(typeof data64 !== "string"){
-const err226 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[2].type,parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[2],data:data64};
+}
+if(data62.access !== undefined){
+let data65 = data62.access;
+const _errs152 = errors;
+let valid19 = false;
+const _errs153 = errors;
+if(typeof data65 !== "string"){
+const err226 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[0].type,parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[0],data:data65};
 if(vErrors === null){
 vErrors = [err226];
 }
@@ -2669,8 +2666,8 @@ vErrors.push(err226);
 }
 errors++;
 }
-if("readwrite" !== data64){
-const err227 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/2/const",keyword:"const",params:{allowedValue: "readwrite"},message:"must be equal to constant",schema:"readwrite",parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[2],data:data64};
+if("read" !== data65){
+const err227 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/0/const",keyword:"const",params:{allowedValue: "read"},message:"must be equal to constant",schema:"read",parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[0],data:data65};
 if(vErrors === null){
 vErrors = [err227];
 }
@@ -2679,12 +2676,12 @@ vErrors.push(err227);
 }
 errors++;
 }
-var _valid1 = _errs155 === errors;
+var _valid1 = _errs153 === errors;
 valid19 = valid19 || _valid1;
 if(!valid19){
-const _errs157 = errors;
-if(typeof data64 !== "string"){
-const err228 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/3/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[3].type,parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[3],data:data64};
+const _errs155 = errors;
+if(typeof data65 !== "string"){
+const err228 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[1].type,parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[1],data:data65};
 if(vErrors === null){
 vErrors = [err228];
 }
@@ -2693,8 +2690,8 @@ vErrors.push(err228);
 }
 errors++;
 }
-if("deny" !== data64){
-const err229 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/3/const",keyword:"const",params:{allowedValue: "deny"},message:"must be equal to constant",schema:"deny",parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[3],data:data64};
+if("write" !== data65){
+const err229 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/1/const",keyword:"const",params:{allowedValue: "write"},message:"must be equal to constant",schema:"write",parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[1],data:data65};
 if(vErrors === null){
 vErrors = [err229];
 }
@@ -2703,13 +2700,12 @@ vErrors.push(err229);
 }
 errors++;
 }
-var _valid1 = _errs157 === errors;
+var _valid1 = _errs155 === errors;
 valid19 = valid19 || _valid1;
-}
-}
-}
 if(!valid19){
-const err230 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.topics.properties.rules.items.properties.access.anyOf,parentSchema:schema11.properties.topics.properties.rules.items.properties.access,data:data64};
+const _errs157 = errors;
+if(typeof data65 !== "string"){
+const err230 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[2].type,parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[2],data:data65};
 if(vErrors === null){
 vErrors = [err230];
 }
@@ -2718,11 +2714,60 @@ vErrors.push(err230);
 }
 errors++;
 }
+if("readwrite" !== data65){
+const err231 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/2/const",keyword:"const",params:{allowedValue: "readwrite"},message:"must be equal to constant",schema:"readwrite",parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[2],data:data65};
+if(vErrors === null){
+vErrors = [err231];
+}
 else {
-errors = _errs150;
+vErrors.push(err231);
+}
+errors++;
+}
+var _valid1 = _errs157 === errors;
+valid19 = valid19 || _valid1;
+if(!valid19){
+const _errs159 = errors;
+if(typeof data65 !== "string"){
+const err232 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/3/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[3].type,parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[3],data:data65};
+if(vErrors === null){
+vErrors = [err232];
+}
+else {
+vErrors.push(err232);
+}
+errors++;
+}
+if("deny" !== data65){
+const err233 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf/3/const",keyword:"const",params:{allowedValue: "deny"},message:"must be equal to constant",schema:"deny",parentSchema:schema11.properties.topics.properties.rules.items.properties.access.anyOf[3],data:data65};
+if(vErrors === null){
+vErrors = [err233];
+}
+else {
+vErrors.push(err233);
+}
+errors++;
+}
+var _valid1 = _errs159 === errors;
+valid19 = valid19 || _valid1;
+}
+}
+}
+if(!valid19){
+const err234 = {instancePath:instancePath+"/topics/rules/" + i1+"/access",schemaPath:"#/properties/topics/properties/rules/items/properties/access/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.topics.properties.rules.items.properties.access.anyOf,parentSchema:schema11.properties.topics.properties.rules.items.properties.access,data:data65};
+if(vErrors === null){
+vErrors = [err234];
+}
+else {
+vErrors.push(err234);
+}
+errors++;
+}
+else {
+errors = _errs152;
 if(vErrors !== null){
-if(_errs150){
-vErrors.length = _errs150;
+if(_errs152){
+vErrors.length = _errs152;
 }
 else {
 vErrors = null;
@@ -2732,55 +2777,7 @@ vErrors = null;
 }
 }
 else {
-const err231 = {instancePath:instancePath+"/topics/rules/" + i1,schemaPath:"#/properties/topics/properties/rules/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.topics.properties.rules.items.type,parentSchema:schema11.properties.topics.properties.rules.items,data:data61};
-if(vErrors === null){
-vErrors = [err231];
-}
-else {
-vErrors.push(err231);
-}
-errors++;
-}
-}
-}
-else {
-const err232 = {instancePath:instancePath+"/topics/rules",schemaPath:"#/properties/topics/properties/rules/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.topics.properties.rules.type,parentSchema:schema11.properties.topics.properties.rules,data:data60};
-if(vErrors === null){
-vErrors = [err232];
-}
-else {
-vErrors.push(err232);
-}
-errors++;
-}
-}
-}
-else {
-const err233 = {instancePath:instancePath+"/topics",schemaPath:"#/properties/topics/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.topics.type,parentSchema:schema11.properties.topics,data:data58};
-if(vErrors === null){
-vErrors = [err233];
-}
-else {
-vErrors.push(err233);
-}
-errors++;
-}
-}
-if(data.audit !== undefined){
-let data65 = data.audit;
-if(data65 && typeof data65 == "object" && !Array.isArray(data65)){
-if(data65.maxBytes === undefined){
-const err234 = {instancePath:instancePath+"/audit",schemaPath:"#/properties/audit/required",keyword:"required",params:{missingProperty: "maxBytes"},message:"must have required property '"+"maxBytes"+"'",schema:schema11.properties.audit.required,parentSchema:schema11.properties.audit,data:data65};
-if(vErrors === null){
-vErrors = [err234];
-}
-else {
-vErrors.push(err234);
-}
-errors++;
-}
-if(data65.flushIntervalMs === undefined){
-const err235 = {instancePath:instancePath+"/audit",schemaPath:"#/properties/audit/required",keyword:"required",params:{missingProperty: "flushIntervalMs"},message:"must have required property '"+"flushIntervalMs"+"'",schema:schema11.properties.audit.required,parentSchema:schema11.properties.audit,data:data65};
+const err235 = {instancePath:instancePath+"/topics/rules/" + i1,schemaPath:"#/properties/topics/properties/rules/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.topics.properties.rules.items.type,parentSchema:schema11.properties.topics.properties.rules.items,data:data62};
 if(vErrors === null){
 vErrors = [err235];
 }
@@ -2789,9 +2786,10 @@ vErrors.push(err235);
 }
 errors++;
 }
-for(const key14 in data65){
-if(!((key14 === "maxBytes") || (key14 === "flushIntervalMs"))){
-const err236 = {instancePath:instancePath+"/audit",schemaPath:"#/properties/audit/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key14},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.audit,data:data65};
+}
+}
+else {
+const err236 = {instancePath:instancePath+"/topics/rules",schemaPath:"#/properties/topics/properties/rules/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.topics.properties.rules.type,parentSchema:schema11.properties.topics.properties.rules,data:data61};
 if(vErrors === null){
 vErrors = [err236];
 }
@@ -2801,10 +2799,9 @@ vErrors.push(err236);
 errors++;
 }
 }
-if(data65.maxBytes !== undefined){
-let data66 = data65.maxBytes;
-if(!(((typeof data66 == "number") && (!(data66 % 1) && !isNaN(data66))) && (isFinite(data66)))){
-const err237 = {instancePath:instancePath+"/audit/maxBytes",schemaPath:"#/properties/audit/properties/maxBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.audit.properties.maxBytes.type,parentSchema:schema11.properties.audit.properties.maxBytes,data:data66};
+}
+else {
+const err237 = {instancePath:instancePath+"/topics",schemaPath:"#/properties/topics/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.topics.type,parentSchema:schema11.properties.topics,data:data59};
 if(vErrors === null){
 vErrors = [err237];
 }
@@ -2813,9 +2810,12 @@ vErrors.push(err237);
 }
 errors++;
 }
-if((typeof data66 == "number") && (isFinite(data66))){
-if(data66 > 1073741824 || isNaN(data66)){
-const err238 = {instancePath:instancePath+"/audit/maxBytes",schemaPath:"#/properties/audit/properties/maxBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1073741824},message:"must be <= 1073741824",schema:1073741824,parentSchema:schema11.properties.audit.properties.maxBytes,data:data66};
+}
+if(data.audit !== undefined){
+let data66 = data.audit;
+if(data66 && typeof data66 == "object" && !Array.isArray(data66)){
+if(data66.maxBytes === undefined){
+const err238 = {instancePath:instancePath+"/audit",schemaPath:"#/properties/audit/required",keyword:"required",params:{missingProperty: "maxBytes"},message:"must have required property '"+"maxBytes"+"'",schema:schema11.properties.audit.required,parentSchema:schema11.properties.audit,data:data66};
 if(vErrors === null){
 vErrors = [err238];
 }
@@ -2824,8 +2824,8 @@ vErrors.push(err238);
 }
 errors++;
 }
-if(data66 < 65536 || isNaN(data66)){
-const err239 = {instancePath:instancePath+"/audit/maxBytes",schemaPath:"#/properties/audit/properties/maxBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 65536},message:"must be >= 65536",schema:65536,parentSchema:schema11.properties.audit.properties.maxBytes,data:data66};
+if(data66.flushIntervalMs === undefined){
+const err239 = {instancePath:instancePath+"/audit",schemaPath:"#/properties/audit/required",keyword:"required",params:{missingProperty: "flushIntervalMs"},message:"must have required property '"+"flushIntervalMs"+"'",schema:schema11.properties.audit.required,parentSchema:schema11.properties.audit,data:data66};
 if(vErrors === null){
 vErrors = [err239];
 }
@@ -2834,12 +2834,9 @@ vErrors.push(err239);
 }
 errors++;
 }
-}
-}
-if(data65.flushIntervalMs !== undefined){
-let data67 = data65.flushIntervalMs;
-if(!(((typeof data67 == "number") && (!(data67 % 1) && !isNaN(data67))) && (isFinite(data67)))){
-const err240 = {instancePath:instancePath+"/audit/flushIntervalMs",schemaPath:"#/properties/audit/properties/flushIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.audit.properties.flushIntervalMs.type,parentSchema:schema11.properties.audit.properties.flushIntervalMs,data:data67};
+for(const key14 in data66){
+if(!((key14 === "maxBytes") || (key14 === "flushIntervalMs"))){
+const err240 = {instancePath:instancePath+"/audit",schemaPath:"#/properties/audit/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key14},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.audit,data:data66};
 if(vErrors === null){
 vErrors = [err240];
 }
@@ -2848,9 +2845,11 @@ vErrors.push(err240);
 }
 errors++;
 }
-if((typeof data67 == "number") && (isFinite(data67))){
-if(data67 > 3600000 || isNaN(data67)){
-const err241 = {instancePath:instancePath+"/audit/flushIntervalMs",schemaPath:"#/properties/audit/properties/flushIntervalMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 3600000},message:"must be <= 3600000",schema:3600000,parentSchema:schema11.properties.audit.properties.flushIntervalMs,data:data67};
+}
+if(data66.maxBytes !== undefined){
+let data67 = data66.maxBytes;
+if(!(((typeof data67 == "number") && (!(data67 % 1) && !isNaN(data67))) && (isFinite(data67)))){
+const err241 = {instancePath:instancePath+"/audit/maxBytes",schemaPath:"#/properties/audit/properties/maxBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.audit.properties.maxBytes.type,parentSchema:schema11.properties.audit.properties.maxBytes,data:data67};
 if(vErrors === null){
 vErrors = [err241];
 }
@@ -2859,8 +2858,9 @@ vErrors.push(err241);
 }
 errors++;
 }
-if(data67 < 1 || isNaN(data67)){
-const err242 = {instancePath:instancePath+"/audit/flushIntervalMs",schemaPath:"#/properties/audit/properties/flushIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.audit.properties.flushIntervalMs,data:data67};
+if((typeof data67 == "number") && (isFinite(data67))){
+if(data67 > 1073741824 || isNaN(data67)){
+const err242 = {instancePath:instancePath+"/audit/maxBytes",schemaPath:"#/properties/audit/properties/maxBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1073741824},message:"must be <= 1073741824",schema:1073741824,parentSchema:schema11.properties.audit.properties.maxBytes,data:data67};
 if(vErrors === null){
 vErrors = [err242];
 }
@@ -2869,11 +2869,8 @@ vErrors.push(err242);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err243 = {instancePath:instancePath+"/audit",schemaPath:"#/properties/audit/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.audit.type,parentSchema:schema11.properties.audit,data:data65};
+if(data67 < 65536 || isNaN(data67)){
+const err243 = {instancePath:instancePath+"/audit/maxBytes",schemaPath:"#/properties/audit/properties/maxBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 65536},message:"must be >= 65536",schema:65536,parentSchema:schema11.properties.audit.properties.maxBytes,data:data67};
 if(vErrors === null){
 vErrors = [err243];
 }
@@ -2883,11 +2880,11 @@ vErrors.push(err243);
 errors++;
 }
 }
-if(data.cache !== undefined){
-let data68 = data.cache;
-if(data68 && typeof data68 == "object" && !Array.isArray(data68)){
-if(data68.decisionsPerClient === undefined){
-const err244 = {instancePath:instancePath+"/cache",schemaPath:"#/properties/cache/required",keyword:"required",params:{missingProperty: "decisionsPerClient"},message:"must have required property '"+"decisionsPerClient"+"'",schema:schema11.properties.cache.required,parentSchema:schema11.properties.cache,data:data68};
+}
+if(data66.flushIntervalMs !== undefined){
+let data68 = data66.flushIntervalMs;
+if(!(((typeof data68 == "number") && (!(data68 % 1) && !isNaN(data68))) && (isFinite(data68)))){
+const err244 = {instancePath:instancePath+"/audit/flushIntervalMs",schemaPath:"#/properties/audit/properties/flushIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.audit.properties.flushIntervalMs.type,parentSchema:schema11.properties.audit.properties.flushIntervalMs,data:data68};
 if(vErrors === null){
 vErrors = [err244];
 }
@@ -2896,8 +2893,9 @@ vErrors.push(err244);
 }
 errors++;
 }
-if(data68.credentials === undefined){
-const err245 = {instancePath:instancePath+"/cache",schemaPath:"#/properties/cache/required",keyword:"required",params:{missingProperty: "credentials"},message:"must have required property '"+"credentials"+"'",schema:schema11.properties.cache.required,parentSchema:schema11.properties.cache,data:data68};
+if((typeof data68 == "number") && (isFinite(data68))){
+if(data68 > 3600000 || isNaN(data68)){
+const err245 = {instancePath:instancePath+"/audit/flushIntervalMs",schemaPath:"#/properties/audit/properties/flushIntervalMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 3600000},message:"must be <= 3600000",schema:3600000,parentSchema:schema11.properties.audit.properties.flushIntervalMs,data:data68};
 if(vErrors === null){
 vErrors = [err245];
 }
@@ -2906,9 +2904,8 @@ vErrors.push(err245);
 }
 errors++;
 }
-for(const key15 in data68){
-if(!((key15 === "decisionsPerClient") || (key15 === "credentials"))){
-const err246 = {instancePath:instancePath+"/cache",schemaPath:"#/properties/cache/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key15},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.cache,data:data68};
+if(data68 < 1 || isNaN(data68)){
+const err246 = {instancePath:instancePath+"/audit/flushIntervalMs",schemaPath:"#/properties/audit/properties/flushIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.audit.properties.flushIntervalMs,data:data68};
 if(vErrors === null){
 vErrors = [err246];
 }
@@ -2918,10 +2915,10 @@ vErrors.push(err246);
 errors++;
 }
 }
-if(data68.decisionsPerClient !== undefined){
-let data69 = data68.decisionsPerClient;
-if(!(((typeof data69 == "number") && (!(data69 % 1) && !isNaN(data69))) && (isFinite(data69)))){
-const err247 = {instancePath:instancePath+"/cache/decisionsPerClient",schemaPath:"#/properties/cache/properties/decisionsPerClient/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cache.properties.decisionsPerClient.type,parentSchema:schema11.properties.cache.properties.decisionsPerClient,data:data69};
+}
+}
+else {
+const err247 = {instancePath:instancePath+"/audit",schemaPath:"#/properties/audit/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.audit.type,parentSchema:schema11.properties.audit,data:data66};
 if(vErrors === null){
 vErrors = [err247];
 }
@@ -2930,9 +2927,12 @@ vErrors.push(err247);
 }
 errors++;
 }
-if((typeof data69 == "number") && (isFinite(data69))){
-if(data69 > 1000000 || isNaN(data69)){
-const err248 = {instancePath:instancePath+"/cache/decisionsPerClient",schemaPath:"#/properties/cache/properties/decisionsPerClient/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000",schema:1000000,parentSchema:schema11.properties.cache.properties.decisionsPerClient,data:data69};
+}
+if(data.cache !== undefined){
+let data69 = data.cache;
+if(data69 && typeof data69 == "object" && !Array.isArray(data69)){
+if(data69.decisionsPerClient === undefined){
+const err248 = {instancePath:instancePath+"/cache",schemaPath:"#/properties/cache/required",keyword:"required",params:{missingProperty: "decisionsPerClient"},message:"must have required property '"+"decisionsPerClient"+"'",schema:schema11.properties.cache.required,parentSchema:schema11.properties.cache,data:data69};
 if(vErrors === null){
 vErrors = [err248];
 }
@@ -2941,8 +2941,8 @@ vErrors.push(err248);
 }
 errors++;
 }
-if(data69 < 0 || isNaN(data69)){
-const err249 = {instancePath:instancePath+"/cache/decisionsPerClient",schemaPath:"#/properties/cache/properties/decisionsPerClient/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.cache.properties.decisionsPerClient,data:data69};
+if(data69.credentials === undefined){
+const err249 = {instancePath:instancePath+"/cache",schemaPath:"#/properties/cache/required",keyword:"required",params:{missingProperty: "credentials"},message:"must have required property '"+"credentials"+"'",schema:schema11.properties.cache.required,parentSchema:schema11.properties.cache,data:data69};
 if(vErrors === null){
 vErrors = [err249];
 }
@@ -2951,12 +2951,9 @@ vErrors.push(err249);
 }
 errors++;
 }
-}
-}
-if(data68.credentials !== undefined){
-let data70 = data68.credentials;
-if(!(((typeof data70 == "number") && (!(data70 % 1) && !isNaN(data70))) && (isFinite(data70)))){
-const err250 = {instancePath:instancePath+"/cache/credentials",schemaPath:"#/properties/cache/properties/credentials/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cache.properties.credentials.type,parentSchema:schema11.properties.cache.properties.credentials,data:data70};
+for(const key15 in data69){
+if(!((key15 === "decisionsPerClient") || (key15 === "credentials"))){
+const err250 = {instancePath:instancePath+"/cache",schemaPath:"#/properties/cache/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key15},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.cache,data:data69};
 if(vErrors === null){
 vErrors = [err250];
 }
@@ -2965,9 +2962,11 @@ vErrors.push(err250);
 }
 errors++;
 }
-if((typeof data70 == "number") && (isFinite(data70))){
-if(data70 > 10000000 || isNaN(data70)){
-const err251 = {instancePath:instancePath+"/cache/credentials",schemaPath:"#/properties/cache/properties/credentials/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000000},message:"must be <= 10000000",schema:10000000,parentSchema:schema11.properties.cache.properties.credentials,data:data70};
+}
+if(data69.decisionsPerClient !== undefined){
+let data70 = data69.decisionsPerClient;
+if(!(((typeof data70 == "number") && (!(data70 % 1) && !isNaN(data70))) && (isFinite(data70)))){
+const err251 = {instancePath:instancePath+"/cache/decisionsPerClient",schemaPath:"#/properties/cache/properties/decisionsPerClient/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cache.properties.decisionsPerClient.type,parentSchema:schema11.properties.cache.properties.decisionsPerClient,data:data70};
 if(vErrors === null){
 vErrors = [err251];
 }
@@ -2976,8 +2975,9 @@ vErrors.push(err251);
 }
 errors++;
 }
-if(data70 < 0 || isNaN(data70)){
-const err252 = {instancePath:instancePath+"/cache/credentials",schemaPath:"#/properties/cache/properties/credentials/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.cache.properties.credentials,data:data70};
+if((typeof data70 == "number") && (isFinite(data70))){
+if(data70 > 1000000 || isNaN(data70)){
+const err252 = {instancePath:instancePath+"/cache/decisionsPerClient",schemaPath:"#/properties/cache/properties/decisionsPerClient/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000",schema:1000000,parentSchema:schema11.properties.cache.properties.decisionsPerClient,data:data70};
 if(vErrors === null){
 vErrors = [err252];
 }
@@ -2986,11 +2986,8 @@ vErrors.push(err252);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err253 = {instancePath:instancePath+"/cache",schemaPath:"#/properties/cache/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.cache.type,parentSchema:schema11.properties.cache,data:data68};
+if(data70 < 0 || isNaN(data70)){
+const err253 = {instancePath:instancePath+"/cache/decisionsPerClient",schemaPath:"#/properties/cache/properties/decisionsPerClient/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.cache.properties.decisionsPerClient,data:data70};
 if(vErrors === null){
 vErrors = [err253];
 }
@@ -3000,11 +2997,11 @@ vErrors.push(err253);
 errors++;
 }
 }
-if(data.log !== undefined){
-let data71 = data.log;
-if(data71 && typeof data71 == "object" && !Array.isArray(data71)){
-if(data71.level === undefined){
-const err254 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/required",keyword:"required",params:{missingProperty: "level"},message:"must have required property '"+"level"+"'",schema:schema11.properties.log.required,parentSchema:schema11.properties.log,data:data71};
+}
+if(data69.credentials !== undefined){
+let data71 = data69.credentials;
+if(!(((typeof data71 == "number") && (!(data71 % 1) && !isNaN(data71))) && (isFinite(data71)))){
+const err254 = {instancePath:instancePath+"/cache/credentials",schemaPath:"#/properties/cache/properties/credentials/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cache.properties.credentials.type,parentSchema:schema11.properties.cache.properties.credentials,data:data71};
 if(vErrors === null){
 vErrors = [err254];
 }
@@ -3013,9 +3010,9 @@ vErrors.push(err254);
 }
 errors++;
 }
-for(const key16 in data71){
-if(!(key16 === "level")){
-const err255 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key16},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.log,data:data71};
+if((typeof data71 == "number") && (isFinite(data71))){
+if(data71 > 10000000 || isNaN(data71)){
+const err255 = {instancePath:instancePath+"/cache/credentials",schemaPath:"#/properties/cache/properties/credentials/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000000},message:"must be <= 10000000",schema:10000000,parentSchema:schema11.properties.cache.properties.credentials,data:data71};
 if(vErrors === null){
 vErrors = [err255];
 }
@@ -3024,14 +3021,8 @@ vErrors.push(err255);
 }
 errors++;
 }
-}
-if(data71.level !== undefined){
-let data72 = data71.level;
-const _errs177 = errors;
-let valid23 = false;
-const _errs178 = errors;
-if(typeof data72 !== "string"){
-const err256 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.log.properties.level.anyOf[0].type,parentSchema:schema11.properties.log.properties.level.anyOf[0],data:data72};
+if(data71 < 0 || isNaN(data71)){
+const err256 = {instancePath:instancePath+"/cache/credentials",schemaPath:"#/properties/cache/properties/credentials/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.cache.properties.credentials,data:data71};
 if(vErrors === null){
 vErrors = [err256];
 }
@@ -3040,8 +3031,11 @@ vErrors.push(err256);
 }
 errors++;
 }
-if("fatal" !== data72){
-const err257 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/const",keyword:"const",params:{allowedValue: "fatal"},message:"must be equal to constant",schema:"fatal",parentSchema:schema11.properties.log.properties.level.anyOf[0],data:data72};
+}
+}
+}
+else {
+const err257 = {instancePath:instancePath+"/cache",schemaPath:"#/properties/cache/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.cache.type,parentSchema:schema11.properties.cache,data:data69};
 if(vErrors === null){
 vErrors = [err257];
 }
@@ -3050,12 +3044,12 @@ vErrors.push(err257);
 }
 errors++;
 }
-var _valid2 = _errs178 === errors;
-valid23 = valid23 || _valid2;
-if(!valid23){
-const _errs180 = errors;
-if(typeof data72 !== "string"){
-const err258 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.log.properties.level.anyOf[1].type,parentSchema:schema11.properties.log.properties.level.anyOf[1],data:data72};
+}
+if(data.log !== undefined){
+let data72 = data.log;
+if(data72 && typeof data72 == "object" && !Array.isArray(data72)){
+if(data72.level === undefined){
+const err258 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/required",keyword:"required",params:{missingProperty: "level"},message:"must have required property '"+"level"+"'",schema:schema11.properties.log.required,parentSchema:schema11.properties.log,data:data72};
 if(vErrors === null){
 vErrors = [err258];
 }
@@ -3064,8 +3058,9 @@ vErrors.push(err258);
 }
 errors++;
 }
-if("error" !== data72){
-const err259 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/const",keyword:"const",params:{allowedValue: "error"},message:"must be equal to constant",schema:"error",parentSchema:schema11.properties.log.properties.level.anyOf[1],data:data72};
+for(const key16 in data72){
+if(!(key16 === "level")){
+const err259 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key16},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.log,data:data72};
 if(vErrors === null){
 vErrors = [err259];
 }
@@ -3074,12 +3069,14 @@ vErrors.push(err259);
 }
 errors++;
 }
-var _valid2 = _errs180 === errors;
-valid23 = valid23 || _valid2;
-if(!valid23){
-const _errs182 = errors;
-if(typeof data72 !== "string"){
-const err260 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.log.properties.level.anyOf[2].type,parentSchema:schema11.properties.log.properties.level.anyOf[2],data:data72};
+}
+if(data72.level !== undefined){
+let data73 = data72.level;
+const _errs179 = errors;
+let valid23 = false;
+const _errs180 = errors;
+if(typeof data73 !== "string"){
+const err260 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.log.properties.level.anyOf[0].type,parentSchema:schema11.properties.log.properties.level.anyOf[0],data:data73};
 if(vErrors === null){
 vErrors = [err260];
 }
@@ -3088,8 +3085,8 @@ vErrors.push(err260);
 }
 errors++;
 }
-if("warn" !== data72){
-const err261 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/const",keyword:"const",params:{allowedValue: "warn"},message:"must be equal to constant",schema:"warn",parentSchema:schema11.properties.log.properties.level.anyOf[2],data:data72};
+if("fatal" !== data73){
+const err261 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/const",keyword:"const",params:{allowedValue: "fatal"},message:"must be equal to constant",schema:"fatal",parentSchema:schema11.properties.log.properties.level.anyOf[0],data:data73};
 if(vErrors === null){
 vErrors = [err261];
 }
@@ -3098,12 +3095,12 @@ vErrors.push(err261);
 }
 errors++;
 }
-var _valid2 = _errs182 === errors;
+var _valid2 = _errs180 === errors;
 valid23 = valid23 || _valid2;
 if(!valid23){
-const _errs184 = errors;
-if(typeof data72 !== "string"){
-const err262 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.log.properties.level.anyOf[3].type,parentSchema:schema11.properties.log.properties.level.anyOf[3],data:data72};
+const _errs182 = errors;
+if(typeof data73 !== "string"){
+const err262 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.log.properties.level.anyOf[1].type,parentSchema:schema11.properties.log.properties.level.anyOf[1],data:data73};
 if(vErrors === null){
 vErrors = [err262];
 }
@@ -3112,8 +3109,8 @@ vErrors.push(err262);
 }
 errors++;
 }
-if("info" !== data72){
-const err263 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/const",keyword:"const",params:{allowedValue: "info"},message:"must be equal to constant",schema:"info",parentSchema:schema11.properties.log.properties.level.anyOf[3],data:data72};
+if("error" !== data73){
+const err263 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/const",keyword:"const",params:{allowedValue: "error"},message:"must be equal to constant",schema:"error",parentSchema:schema11.properties.log.properties.level.anyOf[1],data:data73};
 if(vErrors === null){
 vErrors = [err263];
 }
@@ -3122,12 +3119,12 @@ vErrors.push(err263);
 }
 errors++;
 }
-var _valid2 = _errs184 === errors;
+var _valid2 = _errs182 === errors;
 valid23 = valid23 || _valid2;
 if(!valid23){
-const _errs186 = errors;
-if(typeof data72 !== "string"){
-const err264 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/4/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.log.properties.level.anyOf[4].type,parentSchema:schema11.properties.log.properties.level.anyOf[4],data:data72};
+const _errs184 = errors;
+if(typeof data73 !== "string"){
+const err264 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.log.properties.level.anyOf[2].type,parentSchema:schema11.properties.log.properties.level.anyOf[2],data:data73};
 if(vErrors === null){
 vErrors = [err264];
 }
@@ -3136,8 +3133,8 @@ vErrors.push(err264);
 }
 errors++;
 }
-if("debug" !== data72){
-const err265 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/4/const",keyword:"const",params:{allowedValue: "debug"},message:"must be equal to constant",schema:"debug",parentSchema:schema11.properties.log.properties.level.anyOf[4],data:data72};
+if("warn" !== data73){
+const err265 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/const",keyword:"const",params:{allowedValue: "warn"},message:"must be equal to constant",schema:"warn",parentSchema:schema11.properties.log.properties.level.anyOf[2],data:data73};
 if(vErrors === null){
 vErrors = [err265];
 }
@@ -3146,12 +3143,12 @@ vErrors.push(err265);
 }
 errors++;
 }
-var _valid2 = _errs186 === errors;
+var _valid2 = _errs184 === errors;
 valid23 = valid23 || _valid2;
 if(!valid23){
-const _errs188 = errors;
-if(typeof data72 !== "string"){
-const err266 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/5/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.log.properties.level.anyOf[5].type,parentSchema:schema11.properties.log.properties.level.anyOf[5],data:data72};
+const _errs186 = errors;
+if(typeof data73 !== "string"){
+const err266 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.log.properties.level.anyOf[3].type,parentSchema:schema11.properties.log.properties.level.anyOf[3],data:data73};
 if(vErrors === null){
 vErrors = [err266];
 }
@@ -3160,8 +3157,8 @@ vErrors.push(err266);
 }
 errors++;
 }
-if("trace" !== data72){
-const err267 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/5/const",keyword:"const",params:{allowedValue: "trace"},message:"must be equal to constant",schema:"trace",parentSchema:schema11.properties.log.properties.level.anyOf[5],data:data72};
+if("info" !== data73){
+const err267 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/const",keyword:"const",params:{allowedValue: "info"},message:"must be equal to constant",schema:"info",parentSchema:schema11.properties.log.properties.level.anyOf[3],data:data73};
 if(vErrors === null){
 vErrors = [err267];
 }
@@ -3170,12 +3167,12 @@ vErrors.push(err267);
 }
 errors++;
 }
-var _valid2 = _errs188 === errors;
+var _valid2 = _errs186 === errors;
 valid23 = valid23 || _valid2;
 if(!valid23){
-const _errs190 = errors;
-if(typeof data72 !== "string"){
-const err268 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/6/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.log.properties.level.anyOf[6].type,parentSchema:schema11.properties.log.properties.level.anyOf[6],data:data72};
+const _errs188 = errors;
+if(typeof data73 !== "string"){
+const err268 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/4/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.log.properties.level.anyOf[4].type,parentSchema:schema11.properties.log.properties.level.anyOf[4],data:data73};
 if(vErrors === null){
 vErrors = [err268];
 }
@@ -3184,8 +3181,8 @@ vErrors.push(err268);
 }
 errors++;
 }
-if("silent" !== data72){
-const err269 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/6/const",keyword:"const",params:{allowedValue: "silent"},message:"must be equal to constant",schema:"silent",parentSchema:schema11.properties.log.properties.level.anyOf[6],data:data72};
+if("debug" !== data73){
+const err269 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/4/const",keyword:"const",params:{allowedValue: "debug"},message:"must be equal to constant",schema:"debug",parentSchema:schema11.properties.log.properties.level.anyOf[4],data:data73};
 if(vErrors === null){
 vErrors = [err269];
 }
@@ -3194,16 +3191,12 @@ vErrors.push(err269);
 }
 errors++;
 }
-var _valid2 = _errs190 === errors;
+var _valid2 = _errs188 === errors;
 valid23 = valid23 || _valid2;
-}
-}
-}
-}
-}
-}
 if(!valid23){
-const err270 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.log.properties.level.anyOf,parentSchema:schema11.properties.log.properties.level,data:data72};
+const _errs190 = errors;
+if(typeof data73 !== "string"){
+const err270 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/5/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.log.properties.level.anyOf[5].type,parentSchema:schema11.properties.log.properties.level.anyOf[5],data:data73};
 if(vErrors === null){
 vErrors = [err270];
 }
@@ -3212,11 +3205,63 @@ vErrors.push(err270);
 }
 errors++;
 }
+if("trace" !== data73){
+const err271 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/5/const",keyword:"const",params:{allowedValue: "trace"},message:"must be equal to constant",schema:"trace",parentSchema:schema11.properties.log.properties.level.anyOf[5],data:data73};
+if(vErrors === null){
+vErrors = [err271];
+}
 else {
-errors = _errs177;
+vErrors.push(err271);
+}
+errors++;
+}
+var _valid2 = _errs190 === errors;
+valid23 = valid23 || _valid2;
+if(!valid23){
+const _errs192 = errors;
+if(typeof data73 !== "string"){
+const err272 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/6/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.log.properties.level.anyOf[6].type,parentSchema:schema11.properties.log.properties.level.anyOf[6],data:data73};
+if(vErrors === null){
+vErrors = [err272];
+}
+else {
+vErrors.push(err272);
+}
+errors++;
+}
+if("silent" !== data73){
+const err273 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/6/const",keyword:"const",params:{allowedValue: "silent"},message:"must be equal to constant",schema:"silent",parentSchema:schema11.properties.log.properties.level.anyOf[6],data:data73};
+if(vErrors === null){
+vErrors = [err273];
+}
+else {
+vErrors.push(err273);
+}
+errors++;
+}
+var _valid2 = _errs192 === errors;
+valid23 = valid23 || _valid2;
+}
+}
+}
+}
+}
+}
+if(!valid23){
+const err274 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.log.properties.level.anyOf,parentSchema:schema11.properties.log.properties.level,data:data73};
+if(vErrors === null){
+vErrors = [err274];
+}
+else {
+vErrors.push(err274);
+}
+errors++;
+}
+else {
+errors = _errs179;
 if(vErrors !== null){
-if(_errs177){
-vErrors.length = _errs177;
+if(_errs179){
+vErrors.length = _errs179;
 }
 else {
 vErrors = null;
@@ -3226,51 +3271,7 @@ vErrors = null;
 }
 }
 else {
-const err271 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.log.type,parentSchema:schema11.properties.log,data:data71};
-if(vErrors === null){
-vErrors = [err271];
-}
-else {
-vErrors.push(err271);
-}
-errors++;
-}
-}
-if(data.cloud !== undefined){
-let data73 = data.cloud;
-if(data73 && typeof data73 == "object" && !Array.isArray(data73)){
-if(data73.enabled === undefined){
-const err272 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "enabled"},message:"must have required property '"+"enabled"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
-if(vErrors === null){
-vErrors = [err272];
-}
-else {
-vErrors.push(err272);
-}
-errors++;
-}
-if(data73.url === undefined){
-const err273 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "url"},message:"must have required property '"+"url"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
-if(vErrors === null){
-vErrors = [err273];
-}
-else {
-vErrors.push(err273);
-}
-errors++;
-}
-if(data73.clientId === undefined){
-const err274 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "clientId"},message:"must have required property '"+"clientId"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
-if(vErrors === null){
-vErrors = [err274];
-}
-else {
-vErrors.push(err274);
-}
-errors++;
-}
-if(data73.prefix === undefined){
-const err275 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "prefix"},message:"must have required property '"+"prefix"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
+const err275 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.log.type,parentSchema:schema11.properties.log,data:data72};
 if(vErrors === null){
 vErrors = [err275];
 }
@@ -3279,8 +3280,12 @@ vErrors.push(err275);
 }
 errors++;
 }
-if(data73.username === undefined){
-const err276 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "username"},message:"must have required property '"+"username"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
+}
+if(data.cloud !== undefined){
+let data74 = data.cloud;
+if(data74 && typeof data74 == "object" && !Array.isArray(data74)){
+if(data74.enabled === undefined){
+const err276 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "enabled"},message:"must have required property '"+"enabled"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data74};
 if(vErrors === null){
 vErrors = [err276];
 }
@@ -3289,8 +3294,8 @@ vErrors.push(err276);
 }
 errors++;
 }
-if(data73.passwordFile === undefined){
-const err277 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "passwordFile"},message:"must have required property '"+"passwordFile"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
+if(data74.url === undefined){
+const err277 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "url"},message:"must have required property '"+"url"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data74};
 if(vErrors === null){
 vErrors = [err277];
 }
@@ -3299,8 +3304,8 @@ vErrors.push(err277);
 }
 errors++;
 }
-if(data73.ca === undefined){
-const err278 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "ca"},message:"must have required property '"+"ca"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
+if(data74.clientId === undefined){
+const err278 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "clientId"},message:"must have required property '"+"clientId"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data74};
 if(vErrors === null){
 vErrors = [err278];
 }
@@ -3309,8 +3314,8 @@ vErrors.push(err278);
 }
 errors++;
 }
-if(data73.cert === undefined){
-const err279 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "cert"},message:"must have required property '"+"cert"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
+if(data74.prefix === undefined){
+const err279 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "prefix"},message:"must have required property '"+"prefix"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data74};
 if(vErrors === null){
 vErrors = [err279];
 }
@@ -3319,8 +3324,8 @@ vErrors.push(err279);
 }
 errors++;
 }
-if(data73.key === undefined){
-const err280 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "key"},message:"must have required property '"+"key"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
+if(data74.username === undefined){
+const err280 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "username"},message:"must have required property '"+"username"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data74};
 if(vErrors === null){
 vErrors = [err280];
 }
@@ -3329,8 +3334,8 @@ vErrors.push(err280);
 }
 errors++;
 }
-if(data73.keepaliveSeconds === undefined){
-const err281 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "keepaliveSeconds"},message:"must have required property '"+"keepaliveSeconds"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
+if(data74.passwordFile === undefined){
+const err281 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "passwordFile"},message:"must have required property '"+"passwordFile"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data74};
 if(vErrors === null){
 vErrors = [err281];
 }
@@ -3339,8 +3344,8 @@ vErrors.push(err281);
 }
 errors++;
 }
-if(data73.connectTimeoutMs === undefined){
-const err282 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "connectTimeoutMs"},message:"must have required property '"+"connectTimeoutMs"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
+if(data74.ca === undefined){
+const err282 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "ca"},message:"must have required property '"+"ca"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data74};
 if(vErrors === null){
 vErrors = [err282];
 }
@@ -3349,8 +3354,8 @@ vErrors.push(err282);
 }
 errors++;
 }
-if(data73.reconnectMinMs === undefined){
-const err283 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "reconnectMinMs"},message:"must have required property '"+"reconnectMinMs"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
+if(data74.cert === undefined){
+const err283 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "cert"},message:"must have required property '"+"cert"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data74};
 if(vErrors === null){
 vErrors = [err283];
 }
@@ -3359,8 +3364,8 @@ vErrors.push(err283);
 }
 errors++;
 }
-if(data73.reconnectMaxMs === undefined){
-const err284 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "reconnectMaxMs"},message:"must have required property '"+"reconnectMaxMs"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
+if(data74.key === undefined){
+const err284 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "key"},message:"must have required property '"+"key"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data74};
 if(vErrors === null){
 vErrors = [err284];
 }
@@ -3369,8 +3374,8 @@ vErrors.push(err284);
 }
 errors++;
 }
-if(data73.inflight === undefined){
-const err285 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "inflight"},message:"must have required property '"+"inflight"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
+if(data74.keepaliveSeconds === undefined){
+const err285 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "keepaliveSeconds"},message:"must have required property '"+"keepaliveSeconds"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data74};
 if(vErrors === null){
 vErrors = [err285];
 }
@@ -3379,8 +3384,8 @@ vErrors.push(err285);
 }
 errors++;
 }
-if(data73.forward === undefined){
-const err286 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "forward"},message:"must have required property '"+"forward"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
+if(data74.connectTimeoutMs === undefined){
+const err286 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "connectTimeoutMs"},message:"must have required property '"+"connectTimeoutMs"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data74};
 if(vErrors === null){
 vErrors = [err286];
 }
@@ -3389,8 +3394,8 @@ vErrors.push(err286);
 }
 errors++;
 }
-if(data73.queue === undefined){
-const err287 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "queue"},message:"must have required property '"+"queue"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data73};
+if(data74.reconnectMinMs === undefined){
+const err287 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "reconnectMinMs"},message:"must have required property '"+"reconnectMinMs"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data74};
 if(vErrors === null){
 vErrors = [err287];
 }
@@ -3399,9 +3404,8 @@ vErrors.push(err287);
 }
 errors++;
 }
-for(const key17 in data73){
-if(!(func2.call(schema11.properties.cloud.properties, key17))){
-const err288 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key17},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.cloud,data:data73};
+if(data74.reconnectMaxMs === undefined){
+const err288 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "reconnectMaxMs"},message:"must have required property '"+"reconnectMaxMs"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data74};
 if(vErrors === null){
 vErrors = [err288];
 }
@@ -3410,11 +3414,8 @@ vErrors.push(err288);
 }
 errors++;
 }
-}
-if(data73.enabled !== undefined){
-let data74 = data73.enabled;
-if(typeof data74 !== "boolean"){
-const err289 = {instancePath:instancePath+"/cloud/enabled",schemaPath:"#/properties/cloud/properties/enabled/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.cloud.properties.enabled.type,parentSchema:schema11.properties.cloud.properties.enabled,data:data74};
+if(data74.inflight === undefined){
+const err289 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "inflight"},message:"must have required property '"+"inflight"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data74};
 if(vErrors === null){
 vErrors = [err289];
 }
@@ -3423,12 +3424,8 @@ vErrors.push(err289);
 }
 errors++;
 }
-}
-if(data73.url !== undefined){
-let data75 = data73.url;
-if(typeof data75 === "string"){
-if(!pattern3.test(data75)){
-const err290 = {instancePath:instancePath+"/cloud/url",schemaPath:"#/properties/cloud/properties/url/pattern",keyword:"pattern",params:{pattern: "^(mqtt|mqtts)://[^/?#@]+$"},message:"must match pattern \""+"^(mqtt|mqtts)://[^/?#@]+$"+"\"",schema:"^(mqtt|mqtts)://[^/?#@]+$",parentSchema:schema11.properties.cloud.properties.url,data:data75};
+if(data74.forward === undefined){
+const err290 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "forward"},message:"must have required property '"+"forward"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data74};
 if(vErrors === null){
 vErrors = [err290];
 }
@@ -3437,9 +3434,8 @@ vErrors.push(err290);
 }
 errors++;
 }
-}
-else {
-const err291 = {instancePath:instancePath+"/cloud/url",schemaPath:"#/properties/cloud/properties/url/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.cloud.properties.url.type,parentSchema:schema11.properties.cloud.properties.url,data:data75};
+if(data74.queue === undefined){
+const err291 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/required",keyword:"required",params:{missingProperty: "queue"},message:"must have required property '"+"queue"+"'",schema:schema11.properties.cloud.required,parentSchema:schema11.properties.cloud,data:data74};
 if(vErrors === null){
 vErrors = [err291];
 }
@@ -3448,12 +3444,9 @@ vErrors.push(err291);
 }
 errors++;
 }
-}
-if(data73.clientId !== undefined){
-let data76 = data73.clientId;
-if(typeof data76 === "string"){
-if(func3(data76) > 128){
-const err292 = {instancePath:instancePath+"/cloud/clientId",schemaPath:"#/properties/cloud/properties/clientId/maxLength",keyword:"maxLength",params:{limit: 128},message:"must NOT have more than 128 characters",schema:128,parentSchema:schema11.properties.cloud.properties.clientId,data:data76};
+for(const key17 in data74){
+if(!(func2.call(schema11.properties.cloud.properties, key17))){
+const err292 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key17},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.cloud,data:data74};
 if(vErrors === null){
 vErrors = [err292];
 }
@@ -3462,8 +3455,11 @@ vErrors.push(err292);
 }
 errors++;
 }
-if(func3(data76) < 1){
-const err293 = {instancePath:instancePath+"/cloud/clientId",schemaPath:"#/properties/cloud/properties/clientId/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.cloud.properties.clientId,data:data76};
+}
+if(data74.enabled !== undefined){
+let data75 = data74.enabled;
+if(typeof data75 !== "boolean"){
+const err293 = {instancePath:instancePath+"/cloud/enabled",schemaPath:"#/properties/cloud/properties/enabled/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.cloud.properties.enabled.type,parentSchema:schema11.properties.cloud.properties.enabled,data:data75};
 if(vErrors === null){
 vErrors = [err293];
 }
@@ -3473,8 +3469,11 @@ vErrors.push(err293);
 errors++;
 }
 }
-else {
-const err294 = {instancePath:instancePath+"/cloud/clientId",schemaPath:"#/properties/cloud/properties/clientId/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.cloud.properties.clientId.type,parentSchema:schema11.properties.cloud.properties.clientId,data:data76};
+if(data74.url !== undefined){
+let data76 = data74.url;
+if(typeof data76 === "string"){
+if(!pattern3.test(data76)){
+const err294 = {instancePath:instancePath+"/cloud/url",schemaPath:"#/properties/cloud/properties/url/pattern",keyword:"pattern",params:{pattern: "^(mqtt|mqtts)://[^/?#@]+$"},message:"must match pattern \""+"^(mqtt|mqtts)://[^/?#@]+$"+"\"",schema:"^(mqtt|mqtts)://[^/?#@]+$",parentSchema:schema11.properties.cloud.properties.url,data:data76};
 if(vErrors === null){
 vErrors = [err294];
 }
@@ -3484,11 +3483,8 @@ vErrors.push(err294);
 errors++;
 }
 }
-if(data73.prefix !== undefined){
-let data77 = data73.prefix;
-if(typeof data77 === "string"){
-if(func3(data77) < 2){
-const err295 = {instancePath:instancePath+"/cloud/prefix",schemaPath:"#/properties/cloud/properties/prefix/minLength",keyword:"minLength",params:{limit: 2},message:"must NOT have fewer than 2 characters",schema:2,parentSchema:schema11.properties.cloud.properties.prefix,data:data77};
+else {
+const err295 = {instancePath:instancePath+"/cloud/url",schemaPath:"#/properties/cloud/properties/url/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.cloud.properties.url.type,parentSchema:schema11.properties.cloud.properties.url,data:data76};
 if(vErrors === null){
 vErrors = [err295];
 }
@@ -3497,8 +3493,12 @@ vErrors.push(err295);
 }
 errors++;
 }
-if(!pattern4.test(data77)){
-const err296 = {instancePath:instancePath+"/cloud/prefix",schemaPath:"#/properties/cloud/properties/prefix/pattern",keyword:"pattern",params:{pattern: "^[^+#\\u0000]*/$"},message:"must match pattern \""+"^[^+#\\u0000]*/$"+"\"",schema:"^[^+#\\u0000]*/$",parentSchema:schema11.properties.cloud.properties.prefix,data:data77};
+}
+if(data74.clientId !== undefined){
+let data77 = data74.clientId;
+if(typeof data77 === "string"){
+if(func3(data77) > 128){
+const err296 = {instancePath:instancePath+"/cloud/clientId",schemaPath:"#/properties/cloud/properties/clientId/maxLength",keyword:"maxLength",params:{limit: 128},message:"must NOT have more than 128 characters",schema:128,parentSchema:schema11.properties.cloud.properties.clientId,data:data77};
 if(vErrors === null){
 vErrors = [err296];
 }
@@ -3507,9 +3507,8 @@ vErrors.push(err296);
 }
 errors++;
 }
-}
-else {
-const err297 = {instancePath:instancePath+"/cloud/prefix",schemaPath:"#/properties/cloud/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.cloud.properties.prefix.type,parentSchema:schema11.properties.cloud.properties.prefix,data:data77};
+if(func3(data77) < 1){
+const err297 = {instancePath:instancePath+"/cloud/clientId",schemaPath:"#/properties/cloud/properties/clientId/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.cloud.properties.clientId,data:data77};
 if(vErrors === null){
 vErrors = [err297];
 }
@@ -3519,10 +3518,8 @@ vErrors.push(err297);
 errors++;
 }
 }
-if(data73.username !== undefined){
-let data78 = data73.username;
-if((typeof data78 !== "string") && (data78 !== null)){
-const err298 = {instancePath:instancePath+"/cloud/username",schemaPath:"#/properties/cloud/properties/username/type",keyword:"type",params:{type: schema11.properties.cloud.properties.username.type},message:"must be string,null",schema:schema11.properties.cloud.properties.username.type,parentSchema:schema11.properties.cloud.properties.username,data:data78};
+else {
+const err298 = {instancePath:instancePath+"/cloud/clientId",schemaPath:"#/properties/cloud/properties/clientId/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.cloud.properties.clientId.type,parentSchema:schema11.properties.cloud.properties.clientId,data:data77};
 if(vErrors === null){
 vErrors = [err298];
 }
@@ -3531,9 +3528,12 @@ vErrors.push(err298);
 }
 errors++;
 }
+}
+if(data74.prefix !== undefined){
+let data78 = data74.prefix;
 if(typeof data78 === "string"){
-if(func3(data78) < 1){
-const err299 = {instancePath:instancePath+"/cloud/username",schemaPath:"#/properties/cloud/properties/username/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.cloud.properties.username,data:data78};
+if(func3(data78) < 2){
+const err299 = {instancePath:instancePath+"/cloud/prefix",schemaPath:"#/properties/cloud/properties/prefix/minLength",keyword:"minLength",params:{limit: 2},message:"must NOT have fewer than 2 characters",schema:2,parentSchema:schema11.properties.cloud.properties.prefix,data:data78};
 if(vErrors === null){
 vErrors = [err299];
 }
@@ -3542,12 +3542,8 @@ vErrors.push(err299);
 }
 errors++;
 }
-}
-}
-if(data73.passwordFile !== undefined){
-let data79 = data73.passwordFile;
-if((typeof data79 !== "string") && (data79 !== null)){
-const err300 = {instancePath:instancePath+"/cloud/passwordFile",schemaPath:"#/properties/cloud/properties/passwordFile/type",keyword:"type",params:{type: schema11.properties.cloud.properties.passwordFile.type},message:"must be string,null",schema:schema11.properties.cloud.properties.passwordFile.type,parentSchema:schema11.properties.cloud.properties.passwordFile,data:data79};
+if(!pattern4.test(data78)){
+const err300 = {instancePath:instancePath+"/cloud/prefix",schemaPath:"#/properties/cloud/properties/prefix/pattern",keyword:"pattern",params:{pattern: "^[^+#\\u0000]*/$"},message:"must match pattern \""+"^[^+#\\u0000]*/$"+"\"",schema:"^[^+#\\u0000]*/$",parentSchema:schema11.properties.cloud.properties.prefix,data:data78};
 if(vErrors === null){
 vErrors = [err300];
 }
@@ -3556,9 +3552,9 @@ vErrors.push(err300);
 }
 errors++;
 }
-if(typeof data79 === "string"){
-if(func3(data79) < 1){
-const err301 = {instancePath:instancePath+"/cloud/passwordFile",schemaPath:"#/properties/cloud/properties/passwordFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.cloud.properties.passwordFile,data:data79};
+}
+else {
+const err301 = {instancePath:instancePath+"/cloud/prefix",schemaPath:"#/properties/cloud/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.cloud.properties.prefix.type,parentSchema:schema11.properties.cloud.properties.prefix,data:data78};
 if(vErrors === null){
 vErrors = [err301];
 }
@@ -3568,11 +3564,10 @@ vErrors.push(err301);
 errors++;
 }
 }
-}
-if(data73.ca !== undefined){
-let data80 = data73.ca;
-if((typeof data80 !== "string") && (data80 !== null)){
-const err302 = {instancePath:instancePath+"/cloud/ca",schemaPath:"#/properties/cloud/properties/ca/type",keyword:"type",params:{type: schema11.properties.cloud.properties.ca.type},message:"must be string,null",schema:schema11.properties.cloud.properties.ca.type,parentSchema:schema11.properties.cloud.properties.ca,data:data80};
+if(data74.username !== undefined){
+let data79 = data74.username;
+if((typeof data79 !== "string") && (data79 !== null)){
+const err302 = {instancePath:instancePath+"/cloud/username",schemaPath:"#/properties/cloud/properties/username/type",keyword:"type",params:{type: schema11.properties.cloud.properties.username.type},message:"must be string,null",schema:schema11.properties.cloud.properties.username.type,parentSchema:schema11.properties.cloud.properties.username,data:data79};
 if(vErrors === null){
 vErrors = [err302];
 }
@@ -3581,9 +3576,9 @@ vErrors.push(err302);
 }
 errors++;
 }
-if(typeof data80 === "string"){
-if(func3(data80) < 1){
-const err303 = {instancePath:instancePath+"/cloud/ca",schemaPath:"#/properties/cloud/properties/ca/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.cloud.properties.ca,data:data80};
+if(typeof data79 === "string"){
+if(func3(data79) < 1){
+const err303 = {instancePath:instancePath+"/cloud/username",schemaPath:"#/properties/cloud/properties/username/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.cloud.properties.username,data:data79};
 if(vErrors === null){
 vErrors = [err303];
 }
@@ -3594,10 +3589,10 @@ errors++;
 }
 }
 }
-if(data73.cert !== undefined){
-let data81 = data73.cert;
-if((typeof data81 !== "string") && (data81 !== null)){
-const err304 = {instancePath:instancePath+"/cloud/cert",schemaPath:"#/properties/cloud/properties/cert/type",keyword:"type",params:{type: schema11.properties.cloud.properties.cert.type},message:"must be string,null",schema:schema11.properties.cloud.properties.cert.type,parentSchema:schema11.properties.cloud.properties.cert,data:data81};
+if(data74.passwordFile !== undefined){
+let data80 = data74.passwordFile;
+if((typeof data80 !== "string") && (data80 !== null)){
+const err304 = {instancePath:instancePath+"/cloud/passwordFile",schemaPath:"#/properties/cloud/properties/passwordFile/type",keyword:"type",params:{type: schema11.properties.cloud.properties.passwordFile.type},message:"must be string,null",schema:schema11.properties.cloud.properties.passwordFile.type,parentSchema:schema11.properties.cloud.properties.passwordFile,data:data80};
 if(vErrors === null){
 vErrors = [err304];
 }
@@ -3606,9 +3601,9 @@ vErrors.push(err304);
 }
 errors++;
 }
-if(typeof data81 === "string"){
-if(func3(data81) < 1){
-const err305 = {instancePath:instancePath+"/cloud/cert",schemaPath:"#/properties/cloud/properties/cert/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.cloud.properties.cert,data:data81};
+if(typeof data80 === "string"){
+if(func3(data80) < 1){
+const err305 = {instancePath:instancePath+"/cloud/passwordFile",schemaPath:"#/properties/cloud/properties/passwordFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.cloud.properties.passwordFile,data:data80};
 if(vErrors === null){
 vErrors = [err305];
 }
@@ -3619,10 +3614,10 @@ errors++;
 }
 }
 }
-if(data73.key !== undefined){
-let data82 = data73.key;
-if((typeof data82 !== "string") && (data82 !== null)){
-const err306 = {instancePath:instancePath+"/cloud/key",schemaPath:"#/properties/cloud/properties/key/type",keyword:"type",params:{type: schema11.properties.cloud.properties.key.type},message:"must be string,null",schema:schema11.properties.cloud.properties.key.type,parentSchema:schema11.properties.cloud.properties.key,data:data82};
+if(data74.ca !== undefined){
+let data81 = data74.ca;
+if((typeof data81 !== "string") && (data81 !== null)){
+const err306 = {instancePath:instancePath+"/cloud/ca",schemaPath:"#/properties/cloud/properties/ca/type",keyword:"type",params:{type: schema11.properties.cloud.properties.ca.type},message:"must be string,null",schema:schema11.properties.cloud.properties.ca.type,parentSchema:schema11.properties.cloud.properties.ca,data:data81};
 if(vErrors === null){
 vErrors = [err306];
 }
@@ -3631,9 +3626,9 @@ vErrors.push(err306);
 }
 errors++;
 }
-if(typeof data82 === "string"){
-if(func3(data82) < 1){
-const err307 = {instancePath:instancePath+"/cloud/key",schemaPath:"#/properties/cloud/properties/key/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.cloud.properties.key,data:data82};
+if(typeof data81 === "string"){
+if(func3(data81) < 1){
+const err307 = {instancePath:instancePath+"/cloud/ca",schemaPath:"#/properties/cloud/properties/ca/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.cloud.properties.ca,data:data81};
 if(vErrors === null){
 vErrors = [err307];
 }
@@ -3644,10 +3639,10 @@ errors++;
 }
 }
 }
-if(data73.keepaliveSeconds !== undefined){
-let data83 = data73.keepaliveSeconds;
-if(!(((typeof data83 == "number") && (!(data83 % 1) && !isNaN(data83))) && (isFinite(data83)))){
-const err308 = {instancePath:instancePath+"/cloud/keepaliveSeconds",schemaPath:"#/properties/cloud/properties/keepaliveSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cloud.properties.keepaliveSeconds.type,parentSchema:schema11.properties.cloud.properties.keepaliveSeconds,data:data83};
+if(data74.cert !== undefined){
+let data82 = data74.cert;
+if((typeof data82 !== "string") && (data82 !== null)){
+const err308 = {instancePath:instancePath+"/cloud/cert",schemaPath:"#/properties/cloud/properties/cert/type",keyword:"type",params:{type: schema11.properties.cloud.properties.cert.type},message:"must be string,null",schema:schema11.properties.cloud.properties.cert.type,parentSchema:schema11.properties.cloud.properties.cert,data:data82};
 if(vErrors === null){
 vErrors = [err308];
 }
@@ -3656,9 +3651,9 @@ vErrors.push(err308);
 }
 errors++;
 }
-if((typeof data83 == "number") && (isFinite(data83))){
-if(data83 > 3600 || isNaN(data83)){
-const err309 = {instancePath:instancePath+"/cloud/keepaliveSeconds",schemaPath:"#/properties/cloud/properties/keepaliveSeconds/maximum",keyword:"maximum",params:{comparison: "<=", limit: 3600},message:"must be <= 3600",schema:3600,parentSchema:schema11.properties.cloud.properties.keepaliveSeconds,data:data83};
+if(typeof data82 === "string"){
+if(func3(data82) < 1){
+const err309 = {instancePath:instancePath+"/cloud/cert",schemaPath:"#/properties/cloud/properties/cert/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.cloud.properties.cert,data:data82};
 if(vErrors === null){
 vErrors = [err309];
 }
@@ -3667,8 +3662,12 @@ vErrors.push(err309);
 }
 errors++;
 }
-if(data83 < 5 || isNaN(data83)){
-const err310 = {instancePath:instancePath+"/cloud/keepaliveSeconds",schemaPath:"#/properties/cloud/properties/keepaliveSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 5},message:"must be >= 5",schema:5,parentSchema:schema11.properties.cloud.properties.keepaliveSeconds,data:data83};
+}
+}
+if(data74.key !== undefined){
+let data83 = data74.key;
+if((typeof data83 !== "string") && (data83 !== null)){
+const err310 = {instancePath:instancePath+"/cloud/key",schemaPath:"#/properties/cloud/properties/key/type",keyword:"type",params:{type: schema11.properties.cloud.properties.key.type},message:"must be string,null",schema:schema11.properties.cloud.properties.key.type,parentSchema:schema11.properties.cloud.properties.key,data:data83};
 if(vErrors === null){
 vErrors = [err310];
 }
@@ -3677,12 +3676,9 @@ vErrors.push(err310);
 }
 errors++;
 }
-}
-}
-if(data73.connectTimeoutMs !== undefined){
-let data84 = data73.connectTimeoutMs;
-if(!(((typeof data84 == "number") && (!(data84 % 1) && !isNaN(data84))) && (isFinite(data84)))){
-const err311 = {instancePath:instancePath+"/cloud/connectTimeoutMs",schemaPath:"#/properties/cloud/properties/connectTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cloud.properties.connectTimeoutMs.type,parentSchema:schema11.properties.cloud.properties.connectTimeoutMs,data:data84};
+if(typeof data83 === "string"){
+if(func3(data83) < 1){
+const err311 = {instancePath:instancePath+"/cloud/key",schemaPath:"#/properties/cloud/properties/key/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.cloud.properties.key,data:data83};
 if(vErrors === null){
 vErrors = [err311];
 }
@@ -3691,9 +3687,12 @@ vErrors.push(err311);
 }
 errors++;
 }
-if((typeof data84 == "number") && (isFinite(data84))){
-if(data84 > 600000 || isNaN(data84)){
-const err312 = {instancePath:instancePath+"/cloud/connectTimeoutMs",schemaPath:"#/properties/cloud/properties/connectTimeoutMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 600000},message:"must be <= 600000",schema:600000,parentSchema:schema11.properties.cloud.properties.connectTimeoutMs,data:data84};
+}
+}
+if(data74.keepaliveSeconds !== undefined){
+let data84 = data74.keepaliveSeconds;
+if(!(((typeof data84 == "number") && (!(data84 % 1) && !isNaN(data84))) && (isFinite(data84)))){
+const err312 = {instancePath:instancePath+"/cloud/keepaliveSeconds",schemaPath:"#/properties/cloud/properties/keepaliveSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cloud.properties.keepaliveSeconds.type,parentSchema:schema11.properties.cloud.properties.keepaliveSeconds,data:data84};
 if(vErrors === null){
 vErrors = [err312];
 }
@@ -3702,8 +3701,9 @@ vErrors.push(err312);
 }
 errors++;
 }
-if(data84 < 1000 || isNaN(data84)){
-const err313 = {instancePath:instancePath+"/cloud/connectTimeoutMs",schemaPath:"#/properties/cloud/properties/connectTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1000},message:"must be >= 1000",schema:1000,parentSchema:schema11.properties.cloud.properties.connectTimeoutMs,data:data84};
+if((typeof data84 == "number") && (isFinite(data84))){
+if(data84 > 3600 || isNaN(data84)){
+const err313 = {instancePath:instancePath+"/cloud/keepaliveSeconds",schemaPath:"#/properties/cloud/properties/keepaliveSeconds/maximum",keyword:"maximum",params:{comparison: "<=", limit: 3600},message:"must be <= 3600",schema:3600,parentSchema:schema11.properties.cloud.properties.keepaliveSeconds,data:data84};
 if(vErrors === null){
 vErrors = [err313];
 }
@@ -3712,12 +3712,8 @@ vErrors.push(err313);
 }
 errors++;
 }
-}
-}
-if(data73.reconnectMinMs !== undefined){
-let data85 = data73.reconnectMinMs;
-if(!(((typeof data85 == "number") && (!(data85 % 1) && !isNaN(data85))) && (isFinite(data85)))){
-const err314 = {instancePath:instancePath+"/cloud/reconnectMinMs",schemaPath:"#/properties/cloud/properties/reconnectMinMs/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cloud.properties.reconnectMinMs.type,parentSchema:schema11.properties.cloud.properties.reconnectMinMs,data:data85};
+if(data84 < 5 || isNaN(data84)){
+const err314 = {instancePath:instancePath+"/cloud/keepaliveSeconds",schemaPath:"#/properties/cloud/properties/keepaliveSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 5},message:"must be >= 5",schema:5,parentSchema:schema11.properties.cloud.properties.keepaliveSeconds,data:data84};
 if(vErrors === null){
 vErrors = [err314];
 }
@@ -3726,9 +3722,12 @@ vErrors.push(err314);
 }
 errors++;
 }
-if((typeof data85 == "number") && (isFinite(data85))){
-if(data85 > 3600000 || isNaN(data85)){
-const err315 = {instancePath:instancePath+"/cloud/reconnectMinMs",schemaPath:"#/properties/cloud/properties/reconnectMinMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 3600000},message:"must be <= 3600000",schema:3600000,parentSchema:schema11.properties.cloud.properties.reconnectMinMs,data:data85};
+}
+}
+if(data74.connectTimeoutMs !== undefined){
+let data85 = data74.connectTimeoutMs;
+if(!(((typeof data85 == "number") && (!(data85 % 1) && !isNaN(data85))) && (isFinite(data85)))){
+const err315 = {instancePath:instancePath+"/cloud/connectTimeoutMs",schemaPath:"#/properties/cloud/properties/connectTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cloud.properties.connectTimeoutMs.type,parentSchema:schema11.properties.cloud.properties.connectTimeoutMs,data:data85};
 if(vErrors === null){
 vErrors = [err315];
 }
@@ -3737,8 +3736,9 @@ vErrors.push(err315);
 }
 errors++;
 }
-if(data85 < 10 || isNaN(data85)){
-const err316 = {instancePath:instancePath+"/cloud/reconnectMinMs",schemaPath:"#/properties/cloud/properties/reconnectMinMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 10},message:"must be >= 10",schema:10,parentSchema:schema11.properties.cloud.properties.reconnectMinMs,data:data85};
+if((typeof data85 == "number") && (isFinite(data85))){
+if(data85 > 600000 || isNaN(data85)){
+const err316 = {instancePath:instancePath+"/cloud/connectTimeoutMs",schemaPath:"#/properties/cloud/properties/connectTimeoutMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 600000},message:"must be <= 600000",schema:600000,parentSchema:schema11.properties.cloud.properties.connectTimeoutMs,data:data85};
 if(vErrors === null){
 vErrors = [err316];
 }
@@ -3747,12 +3747,8 @@ vErrors.push(err316);
 }
 errors++;
 }
-}
-}
-if(data73.reconnectMaxMs !== undefined){
-let data86 = data73.reconnectMaxMs;
-if(!(((typeof data86 == "number") && (!(data86 % 1) && !isNaN(data86))) && (isFinite(data86)))){
-const err317 = {instancePath:instancePath+"/cloud/reconnectMaxMs",schemaPath:"#/properties/cloud/properties/reconnectMaxMs/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cloud.properties.reconnectMaxMs.type,parentSchema:schema11.properties.cloud.properties.reconnectMaxMs,data:data86};
+if(data85 < 1000 || isNaN(data85)){
+const err317 = {instancePath:instancePath+"/cloud/connectTimeoutMs",schemaPath:"#/properties/cloud/properties/connectTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1000},message:"must be >= 1000",schema:1000,parentSchema:schema11.properties.cloud.properties.connectTimeoutMs,data:data85};
 if(vErrors === null){
 vErrors = [err317];
 }
@@ -3761,9 +3757,12 @@ vErrors.push(err317);
 }
 errors++;
 }
-if((typeof data86 == "number") && (isFinite(data86))){
-if(data86 > 86400000 || isNaN(data86)){
-const err318 = {instancePath:instancePath+"/cloud/reconnectMaxMs",schemaPath:"#/properties/cloud/properties/reconnectMaxMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 86400000},message:"must be <= 86400000",schema:86400000,parentSchema:schema11.properties.cloud.properties.reconnectMaxMs,data:data86};
+}
+}
+if(data74.reconnectMinMs !== undefined){
+let data86 = data74.reconnectMinMs;
+if(!(((typeof data86 == "number") && (!(data86 % 1) && !isNaN(data86))) && (isFinite(data86)))){
+const err318 = {instancePath:instancePath+"/cloud/reconnectMinMs",schemaPath:"#/properties/cloud/properties/reconnectMinMs/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cloud.properties.reconnectMinMs.type,parentSchema:schema11.properties.cloud.properties.reconnectMinMs,data:data86};
 if(vErrors === null){
 vErrors = [err318];
 }
@@ -3772,8 +3771,9 @@ vErrors.push(err318);
 }
 errors++;
 }
-if(data86 < 100 || isNaN(data86)){
-const err319 = {instancePath:instancePath+"/cloud/reconnectMaxMs",schemaPath:"#/properties/cloud/properties/reconnectMaxMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 100},message:"must be >= 100",schema:100,parentSchema:schema11.properties.cloud.properties.reconnectMaxMs,data:data86};
+if((typeof data86 == "number") && (isFinite(data86))){
+if(data86 > 3600000 || isNaN(data86)){
+const err319 = {instancePath:instancePath+"/cloud/reconnectMinMs",schemaPath:"#/properties/cloud/properties/reconnectMinMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 3600000},message:"must be <= 3600000",schema:3600000,parentSchema:schema11.properties.cloud.properties.reconnectMinMs,data:data86};
 if(vErrors === null){
 vErrors = [err319];
 }
@@ -3782,12 +3782,8 @@ vErrors.push(err319);
 }
 errors++;
 }
-}
-}
-if(data73.inflight !== undefined){
-let data87 = data73.inflight;
-if(!(((typeof data87 == "number") && (!(data87 % 1) && !isNaN(data87))) && (isFinite(data87)))){
-const err320 = {instancePath:instancePath+"/cloud/inflight",schemaPath:"#/properties/cloud/properties/inflight/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cloud.properties.inflight.type,parentSchema:schema11.properties.cloud.properties.inflight,data:data87};
+if(data86 < 10 || isNaN(data86)){
+const err320 = {instancePath:instancePath+"/cloud/reconnectMinMs",schemaPath:"#/properties/cloud/properties/reconnectMinMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 10},message:"must be >= 10",schema:10,parentSchema:schema11.properties.cloud.properties.reconnectMinMs,data:data86};
 if(vErrors === null){
 vErrors = [err320];
 }
@@ -3796,9 +3792,12 @@ vErrors.push(err320);
 }
 errors++;
 }
-if((typeof data87 == "number") && (isFinite(data87))){
-if(data87 > 65535 || isNaN(data87)){
-const err321 = {instancePath:instancePath+"/cloud/inflight",schemaPath:"#/properties/cloud/properties/inflight/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema11.properties.cloud.properties.inflight,data:data87};
+}
+}
+if(data74.reconnectMaxMs !== undefined){
+let data87 = data74.reconnectMaxMs;
+if(!(((typeof data87 == "number") && (!(data87 % 1) && !isNaN(data87))) && (isFinite(data87)))){
+const err321 = {instancePath:instancePath+"/cloud/reconnectMaxMs",schemaPath:"#/properties/cloud/properties/reconnectMaxMs/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cloud.properties.reconnectMaxMs.type,parentSchema:schema11.properties.cloud.properties.reconnectMaxMs,data:data87};
 if(vErrors === null){
 vErrors = [err321];
 }
@@ -3807,8 +3806,9 @@ vErrors.push(err321);
 }
 errors++;
 }
-if(data87 < 1 || isNaN(data87)){
-const err322 = {instancePath:instancePath+"/cloud/inflight",schemaPath:"#/properties/cloud/properties/inflight/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.cloud.properties.inflight,data:data87};
+if((typeof data87 == "number") && (isFinite(data87))){
+if(data87 > 86400000 || isNaN(data87)){
+const err322 = {instancePath:instancePath+"/cloud/reconnectMaxMs",schemaPath:"#/properties/cloud/properties/reconnectMaxMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 86400000},message:"must be <= 86400000",schema:86400000,parentSchema:schema11.properties.cloud.properties.reconnectMaxMs,data:data87};
 if(vErrors === null){
 vErrors = [err322];
 }
@@ -3817,17 +3817,8 @@ vErrors.push(err322);
 }
 errors++;
 }
-}
-}
-if(data73.forward !== undefined){
-let data88 = data73.forward;
-if(Array.isArray(data88)){
-const len2 = data88.length;
-for(let i2=0; i2<len2; i2++){
-let data89 = data88[i2];
-if(typeof data89 === "string"){
-if(func3(data89) > 65535){
-const err323 = {instancePath:instancePath+"/cloud/forward/" + i2,schemaPath:"#/properties/cloud/properties/forward/items/maxLength",keyword:"maxLength",params:{limit: 65535},message:"must NOT have more than 65535 characters",schema:65535,parentSchema:schema11.properties.cloud.properties.forward.items,data:data89};
+if(data87 < 100 || isNaN(data87)){
+const err323 = {instancePath:instancePath+"/cloud/reconnectMaxMs",schemaPath:"#/properties/cloud/properties/reconnectMaxMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 100},message:"must be >= 100",schema:100,parentSchema:schema11.properties.cloud.properties.reconnectMaxMs,data:data87};
 if(vErrors === null){
 vErrors = [err323];
 }
@@ -3836,8 +3827,12 @@ vErrors.push(err323);
 }
 errors++;
 }
-if(func3(data89) < 1){
-const err324 = {instancePath:instancePath+"/cloud/forward/" + i2,schemaPath:"#/properties/cloud/properties/forward/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.cloud.properties.forward.items,data:data89};
+}
+}
+if(data74.inflight !== undefined){
+let data88 = data74.inflight;
+if(!(((typeof data88 == "number") && (!(data88 % 1) && !isNaN(data88))) && (isFinite(data88)))){
+const err324 = {instancePath:instancePath+"/cloud/inflight",schemaPath:"#/properties/cloud/properties/inflight/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cloud.properties.inflight.type,parentSchema:schema11.properties.cloud.properties.inflight,data:data88};
 if(vErrors === null){
 vErrors = [err324];
 }
@@ -3846,8 +3841,9 @@ vErrors.push(err324);
 }
 errors++;
 }
-if(!pattern1.test(data89)){
-const err325 = {instancePath:instancePath+"/cloud/forward/" + i2,schemaPath:"#/properties/cloud/properties/forward/items/pattern",keyword:"pattern",params:{pattern: "^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$"},message:"must match pattern \""+"^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$"+"\"",schema:"^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$",parentSchema:schema11.properties.cloud.properties.forward.items,data:data89};
+if((typeof data88 == "number") && (isFinite(data88))){
+if(data88 > 65535 || isNaN(data88)){
+const err325 = {instancePath:instancePath+"/cloud/inflight",schemaPath:"#/properties/cloud/properties/inflight/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema11.properties.cloud.properties.inflight,data:data88};
 if(vErrors === null){
 vErrors = [err325];
 }
@@ -3856,9 +3852,8 @@ vErrors.push(err325);
 }
 errors++;
 }
-}
-else {
-const err326 = {instancePath:instancePath+"/cloud/forward/" + i2,schemaPath:"#/properties/cloud/properties/forward/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.cloud.properties.forward.items.type,parentSchema:schema11.properties.cloud.properties.forward.items,data:data89};
+if(data88 < 1 || isNaN(data88)){
+const err326 = {instancePath:instancePath+"/cloud/inflight",schemaPath:"#/properties/cloud/properties/inflight/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.cloud.properties.inflight,data:data88};
 if(vErrors === null){
 vErrors = [err326];
 }
@@ -3869,8 +3864,15 @@ errors++;
 }
 }
 }
-else {
-const err327 = {instancePath:instancePath+"/cloud/forward",schemaPath:"#/properties/cloud/properties/forward/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.cloud.properties.forward.type,parentSchema:schema11.properties.cloud.properties.forward,data:data88};
+if(data74.forward !== undefined){
+let data89 = data74.forward;
+if(Array.isArray(data89)){
+const len2 = data89.length;
+for(let i2=0; i2<len2; i2++){
+let data90 = data89[i2];
+if(typeof data90 === "string"){
+if(func3(data90) > 65535){
+const err327 = {instancePath:instancePath+"/cloud/forward/" + i2,schemaPath:"#/properties/cloud/properties/forward/items/maxLength",keyword:"maxLength",params:{limit: 65535},message:"must NOT have more than 65535 characters",schema:65535,parentSchema:schema11.properties.cloud.properties.forward.items,data:data90};
 if(vErrors === null){
 vErrors = [err327];
 }
@@ -3879,12 +3881,8 @@ vErrors.push(err327);
 }
 errors++;
 }
-}
-if(data73.queue !== undefined){
-let data90 = data73.queue;
-if(data90 && typeof data90 == "object" && !Array.isArray(data90)){
-if(data90.maxBytes === undefined){
-const err328 = {instancePath:instancePath+"/cloud/queue",schemaPath:"#/properties/cloud/properties/queue/required",keyword:"required",params:{missingProperty: "maxBytes"},message:"must have required property '"+"maxBytes"+"'",schema:schema11.properties.cloud.properties.queue.required,parentSchema:schema11.properties.cloud.properties.queue,data:data90};
+if(func3(data90) < 1){
+const err328 = {instancePath:instancePath+"/cloud/forward/" + i2,schemaPath:"#/properties/cloud/properties/forward/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.cloud.properties.forward.items,data:data90};
 if(vErrors === null){
 vErrors = [err328];
 }
@@ -3893,8 +3891,8 @@ vErrors.push(err328);
 }
 errors++;
 }
-if(data90.syncIntervalMs === undefined){
-const err329 = {instancePath:instancePath+"/cloud/queue",schemaPath:"#/properties/cloud/properties/queue/required",keyword:"required",params:{missingProperty: "syncIntervalMs"},message:"must have required property '"+"syncIntervalMs"+"'",schema:schema11.properties.cloud.properties.queue.required,parentSchema:schema11.properties.cloud.properties.queue,data:data90};
+if(!pattern1.test(data90)){
+const err329 = {instancePath:instancePath+"/cloud/forward/" + i2,schemaPath:"#/properties/cloud/properties/forward/items/pattern",keyword:"pattern",params:{pattern: "^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$"},message:"must match pattern \""+"^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$"+"\"",schema:"^(?:(?:\\+|[^+#/\\u0000]*)/)*(?:\\+|#|[^+#/\\u0000]*)$",parentSchema:schema11.properties.cloud.properties.forward.items,data:data90};
 if(vErrors === null){
 vErrors = [err329];
 }
@@ -3903,9 +3901,9 @@ vErrors.push(err329);
 }
 errors++;
 }
-for(const key18 in data90){
-if(!((key18 === "maxBytes") || (key18 === "syncIntervalMs"))){
-const err330 = {instancePath:instancePath+"/cloud/queue",schemaPath:"#/properties/cloud/properties/queue/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key18},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.cloud.properties.queue,data:data90};
+}
+else {
+const err330 = {instancePath:instancePath+"/cloud/forward/" + i2,schemaPath:"#/properties/cloud/properties/forward/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.cloud.properties.forward.items.type,parentSchema:schema11.properties.cloud.properties.forward.items,data:data90};
 if(vErrors === null){
 vErrors = [err330];
 }
@@ -3915,10 +3913,9 @@ vErrors.push(err330);
 errors++;
 }
 }
-if(data90.maxBytes !== undefined){
-let data91 = data90.maxBytes;
-if(!(((typeof data91 == "number") && (!(data91 % 1) && !isNaN(data91))) && (isFinite(data91)))){
-const err331 = {instancePath:instancePath+"/cloud/queue/maxBytes",schemaPath:"#/properties/cloud/properties/queue/properties/maxBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cloud.properties.queue.properties.maxBytes.type,parentSchema:schema11.properties.cloud.properties.queue.properties.maxBytes,data:data91};
+}
+else {
+const err331 = {instancePath:instancePath+"/cloud/forward",schemaPath:"#/properties/cloud/properties/forward/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.cloud.properties.forward.type,parentSchema:schema11.properties.cloud.properties.forward,data:data89};
 if(vErrors === null){
 vErrors = [err331];
 }
@@ -3927,9 +3924,12 @@ vErrors.push(err331);
 }
 errors++;
 }
-if((typeof data91 == "number") && (isFinite(data91))){
-if(data91 > 68719476736 || isNaN(data91)){
-const err332 = {instancePath:instancePath+"/cloud/queue/maxBytes",schemaPath:"#/properties/cloud/properties/queue/properties/maxBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 68719476736},message:"must be <= 68719476736",schema:68719476736,parentSchema:schema11.properties.cloud.properties.queue.properties.maxBytes,data:data91};
+}
+if(data74.queue !== undefined){
+let data91 = data74.queue;
+if(data91 && typeof data91 == "object" && !Array.isArray(data91)){
+if(data91.maxBytes === undefined){
+const err332 = {instancePath:instancePath+"/cloud/queue",schemaPath:"#/properties/cloud/properties/queue/required",keyword:"required",params:{missingProperty: "maxBytes"},message:"must have required property '"+"maxBytes"+"'",schema:schema11.properties.cloud.properties.queue.required,parentSchema:schema11.properties.cloud.properties.queue,data:data91};
 if(vErrors === null){
 vErrors = [err332];
 }
@@ -3938,8 +3938,8 @@ vErrors.push(err332);
 }
 errors++;
 }
-if(data91 < 65536 || isNaN(data91)){
-const err333 = {instancePath:instancePath+"/cloud/queue/maxBytes",schemaPath:"#/properties/cloud/properties/queue/properties/maxBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 65536},message:"must be >= 65536",schema:65536,parentSchema:schema11.properties.cloud.properties.queue.properties.maxBytes,data:data91};
+if(data91.syncIntervalMs === undefined){
+const err333 = {instancePath:instancePath+"/cloud/queue",schemaPath:"#/properties/cloud/properties/queue/required",keyword:"required",params:{missingProperty: "syncIntervalMs"},message:"must have required property '"+"syncIntervalMs"+"'",schema:schema11.properties.cloud.properties.queue.required,parentSchema:schema11.properties.cloud.properties.queue,data:data91};
 if(vErrors === null){
 vErrors = [err333];
 }
@@ -3948,12 +3948,9 @@ vErrors.push(err333);
 }
 errors++;
 }
-}
-}
-if(data90.syncIntervalMs !== undefined){
-let data92 = data90.syncIntervalMs;
-if(!(((typeof data92 == "number") && (!(data92 % 1) && !isNaN(data92))) && (isFinite(data92)))){
-const err334 = {instancePath:instancePath+"/cloud/queue/syncIntervalMs",schemaPath:"#/properties/cloud/properties/queue/properties/syncIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cloud.properties.queue.properties.syncIntervalMs.type,parentSchema:schema11.properties.cloud.properties.queue.properties.syncIntervalMs,data:data92};
+for(const key18 in data91){
+if(!((key18 === "maxBytes") || (key18 === "syncIntervalMs"))){
+const err334 = {instancePath:instancePath+"/cloud/queue",schemaPath:"#/properties/cloud/properties/queue/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key18},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.cloud.properties.queue,data:data91};
 if(vErrors === null){
 vErrors = [err334];
 }
@@ -3962,9 +3959,11 @@ vErrors.push(err334);
 }
 errors++;
 }
-if((typeof data92 == "number") && (isFinite(data92))){
-if(data92 > 10000 || isNaN(data92)){
-const err335 = {instancePath:instancePath+"/cloud/queue/syncIntervalMs",schemaPath:"#/properties/cloud/properties/queue/properties/syncIntervalMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000},message:"must be <= 10000",schema:10000,parentSchema:schema11.properties.cloud.properties.queue.properties.syncIntervalMs,data:data92};
+}
+if(data91.maxBytes !== undefined){
+let data92 = data91.maxBytes;
+if(!(((typeof data92 == "number") && (!(data92 % 1) && !isNaN(data92))) && (isFinite(data92)))){
+const err335 = {instancePath:instancePath+"/cloud/queue/maxBytes",schemaPath:"#/properties/cloud/properties/queue/properties/maxBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cloud.properties.queue.properties.maxBytes.type,parentSchema:schema11.properties.cloud.properties.queue.properties.maxBytes,data:data92};
 if(vErrors === null){
 vErrors = [err335];
 }
@@ -3973,8 +3972,9 @@ vErrors.push(err335);
 }
 errors++;
 }
-if(data92 < 0 || isNaN(data92)){
-const err336 = {instancePath:instancePath+"/cloud/queue/syncIntervalMs",schemaPath:"#/properties/cloud/properties/queue/properties/syncIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.cloud.properties.queue.properties.syncIntervalMs,data:data92};
+if((typeof data92 == "number") && (isFinite(data92))){
+if(data92 > 68719476736 || isNaN(data92)){
+const err336 = {instancePath:instancePath+"/cloud/queue/maxBytes",schemaPath:"#/properties/cloud/properties/queue/properties/maxBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 68719476736},message:"must be <= 68719476736",schema:68719476736,parentSchema:schema11.properties.cloud.properties.queue.properties.maxBytes,data:data92};
 if(vErrors === null){
 vErrors = [err336];
 }
@@ -3983,11 +3983,8 @@ vErrors.push(err336);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err337 = {instancePath:instancePath+"/cloud/queue",schemaPath:"#/properties/cloud/properties/queue/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.cloud.properties.queue.type,parentSchema:schema11.properties.cloud.properties.queue,data:data90};
+if(data92 < 65536 || isNaN(data92)){
+const err337 = {instancePath:instancePath+"/cloud/queue/maxBytes",schemaPath:"#/properties/cloud/properties/queue/properties/maxBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 65536},message:"must be >= 65536",schema:65536,parentSchema:schema11.properties.cloud.properties.queue.properties.maxBytes,data:data92};
 if(vErrors === null){
 vErrors = [err337];
 }
@@ -3998,8 +3995,10 @@ errors++;
 }
 }
 }
-else {
-const err338 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.cloud.type,parentSchema:schema11.properties.cloud,data:data73};
+if(data91.syncIntervalMs !== undefined){
+let data93 = data91.syncIntervalMs;
+if(!(((typeof data93 == "number") && (!(data93 % 1) && !isNaN(data93))) && (isFinite(data93)))){
+const err338 = {instancePath:instancePath+"/cloud/queue/syncIntervalMs",schemaPath:"#/properties/cloud/properties/queue/properties/syncIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.cloud.properties.queue.properties.syncIntervalMs.type,parentSchema:schema11.properties.cloud.properties.queue.properties.syncIntervalMs,data:data93};
 if(vErrors === null){
 vErrors = [err338];
 }
@@ -4008,12 +4007,9 @@ vErrors.push(err338);
 }
 errors++;
 }
-}
-if(data.metrics !== undefined){
-let data93 = data.metrics;
-if(data93 && typeof data93 == "object" && !Array.isArray(data93)){
-if(data93.enabled === undefined){
-const err339 = {instancePath:instancePath+"/metrics",schemaPath:"#/properties/metrics/required",keyword:"required",params:{missingProperty: "enabled"},message:"must have required property '"+"enabled"+"'",schema:schema11.properties.metrics.required,parentSchema:schema11.properties.metrics,data:data93};
+if((typeof data93 == "number") && (isFinite(data93))){
+if(data93 > 10000 || isNaN(data93)){
+const err339 = {instancePath:instancePath+"/cloud/queue/syncIntervalMs",schemaPath:"#/properties/cloud/properties/queue/properties/syncIntervalMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000},message:"must be <= 10000",schema:10000,parentSchema:schema11.properties.cloud.properties.queue.properties.syncIntervalMs,data:data93};
 if(vErrors === null){
 vErrors = [err339];
 }
@@ -4022,8 +4018,8 @@ vErrors.push(err339);
 }
 errors++;
 }
-if(data93.host === undefined){
-const err340 = {instancePath:instancePath+"/metrics",schemaPath:"#/properties/metrics/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'",schema:schema11.properties.metrics.required,parentSchema:schema11.properties.metrics,data:data93};
+if(data93 < 0 || isNaN(data93)){
+const err340 = {instancePath:instancePath+"/cloud/queue/syncIntervalMs",schemaPath:"#/properties/cloud/properties/queue/properties/syncIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.cloud.properties.queue.properties.syncIntervalMs,data:data93};
 if(vErrors === null){
 vErrors = [err340];
 }
@@ -4032,8 +4028,11 @@ vErrors.push(err340);
 }
 errors++;
 }
-if(data93.port === undefined){
-const err341 = {instancePath:instancePath+"/metrics",schemaPath:"#/properties/metrics/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'",schema:schema11.properties.metrics.required,parentSchema:schema11.properties.metrics,data:data93};
+}
+}
+}
+else {
+const err341 = {instancePath:instancePath+"/cloud/queue",schemaPath:"#/properties/cloud/properties/queue/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.cloud.properties.queue.type,parentSchema:schema11.properties.cloud.properties.queue,data:data91};
 if(vErrors === null){
 vErrors = [err341];
 }
@@ -4042,9 +4041,10 @@ vErrors.push(err341);
 }
 errors++;
 }
-for(const key19 in data93){
-if(!(((key19 === "enabled") || (key19 === "host")) || (key19 === "port"))){
-const err342 = {instancePath:instancePath+"/metrics",schemaPath:"#/properties/metrics/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key19},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.metrics,data:data93};
+}
+}
+else {
+const err342 = {instancePath:instancePath+"/cloud",schemaPath:"#/properties/cloud/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.cloud.type,parentSchema:schema11.properties.cloud,data:data74};
 if(vErrors === null){
 vErrors = [err342];
 }
@@ -4054,10 +4054,11 @@ vErrors.push(err342);
 errors++;
 }
 }
-if(data93.enabled !== undefined){
-let data94 = data93.enabled;
-if(typeof data94 !== "boolean"){
-const err343 = {instancePath:instancePath+"/metrics/enabled",schemaPath:"#/properties/metrics/properties/enabled/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.metrics.properties.enabled.type,parentSchema:schema11.properties.metrics.properties.enabled,data:data94};
+if(data.metrics !== undefined){
+let data94 = data.metrics;
+if(data94 && typeof data94 == "object" && !Array.isArray(data94)){
+if(data94.enabled === undefined){
+const err343 = {instancePath:instancePath+"/metrics",schemaPath:"#/properties/metrics/required",keyword:"required",params:{missingProperty: "enabled"},message:"must have required property '"+"enabled"+"'",schema:schema11.properties.metrics.required,parentSchema:schema11.properties.metrics,data:data94};
 if(vErrors === null){
 vErrors = [err343];
 }
@@ -4066,12 +4067,8 @@ vErrors.push(err343);
 }
 errors++;
 }
-}
-if(data93.host !== undefined){
-let data95 = data93.host;
-if(typeof data95 === "string"){
-if(func3(data95) < 1){
-const err344 = {instancePath:instancePath+"/metrics/host",schemaPath:"#/properties/metrics/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.metrics.properties.host,data:data95};
+if(data94.host === undefined){
+const err344 = {instancePath:instancePath+"/metrics",schemaPath:"#/properties/metrics/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'",schema:schema11.properties.metrics.required,parentSchema:schema11.properties.metrics,data:data94};
 if(vErrors === null){
 vErrors = [err344];
 }
@@ -4080,9 +4077,8 @@ vErrors.push(err344);
 }
 errors++;
 }
-}
-else {
-const err345 = {instancePath:instancePath+"/metrics/host",schemaPath:"#/properties/metrics/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.metrics.properties.host.type,parentSchema:schema11.properties.metrics.properties.host,data:data95};
+if(data94.port === undefined){
+const err345 = {instancePath:instancePath+"/metrics",schemaPath:"#/properties/metrics/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'",schema:schema11.properties.metrics.required,parentSchema:schema11.properties.metrics,data:data94};
 if(vErrors === null){
 vErrors = [err345];
 }
@@ -4091,11 +4087,9 @@ vErrors.push(err345);
 }
 errors++;
 }
-}
-if(data93.port !== undefined){
-let data96 = data93.port;
-if(!(((typeof data96 == "number") && (!(data96 % 1) && !isNaN(data96))) && (isFinite(data96)))){
-const err346 = {instancePath:instancePath+"/metrics/port",schemaPath:"#/properties/metrics/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.metrics.properties.port.type,parentSchema:schema11.properties.metrics.properties.port,data:data96};
+for(const key19 in data94){
+if(!(((key19 === "enabled") || (key19 === "host")) || (key19 === "port"))){
+const err346 = {instancePath:instancePath+"/metrics",schemaPath:"#/properties/metrics/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key19},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.metrics,data:data94};
 if(vErrors === null){
 vErrors = [err346];
 }
@@ -4104,9 +4098,11 @@ vErrors.push(err346);
 }
 errors++;
 }
-if((typeof data96 == "number") && (isFinite(data96))){
-if(data96 > 65535 || isNaN(data96)){
-const err347 = {instancePath:instancePath+"/metrics/port",schemaPath:"#/properties/metrics/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema11.properties.metrics.properties.port,data:data96};
+}
+if(data94.enabled !== undefined){
+let data95 = data94.enabled;
+if(typeof data95 !== "boolean"){
+const err347 = {instancePath:instancePath+"/metrics/enabled",schemaPath:"#/properties/metrics/properties/enabled/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema11.properties.metrics.properties.enabled.type,parentSchema:schema11.properties.metrics.properties.enabled,data:data95};
 if(vErrors === null){
 vErrors = [err347];
 }
@@ -4115,8 +4111,12 @@ vErrors.push(err347);
 }
 errors++;
 }
-if(data96 < 0 || isNaN(data96)){
-const err348 = {instancePath:instancePath+"/metrics/port",schemaPath:"#/properties/metrics/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.metrics.properties.port,data:data96};
+}
+if(data94.host !== undefined){
+let data96 = data94.host;
+if(typeof data96 === "string"){
+if(func3(data96) < 1){
+const err348 = {instancePath:instancePath+"/metrics/host",schemaPath:"#/properties/metrics/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.metrics.properties.host,data:data96};
 if(vErrors === null){
 vErrors = [err348];
 }
@@ -4126,10 +4126,8 @@ vErrors.push(err348);
 errors++;
 }
 }
-}
-}
 else {
-const err349 = {instancePath:instancePath+"/metrics",schemaPath:"#/properties/metrics/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.metrics.type,parentSchema:schema11.properties.metrics,data:data93};
+const err349 = {instancePath:instancePath+"/metrics/host",schemaPath:"#/properties/metrics/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.metrics.properties.host.type,parentSchema:schema11.properties.metrics.properties.host,data:data96};
 if(vErrors === null){
 vErrors = [err349];
 }
@@ -4139,11 +4137,10 @@ vErrors.push(err349);
 errors++;
 }
 }
-if(data.schedule !== undefined){
-let data97 = data.schedule;
-if(data97 && typeof data97 == "object" && !Array.isArray(data97)){
-if(data97.timeFloorPersist === undefined){
-const err350 = {instancePath:instancePath+"/schedule",schemaPath:"#/properties/schedule/required",keyword:"required",params:{missingProperty: "timeFloorPersist"},message:"must have required property '"+"timeFloorPersist"+"'",schema:schema11.properties.schedule.required,parentSchema:schema11.properties.schedule,data:data97};
+if(data94.port !== undefined){
+let data97 = data94.port;
+if(!(((typeof data97 == "number") && (!(data97 % 1) && !isNaN(data97))) && (isFinite(data97)))){
+const err350 = {instancePath:instancePath+"/metrics/port",schemaPath:"#/properties/metrics/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.metrics.properties.port.type,parentSchema:schema11.properties.metrics.properties.port,data:data97};
 if(vErrors === null){
 vErrors = [err350];
 }
@@ -4152,8 +4149,9 @@ vErrors.push(err350);
 }
 errors++;
 }
-if(data97.snapshotRefresh === undefined){
-const err351 = {instancePath:instancePath+"/schedule",schemaPath:"#/properties/schedule/required",keyword:"required",params:{missingProperty: "snapshotRefresh"},message:"must have required property '"+"snapshotRefresh"+"'",schema:schema11.properties.schedule.required,parentSchema:schema11.properties.schedule,data:data97};
+if((typeof data97 == "number") && (isFinite(data97))){
+if(data97 > 65535 || isNaN(data97)){
+const err351 = {instancePath:instancePath+"/metrics/port",schemaPath:"#/properties/metrics/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema11.properties.metrics.properties.port,data:data97};
 if(vErrors === null){
 vErrors = [err351];
 }
@@ -4162,8 +4160,8 @@ vErrors.push(err351);
 }
 errors++;
 }
-if(data97.expiryCheck === undefined){
-const err352 = {instancePath:instancePath+"/schedule",schemaPath:"#/properties/schedule/required",keyword:"required",params:{missingProperty: "expiryCheck"},message:"must have required property '"+"expiryCheck"+"'",schema:schema11.properties.schedule.required,parentSchema:schema11.properties.schedule,data:data97};
+if(data97 < 0 || isNaN(data97)){
+const err352 = {instancePath:instancePath+"/metrics/port",schemaPath:"#/properties/metrics/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.metrics.properties.port,data:data97};
 if(vErrors === null){
 vErrors = [err352];
 }
@@ -4172,8 +4170,11 @@ vErrors.push(err352);
 }
 errors++;
 }
-if(data97.auditUpload === undefined){
-const err353 = {instancePath:instancePath+"/schedule",schemaPath:"#/properties/schedule/required",keyword:"required",params:{missingProperty: "auditUpload"},message:"must have required property '"+"auditUpload"+"'",schema:schema11.properties.schedule.required,parentSchema:schema11.properties.schedule,data:data97};
+}
+}
+}
+else {
+const err353 = {instancePath:instancePath+"/metrics",schemaPath:"#/properties/metrics/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.metrics.type,parentSchema:schema11.properties.metrics,data:data94};
 if(vErrors === null){
 vErrors = [err353];
 }
@@ -4182,8 +4183,12 @@ vErrors.push(err353);
 }
 errors++;
 }
-if(data97.queueCompact === undefined){
-const err354 = {instancePath:instancePath+"/schedule",schemaPath:"#/properties/schedule/required",keyword:"required",params:{missingProperty: "queueCompact"},message:"must have required property '"+"queueCompact"+"'",schema:schema11.properties.schedule.required,parentSchema:schema11.properties.schedule,data:data97};
+}
+if(data.schedule !== undefined){
+let data98 = data.schedule;
+if(data98 && typeof data98 == "object" && !Array.isArray(data98)){
+if(data98.timeFloorPersist === undefined){
+const err354 = {instancePath:instancePath+"/schedule",schemaPath:"#/properties/schedule/required",keyword:"required",params:{missingProperty: "timeFloorPersist"},message:"must have required property '"+"timeFloorPersist"+"'",schema:schema11.properties.schedule.required,parentSchema:schema11.properties.schedule,data:data98};
 if(vErrors === null){
 vErrors = [err354];
 }
@@ -4192,9 +4197,8 @@ vErrors.push(err354);
 }
 errors++;
 }
-for(const key20 in data97){
-if(!(((((key20 === "timeFloorPersist") || (key20 === "snapshotRefresh")) || (key20 === "expiryCheck")) || (key20 === "auditUpload")) || (key20 === "queueCompact"))){
-const err355 = {instancePath:instancePath+"/schedule",schemaPath:"#/properties/schedule/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key20},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.schedule,data:data97};
+if(data98.snapshotRefresh === undefined){
+const err355 = {instancePath:instancePath+"/schedule",schemaPath:"#/properties/schedule/required",keyword:"required",params:{missingProperty: "snapshotRefresh"},message:"must have required property '"+"snapshotRefresh"+"'",schema:schema11.properties.schedule.required,parentSchema:schema11.properties.schedule,data:data98};
 if(vErrors === null){
 vErrors = [err355];
 }
@@ -4203,12 +4207,8 @@ vErrors.push(err355);
 }
 errors++;
 }
-}
-if(data97.timeFloorPersist !== undefined){
-let data98 = data97.timeFloorPersist;
-if(typeof data98 === "string"){
-if(func3(data98) < 1){
-const err356 = {instancePath:instancePath+"/schedule/timeFloorPersist",schemaPath:"#/properties/schedule/properties/timeFloorPersist/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.schedule.properties.timeFloorPersist,data:data98};
+if(data98.expiryCheck === undefined){
+const err356 = {instancePath:instancePath+"/schedule",schemaPath:"#/properties/schedule/required",keyword:"required",params:{missingProperty: "expiryCheck"},message:"must have required property '"+"expiryCheck"+"'",schema:schema11.properties.schedule.required,parentSchema:schema11.properties.schedule,data:data98};
 if(vErrors === null){
 vErrors = [err356];
 }
@@ -4217,9 +4217,8 @@ vErrors.push(err356);
 }
 errors++;
 }
-}
-else {
-const err357 = {instancePath:instancePath+"/schedule/timeFloorPersist",schemaPath:"#/properties/schedule/properties/timeFloorPersist/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.schedule.properties.timeFloorPersist.type,parentSchema:schema11.properties.schedule.properties.timeFloorPersist,data:data98};
+if(data98.auditUpload === undefined){
+const err357 = {instancePath:instancePath+"/schedule",schemaPath:"#/properties/schedule/required",keyword:"required",params:{missingProperty: "auditUpload"},message:"must have required property '"+"auditUpload"+"'",schema:schema11.properties.schedule.required,parentSchema:schema11.properties.schedule,data:data98};
 if(vErrors === null){
 vErrors = [err357];
 }
@@ -4228,12 +4227,8 @@ vErrors.push(err357);
 }
 errors++;
 }
-}
-if(data97.snapshotRefresh !== undefined){
-let data99 = data97.snapshotRefresh;
-if(typeof data99 === "string"){
-if(func3(data99) < 1){
-const err358 = {instancePath:instancePath+"/schedule/snapshotRefresh",schemaPath:"#/properties/schedule/properties/snapshotRefresh/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.schedule.properties.snapshotRefresh,data:data99};
+if(data98.queueCompact === undefined){
+const err358 = {instancePath:instancePath+"/schedule",schemaPath:"#/properties/schedule/required",keyword:"required",params:{missingProperty: "queueCompact"},message:"must have required property '"+"queueCompact"+"'",schema:schema11.properties.schedule.required,parentSchema:schema11.properties.schedule,data:data98};
 if(vErrors === null){
 vErrors = [err358];
 }
@@ -4242,9 +4237,9 @@ vErrors.push(err358);
 }
 errors++;
 }
-}
-else {
-const err359 = {instancePath:instancePath+"/schedule/snapshotRefresh",schemaPath:"#/properties/schedule/properties/snapshotRefresh/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.schedule.properties.snapshotRefresh.type,parentSchema:schema11.properties.schedule.properties.snapshotRefresh,data:data99};
+for(const key20 in data98){
+if(!(((((key20 === "timeFloorPersist") || (key20 === "snapshotRefresh")) || (key20 === "expiryCheck")) || (key20 === "auditUpload")) || (key20 === "queueCompact"))){
+const err359 = {instancePath:instancePath+"/schedule",schemaPath:"#/properties/schedule/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key20},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.schedule,data:data98};
 if(vErrors === null){
 vErrors = [err359];
 }
@@ -4254,11 +4249,11 @@ vErrors.push(err359);
 errors++;
 }
 }
-if(data97.expiryCheck !== undefined){
-let data100 = data97.expiryCheck;
-if(typeof data100 === "string"){
-if(func3(data100) < 1){
-const err360 = {instancePath:instancePath+"/schedule/expiryCheck",schemaPath:"#/properties/schedule/properties/expiryCheck/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.schedule.properties.expiryCheck,data:data100};
+if(data98.timeFloorPersist !== undefined){
+let data99 = data98.timeFloorPersist;
+if(typeof data99 === "string"){
+if(func3(data99) < 1){
+const err360 = {instancePath:instancePath+"/schedule/timeFloorPersist",schemaPath:"#/properties/schedule/properties/timeFloorPersist/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.schedule.properties.timeFloorPersist,data:data99};
 if(vErrors === null){
 vErrors = [err360];
 }
@@ -4269,7 +4264,7 @@ errors++;
 }
 }
 else {
-const err361 = {instancePath:instancePath+"/schedule/expiryCheck",schemaPath:"#/properties/schedule/properties/expiryCheck/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.schedule.properties.expiryCheck.type,parentSchema:schema11.properties.schedule.properties.expiryCheck,data:data100};
+const err361 = {instancePath:instancePath+"/schedule/timeFloorPersist",schemaPath:"#/properties/schedule/properties/timeFloorPersist/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.schedule.properties.timeFloorPersist.type,parentSchema:schema11.properties.schedule.properties.timeFloorPersist,data:data99};
 if(vErrors === null){
 vErrors = [err361];
 }
@@ -4279,11 +4274,11 @@ vErrors.push(err361);
 errors++;
 }
 }
-if(data97.auditUpload !== undefined){
-let data101 = data97.auditUpload;
-if(typeof data101 === "string"){
-if(func3(data101) < 1){
-const err362 = {instancePath:instancePath+"/schedule/auditUpload",schemaPath:"#/properties/schedule/properties/auditUpload/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.schedule.properties.auditUpload,data:data101};
+if(data98.snapshotRefresh !== undefined){
+let data100 = data98.snapshotRefresh;
+if(typeof data100 === "string"){
+if(func3(data100) < 1){
+const err362 = {instancePath:instancePath+"/schedule/snapshotRefresh",schemaPath:"#/properties/schedule/properties/snapshotRefresh/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.schedule.properties.snapshotRefresh,data:data100};
 if(vErrors === null){
 vErrors = [err362];
 }
@@ -4294,7 +4289,7 @@ errors++;
 }
 }
 else {
-const err363 = {instancePath:instancePath+"/schedule/auditUpload",schemaPath:"#/properties/schedule/properties/auditUpload/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.schedule.properties.auditUpload.type,parentSchema:schema11.properties.schedule.properties.auditUpload,data:data101};
+const err363 = {instancePath:instancePath+"/schedule/snapshotRefresh",schemaPath:"#/properties/schedule/properties/snapshotRefresh/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.schedule.properties.snapshotRefresh.type,parentSchema:schema11.properties.schedule.properties.snapshotRefresh,data:data100};
 if(vErrors === null){
 vErrors = [err363];
 }
@@ -4304,11 +4299,11 @@ vErrors.push(err363);
 errors++;
 }
 }
-if(data97.queueCompact !== undefined){
-let data102 = data97.queueCompact;
-if(typeof data102 === "string"){
-if(func3(data102) < 1){
-const err364 = {instancePath:instancePath+"/schedule/queueCompact",schemaPath:"#/properties/schedule/properties/queueCompact/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.schedule.properties.queueCompact,data:data102};
+if(data98.expiryCheck !== undefined){
+let data101 = data98.expiryCheck;
+if(typeof data101 === "string"){
+if(func3(data101) < 1){
+const err364 = {instancePath:instancePath+"/schedule/expiryCheck",schemaPath:"#/properties/schedule/properties/expiryCheck/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.schedule.properties.expiryCheck,data:data101};
 if(vErrors === null){
 vErrors = [err364];
 }
@@ -4319,7 +4314,7 @@ errors++;
 }
 }
 else {
-const err365 = {instancePath:instancePath+"/schedule/queueCompact",schemaPath:"#/properties/schedule/properties/queueCompact/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.schedule.properties.queueCompact.type,parentSchema:schema11.properties.schedule.properties.queueCompact,data:data102};
+const err365 = {instancePath:instancePath+"/schedule/expiryCheck",schemaPath:"#/properties/schedule/properties/expiryCheck/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.schedule.properties.expiryCheck.type,parentSchema:schema11.properties.schedule.properties.expiryCheck,data:data101};
 if(vErrors === null){
 vErrors = [err365];
 }
@@ -4329,9 +4324,11 @@ vErrors.push(err365);
 errors++;
 }
 }
-}
-else {
-const err366 = {instancePath:instancePath+"/schedule",schemaPath:"#/properties/schedule/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.schedule.type,parentSchema:schema11.properties.schedule,data:data97};
+if(data98.auditUpload !== undefined){
+let data102 = data98.auditUpload;
+if(typeof data102 === "string"){
+if(func3(data102) < 1){
+const err366 = {instancePath:instancePath+"/schedule/auditUpload",schemaPath:"#/properties/schedule/properties/auditUpload/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.schedule.properties.auditUpload,data:data102};
 if(vErrors === null){
 vErrors = [err366];
 }
@@ -4341,14 +4338,62 @@ vErrors.push(err366);
 errors++;
 }
 }
-}
 else {
-const err367 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.type,parentSchema:schema11,data};
+const err367 = {instancePath:instancePath+"/schedule/auditUpload",schemaPath:"#/properties/schedule/properties/auditUpload/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.schedule.properties.auditUpload.type,parentSchema:schema11.properties.schedule.properties.auditUpload,data:data102};
 if(vErrors === null){
 vErrors = [err367];
 }
 else {
 vErrors.push(err367);
+}
+errors++;
+}
+}
+if(data98.queueCompact !== undefined){
+let data103 = data98.queueCompact;
+if(typeof data103 === "string"){
+if(func3(data103) < 1){
+const err368 = {instancePath:instancePath+"/schedule/queueCompact",schemaPath:"#/properties/schedule/properties/queueCompact/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.schedule.properties.queueCompact,data:data103};
+if(vErrors === null){
+vErrors = [err368];
+}
+else {
+vErrors.push(err368);
+}
+errors++;
+}
+}
+else {
+const err369 = {instancePath:instancePath+"/schedule/queueCompact",schemaPath:"#/properties/schedule/properties/queueCompact/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.schedule.properties.queueCompact.type,parentSchema:schema11.properties.schedule.properties.queueCompact,data:data103};
+if(vErrors === null){
+vErrors = [err369];
+}
+else {
+vErrors.push(err369);
+}
+errors++;
+}
+}
+}
+else {
+const err370 = {instancePath:instancePath+"/schedule",schemaPath:"#/properties/schedule/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.schedule.type,parentSchema:schema11.properties.schedule,data:data98};
+if(vErrors === null){
+vErrors = [err370];
+}
+else {
+vErrors.push(err370);
+}
+errors++;
+}
+}
+}
+else {
+const err371 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.type,parentSchema:schema11,data};
+if(vErrors === null){
+vErrors = [err371];
+}
+else {
+vErrors.push(err371);
 }
 errors++;
 }

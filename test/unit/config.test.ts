@@ -64,6 +64,7 @@ t.test('DEFAULT_CONFIG holds the documented defaults, frozen', async (t) => {
       maxInflightOutbound: 1000,
       keepaliveLimitSeconds: 0,
       maxTopicLevels: 32,
+      maxTopicAliases: 16,
     },
     sessions: { persist: true, syncIntervalMs: 100, maxQueuedMessages: 1000, maxQueuedBytes: 1048576, maxTotalQueuedBytes: 67108864, maxPersistent: 10000, expirySeconds: 604800 },
     actions: { ttlSeconds: { command: 300, parameter: 300, firmware: 3600, metric: 300, alert: 3600, option: 300, activation: 300, registration: 300, bulk: 900 } },
