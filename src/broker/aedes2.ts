@@ -77,18 +77,6 @@ export function cleanIncomingOnCleanSessions(aedes: Aedes, store: { cleanIncomin
   });
 }
 
-/**
- * Ends a client's connection telling an MQTT 5 client why (server DISCONNECT with a reason code and
- * a reason string); a 3.1.1 client, which has no server DISCONNECT, is closed. (aedes' `disconnect`
- * is not in its type declarations.)
- */
-export function disconnectWithReason(client: Client, reasonCode: number, reasonString: string): void {
-  (client as unknown as { disconnect(o: { reasonCode: number; properties?: { reasonString?: string } }, cb: () => void): void }).disconnect(
-    { reasonCode, properties: { reasonString } },
-    () => undefined,
-  );
-}
-
 /** The MQTT version a connected client speaks: 5, or 3/4 (MQTT 3.1 / 3.1.1). */
 export function versionOf(client: Client | null): number {
   return (client as { version?: number } | null)?.version ?? 4;

@@ -25,7 +25,7 @@ import { PRINCIPAL_KIND_NAMES, PrincipalKind, type PolicyIndex } from '../decide
 import { compileTopicMap, compileTopicRules, type ActionRef, type DeliveryRoute, type TopicMap, type TopicRules } from '../topics/index.js';
 import { permissionId } from '../catalog/index.js';
 import { createGuardedMq } from './mq.js';
-import { DISCONNECT_NOT_AUTHORIZED, MQTT5_REFUSED_LEVEL, cleanIncomingOnCleanSessions, disconnectWithReason, hardenBroker } from './aedes2.js';
+import { DISCONNECT_NOT_AUTHORIZED, MQTT5_REFUSED_LEVEL, cleanIncomingOnCleanSessions, hardenBroker } from './aedes2.js';
 import { RateLimiter } from './rate-limit.js';
 import { CredentialChecker, credentialStillValid } from './credentials.js';
 import { ActionGate } from './actions.js';
@@ -35,7 +35,7 @@ import { DenialBudget } from './denial-budget.js';
 import { DROP, EMPTY_ID, KEEPALIVE, LEVEL, SENT, logLimitOnce, type ClientMarks, type Marked, type Session } from './session.js';
 import { ConnectionEvents } from './connections.js';
 import { acceptConnection } from './accept.js';
-import { disconnectOnReceiveMaximum, outboundWindow } from './flow-control.js';
+import { disconnectAndClose, disconnectOnReceiveMaximum, outboundWindow } from './flow-control.js';
 import { onClientError, type ClientErrorDeps } from './client-errors.js';
 import { Delivery } from './delivery.js';
 import { openListeners } from './listeners.js';
@@ -518,7 +518,7 @@ export class GatewayBroker {
         this.opts.audit.record({ principal: s.principal, clientId: client.id, action: 'connect', decision: 'deny', reason: 'REVOKED', snapshotVersion: index.version });
         this.events.ending(client, 'revoked', { snapshotVersion: index.version });
         // MQTT 5 clients are told why (DISCONNECT 0x87 Not authorized); 3.1.1 ones are closed.
-        disconnectWithReason(client, DISCONNECT_NOT_AUTHORIZED, 'credentials revoked');
+        disconnectAndClose(client, DISCONNECT_NOT_AUTHORIZED, 'credentials revoked');
       }
     }
     // A persistent session whose owner left the snapshot ends, with the messages queued for it.

@@ -56,7 +56,7 @@ const DISCONNECT_CLOSE_MS = 5_000;
  * Sends an MQTT 5 client a server DISCONNECT with a reason code and string, then closes the
  * connection once it is written (or after DISCONNECT_CLOSE_MS, for a client that does not read).
  * Only after its CONNACK [MQTT-3.14.0-1]; before, and for 3.1.1, the connection is just closed.
- * aedes' own `disconnect` (./aedes2.ts disconnectWithReason) sends nothing until aedes counts the
+ * aedes' own `disconnect` sends nothing until aedes counts the
  * client as connected, which is after the CONNACK and the resumed session's resends: a client
  * that sends right after its CONNACK would not be told. The socket is ended with the packet, so
  * nothing aedes still writes (a PUBREC being answered) follows it onto the wire [MQTT-3.14.4-1].
