@@ -25,7 +25,7 @@ import { PRINCIPAL_KIND_NAMES, PrincipalKind, type PolicyIndex } from '../decide
 import { compileTopicMap, compileTopicRules, type ActionRef, type DeliveryRoute, type TopicMap, type TopicRules } from '../topics/index.js';
 import { permissionId } from '../catalog/index.js';
 import { createGuardedMq } from './mq.js';
-import { DISCONNECT_NOT_AUTHORIZED, MQTT5_REFUSED_LEVEL, cleanIncomingOnCleanSessions, disconnectWithReason, hardenBroker } from './aedes2.js';
+import { DISCONNECT_NOT_AUTHORIZED, MQTT5_REFUSED_LEVEL, cleanIncomingOnCleanSessions, disconnectWithReason, hardenBroker, versionOf } from './aedes2.js';
 import { RateLimiter } from './rate-limit.js';
 import { CredentialChecker, credentialStillValid } from './credentials.js';
 import { ActionGate } from './actions.js';
@@ -99,6 +99,7 @@ export class GatewayBroker {
     publishesDenied: 0,
     deliveries: 0,
     deliveriesFiltered: 0,
+    messagesExpired: 0,
     oversizedPackets: 0,
     // the in-flight windows' (./inflight-window.ts)
     inflightWindowFull: 0,
@@ -231,6 +232,8 @@ export class GatewayBroker {
       isGranted: (client, filter) => broker?.granted(client as Client, filter) ?? true,
       limits: { maxMessages: c.sessions.maxQueuedMessages, maxBytes: c.sessions.maxQueuedBytes, maxTotalBytes: c.sessions.maxTotalQueuedBytes },
       onQueueLimit: (e) => broker?.onQueueLimit(e),
+      // MQTT 5 message and session expiry count on the time floor, like actions' time to live.
+      now: () => opts.policy().now(),
       // The unsent rest of a resumed session's queue waits for its in-flight window (./delivery.ts).
       resumeSentOnly: true,
       maxIncomingPerClient: c.limits.maxInflightPerClient,
@@ -259,7 +262,11 @@ export class GatewayBroker {
       // aedes 2.0.0-beta.1 has no maxInflightInbound (1.2.0 had): the inbound QoS 2 window is the session
       // store's (maxIncomingPerClient above). MQTT 5 Receive Maximum: aedes advertises it, we enforce it.
       receiveMaximum: Math.min(65535, c.limits.maxInflightPerClient),
+      // MQTT 5 Session Expiry Interval: bounded by ours; aedes' timers end a session in time while the
+      // agent runs, our store keeps the deadline across a restart (./session-store.ts disconnected).
+      // Its timers are bounded like the persistent sessions themselves.
       sessionExpiryIntervalLimit: c.sessions.expirySeconds,
+      pendingSessionsLimit: c.sessions.maxPersistent,
       queueLimit: Math.max(42, c.limits.maxInflightPerClient),
       maxTopicLevels: c.limits.maxTopicLevels,
       maxClientsIdLength: 128,
@@ -299,8 +306,8 @@ export class GatewayBroker {
   sweepExpiredActions(): number {
     const clients = this.clients();
     const isConnected = (clientId: string) => clients[clientId] !== undefined;
-    const now = Date.now();
-    if (now - this.sessionsSweptAt >= Math.min(60_000, this.opts.config.sessions.expirySeconds * 500)) {
+    const now = this.opts.policy().now();
+    if (now - this.sessionsSweptAt >= Math.min(60_000, this.opts.config.sessions.expirySeconds * 500) || now >= this.store.nextSessionExpiry) {
       this.sessionsSweptAt = now;
       const expired = this.store.expireSessions(now, this.opts.config.sessions.expirySeconds * 1000, isConnected);
       if (expired.length > 0) this.log.info({ expired: expired.length, expirySeconds: this.opts.config.sessions.expirySeconds, first: expired.slice(0, 5) }, 'abandoned persistent sessions expired');
@@ -308,7 +315,8 @@ export class GatewayBroker {
     return this.actions.sweep(isConnected);
   }
 
-  private sessionsSweptAt = Date.now();
+  /** When the sessions were last swept (time floor; 0: at the first sweep). */
+  private sessionsSweptAt = 0;
 
   /** Ends the interval of coalesced connection lines: one line (and audit record) each for what was only counted. */
   flushRefusals(): void {
@@ -403,6 +411,13 @@ export class GatewayBroker {
         if (done) setImmediate(done);
         return;
       }
+      // MQTT 5 Message Expiry Interval: its deadline on the time floor (an action's was set with its
+      // authority, the shorter of it and the time to live), before aedes sets one on the wall clock.
+      const props = packet.properties;
+      if (props !== undefined && (packet as { messageExpiry?: number }).messageExpiry === undefined) {
+        const mei = props.messageExpiryInterval;
+        if (typeof mei === 'number' && mei > 0) (packet as { messageExpiry?: number }).messageExpiry = this.opts.policy().now() + mei * 1000;
+      }
       const handed = this.actions.handOver(packet, counter, done);
       if (handed !== done) {
         if (at < 0) rest.push(handed);
@@ -418,6 +433,14 @@ export class GatewayBroker {
     });
     a.on('client', (client) => this.events.connected(client, this.sessions.get(client)));
     a.on('clientDisconnect', (client) => this.onGone(client));
+    // An MQTT 5 session's expiry timer fired (aedes has wiped its subscriptions and queue): the session
+    // ends, its owner with it, as when our sweep ends it.
+    a.on('sessionExpired' as 'clientDisconnect', (client: Client) => {
+      if (this.clients()[client.id] === undefined && this.store.ownerOf(client.id) !== undefined) {
+        this.store.discardSession(client.id);
+        this.store.limitCounters.expiredSessions++;
+      }
+    });
     cleanIncomingOnCleanSessions(a, this.store);
     a.on('clientReady', (client) => this.delivery.ready(client));
     a.on('clientError', (client, err) => onClientError(this.clientErrors, client, err));
@@ -545,7 +568,10 @@ export class GatewayBroker {
   private readonly queueLimitLogged = new Set<string>();
 
   private onGone(client: Client): void {
-    if (!client.clean && client.id) this.store.disconnected(client.id, Date.now());
+    if (!client.clean && client.id) {
+      const v5 = versionOf(client) === 5 ? (client as { sessionExpiryInterval?: number }).sessionExpiryInterval ?? null : null;
+      this.store.disconnected(client.id, this.opts.policy().now(), v5);
+    }
     this.queueLimitLogged.delete(client.id);
     const s = this.sessions.get(client);
     this.events.disconnected(client, s);

@@ -174,7 +174,7 @@ t.test('queue bounds: a full session drops its oldest; all queues full refuse th
   await store.outgoingEnqueue({ clientId: 'new' }, pkt(16));
   t.same(events.slice(3).map((e) => [e.clientId, e.bound, e.counter]), [['fan', 'session', 10], ['fan', 'session', 11], ['new', 'total', 16]], 'past the total bound the newest message is not queued');
   t.ok(store.stats().queuedBytes <= 10 * (entryBytes(pkt(1)) + 1));
-  t.same(store.limitCounters, { droppedOldest: 5, refusedTotal: 1, expiredSessions: 0 });
+  t.same(store.limitCounters, { droppedOldest: 5, refusedTotal: 1, expiredSessions: 0, expiredMessages: 0 });
   await store.outgoingClearMessageId({ id: 'fan' }, pkt(12));
   await store.cleanSubscriptions({ id: 'valve' });
   let left = 0;
