@@ -247,6 +247,10 @@ export class GatewayBroker {
           }
         : {}),
     });
+    // A session whose expiry passed while the agent was stopped (an MQTT 5 one's own interval, counted
+    // from its disconnect) is not revived by the start.
+    const gone = store.expireSessions(opts.policy().now(), c.sessions.expirySeconds * 1000, () => false);
+    if (gone.length > 0) opts.log.info({ expired: gone.length, first: gone.slice(0, 5) }, 'persistent sessions expired while the agent was stopped');
     const restored = store.stats();
     if (restored.sessions + restored.queued + restored.retained > 0) opts.log.info(restored, 'sessions restored');
     actions.attach(store);
@@ -439,6 +443,7 @@ export class GatewayBroker {
       if (this.clients()[client.id] === undefined && this.store.ownerOf(client.id) !== undefined) {
         this.store.discardSession(client.id);
         this.store.limitCounters.expiredSessions++;
+        this.log.info({ clientId: client.id, sessionExpiryInterval: (client as { sessionExpiryInterval?: number }).sessionExpiryInterval }, 'MQTT 5 session expired');
       }
     });
     cleanIncomingOnCleanSessions(a, this.store);
