@@ -103,8 +103,35 @@ export class OutgoingQueue {
 }
 
 /** What a queued message is counted as against the bounds: payload, topic, and the entry's own keep. */
-export function entryBytes(p: { payload?: Buffer; topic?: string }): number {
-  return (p.payload?.length ?? 0) + (p.topic?.length ?? 0) + ENTRY_OVERHEAD_BYTES;
+export function entryBytes(p: { payload?: Buffer; topic?: string; properties?: Record<string, unknown> }): number {
+  const n = (p.payload?.length ?? 0) + (p.topic?.length ?? 0) + ENTRY_OVERHEAD_BYTES;
+  return p.properties === undefined ? n : n + propertiesBytes(p.properties);
+}
+
+/**
+ * What an MQTT 5 message's properties weigh against the bounds: a publisher must not pass them with
+ * user properties of a near-megabyte and an empty payload. Counts only what does not change between
+ * the queue and the wire (strings, binary data), so that a reservation and its release agree.
+ */
+function propertiesBytes(p: Record<string, unknown>): number {
+  let n = 0;
+  const add = (v: unknown): void => {
+    if (typeof v === 'string') n += v.length;
+    else if (v instanceof Uint8Array) n += v.length;
+  };
+  add(p['responseTopic']);
+  add(p['contentType']);
+  add(p['correlationData']);
+  const u = p['userProperties'];
+  if (u !== undefined && u !== null && typeof u === 'object') {
+    for (const k in u) {
+      n += k.length;
+      const v = (u as Record<string, unknown>)[k];
+      if (Array.isArray(v)) for (const x of v) add(x);
+      else add(v);
+    }
+  }
+  return n;
 }
 /** About what an entry costs besides payload and topic (packet object, map entries, key string). */
 export const ENTRY_OVERHEAD_BYTES = 200;

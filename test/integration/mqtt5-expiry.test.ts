@@ -27,7 +27,7 @@ async function open(agent: AgentProcess, version: 4 | 5, clientId: string, who: 
 async function offlineDevice(agent: AgentProcess, version: 4 | 5, clientId: string, extra: Record<string, unknown>): Promise<void> {
   const { c, connack } = await open(agent, version, clientId, OVEN, extra);
   if ((connack.reasonCode ?? connack.returnCode) !== 0) throw new Error(`CONNACK ${connack.reasonCode ?? connack.returnCode} for ${clientId}`);
-  c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'things/oven-1/commands/#', qos: 1 }] });
+  c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'things/oven-1/commands/#', qos: 1 }], ...(version === 5 ? { properties: { subscriptionIdentifier: 7 } } : {}) });
   await c.next((p) => p.cmd === 'suback');
   const before = disconnects(agent, clientId);
   c.end();
@@ -95,6 +95,8 @@ for (const restart of [false, true]) {
     t.same(go?.properties?.correlationData, Buffer.from('corr-42'), 'its correlation data');
     t.same(go?.properties?.userProperties, { tool: 'fieldkit', step: ['1', '2'] }, 'its user properties');
     t.equal(go?.properties?.contentType, 'text/plain', 'its content type');
+    const marker = v5.got.find((p) => String(p.payload) === 'm5') as { properties?: { subscriptionIdentifier?: number | number[] } } | undefined;
+    t.same(marker?.properties?.subscriptionIdentifier, 7, 'the restored subscription keeps its subscription identifier');
     v5.c.end();
     const v4 = await resume(agent, 4, 'oven-1-v311', 'm4');
     t.ok(v4.connack.sessionPresent, 'MQTT 3.1.1: the session is present');

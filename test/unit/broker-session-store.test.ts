@@ -256,3 +256,15 @@ t.test('abandoned persistent sessions expire; connected ones do not', async (t) 
   t.equal(store.sessionCount, 1);
   t.equal(store.stats().expiredSessions, 1);
 });
+
+t.test('MQTT 5 properties count against the queue bounds (a near-empty payload with large user properties)', async (t) => {
+  const big = 'x'.repeat(4000);
+  const props = { userProperties: { k: big, l: [big, big] }, responseTopic: 'r/t', correlationData: Buffer.alloc(100) };
+  t.equal(entryBytes(pkt(1, 't', { properties: props })) - entryBytes(pkt(1, 't')), 1 + 4000 + 1 + 8000 + 3 + 100, 'keys, values, response topic, correlation data');
+  t.equal(entryBytes(pkt(1, 't', { properties: { ...props, messageExpiryInterval: 5, subscriptionIdentifier: 3 } })), entryBytes(pkt(1, 't', { properties: props })), 'numbers (rewritten on the way out) do not change it');
+  const store = new SessionStore({ limits: { maxMessages: 100, maxBytes: 20_000, maxTotalBytes: 1e9 } });
+  await store.setup({ id: 'b1' });
+  for (const c of [1, 2, 3]) await store.outgoingEnqueue({ clientId: 'dev' }, pkt(c, 'things/oven-1/telemetry/t', { properties: props }));
+  t.equal(store.queued('dev'), 1, 'the session bound counts the properties: only the newest fits');
+  t.equal(store.stats().queuedBytes, entryBytes(pkt(3, 'things/oven-1/telemetry/t', { properties: props })));
+});
