@@ -221,3 +221,36 @@ t.test('MQTT 5 session expiry across an agent restart: a passed deadline is not 
   t.same(long.got.map((p) => String(p.payload)), ['queued', 'marker-2', 'marker-3'], 'with its queue');
   long.c.end();
 });
+
+for (const persistent of [false, true]) {
+  t.test(`a message that expires while waiting for a ${persistent ? 'persistent' : 'clean'} session's in-flight window is not sent`, async (t) => {
+    const agent = await startAgent({ config: { limits: { maxInflightOutbound: 1 } } });
+    t.teardown(async () => {
+      await agent.stop();
+      cleanup(agent);
+    });
+    const { c: sub } = await open(agent, 5, 'anna-window', ANNA, persistent ? { clean: false, properties: { sessionExpiryInterval: 3600 } } : {});
+    sub.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'things/oven-1/telemetry/#', qos: 1 }] });
+    await sub.next((p) => p.cmd === 'suback');
+    const { c: oven } = await open(agent, 5, 'oven-1', OVEN);
+    const publish = async (id: number, payload: string, properties: Record<string, unknown> = {}): Promise<void> => {
+      oven.send({ cmd: 'publish', topic: 'things/oven-1/telemetry/t', payload: Buffer.from(payload), qos: 1, messageId: id, properties });
+      await oven.next((p) => p.cmd === 'puback' && p.messageId === id);
+    };
+    await publish(1, 'first');
+    const first = (await sub.next((p) => p.cmd === 'publish')) as Pub | undefined;
+    t.equal(String(first?.payload), 'first', 'the first fills the window (not acknowledged yet)');
+    const sent = Date.now();
+    await publish(2, 'short', { messageExpiryInterval: 2 });
+    await publish(3, 'long', { messageExpiryInterval: 600 });
+    await waitFor(() => Date.now() - sent > 2_500, 'the 2 s to pass');
+    sub.send({ cmd: 'puback', messageId: first!.messageId, reasonCode: 0 });
+    const next = (await sub.next((p) => p.cmd === 'publish' && String((p as Pub).payload) !== 'first', 20_000)) as Pub | undefined;
+    t.equal(String(next?.payload), 'long', 'the expired one is skipped: the next one sent is the unexpired one');
+    const interval = next?.properties?.messageExpiryInterval;
+    t.ok(interval !== undefined && interval < 600 && interval > 500, `with its remaining interval (${interval})`);
+    t.notOk(sub.packets.some((p) => p.cmd === 'publish' && String((p as Pub).payload) === 'short'), 'the expired one never arrives');
+    sub.end();
+    oven.end();
+  });
+}
