@@ -113,7 +113,8 @@ export function createRegistry(source: MetricsSource, build: BuildInfo): Registr
   counter('edgewarden_deliveries_waited_total', 'QoS 1/2 messages that waited for a client\'s in-flight window', b('deliveriesWaited'));
   counter('edgewarden_deliveries_dropped_waiting_total', 'Messages dropped while waiting for a clean session\'s in-flight window (its wait full: the oldest), or that no queue would take', b('deliveriesDroppedWaiting'));
   counter('edgewarden_actions_refused_at_delivery_total', 'Actions (commands, writes, firmware, ...) refused when decided again at delivery for their sender (audited, stage delivery)', b('actionsRefusedAtDelivery'));
-  counter('edgewarden_actions_expired_total', 'Actions dropped because they waited longer than their time to live (ACTION_EXPIRED)', b('actionsExpired'));
+  counter('edgewarden_actions_expired_total', 'Actions dropped because they waited longer than their time to live or MQTT 5 message expiry, the shorter (ACTION_EXPIRED)', b('actionsExpired'));
+  counter('edgewarden_messages_expired_total', 'Messages (not actions) dropped because their MQTT 5 Message Expiry Interval passed: queued, retained, or at delivery', () => b('messagesExpired')() + b('sessionsExpiredMessages')());
   counter('edgewarden_actions_retain_ignored_total', 'Action publishes whose retain flag was ignored (actions are never retained)', b('actionsRetainIgnored'));
   gauge('edgewarden_sessions_persistent', 'Persistent sessions (CleanSession=0) with subscriptions', b('sessionsSessions'));
   gauge('edgewarden_sessions_queued_messages', 'QoS 1/2 messages queued for persistent sessions, not yet acknowledged', b('sessionsQueued'));

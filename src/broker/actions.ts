@@ -75,6 +75,14 @@ export class ActionGate {
    */
   authorize(packet: PublishPacket & WithAuthority, principal: string, clientId: string, permission: ActionRef, source: 'local' | 'cloud', requestId: string | null): boolean {
     const now = this.opts.policy().now();
+    let expiresAt = now + (this.opts.ttl[permission.permissionId] || 0);
+    // MQTT 5 Message Expiry Interval: the shorter of it and the time to live wins; the message then
+    // expires with its authority (ACTION_EXPIRED), and is delivered with what remains of it.
+    const mei = packet.properties?.messageExpiryInterval;
+    if (typeof mei === 'number' && mei > 0) {
+      expiresAt = Math.min(expiresAt, now + mei * 1000);
+      (packet as { messageExpiry?: number }).messageExpiry = expiresAt;
+    }
     packet[AUTHORITY] = Object.freeze({
       principal,
       source,
@@ -82,7 +90,7 @@ export class ActionGate {
       requestId,
       permission: permission.permission,
       authorizedAt: now,
-      expiresAt: now + (this.opts.ttl[permission.permissionId] || 0),
+      expiresAt,
     });
     if (!packet.retain) return false;
     packet.retain = false;

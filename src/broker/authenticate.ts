@@ -82,7 +82,10 @@ export async function authenticate(d: AuthDeps, client: Client, username: string
     // One warning line, the refusal's (./connections.ts), with the bound.
     return refuse(3, 'SESSION_LIMIT', session.principal, { limit: 'sessions.maxPersistent', max: d.config.sessions.maxPersistent });
   }
-  if (!client.clean) d.store().setOwner(client.id, session.principal);
+  if (!client.clean) {
+    d.store().setOwner(client.id, session.principal);
+    d.store().reconnected(client.id);
+  }
   else if (owner !== undefined) d.store().discardSession(client.id);
   return { session };
 }

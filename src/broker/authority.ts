@@ -30,7 +30,7 @@ export interface Authority {
   readonly permission: string;
   /** When it was authorized, by the time floor (ms since the epoch). */
   readonly authorizedAt: number;
-  /** When it expires undelivered: authorizedAt + its time to live (ms since the epoch). */
+  /** When it expires undelivered: authorizedAt + its time to live, or + its MQTT 5 message expiry interval when shorter (ms, time floor). */
   readonly expiresAt: number;
 }
 

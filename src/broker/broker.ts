@@ -25,7 +25,7 @@ import { PRINCIPAL_KIND_NAMES, PrincipalKind, type PolicyIndex } from '../decide
 import { compileTopicMap, compileTopicRules, type ActionRef, type DeliveryRoute, type TopicMap, type TopicRules } from '../topics/index.js';
 import { permissionId } from '../catalog/index.js';
 import { createGuardedMq } from './mq.js';
-import { DISCONNECT_NOT_AUTHORIZED, MQTT5_REFUSED_LEVEL, cleanIncomingOnCleanSessions, hardenBroker } from './aedes2.js';
+import { DISCONNECT_NOT_AUTHORIZED, MQTT5_REFUSED_LEVEL, cleanIncomingOnCleanSessions, hardenBroker, versionOf } from './aedes2.js';
 import { RateLimiter } from './rate-limit.js';
 import { CredentialChecker, credentialStillValid } from './credentials.js';
 import { ActionGate } from './actions.js';
@@ -100,6 +100,7 @@ export class GatewayBroker {
     publishesDenied: 0,
     deliveries: 0,
     deliveriesFiltered: 0,
+    messagesExpired: 0,
     oversizedPackets: 0,
     deliveriesTooLarge: 0,
     // the in-flight windows' (./inflight-window.ts)
@@ -233,6 +234,8 @@ export class GatewayBroker {
       isGranted: (client, filter) => broker?.granted(client as Client, filter) ?? true,
       limits: { maxMessages: c.sessions.maxQueuedMessages, maxBytes: c.sessions.maxQueuedBytes, maxTotalBytes: c.sessions.maxTotalQueuedBytes },
       onQueueLimit: (e) => broker?.onQueueLimit(e),
+      // MQTT 5 message and session expiry count on the time floor, like actions' time to live.
+      now: () => opts.policy().now(),
       // The unsent rest of a resumed session's queue waits for its in-flight window (./delivery.ts).
       resumeSentOnly: true,
       maxIncomingPerClient: c.limits.maxInflightPerClient,
@@ -246,6 +249,10 @@ export class GatewayBroker {
           }
         : {}),
     });
+    // A session whose expiry passed while the agent was stopped (an MQTT 5 one's own interval, counted
+    // from its disconnect) is not revived by the start.
+    const gone = store.expireSessions(opts.policy().now(), c.sessions.expirySeconds * 1000, () => false);
+    if (gone.length > 0) opts.log.info({ expired: gone.length, first: gone.slice(0, 5) }, 'persistent sessions expired while the agent was stopped');
     const restored = store.stats();
     if (restored.sessions + restored.queued + restored.retained > 0) opts.log.info(restored, 'sessions restored');
     actions.attach(store);
@@ -266,7 +273,11 @@ export class GatewayBroker {
       maximumPacketSize: c.limits.maxPacketBytes,
       // MQTT 5 topic aliases (inbound): resolved by aedes before authorizePublish, which sees the real topic.
       topicAliasMaximum: c.limits.maxTopicAliases,
+      // MQTT 5 Session Expiry Interval: bounded by ours; aedes' timers end a session in time while the
+      // agent runs, our store keeps the deadline across a restart (./session-store.ts disconnected).
+      // Its timers are bounded like the persistent sessions themselves.
       sessionExpiryIntervalLimit: c.sessions.expirySeconds,
+      pendingSessionsLimit: c.sessions.maxPersistent,
       queueLimit: Math.max(42, c.limits.maxInflightPerClient),
       maxTopicLevels: c.limits.maxTopicLevels,
       maxClientsIdLength: 128,
@@ -307,8 +318,8 @@ export class GatewayBroker {
   sweepExpiredActions(): number {
     const clients = this.clients();
     const isConnected = (clientId: string) => clients[clientId] !== undefined;
-    const now = Date.now();
-    if (now - this.sessionsSweptAt >= Math.min(60_000, this.opts.config.sessions.expirySeconds * 500)) {
+    const now = this.opts.policy().now();
+    if (now - this.sessionsSweptAt >= Math.min(60_000, this.opts.config.sessions.expirySeconds * 500) || now >= this.store.nextSessionExpiry) {
       this.sessionsSweptAt = now;
       const expired = this.store.expireSessions(now, this.opts.config.sessions.expirySeconds * 1000, isConnected);
       if (expired.length > 0) this.log.info({ expired: expired.length, expirySeconds: this.opts.config.sessions.expirySeconds, first: expired.slice(0, 5) }, 'abandoned persistent sessions expired');
@@ -316,7 +327,8 @@ export class GatewayBroker {
     return this.actions.sweep(isConnected);
   }
 
-  private sessionsSweptAt = Date.now();
+  /** When the sessions were last swept (time floor; 0: at the first sweep). */
+  private sessionsSweptAt = 0;
 
   /** Ends the interval of coalesced connection lines: one line (and audit record) each for what was only counted. */
   flushRefusals(): void {
@@ -411,6 +423,13 @@ export class GatewayBroker {
         if (done) setImmediate(done);
         return;
       }
+      // MQTT 5 Message Expiry Interval: its deadline on the time floor (an action's was set with its
+      // authority, the shorter of it and the time to live), before aedes sets one on the wall clock.
+      const props = packet.properties;
+      if (props !== undefined && (packet as { messageExpiry?: number }).messageExpiry === undefined) {
+        const mei = props.messageExpiryInterval;
+        if (typeof mei === 'number' && mei > 0) (packet as { messageExpiry?: number }).messageExpiry = this.opts.policy().now() + mei * 1000;
+      }
       const handed = this.actions.handOver(packet, counter, done);
       if (handed !== done) {
         if (at < 0) rest.push(handed);
@@ -426,6 +445,15 @@ export class GatewayBroker {
     });
     a.on('client', (client) => this.events.connected(client, this.sessions.get(client)));
     a.on('clientDisconnect', (client) => this.onGone(client));
+    // An MQTT 5 session's expiry timer fired (aedes has wiped its subscriptions and queue): the session
+    // ends, its owner with it, as when our sweep ends it.
+    a.on('sessionExpired' as 'clientDisconnect', (client: Client) => {
+      if (this.clients()[client.id] === undefined && this.store.ownerOf(client.id) !== undefined) {
+        this.store.discardSession(client.id);
+        this.store.limitCounters.expiredSessions++;
+        this.log.info({ clientId: client.id, sessionExpiryInterval: (client as { sessionExpiryInterval?: number }).sessionExpiryInterval }, 'MQTT 5 session expired');
+      }
+    });
     cleanIncomingOnCleanSessions(a, this.store);
     a.on('clientReady', (client) => this.delivery.ready(client));
     a.on('clientError', (client, err) => onClientError(this.clientErrors, client, err));
@@ -554,7 +582,10 @@ export class GatewayBroker {
   private readonly queueLimitLogged = new Set<string>();
 
   private onGone(client: Client): void {
-    if (!client.clean && client.id) this.store.disconnected(client.id, Date.now());
+    if (!client.clean && client.id) {
+      const v5 = versionOf(client) === 5 ? (client as { sessionExpiryInterval?: number }).sessionExpiryInterval ?? null : null;
+      this.store.disconnected(client.id, this.opts.policy().now(), v5);
+    }
     this.queueLimitLogged.delete(client.id);
     const s = this.sessions.get(client);
     this.events.disconnected(client, s);

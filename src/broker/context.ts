@@ -20,6 +20,8 @@ export interface BrokerCounters {
   publishesDenied: number;
   deliveries: number;
   deliveriesFiltered: number;
+  /** Deliveries not made because the message's MQTT 5 Message Expiry Interval had passed (not actions: ACTION_EXPIRED). */
+  messagesExpired: number;
   oversizedPackets: number;
   /** Deliveries dropped for an MQTT 5 client: larger than its Maximum Packet Size (./flow-control.ts). */
   deliveriesTooLarge: number;

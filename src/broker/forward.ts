@@ -4,7 +4,8 @@
 // MQTT 5 client is not sent a message larger than its Maximum Packet Size (./flow-control.ts).
 import type { AedesPublishPacket, Client } from 'aedes';
 import { LRUCache } from 'lru-cache';
-import type { DeliveryRoute } from '../topics/index.js';
+import type { ActionRef, DeliveryRoute } from '../topics/index.js';
+import { versionOf } from './aedes2.js';
 import type { PolicyView } from './broker.js';
 import type { BrokerContext } from './context.js';
 import { exceedsClientMaximum } from './flow-control.js';
@@ -33,8 +34,14 @@ export function authorizeForward(ctx: BrokerContext, client: Client, packet: Aed
     session.lastForward = route;
   }
   // An action is decided again, for its sender, at every delivery (not cached: it depends on the message).
-  let ok = route !== false && ((route.kind !== 'read' && route.kind !== 'inbox') || route.action === null || ctx.actions.deliverable(client, packet, route.thing, route.action, view));
-  if (!ok) ctx.counters.deliveriesFiltered++;
+  const action = route !== false && (route.kind === 'read' || route.kind === 'inbox') && route.action !== null;
+  let ok = route !== false && (!action || ctx.actions.deliverable(client, packet, (route as { thing: string }).thing, (route as { action: ActionRef }).action, view));
+  // MQTT 5 Message Expiry Interval, on the time floor (an action's is its authority's, checked just above).
+  const expiry = (packet as { messageExpiry?: number }).messageExpiry;
+  if (ok && expiry !== undefined && !withRemainingExpiry(client, packet, expiry - view.now(), action)) {
+    ok = false;
+    ctx.counters.messagesExpired++;
+  } else if (!ok) ctx.counters.deliveriesFiltered++;
   else {
     if (packet.qos > 0 && packet !== ctx.delivery.routedPacket) {
       // A message queued for an offline session was stored at its published QoS: send it at the
@@ -52,6 +59,21 @@ export function authorizeForward(ctx: BrokerContext, client: Client, packet: Aed
   }
   ctx.delivery.forwarded(packet, ok);
   return ok;
+}
+
+/**
+ * [MQTT-3.3.2-5] A message whose expiry has passed is not sent (false); [MQTT-3.3.2-6] one that is
+ * goes to an MQTT 5 receiver with the interval that remains (a new properties object: aedes shares
+ * it between every receiver's copy). MQTT 3.1.1 receivers get no properties (mqtt-packet writes none).
+ * An action allowed an instant ago by its authority's clock is not dropped silently here.
+ */
+function withRemainingExpiry(client: Client, packet: AedesPublishPacket, remainingMs: number, action: boolean): boolean {
+  if (remainingMs <= 0 && !action) return false;
+  if (versionOf(client) === 5) {
+    const p = packet as { properties?: Record<string, unknown> };
+    p.properties = { ...p.properties, messageExpiryInterval: Math.max(1, Math.ceil(remainingMs / 1000)) };
+  }
+  return true;
 }
 
 /** Whether this session may receive messages on the topic (an MQTT 5 response topic, ./publish.ts). */

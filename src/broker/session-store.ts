@@ -46,6 +46,7 @@ import { SessionJournal } from '../store/session-journal.js';
 import {
   OutgoingQueue,
   QLOBBER_OPTIONS,
+  RECORD_FORMAT,
   QlobberSub,
   copyPacket,
   entryBytes,
@@ -95,12 +96,21 @@ export class SessionStore {
   private totalBytes = 0;
   /** Bytes of messages waiting elsewhere (clean sessions' in-flight windows), counted against maxTotalBytes. */
   private reservedBytes = 0;
-  /** When each persistent session was last seen connected (ms, the broker's clock); absent while connected or unknown. */
+  /** When each persistent session was last seen connected (ms, the agent's time floor); absent while connected or unknown. */
   private readonly lastSeen = new Map<string, number>();
+  /** MQTT 5 sessions' Session Expiry Interval (s, already bounded by sessions.expirySeconds); absent: sessions.expirySeconds. */
+  private readonly sessionExpiry = new Map<string, number>();
+  /** The earliest time an MQTT 5 session's own expiry may end it (the broker sweeps then); Infinity: none. */
+  nextSessionExpiry = Infinity;
+  /** Queued messages, not actions, that carry an MQTT 5 message expiry (dropExpired looks at them). */
+  private expiringQueued = 0;
   /** Messages dropped (oldest of a full session) and refused (all queues full) since start. */
-  readonly limitCounters = { droppedOldest: 0, refusedTotal: 0, expiredSessions: 0 };
+  readonly limitCounters = { droppedOldest: 0, refusedTotal: 0, expiredSessions: 0, expiredMessages: 0 };
+  private readonly now: () => number;
 
-  constructor(private readonly opts: SessionStoreOptions = {}) {}
+  constructor(private readonly opts: SessionStoreOptions = {}) {
+    this.now = opts.now ?? Date.now;
+  }
 
   /** A store with its state read back from its journal (opts.journal), or an empty one in memory. */
   static async load(opts: SessionStoreOptions): Promise<SessionStore> {
@@ -110,9 +120,16 @@ export class SessionStore {
     if (state !== null) store.restore(state as StateDoc);
     for (const c of changes) store.apply(c as Change);
     store.journal = journal;
-    // Nobody is connected after a start: every session's expiry counts from now.
-    const now = Date.now();
-    for (const id of store.owners.keys()) store.lastSeen.set(id, now);
+    // Nobody is connected after a start: every session's expiry counts from now, but for an MQTT 5
+    // session that disconnected before the stop: its Session Expiry Interval counts from then.
+    const now = store.now();
+    for (const id of store.owners.keys()) {
+      const seen = store.sessionExpiry.has(id) ? store.lastSeen.get(id) : undefined;
+      store.lastSeen.set(id, seen ?? now);
+      const expiry = store.sessionExpiry.get(id);
+      if (expiry !== undefined) store.nextSessionExpiry = Math.min(store.nextSessionExpiry, (seen ?? now) + expiry * 1000);
+    }
+    for (const id of store.sessionExpiry.keys()) if (!store.owners.has(id)) store.sessionExpiry.delete(id);
     return store;
   }
 
@@ -148,7 +165,10 @@ export class SessionStore {
         else this.retained.set(c[1], revive(c[2]));
         return;
       case 's':
-        this.subscribe(c[1], { topic: c[2], qos: c[3], rh: c[4], rap: c[5], nl: c[6] });
+        this.subscribe(c[1], { topic: c[2], qos: c[3], rh: c[4], rap: c[5], nl: c[6], ...(typeof c[7] === 'number' ? { subscriptionIdentifier: c[7] } : {}) });
+        return;
+      case 'd':
+        this.setSessionExpiry(c[1], c[2], c[3]);
         return;
       case 'u':
         this.unsubscribe(c[1], c[2]);
@@ -185,9 +205,11 @@ export class SessionStore {
 
   private serialize(): StateDoc {
     return {
+      format: RECORD_FORMAT,
       retained: [...this.retained.values()],
       owners: [...this.owners],
-      subscriptions: [...this.subscriptions].map(([id, m]) => [id, [...m].map(([topic, s]) => [topic, s.qos, s.rh, s.rap, s.nl])]),
+      subscriptions: [...this.subscriptions].map(([id, m]) => [id, [...m].map(([topic, s]) => [topic, s.qos, s.rh, s.rap, s.nl, s.subscriptionIdentifier])]),
+      sessionExpiry: [...this.sessionExpiry].map(([id, seconds]) => [id, this.lastSeen.get(id) ?? null, seconds]),
       messages: this.uniqueMessages(),
       outgoing: [...this.outgoing].map(([id, q]) => [id, [...q.entries].map(([key, e]) => [key, e.packet.messageId ?? null, e.packet.cmd === 'pubrel' ? 1 : 0])]),
     };
@@ -210,7 +232,10 @@ export class SessionStore {
   private restore(doc: StateDoc): void {
     for (const p of doc.retained ?? []) if (typeof p?.topic === 'string') this.retained.set(p.topic, revive(p));
     for (const [id, owner] of doc.owners ?? []) this.owners.set(id, owner ?? null);
-    for (const [id, subs] of doc.subscriptions ?? []) for (const [topic, qos, rh, rap, nl] of subs) this.subscribe(id, { topic, qos, rh, rap, nl });
+    for (const [id, subs] of doc.subscriptions ?? []) {
+      for (const [topic, qos, rh, rap, nl, sid] of subs) this.subscribe(id, { topic, qos, rh, rap, nl, ...(typeof sid === 'number' ? { subscriptionIdentifier: sid } : {}) });
+    }
+    for (const [id, at, seconds] of doc.sessionExpiry ?? []) if (typeof id === 'string') this.setSessionExpiry(id, at, seconds);
     const messages = new Map<string, [StoredPacket, Authority | null]>();
     for (const [key, packet, authority] of doc.messages ?? []) messages.set(key, [revive(packet), authority ?? null]);
     for (const [id, entries] of doc.outgoing ?? []) {
@@ -241,9 +266,33 @@ export class SessionStore {
     this.record(['o', clientId, owner]);
   }
 
-  /** The session's client disconnected (its expiry counts from `at`). */
-  disconnected(clientId: string, at: number): void {
-    if (this.owners.has(clientId)) this.lastSeen.set(clientId, at);
+  /**
+   * The session's client disconnected (its expiry counts from `at`, the time floor). `expirySeconds`:
+   * an MQTT 5 client's Session Expiry Interval as it stands at the disconnect (journaled: a restart
+   * keeps the deadline); null for MQTT 3.1.1 (sessions.expirySeconds, counted from the start).
+   */
+  disconnected(clientId: string, at: number, expirySeconds: number | null = null): void {
+    if (!this.owners.has(clientId)) return;
+    this.lastSeen.set(clientId, at);
+    if (expirySeconds === null && !this.sessionExpiry.has(clientId)) return;
+    this.setSessionExpiry(clientId, at, expirySeconds);
+    this.record(['d', clientId, at, expirySeconds]);
+    if (expirySeconds !== null) this.nextSessionExpiry = Math.min(this.nextSessionExpiry, at + expirySeconds * 1000);
+  }
+
+  /** The session's client is connected again: a restart from now on does not count its expiry from the last disconnect. */
+  reconnected(clientId: string): void {
+    const seconds = this.sessionExpiry.get(clientId);
+    if (seconds === undefined || !this.lastSeen.has(clientId)) return;
+    this.lastSeen.delete(clientId);
+    this.record(['d', clientId, null, seconds]);
+  }
+
+  private setSessionExpiry(clientId: string, at: unknown, seconds: unknown): void {
+    if (typeof seconds === 'number' && seconds >= 0) this.sessionExpiry.set(clientId, seconds);
+    else this.sessionExpiry.delete(clientId);
+    if (typeof at === 'number') this.lastSeen.set(clientId, at);
+    else this.lastSeen.delete(clientId);
   }
 
   /** Persistent sessions (with an owner). */
@@ -251,9 +300,13 @@ export class SessionStore {
     return this.owners.size;
   }
 
-  /** Ends the persistent sessions not connected for maxAgeMs; returns their client ids. */
+  /**
+   * Ends the persistent sessions not connected for maxAgeMs, or for an MQTT 5 session's own Session
+   * Expiry Interval when shorter; returns their client ids.
+   */
   expireSessions(now: number, maxAgeMs: number, isConnected: (clientId: string) => boolean): string[] {
     const expired: string[] = [];
+    let next = Infinity;
     for (const id of [...this.owners.keys()]) {
       if (isConnected(id)) continue;
       const seen = this.lastSeen.get(id);
@@ -261,11 +314,17 @@ export class SessionStore {
         this.lastSeen.set(id, now);
         continue;
       }
-      if (now - seen < maxAgeMs) continue;
+      const own = this.sessionExpiry.get(id);
+      const age = own === undefined ? maxAgeMs : Math.min(maxAgeMs, own * 1000);
+      if (now - seen < age) {
+        if (own !== undefined) next = Math.min(next, seen + age);
+        continue;
+      }
       this.discardSession(id);
       this.limitCounters.expiredSessions++;
       expired.push(id);
     }
+    this.nextSessionExpiry = next;
     return expired;
   }
 
@@ -289,6 +348,7 @@ export class SessionStore {
     this.dropQueue(clientId);
     this.owners.delete(clientId);
     this.lastSeen.delete(clientId);
+    this.sessionExpiry.delete(clientId);
   }
 
   // --- retained messages ---------------------------------------------------------------------------
@@ -300,8 +360,7 @@ export class SessionStore {
     } else if (this.opts.isActionTopic?.(topic)) {
       return; // actions are never retained
     } else {
-      const copy = copyPacket(packet);
-      delete copy.messageId;
+      const copy = queueCopy(packet);
       this.retained.set(topic, copy);
       this.record(['r', topic, copy]);
     }
@@ -309,15 +368,44 @@ export class SessionStore {
 
   createRetainedStreamCombi(patterns: string[]): Readable {
     const retained = this.retained;
+    const self = this;
     return Readable.from(
       (function* () {
-        for (const p of patterns) yield* retainedByPattern(retained, p);
+        for (const p of patterns) yield* self.unexpired(retainedByPattern(retained, p));
       })(),
     );
   }
 
   createRetainedStream(pattern: string): Readable {
-    return Readable.from(retainedByPattern(this.retained, pattern));
+    return Readable.from(this.unexpired(retainedByPattern(this.retained, pattern)));
+  }
+
+  /**
+   * [MQTT-3.3.2-5] Retained messages whose Message Expiry Interval has not passed (on the time floor;
+   * an expired one is removed); each with an expiry is handed over as a copy whose properties carry
+   * the remaining interval [MQTT-3.3.2-6] and no `messageExpiry` (aedes would count it on the wall clock).
+   */
+  private *unexpired(packets: Iterable<StoredPacket>): Generator<StoredPacket> {
+    for (const p of packets) {
+      if (p.messageExpiry === undefined) {
+        yield p;
+        continue;
+      }
+      const remaining = p.messageExpiry - this.now();
+      if (remaining <= 0) {
+        const topic = p.topic ?? '';
+        if (this.retained.get(topic) === p) {
+          this.retained.delete(topic);
+          this.record(['r', topic, null]);
+          this.limitCounters.expiredMessages++;
+        }
+        continue;
+      }
+      const c = copyPacket(p);
+      delete c.messageExpiry;
+      c.properties = { ...p.properties, messageExpiryInterval: Math.ceil(remaining / 1000) };
+      yield c;
+    }
   }
 
   /** Removes every retained message on a topic `drop` says; returns how many. */
@@ -339,9 +427,10 @@ export class SessionStore {
     for (const sub of subs) {
       if (this.opts.isGranted && !this.opts.isGranted(client, sub.topic)) continue;
       const previous = this.subscriptions.get(client.id)?.get(sub.topic);
-      if (previous && previous.qos === sub.qos && previous.rh === sub.rh && previous.rap === sub.rap && previous.nl === sub.nl) continue;
-      this.subscribe(client.id, sub);
-      this.record(['s', client.id, sub.topic, sub.qos, sub.rh, sub.rap, sub.nl]);
+      const sid = typeof sub.subscriptionIdentifier === 'number' ? sub.subscriptionIdentifier : undefined;
+      if (previous && previous.qos === sub.qos && previous.rh === sub.rh && previous.rap === sub.rap && previous.nl === sub.nl && previous.subscriptionIdentifier === sid) continue;
+      this.subscribe(client.id, { topic: sub.topic, qos: sub.qos, rh: sub.rh, rap: sub.rap, nl: sub.nl, ...(sid !== undefined ? { subscriptionIdentifier: sid } : {}) });
+      this.record(sid === undefined ? ['s', client.id, sub.topic, sub.qos, sub.rh, sub.rap, sub.nl] : ['s', client.id, sub.topic, sub.qos, sub.rh, sub.rap, sub.nl, sid]);
     }
   }
 
@@ -354,7 +443,7 @@ export class SessionStore {
     const previous = stored.get(sub.topic);
     if (sub.qos > 0) this.trie.add(sub.topic, { clientId, topic: sub.topic, qos: sub.qos, rh: sub.rh, rap: sub.rap, nl: sub.nl });
     else if (previous && previous.qos > 0) this.trie.remove(sub.topic, { clientId, topic: sub.topic });
-    stored.set(sub.topic, { qos: sub.qos, rh: sub.rh, rap: sub.rap, nl: sub.nl });
+    stored.set(sub.topic, { qos: sub.qos, rh: sub.rh, rap: sub.rap, nl: sub.nl, ...(sub.subscriptionIdentifier !== undefined ? { subscriptionIdentifier: sub.subscriptionIdentifier } : {}) });
   }
 
   async removeSubscriptions(client: { id: string }, topics: string[]): Promise<void> {
@@ -470,6 +559,7 @@ export class SessionStore {
     q.bytes += n;
     this.totalBytes += n;
     if (authority) this.actionsQueued++;
+    else if (packet.messageExpiry !== undefined) this.expiringQueued++;
     if (packet.messageId !== undefined) q.byMessageId.set(packet.messageId, key);
   }
 
@@ -482,6 +572,7 @@ export class SessionStore {
 
   private toPubrel(entry: QueuedMessage, messageId: number, q: OutgoingQueue | undefined): void {
     if (entry.authority) this.actionsQueued--;
+    else if (entry.packet.messageExpiry !== undefined) this.expiringQueued--;
     const before = entryBytes(entry.packet);
     entry.packet = { cmd: 'pubrel', messageId };
     entry.authority = null;
@@ -544,7 +635,14 @@ export class SessionStore {
     const q = this.outgoing.get(client.id);
     const entries = q ? [...q.entries.values()] : [];
     const resend = this.opts.resumeSentOnly ? entries.filter((e) => e.packet.messageId !== undefined) : entries;
-    return Readable.from(resend.map((e) => (e.packet.cmd === 'publish' && e.packet.messageId !== undefined ? { ...e.packet, dup: true } : e.packet)));
+    // A copy of the properties too: aedes writes the remaining expiry interval into them in place.
+    return Readable.from(
+      resend.map((e) =>
+        e.packet.cmd === 'publish' && e.packet.messageId !== undefined
+          ? { ...e.packet, dup: true, ...(e.packet.properties !== undefined ? { properties: { ...e.packet.properties } } : {}) }
+          : e.packet,
+      ),
+    );
   }
 
   // --- for the in-flight window (./inflight-window.ts: WindowQueue) -----------------------------------
@@ -598,21 +696,25 @@ export class SessionStore {
   }
 
   /**
-   * Drops the queued actions whose time to live has passed: those not yet sent, and those sent to a
-   * client that is not connected now (a connected client's PUBACK clears what it was sent).
+   * Drops the queued actions whose time to live (or message expiry, the shorter: see ActionGate) has
+   * passed: those not yet sent, and those sent to a client that is not connected now (a connected
+   * client's PUBACK clears what it was sent); returned, for the audit. Also drops the other queued
+   * messages whose MQTT 5 Message Expiry Interval has passed [MQTT-3.3.2-5], the same way (counted).
    */
   dropExpired(now: number, isConnected: (clientId: string) => boolean): DroppedMessage[] {
     const dropped: DroppedMessage[] = [];
-    if (this.actionsQueued === 0) return dropped;
+    if (this.actionsQueued === 0 && this.expiringQueued === 0) return dropped;
     for (const [clientId, q] of this.outgoing) {
       const connected = isConnected(clientId);
       for (const [key, entry] of q.entries) {
         const a = entry.authority;
-        if (a === null || a.expiresAt > now) continue;
+        const expiresAt = a !== null ? a.expiresAt : entry.packet.messageExpiry;
+        if (expiresAt === undefined || expiresAt > now) continue;
         if (connected && entry.packet.messageId !== undefined) continue;
         this.removeEntry(clientId, q, key, entry);
         this.record(['x', clientId, key]);
-        dropped.push({ clientId, packet: entry.packet, authority: a });
+        if (a !== null) dropped.push({ clientId, packet: entry.packet, authority: a });
+        else this.limitCounters.expiredMessages++;
       }
     }
     return dropped;
@@ -626,13 +728,17 @@ export class SessionStore {
     const id = entry.packet.messageId;
     if (id !== undefined && q.byMessageId.get(id) === key) q.byMessageId.delete(id);
     if (entry.authority) this.actionsQueued--;
+    else if (entry.packet.messageExpiry !== undefined) this.expiringQueued--;
     if (q.entries.size === 0) this.outgoing.delete(clientId);
   }
 
   private dropQueue(clientId: string): void {
     const q = this.outgoing.get(clientId);
     if (!q) return;
-    for (const e of q.entries.values()) if (e.authority) this.actionsQueued--;
+    for (const e of q.entries.values()) {
+      if (e.authority) this.actionsQueued--;
+      else if (e.packet.messageExpiry !== undefined) this.expiringQueued--;
+    }
     this.totalBytes -= q.bytes;
     this.outgoing.delete(clientId);
   }

@@ -15,7 +15,7 @@ export const DENY_REASONS = {
   OUT_OF_SCOPE: 'the thing is outside the principal\'s scope (customer, partner assignment, authorizations, own thing)',
   RATE_LIMITED: 'the principal exceeded its rate limit for this action',
   TOPIC_DENIED: 'the MQTT topic is outside the topic map and no topic rule allows it (or one refuses it), or it is another thing\'s own topic or inbox',
-  ACTION_EXPIRED: 'the action was not delivered within its time to live (actions.ttlSeconds)',
+  ACTION_EXPIRED: 'the action was not delivered within its time to live (actions.ttlSeconds) or its MQTT 5 message expiry interval, whichever is shorter',
   QUEUE_FULL: 'the action waited in a session queue that reached its bound (sessions.maxQueuedMessages, maxQueuedBytes, maxTotalQueuedBytes) and was dropped',
   RESPONSE_TOPIC_DENIED: 'the publish names an MQTT 5 response topic its sender may not read: the reply would go where the requester cannot see it',
   NO_AUTHORITY: 'the action message carries no record of who authorized it (stored by another program or version): it is treated as unauthorized',

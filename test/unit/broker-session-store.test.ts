@@ -174,7 +174,7 @@ t.test('queue bounds: a full session drops its oldest; all queues full refuse th
   await store.outgoingEnqueue({ clientId: 'new' }, pkt(16));
   t.same(events.slice(3).map((e) => [e.clientId, e.bound, e.counter]), [['fan', 'session', 10], ['fan', 'session', 11], ['new', 'total', 16]], 'past the total bound the newest message is not queued');
   t.ok(store.stats().queuedBytes <= 10 * (entryBytes(pkt(1)) + 1));
-  t.same(store.limitCounters, { droppedOldest: 5, refusedTotal: 1, expiredSessions: 0 });
+  t.same(store.limitCounters, { droppedOldest: 5, refusedTotal: 1, expiredSessions: 0, expiredMessages: 0 });
   await store.outgoingClearMessageId({ id: 'fan' }, pkt(12));
   await store.cleanSubscriptions({ id: 'valve' });
   let left = 0;
@@ -255,4 +255,16 @@ t.test('abandoned persistent sessions expire; connected ones do not', async (t) 
   t.equal(store.ownerOf('here'), 'mixer-1', 'a connected session stays');
   t.equal(store.sessionCount, 1);
   t.equal(store.stats().expiredSessions, 1);
+});
+
+t.test('MQTT 5 properties count against the queue bounds (a near-empty payload with large user properties)', async (t) => {
+  const big = 'x'.repeat(4000);
+  const props = { userProperties: { k: big, l: [big, big] }, responseTopic: 'r/t', correlationData: Buffer.alloc(100) };
+  t.equal(entryBytes(pkt(1, 't', { properties: props })) - entryBytes(pkt(1, 't')), 1 + 4000 + 1 + 8000 + 3 + 100, 'keys, values, response topic, correlation data');
+  t.equal(entryBytes(pkt(1, 't', { properties: { ...props, messageExpiryInterval: 5, subscriptionIdentifier: 3 } })), entryBytes(pkt(1, 't', { properties: props })), 'numbers (rewritten on the way out) do not change it');
+  const store = new SessionStore({ limits: { maxMessages: 100, maxBytes: 20_000, maxTotalBytes: 1e9 } });
+  await store.setup({ id: 'b1' });
+  for (const c of [1, 2, 3]) await store.outgoingEnqueue({ clientId: 'dev' }, pkt(c, 'things/oven-1/telemetry/t', { properties: props }));
+  t.equal(store.queued('dev'), 1, 'the session bound counts the properties: only the newest fits');
+  t.equal(store.stats().queuedBytes, entryBytes(pkt(3, 'things/oven-1/telemetry/t', { properties: props })));
 });

@@ -188,3 +188,89 @@ t.test('session store: a message queued for many sessions is journaled once and 
     } else await (b as unknown as { journal: SessionJournal }).journal.close();
   }
 });
+
+// Record format 2 (MQTT 5, issue 15): message properties, message expiry, subscription identifiers and
+// MQTT 5 session expiry are read back; format 1 records (written before) still load.
+const props = { responseTopic: 'things/oven-1/commands/reboot/reply', correlationData: Buffer.from('corr-7'), userProperties: { tool: 'fieldkit', tags: ['a', 'b'] }, contentType: 'text/plain', payloadFormatIndicator: true, messageExpiryInterval: 60 };
+
+for (const closeCleanly of [true, false]) {
+  t.test(`session store, format 2: MQTT 5 properties, message expiry, subscription identifiers, session expiry read back after ${closeCleanly ? 'a close' : 'a crash'}`, async (t) => {
+    const dir = t.testdir({});
+    let now = 1_000_000;
+    const opts = { syncIntervalMs: 5, dir };
+    const a = await SessionStore.load({ journal: opts, now: () => now });
+    await a.setup({ id: 'old-broker' });
+    a.setOwner('oven-1', 'oven-1');
+    a.setOwner('v5-short', 'oven-1');
+    await a.addSubscriptions({ id: 'oven-1' }, [{ topic: 'things/oven-1/commands/#', qos: 1, subscriptionIdentifier: 7 } as never]);
+    // aedes' packet: a topic alias and a subscription identifier are not the message's.
+    await a.outgoingEnqueue({ clientId: 'oven-1' }, pkt(1, 'things/oven-1/telemetry/t', { properties: { ...props, topicAlias: 3, subscriptionIdentifier: 9 }, messageExpiry: now + 60_000 }));
+    await a.storeRetained(pkt(2, 'things/oven-1/telemetry/state', { retain: true, properties: { userProperties: { k: 'v' }, messageExpiryInterval: 30 }, messageExpiry: now + 30_000 }));
+    a.disconnected('v5-short', now, 5);
+    if (closeCleanly) await a.close();
+    else await (a as unknown as { journal: SessionJournal }).journal.flush();
+
+    now += 2_000; // the restart took 2 s
+    const b = await SessionStore.load({ journal: opts, now: () => now });
+    await b.setup({ id: 'new-broker' });
+    const [q] = await drainQueue(b, 'oven-1');
+    t.same(q?.properties, props, 'the queued message keeps its properties, without topic alias and subscription identifier');
+    t.ok(Buffer.isBuffer(q?.properties?.correlationData), 'correlation data is a Buffer again');
+    t.equal(q?.messageExpiry, 1_000_000 + 60_000, 'and its expiry');
+    t.same(await b.subscriptionsByClient({ id: 'oven-1' }), [{ topic: 'things/oven-1/commands/#', qos: 1, rh: undefined, rap: undefined, nl: undefined, subscriptionIdentifier: 7 }], 'the subscription identifier');
+    const retained: StoredPacket[] = [];
+    for await (const p of b.createRetainedStream('things/oven-1/telemetry/#')) retained.push(p as StoredPacket);
+    t.same(retained.map((p) => [p.properties, p.messageExpiry]), [[{ userProperties: { k: 'v' }, messageExpiryInterval: 28 }, undefined]], 'a retained message: its properties, the remaining interval');
+    t.equal(b.nextSessionExpiry, 1_000_000 + 5_000, 'the MQTT 5 session\'s deadline counts from its disconnect, not from the restart');
+    t.same(b.expireSessions(now, 3600_000, () => false), [], 'not yet');
+    now += 3_000;
+    t.same(b.expireSessions(now, 3600_000, () => false), ['v5-short'], 'ended 5 s after its disconnect');
+    t.equal(b.ownerOf('oven-1'), 'oven-1', 'the 3.1.1-style session stays (sessions.expirySeconds, from the start)');
+    await b.close();
+  });
+}
+
+t.test('session store: format 1 records (before MQTT 5) still load', async (t) => {
+  const dir = t.testdir({});
+  // Exactly what the previous version wrote: 7-element 's', packets without properties, no 'd'.
+  const { journal } = await SessionJournal.open({ dir, syncIntervalMs: 0 });
+  journal.append(['o', 'oven-1', 'oven-1']);
+  journal.append(['s', 'oven-1', 'things/oven-1/commands/#', 1, 0, false, false]);
+  journal.append(['e', 'oven-1', 'old/1', { cmd: 'publish', brokerId: 'old', brokerCounter: 1, topic: 'things/oven-1/commands/reboot', payload: Buffer.from('go'), qos: 1, retain: false, dup: false }, anna]);
+  journal.append(['r', 'things/oven-1/telemetry/state', { cmd: 'publish', topic: 'things/oven-1/telemetry/state', payload: Buffer.from('running'), qos: 0, retain: true, dup: false }]);
+  await journal.close();
+  const b = await SessionStore.load({ journal: { dir, syncIntervalMs: 0 } });
+  t.same((await b.subscriptionsByClient({ id: 'oven-1' })).map((s) => [s.topic, s.qos, s.subscriptionIdentifier]), [['things/oven-1/commands/#', 1, undefined]]);
+  const [q] = await drainQueue(b, 'oven-1');
+  t.equal(String(q?.payload), 'go');
+  t.equal(q?.properties, undefined, 'no properties');
+  t.equal(q?.messageExpiry, undefined, 'no expiry');
+  t.same(b.authorityOf('oven-1', { brokerId: 'old', brokerCounter: 1 }), anna, 'the authority');
+  t.equal(b.nextSessionExpiry, Infinity, 'no MQTT 5 session deadline');
+  await b.close();
+  // And a state compacted by the new version loads again (format field present).
+  const c = await SessionStore.load({ journal: { dir, syncIntervalMs: 0 } });
+  t.equal((await drainQueue(c, 'oven-1')).length, 1);
+  await c.close();
+});
+
+t.test('session store: queued messages past their MQTT 5 expiry are dropped, not before', async (t) => {
+  let now = 5_000;
+  const store = new SessionStore({ now: () => now });
+  await store.setup({ id: 'b' });
+  await store.outgoingEnqueue({ clientId: 'dev' }, pkt(1, 'things/oven-1/telemetry/a', { properties: { messageExpiryInterval: 2 }, messageExpiry: now + 2_000 }));
+  await store.outgoingEnqueue({ clientId: 'dev' }, pkt(2, 'things/oven-1/telemetry/b', { properties: { messageExpiryInterval: 60 }, messageExpiry: now + 60_000 }));
+  await store.outgoingEnqueue({ clientId: 'dev' }, pkt(3, 'things/oven-1/telemetry/c'));
+  t.same(store.dropExpired(now + 1_999, () => false), []);
+  t.equal(store.queued('dev'), 3, 'nothing before its time');
+  now += 2_000;
+  t.same(store.dropExpired(now, () => false), [], 'no action: nothing to audit');
+  t.same((await drainQueue(store, 'dev')).map((p) => p.brokerCounter), [2, 3], 'the expired one is gone');
+  t.equal(store.stats().expiredMessages, 1, 'counted');
+  await store.storeRetained(pkt(4, 'things/oven-1/telemetry/r', { retain: true, properties: { messageExpiryInterval: 2 }, messageExpiry: now + 2_000 }));
+  now += 2_000;
+  const retained: unknown[] = [];
+  for await (const p of store.createRetainedStreamCombi(['things/#'])) retained.push(p);
+  t.same(retained, [], 'an expired retained message is not handed out');
+  t.equal(store.stats().retained, 0, 'and is removed');
+});
