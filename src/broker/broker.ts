@@ -80,6 +80,8 @@ const BULK_ACTION: ActionRef = Object.freeze({ permission: 'EXECUTE_BULK_UPDATE'
 const REFUSALS_INTERVAL_MS = 10_000;
 /** How often queues are swept for actions whose time to live passed. */
 const ACTION_SWEEP_MS = 5_000;
+/** MQTT 5 Topic Alias Maximum the listeners advertise (CONNACK): topic aliases a client may set per connection. */
+export const TOPIC_ALIAS_MAXIMUM = 16;
 
 export class GatewayBroker {
   readonly aedes: Aedes;
@@ -260,6 +262,10 @@ export class GatewayBroker {
       // store's (maxIncomingPerClient above). MQTT 5 Receive Maximum: aedes advertises it, we enforce it.
       receiveMaximum: Math.min(65535, c.limits.maxInflightPerClient),
       sessionExpiryIntervalLimit: c.sessions.expirySeconds,
+      // MQTT 5 inbound Topic Aliases (CONNACK Topic Alias Maximum). aedes resolves an alias before
+      // authorizePublish, so every decision is on the resolved topic; an alias a denied publish set
+      // resolves to that denied topic again. Per connection: at most this many topics kept.
+      topicAliasMaximum: TOPIC_ALIAS_MAXIMUM,
       queueLimit: Math.max(42, c.limits.maxInflightPerClient),
       maxTopicLevels: c.limits.maxTopicLevels,
       maxClientsIdLength: 128,

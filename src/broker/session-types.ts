@@ -31,6 +31,7 @@ export interface StoredPacket {
   dup?: boolean;
   messageId?: number;
   clientId?: string;
+  properties?: StoredProperties;
   [key: string]: unknown;
 }
 
@@ -154,7 +155,30 @@ export function copyPacket(p: StoredPacket): StoredPacket {
   c.dup = p.dup ?? false;
   if (p.messageId !== undefined) c.messageId = p.messageId;
   if (p.clientId !== undefined) c.clientId = p.clientId;
+  const props = p.properties === undefined ? undefined : messageProperties(p.properties);
+  if (props !== undefined) c.properties = props;
   return c;
+}
+
+/** MQTT 5 PUBLISH properties (mqtt-packet's names) a stored message may carry. */
+export interface StoredProperties {
+  topicAlias?: number;
+  subscriptionIdentifier?: number | number[];
+  correlationData?: Buffer;
+  [key: string]: unknown;
+}
+
+/**
+ * What a stored message keeps of its MQTT 5 properties: the message's own (user properties, content
+ * type, payload format indicator, response topic, correlation data, message expiry interval), shared
+ * with the packet (aedes treats them as read-only), not the publisher's connection-scoped Topic Alias
+ * nor a subscriber's Subscription Identifier. A retained or queued message is delivered with them, as
+ * a live one is.
+ */
+function messageProperties(props: StoredProperties): StoredProperties | undefined {
+  if (props.topicAlias === undefined && props.subscriptionIdentifier === undefined) return props;
+  const { topicAlias: _alias, subscriptionIdentifier: _id, ...rest } = props;
+  return Object.keys(rest).length > 0 ? rest : undefined;
 }
 
 /**
@@ -209,6 +233,8 @@ export function revive(p: StoredPacket): StoredPacket {
   if (p.cmd === 'pubrel') return { cmd: 'pubrel', messageId: p.messageId! };
   const c = copyPacket(p);
   if (c.payload !== undefined && !Buffer.isBuffer(c.payload)) c.payload = Buffer.from(c.payload as Uint8Array);
+  const corr = c.properties?.correlationData;
+  if (corr !== undefined && !Buffer.isBuffer(corr)) c.properties = { ...c.properties, correlationData: Buffer.from(corr as Uint8Array) };
   if (p.messageId !== undefined) c.messageId = p.messageId;
   return c;
 }
