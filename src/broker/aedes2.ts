@@ -77,6 +77,27 @@ export function cleanIncomingOnCleanSessions(aedes: Aedes, store: { cleanIncomin
   });
 }
 
+/** Marks a packet aedes publishes as a client's will (./publish.ts decides it for its owner, as a will). */
+export const WILL = Symbol('edgewarden.will');
+
+/**
+ * MQTT 5 Will Delay Interval: aedes clears `client.will` when the connection ends and publishes the
+ * will later (scheduleWill, then publishWill), so `client.will === packet` no longer tells
+ * authorizePublish that it is deciding a will: a delayed will was decided and audited as an ordinary
+ * publish of a client that has gone (and, over MQTT 5, answered with an error nobody reads). Every will
+ * aedes fires goes through its publishWill: marked there. It is still decided for its owner (the
+ * client's session) against the snapshot in force when it fires.
+ * Test: test/integration/mqtt5-enforcement.test.ts "delayed will".
+ */
+export function markWills(aedes: Aedes): void {
+  const a = aedes as unknown as { publishWill(client: Client, will: object): void };
+  const publishWill = a.publishWill;
+  a.publishWill = function markedPublishWill(this: unknown, client: Client, will: object): void {
+    (will as { [WILL]?: boolean })[WILL] = true;
+    publishWill.call(this, client, will);
+  };
+}
+
 /** The MQTT version a connected client speaks: 5, or 3/4 (MQTT 3.1 / 3.1.1). */
 export function versionOf(client: Client | null): number {
   return (client as { version?: number } | null)?.version ?? 4;

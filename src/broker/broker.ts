@@ -25,7 +25,7 @@ import { PRINCIPAL_KIND_NAMES, PrincipalKind, type PolicyIndex } from '../decide
 import { compileTopicMap, compileTopicRules, type ActionRef, type DeliveryRoute, type TopicMap, type TopicRules } from '../topics/index.js';
 import { permissionId } from '../catalog/index.js';
 import { createGuardedMq } from './mq.js';
-import { DISCONNECT_NOT_AUTHORIZED, MQTT5_REFUSED_LEVEL, cleanIncomingOnCleanSessions, hardenBroker, versionOf } from './aedes2.js';
+import { DISCONNECT_NOT_AUTHORIZED, MQTT5_REFUSED_LEVEL, cleanIncomingOnCleanSessions, hardenBroker, markWills, versionOf } from './aedes2.js';
 import { RateLimiter } from './rate-limit.js';
 import { CredentialChecker, credentialStillValid } from './credentials.js';
 import { ActionGate } from './actions.js';
@@ -286,6 +286,7 @@ export class GatewayBroker {
     });
     hardenBroker(aedes);
     disconnectOnReceiveMaximum(aedes, store as never);
+    markWills(aedes);
     broker = new GatewayBroker(opts, aedes, actions, store);
     const purged = store.purgeRetained((topic) => actionOf(topic) !== null);
     if (purged > 0) opts.log.warn({ purged }, 'retained messages on action topics purged: actions are never retained');

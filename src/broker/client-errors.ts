@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { AuditRecord } from '../audit/audit-log.js';
 import type { ConnectionEvents } from './connections.js';
 import { EMPTY_ID, LEVEL, SENT, remoteOf, type ClientMarks, type Session } from './session.js';
-import { TOPIC_NOT_UTF8 } from './topic-utf8.js';
+import { PROPERTY_INVALID, PROPERTY_NOT_UTF8, TOPIC_NOT_UTF8 } from './topic-utf8.js';
 import { PUBLISH_DENIED } from './publish.js';
 
 export interface ClientErrorDeps {
@@ -66,6 +66,19 @@ export function onClientError(d: ClientErrorDeps, client: Client, err: Error & {
   if (err.message.startsWith(TOPIC_NOT_UTF8)) {
     // [MQTT-1.5.3-1] [MQTT-1.5.3-2]: a topic that is not well-formed UTF-8, or holds U+0000 (./topic-utf8.ts).
     protocolViolation(err.cmd ?? 'publish', 'a topic that is not well-formed UTF-8 or holds U+0000');
+    return;
+  }
+  if (err.message.startsWith(PROPERTY_NOT_UTF8)) {
+    // [MQTT-1.5.4-1] [MQTT-1.5.4-2]: an MQTT 5 property string (user property, content type, response
+    // topic, reason string, ...) that is not well-formed UTF-8, or holds U+0000 (./topic-utf8.ts).
+    // Audited like a bad topic (the same protocol violation, reason code TOPIC_DENIED); said as what it is.
+    protocolViolation(err.cmd ?? 'publish', 'a property string that is not well-formed UTF-8 or holds U+0000');
+    return;
+  }
+  if (err.message.startsWith(PROPERTY_INVALID)) {
+    // An MQTT 5 property given twice, or one the packet may not carry (./topic-utf8.ts): a malformed packet.
+    d.events.ending(client, 'protocol error', { err: err.message.slice(0, 200) });
+    d.log.info({ principal, clientId: client.id, err: err.message.slice(0, 200) }, 'connection closed: an invalid MQTT 5 property (protocol violation)');
     return;
   }
   if (err.message === 'keep alive timeout') {

@@ -12,7 +12,7 @@ import type { PolicyView } from './broker.js';
 import type { BrokerContext } from './context.js';
 import { DROP, REQUEST_ID, logDeny, refreshCaches, type Marked, type PublishVerdict, type Session } from './session.js';
 import { decidePublish } from './topic-decisions.js';
-import { versionOf } from './aedes2.js';
+import { WILL, versionOf } from './aedes2.js';
 import { mayRead } from './forward.js';
 
 /** Marks the error of a denied MQTT 5 publish: aedes emits it as clientError, but the client stays connected. */
@@ -73,8 +73,9 @@ export function authorizePublish(ctx: BrokerContext, client: Client | null, pack
     packet[DROP] = true;
     return cb(null);
   }
-  // A will is decided here when it fires (aedes authorizes it on the owner's close), for its owner.
-  const will = (client as { will?: unknown }).will === packet;
+  // A will is decided here when it fires (aedes authorizes it on the owner's close, or after its MQTT 5
+  // Will Delay Interval: ./aedes2.ts markWills), for its owner.
+  const will = (packet as { [WILL]?: boolean })[WILL] === true || (client as { will?: unknown }).will === packet;
   const source = session.credential === 'cloud' ? 'cloud' : undefined;
   if (!decision.allow) {
     ctx.counters.publishesDenied++;

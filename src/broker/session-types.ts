@@ -301,6 +301,8 @@ export function revive(p: StoredPacket): StoredPacket {
   if (p.cmd === 'pubrel') return { cmd: 'pubrel', messageId: p.messageId! };
   const c = copyPacket(p);
   if (c.payload !== undefined && !Buffer.isBuffer(c.payload)) c.payload = Buffer.from(c.payload as Uint8Array);
+  const corr = c.properties?.correlationData;
+  if (corr !== undefined && !Buffer.isBuffer(corr)) c.properties = { ...c.properties, correlationData: Buffer.from(corr as Uint8Array) };
   if (p.messageId !== undefined) c.messageId = p.messageId;
   if (typeof c.messageExpiry !== 'number') delete c.messageExpiry;
   if (c.properties !== undefined) {

@@ -1,8 +1,11 @@
 // Packet-level fuzzing of the real agent over raw sockets: thousands of random and mutated MQTT
 // packets (valid ones made with mqtt-packet, then bytes flipped, truncated, duplicated, spliced,
 // lengths changed; and pure random bytes) on many short connections, some after a valid CONNECT of
-// a real principal so the fuzz reaches the authenticated handlers. Afterwards the agent process is
-// alive, its memory bounded, and a well-behaved MQTT.js client is served.
+// a real principal so the fuzz reaches the authenticated handlers. Half the connections speak MQTT 5,
+// with properties on every packet that has them (user properties, topic aliases, subscription
+// identifiers and options, response topics, reason codes...), so that the fuzz reaches the property
+// parser and what aedes and the hooks do with properties. Afterwards the agent process is alive, its
+// memory bounded, and a well-behaved MQTT.js client is served.
 //
 // Deterministic byte streams: the PRNG seed is in the test name; FUZZ_SEED=<n> replays one.
 import t from 'tap';
@@ -47,7 +50,21 @@ function prng(seed: number) {
 }
 type Rng = ReturnType<typeof prng>;
 
-const gen = (p: Record<string, unknown>): Buffer => mqttPacket.generate(p as unknown as mqttPacket.Packet, { protocolVersion: 4 });
+const gen = (p: Record<string, unknown>, v: 4 | 5 = 4): Buffer => mqttPacket.generate(p as unknown as mqttPacket.Packet, { protocolVersion: v });
+
+/** Random MQTT 5 properties of a PUBLISH (or a will), sometimes none. */
+function publishProps(r: Rng): Record<string, unknown> | undefined {
+  if (r.chance(0.2)) return undefined;
+  const p: Record<string, unknown> = {};
+  if (r.chance(0.4)) p['userProperties'] = { [r.pick(['a', 'principal', '', 'k'])]: r.chance(0.3) ? ['x', 'y'] : r.pick(['1', 'oven-1', '']) };
+  if (r.chance(0.3)) p['topicAlias'] = r.pick([1, 2, 16, 17, 65535]);
+  if (r.chance(0.3)) p['responseTopic'] = r.pick(TOPICS);
+  if (r.chance(0.3)) p['correlationData'] = Buffer.from([r.int(256), r.int(256)]);
+  if (r.chance(0.2)) p['payloadFormatIndicator'] = r.chance(0.5);
+  if (r.chance(0.2)) p['contentType'] = r.pick(['text/plain', '', 'application/json']);
+  if (r.chance(0.2)) p['messageExpiryInterval'] = r.pick([0, 1, 60, 4294967295]);
+  return p;
+}
 
 const PRINCIPALS: [string, string][] = [
   ['oven-1', 'oven-1-token'],
@@ -73,45 +90,69 @@ const TOPICS = [
 ];
 const FILTERS = [...TOPICS, '#', '+', 'things/+/telemetry/#', 'things/oven-1/commands/#', '$SYS/#', '+/+/+/+', 'things/#/x', 'a/+/#'];
 
-function validConnect(r: Rng, principal = r.pick(PRINCIPALS)): Buffer {
+function validConnect(r: Rng, principal = r.pick(PRINCIPALS), v: 4 | 5 = 4): Buffer {
   const [username, password] = principal;
   const anonymous = r.chance(0.05);
   const clientId = r.chance(0.1) ? '' : `${username}-fz-${r.int(1e9)}`;
+  const will = r.chance(0.2) ? { topic: r.pick(TOPICS), payload: Buffer.from('will'), qos: r.int(3), retain: r.chance(0.3) } : undefined;
+  if (will && v === 5 && r.chance(0.6)) Object.assign(will, { properties: { ...publishProps(r), ...(r.chance(0.5) ? { willDelayInterval: r.pick([0, 1, 3]) } : {}) } });
   return gen({
     cmd: 'connect',
     protocolId: r.chance(0.05) ? 'MQIsdp' : 'MQTT',
-    protocolVersion: clientId !== '' && r.chance(0.05) ? 3 : 4, // 3.1 needs a client id
+    protocolVersion: v === 5 ? 5 : clientId !== '' && r.chance(0.05) ? 3 : 4, // 3.1 needs a client id
     clean: clientId === '' || r.chance(0.85), // mqtt-packet will not make an empty id with CleanSession=0
     clientId,
     keepalive: r.pick([0, 1, 5, 30, 600]),
     ...(anonymous ? {} : { username, password: Buffer.from(password) }),
-    ...(r.chance(0.2) ? { will: { topic: r.pick(TOPICS), payload: Buffer.from('will'), qos: r.int(3), retain: r.chance(0.3) } } : {}),
-  });
+    ...(will ? { will } : {}),
+    ...(v === 5 && r.chance(0.7)
+      ? {
+          properties: {
+            ...(r.chance(0.5) ? { sessionExpiryInterval: r.pick([0, 1, 60, 4294967295]) } : {}),
+            ...(r.chance(0.3) ? { receiveMaximum: r.pick([1, 10, 65535]) } : {}),
+            ...(r.chance(0.3) ? { maximumPacketSize: r.pick([20, 100, 65536]) } : {}),
+            ...(r.chance(0.3) ? { topicAliasMaximum: r.pick([0, 1, 10]) } : {}),
+            ...(r.chance(0.2) ? { requestResponseInformation: r.chance(0.5), requestProblemInformation: r.chance(0.5) } : {}),
+            ...(r.chance(0.3) ? { userProperties: { a: 'b' } } : {}),
+          },
+        }
+      : {}),
+  }, v);
 }
 
-function validPacket(r: Rng): Buffer {
+function validPacket(r: Rng, v: 4 | 5 = 4): Buffer {
   const messageId = 1 + r.int(65535);
+  const v5 = v === 5;
+  const reason = () => (v5 && r.chance(0.5) ? { reasonCode: r.pick([0, 0x10, 0x80, 0x87, 0x92]), ...(r.chance(0.3) ? { properties: { reasonString: 'fz', userProperties: { k: 'v' } } } : {}) } : {});
   switch (r.int(10)) {
     case 0:
     case 1:
-      return gen({ cmd: 'subscribe', messageId, subscriptions: Array.from({ length: 1 + r.int(4) }, () => ({ topic: r.pick(FILTERS), qos: r.int(3) })) });
+      return gen({
+        cmd: 'subscribe',
+        messageId,
+        subscriptions: Array.from({ length: 1 + r.int(4) }, () => ({ topic: r.pick(FILTERS), qos: r.int(3), ...(v5 ? { nl: r.chance(0.3), rap: r.chance(0.3), rh: r.int(3) } : {}) })),
+        ...(v5 && r.chance(0.5) ? { properties: { ...(r.chance(0.6) ? { subscriptionIdentifier: r.pick([1, 7, 268435455]) } : {}), ...(r.chance(0.4) ? { userProperties: { s: 'x' } } : {}) } } : {}),
+      }, v);
     case 2:
-      return gen({ cmd: 'unsubscribe', messageId, unsubscriptions: Array.from({ length: 1 + r.int(3) }, () => r.pick(FILTERS)) });
+      return gen({ cmd: 'unsubscribe', messageId, unsubscriptions: Array.from({ length: 1 + r.int(3) }, () => r.pick(FILTERS)), ...(v5 && r.chance(0.3) ? { properties: { userProperties: { u: 'x' } } } : {}) }, v);
     case 3:
     case 4:
     case 5: {
       const qos = r.int(3);
       const size = r.pick([0, 1, 16, 300, 4000]);
-      return gen({ cmd: 'publish', topic: r.pick(TOPICS), payload: Buffer.alloc(size, r.int(256)), qos, retain: r.chance(0.1), dup: r.chance(0.1), ...(qos > 0 ? { messageId } : {}) });
+      const properties = v5 ? publishProps(r) : undefined;
+      // An alias alone (empty topic) now and then: it resolves to whatever this connection set, or is unknown.
+      const topic = v5 && properties?.['topicAlias'] !== undefined && r.chance(0.4) ? '' : r.pick(TOPICS);
+      return gen({ cmd: 'publish', topic, payload: Buffer.alloc(size, r.int(256)), qos, retain: r.chance(0.1), dup: r.chance(0.1), ...(qos > 0 ? { messageId } : {}), ...(properties ? { properties } : {}) }, v);
     }
     case 6:
-      return gen({ cmd: r.pick(['puback', 'pubrec', 'pubrel', 'pubcomp']), messageId });
+      return gen({ cmd: r.pick(['puback', 'pubrec', 'pubrel', 'pubcomp']), messageId, ...reason() }, v);
     case 7:
-      return gen({ cmd: 'pingreq' });
+      return v5 && r.chance(0.3) ? gen({ cmd: 'auth', reasonCode: r.pick([0, 0x18, 0x19]), properties: { authenticationMethod: 'x' } }, v) : gen({ cmd: 'pingreq' }, v);
     case 8:
-      return validConnect(r);
+      return validConnect(r, r.pick(PRINCIPALS), v);
     default:
-      return r.chance(0.3) ? gen({ cmd: 'disconnect' }) : gen({ cmd: 'pingreq' });
+      return r.chance(0.3) ? gen({ cmd: 'disconnect', ...(v5 && r.chance(0.5) ? { reasonCode: r.pick([0, 4, 0x80]), properties: { ...(r.chance(0.5) ? { sessionExpiryInterval: r.pick([0, 10]) } : {}) } } : {}) }, v) : gen({ cmd: 'pingreq' }, v);
   }
 }
 
@@ -179,6 +220,9 @@ interface Stats {
   packets: number;
   bytes: number;
   connacksAccepted: number;
+  /** MQTT 5 connections, and those of them accepted. */
+  v5: number;
+  connacksAcceptedV5: number;
   responses: Record<string, number>;
   closedByAgent: number;
   generatorErrors: string[];
@@ -189,11 +233,16 @@ function oneConnection(r: Rng, port: number, stats: Stats): Promise<void> {
   return new Promise((resolve) => {
     const socket: Socket = createConnection(port, '127.0.0.1');
     stats.connections++;
-    const parser = mqttPacket.parser({ protocolVersion: 4 });
+    const v: 4 | 5 = r.chance(0.5) ? 5 : 4;
+    stats.v5 += v === 5 ? 1 : 0;
+    const parser = mqttPacket.parser({ protocolVersion: v });
     let weClosed = false;
     parser.on('packet', (p) => {
       stats.responses[p.cmd] = (stats.responses[p.cmd] ?? 0) + 1;
-      if (p.cmd === 'connack' && (p as { returnCode?: number }).returnCode === 0) stats.connacksAccepted++;
+      if (p.cmd === 'connack' && ((p as { returnCode?: number; reasonCode?: number }).returnCode ?? (p as { reasonCode?: number }).reasonCode ?? 0) === 0) {
+        stats.connacksAccepted++;
+        if (v === 5) stats.connacksAcceptedV5++;
+      }
     });
     parser.on('error', () => undefined);
     socket.on('data', (d) => parser.parse(d));
@@ -217,12 +266,12 @@ function oneConnection(r: Rng, port: number, stats: Stats): Promise<void> {
     async function send(): Promise<void> {
       const packets: Buffer[] = [];
       const startValid = r.chance(0.6);
-      if (startValid) packets.push(validConnect(r, r.chance(0.8) ? PRINCIPALS[r.int(3)] : undefined));
+      if (startValid) packets.push(validConnect(r, r.chance(0.8) ? PRINCIPALS[r.int(3)] : undefined, v));
       const n = 1 + r.int(12);
       for (let k = 0; k < n; k++) {
         const roll = r.next();
-        if (roll < 0.35) packets.push(validPacket(r));
-        else if (roll < 0.9) packets.push(mutate(r, validPacket(r), validPacket(r)));
+        if (roll < 0.35) packets.push(validPacket(r, v));
+        else if (roll < 0.9) packets.push(mutate(r, validPacket(r, v), validPacket(r, v)));
         else packets.push(randomBytes(r, 1 + r.int(r.chance(0.9) ? 64 : 4096)));
       }
       stats.packets += packets.length;
@@ -248,7 +297,7 @@ const alive = (a: AgentProcess) => a.child.exitCode === null && a.child.signalCo
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
 
 t.test(`packet-level fuzz, seed ${SEED} (FUZZ_SEED=${SEED} replays)`, async (t) => {
-  const stats: Stats = { connections: 0, packets: 0, bytes: 0, connacksAccepted: 0, responses: {}, closedByAgent: 0, generatorErrors: [] };
+  const stats: Stats = { connections: 0, packets: 0, bytes: 0, connacksAccepted: 0, v5: 0, connacksAcceptedV5: 0, responses: {}, closedByAgent: 0, generatorErrors: [] };
   const pid = agent.child.pid!;
   const rssBefore = rssMb(pid);
   let rssPeak = rssBefore;
@@ -266,11 +315,12 @@ t.test(`packet-level fuzz, seed ${SEED} (FUZZ_SEED=${SEED} replays)`, async (t) 
   } finally {
     clearInterval(monitor);
   }
-  t.comment(`fuzz: ${stats.connections} connections, ${stats.packets} packets, ${Math.round(stats.bytes / 1024)} KiB; ${stats.connacksAccepted} sessions accepted; ${stats.closedByAgent} connections closed by the agent; responses ${JSON.stringify(stats.responses)}`);
+  t.comment(`fuzz: ${stats.connections} connections (${stats.v5} MQTT 5), ${stats.packets} packets, ${Math.round(stats.bytes / 1024)} KiB; ${stats.connacksAccepted} sessions accepted; ${stats.closedByAgent} connections closed by the agent; responses ${JSON.stringify(stats.responses)}`);
   t.same(stats.generatorErrors.slice(0, 5), [], 'the fuzzer made all its packets');
   t.ok(alive(agent), 'the agent process is alive');
   t.ok(stats.packets >= 3000, `${stats.packets} fuzz packets sent`);
   t.ok(stats.connacksAccepted >= 200, `${stats.connacksAccepted} fuzz sessions got past CONNECT (the fuzz reached the authenticated handlers)`);
+  t.ok(stats.connacksAcceptedV5 >= 100, `${stats.connacksAcceptedV5} of them MQTT 5 (of ${stats.v5} MQTT 5 connections): the fuzz reached the property handling`);
   t.ok((stats.responses.suback ?? 0) > 0 && (stats.responses.puback ?? 0) + (stats.responses.pubrec ?? 0) > 0, 'and got SUBACKs and PUBACKs/PUBRECs');
   t.ok(stats.closedByAgent > 100, `the agent closed ${stats.closedByAgent} connections on bad input`);
   const packetLimitHits = agent.logs().filter((l) => l.includes('closing connection: packet limit')).length;
@@ -289,7 +339,7 @@ t.test(`packet-level fuzz, seed ${SEED} (FUZZ_SEED=${SEED} replays)`, async (t) 
   t.ok(await until(() => oven.messages.some((m) => m.payload === 'after-fuzz'), 15_000), 'tech-anna commands oven-1, which receives it');
   await endAll(oven, anna);
   t.notOk(
-    agent.logs().some((l) => /RangeError|uncaught|unhandled|FATAL/i.test(l)),
+    agent.logs().some((l) => /RangeError|TypeError|uncaught|unhandled|FATAL/i.test(l)),
     'no crash-like errors in its log',
   );
 });

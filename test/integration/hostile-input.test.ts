@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import mqttPacket from 'mqtt-packet';
 import { readAudit } from '../../src/audit/audit-log.js';
 import { agentFor, cleanup, connect, connectBytes, endAll, sleep, startAgent, subscribe, until, type AgentProcess } from '../helpers/agent.js';
+import { remainingLength } from '../helpers/mqtt-bytes.js';
+import { RawMqtt } from '../helpers/raw-mqtt.js';
 
 const LIMITS = {
   maxConnections: 200,
@@ -500,4 +502,88 @@ t.test('a topic that is not well-formed UTF-8, or holds U+0000, closes the conne
   ok.socket.destroy();
   await endAll(reader);
   t.ok(await serves(agent), 'still serves a well-behaved client');
+});
+
+t.test('malformed MQTT 5 properties: each connection is closed (or answered) per spec, nothing malformed is delivered, the agent serves others throughout', async (t) => {
+  const reader = await connect(agent.port, { clientId: 'props-reader', username: 'dashboard', password: 'dashboard-secret', protocolVersion: 5 });
+  t.equal(await subscribe(reader, 'things/oven-1/#'), 1, 'a reader of everything of oven-1 (so that deliveries are attempted)');
+  const varint = (n: number) => Buffer.from(remainingLength(n));
+  const str = (s: string | Buffer) => {
+    const b = typeof s === 'string' ? Buffer.from(s) : s;
+    return Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b]);
+  };
+  const prop = {
+    payloadFormat: (v: number) => Buffer.from([0x01, v]),
+    contentType: (s: string | Buffer) => Buffer.concat([Buffer.from([0x03]), str(s)]),
+    responseTopic: (s: string) => Buffer.concat([Buffer.from([0x08]), str(s)]),
+    subscriptionId: (n: number) => Buffer.concat([Buffer.from([0x0b]), varint(n)]),
+    sessionExpiry: (n: number) => Buffer.from([0x11, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff]),
+    reasonString: (s: string | Buffer) => Buffer.concat([Buffer.from([0x1f]), str(s)]),
+    topicAlias: (n: number) => Buffer.from([0x23, n >> 8, n & 0xff]),
+    user: (k: string | Buffer, v: string | Buffer) => Buffer.concat([Buffer.from([0x26]), str(k), str(v)]),
+  };
+  const BAD = Buffer.from([0xc3, 0x28]); // ill-formed UTF-8
+  const packet = (first: number, body: Buffer) => Buffer.concat([Buffer.from([first]), varint(body.length), body]);
+  /** PUBLISH QoS 1 (id 7) on oven-1's own telemetry, with these property bytes (`length` overrides the property length). */
+  const publish = (props: Buffer, o: { topic?: string; length?: Buffer; payload?: string } = {}) =>
+    packet(0x32, Buffer.concat([str(o.topic ?? 'things/oven-1/telemetry/p'), Buffer.from([0, 7]), o.length ?? varint(props.length), props, Buffer.from(o.payload ?? 'malformed')]));
+  const subscribeWith = (props: Buffer) => packet(0x82, Buffer.concat([Buffer.from([0, 3]), varint(props.length), props, str('things/oven-1/telemetry/#'), Buffer.from([1])]));
+  const pubackWith = (props: Buffer) => packet(0x40, Buffer.concat([Buffer.from([0, 9, 0x00]), varint(props.length), props]));
+  /** A CONNECT (MQTT 5) as oven-1 with these connect properties. */
+  const connectWith = (props: Buffer, clientId: string) =>
+    packet(0x10, Buffer.concat([str('MQTT'), Buffer.from([5, 0xc2, 0, 30]), varint(props.length), props, str(clientId), str('oven-1'), str('oven-1-token')]));
+
+  type Case = { name: string; bytes: Buffer; preConnect?: boolean; expect: 'close' | 'close or refuse' };
+  const cases: Case[] = [
+    { name: 'PUBLISH, unknown property id 0x7F', bytes: publish(Buffer.from([0x7f, 0])), expect: 'close' },
+    { name: 'PUBLISH, property id 0x00', bytes: publish(Buffer.from([0x00, 1])), expect: 'close' },
+    { name: 'PUBLISH, Payload Format Indicator twice', bytes: publish(Buffer.concat([prop.payloadFormat(1), prop.payloadFormat(0)])), expect: 'close' },
+    { name: 'PUBLISH, Content Type twice', bytes: publish(Buffer.concat([prop.contentType('a'), prop.contentType('b')])), expect: 'close' },
+    { name: 'PUBLISH, Response Topic twice', bytes: publish(Buffer.concat([prop.responseTopic('things/oven-1/telemetry/r1'), prop.responseTopic('things/oven-1/telemetry/r2')])), expect: 'close' },
+    { name: 'PUBLISH, Topic Alias twice', bytes: publish(Buffer.concat([prop.topicAlias(1), prop.topicAlias(2)])), expect: 'close' },
+    { name: 'PUBLISH, a Subscription Identifier (a client may not send one)', bytes: publish(prop.subscriptionId(3)), expect: 'close' },
+    { name: 'PUBLISH, Topic Alias 0', bytes: publish(prop.topicAlias(0)), expect: 'close' },
+    { name: 'PUBLISH, a Response Topic with wildcards', bytes: publish(prop.responseTopic('things/oven-1/telemetry/#')), expect: 'close or refuse' },
+    { name: 'PUBLISH, property length past the end of the packet', bytes: publish(prop.payloadFormat(1), { length: varint(200), payload: '' }), expect: 'close' },
+    { name: 'PUBLISH, property length of 5 bytes', bytes: publish(Buffer.alloc(0), { length: Buffer.from([0xff, 0xff, 0xff, 0xff, 0x7f]) }), expect: 'close' },
+    { name: 'PUBLISH, a property cut short', bytes: publish(Buffer.from([0x23, 0x00])), expect: 'close' },
+    { name: 'PUBLISH, user property name not UTF-8', bytes: publish(prop.user(BAD, 'v')), expect: 'close' },
+    { name: 'PUBLISH, user property value not UTF-8', bytes: publish(prop.user('k', BAD)), expect: 'close' },
+    { name: 'PUBLISH, user property value with U+0000', bytes: publish(prop.user('k', Buffer.from('a\u0000b'))), expect: 'close' },
+    { name: 'PUBLISH, content type not UTF-8', bytes: publish(prop.contentType(BAD)), expect: 'close' },
+    { name: 'PUBACK, reason string not UTF-8', bytes: pubackWith(prop.reasonString(BAD)), expect: 'close' },
+    { name: 'SUBSCRIBE, Subscription Identifier 0', bytes: subscribeWith(prop.subscriptionId(0)), expect: 'close' },
+    { name: 'SUBSCRIBE, Subscription Identifier twice', bytes: subscribeWith(Buffer.concat([prop.subscriptionId(1), prop.subscriptionId(2)])), expect: 'close' },
+    { name: 'SUBSCRIBE, user property not UTF-8', bytes: subscribeWith(prop.user('k', BAD)), expect: 'close' },
+    { name: 'CONNECT, Session Expiry Interval twice', bytes: connectWith(Buffer.concat([prop.sessionExpiry(10), prop.sessionExpiry(20)]), 'oven-1-dup-sei'), preConnect: true, expect: 'close or refuse' },
+    { name: 'CONNECT, user property not UTF-8', bytes: connectWith(prop.user('k', BAD), 'oven-1-bad-up'), preConnect: true, expect: 'close or refuse' },
+    { name: 'CONNECT, unknown property id', bytes: connectWith(Buffer.from([0x7f, 1]), 'oven-1-bad-id'), preConnect: true, expect: 'close or refuse' },
+  ];
+  for (const [k, c] of cases.entries()) {
+    const r = await RawMqtt.open(agent.port, 5);
+    if (!c.preConnect) {
+      const connack = await r.connect(`oven-1-props-${k}`, 'oven-1', 'oven-1-token');
+      t.equal(connack.reasonCode, 0, `${c.name}: connected`);
+    }
+    r.socket.write(c.bytes);
+    const closed = await Promise.race([r.whenClosed.then(() => true), sleep(5000).then(() => false)]);
+    const acks = r.packets.filter((p) => p.cmd !== 'connack' && p.cmd !== 'disconnect');
+    const refusedConnect = r.packets.some((p) => p.cmd === 'connack' && ((p as { reasonCode?: number }).reasonCode ?? 0) >= 0x80);
+    const refusedAck = acks.some((p) => ((p as { reasonCode?: number }).reasonCode ?? 0) >= 0x80);
+    if (c.expect === 'close') t.ok(closed, `${c.name}: the agent closes the connection`);
+    else t.ok(closed || refusedConnect || refusedAck, `${c.name}: closed or refused (${r.packets.map((p) => `${p.cmd}:${(p as { reasonCode?: number }).reasonCode ?? ''}`).join(',')})`);
+    t.notOk(acks.some((p) => ((p as { reasonCode?: number }).reasonCode ?? 0) < 0x80 && p.cmd !== 'pingresp'), `${c.name}: nothing acknowledged as accepted`);
+    const d = r.packets.find((p) => p.cmd === 'disconnect') as { reasonCode?: number } | undefined;
+    if (d) t.ok((d.reasonCode ?? 0) >= 0x80, `${c.name}: DISCONNECT with an error reason code (0x${(d.reasonCode ?? 0).toString(16)})`);
+    r.end();
+    t.ok(alive(agent), `${c.name}: the agent is alive`);
+  }
+  t.ok(await serves(agent), 'the agent serves a well-behaved client');
+  await sleep(300);
+  t.same(reader.messages.filter((m) => m.payload === 'malformed'), [], 'none of the malformed publishes was delivered');
+  await endAll(reader);
+  t.notOk(agent.logs().some((l) => /RangeError|TypeError|uncaught|unhandled/i.test(l)), 'no crash-like errors in its log');
+  const logged = logsMatching(agent, /property/, (l) => String(l.clientId).startsWith('oven-1-props-'));
+  t.ok(logged.length > 0, 'malformed property strings are logged as such');
+  t.notOk(logsMatching(agent, /topic that is not well-formed/, (l) => String(l.clientId).startsWith('oven-1-props-')).length > 0, 'not as a bad topic');
 });

@@ -67,7 +67,7 @@ class Raw {
   readonly whenClosed: Promise<void>;
   private waiters: { pred: (p: Packet) => boolean; resolve: (p: Packet) => void }[] = [];
 
-  private constructor(readonly socket: Socket, protocolVersion: number) {
+  private constructor(readonly socket: Socket, readonly protocolVersion: number) {
     const parser = mqttPacket.parser({ protocolVersion });
     parser.on('packet', (p: Packet) => this.onPacket(p));
     socket.on('data', (d) => parser.parse(d));
@@ -94,13 +94,14 @@ class Raw {
    * queued PUBLISHes follow the CONNACK at once, often in the same read, ahead of any code that runs
    * after this promise resolves (setting autoAck then left those first PUBLISHes unacknowledged).
    */
-  static async connect(port: number, o: { clientId: string; clean: boolean; keepalive?: number; autoAck?: boolean } & Creds): Promise<{ raw: Raw; connack: IConnackPacket }> {
-    const raw = await Raw.open(port);
+  static async connect(port: number, o: { clientId: string; clean: boolean; keepalive?: number; autoAck?: boolean; protocolVersion?: 4 | 5; properties?: Record<string, unknown> } & Creds): Promise<{ raw: Raw; connack: IConnackPacket }> {
+    const raw = await Raw.open(port, o.protocolVersion ?? 4);
     raw.autoAck = o.autoAck ?? false;
     raw.send({
       cmd: 'connect',
       protocolId: 'MQTT',
-      protocolVersion: 4,
+      protocolVersion: o.protocolVersion ?? 4,
+      ...(o.properties !== undefined ? { properties: o.properties } : {}),
       clientId: o.clientId,
       clean: o.clean,
       keepalive: o.keepalive ?? 30,
@@ -127,7 +128,7 @@ class Raw {
   }
 
   send(p: Packet): void {
-    if (!this.socket.destroyed) this.socket.write(mqttPacket.generate(p));
+    if (!this.socket.destroyed) this.socket.write(mqttPacket.generate(p, { protocolVersion: this.protocolVersion }));
   }
 
   /** The next packet matching pred (already received or still to come). */
@@ -469,57 +470,69 @@ for (const P of PROFILES) {
   });
 }
 
-t.test('enforcing: a retained message is delivered only to subscribers that may read it', async (t) => {
-  const port = enforcing.agent.port;
-  const oven = await mq(port, { username: 'oven-1', password: 'oven-1-token', clientId: 'ret-oven' });
-  const chiller = await mq(port, { username: 'chiller-1', password: 'chiller-1-token', clientId: 'ret-chiller' });
-  await oven.client.publishAsync('things/oven-1/telemetry/rscope', 'oven', { qos: 1, retain: true });
-  await chiller.client.publishAsync('things/chiller-1/telemetry/rscope', 'chiller', { qos: 1, retain: true });
-  // A retained publish the publisher may not make is dropped, so it is not stored either.
-  await oven.client.publishAsync('things/mixer-1/telemetry/rscope', 'spoofed', { qos: 1, retain: true });
-
-  // viewer-carl (customer c-dairy, authorized on chiller-1 only) subscribes across things.
-  const carl = await mq(port, { username: 'viewer-carl', password: 'carl-pass', clientId: 'ret-carl' });
-  t.equal(await sub(carl, 'things/+/telemetry/rscope', 1), 1);
-  const dash = await mq(port, { username: 'dashboard', password: 'dashboard-secret', clientId: 'ret-dash' });
-  t.equal(await sub(dash, 'things/+/telemetry/rscope', 1), 1);
-  await until(() => carl.msgs.length >= 1 && dash.msgs.length >= 2);
-  await sleep(QUIET_MS);
-  t.same(carl.msgs.map((m) => m.payload), ['chiller'], 'carl gets the chiller\'s retained message, not the oven\'s');
-  t.same(dash.msgs.map((m) => m.payload).sort(), ['chiller', 'oven'], 'the dashboard (whole tenant) gets both; the spoofed one was never stored');
-  await oven.client.publishAsync('things/oven-1/telemetry/rscope', '', { qos: 1, retain: true });
-  await chiller.client.publishAsync('things/chiller-1/telemetry/rscope', '', { qos: 1, retain: true });
-});
-
-t.test('enforcing: commands to a device with a persistent session wait for it', async (t) => {
-  const port = enforcing.agent.port;
-  const oven = await mq(port, { username: 'oven-1', password: 'oven-1-token', clientId: 'oven-1-persist', clean: false });
-  t.equal(await sub(oven, 'things/oven-1/commands/+', 1), 1);
-  t.equal(await sub(oven, 'things/oven-1/parameters/+/set', 2), 2);
-  await oven.client.endAsync();
-  const anna = await mq(port, { username: 'tech-anna', password: 'anna-pass', clientId: 'anna-persist' });
-  await anna.client.publishAsync('things/oven-1/commands/preheat', '200', { qos: 1 });
-  await anna.client.publishAsync('things/oven-1/parameters/fan/set', '3', { qos: 2 });
-  // Someone who may not command the oven: never queued.
-  const carl = await mq(port, { username: 'viewer-carl', password: 'carl-pass', clientId: 'carl-persist' });
-  await carl.client.publishAsync('things/oven-1/commands/stop', 'x', { qos: 1 });
-  const back = await Raw.connect(port, { username: 'oven-1', password: 'oven-1-token', clientId: 'oven-1-persist', clean: false, autoAck: true });
-  t.equal(back.connack.sessionPresent, true);
-  await until(() => back.raw.publishes.length >= 2);
-  await sleep(QUIET_MS);
-  t.same(
-    back.raw.publishes.map((p) => [p.topic, p.payload.toString(), p.qos]),
-    [
-      ['things/oven-1/commands/preheat', '200', 1],
-      ['things/oven-1/parameters/fan/set', '3', 2],
-    ],
-    'the allowed command and parameter write arrive once each, the denied one never',
+// The enforcing profile's own rules, over MQTT 3.1.1 and MQTT 5 (a persistent session there: Clean
+// Start 0 with a Session Expiry Interval; a denied QoS 1 publish answered PUBACK 0x87).
+for (const pv of [4, 5] as const) {
+  const V = pv === 4 ? '3.1.1' : '5';
+  const mqv = (persistent: boolean): IClientOptions => ({ protocolVersion: pv, ...(pv === 5 && persistent ? { properties: { sessionExpiryInterval: 3600 } } : {}) });
+  const rawv = (persistent: boolean) => ({ protocolVersion: pv, ...(pv === 5 && persistent ? { properties: { sessionExpiryInterval: 3600 } } : {}) });
+  /** A publish the agent refuses: acknowledged in 3.1.1, PUBACK 0x87 (an error in MQTT.js) in MQTT 5. */
+  const denied = (p: Promise<unknown>) => p.then(
+    () => { if (pv === 5) throw new Error('MQTT 5: a denied publish was acknowledged 0x00'); },
+    (err: Error & { code?: number }) => { if (pv !== 5 || err.code !== 0x87) throw err; },
   );
-  await back.raw.disconnect();
-  // The session is the device's: another principal cannot resume it.
-  const thief = await Raw.connect(port, { username: 'tech-anna', password: 'anna-pass', clientId: 'oven-1-persist', clean: false });
-  t.equal(thief.connack.returnCode, 2, 'another principal cannot take over the persistent session (identifier rejected)');
-});
+  t.test(`enforcing, MQTT ${V}: a retained message is delivered only to subscribers that may read it`, async (t) => {
+    const port = enforcing.agent.port;
+    const oven = await mq(port, { username: 'oven-1', password: 'oven-1-token', clientId: `ret-oven-${pv}`, ...mqv(false) });
+    const chiller = await mq(port, { username: 'chiller-1', password: 'chiller-1-token', clientId: `ret-chiller-${pv}`, ...mqv(false) });
+    await oven.client.publishAsync('things/oven-1/telemetry/rscope', 'oven', { qos: 1, retain: true });
+    await chiller.client.publishAsync('things/chiller-1/telemetry/rscope', 'chiller', { qos: 1, retain: true });
+    // A retained publish the publisher may not make is dropped, so it is not stored either.
+    await denied(oven.client.publishAsync('things/mixer-1/telemetry/rscope', 'spoofed', { qos: 1, retain: true }));
+
+    // viewer-carl (customer c-dairy, authorized on chiller-1 only) subscribes across things.
+    const carl = await mq(port, { username: 'viewer-carl', password: 'carl-pass', clientId: `ret-carl-${pv}`, ...mqv(false) });
+    t.equal(await sub(carl, 'things/+/telemetry/rscope', 1), 1);
+    const dash = await mq(port, { username: 'dashboard', password: 'dashboard-secret', clientId: `ret-dash-${pv}`, ...mqv(false) });
+    t.equal(await sub(dash, 'things/+/telemetry/rscope', 1), 1);
+    await until(() => carl.msgs.length >= 1 && dash.msgs.length >= 2);
+    await sleep(QUIET_MS);
+    t.same(carl.msgs.map((m) => m.payload), ['chiller'], 'carl gets the chiller\'s retained message, not the oven\'s');
+    t.same(dash.msgs.map((m) => m.payload).sort(), ['chiller', 'oven'], 'the dashboard (whole tenant) gets both; the spoofed one was never stored');
+    await oven.client.publishAsync('things/oven-1/telemetry/rscope', '', { qos: 1, retain: true });
+    await chiller.client.publishAsync('things/chiller-1/telemetry/rscope', '', { qos: 1, retain: true });
+  });
+
+  t.test(`enforcing, MQTT ${V}: commands to a device with a persistent session wait for it`, async (t) => {
+    const port = enforcing.agent.port;
+    const oven = await mq(port, { username: 'oven-1', password: 'oven-1-token', clientId: `oven-1-persist-${pv}`, clean: false, ...mqv(true) });
+    t.equal(await sub(oven, 'things/oven-1/commands/+', 1), 1);
+    t.equal(await sub(oven, 'things/oven-1/parameters/+/set', 2), 2);
+    await oven.client.endAsync();
+    const anna = await mq(port, { username: 'tech-anna', password: 'anna-pass', clientId: `anna-persist-${pv}`, ...mqv(false) });
+    await anna.client.publishAsync('things/oven-1/commands/preheat', '200', { qos: 1 });
+    await anna.client.publishAsync('things/oven-1/parameters/fan/set', '3', { qos: 2 });
+    // Someone who may not command the oven: never queued.
+    const carl = await mq(port, { username: 'viewer-carl', password: 'carl-pass', clientId: `carl-persist-${pv}`, ...mqv(false) });
+    await denied(carl.client.publishAsync('things/oven-1/commands/stop', 'x', { qos: 1 }));
+    const back = await Raw.connect(port, { username: 'oven-1', password: 'oven-1-token', clientId: `oven-1-persist-${pv}`, clean: false, autoAck: true, ...rawv(true) });
+    t.equal(back.connack.sessionPresent, true);
+    await until(() => back.raw.publishes.length >= 2);
+    await sleep(QUIET_MS);
+    t.same(
+      back.raw.publishes.map((p) => [p.topic, p.payload.toString(), p.qos]),
+      [
+        ['things/oven-1/commands/preheat', '200', 1],
+        ['things/oven-1/parameters/fan/set', '3', 2],
+      ],
+      'the allowed command and parameter write arrive once each, the denied one never',
+    );
+    await back.raw.disconnect();
+    // The session is the device's: another principal cannot resume it.
+    const thief = await Raw.connect(port, { username: 'tech-anna', password: 'anna-pass', clientId: `oven-1-persist-${pv}`, clean: false, ...rawv(true) });
+    t.equal(pv === 5 ? thief.connack.reasonCode : thief.connack.returnCode, pv === 5 ? 0x85 : 2, 'another principal cannot take over the persistent session (identifier rejected)');
+  });
+}
 
 // --- QoS downgrade, order, overlapping subscriptions -----------------------------------------------
 

@@ -4,7 +4,7 @@
 // refusing such topics itself (or stops decoding through _parseString): then the guard can go.
 import t from 'tap';
 import mqttPacket from 'mqtt-packet';
-import { TOPIC_NOT_UTF8, guardTopicUtf8, type ParserInternals } from '../../src/broker/topic-utf8.js';
+import { PROPERTY_INVALID, PROPERTY_NOT_UTF8, TOPIC_NOT_UTF8, guardTopicUtf8, invalidProperty, type ParserInternals } from '../../src/broker/topic-utf8.js';
 import { remainingLength } from '../helpers/mqtt-bytes.js';
 
 const str = (b: Buffer): Buffer => Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b]);
@@ -96,4 +96,62 @@ t.test('mqtt-packet still decodes an ill-formed topic as U+FFFD, and U+0000 as i
   const p = mqttPacket.parser() as unknown as Partial<ParserInternals>;
   t.equal(typeof p._parseString, 'function', 'Parser#_parseString exists');
   t.equal(typeof p._emitError, 'function', 'Parser#_emitError exists');
+});
+
+// --- MQTT 5 properties ----------------------------------------------------------------------------
+
+/** A v5 PUBLISH QoS 1 on a good topic with these property bytes. */
+const publish5 = (props: Buffer): Buffer => frame(0x32, Buffer.concat([str(Buffer.from('a/b')), Buffer.from([0, 7]), Buffer.from(remainingLength(props.length)), props, Buffer.from('payload')]));
+const subscribe5 = (props: Buffer): Buffer => frame(0x82, Buffer.concat([Buffer.from([0, 1]), Buffer.from(remainingLength(props.length)), props, str(Buffer.from('a/#')), Buffer.from([1])]));
+const userProp = (k: Buffer, v: Buffer) => Buffer.concat([Buffer.from([0x26]), str(k), str(v)]);
+
+function parse5(bytes: Buffer): { packets: mqttPacket.Packet[]; errors: Error[] } {
+  const parser = mqttPacket.parser({ protocolVersion: 5 });
+  guardTopicUtf8(parser as unknown as ParserInternals);
+  const packets: mqttPacket.Packet[] = [];
+  const errors: Error[] = [];
+  parser.on('packet', (p) => packets.push(p));
+  parser.on('error', (e) => errors.push(e));
+  parser.parse(bytes);
+  return { packets, errors };
+}
+
+t.test('MQTT 5: a property string that is not well-formed UTF-8 is a parse error of its own (not a bad topic); a good one is parsed', async (t) => {
+  for (const [name, bytes] of GOOD) {
+    const r = parse5(publish5(userProp(Buffer.from('k'), bytes)));
+    t.same((r.packets[0] as mqttPacket.IPublishPacket | undefined)?.properties?.userProperties, { k: bytes.toString('utf8') }, `user property value, ${name}: parsed`);
+  }
+  for (const [name, bytes] of BAD) {
+    for (const [where, packet] of [
+      ['PUBLISH user property value', publish5(userProp(Buffer.from('k'), bytes))],
+      ['PUBLISH user property name', publish5(userProp(bytes, Buffer.from('v')))],
+      ['PUBLISH content type', publish5(Buffer.concat([Buffer.from([0x03]), str(bytes)]))],
+      ['SUBSCRIBE user property', subscribe5(userProp(Buffer.from('k'), bytes))],
+      ['PUBACK reason string', frame(0x40, Buffer.concat([Buffer.from([0, 1, 0x80]), Buffer.from(remainingLength(bytes.length + 3)), Buffer.from([0x1f]), str(bytes)]))],
+    ] as const) {
+      const r = parse5(packet);
+      t.same({ packets: r.packets.length, error: r.errors[0]?.message.startsWith(PROPERTY_NOT_UTF8) }, { packets: 0, error: true }, `${where}, ${name}: ${r.errors[0]?.message}`);
+    }
+  }
+});
+
+t.test('MQTT 5: a property given twice, a Subscription Identifier of 0 or one in a client\'s PUBLISH is a parse error; user properties may repeat', async (t) => {
+  const twice = (p: Buffer) => Buffer.concat([p, p]);
+  const cases: [string, Buffer, boolean][] = [
+    ['Payload Format Indicator twice', publish5(twice(Buffer.from([0x01, 1]))), false],
+    ['Response Topic twice', publish5(twice(Buffer.concat([Buffer.from([0x08]), str(Buffer.from('r/t'))]))), false],
+    ['Topic Alias twice', publish5(twice(Buffer.from([0x23, 0, 1]))), false],
+    ['Subscription Identifier in a PUBLISH', publish5(Buffer.from([0x0b, 5])), false],
+    ['Subscription Identifier 0', subscribe5(Buffer.from([0x0b, 0])), false],
+    ['Subscription Identifier twice', subscribe5(Buffer.from([0x0b, 1, 0x0b, 2])), false],
+    ['Subscription Identifier 5 in a SUBSCRIBE', subscribe5(Buffer.from([0x0b, 5])), true],
+    ['User Property twice', publish5(twice(userProp(Buffer.from('k'), Buffer.from('v')))), true],
+  ];
+  for (const [name, bytes, ok] of cases) {
+    const r = parse5(bytes);
+    if (ok) t.same({ packets: r.packets.length, errors: r.errors.length }, { packets: 1, errors: 0 }, `${name}: parsed`);
+    else t.same({ packets: r.packets.length, error: r.errors[0]?.message.startsWith(PROPERTY_INVALID) }, { packets: 0, error: true }, `${name}: ${r.errors[0]?.message}`);
+  }
+  t.equal(invalidProperty('connect', { sessionExpiryInterval: [1, 2] }), 'sessionExpiryInterval more than once');
+  t.equal(invalidProperty('publish', { userProperties: { a: ['1', '2'] } }), null);
 });

@@ -274,3 +274,29 @@ t.test('session store: queued messages past their MQTT 5 expiry are dropped, not
   t.same(retained, [], 'an expired retained message is not handed out');
   t.equal(store.stats().retained, 0, 'and is removed');
 });
+
+for (const closeCleanly of [true, false]) {
+  t.test(`MQTT 5 message properties of retained and queued messages are kept and read back after ${closeCleanly ? 'a close' : 'a crash'}; a publisher's topic alias and a subscription identifier are not`, async (t) => {
+    const dir = t.testdir({});
+    const opts = { syncIntervalMs: 5, dir };
+    const props = { userProperties: { a: '2', c: ['3', '4'] }, contentType: 'text/plain', payloadFormatIndicator: true, responseTopic: 'r/t', correlationData: Buffer.from([1, 2, 3]), topicAlias: 3, subscriptionIdentifier: 9 };
+    const a = await SessionStore.load({ journal: opts });
+    await a.setup({ id: 'old-broker' });
+    a.setOwner('app', null);
+    await a.outgoingEnqueue({ clientId: 'app' }, pkt(1, 'x/queued', { properties: props }));
+    await a.storeRetained(pkt(2, 'x/retained', { retain: true, properties: props }));
+    if (closeCleanly) await a.close();
+    else await (a as unknown as { journal: SessionJournal }).journal.flush();
+    const b = await SessionStore.load({ journal: opts });
+    await b.setup({ id: 'new-broker' });
+    const retained: StoredPacket[] = [];
+    for await (const p of b.createRetainedStream('x/#')) retained.push(p as StoredPacket);
+    const [queued] = await drainQueue(b, 'app');
+    for (const [what, p] of [['retained', retained[0]], ['queued', queued]] as const) {
+      const got = p?.properties as Record<string, unknown> | undefined;
+      t.same({ ...got, correlationData: undefined }, { userProperties: { a: '2', c: ['3', '4'] }, contentType: 'text/plain', payloadFormatIndicator: true, responseTopic: 'r/t', correlationData: undefined }, `${what}: the message's own properties, without topic alias or subscription identifier`);
+      t.ok(Buffer.isBuffer(got?.['correlationData']) && (got?.['correlationData'] as Buffer).equals(Buffer.from([1, 2, 3])), `${what}: correlation data a Buffer again`);
+    }
+    await b.close();
+  });
+}
