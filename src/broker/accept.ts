@@ -5,7 +5,8 @@
 // UTF-8 (./topic-utf8.ts), an unsupported protocol level answered with CONNACK 0x01 (./protocol-level.ts).
 import type { Socket } from 'node:net';
 import type { Aedes, Client } from 'aedes';
-import { guardPrototypeFilters, hardenClient } from './aedes2.js';
+import { advertiseSharedSubscriptions, guardPrototypeFilters, hardenClient } from './aedes2.js';
+import { guardSharedFilters } from './shared-subscriptions.js';
 import type { Logger } from 'pino';
 import type { AgentConfig } from '../config/load.js';
 import { isTlsSocket, lacksRequiredCertificate } from './client-cert.js';
@@ -45,6 +46,9 @@ export function acceptConnection(d: AcceptDeps, socket: Socket): void {
   guardTopicUtf8(parser);
   passUnsupportedLevel(parser);
   guardPrototypeFilters(parser as unknown as Parameters<typeof guardPrototypeFilters>[0]);
+  // $share/...: renamed for aedes, grouped by us; a malformed one closes the connection (./shared-subscriptions.ts).
+  guardSharedFilters(parser as unknown as Parameters<typeof guardSharedFilters>[0], (err) => client.emit('error', err));
+  advertiseSharedSubscriptions(socket);
   const parse = parser.parse.bind(parser);
   let refusing = false;
   parser.parse = (buf: Buffer) => {

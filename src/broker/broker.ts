@@ -48,7 +48,8 @@ import { disablePacketNumberCache } from './packet-numbers.js';
 import type { BrokerContext, BrokerCounters } from './context.js';
 import { authorizePublish } from './publish.js';
 import { authorizeSubscribe } from './subscribe.js';
-import { RULES_ROUTE, authorizeForward } from './forward.js';
+import { RULES_ROUTE, authorizeForward, mayReceive } from './forward.js';
+import { SHARE_MARKER, SharedSubscriptions } from './shared-subscriptions.js';
 import { clientInfo, type ClientInfo } from './client-info.js';
 
 /** What the broker needs to know about the policy in force, read on every hook. */
@@ -111,6 +112,8 @@ export class GatewayBroker {
   private tlsPort: number | undefined;
   /** Deliveries to each client: at the granted QoS, through its in-flight window (./delivery.ts). */
   private readonly delivery: Delivery;
+  /** Shared subscriptions' groups (./shared-subscriptions.ts). */
+  private readonly shared: SharedSubscriptions;
   private readonly auth: AuthDeps;
   /** What the packet handlers read (./context.ts). */
   private readonly ctx: BrokerContext;
@@ -167,6 +170,11 @@ export class GatewayBroker {
       release: (bytes) => this.store.release(bytes),
       counters: this.counters,
     });
+    this.shared = new SharedSubscriptions({
+      aedes,
+      mayReceive: (client, packet) => mayReceive(this.ctx, client, packet),
+      filtered: () => void this.counters.deliveriesFiltered++,
+    });
     this.auth = {
       config: this.opts.config,
       policy: () => this.opts.policy(),
@@ -201,6 +209,7 @@ export class GatewayBroker {
       },
       actions,
       delivery: this.delivery,
+      shared: this.shared,
       denials: this.denials,
       get forwarding() {
         return self.forwarding;
@@ -423,6 +432,7 @@ export class GatewayBroker {
     a.on('unsubscribe', (filters, client) => {
       const s = this.sessions.get(client);
       if (s) for (const f of filters) s.subscriptions.delete(f);
+      for (const f of filters) if (f.startsWith(SHARE_MARKER)) this.shared.leave(client, f);
     });
     a.on('client', (client) => this.events.connected(client, this.sessions.get(client)));
     a.on('clientDisconnect', (client) => this.onGone(client));

@@ -9,6 +9,7 @@ import type { ConnectionEvents } from './connections.js';
 import { EMPTY_ID, LEVEL, SENT, remoteOf, type ClientMarks, type Session } from './session.js';
 import { TOPIC_NOT_UTF8 } from './topic-utf8.js';
 import { PUBLISH_DENIED } from './publish.js';
+import { MALFORMED_SHARE } from './shared-subscriptions.js';
 
 export interface ClientErrorDeps {
   readonly log: Logger;
@@ -66,6 +67,11 @@ export function onClientError(d: ClientErrorDeps, client: Client, err: Error & {
   if (err.message.startsWith(TOPIC_NOT_UTF8)) {
     // [MQTT-1.5.3-1] [MQTT-1.5.3-2]: a topic that is not well-formed UTF-8, or holds U+0000 (./topic-utf8.ts).
     protocolViolation(err.cmd ?? 'publish', 'a topic that is not well-formed UTF-8 or holds U+0000');
+    return;
+  }
+  if (err.message === MALFORMED_SHARE) {
+    // [MQTT-4.8.2-1] [MQTT-4.8.2-2] [MQTT-3.8.3-4]: a Protocol Error; the connection is closed (./shared-subscriptions.ts).
+    protocolViolation('subscribe', 'a malformed shared subscription');
     return;
   }
   if (err.message === 'keep alive timeout') {

@@ -20,18 +20,7 @@ export function authorizeForward(ctx: BrokerContext, client: Client, packet: Aed
   const view = ctx.policy();
   refreshCaches(session, view.epoch);
   const topic = packet.topic;
-  let route: DeliveryRoute | false | undefined;
-  if (topic === session.lastForwardTopic) route = session.lastForward;
-  else {
-    route = session.forwardCache?.get(topic);
-    if (route === undefined) {
-      route = forwardRoute(ctx, session, topic, view);
-      session.forwardCache ??= new LRUCache({ max: ctx.config.cache.decisionsPerClient });
-      session.forwardCache.set(topic, route);
-    }
-    session.lastForwardTopic = topic;
-    session.lastForward = route;
-  }
+  const route = cachedRoute(ctx, session, topic, view);
   // An action is decided again, for its sender, at every delivery (not cached: it depends on the message).
   let ok = route !== false && ((route.kind !== 'read' && route.kind !== 'inbox') || route.action === null || ctx.actions.deliverable(client, packet, route.thing, route.action, view));
   if (!ok) ctx.counters.deliveriesFiltered++;
@@ -52,6 +41,33 @@ export function authorizeForward(ctx: BrokerContext, client: Client, packet: Aed
   }
   ctx.delivery.forwarded(packet, ok);
   return ok;
+}
+
+/**
+ * Whether the client's scope lets it receive the message: authorizeForward's check without its
+ * effects (counters, an action's decision, which is its sender's and the same for every receiver).
+ * A shared subscription picks a member with it (./shared-subscriptions.ts).
+ */
+export function mayReceive(ctx: BrokerContext, client: Client, packet: AedesPublishPacket): boolean {
+  const session = ctx.sessions.get(client);
+  if (!session) return false;
+  const view = ctx.policy();
+  refreshCaches(session, view.epoch);
+  return cachedRoute(ctx, session, packet.topic, view) !== false;
+}
+
+/** The delivery route of the topic for this session, cached per client and policy epoch (refreshCaches first). */
+function cachedRoute(ctx: BrokerContext, session: Session, topic: string, view: PolicyView): DeliveryRoute | false {
+  if (topic === session.lastForwardTopic) return session.lastForward;
+  let route = session.forwardCache?.get(topic);
+  if (route === undefined) {
+    route = forwardRoute(ctx, session, topic, view);
+    session.forwardCache ??= new LRUCache({ max: ctx.config.cache.decisionsPerClient });
+    session.forwardCache.set(topic, route);
+  }
+  session.lastForwardTopic = topic;
+  session.lastForward = route;
+  return route;
 }
 
 /** Whether this session may receive messages on the topic (an MQTT 5 response topic, ./publish.ts). */

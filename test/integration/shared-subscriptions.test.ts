@@ -1,0 +1,243 @@
+// MQTT 5 shared subscriptions ($share/{ShareName}/{filter}, 4.8.2) on the local listener
+// (src/broker/shared-subscriptions.ts): each message to one member of the group, authorized for the
+// member it goes to (one that may not read it is passed over), subscribing decided like the filter
+// itself, members leaving on UNSUBSCRIBE and disconnect, no retained messages, the CONNACK
+// advertising them, and the marker namespace closed to publishers.
+import t from 'tap';
+import { join } from 'node:path';
+import { readAudit } from '../../src/audit/audit-log.js';
+import { agentFor, connect, endAll, mosquittoSub, sleep, subscribe, until, type AgentProcess, type Connected } from '../helpers/agent.js';
+import { RawMqtt } from '../helpers/raw-mqtt.js';
+
+type Ack = { cmd: string; messageId?: number; reasonCode?: number; granted?: number[]; properties?: Record<string, unknown> };
+
+let agent: AgentProcess;
+t.before(async () => {
+  agent = await agentFor(t);
+});
+
+const ANNA = { username: 'tech-anna', password: 'anna-pass' };
+const CARL = { username: 'viewer-carl', password: 'carl-pass' };
+const ADMIN = { username: 'plant-admin', password: 'admin-pass' };
+
+function member(clientId: string, who: { username: string; password: string }, protocolVersion: 4 | 5 = 5, extra: Record<string, unknown> = {}): Promise<Connected> {
+  return connect(agent.port, { clientId, ...who, protocolVersion, ...extra });
+}
+
+async function device(thing: 'oven-1' | 'chiller-1', clientId = `${thing}-pub`): Promise<Connected> {
+  return connect(agent.port, { clientId, username: thing, password: `${thing}-token`, protocolVersion: 5 });
+}
+
+/** Publishes `n` numbered telemetry messages (QoS 1, in order) with payloads `${prefix}${i}`. */
+async function publishN(d: Connected, thing: string, prefix: string, n: number, qos: 0 | 1 = 1): Promise<string[]> {
+  const sent: string[] = [];
+  for (let i = 0; i < n; i++) {
+    await d.client.publishAsync(`things/${thing}/telemetry/temp`, `${prefix}${i}`, { qos });
+    sent.push(`${prefix}${i}`);
+  }
+  return sent;
+}
+
+const payloads = (c: Connected, prefix: string): string[] => c.messages.map((m) => m.payload).filter((p) => p.startsWith(prefix));
+const sorted = (a: string[]): string[] => [...a].sort();
+
+t.test('CONNACK to an MQTT 5 client advertises shared subscriptions (the property is absent: available)', async (t) => {
+  const raw = await RawMqtt.open(agent.port, 5);
+  const connack = (await raw.connect('share-connack', ANNA.username, ANNA.password)) as Ack;
+  t.equal(connack.reasonCode, 0);
+  t.not(connack.properties?.['sharedSubscriptionAvailable'], false, 'not advertised as unavailable');
+  t.equal(connack.properties?.['sharedSubscriptionAvailable'], undefined, 'absent, which means available (3.2.2.3.13)');
+  t.ok(connack.properties?.['receiveMaximum'], 'the other properties are still there');
+  raw.end();
+});
+
+t.test('two members of a group each get part of 10 messages, together all 10, once each', async (t) => {
+  const a = await member('share-a', ANNA);
+  const b = await member('share-b', ANNA);
+  t.equal(await subscribe(a, '$share/g1/things/oven-1/telemetry/#', 1), 1, 'granted QoS 1');
+  t.equal(await subscribe(b, '$share/g1/things/oven-1/telemetry/#', 1), 1);
+  const oven = await device('oven-1');
+  const sent = await publishN(oven, 'oven-1', 'g1-', 10);
+  t.ok(await until(() => payloads(a, 'g1-').length + payloads(b, 'g1-').length >= 10, 20_000), 'all 10 delivered');
+  await sleep(300); // a duplicate would come right behind
+  const got = [...payloads(a, 'g1-'), ...payloads(b, 'g1-')];
+  t.same(sorted(got), sorted(sent), 'exactly the 10 messages, each once');
+  t.ok(payloads(a, 'g1-').length > 0 && payloads(b, 'g1-').length > 0, `both members got some (${payloads(a, 'g1-').length} + ${payloads(b, 'g1-').length})`);
+  t.ok(a.messages.every((m) => m.topic === 'things/oven-1/telemetry/temp'), 'delivered on the topic published, not the share filter');
+  await endAll(a, b, oven);
+});
+
+t.test('a member that may not read a thing never gets its messages: the other member gets all of them', async (t) => {
+  // viewer-carl reads chiller-1 only; plant-admin reads oven-1 and chiller-1.
+  const carl = await member('share-carl', CARL);
+  const anna = await member('share-admin', ADMIN);
+  t.equal(await subscribe(carl, '$share/g2/things/+/telemetry/#', 1), 1, 'carl may subscribe: the filter matches things he may read');
+  t.equal(await subscribe(anna, '$share/g2/things/+/telemetry/#', 1), 1);
+  const oven = await device('oven-1');
+  const chiller = await device('chiller-1');
+  const ovens = await publishN(oven, 'oven-1', 'o-', 10);
+  const chillers = await publishN(chiller, 'chiller-1', 'c-', 10);
+  const total = () => carl.messages.length + anna.messages.length;
+  t.ok(await until(() => total() >= 20, 20_000), `all 20 delivered (${total()})`);
+  await sleep(300);
+  t.same(payloads(carl, 'o-'), [], 'carl gets none of oven-1\'s');
+  t.same(sorted(payloads(anna, 'o-')), sorted(ovens), 'the admin gets every one of oven-1\'s');
+  t.same(sorted([...payloads(carl, 'c-'), ...payloads(anna, 'c-')]), sorted(chillers), 'chiller-1\'s: each once, to one of them');
+  t.ok(payloads(carl, 'c-').length > 0, 'carl takes his turn on what he may read');
+  t.equal(total(), 20, 'nothing else');
+  await endAll(carl, anna, oven, chiller);
+});
+
+t.test('a subscriber without any right to the filter: SUBACK 0x87, audited with the inner filter; an allowed one in the same SUBSCRIBE is granted', async (t) => {
+  const raw = await RawMqtt.open(agent.port, 5);
+  await raw.connect('share-carl-87', CARL.username, CARL.password);
+  raw.send({ cmd: 'subscribe', messageId: 7, subscriptions: [{ topic: '$share/g3/things/oven-1/telemetry/#', qos: 1 }, { topic: '$share/g3/things/chiller-1/telemetry/#', qos: 1 }] });
+  const suback = (await raw.next((p) => p.cmd === 'suback')) as Ack | undefined;
+  t.same(suback?.granted, [0x87, 1], 'oven-1: 0x87 Not authorized; chiller-1: granted');
+  let hit;
+  for (const end = Date.now() + 20_000; !hit && Date.now() < end; await sleep(100)) {
+    hit = (await readAudit(join(agent.stateDir, 'audit'))).find((e) => e.clientId === 'share-carl-87' && e.action === 'subscribe' && e.decision === 'deny');
+  }
+  t.match(hit, { principal: 'viewer-carl', topic: 'things/oven-1/telemetry/#' }, 'the refusal is audited with the inner filter');
+  raw.end();
+});
+
+t.test('UNSUBSCRIBE and disconnect remove a member', async (t) => {
+  const a = await member('share-u-a', ANNA);
+  const b = await member('share-u-b', ANNA);
+  const c = await member('share-u-c', ANNA);
+  for (const m of [a, b, c]) t.equal(await subscribe(m, '$share/g4/things/oven-1/telemetry/#', 1), 1);
+  const oven = await device('oven-1');
+  await a.client.unsubscribeAsync('$share/g4/things/oven-1/telemetry/#');
+  await c.client.endAsync();
+  const sent = await publishN(oven, 'oven-1', 'u-', 10);
+  t.ok(await until(() => payloads(b, 'u-').length >= 10, 20_000), 'the remaining member gets all 10');
+  await sleep(300);
+  t.same(sorted(payloads(b, 'u-')), sorted(sent), 'each once');
+  t.same(payloads(a, 'u-'), [], 'the unsubscribed member none');
+  t.same(payloads(c, 'u-'), [], 'the disconnected member none');
+  // With no member left, the group drops: a member joining later does not get what went before.
+  await b.client.endAsync();
+  await publishN(oven, 'oven-1', 'gone-', 3);
+  const d = await member('share-u-d', ANNA);
+  t.equal(await subscribe(d, '$share/g4/things/oven-1/telemetry/#', 1), 1);
+  await publishN(oven, 'oven-1', 'after-', 1);
+  t.ok(await until(() => payloads(d, 'after-').length === 1, 20_000), 'the new member gets what comes after');
+  t.same(payloads(d, 'gone-'), [], 'nothing of what no member was there for');
+  await endAll(a, d, oven);
+});
+
+t.test('a normal and a shared subscription of the same client both receive', async (t) => {
+  const x = await member('share-x', ADMIN);
+  t.equal(await subscribe(x, 'things/chiller-1/telemetry/#', 1), 1);
+  t.equal(await subscribe(x, '$share/g5/things/oven-1/telemetry/#', 1), 1);
+  const oven = await device('oven-1');
+  const chiller = await device('chiller-1');
+  await publishN(oven, 'oven-1', 'n-o', 3);
+  await publishN(chiller, 'chiller-1', 'n-c', 3);
+  t.ok(await until(() => payloads(x, 'n-o').length === 3 && payloads(x, 'n-c').length === 3, 20_000), 'both subscriptions deliver');
+  await endAll(x, oven, chiller);
+});
+
+t.test('a shared subscription gets no retained messages; the granted QoS bounds the delivery', async (t) => {
+  const oven = await device('oven-1', 'oven-1-retain');
+  await oven.client.publishAsync('things/oven-1/telemetry/retained', 'kept', { qos: 1, retain: true });
+  const plain = await member('share-r-plain', ANNA);
+  await subscribe(plain, 'things/oven-1/telemetry/retained', 0);
+  t.ok(await until(() => payloads(plain, 'kept').length === 1, 20_000), 'the retained message is there (an ordinary subscription gets it)');
+  const raw = await RawMqtt.open(agent.port, 5);
+  await raw.connect('share-r', ANNA.username, ANNA.password);
+  raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$share/g6/things/oven-1/telemetry/#', qos: 0 }] });
+  t.same(((await raw.next((p) => p.cmd === 'suback')) as Ack | undefined)?.granted, [0]);
+  await oven.client.publishAsync('things/oven-1/telemetry/temp', 'live', { qos: 1 });
+  const first = (await raw.next((p) => p.cmd === 'publish')) as (Ack & { payload: Buffer; qos: number }) | undefined;
+  t.equal(first && String(first.payload), 'live', 'the first message is the live one: no retained message came before it');
+  t.equal(first?.qos, 0, 'at the granted QoS 0');
+  await oven.client.publishAsync('things/oven-1/telemetry/retained', '', { qos: 1, retain: true });
+  raw.end();
+  await endAll(plain, oven);
+});
+
+t.test('nobody can publish onto the marker namespace, nor subscribe to it directly', async (t) => {
+  const m = await member('share-m', ANNA);
+  t.equal(await subscribe(m, '$share/g7/things/oven-1/telemetry/#', 1), 1);
+  const raw = await RawMqtt.open(agent.port, 5);
+  await raw.connect('share-m-pub', ANNA.username, ANNA.password);
+  let id = 1;
+  for (const topic of ['$edgewarden-share/g7/things/oven-1/telemetry/x', '$edgewarden-share/g7/things/oven-1/telemetry/temp', '$share/g7/things/oven-1/telemetry/x']) {
+    raw.send({ cmd: 'publish', topic, payload: Buffer.from('forged'), qos: 1, messageId: id });
+    const ack = (await raw.next((p) => p.cmd === 'puback' && p.messageId === id)) as Ack | undefined;
+    t.equal(ack?.reasonCode, 0x87, `PUBLISH ${topic}: PUBACK 0x87`);
+    id++;
+  }
+  raw.send({ cmd: 'subscribe', messageId: 50, subscriptions: [{ topic: '$edgewarden-share/g7/things/oven-1/telemetry/#', qos: 1 }] });
+  t.same(((await raw.next((p) => p.cmd === 'suback')) as Ack | undefined)?.granted, [0x87], 'SUBSCRIBE to a marker: 0x87');
+  const oven = await device('oven-1', 'oven-1-m');
+  await oven.client.publishAsync('things/oven-1/telemetry/temp', 'real', { qos: 1 });
+  t.ok(await until(() => m.messages.length >= 1, 20_000));
+  await sleep(300);
+  t.same(m.messages.map((x) => x.payload), ['real'], 'the member got the real message and nothing forged');
+  raw.end();
+  await endAll(m, oven);
+});
+
+t.test('a malformed shared subscription, or No Local on one, is a protocol error: the connection is closed', async (t) => {
+  for (const [topic, nl] of [['$share//things/oven-1/telemetry/#', false], ['$share/g+/things/oven-1/telemetry/#', false], ['$share/g', false], ['$share/g/', false], ['$share/g8/things/oven-1/telemetry/#', true]] as const) {
+    const raw = await RawMqtt.open(agent.port, 5);
+    await raw.connect('share-bad', ANNA.username, ANNA.password);
+    raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 1, nl }] });
+    const closed = await Promise.race([raw.whenClosed.then(() => true), sleep(20_000).then(() => false)]);
+    t.ok(closed, `${topic}${nl ? ' (No Local)' : ''}: closed`);
+    t.notOk(raw.packets.some((p) => p.cmd === 'suback' && (p as Ack).granted?.[0] !== undefined && (p as Ack).granted![0]! < 0x80), 'never granted');
+    raw.end();
+  }
+});
+
+t.test('MQTT 3.1.1 clients share the same way', async (t) => {
+  const a = await member('share-v4-a', ANNA, 4);
+  const b = await member('share-v4-b', ANNA, 4);
+  t.equal(await subscribe(a, '$share/g9/things/oven-1/telemetry/#', 1), 1);
+  t.equal(await subscribe(b, '$share/g9/things/oven-1/telemetry/#', 1), 1);
+  const oven = await device('oven-1');
+  const sent = await publishN(oven, 'oven-1', 'v4-', 10);
+  t.ok(await until(() => payloads(a, 'v4-').length + payloads(b, 'v4-').length >= 10, 20_000));
+  await sleep(300);
+  t.same(sorted([...payloads(a, 'v4-'), ...payloads(b, 'v4-')]), sorted(sent), 'each once');
+  t.ok(payloads(a, 'v4-').length > 0 && payloads(b, 'v4-').length > 0, 'both got some');
+  const carl = await member('share-v4-carl', CARL, 4);
+  t.equal(await subscribe(carl, '$share/g9/things/oven-1/telemetry/#', 1), 0x80, 'refused: SUBACK 0x80');
+  await endAll(a, b, oven, carl);
+});
+
+t.test('a persistent session keeps its shared subscription: it rejoins when it resumes', async (t) => {
+  const opts = { clean: false, properties: { sessionExpiryInterval: 300 } };
+  let p = await member('share-p', ANNA, 5, opts);
+  t.equal(await subscribe(p, '$share/g10/things/oven-1/telemetry/#', 1), 1);
+  await p.client.endAsync();
+  p = await member('share-p', ANNA, 5, opts);
+  const oven = await device('oven-1');
+  await publishN(oven, 'oven-1', 'p-', 3);
+  t.ok(await until(() => payloads(p, 'p-').length === 3, 20_000), 'the resumed session is a member again');
+  await p.client.unsubscribeAsync('$share/g10/things/oven-1/telemetry/#');
+  await endAll(p, oven);
+});
+
+t.test('mosquitto_sub -V mqttv5 as members of a group', async (t) => {
+  const args = (id: string) => ['-h', '127.0.0.1', '-p', String(agent.port), '-V', 'mqttv5', '-i', id, '-u', ANNA.username, '-P', ANNA.password, '-q', '1', '-t', '$share/mq/things/oven-1/telemetry/#', '-d'];
+  const s1 = mosquittoSub(args('share-mosq-1'));
+  const s2 = mosquittoSub(args('share-mosq-2'));
+  t.teardown(async () => {
+    await s1.stop();
+    await s2.stop();
+  });
+  await s1.ready;
+  await s2.ready;
+  const oven = await device('oven-1');
+  const sent = await publishN(oven, 'oven-1', 'mq-', 10);
+  const got = (s: { lines: string[] }) => s.lines.filter((l) => l.startsWith('mq-'));
+  t.ok(await until(() => got(s1).length + got(s2).length >= 10, 20_000), 'all 10 delivered');
+  await sleep(300);
+  t.same(sorted([...got(s1), ...got(s2)]), sorted(sent), 'each once');
+  t.ok(got(s1).length > 0 && got(s2).length > 0, `both got some (${got(s1).length} + ${got(s2).length})`);
+  await endAll(oven);
+});
