@@ -6,7 +6,7 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { readAudit } from '../../src/audit/audit-log.js';
-import { agentFor, connect, endAll, mosquittoSub, sleep, subscribe, until, type AgentProcess, type Connected } from '../helpers/agent.js';
+import { agentFor, cleanup, connect, endAll, startAgent, mosquittoSub, sleep, subscribe, until, type AgentProcess, type Connected } from '../helpers/agent.js';
 import { RawMqtt } from '../helpers/raw-mqtt.js';
 
 type Ack = { cmd: string; messageId?: number; reasonCode?: number; granted?: number[]; properties?: Record<string, unknown> };
@@ -220,6 +220,28 @@ t.test('a persistent session keeps its shared subscription: it rejoins when it r
   t.ok(await until(() => payloads(p, 'p-').length === 3, 20_000), 'the resumed session is a member again');
   await p.client.unsubscribeAsync('$share/g10/things/oven-1/telemetry/#');
   await endAll(p, oven);
+});
+
+t.test('after a restart, a resumed persistent session is a member again (its shared subscription is stored as its marker)', async (t) => {
+  const first = await startAgent();
+  let second: AgentProcess | undefined;
+  t.teardown(async () => {
+    await first.stop().catch(() => undefined);
+    if (second) await second.stop();
+    cleanup(first);
+  });
+  const opts = { clean: false, properties: { sessionExpiryInterval: 3600 } };
+  const m = await connect(first.port, { clientId: 'share-restart', ...ANNA, protocolVersion: 5, ...opts });
+  t.equal(await subscribe(m, '$share/g11/things/oven-1/telemetry/#', 1), 1);
+  await m.client.endAsync();
+  await first.stop();
+  second = await startAgent({ stateDir: first.stateDir });
+  const back = await connect(second.port, { clientId: 'share-restart', ...ANNA, protocolVersion: 5, ...opts });
+  const oven = await connect(second.port, { clientId: 'oven-1-restart', username: 'oven-1', password: 'oven-1-token', protocolVersion: 5 });
+  await publishN(oven, 'oven-1', 'rs-', 3);
+  t.ok(await until(() => payloads(back, 'rs-').length === 3, 20_000), 'the restored session gets the group\'s messages');
+  t.ok(back.messages.every((x) => x.topic === 'things/oven-1/telemetry/temp'), 'on their topics');
+  await endAll(back, oven);
 });
 
 t.test('mosquitto_sub -V mqttv5 as members of a group', async (t) => {
