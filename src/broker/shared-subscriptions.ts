@@ -287,13 +287,12 @@ export class SharedSubscriptions {
     const qos = Math.min(packet.qos, m.qos) as 0 | 1 | 2;
     copy.qos = qos;
     if (qos === 0) return c.deliver0(copy, cb);
-    // A persistent session's message waits in its queue like aedes queues those of its other
-    // subscriptions (before delivering them), and goes out as its in-flight window allows.
-    if (!c.clean) {
-      const go = (): void => c.deliverQoS(copy, cb);
-      (this.opts.aedes as unknown as AedesWithPersistence).persistence.outgoingEnqueue({ clientId: c.id }, copy).then(go, go);
-      return;
-    }
+    // A persistent session's message goes into its queue first, as aedes queues those of its other
+    // subscriptions before delivering them, and out as its in-flight window allows. The session
+    // store (./session-store.ts) enqueues synchronously, within the call: the delivery follows at
+    // once, so it cannot fall behind a newer message to the same client (which aedes' duplicate
+    // check and the window's would then drop).
+    if (!c.clean) void (this.opts.aedes as unknown as AedesWithPersistence).persistence.outgoingEnqueue({ clientId: c.id }, copy).catch(() => undefined);
     c.deliverQoS(copy, cb);
   }
 }
