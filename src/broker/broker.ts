@@ -174,6 +174,7 @@ export class GatewayBroker {
       aedes,
       mayReceive: (client, packet) => mayReceive(this.ctx, client, packet),
       filtered: () => void this.counters.deliveriesFiltered++,
+      deliver: (client, packet, cb) => this.delivery.deliverCopy(client, packet, cb),
     });
     this.auth = {
       config: this.opts.config,

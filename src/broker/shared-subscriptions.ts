@@ -177,6 +177,8 @@ export interface SharedOptions {
   mayReceive(client: Client, packet: AedesPublishPacket): boolean;
   /** No member could take a message. */
   filtered(): void;
+  /** Hands the member its copy, at the QoS set on it (./delivery.ts deliverCopy). */
+  deliver(client: Client, packet: AedesPublishPacket, cb: () => void): void;
 }
 
 const require = createRequire(import.meta.url);
@@ -286,13 +288,13 @@ export class SharedSubscriptions {
     if (m.si) (copy as { properties?: object }).properties = copy.properties ? { ...copy.properties, ...m.si } : m.si;
     const qos = Math.min(packet.qos, m.qos) as 0 | 1 | 2;
     copy.qos = qos;
-    if (qos === 0) return c.deliver0(copy, cb);
+    if (qos === 0) return this.opts.deliver(m.client, copy, cb);
     // A persistent session's message goes into its queue first, as aedes queues those of its other
     // subscriptions before delivering them, and out as its in-flight window allows. The session
     // store (./session-store.ts) enqueues synchronously, within the call: the delivery follows at
     // once, so it cannot fall behind a newer message to the same client (which aedes' duplicate
     // check and the window's would then drop).
     if (!c.clean) void (this.opts.aedes as unknown as AedesWithPersistence).persistence.outgoingEnqueue({ clientId: c.id }, copy).catch(() => undefined);
-    c.deliverQoS(copy, cb);
+    this.opts.deliver(m.client, copy, cb);
   }
 }

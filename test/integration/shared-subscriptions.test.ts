@@ -139,6 +139,21 @@ t.test('a normal and a shared subscription of the same client both receive', asy
   await endAll(x, oven, chiller);
 });
 
+t.test('a client whose ordinary and shared subscriptions match the same message gets it twice when the group picks it (4.8.2)', async (t) => {
+  const oven = await device('oven-1', 'oven-1-twice');
+  for (const [ordinary, sharedQos, group] of [[1, 1, 'g12'], [0, 0, 'g13'], [0, 1, 'g14'], [1, 0, 'g15']] as const) {
+    const x = await member(`share-twice-${group}`, ADMIN);
+    t.equal(await subscribe(x, 'things/oven-1/telemetry/#', ordinary), ordinary);
+    t.equal(await subscribe(x, `$share/${group}/things/oven-1/telemetry/#`, sharedQos), sharedQos);
+    const sent = await publishN(oven, 'oven-1', `${group}-`, 3);
+    t.ok(await until(() => payloads(x, `${group}-`).length >= 6, 20_000), `ordinary QoS ${ordinary}, shared QoS ${sharedQos}: each message twice (${payloads(x, `${group}-`).length})`);
+    await sleep(200);
+    t.same(sorted(payloads(x, `${group}-`)), sorted([...sent, ...sent]), 'exactly twice');
+    await endAll(x);
+  }
+  await endAll(oven);
+});
+
 t.test('a shared subscription gets no retained messages; the granted QoS bounds the delivery', async (t) => {
   const oven = await device('oven-1', 'oven-1-retain');
   await oven.client.publishAsync('things/oven-1/telemetry/retained', 'kept', { qos: 1, retain: true });
