@@ -18,10 +18,11 @@
 // - This module holds one subscription per group on aedes' router (aedes.subscribe, as aedes' own
 //   subscribe handler does): for each message it picks the next member that may receive it — the
 //   scope check of authorizeForward (./forward.ts mayReceive) — and hands it to that member's
-//   delivery (client.deliverQoS / deliver0, as aedes' subscriptions do, at min(message QoS, the
-//   member's granted QoS)), where authorizeForward decides it again, as for any delivery (an action
-//   is decided again there for its sender). No member may: dropped for the group, counted as a
-//   filtered delivery.
+//   delivery at min(message QoS, the member's granted QoS) (./delivery.ts deliverCopy: aedes'
+//   deliver0 / deliverQoS and the in-flight window, as for aedes' subscriptions, but not
+//   deduplicated against the copy a client's ordinary subscription gets: 4.8.2 has it get both),
+//   where authorizeForward decides it again, as for any delivery (an action is decided again there
+//   for its sender). No member may: dropped for the group, counted as a filtered delivery.
 // - A member leaves on UNSUBSCRIBE and when its connection closes. Messages go to connected members
 //   only; a group without one drops them (MQTT 5 lets a server do so). A persistent session keeps
 //   its shared subscription (the marker is stored like its other subscriptions): when it resumes,
