@@ -6,7 +6,9 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { readAudit } from '../../src/audit/audit-log.js';
-import { agentFor, cleanup, connect, endAll, startAgent, mosquittoSub, sleep, subscribe, until, type AgentProcess, type Connected } from '../helpers/agent.js';
+import { controlRequest } from '../../src/agent/control.js';
+import type { SnapshotPayload } from '../../src/policy/schema.js';
+import { agentFor, cleanup, connect, endAll, exampleSnapshot, startAgent, mosquittoSub, sleep, subscribe, until, type AgentProcess, type Connected } from '../helpers/agent.js';
 import { RawMqtt } from '../helpers/raw-mqtt.js';
 
 type Ack = { cmd: string; messageId?: number; reasonCode?: number; granted?: number[]; properties?: Record<string, unknown> };
@@ -277,4 +279,29 @@ t.test('mosquitto_sub -V mqttv5 as members of a group', async (t) => {
   t.same(sorted([...got(s1), ...got(s2)]), sorted(sent), 'each once');
   t.ok(got(s1).length > 0 && got(s2).length > 0, `both got some (${got(s1).length} + ${got(s2).length})`);
   await endAll(oven);
+});
+
+// Last: it changes the snapshot in force.
+t.test('each delivery is decided under the snapshot in force: a member that lost the right gets nothing more', async (t) => {
+  const carl = await member('share-snap-carl', CARL);
+  const admin = await member('share-snap-admin', ADMIN);
+  t.equal(await subscribe(carl, '$share/g16/things/chiller-1/telemetry/#', 1), 1);
+  t.equal(await subscribe(admin, '$share/g16/things/chiller-1/telemetry/#', 1), 1);
+  const chiller = await device('chiller-1', 'chiller-1-snap');
+  await publishN(chiller, 'chiller-1', 'before-', 4);
+  t.ok(await until(() => payloads(carl, 'before-').length + payloads(admin, 'before-').length >= 4, 20_000));
+  t.ok(payloads(carl, 'before-').length > 0, 'carl took his turns while he could read chiller-1');
+  // viewer-carl now reads pasteurizer-1 only (still connected, still a member).
+  const bytes = exampleSnapshot(2, (p: SnapshotPayload) => {
+    p.userAuthorizations = [{ customer: 'c-dairy', user: 'viewer-carl', things: ['pasteurizer-1'] }];
+  });
+  const r = await controlRequest(agent.stateDir, { cmd: 'install', snapshot: bytes.toString('base64'), source: 'test' });
+  t.ok(r.ok, 'installed');
+  const sent = await publishN(chiller, 'chiller-1', 'after-', 10);
+  t.ok(await until(() => payloads(admin, 'after-').length >= 10, 20_000), 'the admin gets all 10');
+  await sleep(300);
+  t.same(sorted(payloads(admin, 'after-')), sorted(sent), 'each once');
+  t.same(payloads(carl, 'after-'), [], 'carl none');
+  t.ok(carl.client.connected, 'carl is still connected (and still a member)');
+  await endAll(carl, admin, chiller);
 });
