@@ -13,7 +13,7 @@ import { isTlsSocket, lacksRequiredCertificate } from './client-cert.js';
 import type { ConnectionEvents } from './connections.js';
 import type { BrokerCounters } from './context.js';
 import type { Delivery } from './delivery.js';
-import { DISCONNECT_PACKET_TOO_LARGE, disconnectAndClose } from './flow-control.js';
+import { DISCONNECT_PACKET_TOO_LARGE, DISCONNECT_PROTOCOL_ERROR, disconnectAndClose } from './flow-control.js';
 import { FrameGuard, TOO_LARGE } from './frame-guard.js';
 import { passUnsupportedLevel } from './protocol-level.js';
 import { guardTopicUtf8, type ParserInternals } from './topic-utf8.js';
@@ -25,6 +25,8 @@ export interface AcceptDeps {
   readonly events: ConnectionEvents;
   readonly delivery: Delivery;
   readonly counters: BrokerCounters;
+  /** A protocol violation found here: logged and audited as aedes' client errors are (./client-errors.ts). */
+  protocolError(client: Client, err: Error): void;
 }
 
 export function acceptConnection(d: AcceptDeps, socket: Socket): void {
@@ -47,7 +49,10 @@ export function acceptConnection(d: AcceptDeps, socket: Socket): void {
   passUnsupportedLevel(parser);
   guardPrototypeFilters(parser as unknown as Parameters<typeof guardPrototypeFilters>[0]);
   // $share/...: renamed for aedes, grouped by us; a malformed one closes the connection (./shared-subscriptions.ts).
-  guardSharedFilters(parser as unknown as Parameters<typeof guardSharedFilters>[0], (err) => client.emit('error', err));
+  guardSharedFilters(parser as unknown as Parameters<typeof guardSharedFilters>[0], (err) => {
+    d.protocolError(client, err);
+    disconnectAndClose(client, DISCONNECT_PROTOCOL_ERROR, 'Protocol Error');
+  });
   advertiseSharedSubscriptions(socket);
   const parse = parser.parse.bind(parser);
   let refusing = false;

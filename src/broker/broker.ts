@@ -296,7 +296,7 @@ export class GatewayBroker {
     try {
       const opened = await openListeners(c, (socket) =>
         acceptConnection(
-          { aedes: broker!.aedes, config: c, log: opts.log, events: broker!.events, delivery: broker!.delivery, counters: broker!.counters },
+          { aedes: broker!.aedes, config: c, log: opts.log, events: broker!.events, delivery: broker!.delivery, counters: broker!.counters, protocolError: (client, err) => onClientError(broker!.clientErrors, client, err) },
           socket,
         ), {
         log: opts.log,

@@ -29,7 +29,8 @@
 //   the filter is decided again and the session rejoins. A message handed to a persistent session
 //   stays in its queue like any other (it is its own to receive, also after a reconnect).
 // - A malformed `$share` filter (empty ShareName, one with `+` or `#`, no filter after it) or No
-//   Local set on a shared subscription [MQTT-3.8.3-4] is a protocol error: the connection is closed.
+//   Local set on a shared subscription [MQTT-3.8.3-4] is a protocol error: the connection is closed,
+//   an MQTT 5 client's with DISCONNECT 0x82 Protocol Error (./accept.ts).
 import { createRequire } from 'node:module';
 import type { Aedes, AedesPublishPacket, Client } from 'aedes';
 import { REFUSED_FILTER } from './aedes2.js';
@@ -94,7 +95,7 @@ interface WirePacket {
 /**
  * Renames each `$share/G/F` of a SUBSCRIBE or UNSUBSCRIBE to its marker before aedes' handler runs
  * (see above); a filter already named like a marker is refused (SUBSCRIBE) or not found (UNSUBSCRIBE).
- * A malformed one closes the connection (`malformed`, called with the error to emit).
+ * A malformed one closes the connection (`malformed`, called with the error to report).
  * Test: test/integration/shared-subscriptions.test.ts.
  */
 export function guardSharedFilters(parser: { prependListener(event: 'packet', fn: (p: WirePacket) => void): unknown }, malformed: (err: Error) => void): void {

@@ -205,9 +205,23 @@ t.test('a malformed shared subscription, or No Local on one, is a protocol error
     raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 1, nl }] });
     const closed = await Promise.race([raw.whenClosed.then(() => true), sleep(20_000).then(() => false)]);
     t.ok(closed, `${topic}${nl ? ' (No Local)' : ''}: closed`);
+    t.equal((raw.packets.find((p) => p.cmd === 'disconnect') as Ack | undefined)?.reasonCode, 0x82, 'after DISCONNECT 0x82 Protocol Error');
     t.notOk(raw.packets.some((p) => p.cmd === 'suback' && (p as Ack).granted?.[0] !== undefined && (p as Ack).granted![0]! < 0x80), 'never granted');
     raw.end();
   }
+});
+
+t.test('a malformed shared subscription is audited as a protocol violation; an MQTT 3.1.1 client is closed too', async (t) => {
+  const raw = await RawMqtt.open(agent.port, 4);
+  await raw.connect('share-bad-v4', ANNA.username, ANNA.password);
+  raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$share//x', qos: 0 }] });
+  t.ok(await Promise.race([raw.whenClosed.then(() => true), sleep(20_000).then(() => false)]), 'closed');
+  let hit;
+  for (const end = Date.now() + 20_000; !hit && Date.now() < end; await sleep(100)) {
+    hit = (await readAudit(join(agent.stateDir, 'audit'))).find((e) => e.clientId === 'share-bad-v4' && e.action === 'subscribe' && e.decision === 'deny');
+  }
+  t.match(hit, { principal: 'tech-anna', reason: 'TOPIC_DENIED' }, 'audited');
+  raw.end();
 });
 
 t.test('MQTT 3.1.1 clients share the same way', async (t) => {
