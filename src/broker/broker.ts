@@ -35,7 +35,7 @@ import { DenialBudget } from './denial-budget.js';
 import { DROP, EMPTY_ID, KEEPALIVE, LEVEL, SENT, logLimitOnce, type ClientMarks, type Marked, type Session } from './session.js';
 import { ConnectionEvents } from './connections.js';
 import { acceptConnection } from './accept.js';
-import { disconnectAndClose, disconnectOnReceiveMaximum, outboundWindow } from './flow-control.js';
+import { disconnectAndClose, disconnectOnReceiveMaximum, exceedsClientMaximum, outboundWindow } from './flow-control.js';
 import { onClientError, type ClientErrorDeps } from './client-errors.js';
 import { Delivery } from './delivery.js';
 import { openListeners } from './listeners.js';
@@ -172,7 +172,8 @@ export class GatewayBroker {
     });
     this.shared = new SharedSubscriptions({
       aedes,
-      mayReceive: (client, packet) => mayReceive(this.ctx, client, packet),
+      // A member the message is too large for is passed over too (3.1.2.25 lets the server pick one that can take it).
+      mayReceive: (client, packet) => mayReceive(this.ctx, client, packet) && !exceedsClientMaximum(client, packet),
       filtered: () => void this.counters.deliveriesFiltered++,
       deliver: (client, packet, cb) => this.delivery.deliverCopy(client, packet, cb),
     });

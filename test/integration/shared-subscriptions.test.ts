@@ -90,6 +90,28 @@ t.test('a member that may not read a thing never gets its messages: the other me
   await endAll(carl, anna, oven, chiller);
 });
 
+t.test('a member a message is too large for (its Maximum Packet Size) is passed over for one that can take it', async (t) => {
+  const small = await member('share-small', ANNA, 5, { properties: { maximumPacketSize: 128 } });
+  const big = await member('share-big', ANNA);
+  t.equal(await subscribe(small, '$share/g17/things/oven-1/telemetry/#', 1), 1);
+  t.equal(await subscribe(big, '$share/g17/things/oven-1/telemetry/#', 1), 1);
+  const oven = await device('oven-1', 'oven-1-size');
+  const large: string[] = [];
+  for (let i = 0; i < 6; i++) {
+    const payload = `L${i}-${'x'.repeat(300)}`;
+    await oven.client.publishAsync('things/oven-1/telemetry/temp', payload, { qos: 1 });
+    large.push(payload);
+  }
+  const sent = await publishN(oven, 'oven-1', 's-', 6);
+  t.ok(await until(() => payloads(big, 'L').length + payloads(small, 's-').length + payloads(big, 's-').length >= 12, 20_000), 'all 12 delivered');
+  await sleep(300);
+  t.same(payloads(small, 'L'), [], 'none of the large ones to the small member');
+  t.same(sorted(payloads(big, 'L')), sorted(large), 'all large ones to the other');
+  t.same(sorted([...payloads(small, 's-'), ...payloads(big, 's-')]), sorted(sent), 'the small ones shared, each once');
+  t.ok(payloads(small, 's-').length > 0, 'the small member took its turns');
+  await endAll(small, big, oven);
+});
+
 t.test('a subscriber without any right to the filter: SUBACK 0x87, audited with the inner filter; an allowed one in the same SUBSCRIBE is granted', async (t) => {
   const raw = await RawMqtt.open(agent.port, 5);
   await raw.connect('share-carl-87', CARL.username, CARL.password);
