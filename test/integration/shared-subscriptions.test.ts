@@ -2,7 +2,9 @@
 // (src/broker/shared-subscriptions.ts): each message to one member of the group, authorized for the
 // member it goes to (one that may not read it is passed over), subscribing decided like the filter
 // itself, members leaving on UNSUBSCRIBE and disconnect, no retained messages, the CONNACK
-// advertising them, and the marker namespace closed to publishers.
+// advertising them, the marker namespace closed to publishers, malformed filters closing the
+// connection, MQTT 3.1.1 members, persistent members (also across a restart), mosquitto_sub members,
+// and a new snapshot taking effect at the next delivery.
 import t from 'tap';
 import { join } from 'node:path';
 import { readAudit } from '../../src/audit/audit-log.js';
