@@ -5,14 +5,15 @@
 // UTF-8 (./topic-utf8.ts), an unsupported protocol level answered with CONNACK 0x01 (./protocol-level.ts).
 import type { Socket } from 'node:net';
 import type { Aedes, Client } from 'aedes';
-import { guardPrototypeFilters, hardenClient } from './aedes2.js';
+import { advertiseSharedSubscriptions, guardPrototypeFilters, hardenClient } from './aedes2.js';
+import { guardSharedFilters } from './shared-subscriptions.js';
 import type { Logger } from 'pino';
 import type { AgentConfig } from '../config/load.js';
 import { isTlsSocket, lacksRequiredCertificate } from './client-cert.js';
 import type { ConnectionEvents } from './connections.js';
 import type { BrokerCounters } from './context.js';
 import type { Delivery } from './delivery.js';
-import { DISCONNECT_PACKET_TOO_LARGE, disconnectAndClose } from './flow-control.js';
+import { DISCONNECT_PACKET_TOO_LARGE, DISCONNECT_PROTOCOL_ERROR, disconnectAndClose } from './flow-control.js';
 import { FrameGuard, TOO_LARGE } from './frame-guard.js';
 import { passUnsupportedLevel } from './protocol-level.js';
 import { guardTopicUtf8, type ParserInternals } from './topic-utf8.js';
@@ -24,6 +25,8 @@ export interface AcceptDeps {
   readonly events: ConnectionEvents;
   readonly delivery: Delivery;
   readonly counters: BrokerCounters;
+  /** A protocol violation found here: logged and audited as aedes' client errors are (./client-errors.ts). */
+  protocolError(client: Client, err: Error): void;
 }
 
 export function acceptConnection(d: AcceptDeps, socket: Socket): void {
@@ -45,6 +48,12 @@ export function acceptConnection(d: AcceptDeps, socket: Socket): void {
   guardTopicUtf8(parser);
   passUnsupportedLevel(parser);
   guardPrototypeFilters(parser as unknown as Parameters<typeof guardPrototypeFilters>[0]);
+  // $share/...: renamed for aedes, grouped by us; a malformed one closes the connection (./shared-subscriptions.ts).
+  guardSharedFilters(parser as unknown as Parameters<typeof guardSharedFilters>[0], (err) => {
+    d.protocolError(client, err);
+    disconnectAndClose(client, DISCONNECT_PROTOCOL_ERROR, 'Protocol Error');
+  });
+  advertiseSharedSubscriptions(socket);
   const parse = parser.parse.bind(parser);
   let refusing = false;
   parser.parse = (buf: Buffer) => {

@@ -5,7 +5,10 @@
 // The beta is aedes' mqttv5 branch, cut from 1.1.0: it carries MQTT 5, but not the fixes of 1.1.1 to
 // 1.2.0. Re-check every workaround against a new 2.x release (one rebased on 1.2 makes most of them
 // unnecessary) before moving the pin.
+import { createRequire } from 'node:module';
 import type { Aedes, Client } from 'aedes';
+
+const require = createRequire(import.meta.url);
 
 /** The aedes version these workarounds are written against (package.json pins it exactly). */
 export const AEDES_PINNED = '2.0.0-beta.1';
@@ -101,4 +104,40 @@ export function markWills(aedes: Aedes): void {
 /** The MQTT version a connected client speaks: 5, or 3/4 (MQTT 3.1 / 3.1.1). */
 export function versionOf(client: Client | null): number {
   return (client as { version?: number } | null)?.version ?? 4;
+}
+
+/** What this reaches of mqtt-packet (the module aedes writes every packet with, write.js). */
+interface MqttPacketModule {
+  writeToStream(packet: { cmd: string; properties?: { sharedSubscriptionAvailable?: boolean } }, stream: object, opts?: object): boolean;
+}
+
+/** The connections of our listeners: their CONNACK advertises shared subscriptions. */
+const sharedAvailable = new WeakSet<object>();
+let connackPatched = false;
+
+/**
+ * The beta's CONNACK to an MQTT 5 client always says `sharedSubscriptionAvailable: false`
+ * (connect.js connackProperties, a fresh object per CONNACK that no hook sees); the agent implements
+ * shared subscriptions itself (./shared-subscriptions.ts). aedes writes every packet with
+ * `mqtt.writeToStream(packet, client.conn, ...)` (write.js), looking the function up on mqtt-packet's
+ * module object at each call: that function is wrapped once — for a CONNACK to a connection of ours
+ * (registered here at accept) the property is dropped (absent means available, 3.2.2.3.13); every
+ * other packet costs one comparison.
+ * Test: test/unit/broker-aedes2.test.ts "CONNACK" (a bare aedes) and
+ * test/integration/shared-subscriptions.test.ts.
+ */
+export function advertiseSharedSubscriptions(conn: object): void {
+  sharedAvailable.add(conn);
+  if (connackPatched) return;
+  connackPatched = true;
+  // There is one mqtt-packet in the tree (test/unit/broker-packet-numbers.test.ts): aedes'.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const mqtt = require('mqtt-packet') as MqttPacketModule;
+  const write = mqtt.writeToStream;
+  mqtt.writeToStream = function writeToStream(packet, stream, opts) {
+    if (packet.cmd === 'connack' && packet.properties?.sharedSubscriptionAvailable === false && sharedAvailable.has(stream)) {
+      delete packet.properties.sharedSubscriptionAvailable;
+    }
+    return write(packet, stream, opts);
+  };
 }

@@ -35,7 +35,7 @@ import { DenialBudget } from './denial-budget.js';
 import { DROP, EMPTY_ID, KEEPALIVE, LEVEL, SENT, logLimitOnce, type ClientMarks, type Marked, type Session } from './session.js';
 import { ConnectionEvents } from './connections.js';
 import { acceptConnection } from './accept.js';
-import { disconnectAndClose, disconnectOnReceiveMaximum, outboundWindow } from './flow-control.js';
+import { disconnectAndClose, disconnectOnReceiveMaximum, exceedsClientMaximum, outboundWindow } from './flow-control.js';
 import { onClientError, type ClientErrorDeps } from './client-errors.js';
 import { Delivery } from './delivery.js';
 import { openListeners } from './listeners.js';
@@ -48,7 +48,8 @@ import { disablePacketNumberCache } from './packet-numbers.js';
 import type { BrokerContext, BrokerCounters } from './context.js';
 import { authorizePublish } from './publish.js';
 import { authorizeSubscribe } from './subscribe.js';
-import { RULES_ROUTE, authorizeForward } from './forward.js';
+import { RULES_ROUTE, authorizeForward, mayReceive } from './forward.js';
+import { SHARE_MARKER, SharedSubscriptions } from './shared-subscriptions.js';
 import { clientInfo, type ClientInfo } from './client-info.js';
 
 /** What the broker needs to know about the policy in force, read on every hook. */
@@ -112,6 +113,8 @@ export class GatewayBroker {
   private tlsPort: number | undefined;
   /** Deliveries to each client: at the granted QoS, through its in-flight window (./delivery.ts). */
   private readonly delivery: Delivery;
+  /** Shared subscriptions' groups (./shared-subscriptions.ts). */
+  private readonly shared: SharedSubscriptions;
   private readonly auth: AuthDeps;
   /** What the packet handlers read (./context.ts). */
   private readonly ctx: BrokerContext;
@@ -168,6 +171,13 @@ export class GatewayBroker {
       release: (bytes) => this.store.release(bytes),
       counters: this.counters,
     });
+    this.shared = new SharedSubscriptions({
+      aedes,
+      // A member the message is too large for is passed over too (3.1.2.25 lets the server pick one that can take it).
+      mayReceive: (client, packet) => mayReceive(this.ctx, client, packet) && !exceedsClientMaximum(client, packet),
+      filtered: () => void this.counters.deliveriesFiltered++,
+      deliver: (client, packet, cb) => this.delivery.deliverCopy(client, packet, cb),
+    });
     this.auth = {
       config: this.opts.config,
       policy: () => this.opts.policy(),
@@ -202,6 +212,7 @@ export class GatewayBroker {
       },
       actions,
       delivery: this.delivery,
+      shared: this.shared,
       denials: this.denials,
       get forwarding() {
         return self.forwarding;
@@ -298,7 +309,7 @@ export class GatewayBroker {
     try {
       const opened = await openListeners(c, (socket) =>
         acceptConnection(
-          { aedes: broker!.aedes, config: c, log: opts.log, events: broker!.events, delivery: broker!.delivery, counters: broker!.counters },
+          { aedes: broker!.aedes, config: c, log: opts.log, events: broker!.events, delivery: broker!.delivery, counters: broker!.counters, protocolError: (client, err) => onClientError(broker!.clientErrors, client, err) },
           socket,
         ), {
         log: opts.log,
@@ -443,6 +454,7 @@ export class GatewayBroker {
     a.on('unsubscribe', (filters, client) => {
       const s = this.sessions.get(client);
       if (s) for (const f of filters) s.subscriptions.delete(f);
+      for (const f of filters) if (f.startsWith(SHARE_MARKER)) this.shared.leave(client, f);
     });
     a.on('client', (client) => this.events.connected(client, this.sessions.get(client)));
     a.on('clientDisconnect', (client) => this.onGone(client));

@@ -9,6 +9,7 @@ import type { ConnectionEvents } from './connections.js';
 import { EMPTY_ID, LEVEL, SENT, remoteOf, type ClientMarks, type Session } from './session.js';
 import { PROPERTY_INVALID, PROPERTY_NOT_UTF8, TOPIC_NOT_UTF8 } from './topic-utf8.js';
 import { PUBLISH_DENIED } from './publish.js';
+import { MALFORMED_SHARE } from './shared-subscriptions.js';
 
 export interface ClientErrorDeps {
   readonly log: Logger;
@@ -79,6 +80,11 @@ export function onClientError(d: ClientErrorDeps, client: Client, err: Error & {
     // An MQTT 5 property given twice, or one the packet may not carry (./topic-utf8.ts): a malformed packet.
     d.events.ending(client, 'protocol error', { err: err.message.slice(0, 200) });
     d.log.info({ principal, clientId: client.id, err: err.message.slice(0, 200) }, 'connection closed: an invalid MQTT 5 property (protocol violation)');
+    return;
+  }
+  if (err.message === MALFORMED_SHARE) {
+    // [MQTT-4.8.2-1] [MQTT-4.8.2-2] [MQTT-3.8.3-4]: a Protocol Error; the connection is closed (./shared-subscriptions.ts).
+    protocolViolation('subscribe', 'a malformed shared subscription');
     return;
   }
   if (err.message === 'keep alive timeout') {

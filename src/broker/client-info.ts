@@ -4,6 +4,7 @@ import type { Client } from 'aedes';
 import { PRINCIPAL_KIND_NAMES } from '../decide/policy-index.js';
 import { KEEPALIVE, remoteOf, type ClientMarks, type Session } from './session.js';
 import { isTlsSocket } from './client-cert.js';
+import { displayFilter } from './shared-subscriptions.js';
 
 export interface ClientInfo {
   readonly clientId: string;
@@ -41,7 +42,7 @@ export function clientInfo(client: Client | undefined, session: Session | undefi
     listener: isTlsSocket(client.conn) ? 'tls' : 'tcp',
     cleanSession: client.clean,
     keepaliveSeconds: (client as ClientMarks)[KEEPALIVE] ?? 0,
-    subscriptions: [...session.subscriptions].sort().map((filter) => ({ filter, qos: session.grantedQos.get(filter) ?? 0 })),
+    subscriptions: [...session.subscriptions].sort().map((filter) => ({ filter: displayFilter(filter), qos: session.grantedQos.get(filter) ?? 0 })),
     connectedSince: new Date(session.connectedAt).toISOString(),
   };
 }

@@ -11,6 +11,7 @@ import type { Forwarding, PolicyView } from './broker.js';
 import type { Delivery } from './delivery.js';
 import type { DenialBudget } from './denial-budget.js';
 import type { RateLimiter } from './rate-limit.js';
+import type { SharedSubscriptions } from './shared-subscriptions.js';
 import type { Marked, Session } from './session.js';
 
 /** The broker's counters, read by `status` and the metrics. */
@@ -45,6 +46,8 @@ export interface BrokerContext {
   readonly firmwareLimiter: RateLimiter;
   readonly actions: ActionGate;
   readonly delivery: Delivery;
+  /** The groups of shared subscriptions (./shared-subscriptions.ts). */
+  readonly shared: SharedSubscriptions;
   /** Each client's denials: at most so many audit lines a second (./denial-budget.ts). */
   readonly denials: DenialBudget;
   /** The cloud link's upward forwarding, once it exists. */

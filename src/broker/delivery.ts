@@ -82,6 +82,7 @@ export class Delivery {
     };
     c.deliver0 = route;
     c.deliverQoS = route;
+    this.deliver0.set(client, deliver0);
     c._parser.on('packet', (p) => {
       if ((p.cmd === 'puback' || p.cmd === 'pubcomp') && p.messageId !== undefined) this.windows.get(client)?.acked(p.messageId);
     });
@@ -91,6 +92,44 @@ export class Delivery {
 
   /** aedes' own deliverQoS of each client, for the windows' sends. */
   private readonly deliverQoS = new WeakMap<Client, AedesClient['deliverQoS']>();
+  /** The copies (deliverCopy) a window sends: they leave aedes' duplicate check as it was. */
+  private readonly copies = new WeakSet<object>();
+  /** aedes' own deliver0 of each client, for copies. */
+  private readonly deliver0 = new WeakMap<Client, AedesClient['deliver0']>();
+
+  /**
+   * A shared subscription's copy of a message (./shared-subscriptions.ts), its QoS already the one to
+   * send it at: not deduplicated against the copies of the same message the client gets through its
+   * other subscriptions (MQTT 5 4.8.2: a client with an ordinary and a shared subscription matching a
+   * message may get it twice), and leaving aedes' and the window's duplicate checks as they were, so
+   * that it does not suppress those either. Otherwise a delivery like any (authorizeForward decides it).
+   */
+  deliverCopy(client: Client, packet: AedesPublishPacket, cb: () => void): void {
+    const c = client as unknown as AedesClient;
+    if (packet.qos === 0) {
+      const deliver0 = this.deliver0.get(client);
+      if (!deliver0) return void setImmediate(cb);
+      const id = (packet as { brokerId?: string }).brokerId;
+      if (!id) return deliver0(packet, cb);
+      const before = c.duplicates[id];
+      c.duplicates[id] = ((packet as { brokerCounter?: number }).brokerCounter ?? 0) - 1;
+      try {
+        deliver0(packet, cb);
+      } finally {
+        if (before === undefined) delete c.duplicates[id];
+        else c.duplicates[id] = before;
+      }
+      return;
+    }
+    const window = this.windows.get(client);
+    if (window) {
+      this.copies.add(packet);
+      return window.offer(packet as unknown as WindowPacket, cb, true);
+    }
+    const deliverQoS = this.deliverQoS.get(client);
+    if (!deliverQoS) return void setImmediate(cb);
+    this.send(c, deliverQoS, packet, true, 'transparent', cb);
+  }
 
   /**
    * Gives an authenticated client its window: at most `max` unacknowledged QoS 1/2 messages; a
@@ -107,7 +146,7 @@ export class Delivery {
       bounds,
       queue,
       {
-        send: (packet, routed, done) => this.send(c, deliverQoS, packet as unknown as AedesPublishPacket, routed, true, done),
+        send: (packet, routed, done) => this.send(c, deliverQoS, packet as unknown as AedesPublishPacket, routed, this.copies.has(packet) ? 'transparent' : true, done),
         nextId: () => {
           const id = c._nextId >= 1 && c._nextId <= 65535 ? c._nextId : 1;
           c._nextId = id >= 65535 ? 1 : id + 1;
@@ -143,7 +182,7 @@ export class Delivery {
    * Hands a packet to aedes' deliverQoS; returns whether it was forwarded (authorizeForward let it
    * through: it will be written). `routed`: its QoS is already the granted one.
    */
-  private send(c: AedesClient, deliverQoS: AedesClient['deliverQoS'], packet: AedesPublishPacket, routed: boolean, bypassDuplicates: boolean, done: () => void): boolean {
+  private send(c: AedesClient, deliverQoS: AedesClient['deliverQoS'], packet: AedesPublishPacket, routed: boolean, bypassDuplicates: boolean | 'transparent', done: () => void): boolean {
     // aedes' duplicate check keeps the newest brokerCounter delivered per brokerId and drops anything
     // older: a message that waited in a window while a newer one went out (at QoS 0, or a message of
     // the same publish to another subscription) would be dropped. The window offers each message once
@@ -162,7 +201,12 @@ export class Delivery {
     } finally {
       this.routedPacket = null;
       this.sending = null;
-      if (bypass) c.duplicates[id!] = Math.max(before ?? 0, counter);
+      // 'transparent' (a copy, deliverCopy): as if it had not been sent.
+      if (bypass) {
+        if (bypassDuplicates !== 'transparent') c.duplicates[id!] = Math.max(before ?? 0, counter);
+        else if (before === undefined) delete c.duplicates[id!];
+        else c.duplicates[id!] = before;
+      }
     }
     // aedes then downgrades by the subscription named like the topic, if any (when it builds the
     // packet, on the next turn): it must not undercut the granted QoS.

@@ -18,6 +18,7 @@ import { versionOf } from './aedes2.js';
 /** Server DISCONNECT reason codes (MQTT 5, 3.14.2.1) sent here. */
 export const DISCONNECT_RECEIVE_MAXIMUM_EXCEEDED = 0x93;
 export const DISCONNECT_PACKET_TOO_LARGE = 0x95;
+export const DISCONNECT_PROTOCOL_ERROR = 0x82;
 
 /** What aedes' init stored from a CONNECT (client.js / connect.js; not in its type declarations). */
 interface FlowClient {

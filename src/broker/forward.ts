@@ -21,18 +21,7 @@ export function authorizeForward(ctx: BrokerContext, client: Client, packet: Aed
   const view = ctx.policy();
   refreshCaches(session, view.epoch);
   const topic = packet.topic;
-  let route: DeliveryRoute | false | undefined;
-  if (topic === session.lastForwardTopic) route = session.lastForward;
-  else {
-    route = session.forwardCache?.get(topic);
-    if (route === undefined) {
-      route = forwardRoute(ctx, session, topic, view);
-      session.forwardCache ??= new LRUCache({ max: ctx.config.cache.decisionsPerClient });
-      session.forwardCache.set(topic, route);
-    }
-    session.lastForwardTopic = topic;
-    session.lastForward = route;
-  }
+  const route = cachedRoute(ctx, session, topic, view);
   // An action is decided again, for its sender, at every delivery (not cached: it depends on the message).
   const action = route !== false && (route.kind === 'read' || route.kind === 'inbox') && route.action !== null;
   let ok = route !== false && (!action || ctx.actions.deliverable(client, packet, (route as { thing: string }).thing, (route as { action: ActionRef }).action, view));
@@ -74,6 +63,33 @@ function withRemainingExpiry(client: Client, packet: AedesPublishPacket, remaini
     p.properties = { ...p.properties, messageExpiryInterval: Math.max(1, Math.ceil(remainingMs / 1000)) };
   }
   return true;
+}
+
+/**
+ * Whether the client's scope lets it receive the message: authorizeForward's check without its
+ * effects (counters, an action's decision, which is its sender's and the same for every receiver).
+ * A shared subscription picks a member with it (./shared-subscriptions.ts).
+ */
+export function mayReceive(ctx: BrokerContext, client: Client, packet: AedesPublishPacket): boolean {
+  const session = ctx.sessions.get(client);
+  if (!session) return false;
+  const view = ctx.policy();
+  refreshCaches(session, view.epoch);
+  return cachedRoute(ctx, session, packet.topic, view) !== false;
+}
+
+/** The delivery route of the topic for this session, cached per client and policy epoch (refreshCaches first). */
+function cachedRoute(ctx: BrokerContext, session: Session, topic: string, view: PolicyView): DeliveryRoute | false {
+  if (topic === session.lastForwardTopic) return session.lastForward;
+  let route = session.forwardCache?.get(topic);
+  if (route === undefined) {
+    route = forwardRoute(ctx, session, topic, view);
+    session.forwardCache ??= new LRUCache({ max: ctx.config.cache.decisionsPerClient });
+    session.forwardCache.set(topic, route);
+  }
+  session.lastForwardTopic = topic;
+  session.lastForward = route;
+  return route;
 }
 
 /** Whether this session may receive messages on the topic (an MQTT 5 response topic, ./publish.ts). */

@@ -117,9 +117,11 @@ export class InflightWindow {
    * A QoS 1/2 message for the client (its QoS the granted one): sent now if the window has room and
    * nothing older waits, else it waits. `done` is aedes' delivery callback: called once the message
    * is written, or at once when it waits (the message router must not wait for this client).
+   * `copy`: a further copy of a message the client may also get through another subscription (a
+   * shared subscription's): neither checked nor noted as offered.
    */
-  offer(packet: WindowPacket, done: () => void): void {
-    if (this.closed || this.isRepeat(packet)) return later(done);
+  offer(packet: WindowPacket, done: () => void, copy = false): void {
+    if (this.closed || (!copy && this.isRepeat(packet))) return later(done);
     const where = this.queue !== null && !packet.retain ? this.queue.state(packet) : 'memory';
     if (where === 'sent') return later(done); // already sent (a resumed session's resend)
     if (this.hasRoom() && !this.backlog && this.waiting.length === 0) {

@@ -8,6 +8,7 @@ import { DENY, type Decision } from '../decide/reasons.js';
 import { PrincipalKind, PRINCIPAL_KIND_NAMES, recordOf, type PolicyIndex } from '../decide/policy-index.js';
 import type { PublishRoute, SubscriptionRoute, TopicMap, TopicRules } from '../topics/index.js';
 import { decidePublish, decideSubscription, type TopicSubject } from '../broker/topic-decisions.js';
+import { parseShared } from '../broker/shared-subscriptions.js';
 
 export type Direction = 'publish' | 'subscribe';
 
@@ -62,7 +63,12 @@ export function explainTopic(
     } else decision = decidePublish(map, rules, index, who.subject, topic, false, now, steps).decision;
     return { direction, topic, route: publishRouteJson(route, map), routeText: publishRouteText(route, map), permission, thing, decision, steps };
   }
-  const route = map.routeSubscription(topic);
+  // `$share/{ShareName}/{filter}` is decided on its filter (src/broker/shared-subscriptions.ts).
+  const shared = parseShared(topic);
+  if (shared === 'malformed') steps.push({ rule: 'shared subscription', passed: false, detail: 'a malformed $share filter (empty ShareName, + or # in it, or no filter after it) is a protocol error: the broker closes the connection' });
+  else if (shared !== null) steps.push({ rule: 'shared subscription', passed: true, detail: `$share/${shared.share}: decided on its filter ${shared.filter}; each message then goes to one member of the group, one that may receive it` });
+  const filter = shared !== null && shared !== 'malformed' ? shared.filter : topic;
+  const route = map.routeSubscription(filter);
   const first = route.reads[0];
   const permission = first?.permission ?? null;
   const thing = first ? first.thing : (route.inbox[0]?.thing ?? null);
@@ -70,8 +76,8 @@ export function explainTopic(
   if ('refused' in who) {
     steps.push(who.step);
     decision = who.refused;
-  } else decision = decideSubscription(map, rules, index, who.subject, topic, now, steps);
-  return { direction, topic, route: subscriptionRouteJson(route, map, topic), routeText: subscriptionRouteText(route, map, topic), permission, thing, decision, steps };
+  } else decision = shared === 'malformed' ? DENY.TOPIC_DENIED : decideSubscription(map, rules, index, who.subject, filter, now, steps);
+  return { direction, topic, route: subscriptionRouteJson(route, map, filter), routeText: subscriptionRouteText(route, map, filter), permission, thing, decision, steps };
 }
 
 function publishNeeds(route: PublishRoute): { permission: string | null; thing: string | null } {

@@ -71,6 +71,10 @@ t.test('explain answers from the running agent\'s snapshot in force, with its to
   const r = json(refused.stdout) as { decision: string; reason: string; steps: { rule: string; passed: boolean }[] };
   t.match(r, { decision: 'deny', reason: 'OUT_OF_SCOPE', permission: 'READ_THING', thing: 'oven-1' });
   t.ok(r.steps.some((s) => s.rule === 'scope' && !s.passed), 'the steps say which rule failed');
+  // A shared subscription is decided on its filter.
+  const shared = cli(['explain', '-c', config, '-p', 'viewer-carl', '--topic', '$share/g/things/chiller-1/telemetry/#', '--subscribe', '--json']);
+  t.match(json(shared.stdout), { topic: '$share/g/things/chiller-1/telemetry/#', permission: 'READ_THING', thing: 'chiller-1', decision: 'allow' }, '$share/g/F: allowed as F');
+  t.match(json(cli(['explain', '-c', config, '-p', 'viewer-carl', '--topic', '$share/g/things/oven-1/telemetry/#', '--subscribe', '--json']).stdout), { decision: 'deny', reason: 'OUT_OF_SCOPE', thing: 'oven-1' }, '$share/g/F: refused as F');
   const outside = cli(['explain', '-c', config, '-p', 'viewer-carl', '--topic', 'elsewhere/#', '--subscribe']);
   t.equal(outside.code, 3);
   t.match(outside.stdout, /DENY TOPIC_DENIED/);

@@ -23,3 +23,38 @@ t.test('the installed aedes is that version', async (t) => {
   const persistence = JSON.parse(readFileSync(require.resolve('aedes-persistence/package.json'), 'utf8')) as { version: string };
   t.ok(Number(persistence.version.split('.')[0]) >= 11, `aedes-persistence ${persistence.version} is 11 or later`);
 });
+
+t.test('CONNACK: the beta says sharedSubscriptionAvailable false; a connection given to advertiseSharedSubscriptions gets none (available)', async (t) => {
+  // A bare aedes: one connection through the hook, one not. Fails when aedes writes its CONNACK
+  // another way (the hook no longer reaches it) or stops saying false (the hook can go).
+  const { Aedes } = await import('aedes');
+  const { createServer } = await import('node:net');
+  const { advertiseSharedSubscriptions } = await import('../../src/broker/aedes2.js');
+  const { RawMqtt } = await import('../helpers/raw-mqtt.js');
+  const aedes = await Aedes.createBroker();
+  let hooked = true;
+  const server = createServer((socket) => {
+    if (hooked) advertiseSharedSubscriptions(socket);
+    aedes.handle(socket);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    server.close();
+    aedes.close();
+  });
+  const port = (server.address() as { port: number }).port;
+  const props = async (id: string) => {
+    const c = await RawMqtt.open(port, 5);
+    const connack = (await c.connect(id)) as { reasonCode?: number; properties?: Record<string, unknown> };
+    c.end();
+    t.equal(connack.reasonCode, 0);
+    return connack.properties ?? {};
+  };
+  const mine = await props('hooked');
+  t.notOk('sharedSubscriptionAvailable' in mine, 'through the hook: absent (available)');
+  hooked = false;
+  const plain = await props('plain');
+  t.equal(plain['sharedSubscriptionAvailable'], false, 'aedes itself still says false (else drop the hook)');
+  hooked = true;
+  t.equal((await props('hooked-again'))['sharedSubscriptionAvailable'], undefined, 'the wrap is installed once, and keeps working');
+});
