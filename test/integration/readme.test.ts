@@ -63,6 +63,7 @@ t.test('the walkthrough, against the agent on its embedded defaults', async (t) 
   const count = (s: string) => r.out.split(s).length - 1;
   t.equal(count('things/oven-1/commands/reboot from anna'), 1, 'the device got Anna\'s command once');
   t.equal(count('from carl'), 0, 'and not Carl\'s');
+  t.match(r.out, /Publish 1 failed: Not authorized\.\s*NOT_GRANTED/, 'over MQTT 5, Carl is told why (PUBACK 0x87, reason string NOT_GRANTED)');
   t.equal(count('All subscription requests were denied.'), 1, 'one refused subscription (oven-1), one granted (chiller-1)');
   t.match(r.out, /viewer-carl EXECUTE_THING_COMMAND on oven-1: DENY NOT_GRANTED/);
   t.match(r.out, /tech-anna EXECUTE_THING_COMMAND on oven-2: DENY GATEWAY_SCOPE/);
