@@ -108,7 +108,24 @@ export function versionOf(client: Client | null): number {
 
 /** What this reaches of mqtt-packet (the module aedes writes every packet with, write.js). */
 interface MqttPacketModule {
-  writeToStream(packet: { cmd: string; properties?: { sharedSubscriptionAvailable?: boolean } }, stream: object, opts?: object): boolean;
+  writeToStream(packet: { cmd: string; messageId?: number; reasonCode?: number; properties?: { sharedSubscriptionAvailable?: boolean } }, stream: object, opts?: object): boolean;
+}
+
+/** aedes' PUBACK/PUBREC code for a publish our hook refused (publish.js authorizePublish). */
+const NOT_AUTHORIZED = 0x87;
+/** Another code for the acknowledgement of a refused publish, per connection and packet id. */
+const ackCodes = new WeakMap<object, Map<number, number>>();
+
+/**
+ * aedes answers every publish our hook refuses with PUBACK/PUBREC 0x87; for a refusal MQTT 5 has a
+ * better code for (0x97 Quota exceeded for a rate limit, ./reason-codes.ts) the code is set here, for the
+ * acknowledgement aedes is about to write on this connection (rewritten in the wrapper below).
+ * Test: test/integration/mqtt5.test.ts "rate".
+ */
+export function setDeniedAckCode(conn: object, messageId: number, code: number): void {
+  let codes = ackCodes.get(conn);
+  if (codes === undefined) ackCodes.set(conn, (codes = new Map()));
+  codes.set(messageId, code);
 }
 
 /** The connections of our listeners: their CONNACK advertises shared subscriptions. */
@@ -121,8 +138,9 @@ let connackPatched = false;
  * shared subscriptions itself (./shared-subscriptions.ts). aedes writes every packet with
  * `mqtt.writeToStream(packet, client.conn, ...)` (write.js), looking the function up on mqtt-packet's
  * module object at each call: that function is wrapped once — for a CONNACK to a connection of ours
- * (registered here at accept) the property is dropped (absent means available, 3.2.2.3.13); every
- * other packet costs one comparison.
+ * (registered here at accept) the property is dropped (absent means available, 3.2.2.3.13); a
+ * PUBACK/PUBREC 0x87 gets the code setDeniedAckCode chose, if any; every other packet costs two
+ * comparisons.
  * Test: test/unit/broker-aedes2.test.ts "CONNACK" (a bare aedes) and
  * test/integration/shared-subscriptions.test.ts.
  */
@@ -137,6 +155,13 @@ export function advertiseSharedSubscriptions(conn: object): void {
   mqtt.writeToStream = function writeToStream(packet, stream, opts) {
     if (packet.cmd === 'connack' && packet.properties?.sharedSubscriptionAvailable === false && sharedAvailable.has(stream)) {
       delete packet.properties.sharedSubscriptionAvailable;
+    } else if (packet.reasonCode === NOT_AUTHORIZED && (packet.cmd === 'puback' || packet.cmd === 'pubrec')) {
+      const codes = ackCodes.get(stream);
+      const code = codes?.get(packet.messageId!);
+      if (code !== undefined) {
+        codes!.delete(packet.messageId!);
+        packet.reasonCode = code;
+      }
     }
     return write(packet, stream, opts);
   };

@@ -12,7 +12,8 @@ import type { PolicyView } from './broker.js';
 import type { BrokerContext } from './context.js';
 import { DROP, REQUEST_ID, logDeny, refreshCaches, type Marked, type PublishVerdict, type Session } from './session.js';
 import { decidePublish } from './topic-decisions.js';
-import { WILL, versionOf } from './aedes2.js';
+import { WILL, setDeniedAckCode, versionOf } from './aedes2.js';
+import { MQTT5_NOT_AUTHORIZED, mqtt5CodeFor } from './reason-codes.js';
 import { mayRead } from './forward.js';
 
 /** Marks the error of a denied MQTT 5 publish: aedes emits it as clientError, but the client stays connected. */
@@ -82,11 +83,16 @@ export function authorizePublish(ctx: BrokerContext, client: Client | null, pack
     packet[DROP] = true;
     ctx.denials.record(session.denials, { principal: session.principal, clientId: client.id, action: verdict.action, topic, thing: verdict.thing, decision: 'deny', reason: decision.reason, snapshotVersion: view.index?.version ?? null, ...(will ? { will } : {}) });
     logDeny(ctx.log, client, session, topic, verdict.action, decision.reason);
-    // MQTT 5: an error makes aedes answer a QoS 1/2 publish with PUBACK/PUBREC 0x87 Not authorized, the
-    // error's message (our reason code: no topic, principal or policy data) as reason string, and keep
-    // the client connected. 3.1.1 has no way to say it (aedes would close the connection): the
-    // publish is acknowledged and dropped [MQTT-3.3.5-2]. A will has nobody to tell.
-    if (versionOf(client) === 5 && !will) return cb(deniedError(decision.reason));
+    // MQTT 5: an error makes aedes answer a QoS 1/2 publish with PUBACK/PUBREC 0x87 Not authorized (0x97
+    // Quota exceeded for a rate limit), the error's message (our reason code: no topic, principal or policy data) as
+    // reason string, and keep the client connected. 3.1.1 has no way to say it (aedes would close the
+    // connection): the publish is acknowledged and dropped [MQTT-3.3.5-2]. A will has nobody to tell.
+    if (versionOf(client) === 5 && !will) {
+      // 0x87 is aedes' code; a rate limit gets 0x97 Quota exceeded (./reason-codes.ts, ./aedes2.ts).
+      const code = mqtt5CodeFor(decision.reason);
+      if (code !== MQTT5_NOT_AUTHORIZED && packet.qos > 0 && packet.messageId !== undefined) setDeniedAckCode(client.conn, packet.messageId, code);
+      return cb(deniedError(decision.reason));
+    }
     return cb(null);
   }
   let retainIgnored = false;

@@ -6,15 +6,18 @@
 export const MQTT5_SUCCESS = 0x00;
 /** 0x87 Not authorized: every policy refusal. */
 export const MQTT5_NOT_AUTHORIZED = 0x87;
-/** 0x96 Message rate too high: a rate-limit refusal. */
-export const MQTT5_MESSAGE_RATE_TOO_HIGH = 0x96;
+/**
+ * 0x97 Quota exceeded: a rate-limit refusal. (0x96 Message rate too high is a DISCONNECT code only;
+ * PUBACK and PUBREC have 0x97 for an implementation-specific quota.)
+ */
+export const MQTT5_QUOTA_EXCEEDED = 0x97;
 /** 0x99 Payload format invalid: a malformed cloud request envelope. */
 export const MQTT5_PAYLOAD_FORMAT_INVALID = 0x99;
 
 /**
  * The MQTT 5 reason code for a publish refused with `reason` (a code of src/decide/reasons.ts):
- * 0x96 for RATE_LIMITED, 0x87 for any other, an unknown one included (deny by default).
+ * 0x97 for RATE_LIMITED, 0x87 for any other, an unknown one included (deny by default).
  */
 export function mqtt5CodeFor(reason: string): number {
-  return reason === 'RATE_LIMITED' ? MQTT5_MESSAGE_RATE_TOO_HIGH : MQTT5_NOT_AUTHORIZED;
+  return reason === 'RATE_LIMITED' ? MQTT5_QUOTA_EXCEEDED : MQTT5_NOT_AUTHORIZED;
 }

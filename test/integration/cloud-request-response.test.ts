@@ -102,11 +102,11 @@ t.test('replies go to the response topic with the correlation data, outcome, rea
   t.notOk(delivered !== undefined && 'ew-reason' in delivered.user, 'no ew-reason when delivered');
   t.ok(await until(() => oven.messages.some((m) => m.payload === 'allowed'), 15_000), 'the device got it');
 
-  // Over the rate limit (1 command a minute): 0x96, on P replies (no response topic), correlation data kept.
+  // Over the rate limit (1 command a minute): 0x97, on P replies (no response topic), correlation data kept.
   const corrR = Buffer.from('rate');
   await request({ principal: 'tech-anna', id: 'rr-3', payload: 'too many' }, { correlationData: corrR });
   const [limited] = await replyOn('replies', 'rr-3');
-  t.match(limited?.body, { outcome: 'denied', reason: 'RATE_LIMITED', reasonCode: 150 }, 'RATE_LIMITED: reasonCode 150 (0x96)');
+  t.match(limited?.body, { outcome: 'denied', reason: 'RATE_LIMITED', reasonCode: 151 }, 'RATE_LIMITED: reasonCode 151 (0x97)');
   t.match(limited?.user, { 'ew-outcome': 'denied', 'ew-reason': 'RATE_LIMITED' });
   t.same(limited?.correlationData, corrR, 'without a response topic, on P replies, with the correlation data');
 

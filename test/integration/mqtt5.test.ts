@@ -70,6 +70,24 @@ t.test('a denied QoS 1 / 2 publish: PUBACK / PUBREC 0x87 with the reason code as
   for (const c of [oven.c, carl.c, anna.c]) c.end();
 });
 
+t.test('a rate-limited command: PUBACK 0x97 Quota exceeded, reason string RATE_LIMITED; a policy denial stays 0x87', async (t) => {
+  const limited = await agentFor(t, { config: { rateLimits: { commandsPerMinute: 1, firmwareUpdatesPerHour: 10 } } });
+  const c = await RawMqtt.open(limited.port, 5);
+  t.equal((await c.connect('anna-rate', 'tech-anna', 'anna-pass')).reasonCode, 0);
+  c.send({ cmd: 'publish', topic: 'things/oven-1/commands/reboot', payload: Buffer.from('1'), qos: 1, messageId: 1 });
+  c.send({ cmd: 'publish', topic: 'things/oven-1/commands/reboot', payload: Buffer.from('2'), qos: 1, messageId: 2 });
+  c.send({ cmd: 'publish', topic: 'things/oven-1/parameters/fan/set', payload: Buffer.from('3'), qos: 2, messageId: 3 });
+  c.send({ cmd: 'publish', topic: 'things/oven-2/commands/reboot', payload: Buffer.from('4'), qos: 1, messageId: 4 });
+  const ack = async (id: number) => (await c.next((p) => (p.cmd === 'puback' || p.cmd === 'pubrec') && p.messageId === id)) as Ack | undefined;
+  t.equal((await ack(1))?.reasonCode, 0, 'the first command: 0');
+  const second = await ack(2);
+  t.equal(second?.reasonCode, 0x97, 'the second within the minute: PUBACK 0x97');
+  t.equal(second?.properties?.reasonString, 'RATE_LIMITED', 'reason string RATE_LIMITED');
+  t.equal((await ack(3))?.reasonCode, 0x97, 'a parameter write (same limit, QoS 2): PUBREC 0x97');
+  t.equal((await ack(4))?.reasonCode, 0x87, 'a policy denial (oven-2, not served here) stays 0x87');
+  c.end();
+});
+
 t.test('SUBACK 0x87 per refused filter, granted QoS for the others', async (t) => {
   const carl = await v5('carl5-sub', 'viewer-carl', 'carl-pass');
   carl.c.send({ cmd: 'subscribe', messageId: 3, subscriptions: [{ topic: 'things/chiller-1/telemetry/#', qos: 1 }, { topic: 'things/oven-1/telemetry/#', qos: 1 }, { topic: 'things/chiller-1/alerts/#', qos: 0 }] });
