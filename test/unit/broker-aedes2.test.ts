@@ -13,6 +13,19 @@ t.test('package.json pins aedes exactly to the version the workarounds are for',
   t.equal(pkg.dependencies['aedes'], AEDES_PINNED, 'an exact version, no range');
 });
 
+t.test('the packages whose internals the broker reaches are pinned exactly, and installed at that version', async (t) => {
+  // mqemitter (src/broker/mq.ts), mqtt-packet (src/broker/topic-utf8.ts, protocol-level.ts, aedes2.ts):
+  // a caret range would let an install move them under the workarounds.
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string>; overrides: Record<string, string> };
+  for (const name of ['mqemitter', 'mqtt-packet']) {
+    const pinned = pkg.dependencies[name]!;
+    t.match(pinned, /^\d+\.\d+\.\d+$/, `${name}: an exact version (${pinned})`);
+    const installed = JSON.parse(readFileSync(join(ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string };
+    t.equal(installed.version, pinned, `${name}: installed ${installed.version}`);
+  }
+  t.equal(pkg.overrides['aedes-persistence'], '11.0.0', 'aedes-persistence overridden to an exact version');
+});
+
 t.test('the installed aedes is that version', async (t) => {
   const require = createRequire(join(ROOT, 'package.json'));
   const installed = JSON.parse(readFileSync(join(ROOT, 'node_modules', 'aedes', 'package.json'), 'utf8')) as { version: string };
