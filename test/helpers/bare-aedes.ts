@@ -19,6 +19,8 @@ export async function bareAedes(t: Teardown, opts: AedesOptions = {}): Promise<A
 /** An MQTT client talking to aedes over an in-memory stream pair; `client` is aedes' side of it. */
 export class PipeClient {
   readonly packets: (Packet & Record<string, unknown>)[] = [];
+  /** Every chunk aedes wrote, as written. */
+  readonly raw: Buffer[] = [];
   readonly client: Client;
   /** aedes' end of the pair (what it was handed as the connection). */
   readonly conn: Duplex;
@@ -45,7 +47,10 @@ export class PipeClient {
         w.resolve(packet);
       }
     });
-    ours.on('data', (d: Buffer) => parser.parse(d));
+    ours.on('data', (d: Buffer) => {
+      this.raw.push(d);
+      parser.parse(d);
+    });
     ours.on('error', () => undefined);
     this.whenClosed = new Promise((resolve) => {
       const done = () => {

@@ -1,8 +1,10 @@
 // The exact versions the workarounds in this folder are written against. package.json pins each
-// (a dependency, or an `overrides` entry for one we reach only through aedes); test/unit/upstream-pins
-// .test.ts fails when package.json says otherwise or another version is installed. Moving a pin means
-// running test/unit/upstream-*.test.ts: each fails where a workaround's upstream shape changed, or
-// where the upstream defect it works around is gone (docs/upstream.md).
+// (a dependency, or an `overrides` entry for one we reach only through aedes). Shape test:
+// test/unit/upstream-pins.test.ts (fails when package.json or package-lock.json says otherwise,
+// another version is installed, aedes resolves another copy, a package reached here is not pinned, or
+// a reach into private internals appears outside this folder). Moving a pin means running
+// test/unit/upstream-*.test.ts: each fails where a workaround's upstream shape changed, or where the
+// upstream defect it works around is gone (docs/upstream.md).
 //
 // aedes 2.0.0-beta.1 is aedes' mqttv5 branch, cut from 1.1.0: it carries MQTT 5, but not the fixes of
 // 1.1.1 to 1.2.0 (docs/notes/mqtt5-aedes2.md). A 2.x release rebased on 1.2 makes several workarounds
