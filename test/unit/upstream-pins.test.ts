@@ -94,3 +94,18 @@ t.test('the reaches into private internals stay in src/broker/upstream/', async 
   const delivery = readFileSync(join(ROOT, 'src', 'broker', 'delivery.ts'), 'utf8');
   t.match(delivery, rules[1]![0], 'delivery.ts still reaches _parser/_nextId (else drop the allowance)');
 });
+
+t.test('every module of src/broker/upstream/ has its shape test, cites upstream, and is in docs/upstream.md', async (t) => {
+  const doc = readFileSync(join(ROOT, 'docs', 'upstream.md'), 'utf8');
+  const modules = readdirSync(UPSTREAM).filter((f) => f.endsWith('.ts'));
+  t.ok(modules.length >= 20, `${modules.length} modules`);
+  for (const file of modules) {
+    const name = file.slice(0, -3);
+    const header = readFileSync(join(UPSTREAM, file), 'utf8').split('\n').filter((l) => l.startsWith('//')).join('\n');
+    const test = `test/unit/upstream-${name}.test.ts`;
+    t.ok(header.includes(test), `${file}: its header names ${test}`);
+    t.ok(readdirSync(join(ROOT, 'test', 'unit')).includes(`upstream-${name}.test.ts`), `${test} exists`);
+    t.match(header, /GHSA-|moscajs\/|mqttjs\/|mcollina\/|[Nn]o upstream issue|[Nn]ot a defect|[Nn]ot workarounds|[Nn]ot a workaround/, `${file}: cites the upstream issue or advisory, or says there is none`);
+    t.ok(doc.includes(`(../src/broker/upstream/${file})`), `${file}: in docs/upstream.md`);
+  }
+});

@@ -1,6 +1,7 @@
-// The one wrap of mqtt-packet 9.0.2's `writeToStream` (pinned exactly), shared by
-// ./connack-shared-subscriptions.ts and ./puback-quota-code.ts, which need to change a packet aedes
-// 2.0.0-beta.1 builds where no hook sees it (a CONNACK's properties, a refused publish's PUBACK).
+// Not a workaround of its own: the one wrap of mqtt-packet 9.0.2's `writeToStream` (pinned exactly),
+// shared by ./connack-shared-subscriptions.ts and ./puback-quota-code.ts, which need to change a
+// packet aedes 2.0.0-beta.1 builds where no hook sees it (a CONNACK's properties, a refused
+// publish's PUBACK).
 //
 // aedes writes every packet with `mqtt.writeToStream(packet, client.conn, opts)` (lib/write.js, `mqtt`
 // being mqtt-packet's module object, looked up at each call): the function is replaced on that

@@ -1,4 +1,4 @@
-// The exact versions the workarounds in this folder are written against. package.json pins each
+// Not a workaround: the exact versions the workarounds in this folder are written against. package.json pins each
 // (a dependency, or an `overrides` entry for one we reach only through aedes). Shape test:
 // test/unit/upstream-pins.test.ts (fails when package.json or package-lock.json says otherwise,
 // another version is installed, aedes resolves another copy, a package reached here is not pinned, or

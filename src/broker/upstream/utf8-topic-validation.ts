@@ -58,7 +58,8 @@ export function guardTopicUtf8(parser: ParserInternals): void {
   parser._parseString = function guardedParseString(this: ParserInternals): string | null {
     const start = this._pos; // at the string's 2-byte length
     const s = parseString.call(this);
-    if (s === null || (!inProperties && !TOPIC_PACKETS.has(this.packet.cmd ?? ''))) return s;
+    // Not a string: nothing read (null), or an error of the parser's own already emitted.
+    if (typeof s !== 'string' || (!inProperties && !TOPIC_PACKETS.has(this.packet.cmd ?? ''))) return s;
     if (isBadTopic(s, () => this._list.slice(start + 2, this._pos))) {
       // An error ends the parse of this packet: it is never emitted, and aedes closes the connection.
       const what = inProperties ? PROPERTY_NOT_UTF8 : TOPIC_NOT_UTF8;
