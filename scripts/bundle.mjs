@@ -24,7 +24,7 @@ export const DEV_BUNDLE = join(ROOT, 'dist', 'edgewarden.cjs');
  */
 export async function bundle(outfile, { sea } = {}) {
   const esbuild = await import('esbuild');
-  // `const require = createRequire(import.meta.url)` in our sources (e.g. src/broker/mq.ts) would look
+  // `const require = createRequire(import.meta.url)` in our sources (e.g. src/broker/upstream/mqemitter-flat-drain.ts) would look
   // for node_modules beside the bundle at run time; without it, esbuild bundles the modules `require` names.
   const ownCreateRequire = {
     name: 'own-create-require',

@@ -11,7 +11,7 @@ import { PrincipalKind, principalByCertFingerprint } from '../decide/policy-inde
 import type { PolicyView } from './broker.js';
 import { clientCertificateFingerprint } from './client-cert.js';
 import type { CredentialChecker } from './credentials.js';
-import { imposeServerKeepAlive } from './flow-control.js';
+import { imposeServerKeepAlive } from './upstream/server-keep-alive.js';
 import type { SessionStore } from './session-store.js';
 import { EMPTY_ID, KEEPALIVE, newSession, remoteOf, type ClientMarks, type Session } from './session.js';
 
@@ -40,7 +40,7 @@ export async function authenticate(d: AuthDeps, client: Client, username: string
   // would drop a client that keeps to the keepalive it asked for: refused, CONNACK 0x03 (the
   // server's terms, not the client's identity or rights: 0x02, 0x04, 0x05 would point there).
   // A keepalive of 0 (none: the connection is never checked) is above any limit. An MQTT 5 client is
-  // told the limit instead (Server Keep Alive in CONNACK, ./flow-control.ts) and held to it.
+  // told the limit instead (Server Keep Alive in CONNACK, ./upstream/server-keep-alive.ts) and held to it.
   const limit = d.config.limits.keepaliveLimitSeconds;
   const keepalive = (client as ClientMarks)[KEEPALIVE] ?? 0;
   if (limit > 0 && (keepalive === 0 || keepalive > limit)) {

@@ -24,8 +24,16 @@ import type { Decision } from '../decide/reasons.js';
 import { PRINCIPAL_KIND_NAMES, PrincipalKind, type PolicyIndex } from '../decide/policy-index.js';
 import { compileTopicMap, compileTopicRules, type ActionRef, type DeliveryRoute, type TopicMap, type TopicRules } from '../topics/index.js';
 import { permissionId } from '../catalog/index.js';
-import { createGuardedMq } from './mq.js';
-import { DISCONNECT_NOT_AUTHORIZED, MQTT5_REFUSED_LEVEL, cleanIncomingOnCleanSessions, hardenBroker, markWills, versionOf } from './aedes2.js';
+import { createGuardedMq } from './upstream/mqemitter-flat-drain.js';
+import { hardenBroker } from './upstream/prototype-safe-maps.js';
+import { cleanIncomingOnCleanSessions } from './upstream/clean-session-incoming.js';
+import { markWills } from './upstream/delayed-will-marker.js';
+import { refuseMqtt5 } from './upstream/mqtt5-refusal-gate.js';
+import { versionOf } from './upstream/client-fields.js';
+import { KEEPALIVE_LIMIT_OFF } from './upstream/server-keep-alive.js';
+import { disconnectOnReceiveMaximum } from './upstream/inbound-qos2-window.js';
+import { hookPacketWrites } from './upstream/packet-write-hook.js';
+import { brokerCounter, connectedClients } from './upstream/broker-fields.js';
 import { RateLimiter } from './rate-limit.js';
 import { CredentialChecker, credentialStillValid } from './credentials.js';
 import { ActionGate } from './actions.js';
@@ -35,7 +43,7 @@ import { DenialBudget } from './denial-budget.js';
 import { DROP, EMPTY_ID, KEEPALIVE, LEVEL, SENT, logLimitOnce, type ClientMarks, type Marked, type Session } from './session.js';
 import { ConnectionEvents } from './connections.js';
 import { acceptConnection } from './accept.js';
-import { disconnectAndClose, disconnectOnReceiveMaximum, exceedsClientMaximum, outboundWindow } from './flow-control.js';
+import { DISCONNECT_NOT_AUTHORIZED, disconnectAndClose, exceedsClientMaximum, outboundWindow } from './flow-control.js';
 import { onClientError, type ClientErrorDeps } from './client-errors.js';
 import { Delivery } from './delivery.js';
 import { openListeners } from './listeners.js';
@@ -43,8 +51,8 @@ import { authenticate, type AuthDeps } from './authenticate.js';
 import { fanOutBulk } from './bulk.js';
 import { CloudRequests } from './cloud-requests.js';
 import type { WindowPacket, WindowQueue } from './inflight-window.js';
-import { sentLevel } from './protocol-level.js';
-import { disablePacketNumberCache } from './packet-numbers.js';
+import { sentLevel } from './upstream/protocol-level-connack.js';
+import { disablePacketNumberCache } from './upstream/packet-number-cache.js';
 import type { BrokerContext, BrokerCounters } from './context.js';
 import { authorizePublish } from './publish.js';
 import { authorizeSubscribe } from './subscribe.js';
@@ -268,16 +276,17 @@ export class GatewayBroker {
     if (restored.sessions + restored.queued + restored.retained > 0) opts.log.info(restored, 'sessions restored');
     actions.attach(store);
     disablePacketNumberCache();
+    hookPacketWrites(); // the CONNACK's shared subscriptions, PUBACK 0x97 (./upstream/packet-write-hook.ts)
     const aedes = await Aedes.createBroker({
       id,
       persistence: store as never,
       mq: createGuardedMq(100) as never,
       connectTimeout: c.limits.connectTimeoutMs,
       // limits.keepaliveLimitSeconds is checked in authenticate: aedes' own check answers CONNACK 6,
-      // a return code MQTT 3.1.1 does not have (0 to 5).
-      keepaliveLimit: 0,
+      // a return code MQTT 3.1.1 does not have (0 to 5) (./upstream/server-keep-alive.ts).
+      keepaliveLimit: KEEPALIVE_LIMIT_OFF,
       // aedes 2.0.0-beta.1 has no maxInflightInbound (1.2.0 had): the inbound QoS 2 window is the session
-      // store's (maxIncomingPerClient above). MQTT 5 Receive Maximum: aedes advertises it, we enforce it.
+      // store's (maxIncomingPerClient above; ./upstream/inbound-qos2-window.ts). MQTT 5 Receive Maximum: aedes advertises it, we enforce it.
       receiveMaximum: Math.min(65535, c.limits.maxInflightPerClient),
       // MQTT 5 Maximum Packet Size in CONNACK: ours counts the whole packet as MQTT 5's does. Our frame
       // guard (./accept.ts) closes a larger one first, before it is buffered; aedes' check repeats it.
@@ -387,7 +396,7 @@ export class GatewayBroker {
 
   /** aedes' map of connected clients by client id (not in its type declarations). */
   private clients(): Record<string, Client> {
-    return (this.aedes as unknown as { clients: Record<string, Client> }).clients;
+    return connectedClients(this.aedes);
   }
 
   // --- hooks ---------------------------------------------------------------------------------------
@@ -402,7 +411,7 @@ export class GatewayBroker {
       // listeners.mqtt5 false: MQTT 5 is refused as by an MQTT 3.1.1 broker (aedes' init answers a level it
       // does not serve with CONNACK 0x01 in 3.1.1's format). authenticate cannot: aedes maps its return
       // codes outside 2-5 to 5.
-      if (packet.protocolVersion === 5 && !this.opts.config.listeners.mqtt5) (packet as { protocolVersion: number }).protocolVersion = MQTT5_REFUSED_LEVEL;
+      if (!this.opts.config.listeners.mqtt5) refuseMqtt5(packet); // ./upstream/mqtt5-refusal-gate.ts
       (client as ClientMarks)[KEEPALIVE] = packet.keepalive;
       (client as ClientMarks)[SENT] = { clientId: packet.clientId ?? '', username: packet.username ?? null };
       cb(null, true);
@@ -427,7 +436,7 @@ export class GatewayBroker {
     // A denied publish is acknowledged (QoS 1/2) but never routed: swallow it here. An allowed
     // action is handed over with its authority (./actions.ts).
     const publish = a.publish.bind(a);
-    const counter = a as unknown as { id: string; counter: number };
+    const counter = brokerCounter(a); // ./upstream/broker-fields.ts
     a.publish = ((packet: PublishPacket & Marked, ...rest: unknown[]) => {
       const at = rest.findIndex(isFunction);
       const done = at < 0 ? undefined : (rest[at] as (err?: Error) => void);

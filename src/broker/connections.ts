@@ -22,6 +22,7 @@ import { PRINCIPAL_KIND_NAMES } from '../decide/policy-index.js';
 import { clientCertificateFingerprint, isTlsSocket } from './client-cert.js';
 import { MAX_SOURCES, RefusalCoalescer, truncateField } from './refusals.js';
 import { KEEPALIVE, LEVEL, REMOTE, SENT, remoteOf, type ClientMarks, type Session } from './session.js';
+import { sentDisconnect } from './upstream/client-fields.js';
 
 /** Connect lines (with their disconnects) logged per client id and interval; the rest are counted. */
 export const CONNECT_LINES = 3;
@@ -40,8 +41,6 @@ type Marks = ClientMarks & {
   [SINCE]?: number;
   [WHY]?: { why: DisconnectWhy; fields?: Record<string, unknown> };
   [LOGGED]?: boolean;
-  /** aedes: set when the client sent DISCONNECT. */
-  _disconnected?: boolean;
 };
 
 export interface ConnectionDeps {
@@ -158,7 +157,7 @@ export class ConnectionEvents {
   disconnected(client: Client, session: Session | undefined): void {
     const m = client as Marks;
     if (m[LOGGED] !== true) return;
-    const ended = m[WHY] ?? { why: m._disconnected === true ? ('client' as const) : ('connection lost' as const) };
+    const ended = m[WHY] ?? { why: sentDisconnect(client) ? ('client' as const) : ('connection lost' as const) };
     const since = m[SINCE];
     this.d.log.info(
       {

@@ -25,19 +25,8 @@
 import type { AedesPublishPacket, Client } from 'aedes';
 import { matchesValid } from '../topics/index.js';
 import { InflightWindow, type WaitBounds, type WindowCounters, type WindowPacket, type WindowQueue } from './inflight-window.js';
-
-/** The parts of an aedes 1.2 client reached here (not in aedes' type declarations). */
-interface AedesClient {
-  readonly conn: { once(event: 'close', fn: () => void): unknown };
-  readonly subscriptions: Record<string, { qos: number }>;
-  /** aedes' duplicate check: the newest brokerCounter delivered to this client, per brokerId. */
-  readonly duplicates: Record<string, number>;
-  /** The packet identifier aedes' QoSPacket takes next (1 to 65535). */
-  _nextId: number;
-  readonly _parser: { on(event: 'packet', fn: (p: { cmd: string; messageId?: number }) => void): unknown };
-  deliver0(packet: AedesPublishPacket, cb: () => void): void;
-  deliverQoS(packet: AedesPublishPacket, cb: () => void): void;
-}
+/** What is reached of an aedes client, and why: ./upstream/client-delivery.ts. */
+import type { DeliveryClient as AedesClient } from './upstream/client-delivery.js';
 
 export interface DeliveryOptions {
   /** The QoS granted per filter to the client (authorizeSubscribe's record); undefined until it authenticated. */

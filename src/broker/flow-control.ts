@@ -5,17 +5,19 @@
 //
 //   outbound Receive Maximum [MQTT-3.3.4-9]  the outgoing in-flight window is min(ours, the client's)
 //   inbound Receive Maximum [MQTT-3.3.4-7/8]  DISCONNECT 0x93 before the close the session store's
-//                                             QoS 2 window causes
+//                                             QoS 2 window causes (./upstream/inbound-qos2-window.ts)
 //   outbound Maximum Packet Size [MQTT-3.1.2-24/25]  a PUBLISH larger than the client takes is
 //                                             dropped for that client (authorizeForward says no)
 //   Server Keep Alive (3.2.2.3.14)            a v5 keepalive above limits.keepaliveLimitSeconds is
 //                                             lowered in the CONNACK instead of refused
+//                                             (./upstream/server-keep-alive.ts)
 import type { Socket } from 'node:net';
-import type { Aedes, Client } from 'aedes';
+import type { Client } from 'aedes';
 import mqttPacket from 'mqtt-packet';
-import { versionOf } from './aedes2.js';
+import { connackSent, versionOf } from './upstream/client-fields.js';
 
-/** Server DISCONNECT reason codes (MQTT 5, 3.14.2.1) sent here. */
+/** Server DISCONNECT reason codes (MQTT 5, 3.14.2.1) sent here and by the broker. */
+export const DISCONNECT_NOT_AUTHORIZED = 0x87;
 export const DISCONNECT_RECEIVE_MAXIMUM_EXCEEDED = 0x93;
 export const DISCONNECT_PACKET_TOO_LARGE = 0x95;
 export const DISCONNECT_PROTOCOL_ERROR = 0x82;
@@ -26,28 +28,12 @@ interface FlowClient {
   receiveMaximum?: number;
   /** The CONNECT's Maximum Packet Size (MQTT 5; undefined: no limit). */
   maximumPacketSize?: number;
-  /** aedes' Server Keep Alive for this client: written into the CONNACK and used for its keepalive timer. */
-  _serverKeepAlive?: number;
 }
 
 /** The outgoing in-flight window of a client: limits.maxInflightOutbound, or less if its Receive Maximum says so. */
 export function outboundWindow(client: Client, maxInflightOutbound: number): number {
   const r = (client as FlowClient).receiveMaximum;
   return r !== undefined && r >= 1 && r < maxInflightOutbound ? r : maxInflightOutbound;
-}
-
-/**
- * MQTT 5 Server Keep Alive: for a v5 client asking for a keepalive above `limit` (or none), the
- * limit is imposed instead of the CONNECT refused (a 3.1.1 client is refused: it cannot be told).
- * aedes sets it only from its own keepaliveLimit option, which also refuses 3.1.1 with a return code
- * 3.1.1 does not have; so it is set per client here, from authenticate, which runs before aedes arms
- * the keepalive timer (setKeepAlive) and writes the CONNACK (doConnack), both reading
- * `_serverKeepAlive`. Returns false when the client is not v5 (the caller refuses it).
- */
-export function imposeServerKeepAlive(client: Client, limit: number): boolean {
-  if (versionOf(client) !== 5) return false;
-  (client as FlowClient)._serverKeepAlive = limit;
-  return true;
 }
 
 /** How long a server DISCONNECT may take to be written before the connection is closed anyway. */
@@ -65,46 +51,13 @@ const DISCONNECT_CLOSE_MS = 5_000;
 export function disconnectAndClose(client: Client, reasonCode: number, reasonString: string): void {
   const conn = client.conn as Socket;
   if (conn.destroyed || conn.writableEnded) return;
-  const c = client as { connackSent?: boolean; closed?: boolean };
-  if (versionOf(client) !== 5 || c.connackSent !== true || c.closed === true) {
+  if (versionOf(client) !== 5 || !connackSent(client) || client.closed) {
     conn.destroy();
     return;
   }
   const timer = setTimeout(() => conn.destroy(), DISCONNECT_CLOSE_MS);
   conn.once('close', () => clearTimeout(timer));
   conn.end(mqttPacket.generate({ cmd: 'disconnect', reasonCode, properties: { reasonString } } as mqttPacket.IDisconnectPacket, { protocolVersion: 5 }), () => conn.destroy());
-}
-
-const INBOUND_LIMIT = /^maxInflightInbound exceeded/;
-const refusedInbound = new WeakSet<Client>();
-
-/**
- * Inbound Receive Maximum (we advertise limits.maxInflightPerClient): the session store refuses the
- * QoS 2 PUBLISH past it (incomingStorePacket rejects) and aedes then closes the connection through
- * its error path, which destroys the socket at once. For an MQTT 5 client the refusal is caught
- * here instead: reported on clientError as aedes would (./client-errors.ts logs and records it),
- * then DISCONNECT 0x93 Receive Maximum exceeded, and the connection closed once it is written. The
- * refused PUBLISH's handling never completes (no PUBREC, and aedes reads nothing more from the
- * connection): it ends with the connection. A 3.1.1 client is closed as before.
- * Test: test/integration/mqtt5-flow.test.ts "inbound Receive Maximum".
- */
-export function disconnectOnReceiveMaximum(aedes: Aedes, store: { incomingStorePacket(client: Client, packet: unknown): Promise<void> }): void {
-  const incomingStorePacket = store.incomingStorePacket.bind(store);
-  store.incomingStorePacket = (client, packet) => {
-    const stored = incomingStorePacket(client, packet);
-    if (versionOf(client) !== 5) return stored;
-    return stored.catch((err: Error) => {
-      if (!INBOUND_LIMIT.test(err.message)) throw err;
-      if (!refusedInbound.has(client)) {
-        refusedInbound.add(client);
-        aedes.emit('clientError', client, err);
-        disconnectAndClose(client, DISCONNECT_RECEIVE_MAXIMUM_EXCEEDED, 'Receive Maximum exceeded');
-      }
-      // Never settles: aedes' handling of this PUBLISH stops here. A promise of its own (not a shared
-      // one, which would keep every waiting reaction, and its client, alive forever).
-      return new Promise<never>(() => undefined);
-    });
-  };
 }
 
 /** The parts of an outgoing PUBLISH that make its size. */

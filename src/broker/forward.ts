@@ -5,7 +5,7 @@
 import type { AedesPublishPacket, Client } from 'aedes';
 import { LRUCache } from 'lru-cache';
 import type { ActionRef, DeliveryRoute } from '../topics/index.js';
-import { versionOf } from './aedes2.js';
+import { versionOf } from './upstream/client-fields.js';
 import type { PolicyView } from './broker.js';
 import type { BrokerContext } from './context.js';
 import { exceedsClientMaximum } from './flow-control.js';

@@ -15,7 +15,7 @@
 // A message that waits is decided at its delivery when it is sent, like any queued message.
 //
 // The window knows nothing of aedes: ./delivery.ts feeds it (offer, acked, open) and sends for it.
-import { Deque } from './mq.js';
+import { Deque } from './deque.js';
 import { entryBytes } from './session-store.js';
 
 /** A PUBLISH to be sent to the client (an aedes packet). */

@@ -12,7 +12,9 @@ import type { PolicyView } from './broker.js';
 import type { BrokerContext } from './context.js';
 import { DROP, REQUEST_ID, logDeny, refreshCaches, type Marked, type PublishVerdict, type Session } from './session.js';
 import { decidePublish } from './topic-decisions.js';
-import { WILL, setDeniedAckCode, versionOf } from './aedes2.js';
+import { isWill } from './upstream/delayed-will-marker.js';
+import { setDeniedAckCode } from './upstream/puback-quota-code.js';
+import { versionOf } from './upstream/client-fields.js';
 import { MQTT5_NOT_AUTHORIZED, mqtt5CodeFor } from './reason-codes.js';
 import { mayRead } from './forward.js';
 
@@ -75,8 +77,8 @@ export function authorizePublish(ctx: BrokerContext, client: Client | null, pack
     return cb(null);
   }
   // A will is decided here when it fires (aedes authorizes it on the owner's close, or after its MQTT 5
-  // Will Delay Interval: ./aedes2.ts markWills), for its owner.
-  const will = (packet as { [WILL]?: boolean })[WILL] === true || (client as { will?: unknown }).will === packet;
+  // Will Delay Interval: ./upstream/delayed-will-marker.ts), for its owner.
+  const will = isWill(client, packet);
   const source = session.credential === 'cloud' ? 'cloud' : undefined;
   if (!decision.allow) {
     ctx.counters.publishesDenied++;
@@ -88,7 +90,7 @@ export function authorizePublish(ctx: BrokerContext, client: Client | null, pack
     // reason string, and keep the client connected. 3.1.1 has no way to say it (aedes would close the
     // connection): the publish is acknowledged and dropped [MQTT-3.3.5-2]. A will has nobody to tell.
     if (versionOf(client) === 5 && !will) {
-      // 0x87 is aedes' code; a rate limit gets 0x97 Quota exceeded (./reason-codes.ts, ./aedes2.ts).
+      // 0x87 is aedes' code; a rate limit gets 0x97 Quota exceeded (./reason-codes.ts, ./upstream/puback-quota-code.ts).
       const code = mqtt5CodeFor(decision.reason);
       if (code !== MQTT5_NOT_AUTHORIZED && packet.qos > 0 && packet.messageId !== undefined) setDeniedAckCode(client.conn, packet.messageId, code);
       return cb(deniedError(decision.reason));

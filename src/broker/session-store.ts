@@ -43,6 +43,7 @@
 import { Readable } from 'node:stream';
 import type { Authority } from './authority.js';
 import { SessionJournal } from '../store/session-journal.js';
+import { inboundWindowExceeded } from './upstream/inbound-qos2-window.js';
 import {
   OutgoingQueue,
   QLOBBER_OPTIONS,
@@ -778,7 +779,7 @@ export class SessionStore {
     const max = this.opts.maxIncomingPerClient;
     // Checked and taken synchronously: aedes dispatches a whole read chunk concurrently.
     if (max !== undefined && max > 0 && !m.has(packet.messageId!) && m.size >= max) {
-      throw new Error(`maxInflightInbound exceeded: ${max} inbound QoS 2 messages already awaiting PUBREL`);
+      throw inboundWindowExceeded(max); // aedes closes the connection (./upstream/inbound-qos2-window.ts)
     }
     const copy = copyPacket(packet);
     copy.messageId = packet.messageId;
@@ -793,7 +794,7 @@ export class SessionStore {
 
   async incomingDelPacket(client: { id: string }, packet: StoredPacket): Promise<void> {
     const m = this.incoming.get(client.id);
-    // aedes 2.0.0-beta.1 (./aedes2.ts): its PUBREL handler calls this under .finally() without a catch
+    // aedes 2.0.0-beta.1 (./upstream/persistence-contract.ts): its PUBREL handler calls this under .finally() without a catch
     // (1.2.0 catches); two PUBRELs for one packet in one read race here, and a rejection would end the
     // process. Test: test/integration/aedes2-regressions.test.ts "two PUBRELs".
     if (!m || !m.delete(packet.messageId!)) return;

@@ -1,21 +1,10 @@
 // What the session store keeps, and how: the packet, subscription and queue types, the journal's
 // change records and state document, and copying packets in and out (src/broker/session-store.ts).
-import { createRequire } from 'node:module';
 import type { Authority } from './authority.js';
 import type { SessionJournalOptions } from '../store/session-journal.js';
+import { QlobberSub, QlobberTrue, type QlobberSubTrie, type TrieSub } from './upstream/qlobber-sub.js';
 
-const require = createRequire(import.meta.url);
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-export const QlobberSub = require('qlobber/aedes/qlobber-sub') as new (opts: object) => QlobberSubTrie;
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { QlobberTrue } = require('qlobber') as { QlobberTrue: new (opts: object) => { add(topic: string): void; test(topic: string): boolean } };
-
-export interface QlobberSubTrie {
-  subscriptionsCount: number;
-  add(topic: string, value: TrieSub): void;
-  remove(topic: string, value: { clientId: string; topic: string }): void;
-  match(topic: string): TrieSub[];
-}
+export { QlobberSub, type QlobberSubTrie, type TrieSub };
 
 export const QLOBBER_OPTIONS = { wildcard_one: '+', wildcard_some: '#', separator: '/' };
 
@@ -76,15 +65,6 @@ export interface StoredSubscription {
   nl?: boolean;
   /** MQTT 5 Subscription Identifier (aedes echoes it on the deliveries of this subscription). */
   subscriptionIdentifier?: number;
-}
-
-export interface TrieSub {
-  clientId: string;
-  topic: string;
-  qos: number;
-  rh?: number;
-  rap?: boolean;
-  nl?: boolean;
 }
 
 /** One message in a session's outgoing queue. */
@@ -194,8 +174,9 @@ export interface SessionStoreOptions {
    */
   resumeSentOnly?: boolean;
   /**
-   * aedes 2.0.0-beta.1 has no maxInflightInbound (1.2.0 had, ./aedes2.ts): inbound QoS 2 packets awaiting PUBREL per
-   * client; past it incomingStorePacket rejects and aedes closes the connection. Absent: unbounded.
+   * aedes 2.0.0-beta.1 has no maxInflightInbound (1.2.0 had, ./upstream/inbound-qos2-window.ts): inbound QoS 2
+   * packets awaiting PUBREL per client; past it incomingStorePacket rejects and aedes closes the connection.
+   * Absent: unbounded.
    */
   maxIncomingPerClient?: number;
 }

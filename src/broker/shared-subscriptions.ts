@@ -7,7 +7,7 @@
 //
 // How, from outside aedes:
 // - Before aedes' handler sees a SUBSCRIBE or UNSUBSCRIBE (a listener prepended to the parser's
-//   'packet', guardSharedFilters), each `$share/G/F` is renamed to the marker `$edgewarden-share/G/F`
+//   'packet', ./upstream/shared-subscription-rename.ts guardSharedFilters), each `$share/G/F` is renamed to the marker `$edgewarden-share/G/F`
 //   and marked (SHARED). aedes then holds an ordinary subscription to the marker: its SUBACK, its
 //   UNSUBACK, a persistent session's stored subscriptions. Nothing is ever published on a marker (no
 //   client may publish a `$` topic, ./topic-decisions.ts; a test holds it), so that subscription never
@@ -31,9 +31,8 @@
 // - A malformed `$share` filter (empty ShareName, one with `+` or `#`, no filter after it) or No
 //   Local set on a shared subscription [MQTT-3.8.3-4] is a protocol error: the connection is closed,
 //   an MQTT 5 client's with DISCONNECT 0x82 Protocol Error (./accept.ts).
-import { createRequire } from 'node:module';
 import type { Aedes, AedesPublishPacket, Client } from 'aedes';
-import { REFUSED_FILTER } from './aedes2.js';
+import { AedesPacket as Packet, persistenceOf } from './upstream/broker-fields.js';
 
 export const SHARE_PREFIX = '$share/';
 /** The filter aedes holds for a shared subscription (the same number of levels as the original). */
@@ -79,65 +78,6 @@ export function displayFilter(filter: string): string {
   return filter.startsWith(SHARE_MARKER) ? SHARE_PREFIX + filter.slice(SHARE_MARKER.length) : filter;
 }
 
-interface WireSubscription {
-  topic: string;
-  nl?: boolean;
-  [SHARED]?: SharedFilter;
-  [REFUSED_FILTER]?: string;
-}
-
-interface WirePacket {
-  cmd: string;
-  subscriptions?: WireSubscription[];
-  unsubscriptions?: string[];
-}
-
-/**
- * Renames each `$share/G/F` of a SUBSCRIBE or UNSUBSCRIBE to its marker before aedes' handler runs
- * (see above); a filter already named like a marker is refused (SUBSCRIBE) or not found (UNSUBSCRIBE).
- * A malformed one closes the connection (`malformed`, called with the error to report).
- * Test: test/integration/shared-subscriptions.test.ts.
- */
-export function guardSharedFilters(parser: { prependListener(event: 'packet', fn: (p: WirePacket) => void): unknown }, malformed: (err: Error) => void): void {
-  parser.prependListener('packet', (p) => {
-    if (p.cmd === 'subscribe' && p.subscriptions !== undefined) {
-      let bad = false;
-      for (const sub of p.subscriptions) {
-        const topic = sub.topic;
-        if (topic.charCodeAt(0) !== 0x24) continue; // '$'
-        if (topic.startsWith(SHARE_MARKER)) {
-          sub.topic = '$edgewarden/refused/marker';
-          sub[REFUSED_FILTER] = topic;
-          continue;
-        }
-        const s = parseShared(topic);
-        if (s === null) continue;
-        if (s === 'malformed' || sub.nl === true) {
-          // Never subscribed: refused, under a name of no consequence, while the connection closes.
-          sub.topic = '$edgewarden/refused/share';
-          sub[REFUSED_FILTER] = topic;
-          bad = true;
-          continue;
-        }
-        sub.topic = s.marker;
-        sub[SHARED] = s;
-      }
-      if (bad) malformed(Object.assign(new Error(MALFORMED_SHARE), { cmd: 'subscribe' }));
-    } else if (p.cmd === 'unsubscribe' && p.unsubscriptions !== undefined) {
-      const u = p.unsubscriptions;
-      for (let i = 0; i < u.length; i++) {
-        const topic = u[i]!;
-        if (topic.charCodeAt(0) !== 0x24) continue;
-        if (topic.startsWith(SHARE_MARKER)) u[i] = '$edgewarden/refused/marker';
-        else {
-          const s = parseShared(topic);
-          if (s !== null && s !== 'malformed') u[i] = s.marker;
-        }
-      }
-    }
-  });
-}
-
 /** The parts of an aedes client reached here (not in aedes' type declarations). */
 interface MemberClient {
   readonly id: string;
@@ -146,11 +86,6 @@ interface MemberClient {
   readonly conn: { once(event: 'close', fn: () => void): unknown };
   deliver0(packet: AedesPublishPacket, cb: () => void): void;
   deliverQoS(packet: AedesPublishPacket, cb: () => void): void;
-}
-
-/** aedes' persistence (the session store, ./session-store.ts; not in aedes' type declarations). */
-interface AedesWithPersistence {
-  readonly persistence: { outgoingEnqueue(sub: { clientId: string }, packet: AedesPublishPacket): Promise<void> };
 }
 
 interface Member {
@@ -182,12 +117,6 @@ export interface SharedOptions {
   /** Hands the member its copy, at the QoS set on it (./delivery.ts deliverCopy). */
   deliver(client: Client, packet: AedesPublishPacket, cb: () => void): void;
 }
-
-const require = createRequire(import.meta.url);
-// aedes' own packet copy (aedes-packet, its dependency): keeps brokerId and brokerCounter, which an
-// action's authority is found by.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const Packet = require('aedes-packet') as new (original: AedesPublishPacket, broker: unknown) => AedesPublishPacket;
 
 export class SharedSubscriptions {
   private readonly groups = new Map<string, Group>();
@@ -296,7 +225,7 @@ export class SharedSubscriptions {
     // store (./session-store.ts) enqueues synchronously, within the call: the delivery follows at
     // once, so it cannot fall behind a newer message to the same client (which aedes' duplicate
     // check and the window's would then drop).
-    if (!c.clean) void (this.opts.aedes as unknown as AedesWithPersistence).persistence.outgoingEnqueue({ clientId: c.id }, copy).catch(() => undefined);
+    if (!c.clean) void persistenceOf(this.opts.aedes).outgoingEnqueue({ clientId: c.id }, copy).catch(() => undefined);
     this.opts.deliver(m.client, copy, cb);
   }
 }

@@ -9,7 +9,7 @@ import type { BrokerContext } from './context.js';
 import { logDeny, logLimitOnce } from './session.js';
 import { decideSubscription } from './topic-decisions.js';
 import { DENY } from '../decide/reasons.js';
-import { REFUSED_FILTER } from './aedes2.js';
+import { REFUSED_FILTER } from './upstream/prototype-safe-maps.js';
 import { SHARED, parseMarker, type SharedFilter } from './shared-subscriptions.js';
 
 export function authorizeSubscribe(ctx: BrokerContext, client: Client, sub: Subscription): Subscription | null {

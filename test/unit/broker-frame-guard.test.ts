@@ -3,7 +3,7 @@
 // size limit, or a 5-byte length, as soon as the header is complete: before any body is buffered.
 import t from 'tap';
 import mqttPacket from 'mqtt-packet';
-import { FrameGuard } from '../../src/broker/frame-guard.js';
+import { FrameGuard } from '../../src/broker/upstream/frame-size-guard.js';
 import { remainingLength } from '../helpers/mqtt-bytes.js';
 
 const gen = (p: Record<string, unknown>): Buffer => mqttPacket.generate(p as unknown as mqttPacket.Packet, { protocolVersion: 4 });

@@ -1,11 +1,12 @@
-// The guarded mqemitter (src/broker/mq.ts). The crash it prevents: mqemitter with `concurrency`
+// The guarded mqemitter (src/broker/upstream/mqemitter-flat-drain.ts). The crash it prevents: mqemitter with `concurrency`
 // slots all held by a slow subscriber queues every further message; when the subscriber releases
 // its slots, the queue drains by recursion (released -> _do -> released ...), one level per message
 // that completes synchronously, e.g. one that no subscriber matches. Bare mqemitter dies of it with
 // "RangeError: Maximum call stack size exceeded"; the guarded one must drain, in order.
 import t from 'tap';
 import { createRequire } from 'node:module';
-import { createGuardedMq, Deque, MAX_SYNC_DEPTH, type MqEmitter } from '../../src/broker/mq.js';
+import { createGuardedMq, MAX_SYNC_DEPTH, type MqEmitter } from '../../src/broker/upstream/mqemitter-flat-drain.js';
+import { Deque } from '../../src/broker/deque.js';
 
 const require = createRequire(import.meta.url);
 const bareMqemitter = require('mqemitter') as (opts: { concurrency?: number }) => MqEmitter;

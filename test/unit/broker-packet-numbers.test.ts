@@ -1,4 +1,4 @@
-// The broker turns off mqtt-packet's cache of 65,536 number Buffers (src/broker/packet-numbers.ts):
+// The broker turns off mqtt-packet's cache of 65,536 number Buffers (src/broker/upstream/packet-number-cache.ts):
 // packets are still written byte for byte the same, and the setting reaches aedes and MQTT.js,
 // which must therefore share the one mqtt-packet in the tree.
 import t from 'tap';
@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { createRequire } from 'node:module';
 import { ROOT } from '../helpers/policy.js';
-import { disablePacketNumberCache, packetNumberCacheEnabled } from '../../src/broker/packet-numbers.js';
+import { disablePacketNumberCache, packetNumberCacheEnabled } from '../../src/broker/upstream/packet-number-cache.js';
 
 const require = createRequire(import.meta.url);
 const mqttPacket = require('mqtt-packet') as { generate(p: object): Buffer; writeToStream(p: object, s: NodeJS.WritableStream): boolean };

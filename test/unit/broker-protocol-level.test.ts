@@ -1,10 +1,10 @@
 // A CONNECT of an unsupported protocol level reaches aedes with its level, so that aedes answers it
-// with CONNACK 0x01 [MQTT-3.1.2-2] (src/broker/protocol-level.ts). mqtt-packet's real parser, with and
+// with CONNACK 0x01 [MQTT-3.1.2-2] (src/broker/upstream/protocol-level-connack.ts). mqtt-packet's real parser, with and
 // without the workaround; the last test fails when mqtt-packet stops refusing such levels itself.
 import t from 'tap';
 import mqttPacket from 'mqtt-packet';
-import { INVALID_LEVEL, passUnsupportedLevel, sentLevel } from '../../src/broker/protocol-level.js';
-import type { ParserInternals } from '../../src/broker/topic-utf8.js';
+import { INVALID_LEVEL, passUnsupportedLevel, sentLevel } from '../../src/broker/upstream/protocol-level-connack.js';
+import type { ParserInternals } from '../../src/broker/upstream/client-parser.js';
 
 /** A CONNECT with protocol name `name` and level `level` (client id "a", CleanSession=1, keepalive 30). */
 const connectAt = (level: number, name = 'MQTT'): Buffer => {

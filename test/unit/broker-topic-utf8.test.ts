@@ -1,10 +1,12 @@
 // Topics that are not well-formed UTF-8, or hold U+0000, are a parse error [MQTT-1.5.3-1]
-// [MQTT-1.5.3-2] (src/broker/topic-utf8.ts): a table of topic bytes through mqtt-packet's real parser,
+// [MQTT-1.5.3-2] (src/broker/upstream/utf8-topic-validation.ts, mqtt5-property-validation.ts): a table of topic bytes through mqtt-packet's real parser,
 // guarded, for PUBLISH, SUBSCRIBE and UNSUBSCRIBE. The last test fails when mqtt-packet starts
 // refusing such topics itself (or stops decoding through _parseString): then the guard can go.
 import t from 'tap';
 import mqttPacket from 'mqtt-packet';
-import { PROPERTY_INVALID, PROPERTY_NOT_UTF8, TOPIC_NOT_UTF8, guardTopicUtf8, invalidProperty, type ParserInternals } from '../../src/broker/topic-utf8.js';
+import { PROPERTY_NOT_UTF8, TOPIC_NOT_UTF8, guardTopicUtf8 } from '../../src/broker/upstream/utf8-topic-validation.js';
+import { PROPERTY_INVALID, guardPropertyValues, invalidProperty } from '../../src/broker/upstream/mqtt5-property-validation.js';
+import type { ParserInternals } from '../../src/broker/upstream/client-parser.js';
 import { remainingLength } from '../helpers/mqtt-bytes.js';
 
 const str = (b: Buffer): Buffer => Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b]);
@@ -108,6 +110,7 @@ const userProp = (k: Buffer, v: Buffer) => Buffer.concat([Buffer.from([0x26]), s
 function parse5(bytes: Buffer): { packets: mqttPacket.Packet[]; errors: Error[] } {
   const parser = mqttPacket.parser({ protocolVersion: 5 });
   guardTopicUtf8(parser as unknown as ParserInternals);
+  guardPropertyValues(parser as unknown as ParserInternals); // as ../../src/broker/accept.ts does
   const packets: mqttPacket.Packet[] = [];
   const errors: Error[] = [];
   parser.on('packet', (p) => packets.push(p));
