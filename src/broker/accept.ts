@@ -17,6 +17,7 @@ import { DISCONNECT_PACKET_TOO_LARGE, DISCONNECT_PROTOCOL_ERROR, disconnectAndCl
 import { FrameGuard, TOO_LARGE } from './frame-guard.js';
 import { passUnsupportedLevel } from './protocol-level.js';
 import { guardTopicUtf8, type ParserInternals } from './topic-utf8.js';
+import { batchWrites } from './write-batching.js';
 
 export interface AcceptDeps {
   readonly aedes: Aedes;
@@ -37,6 +38,7 @@ export function acceptConnection(d: AcceptDeps, socket: Socket): void {
     return;
   }
   socket.setNoDelay(true);
+  batchWrites(socket); // one writev per socket per event-loop turn (./write-batching.ts)
   socket.on('error', () => undefined); // reported through aedes' clientError
   const client = d.aedes.handle(socket) as Client & { _parser: ParserInternals & { parse(buf: Buffer): unknown } };
   hardenClient(client); // ./aedes2.ts
