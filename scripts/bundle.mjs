@@ -41,6 +41,14 @@ export async function bundle(outfile, { sea } = {}) {
       });
     },
   };
+  // `debug` (mqtt-packet's, MQTT.js'): the real one only when DEBUG is set at start (src/bundle/debug-when-asked.cjs).
+  const STUB = join(ROOT, 'src', 'bundle', 'debug-when-asked.cjs');
+  const debugWhenAsked = {
+    name: 'debug-when-asked',
+    setup(build) {
+      build.onResolve({ filter: /^debug$/ }, (args) => (args.importer === STUB ? undefined : { path: STUB }));
+    },
+  };
   const entry = sea
     ? "import { main } from './src/cli/main.js';\nmain(process.argv.slice(2)).then((code) => { process.exitCode = code; });\n"
     : "import './src/fleet/worker-entry.js';\nexport { main } from './src/cli/main.js';\n";
@@ -56,7 +64,9 @@ export async function bundle(outfile, { sea } = {}) {
     minifySyntax: true,
     logLevel: 'warning',
     metafile: true,
-    plugins: [ownCreateRequire],
+    // EW_SOURCEMAP=1 npm run build: dist/edgewarden.cjs.map beside the bundle, for mapping CPU profiles to src/.
+    sourcemap: process.env.EW_SOURCEMAP === '1' ? 'external' : false,
+    plugins: [ownCreateRequire, debugWhenAsked],
     external: sea ? [] : ['cbor-extract'],
     define: {
       ...(sea ? { __EDGEWARDEN_SEA__: JSON.stringify({ version: sea.version }) } : {}),

@@ -23,6 +23,7 @@ import { passUnsupportedLevel } from './upstream/protocol-level-connack.js';
 import { guardTopicUtf8 } from './upstream/utf8-topic-validation.js';
 import { guardPropertyValues } from './upstream/mqtt5-property-validation.js';
 import { parserOf } from './upstream/client-parser.js';
+import { batchWrites } from './write-batching.js';
 
 export interface AcceptDeps {
   readonly aedes: Aedes;
@@ -43,6 +44,7 @@ export function acceptConnection(d: AcceptDeps, socket: Socket): void {
     return;
   }
   socket.setNoDelay(true);
+  batchWrites(socket); // one writev per socket per event-loop turn (./write-batching.ts)
   socket.on('error', () => undefined); // reported through aedes' clientError
   const client = d.aedes.handle(socket);
   hardenClient(client); // GHSA-52qw-whmv-87c5

@@ -437,9 +437,11 @@ export class GatewayBroker {
     // action is handed over with its authority (./actions.ts).
     const publish = a.publish.bind(a);
     const counter = brokerCounter(a); // ./upstream/broker-fields.ts
-    a.publish = ((packet: PublishPacket & Marked, ...rest: unknown[]) => {
-      const at = rest.findIndex(isFunction);
-      const done = at < 0 ? undefined : (rest[at] as (err?: Error) => void);
+    // aedes calls publish(packet, client, done); the agent's own publishes (packet, done): named
+    // parameters, no rest array per message.
+    a.publish = ((packet: PublishPacket & Marked, clientOrDone?: unknown, maybeDone?: unknown) => {
+      const doneFirst = typeof clientOrDone === 'function';
+      const done = (doneFirst ? clientOrDone : typeof maybeDone === 'function' ? maybeDone : undefined) as ((err?: Error) => void) | undefined;
       if (packet[DROP] === true) {
         if (done) setImmediate(done);
         return;
@@ -452,11 +454,9 @@ export class GatewayBroker {
         if (typeof mei === 'number' && mei > 0) (packet as { messageExpiry?: number }).messageExpiry = this.opts.policy().now() + mei * 1000;
       }
       const handed = this.actions.handOver(packet, counter, done);
-      if (handed !== done) {
-        if (at < 0) rest.push(handed);
-        else rest[at] = handed;
-      }
-      return (publish as (...args: unknown[]) => unknown)(packet, ...rest);
+      const p = publish as (...args: unknown[]) => unknown;
+      if (doneFirst) return p(packet, handed);
+      return handed === undefined ? p(packet, clientOrDone) : p(packet, clientOrDone, handed);
     }) as typeof a.publish;
 
     // The subscription limit counts the filters a client holds: an UNSUBSCRIBE gives places back.
@@ -676,5 +676,4 @@ function prefixKeys(prefix: string, o: object): Record<string, number> {
   return Object.fromEntries(Object.entries(o).map(([k, v]) => [prefix + k[0]!.toUpperCase() + k.slice(1), v as number]));
 }
 
-const isFunction = (v: unknown): boolean => typeof v === 'function';
 

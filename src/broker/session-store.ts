@@ -493,6 +493,9 @@ export class SessionStore {
 
   /** One message for every matching persistent session: journaled once, whatever the number of sessions. */
   async outgoingEnqueueCombi(subs: { clientId: string }[], packet: StoredPacket): Promise<void> {
+    // aedes 2 calls this for every QoS 1/2 publish, with no session at all when every subscriber is a
+    // clean one: nothing to copy then.
+    if (subs.length === 0) return;
     if (subs.length === 1) return this.outgoingEnqueue(subs[0]!, packet);
     const authority = this.opts.authorityOf?.(packet.brokerId, packet.brokerCounter) ?? null;
     const key = keyOf(packet.brokerId, packet.brokerCounter);
