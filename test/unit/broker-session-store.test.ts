@@ -128,7 +128,7 @@ t.test('inbound QoS 2 and wills', async (t) => {
   t.equal((await store.incomingGetPacket({ id: 'c' }, { cmd: 'pubrel', messageId: 5 })).messageId, 5);
   await store.incomingDelPacket({ id: 'c' }, { cmd: 'pubrel', messageId: 5 });
   await t.rejects(store.incomingGetPacket({ id: 'c' }, { cmd: 'pubrel', messageId: 5 }), /no such packet/);
-  // A second delete (two PUBRELs for one packet) resolves: aedes 2.0.0-beta.1 does not catch it (src/broker/aedes2.ts).
+  // A second delete (two PUBRELs for one packet) resolves: aedes 2.0.0-beta.1 does not catch it (src/broker/upstream/persistence-contract.ts).
   await t.resolves(store.incomingDelPacket({ id: 'c' }, { cmd: 'pubrel', messageId: 5 }));
   // The inbound window (limits.maxInflightPerClient): one more packet awaiting PUBREL is refused at once.
   const bounded = new SessionStore({ maxIncomingPerClient: 2 });
