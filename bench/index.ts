@@ -35,13 +35,14 @@ import { durableAckSection } from './durable-ack.js';
 import { startupSection } from './startup.js';
 import { fleetSection } from './fleet.js';
 
-const TARGET_DECISIONS_PER_SECOND = 5_000_000;
+/** Issue 16: single-threaded, allocation-free, on the realistic mix below. */
+const TARGET_DECISIONS_PER_SECOND = 10_000_000;
 const TARGET_VERIFY_AND_INDEX_100K_MS = 500;
 const TARGET_HEAP_100K_MB = 200;
 
 const QUESTION_COUNT = 65_536; // a power of two: the loops index with i & MASK
 const MASK = QUESTION_COUNT - 1;
-const ROUNDS = 4; // alternating engine / baseline rounds
+const ROUNDS = 5; // alternating engine / baseline rounds
 const ROUND_SECONDS = 0.5;
 const ALLOCATION_DECISIONS = 5_000_000;
 const LOAD_RUNS = 3;
@@ -87,7 +88,11 @@ function runEngine(index: PolicyIndex, q: Questions, n: number): number {
   return allowed;
 }
 
-/** The floor: the principal and thing look-ups every engine needs, nothing else. */
+/**
+ * The floor: the principal and thing look-ups in the index's id Map, nothing else — the Map
+ * look-ups decide() makes at most (it makes only the principal's when it denies before the thing
+ * matters; the permission name is not looked up in a Map).
+ */
 function runBaseline(index: PolicyIndex, q: Questions, n: number): number {
   const ids = index.ids;
   const P = q.principals;
@@ -206,6 +211,8 @@ interface DecisionFigures {
   allowed: number;
   engineRate: number;
   engineBestRoundRate: number;
+  engineMedianRoundRate: number;
+  engineRoundRates: number[];
   engineDecisions: number;
   engineSeconds: number;
   baselineRate: number;
@@ -235,6 +242,7 @@ function measureDecisions(index: PolicyIndex, q: Questions): DecisionFigures {
   let baselineMs = 0;
   let engineBest = 0;
   let baselineBest = 0;
+  const engineRounds: number[] = [];
   for (let r = 0; r < ROUNDS; r++) {
     const e0 = now();
     sink += runEngine(index, q, perRound);
@@ -243,6 +251,7 @@ function measureDecisions(index: PolicyIndex, q: Questions): DecisionFigures {
     const b1 = now();
     engineMs += e1 - e0;
     baselineMs += b1 - e1;
+    engineRounds.push(perRound / ((e1 - e0) / 1000));
     engineBest = Math.max(engineBest, perRound / ((e1 - e0) / 1000));
     baselineBest = Math.max(baselineBest, perRound / ((b1 - e1) / 1000));
   }
@@ -252,6 +261,8 @@ function measureDecisions(index: PolicyIndex, q: Questions): DecisionFigures {
     allowed,
     engineRate: (perRound * ROUNDS) / (engineMs / 1000),
     engineBestRoundRate: engineBest,
+    engineMedianRoundRate: median(engineRounds),
+    engineRoundRates: engineRounds,
     engineDecisions: perRound * ROUNDS,
     engineSeconds: engineMs / 1000,
     baselineRate: (perRound * ROUNDS) / (baselineMs / 1000),
@@ -284,6 +295,11 @@ const r3 = (x: number): number => Math.round(x * 1000) / 1000;
 const int = (x: number): string => Math.round(x).toLocaleString('en-US');
 const pct = (a: number, b: number): string => `${((100 * a) / b).toFixed(1)}%`;
 const verdict = (ok: boolean): string => (ok ? 'meets target' : 'MISSES TARGET');
+const median = (a: readonly number[]): number => {
+  const s = [...a].sort((x, y) => x - y);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
 
 function loadFigures(prefix: string, f: LoadFigures): Figures {
   return {
@@ -362,6 +378,8 @@ async function decisionSection(): Promise<{ figures: Figures; lines: string[] }>
 
     decisionsPerSecond: Math.round(d.engineRate),
     decisionsPerSecondBestRound: Math.round(d.engineBestRoundRate),
+    decisionsPerSecondMedianRound: Math.round(d.engineMedianRoundRate),
+    decisionsPerSecondRounds: d.engineRoundRates.map(Math.round),
     decisionNanosecondsPerDecision: r1(engineNs),
     decisionTimedDecisions: d.engineDecisions,
     decisionTimedSeconds: r3(d.engineSeconds),
@@ -387,7 +405,7 @@ async function decisionSection(): Promise<{ figures: Figures; lines: string[] }>
     targetDecisionsPerSecondMin: TARGET_DECISIONS_PER_SECOND,
     targetVerifyAndIndex100kThingsMsMax: TARGET_VERIFY_AND_INDEX_100K_MS,
     targetHeapUsedAfterIndex100kThingsMBMax: TARGET_HEAP_100K_MB,
-    meetsTargetDecisionsPerSecond: d.engineRate > TARGET_DECISIONS_PER_SECOND,
+    meetsTargetDecisionsPerSecond: d.engineRate >= TARGET_DECISIONS_PER_SECOND,
     meetsTargetVerifyAndIndex100kThings: load100k.totalMs < TARGET_VERIFY_AND_INDEX_100K_MS,
     meetsTargetHeapUsedAfterIndex100kThings: load100k.heapUsedAfterMB < TARGET_HEAP_100K_MB,
   };
@@ -399,10 +417,10 @@ async function decisionSection(): Promise<{ figures: Figures; lines: string[] }>
     ...Object.entries(outcomes).map(([k, v]) => `    ${k.padEnd(24)} ${int(v).padStart(7)}  ${pct(v, questions.count).padStart(6)}`),
     `  question kinds`,
     ...kinds.map(([k, v]) => `    ${QUESTION_KINDS[k].label.padEnd(46)} ${int(v).padStart(7)}  ${pct(v, questions.count).padStart(6)}`),
-    `  engine   decide()          ${int(d.engineRate).padStart(12)} decisions/s   ${engineNs.toFixed(1).padStart(6)} ns each   (best round ${int(d.engineBestRoundRate)}/s; ${int(d.engineDecisions)} decisions in ${d.engineSeconds.toFixed(2)} s)`,
-    `  baseline 2 Map.get         ${int(d.baselineRate).padStart(12)} questions/s   ${baselineNs.toFixed(1).padStart(6)} ns each   (best round ${int(d.baselineBestRoundRate)}/s; principal + thing look-up only)`,
+    `  engine   decide()          ${int(d.engineRate).padStart(12)} decisions/s   ${engineNs.toFixed(1).padStart(6)} ns each   (best round ${int(d.engineBestRoundRate)}/s, median round ${int(d.engineMedianRoundRate)}/s; ${int(d.engineDecisions)} decisions in ${d.engineSeconds.toFixed(2)} s)`,
+    `  baseline 2 Map.get         ${int(d.baselineRate).padStart(12)} questions/s   ${baselineNs.toFixed(1).padStart(6)} ns each   (best round ${int(d.baselineBestRoundRate)}/s; principal + thing look-up only: the Map look-ups decide() makes at most)`,
     `  engine vs baseline         ${(engineNs / baselineNs).toFixed(2)}× the floor, ${(engineNs - baselineNs).toFixed(1)} ns above it`,
-    `  target                     > ${int(TARGET_DECISIONS_PER_SECOND)} decisions/s: ${verdict(d.engineRate > TARGET_DECISIONS_PER_SECOND)}`,
+    `  target                     ≥ ${int(TARGET_DECISIONS_PER_SECOND)} decisions/s, single-threaded, on this mix (issue 16): ${verdict(d.engineRate >= TARGET_DECISIONS_PER_SECOND)}`,
     '',
     `Allocation — ${int(ALLOCATION_DECISIONS)} decisions after a full GC`,
     `  heap delta                 ${int(alloc.heapDeltaBytes)} bytes = ${alloc.bytesPerCall.toFixed(3)} bytes/decision`,

@@ -1,20 +1,35 @@
 // decide(index, principal, permission, thing?, now) -> allow | deny(reason).
-// Pure and allocation-free: Map/Set/typed-array look-ups and shared frozen results. The optional
-// trace (used by `explain`) records each rule; the hot path passes none.
-import { CATALOG, permissionId, requiredModulesFor, USER_TYPES } from '../catalog/index.js';
+// Pure and allocation-free: at most two Map look-ups (the principal, the thing), typed-array reads
+// and shared frozen results. The permission name is found without a Map (./permission-table.ts),
+// scopes are read from the index's typed-array tables (./scope.ts). With a trace (explain), the
+// same rules run in ./decide-trace.ts, which records each; this file holds the untraced path the
+// broker and the bench run, kept free of the trace's branches and of the principal records.
 import { ALLOW, DENY, type Decision } from './reasons.js';
-import { PrincipalKind, PRINCIPAL_KIND_NAMES, ScopeKind, Verdict, recordOf, thingNumber, type PolicyIndex, type PrincipalRecord } from './policy-index.js';
+import { Verdict, type PolicyIndex } from './policy-index.js';
+import { decideByIdTraced, decideTraced, type Trace } from './decide-trace.js';
+import { PERMISSION_IS_READ, permissionIdOf } from './permission-table.js';
+import { isInScope } from './scope.js';
 
-export interface TraceStep {
-  readonly rule: string;
-  readonly passed: boolean;
-  readonly detail: string;
-}
-export type Trace = TraceStep[];
+export type { Trace, TraceStep } from './decide-trace.js';
+export { isInScope } from './scope.js';
+
+// The results, bound once (module constants, not property loads per decision).
+const NO_SNAPSHOT = DENY.NO_SNAPSHOT;
+const UNKNOWN_PERMISSION = DENY.UNKNOWN_PERMISSION;
+const UNKNOWN_PRINCIPAL = DENY.UNKNOWN_PRINCIPAL;
+const REVOKED = DENY.REVOKED;
+const SNAPSHOT_EXPIRED = DENY.SNAPSHOT_EXPIRED;
+const USER_TYPE_RESTRICTED = DENY.USER_TYPE_RESTRICTED;
+const NOT_GRANTED = DENY.NOT_GRANTED;
+const MODULE_INACTIVE = DENY.MODULE_INACTIVE;
+const UNKNOWN_THING = DENY.UNKNOWN_THING;
+const GATEWAY_SCOPE = DENY.GATEWAY_SCOPE;
+const OUT_OF_SCOPE = DENY.OUT_OF_SCOPE;
 
 /**
  * `now` is the effective time (the time floor: the highest of the system clock, the newest
- * issuedAt seen and the last persisted time), in ms since the epoch.
+ * issuedAt seen and the last persisted time), in ms since the epoch. With `trace`, each rule is
+ * recorded (explain); the decision is the same.
  */
 export function decide(
   index: PolicyIndex | null | undefined,
@@ -24,18 +39,11 @@ export function decide(
   now: number,
   trace?: Trace,
 ): Decision {
-  if (!index) {
-    if (trace) trace.push({ rule: 'snapshot', passed: false, detail: 'no valid snapshot is held' });
-    return DENY.NO_SNAPSHOT;
-  }
-  const rawId = permissionId(permission);
-  if (rawId < 0) {
-    if (trace) trace.push({ rule: 'permission', passed: false, detail: `${permission} is not in the catalog` });
-    return DENY.UNKNOWN_PERMISSION;
-  }
-  const pid = index.canonical[rawId]!;
-  if (trace) trace.push({ rule: 'permission', passed: true, detail: pid === rawId ? `${permission} is in the catalog` : `legacy ${permission} maps to ${CATALOG[pid]!.name}` });
-  return decideById(index, principalId, pid, thing, now, trace);
+  if (trace !== undefined) return decideTraced(index, principalId, permission, thing, now, trace);
+  if (!index) return NO_SNAPSHOT;
+  const rawId = permissionIdOf(permission);
+  if (rawId < 0) return UNKNOWN_PERMISSION;
+  return decideUntraced(index, principalId, index.canonical[rawId]!, thing, now);
 }
 
 /**
@@ -43,136 +51,45 @@ export function decide(
  * (`index.canonical[permissionId(name)]`), for callers that resolve names once (the topic map).
  */
 export function decideById(index: PolicyIndex, principalId: string, pid: number, thing: string | undefined, now: number, trace?: Trace): Decision {
-  const n = index.ids.get(principalId);
-  if (n === undefined) {
-    if (trace) trace.push({ rule: 'principal', passed: false, detail: `${principalId} is not in snapshot version ${index.version}` });
-    return DENY.UNKNOWN_PRINCIPAL;
-  }
-  // Only explain reads the record; decisions read the typed arrays.
-  const p = trace ? recordOf(index, n) : undefined;
-  if (p) trace!.push({ rule: 'principal', passed: true, detail: describePrincipal(p) });
-  if (index.pRevoked[n] === 1) {
-    if (p) trace!.push({ rule: 'revocation', passed: false, detail: `${p.id} is revoked in snapshot version ${index.version}` });
-    return DENY.REVOKED;
-  }
+  if (trace !== undefined) return decideByIdTraced(index, principalId, pid, thing, now, trace);
+  return decideUntraced(index, principalId, pid, thing, now);
+}
 
-  if (now >= index.expiresAt && index.expiredMode !== 'enforce') {
-    const isRead = CATALOG[pid]!.access === 'read';
-    if (index.expiredMode === 'deny-all' || !isRead) {
-      if (trace) trace.push({ rule: 'expiry', passed: false, detail: `snapshot expired at ${new Date(index.expiresAt).toISOString()}; expired mode ${index.expiredMode} denies ${isRead ? 'reads' : 'writes and commands'}` });
-      return DENY.SNAPSHOT_EXPIRED;
-    }
-    if (trace) trace.push({ rule: 'expiry', passed: true, detail: 'snapshot expired, but expired mode read-only keeps READ_* flowing' });
-  } else if (trace) trace.push({ rule: 'expiry', passed: true, detail: `snapshot valid until ${new Date(index.expiresAt).toISOString()}` });
+/** The rules, in decide-trace.ts' order, without a trace. */
+function decideUntraced(index: PolicyIndex, principalId: string, pid: number, thing: string | undefined, now: number): Decision {
+  const ids = index.ids;
+  const n = ids.get(principalId);
+  if (n === undefined) return UNKNOWN_PRINCIPAL;
+  if (index.pRevoked[n] === 1) return REVOKED;
+  if (now >= index.expiresAt && index.expiredMode !== 'enforce' && (index.expiredMode === 'deny-all' || PERMISSION_IS_READ[pid] === 0)) return SNAPSHOT_EXPIRED;
 
   const verdict = index.verdictTable[index.pVerdictRow[n]! + pid];
   if (verdict !== Verdict.Ok) {
-    if (verdict === Verdict.UserTypeRestricted) {
-      if (p) trace!.push({ rule: 'user type', passed: false, detail: `${CATALOG[pid]!.name} can be assigned only to ${CATALOG[pid]!.userTypes.join(' and ')} user types; ${p.id} is ${USER_TYPES[p.userType]}` });
-      return DENY.USER_TYPE_RESTRICTED;
-    }
-    if (verdict === Verdict.NotGranted) {
-      if (p) trace!.push({ rule: 'grant', passed: false, detail: `${grantSource(p)} does not grant ${CATALOG[pid]!.name}` });
-      return DENY.NOT_GRANTED;
-    }
-    if (p) {
-      const trace_ = trace!;
-      trace_.push({ rule: 'grant', passed: true, detail: `${grantSource(p)} grants ${CATALOG[pid]!.name}` });
-      trace_.push({ rule: 'modules', passed: false, detail: `${CATALOG[pid]!.name} needs ${modulesNeeded(pid, p.userType)}; active: ${index.modules.join(', ') || 'none'}` });
-    }
-    return DENY.MODULE_INACTIVE;
-  }
-  if (trace && p) {
-    trace.push({ rule: 'grant', passed: true, detail: `${grantSource(p)} grants ${CATALOG[pid]!.name}` });
-    trace.push({ rule: 'modules', passed: true, detail: `available with active modules ${index.modules.join(', ') || '(none needed)'}` });
+    if (verdict === Verdict.UserTypeRestricted) return USER_TYPE_RESTRICTED;
+    if (verdict === Verdict.NotGranted) return NOT_GRANTED;
+    return MODULE_INACTIVE;
   }
 
   if (pid === index.registerThingId) {
-    if (!index.privileged) {
-      if (trace) trace.push({ rule: 'gateway role', passed: false, detail: 'REGISTER_THING needs a privileged gateway; this one is standard' });
-      return DENY.GATEWAY_SCOPE;
-    }
-    if (thing === undefined || thingNumber(index, thing) < 0) {
-      if (trace) trace.push({ rule: 'gateway role', passed: true, detail: 'privileged gateway may register new things' });
-      return ALLOW;
-    }
+    if (!index.privileged) return GATEWAY_SCOPE;
+    if (thing === undefined) return ALLOW;
+    const r = ids.get(thing);
+    if (r === undefined || r >= index.thingCount) return ALLOW;
   }
-  if (thing === undefined) {
-    if (trace) trace.push({ rule: 'scope', passed: true, detail: 'no thing named: tenant-level action' });
-    return ALLOW;
-  }
-  const t = index.ids.get(thing);
-  if (t === undefined || t >= index.thingCount) {
-    if (trace) trace.push({ rule: 'thing', passed: false, detail: `${thing} is not in snapshot version ${index.version}` });
-    return DENY.UNKNOWN_THING;
-  }
-  if (index.thingServed[t] === 0) {
-    if (trace) trace.push({ rule: 'gateway scope', passed: false, detail: `standard gateway ${index.gatewayId} serves resource groups ${index.resourceGroups.join(', ') || '(none)'}; ${thing} is outside them` });
-    return DENY.GATEWAY_SCOPE;
-  }
-  if (trace) trace.push({ rule: 'gateway scope', passed: true, detail: index.privileged ? 'privileged gateway serves every thing' : `${thing} is in one of the gateway's resource groups` });
+  if (thing === undefined) return ALLOW;
+  const t = ids.get(thing);
+  if (t === undefined || t >= index.thingCount) return UNKNOWN_THING;
+  if (index.thingServed[t] === 0) return GATEWAY_SCOPE;
 
-  if (isInScope(index, n, t)) {
-    if (p) trace!.push({ rule: 'scope', passed: true, detail: `${thing} is within ${p.scopeBasis}` });
-    return ALLOW;
-  }
+  if (isInScope(index, n, t)) return ALLOW;
   // READ_ALL_THINGS widens read scope to the whole tenant, nothing else.
-  if (index.pWidensReads[n] === 1 && CATALOG[pid]!.access === 'read') {
-    if (p) trace!.push({ rule: 'scope', passed: true, detail: `${thing} is outside ${p.scopeBasis}, but READ_ALL_THINGS widens reads to the whole tenant` });
-    return ALLOW;
-  }
-  if (p) trace!.push({ rule: 'scope', passed: false, detail: `${thing} (customer ${index.customerIds[index.thingCustomer[t]!] ?? '?'}) is outside ${p.scopeBasis}` });
-  return DENY.OUT_OF_SCOPE;
-}
-
-/** Whether thing number `t` is in the scope of principal number `n`. */
-export function isInScope(index: PolicyIndex, n: number, t: number): boolean {
-  switch (index.pScopeKind[n]) {
-    case ScopeKind.All:
-      return true;
-    case ScopeKind.Self:
-      return index.pScopeArg[n] === t;
-    case ScopeKind.Customer:
-      return index.pScopeArg[n] === index.thingCustomer[t];
-    case ScopeKind.CustomerMask:
-      return index.records[n]!.scopeMask![index.thingCustomer[t]!] === 1;
-    case ScopeKind.Sets: {
-      const s = index.records[n]!.scopeSets!;
-      return s.things.has(t) || s.customers.has(index.thingCustomer[t]!) || s.locations.has(index.thingLocation[t]!);
-    }
-    default:
-      return false;
-  }
-}
-
-function describePrincipal(p: PrincipalRecord): string {
-  const kind = PRINCIPAL_KIND_NAMES[p.kind];
-  const ut = p.userType >= 0 ? ` ${USER_TYPES[p.userType]}` : '';
-  const entity = p.entity && p.kind !== PrincipalKind.Device ? ` of ${p.entity}` : '';
-  const role = p.role ? `, role ${p.role}` : '';
-  return `${p.id} is a${ut} ${kind}${entity}${role}`;
-}
-
-function grantSource(p: PrincipalRecord): string {
-  switch (p.kind) {
-    case PrincipalKind.ApiKey:
-      return `the permission set of API key ${p.id}`;
-    case PrincipalKind.Device:
-      return 'the device permission set';
-    case PrincipalKind.Gateway:
-      return `gateway role ${p.role}`;
-    default:
-      return `role ${p.role}`;
-  }
-}
-
-function modulesNeeded(pid: number, ut: number): string {
-  return requiredModulesFor(CATALOG[pid]!, ut >= 0 ? USER_TYPES[ut] : undefined).join(' or ');
+  if (index.pWidensReads[n] === 1 && PERMISSION_IS_READ[pid] === 1) return ALLOW;
+  return OUT_OF_SCOPE;
 }
 
 /** The decision and every rule that led to it. */
 export function explain(index: PolicyIndex | null, principalId: string, permission: string, thing: string | undefined, now: number): { decision: Decision; steps: Trace } {
   const steps: Trace = [];
-  const decision = decide(index, principalId, permission, thing, now, steps);
+  const decision = decideTraced(index, principalId, permission, thing, now, steps);
   return { decision, steps };
 }

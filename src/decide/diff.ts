@@ -1,7 +1,7 @@
 // Which principal gains or loses which permission on which things between two snapshots.
 // Pure; built from the same indexes and the same rules as `decide`.
 import { CATALOG, PERMISSION_COUNT } from '../catalog/index.js';
-import { isInScope } from './decide.js';
+import { isInScope } from './scope.js';
 import { PRINCIPAL_KIND_NAMES, Verdict, principalOf, type PolicyIndex, type PrincipalRecord } from './policy-index.js';
 
 export interface PermissionChange {
