@@ -30,6 +30,8 @@ export interface AgentProcess {
   peakRssBytes(): number | null;
   /** User + system CPU time of the whole process (every thread), in ms; null where there is no /proc. */
   cpuMs(): number | null;
+  /** Its main thread's time on a CPU and waiting for one, in ms (/proc/<pid>/schedstat); null where there is none. */
+  schedMs(): SchedMs | null;
   /** SIGTERM, then SIGKILL after 10 s. */
   stop(): Promise<void>;
   /** The agent's last output lines (it logs JSON lines at warn and above). */
@@ -106,6 +108,28 @@ export function procCpuMs(pid: number): number | null {
   // Fields after the command name (which may hold spaces, hence the last ')'): utime is the 14th field, stime the 15th.
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS;
+}
+
+/** A thread's time on a CPU and runnable but waiting for one (in a run queue), in ms. */
+export interface SchedMs {
+  readonly runMs: number;
+  readonly waitMs: number;
+}
+
+/**
+ * The main thread's (the JavaScript's) scheduling times of process `pid`, from /proc/<pid>/schedstat
+ * (nanoseconds); null where there is no such file or the process has gone. Over a window, 1 − run −
+ * wait is the share the thread slept: waiting for input (a socket), not for a CPU.
+ */
+export function procSchedMs(pid: number): SchedMs | null {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/schedstat`, 'utf8');
+  } catch {
+    return null;
+  }
+  const [run, wait] = text.trim().split(' ').map(Number);
+  return Number.isFinite(run) && Number.isFinite(wait) ? { runMs: run! / 1e6, waitMs: wait! / 1e6 } : null;
 }
 
 /** Another child the bench starts (bare aedes): killAgents() ends it too, however the bench ends. */
@@ -187,6 +211,7 @@ export async function startAgentProcess(o: {
     rssBytes: () => procStatusBytes(pid, 'VmRSS'),
     peakRssBytes: () => procStatusBytes(pid, 'VmHWM'),
     cpuMs: () => procCpuMs(pid),
+    schedMs: () => procSchedMs(pid),
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');

@@ -11,7 +11,7 @@
 // (vs-bare.ts) drive it with the same load generator requests as the agent.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { procCpuMs, procStatusBytes, trackChild } from './agent-process.js';
+import { procCpuMs, procSchedMs, procStatusBytes, trackChild, type SchedMs } from './agent-process.js';
 import { CONNECT_KEEPALIVE, CONNECT_MAX_PENDING, deviceId, deviceToken, DEVICES, type Generator } from './broker-load.js';
 import type { ConnectRequest, ConnectResult } from './load-generator.js';
 import { settle } from './measure.js';
@@ -24,6 +24,8 @@ export interface BareAedes {
   rssBytes(): number | null;
   /** User + system CPU time of the process, in ms (/proc/<pid>/stat); null where there is no /proc. */
   cpuMs(): number | null;
+  /** Its main thread's time on a CPU and waiting for one, in ms (/proc/<pid>/schedstat). */
+  schedMs(): SchedMs | null;
   /** SIGTERM (it closes, and writes its CPU profile under --cpu-prof), then SIGKILL after 5 s. */
   stop(): Promise<void>;
 }
@@ -55,6 +57,7 @@ export async function startBareAedes(nodeArgs: readonly string[] = []): Promise<
     port,
     rssBytes: () => procStatusBytes(pid, 'VmRSS'),
     cpuMs: () => procCpuMs(pid),
+    schedMs: () => procSchedMs(pid),
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');

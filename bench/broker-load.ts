@@ -16,6 +16,7 @@ import type { SnapshotPayload } from '../src/policy/schema.js';
 import type { Credentials } from './mqtt-wire.js';
 import type { GeneratorMessage, GeneratorRequest, ThroughputRequest, ThroughputResult } from './load-generator.js';
 import { now } from './measure.js';
+import type { SchedMs } from './agent-process.js';
 
 const ROOT = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../' : '../', import.meta.url));
 const GENERATOR = fileURLToPath(new URL('./load-generator.js', import.meta.url));
@@ -167,6 +168,8 @@ export interface Target {
   readonly port: number;
   /** User + system CPU time of the process, in ms; null where there is no /proc. */
   cpuMs(): number | null;
+  /** Its main thread's time on a CPU and waiting for one, in ms; null (or absent) where unknown. */
+  schedMs?(): SchedMs | null;
 }
 
 /** The load's shape beyond who connects: payload size, QoS 0 packets per write, messages in flight per publisher. */
@@ -182,6 +185,10 @@ export const STANDARD_PARAMS: LoadParams = { payloadBytes: PAYLOAD_BYTES, batch:
 export interface Run extends ThroughputResult {
   /** The broker's CPU time in the window / the window (1 = one core busy). */
   readonly agentCpu: number;
+  /** Its main thread's time on a CPU / the window; NaN where unknown. */
+  readonly mainThreadRun: number;
+  /** Its main thread's time runnable but waiting for a CPU (other processes had them) / the window; NaN where unknown. */
+  readonly mainThreadWait: number;
 }
 
 /**
@@ -200,6 +207,9 @@ export async function throughputRun(
   let cpu0 = 0;
   let t0 = 0;
   let agentCpu = NaN;
+  let sched0: SchedMs | null = null;
+  let mainThreadRun = NaN;
+  let mainThreadWait = NaN;
   const r = await gen.request<ThroughputResult>(
     {
       kind: 'throughput',
@@ -216,12 +226,21 @@ export async function throughputRun(
     },
     (phase) => {
       const cpu = agent.cpuMs() ?? NaN;
+      const sched = agent.schedMs?.() ?? null;
       if (phase === 'start') {
         cpu0 = cpu;
+        sched0 = sched;
         t0 = now();
-      } else agentCpu = (cpu - cpu0) / (now() - t0);
+        return;
+      }
+      const ms = now() - t0;
+      agentCpu = (cpu - cpu0) / ms;
+      if (sched && sched0) {
+        mainThreadRun = (sched.runMs - sched0.runMs) / ms;
+        mainThreadWait = (sched.waitMs - sched0.waitMs) / ms;
+      }
     },
   );
   if (r.deliveredPerSecond <= 0) throw new Error(`${label} QoS ${qos}: nothing was delivered`);
-  return { ...r, agentCpu };
+  return { ...r, agentCpu, mainThreadRun, mainThreadWait };
 }

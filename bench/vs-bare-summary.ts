@@ -13,8 +13,13 @@ export type Broker = (typeof BROKERS)[number];
 export const TARGET_ENFORCING_OVER_BARE = 0.95;
 /** A run whose generator had this share of a core or more was limited by the generator. */
 export const GENERATOR_SATURATED = 0.9;
-/** A run whose broker had less than this share of a core was not limited by the broker's CPU. */
-export const BROKER_BUSY = 0.9;
+/**
+ * A run whose broker's main thread slept this share of the window or more (neither on a CPU nor
+ * waiting for one: waiting for input) was paced by the load, not by the broker.
+ */
+export const BROKER_SLEPT = 0.1;
+/** A run whose broker's main thread waited this share of the window or more for a CPU lost it to other processes. */
+export const BROKER_STARVED = 0.1;
 
 /**
  * The order of the brokers in round `r`: [bare, open, enforcing] rotated right by r, so that with 3
@@ -34,6 +39,9 @@ export interface RunFigures {
   readonly accepted: number;
   /** The broker process's CPU time in the window ÷ the window (1 = one core busy). */
   readonly brokerCpu: number;
+  /** Its main thread's time on a CPU, and runnable but waiting for one, ÷ the window; NaN where unknown. */
+  readonly mainThreadRun: number;
+  readonly mainThreadWait: number;
   /** The load generator's, likewise. */
   readonly generatorCpu: number;
   /** Over the whole run (warm-up and drain included): accepted × subscribers − delivered; 0 expected. */
@@ -78,12 +86,18 @@ export const emptyShapeRuns = (): ShapeRuns => ({
 
 /** CPU µs per delivered message of a run. */
 export const cpuPerDelivery = (r: RunFigures): number => ratio(r.brokerCpu * 1e6, r.delivered);
+/** The share of the window the broker's main thread slept (waiting for input); NaN where unknown. */
+export const slept = (r: RunFigures): number => Math.max(0, 1 - r.mainThreadRun - r.mainThreadWait);
+const known = (xs: number[]): number[] => xs.filter((x) => !Number.isNaN(x));
 
 export interface BrokerSummary {
   readonly delivered: number;
   readonly rounds: number[];
   readonly cpuPerDelivery: number;
   readonly brokerCpu: number;
+  /** Medians of the main thread's share asleep and waiting for a CPU (NaN where unknown). */
+  readonly slept: number;
+  readonly waitedForCpu: number;
   readonly undelivered: number;
 }
 
@@ -102,8 +116,10 @@ export interface QosSummary {
   readonly generatorCpuMax: number;
   /** Runs (of all three brokers) whose generator had ≥ GENERATOR_SATURATED of a core. */
   readonly generatorSaturatedRuns: number;
-  /** Runs whose broker had < BROKER_BUSY of a core. */
-  readonly brokerBelowBusyRuns: number;
+  /** Runs whose broker's main thread slept ≥ BROKER_SLEPT of the window: the load set the pace. */
+  readonly brokerSleptRuns: number;
+  /** Runs whose broker's main thread waited ≥ BROKER_STARVED of the window for a CPU: other processes had it. */
+  readonly brokerStarvedRuns: number;
   readonly runs: number;
 }
 
@@ -116,6 +132,8 @@ export function summarizeQos(runs: Record<Broker, readonly RunFigures[]>): QosSu
       rounds: rs.map((r) => r.delivered),
       cpuPerDelivery: median(rs.map(cpuPerDelivery)),
       brokerCpu: median(rs.map((r) => r.brokerCpu)),
+      slept: median(known(rs.map(slept))),
+      waitedForCpu: median(known(rs.map((r) => r.mainThreadWait))),
       undelivered: rs.reduce((n, r) => n + r.undelivered, 0),
     };
   }
@@ -132,7 +150,8 @@ export function summarizeQos(runs: Record<Broker, readonly RunFigures[]>): QosSu
     meetsTarget: enforcingOverBare >= TARGET_ENFORCING_OVER_BARE,
     generatorCpuMax: all.reduce((m, r) => Math.max(m, r.generatorCpu), 0),
     generatorSaturatedRuns: all.filter((r) => r.generatorCpu >= GENERATOR_SATURATED).length,
-    brokerBelowBusyRuns: all.filter((r) => !(r.brokerCpu >= BROKER_BUSY)).length,
+    brokerSleptRuns: all.filter((r) => slept(r) >= BROKER_SLEPT).length,
+    brokerStarvedRuns: all.filter((r) => r.mainThreadWait >= BROKER_STARVED).length,
     runs: all.length,
   };
 }
@@ -140,6 +159,7 @@ export function summarizeQos(runs: Record<Broker, readonly RunFigures[]>): QosSu
 const r3 = (x: number): number => Math.round(x * 1000) / 1000;
 const int = (x: number): string => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : String(x));
 const x3 = (x: number): string => (Number.isFinite(x) ? x.toFixed(3) : 'n/a');
+const pct = (x: number): string => (Number.isFinite(x) ? `${(x * 100).toFixed(0)}%` : 'n/a');
 const cap = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1);
 const NAME: Record<Broker, string> = { bare: 'Bare', open: 'Open', enforcing: 'Enforcing' };
 
@@ -173,6 +193,8 @@ export function vsBareFigures(m: VsBareResults): Record<string, number | boolean
           [`${Q}DeliveredPerSecond${NAME[b]}Rounds`]: s.by[b].rounds.map(Math.round),
           [`${Q}CpuMicrosecondsPerDelivery${NAME[b]}`]: r3(s.by[b].cpuPerDelivery),
           [`${Q}BrokerCpu${NAME[b]}`]: r3(s.by[b].brokerCpu),
+          [`${Q}BrokerSlept${NAME[b]}`]: r3(s.by[b].slept),
+          [`${Q}BrokerWaitedForCpu${NAME[b]}`]: r3(s.by[b].waitedForCpu),
           [`${Q}Undelivered${NAME[b]}`]: s.by[b].undelivered,
         });
       }
@@ -185,7 +207,8 @@ export function vsBareFigures(m: VsBareResults): Record<string, number | boolean
         [`${Q}CpuPerDeliveryEnforcingOverBare`]: r3(s.cpuEnforcingOverBare),
         [`${Q}GeneratorCpuMax`]: r3(s.generatorCpuMax),
         [`${Q}GeneratorSaturatedRuns`]: s.generatorSaturatedRuns,
-        [`${Q}BrokerBelow90PercentCpuRuns`]: s.brokerBelowBusyRuns,
+        [`${Q}BrokerSleptRuns`]: s.brokerSleptRuns,
+        [`${Q}BrokerStarvedRuns`]: s.brokerStarvedRuns,
         [`meetsTarget${cap(Q)}EnforcingOverBare`]: s.meetsTarget,
       });
     }
@@ -201,7 +224,8 @@ export function vsBareLines(m: VsBareResults): string[] {
     `  agents' node and node flags, the agent's socket options), the agent open (config/conformance.yaml) and the agent enforcing.`,
     `  ${m.rounds} rounds; in each, per shape and QoS, the three runs back to back in an order rotated each round (${order}, ...);`,
     `  ${m.warmupMs / 1000} s warm-up then ${m.windowMs / 1000} s measured, new connections every run; medians of the rounds; ratios = ratio of the medians;`,
-    `  CPU = the broker process's user + system time (/proc/<pid>/stat, 10 ms ticks) in the window.`,
+    `  CPU = the broker process's user + system time (/proc/<pid>/stat, 10 ms ticks) in the window; its main thread (/proc/<pid>/schedstat)`,
+    `  "slept" = neither on a CPU nor waiting for one (waiting for input: the load set the pace), "waited" = runnable, no CPU free.`,
   ];
   for (const { shape, runs } of m.shapes) {
     lines.push(
@@ -210,13 +234,13 @@ export function vsBareLines(m: VsBareResults): string[] {
     );
     for (const qos of [0, 1] as const) {
       const s = summarizeQos(runs[qos]);
-      lines.push(`    QoS ${qos}       delivered/s   × bare   CPU µs/delivery   × bare   of a core   rounds (delivered/s, in order)`);
+      lines.push(`    QoS ${qos}       delivered/s   × bare   CPU µs/delivery   × bare   of a core   slept  waited   rounds (delivered/s, in order)`);
       for (const b of BROKERS) {
         const d = s.by[b];
         const rel = b === 'bare' ? 1 : b === 'open' ? s.openOverBare : s.enforcingOverBare;
         const relCpu = b === 'bare' ? 1 : b === 'open' ? s.cpuOpenOverBare : s.cpuEnforcingOverBare;
         lines.push(
-          `      ${b.padEnd(9)} ${int(d.delivered).padStart(11)}   ${x3(rel)}   ${(Number.isFinite(d.cpuPerDelivery) ? d.cpuPerDelivery.toFixed(2) : 'n/a').padStart(15)}   ${x3(relCpu)}   ${(Number.isFinite(d.brokerCpu) ? `${(d.brokerCpu * 100).toFixed(0)}%` : 'n/a').padStart(9)}   ${d.rounds.map(int).join(', ')}`,
+          `      ${b.padEnd(9)} ${int(d.delivered).padStart(11)}   ${x3(rel)}   ${(Number.isFinite(d.cpuPerDelivery) ? d.cpuPerDelivery.toFixed(2) : 'n/a').padStart(15)}   ${x3(relCpu)}   ${pct(d.brokerCpu).padStart(9)}   ${pct(d.slept).padStart(5)}  ${pct(d.waitedForCpu).padStart(6)}   ${d.rounds.map(int).join(', ')}`,
         );
       }
       lines.push(
@@ -227,9 +251,14 @@ export function vsBareLines(m: VsBareResults): string[] {
           `      ! the generator had ≥ ${GENERATOR_SATURATED * 100}% of a core in ${s.generatorSaturatedRuns} of ${s.runs} runs: it, not the broker, set the pace there, so the ratio measures the generator`,
         );
       }
-      if (s.brokerBelowBusyRuns > 0) {
+      if (s.brokerSleptRuns > 0) {
         lines.push(
-          `      ! the broker had < ${BROKER_BUSY * 100}% of a core in ${s.brokerBelowBusyRuns} of ${s.runs} runs: waiting (latency-bound) or the CPU was taken by other processes; the CPU µs per delivery is the steadier comparison`,
+          `      ! the broker's main thread slept ≥ ${BROKER_SLEPT * 100}% of the window in ${s.brokerSleptRuns} of ${s.runs} runs: it waited for input, so the load, not the broker, set the pace there`,
+        );
+      }
+      if (s.brokerStarvedRuns > 0) {
+        lines.push(
+          `      ! the broker's main thread waited ≥ ${BROKER_STARVED * 100}% of the window for a CPU in ${s.brokerStarvedRuns} of ${s.runs} runs: other processes had the CPUs, so the rates are noisy; CPU µs per delivery is steadier`,
         );
       }
       const undelivered = BROKERS.filter((b) => s.by[b].undelivered !== 0);

@@ -171,6 +171,8 @@ export async function measureVsBare(o: {
             accepted: run.acceptedPerSecond,
             brokerCpu: run.agentCpu,
             generatorCpu: run.generatorCpu,
+            mainThreadRun: run.mainThreadRun,
+            mainThreadWait: run.mainThreadWait,
             undelivered: run.acceptedTotal * load.subscribers.length - run.deliveredTotal,
           });
         }

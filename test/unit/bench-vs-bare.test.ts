@@ -17,9 +17,19 @@ import {
   type VsBareResults,
 } from '../../bench/vs-bare-summary.js';
 
-const run = (delivered: number, o: Partial<RunFigures> = {}): RunFigures => ({ delivered, accepted: delivered, brokerCpu: 1, generatorCpu: 0.5, undelivered: 0, ...o });
+/** A run at `delivered`/s: the broker busy on one core (main thread 95% on a CPU, 2% waiting for one), the generator on half. */
+const run = (delivered: number, o: Partial<RunFigures> = {}): RunFigures => ({
+  delivered,
+  accepted: delivered,
+  brokerCpu: 1,
+  mainThreadRun: 0.95,
+  mainThreadWait: 0.02,
+  generatorCpu: 0.5,
+  undelivered: 0,
+  ...o,
+});
 
-/** Per broker, one run per round with these delivered/s (CPU: one core; generator: half a core). */
+/** Per broker, one run per round with these delivered/s (as `run`). */
 const runsOf = (d: Record<Broker, number[]>, o: Partial<RunFigures> = {}): Record<Broker, RunFigures[]> => ({
   bare: d.bare.map((x) => run(x, o)),
   open: d.open.map((x) => run(x, o)),
@@ -76,23 +86,29 @@ t.test('summarizeQos: ratios of the medians, paired ratios, CPU per delivery, th
   t.equal(s.by.bare.cpuPerDelivery, 1e6 / 100, 'one core at 100/s: 10,000 µs per delivery');
   t.equal(s.cpuEnforcingOverBare, 100 / 94, 'the same CPU for fewer deliveries: more per delivery');
   t.equal(s.generatorSaturatedRuns, 0);
-  t.equal(s.brokerBelowBusyRuns, 0);
+  t.equal(s.brokerSleptRuns, 0);
+  t.equal(s.brokerStarvedRuns, 0);
+  t.equal(Math.round(s.by.open.slept * 1000) / 1000, 0.03, 'slept: neither on a CPU nor waiting for one');
+  t.equal(s.by.open.waitedForCpu, 0.02);
   t.equal(s.runs, 15);
 
   const at = summarizeQos(runsOf({ bare: [100], open: [100], enforcing: [95] }));
   t.equal(at.meetsTarget, true, 'exactly 0.95 × bare meets the target');
 });
 
-t.test('summarizeQos: runs the generator or something else limited are counted', async (t) => {
+t.test('summarizeQos: runs the generator, the load or other processes limited are counted apart', async (t) => {
   const rs = runsOf({ bare: [100, 100], open: [100, 100], enforcing: [100, 100] });
   rs.bare[0] = run(100, { generatorCpu: 0.95 });
-  rs.open[1] = run(100, { brokerCpu: 0.5 });
-  rs.enforcing[1] = run(100, { brokerCpu: NaN }); // no /proc: not counted as busy
+  rs.open[0] = run(100, { brokerCpu: 0.6, mainThreadRun: 0.55, mainThreadWait: 0.01 }); // asleep 44%: waiting for input
+  rs.open[1] = run(100, { brokerCpu: 0.6, mainThreadRun: 0.55, mainThreadWait: 0.4 }); // waiting for a CPU 40%
+  rs.enforcing[1] = run(100, { mainThreadRun: NaN, mainThreadWait: NaN }); // no schedstat: neither
   rs.enforcing[0] = run(100, { undelivered: 7 });
   const s = summarizeQos(rs);
   t.equal(s.generatorSaturatedRuns, 1);
   t.equal(s.generatorCpuMax, 0.95);
-  t.equal(s.brokerBelowBusyRuns, 2);
+  t.equal(s.brokerSleptRuns, 1, 'the run whose broker slept');
+  t.equal(s.brokerStarvedRuns, 1, 'the run whose broker waited for a CPU');
+  t.equal(Math.round(s.by.enforcing.slept * 1000) / 1000, 0.03, 'an unknown run is left out of the median');
   t.equal(s.by.enforcing.undelivered, 7);
 });
 
@@ -100,7 +116,7 @@ function results(): VsBareResults {
   const runs = emptyShapeRuns();
   runs[0] = runsOf({ bare: [100, 100, 100], open: [98, 98, 98], enforcing: [96, 96, 96] });
   runs[1] = runsOf({ bare: [50, 50, 50], open: [40, 40, 40], enforcing: [45, 45, 45] });
-  runs[1].bare[2] = run(50, { generatorCpu: 0.97 });
+  runs[1].bare[2] = run(50, { generatorCpu: 0.97, mainThreadRun: 0.5, mainThreadWait: 0 });
   return {
     rounds: 3,
     warmupMs: 500,
@@ -144,6 +160,9 @@ t.test('vsBareLines: one row per broker, the verdict, and why a ratio may not me
   t.match(text, /target enforcing ≥ 0\.95 × bare: meets target \(0\.960/);
   t.match(text, /target enforcing ≥ 0\.95 × bare: MISSES TARGET \(0\.900/);
   t.match(text, /the generator had ≥ 90% of a core in 1 of 9 runs: [^\n]*the ratio measures the generator/);
-  t.notMatch(text, /the broker had < 90%/, 'every broker had a core');
+  t.match(text, /the broker's main thread slept ≥ 10% of the window in 1 of 9 runs: it waited for input/);
+  t.match(text, /bare\s+50\s+1\.000\s+20000\.00\s+1\.000\s+100%\s+3%\s+2%/, 'the row: rate, × bare, µs, × bare, core, slept, waited (medians)');
+  t.notMatch(text, /waited ≥ 10% of the window for a CPU/, 'no broker waited for a CPU');
+  t.equal(text.match(/main thread slept ≥/g)?.length, 1, 'only the QoS 1 runs had a broker asleep');
   t.match(text, /0 publishes denied, 0 deliveries filtered/);
 });
