@@ -258,7 +258,7 @@ export function vsBareLines(m: VsBareResults): string[] {
       }
       if (s.brokerStarvedRuns > 0) {
         lines.push(
-          `      ! the broker's main thread waited ≥ ${BROKER_STARVED * 100}% of the window for a CPU in ${s.brokerStarvedRuns} of ${s.runs} runs: other processes had the CPUs, so the rates are noisy; CPU µs per delivery is steadier`,
+          `      ! the broker's main thread waited ≥ ${BROKER_STARVED * 100}% of the window for a CPU in ${s.brokerStarvedRuns} of ${s.runs} runs: other processes had the CPUs, so the rates are noisy, and CPU µs per delivery too (a broker kept waiting reads bigger chunks, cheaper per message)`,
         );
       }
       const undelivered = BROKERS.filter((b) => s.by[b].undelivered !== 0);

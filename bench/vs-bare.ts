@@ -166,6 +166,8 @@ export async function measureVsBare(o: {
         for (const b of order) {
           const load = shape.loads[b];
           const run = await throughputRun(o.gen, targets[b], load, qos, `${b} ${shape.info.key}`, 4, shape.params);
+          const undelivered = run.acceptedTotal * load.subscribers.length - run.deliveredTotal;
+          if (undelivered !== 0) o.progress(`broker:   ! ${b}, ${shape.info.key}, QoS ${qos}: ${undelivered} of ${run.acceptedTotal * load.subscribers.length} deliveries missing after the drain`);
           runs[s]![qos][b].push({
             delivered: run.deliveredPerSecond,
             accepted: run.acceptedPerSecond,
@@ -173,7 +175,7 @@ export async function measureVsBare(o: {
             generatorCpu: run.generatorCpu,
             mainThreadRun: run.mainThreadRun,
             mainThreadWait: run.mainThreadWait,
-            undelivered: run.acceptedTotal * load.subscribers.length - run.deliveredTotal,
+            undelivered,
           });
         }
       }
