@@ -68,7 +68,8 @@ export function makeSnapshot(dir: string): { snapshotFile: string; keyFile: stri
 
 /**
  * config/conformance.yaml with the bench's state directory, key, snapshot and log level; the
- * enforced configuration differs from it only in `topics` (the thing map on, no topic rules).
+ * enforced configuration differs from it only in `topics` (the thing map on, no topic rules unless
+ * `extra` gives some: the broker section's, vs-bare.ts `enforcingTopics`).
  */
 export function writeConfig(
   dir: string,

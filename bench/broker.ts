@@ -102,9 +102,9 @@ export type BrokerFigures = Record<string, string | number | boolean | number[]>
 
 interface Options {
   readonly progress: (line: string) => void;
-  /** Run both agents under `node --cpu-prof` and write the profiles here. */
+  /** Run both agents and bare aedes under `node --cpu-prof` and write the profiles here. */
   readonly cpuProfDir?: string;
-  /** More node flags for the agents (`--agent-node-options`), e.g. the systemd unit's NODE_OPTIONS. */
+  /** More node flags for the agents and bare aedes (`--agent-node-options`), e.g. the systemd unit's NODE_OPTIONS. */
   readonly agentNodeArgs?: readonly string[];
   /**
    * Telemetry topics per publisher (default 1), published in turn. The agent caches up to
