@@ -30,6 +30,8 @@ export interface AgentProcess {
   peakRssBytes(): number | null;
   /** User + system CPU time of the whole process (every thread), in ms; null where there is no /proc. */
   cpuMs(): number | null;
+  /** Its main thread's time on a CPU and waiting for one, in ms (/proc/<pid>/schedstat); null where there is none. */
+  schedMs(): SchedMs | null;
   /** SIGTERM, then SIGKILL after 10 s. */
   stop(): Promise<void>;
   /** The agent's last output lines (it logs JSON lines at warn and above). */
@@ -90,11 +92,51 @@ export function procStatusBytes(pid: number, field: 'VmRSS' | 'VmHWM'): number |
   return m ? Number(m[1]) * 1024 : null;
 }
 
-export const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length === 0 ? NaN : s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
+export { median } from './stats.js';
+
+/**
+ * User + system CPU time of process `pid` (every thread) from /proc/<pid>/stat, in ms; null where
+ * there is no /proc or the process has gone. Read in clock ticks (10 ms with CLK_TCK 100).
+ */
+export function procCpuMs(pid: number): number | null {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  // Fields after the command name (which may hold spaces, hence the last ')'): utime is the 14th field, stime the 15th.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS;
+}
+
+/** A thread's time on a CPU and runnable but waiting for one (in a run queue), in ms. */
+export interface SchedMs {
+  readonly runMs: number;
+  readonly waitMs: number;
+}
+
+/**
+ * The main thread's (the JavaScript's) scheduling times of process `pid`, from /proc/<pid>/schedstat
+ * (nanoseconds); null where there is no such file or the process has gone. Over a window, 1 − run −
+ * wait is the share the thread slept: waiting for input (a socket), not for a CPU.
+ */
+export function procSchedMs(pid: number): SchedMs | null {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/schedstat`, 'utf8');
+  } catch {
+    return null;
+  }
+  const [run, wait] = text.trim().split(' ').map(Number);
+  return Number.isFinite(run) && Number.isFinite(wait) ? { runMs: run! / 1e6, waitMs: wait! / 1e6 } : null;
+}
+
+/** Another child the bench starts (bare aedes): killAgents() ends it too, however the bench ends. */
+export function trackChild(child: ChildProcess): void {
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+}
 
 /**
  * `configFile` undefined: the embedded defaults, as the README's `npm start` runs it
@@ -158,13 +200,6 @@ export async function startAgentProcess(o: {
   // At info and below, the "ready" line comes right after the control socket opens: wait for it (at most 2 s).
   const infoLogged = (): boolean => lines.some((l) => l.includes('"level":"info"'));
   for (const deadline = Date.now() + 2000; readyAt === undefined && infoLogged() && Date.now() < deadline; ) await sleep(5);
-  const proc = (file: string): string | null => {
-    try {
-      return readFileSync(`/proc/${pid}/${file}`, 'utf8');
-    } catch {
-      return null;
-    }
-  };
   return {
     name: o.name,
     pid,
@@ -175,13 +210,8 @@ export async function startAgentProcess(o: {
     readyMs: () => (readyAt === undefined ? null : readyAt - spawnedAt),
     rssBytes: () => procStatusBytes(pid, 'VmRSS'),
     peakRssBytes: () => procStatusBytes(pid, 'VmHWM'),
-    cpuMs() {
-      const stat = proc('stat');
-      if (stat === null) return null;
-      // Fields after the command name (which may hold spaces, hence the last ')'): utime is the 14th field, stime the 15th.
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS;
-    },
+    cpuMs: () => procCpuMs(pid),
+    schedMs: () => procSchedMs(pid),
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');

@@ -4,13 +4,15 @@
 // logging. What is left between it and the agent is what enforcement, the audit log, the snapshot,
 // the durable sessions and the rest cost.
 //
-// The broker itself is bare-aedes-server.ts, a program that loads aedes and node:net only;
-// `startBareAedes` spawns it with the agent's V8 flags, and `connectBareAedes` connects the bench's
-// 1,000 devices to it as the startup section does to the agent.
+// The broker itself is bare-aedes-server.ts, a program that loads aedes and node:net only, with the
+// agent's socket options; `startBareAedes` spawns it with the agent's node flags (the same node, the
+// same process model: one process of its own), `connectBareAedes` connects the bench's 1,000 devices
+// to it as the startup section does to the agent, and the broker section's throughput runs
+// (vs-bare.ts) drive it with the same load generator requests as the agent.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { procStatusBytes } from './agent-process.js';
-import { CONNECT_KEEPALIVE, CONNECT_MAX_PENDING, deviceId, deviceToken, DEVICES, type Generator } from './broker.js';
+import { procCpuMs, procSchedMs, procStatusBytes, trackChild, type SchedMs } from './agent-process.js';
+import { CONNECT_KEEPALIVE, CONNECT_MAX_PENDING, deviceId, deviceToken, DEVICES, type Generator } from './broker-load.js';
 import type { ConnectRequest, ConnectResult } from './load-generator.js';
 import { settle } from './measure.js';
 
@@ -20,12 +22,18 @@ export interface BareAedes {
   readonly pid: number;
   readonly port: number;
   rssBytes(): number | null;
+  /** User + system CPU time of the process, in ms (/proc/<pid>/stat); null where there is no /proc. */
+  cpuMs(): number | null;
+  /** Its main thread's time on a CPU and waiting for one, in ms (/proc/<pid>/schedstat). */
+  schedMs(): SchedMs | null;
+  /** SIGTERM (it closes, and writes its CPU profile under --cpu-prof), then SIGKILL after 5 s. */
   stop(): Promise<void>;
 }
 
 /** A bare aedes process with `nodeArgs`, once it listens. */
 export async function startBareAedes(nodeArgs: readonly string[] = []): Promise<BareAedes> {
   const child = spawn(process.execPath, [...nodeArgs, SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
+  trackChild(child);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
@@ -48,9 +56,14 @@ export async function startBareAedes(nodeArgs: readonly string[] = []): Promise<
     pid,
     port,
     rssBytes: () => procStatusBytes(pid, 'VmRSS'),
+    cpuMs: () => procCpuMs(pid),
+    schedMs: () => procSchedMs(pid),
     async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
       await exited;
+      clearTimeout(t);
     },
   };
 }

@@ -1,62 +1,83 @@
 // The broker section of the bench: the real agent as a child process, driven over loopback by the
-// load generator (load-generator.ts, a second child process), in two configurations measured side by
-// side in one run:
+// load generator (load-generator.ts, a second child process), in two configurations, and bare aedes
+// as the reference (vs-bare.ts), measured side by side in one run:
 //
 //   enforced  the thing topic map and the decision engine on a signed snapshot of 1,000 devices:
 //             devices publish their own telemetry, an application with READ_THING reads
 //             things/+/telemetry/# (authorizePublish and, per delivery, authorizeForward run)
 //   open      config/conformance.yaml: anonymous clients on the very same topics and filters
+//   bare      aedes alone (bare-aedes-server.ts), anonymous clients as the open agent's
 //
 // Both agents hold the same snapshot and differ only in `topics` (and the credentials the clients
-// present). Rounds alternate the two (enforced, open, open, enforced, ...); each figure is the
-// median of its rounds. Then: the latency of an allowed command, publisher to device; offline
-// queues (persistent sessions receiving, on reconnecting, what was queued while they were away, half
-// of it commands the enforced agent decides again at delivery), alternating the same way; the time
-// for 1,000 devices to connect and authenticate; the agent's RSS idle and with them connected.
-// See bench/README.md.
-import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+// present). The throughput part (vs-bare.ts) runs the three brokers back to back in an order rotated
+// each round (bare, open, enforced; enforced, bare, open; ...), on the standard load and on issue
+// 16's two publishers → one subscriber; each figure is the median of its rounds; the enforced-vs-open
+// figures come from the standard load's runs. Then: the latency of an allowed command, publisher to
+// device; offline queues (persistent sessions receiving, on reconnecting, what was queued while they
+// were away, half of it commands the enforced agent decides again at delivery), alternating
+// enforced and open; the time for 1,000 devices to connect and authenticate; the agent's RSS idle
+// and with them connected. The snapshot, configurations, generator and one throughput run:
+// broker-load.ts. See bench/README.md.
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parse as parseYaml, stringify as toYaml } from 'yaml';
-import { compilePolicy, loadPolicyText } from '../src/policy/validate.js';
-import { sha256Hash } from '../src/policy/credentials.js';
-import { generateKeyPair, parsePrivateKey } from '../src/snapshot/keys.js';
-import { signSnapshot } from '../src/snapshot/snapshot.js';
-import type { SnapshotPayload } from '../src/policy/schema.js';
 import { cleanUpOnExit, median, startAgentProcess, type AgentProcess } from './agent-process.js';
+import { startBareAedes, type BareAedes } from './bare-aedes.js';
+import {
+  APP,
+  CONNECT_KEEPALIVE,
+  CONNECT_MAX_PENDING,
+  COMMAND_DEVICE,
+  DEVICES,
+  deviceId,
+  deviceToken,
+  enforcedLoad,
+  Generator,
+  makeSnapshot,
+  PAYLOAD_BYTES,
+  PUBLISHERS,
+  QOS0_BATCH,
+  QOS1_INFLIGHT,
+  SUBSCRIBERS,
+  TECHNICIAN,
+  TELEMETRY_FILTER,
+  WARMUP_MS,
+  WINDOW_MS,
+  writeConfig,
+  type Load,
+} from './broker-load.js';
 import type { Credentials } from './mqtt-wire.js';
-import type {
-  ConnectRequest,
-  ConnectResult,
-  ForgetSessionsRequest,
-  GeneratorMessage,
-  GeneratorRequest,
-  LatencyRequest,
-  LatencyResult,
-  OfflineQueueRequest,
-  OfflineQueueResult,
-  ThroughputRequest,
-  ThroughputResult,
-} from './load-generator.js';
+import type { ConnectRequest, ConnectResult, ForgetSessionsRequest, LatencyRequest, LatencyResult, OfflineQueueRequest, OfflineQueueResult } from './load-generator.js';
 import { MB, now } from './measure.js';
+import { enforcingTopics, measureVsBare, VS_BARE_ROUNDS, vsBareShapes } from './vs-bare.js';
+import { vsBareFigures, vsBareLines, type VsBareResults } from './vs-bare-summary.js';
+
+// What the other sections have always imported from here.
+export {
+  CONNECT_KEEPALIVE,
+  CONNECT_MAX_PENDING,
+  COMMAND_DEVICE,
+  DEVICES,
+  deviceId,
+  deviceToken,
+  enforcedLoad,
+  Generator,
+  makeSnapshot,
+  PAYLOAD_BYTES,
+  PUBLISHERS,
+  SUBSCRIBERS,
+  TELEMETRY_FILTER,
+  throughputRun,
+  WARMUP_MS,
+  WINDOW_MS,
+  writeConfig,
+  type Load,
+  type Run,
+} from './broker-load.js';
 
 export const TARGET_ENFORCEMENT_COST_PERCENT = 5;
 
-const ROOT = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../' : '../', import.meta.url));
-const GENERATOR = fileURLToPath(new URL('./load-generator.js', import.meta.url));
-
-export const DEVICES = 1000;
-// The load, shared with the mqtt5 section (mqtt5.ts).
-export const PUBLISHERS = 16;
-export const SUBSCRIBERS = 2;
-export const PAYLOAD_BYTES = 64;
-const QOS0_BATCH = 16;
-const QOS1_INFLIGHT = 32;
-export const ROUNDS = 5; // per configuration and QoS; order E O, O E, E O, ...
-export const WARMUP_MS = 500;
-export const WINDOW_MS = 1500;
+export const ROUNDS = VS_BARE_ROUNDS; // per configuration and QoS, rotated with bare aedes (vs-bare.ts)
 export const LATENCY_ROUNDS = 2; // per configuration, alternating; the samples of a configuration are pooled
 export const LATENCY_WARMUP = 100; // per round
 export const LATENCY_COMMANDS = 1000; // per round
@@ -76,24 +97,14 @@ const QUEUE_ROUNDS = 5; // per configuration, alternating
  */
 const QUEUE_OFFLINE_MS = 1200;
 const QUEUE_IDLE_TIMEOUT_MS = 3000; // a round gives up waiting after this long without a delivery
-export const CONNECT_KEEPALIVE = 60;
-/** Connections between TCP connect and CONNACK at once; below Node's listen backlog (511), so no SYN is dropped. */
-export const CONNECT_MAX_PENDING = 256;
-
-export const TELEMETRY_FILTER = 'things/+/telemetry/#';
-export const deviceId = (i: number): string => `dev-${String(i).padStart(4, '0')}`;
-export const deviceToken = (id: string): string => `${id}-token`;
-const APP = { id: 'dashboard', secret: 'dashboard-secret' }; // config/example-policy.yaml: READ_THING tenant-wide
-const TECHNICIAN = { id: 'tech-anna', password: 'anna-pass' }; // partner of c-bakery, EXECUTE_THING_COMMAND (scrypt hash)
-export const COMMAND_DEVICE = deviceId(0); // c-bakery, line-1: in tech-anna's scope and served by gw-plant-1
 
 export type BrokerFigures = Record<string, string | number | boolean | number[]>;
 
 interface Options {
   readonly progress: (line: string) => void;
-  /** Run both agents under `node --cpu-prof` and write the profiles here. */
+  /** Run both agents and bare aedes under `node --cpu-prof` and write the profiles here. */
   readonly cpuProfDir?: string;
-  /** More node flags for the agents (`--agent-node-options`), e.g. the systemd unit's NODE_OPTIONS. */
+  /** More node flags for the agents and bare aedes (`--agent-node-options`), e.g. the systemd unit's NODE_OPTIONS. */
   readonly agentNodeArgs?: readonly string[];
   /**
    * Telemetry topics per publisher (default 1), published in turn. The agent caches up to
@@ -103,100 +114,6 @@ interface Options {
   readonly topicsPerPublisher?: number;
 }
 
-// --- the snapshot and the two configurations ----------------------------------------------------------
-
-export function makeSnapshot(dir: string): { snapshotFile: string; keyFile: string; devices: number } {
-  const file = join(ROOT, 'config', 'example-policy.yaml');
-  const { policy } = loadPolicyText(readFileSync(file, 'utf8'), file);
-  const payload: SnapshotPayload = compilePolicy(policy, { version: 1000, issuedAt: Date.now() - 60_000 });
-  const customers = [
-    { customer: 'c-bakery', location: 'l-bakery-north' },
-    { customer: 'c-dairy', location: 'l-dairy-main' },
-  ];
-  const devices = Array.from({ length: DEVICES }, (_, i) => {
-    const id = deviceId(i);
-    return { id, name: `bench device ${i}`, ...customers[i % 2]!, resourceGroup: 'line-1', tokenHashes: [sha256Hash(deviceToken(id))] };
-  });
-  const signed: SnapshotPayload = { ...payload, things: [...(payload.things ?? []), ...devices] };
-  const kp = generateKeyPair();
-  const key = parsePrivateKey(kp.privateKeyPem);
-  const snapshotFile = join(dir, 'bench-snapshot.cose');
-  const keyFile = join(dir, 'bench.pub.pem');
-  writeFileSync(snapshotFile, signSnapshot(signed, key, kp.kid));
-  writeFileSync(keyFile, kp.publicKeyPem);
-  return { snapshotFile, keyFile, devices: signed.things?.length ?? 0 };
-}
-
-/**
- * config/conformance.yaml with the bench's state directory, key, snapshot and log level; the
- * enforced configuration differs from it only in `topics` (the thing map on, no topic rules).
- */
-export function writeConfig(
-  dir: string,
-  name: string,
-  enforced: boolean,
-  keyFile: string,
-  snapshotFile: string,
-  extra: Record<string, unknown> = {},
-): { configFile: string; stateDir: string } {
-  const conformance = parseYaml(readFileSync(join(ROOT, 'config', 'conformance.yaml'), 'utf8')) as Record<string, unknown>;
-  const stateDir = join(dir, name);
-  mkdirSync(stateDir, { recursive: true });
-  const cfg = {
-    ...conformance,
-    stateDir,
-    trust: { keys: [keyFile] },
-    snapshot: { bootstrap: snapshotFile },
-    // warn keeps logging off the hot path (the agent logs nothing per message at info either).
-    log: { level: 'warn' },
-    // No command or firmware rate limits (as in conformance.yaml; stated here because the latency and
-    // offline-queue cases send thousands of commands a minute).
-    rateLimits: { commandsPerMinute: 0, firmwareUpdatesPerHour: 0 },
-    ...(enforced ? { topics: { thingMap: true, rules: [] } } : {}),
-    // Other sections' additions (the durable-ack section's cloud link).
-    ...extra,
-  };
-  const configFile = join(dir, `${name}.yaml`);
-  writeFileSync(configFile, toYaml(cfg));
-  return { configFile, stateDir };
-}
-
-// --- the load generator process --------------------------------------------------------------------------
-
-export class Generator {
-  readonly child: ChildProcess;
-  private pending: { resolve: (r: unknown) => void; reject: (e: Error) => void; onMark?: (phase: 'start' | 'end') => void } | null = null;
-
-  constructor() {
-    // stdout ignored: with --json, the bench's stdout carries only the JSON object.
-    this.child = fork(GENERATOR, [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
-    this.child.on('message', (m: GeneratorMessage) => {
-      const p = this.pending;
-      if (!p) return;
-      if (m.kind === 'mark') return p.onMark?.(m.phase);
-      this.pending = null;
-      if (m.kind === 'result') p.resolve(m.result);
-      else p.reject(new Error(`load generator: ${m.message}`));
-    });
-    this.child.on('exit', (code, signal) => {
-      const p = this.pending;
-      this.pending = null;
-      p?.reject(new Error(`load generator exited (${code ?? signal})`));
-    });
-  }
-
-  request<T>(req: GeneratorRequest, onMark?: (phase: 'start' | 'end') => void): Promise<T> {
-    if (this.pending) throw new Error('load generator: one request at a time');
-    return new Promise<T>((resolve, reject) => {
-      this.pending = { resolve: resolve as (r: unknown) => void, reject, ...(onMark ? { onMark } : {}) };
-      this.child.send(req);
-    });
-  }
-
-  stop(): void {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');
-  }
-}
 
 // --- measurements ------------------------------------------------------------------------------------------
 
@@ -249,73 +166,12 @@ export async function connectDevices(o: {
   }
 }
 
-/** Who publishes and subscribes in the throughput runs, and who sends a command to which device in the latency runs. */
-export interface Load {
-  readonly publishers: ThroughputRequest['publishers'];
-  readonly subscribers: ThroughputRequest['subscribers'];
-  readonly sender: Credentials;
-  readonly device: Credentials;
-}
 
 interface Config extends Load {
   readonly name: 'enforced' | 'open';
   readonly agent: AgentProcess;
   readonly queueSessions: OfflineQueueRequest['sessions'];
   readonly queuePublishers: OfflineQueueRequest['publishers'];
-}
-
-const telemetryTopics = (id: string, topicsPerPublisher: number): string[] =>
-  topicsPerPublisher === 1 ? [`things/${id}/telemetry/temperature`] : Array.from({ length: topicsPerPublisher }, (_, k) => `things/${id}/telemetry/m${k}`);
-
-/**
- * The enforced configuration's load: PUBLISHERS devices (sha256 tokens) on their own telemetry,
- * SUBSCRIBERS connections of the application "dashboard" (READ_THING) on TELEMETRY_FILTER,
- * tech-anna (EXECUTE_THING_COMMAND) commanding COMMAND_DEVICE.
- */
-export function enforcedLoad(topicsPerPublisher = 1): Load {
-  const pubIds = Array.from({ length: PUBLISHERS }, (_, i) => deviceId(i));
-  return {
-    publishers: pubIds.map((id, i) => ({ clientId: `pub-${i}`, username: id, password: deviceToken(id), topics: telemetryTopics(id, topicsPerPublisher) })),
-    subscribers: Array.from({ length: SUBSCRIBERS }, (_, j) => ({ clientId: `sub-${j}`, username: APP.id, password: APP.secret, filter: TELEMETRY_FILTER })),
-    sender: { clientId: 'cmd-sender', username: TECHNICIAN.id, password: TECHNICIAN.password },
-    device: { clientId: 'cmd-device', username: COMMAND_DEVICE, password: deviceToken(COMMAND_DEVICE) },
-  };
-}
-
-export interface Run extends ThroughputResult {
-  /** The agent's CPU time in the window / the window (1 = one core busy). */
-  readonly agentCpu: number;
-}
-
-/** One throughput run of `load` against `agent` (`label` names it in errors); `protocolVersion` 4 (3.1.1) or 5. */
-export async function throughputRun(gen: Generator, agent: AgentProcess, load: Load, qos: 0 | 1, label: string, protocolVersion: 4 | 5 = 4): Promise<Run> {
-  let cpu0 = 0;
-  let t0 = 0;
-  let agentCpu = NaN;
-  const r = await gen.request<ThroughputResult>(
-    {
-      kind: 'throughput',
-      port: agent.port,
-      protocolVersion,
-      qos,
-      publishers: load.publishers,
-      subscribers: load.subscribers,
-      payloadBytes: PAYLOAD_BYTES,
-      batch: QOS0_BATCH,
-      inflight: QOS1_INFLIGHT,
-      warmupMs: WARMUP_MS,
-      windowMs: WINDOW_MS,
-    },
-    (phase) => {
-      const cpu = agent.cpuMs() ?? NaN;
-      if (phase === 'start') {
-        cpu0 = cpu;
-        t0 = now();
-      } else agentCpu = (cpu - cpu0) / (now() - t0);
-    },
-  );
-  if (r.deliveredPerSecond <= 0) throw new Error(`${label} QoS ${qos}: nothing was delivered`);
-  return { ...r, agentCpu };
 }
 
 /** LATENCY_COMMANDS commands (QoS 1, after LATENCY_WARMUP), one at a time, from `load.sender` to `load.device`. */
@@ -369,6 +225,27 @@ const emptyQosFigures = (): QosFigures => ({
   undelivered: { enforced: 0, open: 0 },
 });
 
+/** The enforced-vs-open figures: the standard shape's enforced and open runs of the comparison with bare aedes. */
+function qosFiguresOf(v: VsBareResults): Record<0 | 1, QosFigures> {
+  const standard = v.shapes.find((s) => s.shape.key === 'standard');
+  if (!standard) throw new Error('the comparison with bare aedes ran without the standard load');
+  const out: Record<0 | 1, QosFigures> = { 0: emptyQosFigures(), 1: emptyQosFigures() };
+  for (const qos of [0, 1] as const) {
+    const f = out[qos];
+    for (const [name, b] of [['enforced', 'enforcing'], ['open', 'open']] as const) {
+      for (const run of standard.runs[qos][b]) {
+        f.delivered[name].push(run.delivered);
+        f.accepted[name].push(run.accepted);
+        f.agentCpu[name].push(run.brokerCpu);
+        f.cpuPerDelivery[name].push((run.brokerCpu * 1e6) / run.delivered);
+        f.generatorCpuMax = Math.max(f.generatorCpuMax, run.generatorCpu);
+        f.undelivered[name] += run.undelivered;
+      }
+    }
+  }
+  return out;
+}
+
 interface QueueFigures {
   /** Queued messages received per second, first reconnect to last delivery, per round. */
   delivered: Record<'enforced' | 'open', number[]>;
@@ -421,6 +298,7 @@ export async function brokerSection(o: Options): Promise<{ figures: BrokerFigure
   if (!Number.isInteger(topicsPerPublisher) || topicsPerPublisher < 1 || topicsPerPublisher > 1000) throw new Error(`topics per publisher must be 1-1000, not ${topicsPerPublisher}`);
   const dir = mkdtempSync(join(tmpdir(), 'ew-bench-'));
   const agents: AgentProcess[] = [];
+  let bare: BareAedes | undefined;
   let gen: Generator | undefined;
   const end = cleanUpOnExit(() => {
     gen?.stop();
@@ -430,17 +308,19 @@ export async function brokerSection(o: Options): Promise<{ figures: BrokerFigure
     o.progress(`broker: signing a snapshot of ${DEVICES} devices (sha256 tokens) with a fresh key`);
     const snap = makeSnapshot(dir);
     const nodeArgs = [...(o.agentNodeArgs ?? []), ...(o.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', o.cpuProfDir] : [])];
-    const start = async (name: 'enforced' | 'open' | 'enforced-connect', enforced: boolean): Promise<AgentProcess> => {
-      const { configFile, stateDir } = writeConfig(dir, name, enforced, snap.keyFile, snap.snapshotFile);
+    const start = async (name: 'enforced' | 'open', enforced: boolean, extra: Record<string, unknown> = {}): Promise<AgentProcess> => {
+      const { configFile, stateDir } = writeConfig(dir, name, enforced, snap.keyFile, snap.snapshotFile, extra);
       const a = await startAgentProcess({ name, configFile, stateDir, nodeArgs });
       agents.push(a);
       const s = await a.status();
       if (s.snapshotVersion !== 1000) throw new Error(`${name} agent: the bench snapshot is not in force (version ${s.snapshotVersion})`);
       return a;
     };
-    o.progress('broker: starting the enforced and the open agent, and the load generator');
-    const enforcedAgent = await start('enforced', true);
+    o.progress('broker: starting the enforced and the open agent, bare aedes, and the load generator');
+    // The thing map, and topic rules for the two-to-one load's topics outside it (vs-bare.ts).
+    const enforcedAgent = await start('enforced', true, { topics: enforcingTopics() });
     const openAgent = await start('open', false);
+    bare = await startBareAedes(nodeArgs);
     gen = new Generator();
 
     const queueIds = Array.from({ length: QUEUE_DEVICES }, (_, i) => deviceId(2 * i));
@@ -471,26 +351,12 @@ export async function brokerSection(o: Options): Promise<{ figures: BrokerFigure
       queuePublishers: enforced.queuePublishers.map(strip),
     };
 
-    // 1. throughput, alternating
-    const qosFigures: Record<0 | 1, QosFigures> = {
-      0: emptyQosFigures(),
-      1: emptyQosFigures(),
-    };
-    for (let r = 0; r < ROUNDS; r++) {
-      for (const c of r % 2 === 0 ? [enforced, open] : [open, enforced]) {
-        for (const qos of [0, 1] as const) {
-          o.progress(`broker: round ${r + 1}/${ROUNDS}, ${c.name}, QoS ${qos}: ${PUBLISHERS} publishers, ${SUBSCRIBERS} subscribers, ${WARMUP_MS / 1000} s warm-up + ${WINDOW_MS / 1000} s`);
-          const run = await throughputRun(gen, c.agent, c, qos, c.name);
-          const f = qosFigures[qos];
-          f.delivered[c.name].push(run.deliveredPerSecond);
-          f.accepted[c.name].push(run.acceptedPerSecond);
-          f.agentCpu[c.name].push(run.agentCpu);
-          f.cpuPerDelivery[c.name].push((run.agentCpu * 1e6) / run.deliveredPerSecond);
-          f.generatorCpuMax = Math.max(f.generatorCpuMax, run.generatorCpu);
-          f.undelivered[c.name] += run.acceptedTotal * SUBSCRIBERS - run.deliveredTotal;
-        }
-      }
-    }
+    // 1. throughput: bare aedes, open, enforced in rotated order, both load shapes (vs-bare.ts); the
+    // enforced-vs-open figures come from the standard shape's runs.
+    const vsBare = await measureVsBare({ gen, bare, open: openAgent, enforcing: enforcedAgent, shapes: vsBareShapes(topicsPerPublisher), progress: o.progress });
+    const barePid = bare.pid;
+    await bare.stop();
+    const qosFigures = qosFiguresOf(vsBare);
     const enforcedCounters = (await enforcedAgent.status()).broker;
 
     // 2. latency of an allowed command, one at a time, alternating
@@ -600,10 +466,11 @@ export async function brokerSection(o: Options): Promise<{ figures: BrokerFigure
       snapshotThings: snap.devices,
       topicsPerPublisher,
       seconds: (now() - started) / 1000,
-      cpuProf: o.cpuProfDir ? { dir: o.cpuProfDir, enforcedPid: enforcedAgent.pid, openPid: openAgent.pid } : undefined,
+      vsBare,
+      cpuProf: o.cpuProfDir ? { dir: o.cpuProfDir, enforcedPid: enforcedAgent.pid, openPid: openAgent.pid, barePid } : undefined,
     });
   } finally {
-    await Promise.all(agents.map((a) => a.stop().catch(() => undefined)));
+    await Promise.all([...agents.map((a) => a.stop().catch(() => undefined)), bare?.stop().catch(() => undefined)]);
     end();
   }
 }
@@ -629,7 +496,8 @@ function summarize(m: {
   snapshotThings: number;
   topicsPerPublisher: number;
   seconds: number;
-  cpuProf: { dir: string; enforcedPid: number; openPid: number } | undefined;
+  vsBare: VsBareResults;
+  cpuProf: { dir: string; enforcedPid: number; openPid: number; barePid: number } | undefined;
 }): { figures: BrokerFigures; lines: string[] } {
   const figures: BrokerFigures = {
     brokerSnapshotDevices: DEVICES,
@@ -648,7 +516,8 @@ function summarize(m: {
     `Broker — the agent as a child process, load generator in another (raw TCP, pre-built packets), loopback`,
     `  ${PUBLISHERS} publishers each on ${m.topicsPerPublisher === 1 ? 'its own telemetry topic' : `${m.topicsPerPublisher} telemetry topics of its own, in turn`}, ${SUBSCRIBERS} subscribers on ${TELEMETRY_FILTER}, ${PAYLOAD_BYTES}-byte payloads;`,
     `  enforced: devices with sha256 tokens publish their own telemetry, the application "dashboard" (READ_THING) subscribes;`,
-    `  open: config/conformance.yaml, anonymous clients, same topics. Snapshot: ${int(m.snapshotThings)} things. Median of ${ROUNDS} alternating rounds each,`,
+    `  open: config/conformance.yaml, anonymous clients, same topics. Snapshot: ${int(m.snapshotThings)} things. Median of ${ROUNDS} rounds each (the runs of the`,
+    `  comparison with bare aedes below: in each round the three brokers back to back, in rotated order),`,
     `  ${WARMUP_MS / 1000} s warm-up then ${WINDOW_MS / 1000} s measured; deliveries = messages received by the subscribers.`,
   ];
   for (const qos of [0, 1] as const) {
@@ -715,6 +584,8 @@ function summarize(m: {
   const filtered = m.enforcedCounters.deliveriesFiltered ?? NaN;
   Object.assign(figures, { brokerEnforcedPublishesDenied: denied, brokerEnforcedDeliveriesFiltered: filtered });
   lines.push(`  enforced agent counters     ${int(m.enforcedCounters.publishesIn ?? NaN)} publishes in, ${denied} denied, ${filtered} deliveries filtered (all should be allowed)`);
+  Object.assign(figures, vsBareFigures(m.vsBare));
+  lines.push('', ...vsBareLines(m.vsBare));
 
   const lat = (l: LatencyStats): string => `median ${l.medianMs.toFixed(3)} ms, p90 ${l.p90Ms.toFixed(3)} ms, p99 ${l.p99Ms.toFixed(3)} ms, max ${l.maxMs.toFixed(2)} ms`;
   Object.assign(figures, {
@@ -824,7 +695,7 @@ function summarize(m: {
     `  agent RSS                      idle ${rssMB(m.rssIdle).toFixed(1)} MB → ${rssMB(m.rssConnected).toFixed(1)} MB with ${int(m.connectedNow)} connected (${perDeviceKB.toFixed(1)} KB per device)`,
   );
   if (m.cpuProf) {
-    lines.push(`  CPU profiles in ${m.cpuProf.dir}: enforced agent pid ${m.cpuProf.enforcedPid}, open agent pid ${m.cpuProf.openPid} (CPU.*.<pid>.*.cpuprofile)`);
+    lines.push(`  CPU profiles in ${m.cpuProf.dir}: enforced agent pid ${m.cpuProf.enforcedPid}, open agent pid ${m.cpuProf.openPid}, bare aedes pid ${m.cpuProf.barePid} (CPU.*.<pid>.*.cpuprofile)`);
   }
   lines.push(`  (broker section took ${m.seconds.toFixed(1)} s)`);
   return { figures, lines };

@@ -3,8 +3,8 @@
 // allocates per decision, and the time and heap to verify and index 10k- and 100k-thing snapshots;
 // then the startup (startup.ts): the agent's idle RSS on its embedded defaults and its start time against
 // the footprint budget, next to a bare node, with the unit's V8 flags, and with 1,000 devices connected;
-// then the broker (broker.ts): messages per second through the agent enforcing against the same
-// agent as an open broker, command latency, persistent sessions receiving their offline queues
+// then the broker (broker.ts): messages per second through the agent enforcing, the same agent as an
+// open broker and bare aedes in the same run (vs-bare.ts), command latency, persistent sessions receiving their offline queues
 // (half of it commands, decided again at delivery), 1,000 devices connecting, RSS;
 // then MQTT 5 (mqtt5.ts): one enforced agent, the broker section's load over MQTT 3.1.1 and MQTT 5 in
 // alternating rounds: QoS 0/1 throughput, the agent's CPU per delivery, command latency, 5 ÷ 3.1.1.
@@ -13,7 +13,8 @@
 // allows, against the unit's MemoryMax; then the durable acknowledgement (durable-ack.ts): PUBACK latency and
 // rate of QoS 1 messages forwarded to the cloud (acknowledged once fsynced in the outbox) against local ones.
 // then the fleet (fleet.ts): `fleet sign` on a 100,000-thing tenant over 1,000 and 10,000 gateways: time, peak memory, snapshot sizes.
-// `--only decisions|startup|broker|mqtt5|outbox|footprint|durable-ack|fleet` runs one section; `--cpu-prof-dir <dir>` profiles the agents;
+// `--only decisions|startup|broker|mqtt5|outbox|footprint|durable-ack|fleet` runs one section, `--only vs-bare` only the broker
+// section's throughput against bare aedes (vs-bare.ts); `--cpu-prof-dir <dir>` profiles the agents;
 // `--topics-per-publisher <n>` spreads the broker load over more topics (past the agent's decision caches).
 // Progress goes to stderr; stdout carries only the figures. See bench/README.md.
 import { cpus, totalmem } from 'node:os';
@@ -28,6 +29,7 @@ import { generateQuestions, QUESTION_KINDS, type QuestionKind, type Questions } 
 import { generateTenant } from './synthetic.js';
 import { collect, GcCounter, hasGc, MB, now, settle } from './measure.js';
 import { brokerSection } from './broker.js';
+import { vsBareSection } from './vs-bare.js';
 import { mqtt5Section } from './mqtt5.js';
 import { outboxSection } from './outbox.js';
 import { footprintSection } from './footprint.js';
@@ -60,10 +62,12 @@ function flag(name: string): string | undefined {
   return argv.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
 }
 const SECTIONS = ['decisions', 'startup', 'broker', 'mqtt5', 'outbox', 'footprint', 'durable-ack', 'fleet'] as const;
-type Section = (typeof SECTIONS)[number];
+/** Parts of a section that `--only` can run alone: vs-bare is the broker section's throughput part. */
+const PARTS = ['vs-bare'] as const;
+type Section = (typeof SECTIONS)[number] | (typeof PARTS)[number];
 const only = flag('--only');
-if (only !== undefined && !(SECTIONS as readonly string[]).includes(only)) {
-  process.stderr.write(`bench: --only takes ${SECTIONS.join(' or ')}, not ${JSON.stringify(only)}\n`);
+if (only !== undefined && !([...SECTIONS, ...PARTS] as readonly string[]).includes(only)) {
+  process.stderr.write(`bench: --only takes ${[...SECTIONS, ...PARTS].join(' or ')}, not ${JSON.stringify(only)}\n`);
   process.exit(2);
 }
 const sections: readonly Section[] = only === undefined ? SECTIONS : [only as Section];
@@ -478,6 +482,16 @@ async function main(): Promise<void> {
     });
     Object.assign(figures, b.figures);
     out.push('', ...b.lines);
+  }
+  if (sections.includes('vs-bare')) {
+    const v = await vsBareSection({
+      progress,
+      ...(cpuProfDir === undefined ? {} : { cpuProfDir }),
+      ...(agentNodeOptions === undefined ? {} : { agentNodeArgs: agentNodeOptions.split(/\s+/).filter(Boolean) }),
+      ...(topicsPerPublisher === undefined ? {} : { topicsPerPublisher: Number(topicsPerPublisher) }),
+    });
+    Object.assign(figures, v.figures);
+    out.push('', ...v.lines);
   }
   if (sections.includes('mqtt5')) {
     const m = await mqtt5Section({
