@@ -46,6 +46,12 @@ export interface RunFigures {
   readonly generatorCpu: number;
   /** Over the whole run (warm-up and drain included): accepted × subscribers − delivered; 0 expected. */
   readonly undelivered: number;
+  /**
+   * Of those, what the agent dropped by its bound on a clean session's in-memory wait
+   * (sessions.maxQueuedMessages/Bytes past limits.maxInflightOutbound in flight; its
+   * deliveriesDroppedWaiting counter over the run); 0 for bare aedes, which has no bound.
+   */
+  readonly droppedByBound: number;
 }
 
 /** The load of a shape, as the report names it. */
@@ -99,6 +105,7 @@ export interface BrokerSummary {
   readonly slept: number;
   readonly waitedForCpu: number;
   readonly undelivered: number;
+  readonly droppedByBound: number;
 }
 
 export interface QosSummary {
@@ -135,6 +142,7 @@ export function summarizeQos(runs: Record<Broker, readonly RunFigures[]>): QosSu
       slept: median(known(rs.map(slept))),
       waitedForCpu: median(known(rs.map((r) => r.mainThreadWait))),
       undelivered: rs.reduce((n, r) => n + r.undelivered, 0),
+      droppedByBound: rs.reduce((n, r) => n + r.droppedByBound, 0),
     };
   }
   const all = BROKERS.flatMap((b) => runs[b]);
@@ -196,6 +204,7 @@ export function vsBareFigures(m: VsBareResults): Record<string, number | boolean
           [`${Q}BrokerSlept${NAME[b]}`]: r3(s.by[b].slept),
           [`${Q}BrokerWaitedForCpu${NAME[b]}`]: r3(s.by[b].waitedForCpu),
           [`${Q}Undelivered${NAME[b]}`]: s.by[b].undelivered,
+          [`${Q}DroppedByBound${NAME[b]}`]: s.by[b].droppedByBound,
         });
       }
       Object.assign(f, {
@@ -263,7 +272,8 @@ export function vsBareLines(m: VsBareResults): string[] {
       }
       const undelivered = BROKERS.filter((b) => s.by[b].undelivered !== 0);
       if (undelivered.length > 0) {
-        lines.push(`      ! not delivered after the drain: ${undelivered.map((b) => `${b} ${s.by[b].undelivered}`).join(', ')}${qos === 0 ? ' (QoS 0: counted at the publisher\'s write)' : ''}`);
+        const bound = (b: Broker): string => (s.by[b].droppedByBound > 0 ? ` (${s.by[b].droppedByBound} of them dropped by the agent's bound on a clean session's wait, counted)` : '');
+        lines.push(`      ! not delivered after the drain: ${undelivered.map((b) => `${b} ${s.by[b].undelivered}${bound(b)}`).join(', ')}${qos === 0 ? ' (QoS 0: counted at the publisher\'s write)' : ''}`);
       }
     }
   }

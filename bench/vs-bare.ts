@@ -165,9 +165,17 @@ export async function measureVsBare(o: {
         o.progress(`broker: round ${r + 1}/${rounds}, ${shape.info.key}, QoS ${qos}: ${order.join(', ')} (${WARMUP_MS / 1000} s warm-up + ${WINDOW_MS / 1000} s each)`);
         for (const b of order) {
           const load = shape.loads[b];
+          const agent = b === 'bare' ? null : b === 'open' ? o.open : o.enforcing;
+          const dropped0 = agent ? ((await agent.status()).broker.deliveriesDroppedWaiting ?? 0) : 0;
           const run = await throughputRun(o.gen, targets[b], load, qos, `${b} ${shape.info.key}`, 4, shape.params);
+          const droppedByBound = agent ? ((await agent.status()).broker.deliveriesDroppedWaiting ?? 0) - dropped0 : 0;
           const undelivered = run.acceptedTotal * load.subscribers.length - run.deliveredTotal;
-          if (undelivered !== 0) o.progress(`broker:   ! ${b}, ${shape.info.key}, QoS ${qos}: ${undelivered} of ${run.acceptedTotal * load.subscribers.length} deliveries missing after the drain`);
+          if (undelivered !== 0) {
+            o.progress(
+              `broker:   ! ${b}, ${shape.info.key}, QoS ${qos}: ${undelivered} of ${run.acceptedTotal * load.subscribers.length} deliveries missing after the drain` +
+                (agent ? `; ${droppedByBound} dropped by the bound on a clean session's wait (deliveriesDroppedWaiting)` : ''),
+            );
+          }
           runs[s]![qos][b].push({
             delivered: run.deliveredPerSecond,
             accepted: run.acceptedPerSecond,
@@ -176,6 +184,7 @@ export async function measureVsBare(o: {
             mainThreadRun: run.mainThreadRun,
             mainThreadWait: run.mainThreadWait,
             undelivered,
+            droppedByBound,
           });
         }
       }

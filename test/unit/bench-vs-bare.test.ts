@@ -26,6 +26,7 @@ const run = (delivered: number, o: Partial<RunFigures> = {}): RunFigures => ({
   mainThreadWait: 0.02,
   generatorCpu: 0.5,
   undelivered: 0,
+  droppedByBound: 0,
   ...o,
 });
 
