@@ -214,6 +214,8 @@ interface QosFigures {
   cpuPerDelivery: Record<'enforced' | 'open', number[]>;
   generatorCpuMax: number;
   undelivered: Record<'enforced' | 'open', number>;
+  /** Of those, dropped by the agent's bound on a clean session's wait (deliveriesDroppedWaiting). */
+  droppedByBound: Record<'enforced' | 'open', number>;
 }
 
 const emptyQosFigures = (): QosFigures => ({
@@ -223,6 +225,7 @@ const emptyQosFigures = (): QosFigures => ({
   cpuPerDelivery: { enforced: [], open: [] },
   generatorCpuMax: 0,
   undelivered: { enforced: 0, open: 0 },
+  droppedByBound: { enforced: 0, open: 0 },
 });
 
 /** The enforced-vs-open figures: the standard shape's enforced and open runs of the comparison with bare aedes. */
@@ -240,6 +243,7 @@ function qosFiguresOf(v: VsBareResults): Record<0 | 1, QosFigures> {
         f.cpuPerDelivery[name].push((run.brokerCpu * 1e6) / run.delivered);
         f.generatorCpuMax = Math.max(f.generatorCpuMax, run.generatorCpu);
         f.undelivered[name] += run.undelivered;
+        f.droppedByBound[name] += run.droppedByBound;
       }
     }
   }
@@ -556,6 +560,8 @@ function summarize(m: {
       [`broker${Q}GeneratorCpuMax`]: r3(f.generatorCpuMax),
       [`broker${Q}UndeliveredEnforced`]: f.undelivered.enforced,
       [`broker${Q}UndeliveredOpen`]: f.undelivered.open,
+      [`broker${Q}DroppedByBoundEnforced`]: f.droppedByBound.enforced,
+      [`broker${Q}DroppedByBoundOpen`]: f.droppedByBound.open,
       [`meetsTargetBroker${Q}EnforcementCost`]: ok,
     });
     const rounds = (xs: number[]): string => xs.map((x) => int(x)).join(', ');
@@ -566,7 +572,10 @@ function summarize(m: {
       `         agent CPU     enforced ${usE.toFixed(2)} µs/delivery (${(cE * 100).toFixed(0)}% of a core), open ${usO.toFixed(2)} µs/delivery (${(cO * 100).toFixed(0)}%): ${signed(cpuChange)}; generator ≤ ${(f.generatorCpuMax * 100).toFixed(0)}% of a core`,
     );
     if (f.undelivered.enforced !== 0 || f.undelivered.open !== 0) {
-      lines.push(`         not delivered after the drain: enforced ${f.undelivered.enforced}, open ${f.undelivered.open}${qos === 0 ? ' (QoS 0: counted at the publisher\'s write)' : ''}`);
+      lines.push(
+        `         not delivered after the drain: enforced ${f.undelivered.enforced}, open ${f.undelivered.open}${qos === 0 ? ' (QoS 0: counted at the publisher\'s write)' : ''}` +
+          `; dropped by the bound on a clean session's wait (counted): enforced ${f.droppedByBound.enforced}, open ${f.droppedByBound.open}`,
+      );
     }
   }
   // The agent should be busy all through a window (the load is closed-loop and the generator is cheaper

@@ -107,7 +107,7 @@ export async function mqtt5Section(o: Options): Promise<{ figures: Mqtt5Figures;
           const dropped = ((await agent.status()).broker.deliveriesDroppedWaiting ?? NaN) - dropped0;
           // Everything accepted (QoS 0: written; QoS 1: PUBACKed) reached every subscriber, once, or
           // the agent counted it dropped: a QoS 1 publisher's PUBACK does not wait for the deliveries,
-          // so a subscriber starved of CPU falls behind, and past its in-flight window and the wait
+          // so a subscriber that reads slower than the agent delivers (or is starved of CPU) falls behind, and past its in-flight window and the wait
           // (limits.maxInflightOutbound, sessions.maxQueuedMessages) the agent drops the oldest.
           const expected = run.acceptedTotal * SUBSCRIBERS;
           if (run.deliveredTotal + dropped !== expected) {
@@ -115,7 +115,7 @@ export async function mqtt5Section(o: Options): Promise<{ figures: Mqtt5Figures;
               `mqtt5: ${what}: ${run.acceptedTotal} messages accepted × ${SUBSCRIBERS} subscribers = ${expected} deliveries expected, ${run.deliveredTotal} received and ${dropped} dropped by the agent`,
             );
           }
-          if (dropped > 0) o.progress(`mqtt5:   ! the agent dropped ${dropped} deliveries waiting for a subscriber's in-flight window (a subscriber starved of CPU)`);
+          if (dropped > 0) o.progress(`mqtt5:   ! the agent dropped ${dropped} deliveries waiting for a subscriber's in-flight window (the subscriber fell behind)`);
           if (run.refusedTotal !== 0) throw new Error(`mqtt5: ${what}: ${run.refusedTotal} PUBACKs refused (reason code ≥ 0x80)`);
           if (run.socketErrors !== 0) throw new Error(`mqtt5: ${what}: ${run.socketErrors} socket errors`);
           const f = q[qos];
@@ -228,7 +228,8 @@ function summarize(m: {
     if (f.droppedWaiting[4] + f.droppedWaiting[5] > 0) {
       lines.push(
         `         ! the agent dropped deliveries waiting for a subscriber's in-flight window: 3.1.1 ${int(f.droppedWaiting[4])}, 5 ${int(f.droppedWaiting[5])}`,
-        `           (a subscriber starved of CPU fell more than limits.maxInflightOutbound + sessions.maxQueuedMessages behind): rerun on an idle machine`,
+        `           (a subscriber fell more than limits.maxInflightOutbound + sessions.maxQueuedMessages behind: the bound at work; the generator's`,
+        `           subscribers read slower than the agent delivers, or were starved of CPU on a busy machine)`,
       );
     }
   }
