@@ -4,7 +4,7 @@
 import t from 'tap';
 import mqttPacket from 'mqtt-packet';
 import { INVALID_LEVEL, passUnsupportedLevel, sentLevel } from '../../src/broker/upstream/protocol-level-connack.js';
-import type { ParserInternals } from '../../src/broker/upstream/client-parser.js';
+import { parsePackets } from '../helpers/parse-packets.js';
 
 /** A CONNECT with protocol name `name` and level `level` (client id "a", CleanSession=1, keepalive 30). */
 const connectAt = (level: number, name = 'MQTT'): Buffer => {
@@ -13,15 +13,8 @@ const connectAt = (level: number, name = 'MQTT'): Buffer => {
 };
 const pingreq = Buffer.from([0xc0, 0]);
 
-function parse(bytes: Buffer, patched = true): { packets: (mqttPacket.Packet & { protocolVersion?: number; bridgeMode?: boolean })[]; errors: string[] } {
-  const parser = mqttPacket.parser();
-  if (patched) passUnsupportedLevel(parser as unknown as ParserInternals);
-  const packets: mqttPacket.Packet[] = [];
-  const errors: string[] = [];
-  parser.on('packet', (p) => packets.push(p));
-  parser.on('error', (e) => errors.push(e.message));
-  parser.parse(bytes);
-  return { packets, errors };
+function parse(bytes: Buffer, patched = true) {
+  return parsePackets<{ protocolVersion?: number; bridgeMode?: boolean }>(bytes, undefined, patched ? passUnsupportedLevel : undefined);
 }
 
 t.test('an unsupported level is handed on as a CONNECT with that level, and the stream goes on', async (t) => {

@@ -4,7 +4,7 @@
 import t from 'tap';
 import mqttPacket from 'mqtt-packet';
 import { PROPERTY_INVALID, guardPropertyValues } from '../../src/broker/upstream/mqtt5-property-validation.js';
-import type { ParserInternals } from '../../src/broker/upstream/client-parser.js';
+import { parsePackets } from '../helpers/parse-packets.js';
 import { upstreamChanged } from '../helpers/bare-aedes.js';
 
 const MODULE = 'mqtt5-property-validation.ts';
@@ -14,15 +14,8 @@ const publish5 = (props: Buffer): Buffer => frame(0x30, Buffer.concat([str(Buffe
 const subscribe5 = (props: Buffer): Buffer => frame(0x82, Buffer.concat([Buffer.from([0, 1, props.length]), props, str(Buffer.from('a/b')), Buffer.from([1])]));
 const RESPONSE_TOPIC = Buffer.concat([Buffer.from([0x08]), str(Buffer.from('r/t'))]);
 
-function parse(bytes: Buffer, guarded: boolean): { packets: (mqttPacket.Packet & { properties?: Record<string, unknown> })[]; errors: string[] } {
-  const parser = mqttPacket.parser({ protocolVersion: 5 });
-  if (guarded) guardPropertyValues(parser as unknown as ParserInternals);
-  const packets: mqttPacket.Packet[] = [];
-  const errors: string[] = [];
-  parser.on('packet', (p) => packets.push(p));
-  parser.on('error', (e) => errors.push(e.message));
-  parser.parse(bytes);
-  return { packets, errors };
+function parse(bytes: Buffer, guarded: boolean) {
+  return parsePackets<{ properties?: Record<string, unknown> }>(bytes, 5, guarded ? guardPropertyValues : undefined);
 }
 
 t.test('the parser has the _parseProperties the guard wraps', async (t) => {

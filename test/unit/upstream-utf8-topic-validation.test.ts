@@ -5,6 +5,7 @@ import t from 'tap';
 import mqttPacket from 'mqtt-packet';
 import { TOPIC_NOT_UTF8, PROPERTY_NOT_UTF8, guardTopicUtf8 } from '../../src/broker/upstream/utf8-topic-validation.js';
 import type { ParserInternals } from '../../src/broker/upstream/client-parser.js';
+import { parsePackets } from '../helpers/parse-packets.js';
 import { upstreamChanged } from '../helpers/bare-aedes.js';
 
 const MODULE = 'utf8-topic-validation.ts';
@@ -14,15 +15,8 @@ const frame = (first: number, body: Buffer): Buffer => Buffer.concat([Buffer.fro
 const publish = (topic: Buffer, ct?: Buffer): Buffer =>
   ct === undefined ? frame(0x30, Buffer.concat([str(topic), Buffer.from('p')])) : frame(0x30, Buffer.concat([str(topic), Buffer.from([ct.length + 3, 0x03]), str(ct), Buffer.from('p')]));
 
-function parse(bytes: Buffer, version: 4 | 5, guarded: boolean): { packets: (mqttPacket.Packet & { topic?: string; properties?: { contentType?: string } })[]; errors: string[] } {
-  const parser = mqttPacket.parser({ protocolVersion: version });
-  if (guarded) guardTopicUtf8(parser as unknown as ParserInternals);
-  const packets: mqttPacket.Packet[] = [];
-  const errors: string[] = [];
-  parser.on('packet', (p) => packets.push(p));
-  parser.on('error', (e) => errors.push(e.message));
-  parser.parse(bytes);
-  return { packets, errors };
+function parse(bytes: Buffer, version: 4 | 5, guarded: boolean) {
+  return parsePackets<{ topic?: string; properties?: { contentType?: string } }>(bytes, version, guarded ? guardTopicUtf8 : undefined);
 }
 
 const ILL_FORMED = Buffer.from([0x74, 0x2f, 0xc3, 0x28]); // t/ + a two-byte lead without its continuation
